@@ -1,0 +1,1 @@
+"""The plugins shipped with tuner, installed as the import package `tuner_plugins`."""

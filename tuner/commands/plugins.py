@@ -1,0 +1,102 @@
+"""``tuner plugins``, ``tuner optimizers ...``: what is installed."""
+
+from __future__ import annotations
+
+import click
+
+from tuner.commands._output import output_options, print_json, print_table
+
+
+@click.command(name="plugins")
+@click.option("--all", "show_all", is_flag=True, help="Include the plugins built into tuner.")
+@output_options
+def plugins_command(show_all: bool, as_json: bool) -> None:
+    """List installed plugins with their versions and hooks."""
+    from tuner.plugins import get_registry
+
+    plugins = [p for p in get_registry().plugins if show_all or not p.builtin]
+    if as_json:
+        print_json([p.describe() for p in plugins])
+        return
+    if not plugins:
+        click.echo("No third-party plugins installed (--all shows the built-in ones).")
+        return
+    print_table(
+        ([p.name, p.distribution, p.version, p.hooks, p.builtin] for p in plugins),
+        ["plugin", "package", "version", "hooks", "built-in"],
+    )
+
+
+@click.group()
+def optimizers() -> None:
+    """The optimizers tuner can tune."""
+
+
+def _describe(plugin) -> dict:
+    return {
+        "name": plugin.name,
+        "summary": plugin.summary,
+        "plugin": plugin.plugin,
+        "version": plugin.version,
+        "state_multiple": plugin.state_multiple,
+        "needs_closure": plugin.needs_closure,
+        "full_batch_only": plugin.full_batch_only,
+        "reference": plugin.reference,
+        "space_hash": plugin.space.fingerprint(),
+        "space": plugin.space.to_dicts(),
+    }
+
+
+@optimizers.command(name="list")
+@output_options
+def list_optimizers(as_json: bool) -> None:
+    """List the registered optimizers (and wrappers such as lookahead-<optimizer>)."""
+    from tuner.plugins import get_registry
+
+    registry = get_registry()
+    found = sorted(registry.optimizers.values(), key=lambda p: p.name)
+    if as_json:
+        print_json(
+            {
+                "optimizers": [_describe(p) for p in found],
+                "wrappers": [
+                    {"name": w.name, "summary": w.summary, "plugin": w.plugin,
+                     "usage": f"{w.name}-<optimizer>"}
+                    for w in registry.wrappers.values()
+                ],
+            }
+        )
+        return
+    rows = [
+        [p.name, f"{p.state_multiple:g}n", ", ".join(p.space.names), p.summary] for p in found
+    ]
+    rows += [[f"{w.name}-<optimizer>", "+1n", "", w.summary] for w in registry.wrappers.values()]
+    print_table(rows, ["name", "state", "hyperparameters", "summary"])
+
+
+@optimizers.command(name="show")
+@click.argument("name")
+@output_options
+def show_optimizer(name: str, as_json: bool) -> None:
+    """Show one optimizer's search space."""
+    from tuner.plugins import get_registry
+
+    plugin = get_registry().optimizer(name)
+    if as_json:
+        print_json(_describe(plugin))
+        return
+    click.echo(f"{plugin.name}: {plugin.summary}")
+    click.echo(
+        f"plugin {plugin.plugin} {plugin.version}; optimizer state {plugin.state_multiple:g}n"
+        + ("; needs a closure" if plugin.needs_closure else "")
+        + ("; full batch only" if plugin.full_batch_only else "")
+    )
+    if plugin.reference:
+        click.echo(f"reference: {plugin.reference}")
+    print_table(
+        (
+            [p.name, p.kind, p.range_text, p.default, p.recommended, p.when, p.help]
+            for p in plugin.space
+        ),
+        ["parameter", "type", "range", "default", "recommended", "only when", "notes"],
+    )
