@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -57,4 +58,4 @@ def print_table(
         table.add_column(column)
     for row in rows:
         table.add_row(*(format_value(v) for v in row))
-    Console(width=max(100, click.get_terminal_size()[0])).print(table)
+    Console(width=max(100, shutil.get_terminal_size().columns)).print(table)
