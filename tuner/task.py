@@ -2,18 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import torch
 
 KINDS = ("convex", "vision", "sequence", "sparse")
 DIRECTIONS = ("minimize", "maximize")
+
+
+@dataclass
+class Problem:
+    """One task built for one seed, on one device: the model and its data, ready to train.
+
+    Attributes:
+        model: the module whose parameters the optimizer trains.
+        train: the training examples, one tensor per field (inputs, labels, ...), all with the
+            examples along the first dimension. The training loop draws mini-batches from them
+            by index; a full-batch task uses them whole. Empty when the loss needs no data
+            (an analytic test function such as Rosenbrock).
+        val: the validation data, in whatever form :meth:`Task.evaluate` wants.
+    """
+
+    model: torch.nn.Module
+    train: tuple[torch.Tensor, ...] = ()
+    val: tuple[torch.Tensor, ...] = ()
+
+    @property
+    def train_size(self) -> int:
+        """Number of training examples (0 when the loss needs no data)."""
+        return int(self.train[0].shape[0]) if self.train else 0
 
 
 class Task:
     """A reference training problem: data, a model, a loss and a metric.
 
     Subclass it and set the class attributes below; register an instance from a
-    ``register_tasks`` hook. The training loop (:func:`tuner.training.train`) drives it: the same
-    seed must give the same data split, the same initial weights and the same batch order.
+    ``register_tasks`` hook. The training loop (:func:`tuner.training.train`) drives it:
+
+    1. it seeds torch's global generator with the run's seed, then calls :meth:`build`, which
+       returns the model (initialised from that generator) and the data as tensors on the device;
+    2. every step it draws a batch of example indices from its own seeded generator, indexes
+       every tensor of ``Problem.train`` with them and calls :meth:`loss`;
+    3. every ``eval_every`` steps it calls :meth:`evaluate` (model in eval mode, no gradients).
+
+    The same seed must give the same data split, the same initial weights and the same batch
+    order: draw any randomness from ``seed`` or from torch's global generator, nothing else.
 
     Attributes:
         name: lower-case name used on the command line.
@@ -26,6 +61,10 @@ class Task:
         budget: default number of optimizer steps of one run.
         eval_every: steps between evaluations (each one adds a point to the curve).
         batch_size: default batch size; ``None`` for full-batch tasks.
+        divergence_threshold: a training loss above this ends the run as diverged; ``None``
+            lets the loop use a multiple of the first loss.
+        records_trajectory: the model is a single 2-D point whose path the run records
+            (:meth:`position`), for plots over the loss contours.
     """
 
     name: ClassVar[str]
@@ -38,9 +77,70 @@ class Task:
     budget: ClassVar[int]
     eval_every: ClassVar[int]
     batch_size: ClassVar[int | None] = None
+    divergence_threshold: ClassVar[float | None] = None
+    records_trajectory: ClassVar[bool] = False
 
     plugin: str = ""
     version: str = ""
+
+    # -- what a task implements -------------------------------------------------------------
+
+    def build(self, seed: int, device: torch.device) -> Problem:
+        """Build the model and the data for ``seed`` on ``device``.
+
+        Args:
+            seed: the run's seed; it fixes the data split (generated data may stay the same for
+                every seed: the seed then varies only the split, weights and batch order).
+            device: where the model and every tensor of the problem must live.
+
+        Returns:
+            A :class:`Problem`. Torch's global generator has just been seeded with ``seed``:
+            create the model's parameters from it.
+        """
+        raise NotImplementedError(f"task {self.name!r} does not implement build()")
+
+    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The training loss (a scalar tensor, mean over the batch) on one batch.
+
+        The default is the cross-entropy of ``model(inputs)`` against ``labels`` for a batch of
+        ``(inputs, labels)``.
+        """
+        import torch.nn.functional as F
+
+        inputs, labels = batch
+        return F.cross_entropy(model(inputs), labels)
+
+    def evaluate(self, model: torch.nn.Module, problem: Problem) -> float:
+        """The metric on the validation data (called in eval mode, under ``torch.no_grad``).
+
+        The default is the classification accuracy of ``model`` on ``problem.val``
+        (``(inputs, labels)``).
+        """
+        inputs, labels = problem.val
+        return float((model(inputs).argmax(dim=-1) == labels).float().mean())
+
+    def position(self, model: torch.nn.Module) -> torch.Tensor | None:
+        """The model's current point in the plane, for tasks with ``records_trajectory``.
+
+        Return a 2-element tensor (the loop clones it, without a device sync, after each step).
+        """
+        return None
+
+    # -- used by tuner ------------------------------------------------------------------------
+
+    def reached(self, value: float) -> bool:
+        """Whether a metric value meets the target, in the task's direction."""
+        if self.direction == "maximize":
+            return value >= self.target
+        return value <= self.target
+
+    def better(self, value: float, than: float | None, margin: float = 0.0) -> bool:
+        """Whether ``value`` beats ``than`` by more than ``margin``, in the task's direction."""
+        if than is None:
+            return True
+        if self.direction == "maximize":
+            return value > than + margin
+        return value < than - margin
 
     def describe(self) -> dict[str, Any]:
         """The declared attributes, JSON-ready."""
@@ -60,4 +160,9 @@ class Task:
             found.append(f"direction must be one of {', '.join(DIRECTIONS)}")
         if isinstance(getattr(self, "budget", None), int) and self.budget <= 0:
             found.append("budget must be positive")
+        if isinstance(getattr(self, "eval_every", None), int) and self.eval_every <= 0:
+            found.append("eval_every must be positive")
+        batch_size = getattr(self, "batch_size", None)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
+            found.append("batch_size must be a positive integer or None")
         return found
