@@ -131,7 +131,8 @@ def load_plugins() -> Registry:
         try:
             manager.register(module, name=point.name)
         except (pluggy.PluginValidationError, ValueError) as error:
-            raise PluginError(f"plugin {point.name!r}: {error}") from error
+            detail = str(error).split("\n")[0]
+            raise PluginError(f"plugin {point.name!r}: {detail}") from error
         dist = point.dist
         registry.plugins.append(
             PluginInfo(
@@ -148,7 +149,10 @@ def load_plugins() -> Registry:
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as error:
-        raise PluginError(f"plugin {error.plugin!r}: {error}") from error
+        name = manager.get_name(error.plugin) or error.plugin
+        detail = str(error).split(" in plugin ")[0]
+        hooks = ", ".join(sorted(n for n in dir(manager.hook) if n.startswith("register_")))
+        raise PluginError(f"plugin {name!r}: {detail}; the hooks are: {hooks}") from error
 
     info = {plugin.name: plugin for plugin in registry.plugins}
     _collect(manager, "register_optimizers", info, trace, _optimizer_adder(registry))

@@ -1,0 +1,162 @@
+"""The plugin system: real entry points, the README's example package, broken plugins."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from tuner import plugins
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "tuner-example-plugin"
+
+
+def run_tuner(*args: str, path: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(path), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "tuner", *args], capture_output=True, text=True, env=env,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def example_installed(tmp_path_factory) -> Path:
+    """The README's example package, pip-installed into a directory of its own."""
+    target = tmp_path_factory.mktemp("example-plugin")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(EXAMPLE)],
+        check=True, capture_output=True,
+    )
+    assert (target / "tuner_example_plugin-0.1.0.dist-info" / "entry_points.txt").exists()
+    return target
+
+
+def fake_distribution(root: Path, name: str, module: str, source: str) -> Path:
+    """A minimal installed distribution: a module plus a dist-info with one entry point."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[tuner]\n{name} = {module}\n")
+    return root
+
+
+@pytest.fixture
+def isolated_registry(monkeypatch):
+    """Plugins reloaded from scratch, and forgotten again after the test."""
+    plugins.reset()
+    yield lambda path: monkeypatch.syspath_prepend(str(path))
+    plugins.reset()
+
+
+def test_example_plugin_is_listed_and_runs(example_installed, isolated_registry):
+    result = run_tuner("optimizers", "list", "--json", path=example_installed)
+    assert result.returncode == 0, result.stderr
+    listed = {entry["name"]: entry for entry in json.loads(result.stdout)["optimizers"]}
+    assert listed["nsgd"]["plugin"] == "nsgd" and listed["nsgd"]["version"] == "0.1.0"
+
+    shown = run_tuner("plugins", path=example_installed)
+    assert "tuner-example-plugin" in shown.stdout and "register_optimizers" in shown.stdout
+
+    isolated_registry(example_installed)
+    plugin = plugins.get_registry().optimizer("nsgd")
+    x = torch.tensor([4.0, 3.0], requires_grad=True)
+    optimizer = plugin.create([x], {"lr": 0.1})
+    for _ in range(100):
+        optimizer.zero_grad()
+        (x[0] ** 2 + 10 * x[1] ** 2).backward()
+        optimizer.step()
+    assert float(x[0] ** 2 + 10 * x[1] ** 2) < 0.5  # from 106
+
+
+def test_builtins_are_plugins_of_the_same_entry_point_group():
+    result = run_tuner("plugins", "--all", "--json")
+    assert result.returncode == 0, result.stderr
+    builtin = {p["name"] for p in json.loads(result.stdout) if p["builtin"]}
+    assert {"torch_optim", "tasks"} <= builtin
+
+
+BROKEN = {
+    "import": ("import this_module_does_not_exist\n", "failed to import: ModuleNotFoundError"),
+    "range": (
+        """
+        import torch, tuner
+        from tuner.optimizer import OptimizerPlugin
+        from tuner.space import Float
+
+        @tuner.hookimpl
+        def register_optimizers(register):
+            register(OptimizerPlugin(
+                name="upside-down", summary="bad range",
+                space=[Float("lr", 1.0, 1e-3, default=0.01, log=True)],
+                build=lambda params, hp: torch.optim.SGD(params, lr=hp["lr"]),
+                state_multiple=0))
+        """,
+        "optimizer 'upside-down': parameter 'lr': low 1 must be below high 0.001",
+    ),
+    "hook": (
+        """
+        import tuner
+
+        @tuner.hookimpl
+        def register_optimisers(register):
+            pass
+        """,
+        "unknown hook 'register_optimisers'",
+    ),
+    "duplicate": (
+        """
+        import torch, tuner
+        from tuner.optimizer import OptimizerPlugin
+
+        @tuner.hookimpl
+        def register_optimizers(register):
+            register(OptimizerPlugin(
+                name="sgd", summary="taken", space=[],
+                build=lambda params, hp: torch.optim.SGD(params, lr=0.1), state_multiple=0))
+        """,
+        "optimizer 'sgd' is already registered by plugin 'torch_optim'",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_broken_plugin_gives_one_line_naming_it(tmp_path, kind):
+    source, expected = BROKEN[kind]
+    root = fake_distribution(tmp_path / "site", f"broken_{kind}", f"broken_{kind}_mod", source)
+    result = run_tuner("optimizers", "list", path=root)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Error: plugin 'broken_{kind}'")
+    assert expected in lines[0]
+
+
+def test_only_named_plugins_load_with_tuner_plugins_env(tmp_path, monkeypatch):
+    root = fake_distribution(tmp_path / "site", "broken", "broken_mod", "raise SystemError\n")
+    monkeypatch.setenv("TUNER_PLUGINS", "torch_optim")
+    result = run_tuner("optimizers", "list", "--json", path=root)
+    assert result.returncode == 0, result.stderr
+    assert "adam" in {o["name"] for o in json.loads(result.stdout)["optimizers"]}
+
+
+def test_trace_switch_reports_hook_calls(monkeypatch):
+    monkeypatch.setenv("TUNER_TRACE_PLUGINS", "1")
+    result = run_tuner("optimizers", "list")
+    assert "tuner: torch_optim.register_optimizers registered 'adam'" in result.stderr
+
+
+def test_unknown_optimizer_lists_the_valid_ones():
+    result = run_tuner("optimizers", "show", "adamm")
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: unknown optimizer 'adamm'; choose from: ")
+    assert "adamw" in result.stderr and len(result.stderr.strip().splitlines()) == 1
