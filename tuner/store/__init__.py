@@ -1,1 +1,97 @@
-"""(being written)"""
+"""tuner's SQL store: every study, trial, run and curve, on SQLite or PostgreSQL.
+
+Open it with :func:`open_store` (URL from ``--db``, ``$TUNER_DB`` or the default SQLite file),
+write with :func:`record_run` and friends, read with ORM sessions over the models::
+
+    from tuner.store import Run, open_store, record_run
+
+    store = open_store()                        # creates the schema on an empty database
+    run_id = record_run(store, trial_id, result)  # one transaction: the run and its curve
+    with store.session() as session:
+        runs = session.scalars(select(Run).where(Run.task == "quadratic")).all()
+
+Optuna shares the database: :func:`optuna_storage` gives its ``RDBStorage`` on the same URL.
+Schema changes are alembic migrations (``tuner db upgrade`` / :func:`upgrade`).
+"""
+
+from __future__ import annotations
+
+from tuner.store.database import (
+    ENV_VAR,
+    HEAD_REVISION,
+    SCHEMA_REVISIONS,
+    VERSION_TABLE,
+    SchemaError,
+    SchemaState,
+    Store,
+    StoreError,
+    default_database_path,
+    default_database_url,
+    display_url,
+    make_engine,
+    open_store,
+    optuna_storage,
+    resolve_url,
+    schema_problem,
+    schema_state,
+    upgrade,
+)
+from tuner.store.models import (
+    RUN_STATUSES,
+    TRIAL_STATUSES,
+    Base,
+    CurveRow,
+    Meta,
+    Run,
+    Study,
+    Trial,
+    params_hash,
+)
+from tuner.store.records import (
+    create_study,
+    finish_trial,
+    get_study,
+    heartbeat_trial,
+    record_run,
+    run_row,
+    set_study_status,
+    start_trial,
+)
+
+__all__ = [
+    "ENV_VAR",
+    "HEAD_REVISION",
+    "RUN_STATUSES",
+    "SCHEMA_REVISIONS",
+    "TRIAL_STATUSES",
+    "VERSION_TABLE",
+    "Base",
+    "CurveRow",
+    "Meta",
+    "Run",
+    "SchemaError",
+    "SchemaState",
+    "Store",
+    "StoreError",
+    "Study",
+    "Trial",
+    "create_study",
+    "default_database_path",
+    "default_database_url",
+    "display_url",
+    "finish_trial",
+    "get_study",
+    "heartbeat_trial",
+    "make_engine",
+    "open_store",
+    "optuna_storage",
+    "params_hash",
+    "record_run",
+    "resolve_url",
+    "run_row",
+    "schema_problem",
+    "schema_state",
+    "set_study_status",
+    "start_trial",
+    "upgrade",
+]

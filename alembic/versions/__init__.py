@@ -1,0 +1,1 @@
+"""The migration scripts, oldest first: ``NNNN_<what>.py`` with ``revision = "NNNN"``."""

@@ -1,0 +1,449 @@
+"""Where the store lives: database URLs, engines, schema checks, upgrades and Optuna's storage.
+
+The URL comes from ``--db``, else the ``TUNER_DB`` environment variable, else an SQLite file in
+the user's data directory (:func:`default_database_path`). ``postgresql://`` URLs use the psycopg
+3 driver. SQLite databases run in WAL mode with a busy timeout, so several worker processes can
+share one file; PostgreSQL is how workers on several hosts share one study.
+
+Schema policy (:func:`open_store`):
+
+* a database with no tuner tables at all (new, empty, or holding only Optuna's tables) is created
+  at the newest schema when ``create=True`` - the first command on a fresh database just works;
+* a database at an older revision is never upgraded implicitly: the error says to run
+  ``tuner db upgrade`` (migrations of a populated store are the user's decision);
+* a database at a newer revision says which tuner version it needs;
+* nothing is written in any of these checks, and ``create=False`` never creates a file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tuner import __version__
+from tuner.errors import TunerError
+
+if TYPE_CHECKING:
+    import optuna
+
+VERSION_TABLE = "tuner_alembic_version"
+"""tuner's alembic version table (Optuna keeps its own ``alembic_version`` in the same DB)."""
+
+SCHEMA_REVISIONS: dict[str, str] = {
+    "0001": "0.1.0",
+    "0002": "0.1.0",
+}
+"""Every migration revision, oldest first, with the first tuner version that shipped it."""
+
+HEAD_REVISION = next(reversed(SCHEMA_REVISIONS))
+"""The schema revision this tuner reads and writes."""
+
+ENV_VAR = "TUNER_DB"
+SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
+_POSTGRES_UPGRADE_LOCK = 7_362_010  # pg_advisory_xact_lock key serialising concurrent upgrades
+
+
+class StoreError(TunerError):
+    """The store cannot be used as asked: bad URL, unreachable server, or a schema mismatch."""
+
+
+class SchemaError(StoreError):
+    """The database's schema is missing, older or newer than this tuner's."""
+
+
+def default_database_path() -> Path:
+    """The SQLite file used when neither ``--db`` nor ``TUNER_DB`` is given."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("tuner")) / "tuner.db"
+
+
+def default_database_url() -> str:
+    """``sqlite:///<user data dir>/tuner/tuner.db`` (see :func:`default_database_path`)."""
+    return f"sqlite:///{default_database_path()}"
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Parse a database URL; ``postgres(ql)://`` becomes ``postgresql+psycopg://``."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        raise StoreError(f"not a database URL: {_mask_text(str(url))}") from None
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def resolve_url(url: str | URL | None = None) -> str:
+    """The database URL to use: ``url``, else ``$TUNER_DB``, else the default SQLite file.
+
+    Returns the normalised URL as a string (with its password: pass it on, never print it;
+    :func:`display_url` is the printable form).
+    """
+    chosen = url or os.environ.get(ENV_VAR) or default_database_url()
+    return normalise_url(chosen).render_as_string(hide_password=False)
+
+
+def display_url(url: str | URL) -> str:
+    """The URL as it may be printed: the password replaced by ``***``."""
+    try:
+        return normalise_url(url).render_as_string(hide_password=True)
+    except StoreError:
+        return _mask_text(str(url))
+
+
+def _mask_text(text_: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text_)
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file of an SQLite URL; None for other databases and in-memory SQLite."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across process kills
+    cursor.close()
+
+
+def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
+    """An engine for the store's URL (resolved as :func:`resolve_url` does).
+
+    SQLite connections get a busy timeout and ``foreign_keys=ON``; WAL mode is a property of
+    the file, set when the schema is created (:func:`upgrade`). PostgreSQL engines ping pooled
+    connections before use, so a worker survives a server restart.
+    """
+    resolved = normalise_url(resolve_url(url))
+    try:
+        if resolved.get_backend_name() == "sqlite":
+            connect_args = {
+                "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+                **kwargs.pop("connect_args", {}),
+            }
+            engine = create_engine(resolved, connect_args=connect_args, **kwargs)
+            event.listen(engine, "connect", _on_sqlite_connect)
+        else:
+            kwargs.setdefault("pool_pre_ping", True)
+            engine = create_engine(resolved, **kwargs)
+    except (ArgumentError, NoSuchModuleError, ImportError) as error:
+        raise StoreError(f"cannot use the database URL {display_url(resolved)}: {error}") from None
+    return engine
+
+
+def _reason(error: BaseException, url: str | URL) -> str:
+    """The first line of a driver error, with the URL's password taken out."""
+    original = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(original).strip().splitlines() if line.strip()]
+    reason = lines[0] if lines else type(original).__name__
+    password = normalise_url(url).password
+    if password:
+        reason = reason.replace(str(password), "***")
+    return reason
+
+
+@contextmanager
+def _connect(engine: Engine) -> Iterator[Connection]:
+    """A connection, with "cannot connect" turned into one StoreError line."""
+    try:
+        connection = engine.connect()
+    except (DBAPIError, SQLAlchemyError, OSError) as error:
+        raise StoreError(
+            f"cannot connect to the database at {display_url(engine.url)}: "
+            f"{_reason(error, engine.url)}"
+        ) from None
+    with connection:
+        yield connection
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """What a database holds: ``revision`` is None when it has no tuner schema.
+
+    ``state`` is one of ``missing`` (SQLite file does not exist), ``empty`` (no tuner tables),
+    ``current``, ``older``, ``newer`` or ``unversioned`` (tuner tables but no version row).
+    """
+
+    state: str
+    revision: str | None
+    meta: dict[str, str]
+
+    @property
+    def head(self) -> str:
+        return HEAD_REVISION
+
+
+def read_schema_state(connection: Connection) -> SchemaState:
+    """Inspect a database without writing to it."""
+    names = set(inspect(connection).get_table_names())
+    tuner_tables = {n for n in names if n.startswith("tuner_")}
+    meta: dict[str, str] = {}
+    if "tuner_meta" in names:
+        meta = dict(connection.execute(text("SELECT key, value FROM tuner_meta")).all())
+    if not tuner_tables:
+        return SchemaState("empty", None, meta)
+    revision = None
+    if VERSION_TABLE in names:
+        revision = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    if revision is None:
+        return SchemaState("unversioned", None, meta)
+    if revision == HEAD_REVISION:
+        return SchemaState("current", revision, meta)
+    if revision in SCHEMA_REVISIONS:
+        return SchemaState("older", revision, meta)
+    return SchemaState("newer", revision, meta)
+
+
+def schema_state(url: str | URL | None = None) -> SchemaState:
+    """The schema state of the database at ``url``, without creating or changing anything."""
+    resolved = resolve_url(url)
+    path = sqlite_path(resolved)
+    if path is not None and not path.exists():
+        return SchemaState("missing", None, {})
+    engine = make_engine(resolved)
+    try:
+        with _connect(engine) as connection:
+            return read_schema_state(connection)
+    finally:
+        engine.dispose()
+
+
+def schema_problem(state: SchemaState, url: str | URL) -> str | None:
+    """The one-line complaint about a schema this tuner cannot use as it is, or None."""
+    where = f"database at {display_url(url)}"
+    if state.state == "current":
+        return None
+    if state.state in ("missing", "empty"):
+        return f"{where} has no tuner tables: run `tuner db upgrade`"
+    if state.state == "older":
+        return (
+            f"{where} is at schema revision {state.revision}, this tuner needs "
+            f"{HEAD_REVISION}: run `tuner db upgrade`"
+        )
+    if state.state == "newer":
+        needs = state.meta.get("min_tuner_version") or state.meta.get("tuner_version")
+        needed = f"tuner {needs} or newer" if needs else "a newer tuner"
+        return (
+            f"{where} is at schema revision {state.revision}, newer than this tuner "
+            f"({__version__}) knows: it needs {needed} (pip install -U tuner)"
+        )
+    return (
+        f"{where} has tuner tables but no {VERSION_TABLE} row; "
+        "it was not created by `tuner db upgrade`"
+    )
+
+
+def migrations_directory() -> Path:
+    """The installed ``tuner.migrations`` package: alembic's script location."""
+    import tuner.migrations
+
+    return Path(tuner.migrations.__file__).resolve().parent
+
+
+def alembic_config(connection: Connection | None = None) -> Any:
+    """An alembic ``Config`` for tuner's migrations, built in code (no alembic.ini needed).
+
+    With ``connection``, env.py migrates over it (inside the caller's transaction).
+    """
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_directory()))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _enable_wal(engine: Engine) -> None:
+    with _connect(engine) as connection:
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
+def _set_sqlite_wal(path: Path) -> None:
+    """Put an SQLite file in WAL mode (a persistent property of the file), creating it."""
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        raise StoreError(f"cannot open the SQLite database {path}: {error}") from None
+
+
+def upgrade(url: str | URL | None = None, revision: str = "head") -> tuple[str | None, str]:
+    """Create or migrate tuner's tables; returns (revision before, revision after).
+
+    Runs in one transaction that other upgraders wait for (SQLite ``BEGIN IMMEDIATE``, a
+    PostgreSQL advisory lock), so two processes upgrading one database at once is safe. Records
+    the schema revision and the tuner version in ``tuner_meta``. Optuna's tables are untouched.
+    """
+    from alembic import command
+
+    resolved = resolve_url(url)
+    path = sqlite_path(resolved)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(resolved)
+    try:
+        before = _check_upgradable(engine, resolved)
+        if path is not None:
+            _enable_wal(engine)
+        with _connect(engine) as connection:
+            if engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            elif engine.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRES_UPGRADE_LOCK}
+                )
+            command.upgrade(alembic_config(connection), revision)
+            after = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+            _write_meta(connection, str(after))
+            connection.commit()
+    except SQLAlchemyError as error:
+        raise StoreError(
+            f"upgrading the database at {display_url(resolved)} failed: {_reason(error, resolved)}"
+        ) from None
+    finally:
+        engine.dispose()
+    return before, str(after)
+
+
+def _check_upgradable(engine: Engine, url: str) -> str | None:
+    with _connect(engine) as connection:
+        state = read_schema_state(connection)
+    if state.state in ("newer", "unversioned"):
+        raise SchemaError(schema_problem(state, url))
+    return state.revision
+
+
+def _write_meta(connection: Connection, revision: str) -> None:
+    from tuner.store.models import Meta
+
+    values = {
+        "schema_revision": revision,
+        "tuner_version": __version__,
+        "min_tuner_version": SCHEMA_REVISIONS.get(revision, __version__),
+    }
+    table = Meta.__table__
+    connection.execute(table.delete().where(table.c.key.in_(list(values))))
+    connection.execute(table.insert(), [{"key": k, "value": v} for k, v in values.items()])
+
+
+class Store:
+    """An open store: the engine, a session factory, and the URL it came from.
+
+    Use sessions in ``with`` blocks::
+
+        store = open_store()
+        with store.session() as session, session.begin():
+            session.add(Study(...))
+    """
+
+    def __init__(self, url: str, engine: Engine) -> None:
+        self.url = url
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked, for messages."""
+        return display_url(self.url)
+
+    def session(self) -> Session:
+        """A new ORM session (objects stay readable after commit)."""
+        return self._sessions()
+
+    def optuna_storage(self, **kwargs: Any) -> optuna.storages.RDBStorage:
+        """Optuna's storage on this store's database; see :func:`optuna_storage`."""
+        return optuna_storage(self.url, **kwargs)
+
+    def dispose(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
+
+    def __repr__(self) -> str:
+        return f"Store({self.display_url!r})"
+
+
+def open_store(url: str | URL | None = None, *, create: bool = True) -> Store:
+    """Open the store at ``url`` (or ``$TUNER_DB``, or the default SQLite file).
+
+    With ``create=True`` a database without any tuner tables (including a file that does not
+    exist yet, or one holding only Optuna's tables) is created at the newest schema. A database
+    at an older or newer schema raises :class:`SchemaError` with one line saying what to do,
+    and is left untouched; so does any database when ``create=False`` and the schema is not
+    current. An unreachable server raises :class:`StoreError` with the password masked.
+    """
+    resolved = resolve_url(url)
+    path = sqlite_path(resolved)
+    if path is not None and not path.exists() and not create:
+        raise SchemaError(schema_problem(SchemaState("missing", None, {}), resolved))
+    engine = make_engine(resolved)
+    try:
+        with _connect(engine) as connection:
+            state = read_schema_state(connection)
+        if state.state == "empty" and create:
+            engine.dispose()
+            upgrade(resolved)
+            engine = make_engine(resolved)
+        elif state.state != "current":
+            raise SchemaError(schema_problem(state, resolved))
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(resolved, engine)
+
+
+def optuna_storage(url: str | URL | None = None, **kwargs: Any) -> optuna.storages.RDBStorage:
+    """Optuna's ``RDBStorage`` on the same database, set up for several workers.
+
+    SQLite gets a busy timeout (``connect_args={"timeout": ...}``); PostgreSQL pings pooled
+    connections. Other keyword arguments (``heartbeat_interval``, ``grace_period``,
+    ``failed_trial_callback``, ...) go to ``RDBStorage`` unchanged; ``engine_kwargs`` given
+    here are merged over the defaults.
+    """
+    import optuna
+
+    resolved = resolve_url(url)
+    path = sqlite_path(resolved)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _set_sqlite_wal(path)
+    engine_kwargs: dict[str, Any] = (
+        {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
+        if path is not None
+        else {"pool_pre_ping": True}
+    )
+    engine_kwargs.update(kwargs.pop("engine_kwargs", {}) or {})
+    try:
+        return optuna.storages.RDBStorage(resolved, engine_kwargs=engine_kwargs, **kwargs)
+    except SQLAlchemyError as error:
+        raise StoreError(
+            f"cannot open Optuna's storage at {display_url(resolved)}: {_reason(error, resolved)}"
+        ) from None

@@ -1,0 +1,243 @@
+"""The store's tables: studies, their trials, the per-seed runs and each run's curve.
+
+Every table is prefixed ``tuner_`` so it can share a database with Optuna's own tables. The models
+describe the schema at the newest migration (``alembic/versions``); a change here needs a new
+migration, and :data:`tuner.store.database.SCHEMA_REVISIONS` a new entry.
+
+Runs carry ``task`` and ``optimizer`` (denormalised from their study and trial) and ``lr`` and
+``params_hash`` as their own indexed columns, so an advice query over a million runs is one
+indexed scan of one table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RUN_STATUSES = ("complete", "pruned", "diverged", "failed")
+"""A run's outcome (the same words as :data:`tuner.training.STATUSES`)."""
+
+TRIAL_STATUSES = ("running", "complete", "pruned", "diverged", "failed")
+"""A trial is ``running`` until the driver finishes it with one of the run outcomes."""
+
+
+def utcnow() -> datetime:
+    """The current time in UTC (the default of every timestamp column)."""
+    return datetime.now(timezone.utc)
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """A short stable key for a hyperparameter dict: runs of one configuration share it.
+
+    Canonical JSON (sorted keys, no spaces) hashed with SHA-1, first 16 hex digits. Migration
+    0002 carries a frozen copy of this function to backfill older rows; keep the two identical.
+    """
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """NaN becomes None (SQLite stores NaN as NULL anyway; PostgreSQL would keep it)."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+class Base(DeclarativeBase):
+    """The declarative base of tuner's tables, with constraint names alembic can refer to."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Meta(Base):
+    """Key/value facts about the schema, written by ``tuner db upgrade``.
+
+    Keys: ``schema_revision`` (the alembic head it upgraded to), ``tuner_version`` (the tuner
+    that ran the upgrade) and ``min_tuner_version`` (the oldest tuner that understands the
+    schema). An older tuner reads them to say which version a newer database needs.
+    """
+
+    __tablename__ = "tuner_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
+class Study(Base):
+    """One tuner study: a task, the optimizers to compare, and an equal budget for each.
+
+    ``options`` holds the budget and training options (steps, epochs, device, target, ...);
+    ``search_spaces`` holds per-optimizer overrides of the plugins' declared spaces, keyed by
+    optimizer name. ``status`` is the driver's: e.g. created, running, finished.
+    """
+
+    __tablename__ = "tuner_studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    task: Mapped[str] = mapped_column(String(100), index=True)
+    optimizers: Mapped[list[Any]] = mapped_column(JSON)
+    trials_per_optimizer: Mapped[int] = mapped_column(Integer)
+    seeds: Mapped[list[Any]] = mapped_column(JSON)
+    sampler: Mapped[str] = mapped_column(String(50), default="tpe")
+    pruner: Mapped[str] = mapped_column(String(50), default="median")
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    search_spaces: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="created")
+    tuner_version: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    trials: Mapped[list[Trial]] = relationship(
+        back_populates="study", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"Study(id={self.id!r}, name={self.name!r}, task={self.task!r})"
+
+
+class Trial(Base):
+    """One Optuna trial of one optimizer in a study; its runs are the seeds.
+
+    ``value`` is the aggregate over seeds that was reported to Optuna. The worker columns and
+    ``heartbeat_at`` are optional bookkeeping for the driver (Optuna keeps its own heartbeats).
+    """
+
+    __tablename__ = "tuner_trials"
+    __table_args__ = (UniqueConstraint("optuna_study_name", "optuna_trial_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("tuner_studies.id", ondelete="CASCADE"), index=True
+    )
+    optimizer: Mapped[str] = mapped_column(String(100))
+    optuna_study_name: Mapped[str] = mapped_column(String(255))
+    optuna_trial_number: Mapped[int] = mapped_column(Integer)
+    optuna_trial_id: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    value: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    study: Mapped[Study] = relationship(back_populates="trials")
+    runs: Mapped[list[Run]] = relationship(
+        back_populates="trial", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"Trial(id={self.id!r}, optimizer={self.optimizer!r}, "
+            f"number={self.optuna_trial_number!r}, status={self.status!r})"
+        )
+
+
+class Run(Base):
+    """One training run (one seed of one trial): every measurement of a RunResult.
+
+    ``study_id``, ``task`` and ``optimizer`` repeat what the trial and study say so advice
+    queries need no join; ``lr`` is ``params["lr"]`` as its own column and ``params_hash``
+    groups the seeds of one configuration. ``trial_id`` is None for a run recorded outside a
+    study. ``versions`` keeps every version string the run reported.
+    """
+
+    __tablename__ = "tuner_runs"
+    __table_args__ = (
+        Index("ix_tuner_runs_task_optimizer_status", "task", "optimizer", "status"),
+        Index("ix_tuner_runs_task_optimizer_params_hash", "task", "optimizer", "params_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tuner_trials.id", ondelete="CASCADE"), index=True
+    )
+    study_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tuner_studies.id", ondelete="CASCADE"), index=True
+    )
+    task: Mapped[str] = mapped_column(String(100))
+    optimizer: Mapped[str] = mapped_column(String(100))
+    plugin_version: Mapped[str | None] = mapped_column(String(40))
+    space_hash: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    params_hash: Mapped[str | None] = mapped_column(String(16))
+    lr: Mapped[float | None] = mapped_column(Float, index=True)
+    seed: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    final_metric: Mapped[float | None] = mapped_column(Float)
+    best_metric: Mapped[float | None] = mapped_column(Float)
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    steps_to_target: Mapped[int | None] = mapped_column(Integer)
+    seconds_to_target: Mapped[float | None] = mapped_column(Float)
+    wall_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    optimizer_state_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    param_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    device: Mapped[str] = mapped_column(String(40), default="cpu")
+    torch_version: Mapped[str | None] = mapped_column(String(40))
+    versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    trial: Mapped[Trial | None] = relationship(back_populates="runs")
+    curve: Mapped[list[CurveRow]] = relationship(
+        back_populates="run",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="CurveRow.step",
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"Run(id={self.id!r}, task={self.task!r}, optimizer={self.optimizer!r}, "
+            f"seed={self.seed!r}, status={self.status!r}, final_metric={self.final_metric!r})"
+        )
+
+
+class CurveRow(Base):
+    """One evaluation point of a run's curve (a :class:`tuner.training.CurvePoint` stored).
+
+    Loss and metric are None where the run produced NaN.
+    """
+
+    __tablename__ = "tuner_curve_points"
+    __table_args__ = (Index("ix_tuner_curve_points_run_id_step", "run_id", "step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("tuner_runs.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    metric: Mapped[float | None] = mapped_column(Float)
+    lr: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+
+    run: Mapped[Run] = relationship(back_populates="curve")

@@ -1,0 +1,279 @@
+"""Writes to the store: studies, trials, and each run with its curve in one transaction.
+
+Every function takes a *target*: a :class:`~tuner.store.database.Store` or an ``Engine`` (the
+write is its own transaction, committed on return), or a ``Session``/``Connection`` (the write
+joins that transaction; commit it yourself). Writes use Core statements, not ORM unit-of-work:
+a run is one INSERT and its curve one executemany INSERT, so recording costs about a millisecond.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tuner import __version__
+from tuner.errors import UnknownNameError
+from tuner.store.database import Store, StoreError
+from tuner.store.models import (
+    RUN_STATUSES,
+    TRIAL_STATUSES,
+    CurveRow,
+    Run,
+    Study,
+    Trial,
+    finite_or_none,
+    params_hash,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from tuner.training import RunResult
+
+Target = Store | Engine | Session | Connection
+"""Where a write goes; see the module docstring for the transaction each one gives."""
+
+
+@contextmanager
+def _writing(target: Target) -> Iterator[Session | Connection]:
+    """Something to ``execute`` on: a fresh committed transaction, or the caller's own."""
+    if isinstance(target, Store):
+        target = target.engine
+    if isinstance(target, Engine):
+        with target.begin() as connection:
+            yield connection
+    elif isinstance(target, (Session, Connection)):
+        yield target
+    else:
+        raise TypeError(f"expected a Store, Engine, Session or Connection, got {target!r}")
+
+
+def _plain_json(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None (PostgreSQL's JSON rejects NaN/Infinity)."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, Mapping):
+        return {str(k): _plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(v) for v in value]
+    return value
+
+
+def create_study(
+    target: Target,
+    *,
+    name: str,
+    task: str,
+    optimizers: Sequence[str],
+    trials_per_optimizer: int,
+    seeds: Sequence[int],
+    sampler: str = "tpe",
+    pruner: str = "median",
+    options: Mapping[str, Any] | None = None,
+    search_spaces: Mapping[str, Any] | None = None,
+    status: str = "created",
+) -> int:
+    """Insert a study with its full configuration; returns its id.
+
+    Raises StoreError when a study of that name exists.
+    """
+    values = {
+        "name": name,
+        "task": task,
+        "optimizers": list(optimizers),
+        "trials_per_optimizer": int(trials_per_optimizer),
+        "seeds": [int(s) for s in seeds],
+        "sampler": sampler,
+        "pruner": pruner,
+        "options": _plain_json(dict(options or {})),
+        "search_spaces": _plain_json(dict(search_spaces or {})),
+        "status": status,
+        "tuner_version": __version__,
+        "created_at": utcnow(),
+    }
+    try:
+        with _writing(target) as writer:
+            result = writer.execute(insert(Study.__table__).values(values))
+            return int(result.inserted_primary_key[0])
+    except IntegrityError:
+        raise StoreError(f"a study named {name!r} already exists") from None
+
+
+def get_study(session: Session | Connection | Store | Engine, name: str) -> Study:
+    """The study called ``name``; UnknownNameError (listing the known ones) when there is none."""
+    if isinstance(session, (Store, Engine)):
+        engine = session.engine if isinstance(session, Store) else session
+        with Session(engine, expire_on_commit=False) as own_session:
+            return get_study(own_session, name)
+    if isinstance(session, Connection):
+        with Session(bind=session, expire_on_commit=False) as own_session:
+            return get_study(own_session, name)
+    study = session.scalars(select(Study).where(Study.name == name)).one_or_none()
+    if study is None:
+        known = session.scalars(select(Study.name).order_by(Study.name)).all()
+        listing = ", ".join(known) if known else "none yet"
+        raise UnknownNameError(f"no study named {name!r} (studies: {listing})")
+    return study
+
+
+def set_study_status(target: Target, study_id: int, status: str) -> None:
+    """Set a study's status (the driver's words: created, running, finished, ...)."""
+    with _writing(target) as writer:
+        writer.execute(update(Study.__table__).where(Study.id == study_id).values(status=status))
+
+
+def start_trial(
+    target: Target,
+    *,
+    study_id: int,
+    optimizer: str,
+    optuna_study_name: str,
+    optuna_trial_number: int,
+    params: Mapping[str, Any],
+    optuna_trial_id: int | None = None,
+    worker_host: str | None = None,
+    worker_pid: int | None = None,
+) -> int:
+    """Insert a trial in state ``running`` (started and heartbeat now); returns its id."""
+    now = utcnow()
+    values = {
+        "study_id": study_id,
+        "optimizer": optimizer,
+        "optuna_study_name": optuna_study_name,
+        "optuna_trial_number": int(optuna_trial_number),
+        "optuna_trial_id": optuna_trial_id,
+        "params": _plain_json(dict(params)),
+        "status": "running",
+        "started_at": now,
+        "heartbeat_at": now,
+        "worker_host": worker_host,
+        "worker_pid": worker_pid,
+    }
+    with _writing(target) as writer:
+        result = writer.execute(insert(Trial.__table__).values(values))
+        return int(result.inserted_primary_key[0])
+
+
+def finish_trial(
+    target: Target, trial_id: int, *, status: str, value: float | None = None
+) -> None:
+    """Close a trial: its final status and the aggregate value reported to Optuna."""
+    if status not in TRIAL_STATUSES:
+        raise StoreError(f"unknown trial status {status!r} (one of {', '.join(TRIAL_STATUSES)})")
+    with _writing(target) as writer:
+        writer.execute(
+            update(Trial.__table__)
+            .where(Trial.id == trial_id)
+            .values(status=status, value=finite_or_none(value), finished_at=utcnow())
+        )
+
+
+def heartbeat_trial(target: Target, trial_id: int, when: datetime | None = None) -> None:
+    """Record that the worker running a trial is alive."""
+    with _writing(target) as writer:
+        writer.execute(
+            update(Trial.__table__)
+            .where(Trial.id == trial_id)
+            .values(heartbeat_at=when or utcnow())
+        )
+
+
+def run_row(
+    result: RunResult,
+    trial_id: int | None = None,
+    *,
+    plugin_version: str | None = None,
+    space_hash: str | None = None,
+) -> dict[str, Any]:
+    """The ``tuner_runs`` column values for a RunResult (without ``study_id``).
+
+    ``plugin_version`` and ``space_hash`` default to ``result.versions["plugin"]`` and
+    ``result.versions["space_hash"]``; ``torch_version`` is ``result.versions["torch"]``.
+    """
+    if result.status not in RUN_STATUSES:
+        raise StoreError(
+            f"unknown run status {result.status!r} (one of {', '.join(RUN_STATUSES)})"
+        )
+    versions = {str(k): str(v) for k, v in (result.versions or {}).items()}
+    params = _plain_json(dict(result.params))
+    lr = params.get("lr")
+    return {
+        "trial_id": trial_id,
+        "task": result.task,
+        "optimizer": result.optimizer,
+        "plugin_version": plugin_version or versions.get("plugin"),
+        "space_hash": space_hash or versions.get("space_hash"),
+        "params": params,
+        "params_hash": params_hash(params),
+        "lr": float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None,
+        "seed": int(result.seed),
+        "status": result.status,
+        "final_metric": finite_or_none(result.final_metric),
+        "best_metric": finite_or_none(result.best_metric),
+        "steps": int(result.steps),
+        "steps_to_target": result.steps_to_target,
+        "seconds_to_target": finite_or_none(result.seconds_to_target),
+        "wall_seconds": float(result.wall_seconds),
+        "peak_memory_bytes": result.peak_memory_bytes,
+        "optimizer_state_bytes": int(result.optimizer_state_bytes),
+        "param_count": int(result.param_count),
+        "device": str(result.device),
+        "torch_version": versions.get("torch"),
+        "versions": versions,
+        "error": result.error,
+        "created_at": utcnow(),
+    }
+
+
+def record_run(
+    target: Target,
+    trial_id: int | None,
+    result: RunResult,
+    *,
+    plugin_version: str | None = None,
+    space_hash: str | None = None,
+) -> int:
+    """Store one run and its curve in one transaction; returns the run's id.
+
+    The run row takes ``study_id`` from its trial (None when ``trial_id`` is None: a run
+    recorded outside any study). The curve goes in as one executemany INSERT. If any part
+    fails, nothing of the run is stored (with an Engine/Store target; with a Session or
+    Connection the caller's transaction decides).
+    """
+    values = run_row(
+        result, trial_id, plugin_version=plugin_version, space_hash=space_hash
+    )
+    values["study_id"] = (
+        select(Trial.study_id).where(Trial.id == trial_id).scalar_subquery()
+        if trial_id is not None
+        else None
+    )
+    curve = [
+        {
+            "step": point.step,
+            "train_loss": finite_or_none(point.train_loss),
+            "metric": finite_or_none(point.metric),
+            "lr": finite_or_none(point.lr),
+            "seconds": point.seconds,
+        }
+        for point in result.curve
+    ]
+    try:
+        with _writing(target) as writer:
+            inserted = writer.execute(insert(Run.__table__).values(values))
+            run_id = int(inserted.inserted_primary_key[0])
+            if curve:
+                for row in curve:
+                    row["run_id"] = run_id
+                writer.execute(insert(CurveRow.__table__), curve)
+    except IntegrityError as error:
+        reason = str(error.orig).strip().splitlines()[0]
+        raise StoreError(
+            f"recording the {result.optimizer} run (seed {result.seed}) failed: {reason}"
+        ) from error
+    return run_id
