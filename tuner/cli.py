@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tuner import __version__
+from tuner.commands.db import db
 from tuner.commands.plugins import optimizers, plugins_command
 
 
@@ -33,3 +34,4 @@ def cli() -> None:
 cli.add_command(plugins_command)
 cli.add_command(optimizers)
 # (more command groups are added below, one line each)
+cli.add_command(db)
