@@ -42,6 +42,7 @@ VERSION_TABLE = "tuner_alembic_version"
 SCHEMA_REVISIONS: dict[str, str] = {
     "0001": "0.1.0",
     "0002": "0.1.0",
+    "0003": "0.1.0",
 }
 """Every migration revision, oldest first, with the first tuner version that shipped it."""
 

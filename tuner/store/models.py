@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -131,7 +132,15 @@ class Trial(Base):
     """
 
     __tablename__ = "tuner_trials"
-    __table_args__ = (UniqueConstraint("optuna_study_name", "optuna_trial_number"),)
+    __table_args__ = (
+        UniqueConstraint("optuna_study_name", "optuna_trial_number"),
+        # At most one trial that is not failed holds a slot: the driver's claim (migration 0003).
+        Index(
+            "uq_tuner_trials_study_id_optimizer_slot", "study_id", "optimizer", "slot",
+            unique=True, sqlite_where=text("status != 'failed'"),
+            postgresql_where=text("status != 'failed'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[int] = mapped_column(
@@ -149,6 +158,7 @@ class Trial(Base):
     worker_host: Mapped[str | None] = mapped_column(String(255))
     worker_pid: Mapped[int | None] = mapped_column(Integer)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    slot: Mapped[int | None] = mapped_column(Integer)
 
     study: Mapped[Study] = relationship(back_populates="trials")
     runs: Mapped[list[Run]] = relationship(
