@@ -1,0 +1,239 @@
+"""The learning-rate range test: where does the loss fall fastest as the learning rate grows?
+
+Smith (2017, "Cyclical Learning Rates for Training Neural Networks") and fastai's ``lr_find``:
+start from a fresh model, raise the learning rate exponentially at every step from ``start`` to
+``end``, and record the training loss. The loss is smoothed with an exponential moving average
+whose start-up bias is corrected (``avg / (1 - beta**(i+1))``); the test stops once the smoothed
+loss exceeds ``divergence`` times the best smoothed loss seen (the run has blown up) or becomes
+non-finite. The suggested learning rate is where the smoothed loss falls most steeply against
+``log10(lr)``, searched between the first few points (still noisy) and the minimum of the
+smoothed loss (past it the loss is already rising). ``min_loss_lr / 10`` is reported beside it,
+the other rule of thumb.
+
+:func:`range_test` is the algorithm on any ``step(lr) -> loss`` function; :func:`lr_find` runs it
+on a task's model and data with a registered optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tuner.errors import TunerError
+
+
+class LrFindError(TunerError, ValueError):
+    """Bad arguments for the range test (a start above the end, too few steps)."""
+
+
+@dataclass
+class LrFindResult:
+    """The range test's curve and suggestions.
+
+    Attributes:
+        lrs: the learning rate of every step that was taken.
+        losses: the raw training loss at each of those steps.
+        smoothed: the bias-corrected exponential moving average of ``losses``.
+        suggested_lr: the learning rate at the steepest descent of the smoothed loss; ``None``
+            when the curve is too short to tell.
+        min_loss_lr: the learning rate at the lowest smoothed loss.
+        diverged_at: the learning rate at which the test stopped because the loss blew up, or
+            ``None`` when it ran to ``end``.
+    """
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggested_lr: float | None
+    min_loss_lr: float | None
+    diverged_at: float | None
+    start: float
+    end: float
+    steps: int
+    task: str = ""
+    optimizer: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def min_loss_lr_over_10(self) -> float | None:
+        return None if self.min_loss_lr is None else self.min_loss_lr / 10
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["min_loss_lr_over_10"] = self.min_loss_lr_over_10
+        return data
+
+
+def lr_schedule(start: float, end: float, steps: int) -> list[float]:
+    """``steps`` learning rates growing geometrically from ``start`` to ``end`` (both included)."""
+    if not (start > 0 and end > start):
+        raise LrFindError(f"need 0 < start < end, got start={start:g}, end={end:g}")
+    if steps < 2:
+        raise LrFindError(f"need at least 2 steps, got {steps}")
+    ratio = math.log(end / start)
+    return [start * math.exp(ratio * i / (steps - 1)) for i in range(steps)]
+
+
+def smooth_losses(losses: list[float], beta: float = 0.98) -> list[float]:
+    """The bias-corrected exponential moving average of ``losses`` (fastai's smoothing)."""
+    average, smoothed = 0.0, []
+    for i, loss in enumerate(losses):
+        average = beta * average + (1 - beta) * loss
+        smoothed.append(average / (1 - beta ** (i + 1)))
+    return smoothed
+
+
+def suggest_lr(
+    lrs: list[float], smoothed: list[float], skip_start: int | None = None
+) -> float | None:
+    """The learning rate where ``smoothed`` falls most steeply against ``log10(lr)``.
+
+    Only the points from ``skip_start`` (default: 10% of the curve, at most 10) to the minimum of
+    the smoothed loss are searched; returns ``None`` with fewer than 3 points there.
+    """
+    if not lrs:
+        return None
+    lowest = min(range(len(smoothed)), key=smoothed.__getitem__)
+    if skip_start is None:
+        skip_start = min(10, len(lrs) // 10)
+    first = min(skip_start, max(lowest - 2, 0))
+    window = range(first, lowest + 1)
+    if len(window) < 3:
+        return None
+    xs = [math.log10(lrs[i]) for i in window]
+    ys = [smoothed[i] for i in window]
+    slopes = []
+    for k in range(len(xs)):  # central differences inside, one-sided at the ends
+        left, right = max(k - 1, 0), min(k + 1, len(xs) - 1)
+        slopes.append((ys[right] - ys[left]) / (xs[right] - xs[left]))
+    steepest = min(range(len(slopes)), key=slopes.__getitem__)
+    if slopes[steepest] >= 0:
+        return None
+    return lrs[first + steepest]
+
+
+def range_test(
+    step: Callable[[float], float],
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 100,
+    beta: float = 0.98,
+    divergence: float = 4.0,
+) -> LrFindResult:
+    """Run the range test on ``step(lr) -> training loss`` (one optimizer step at that lr).
+
+    Stops early when the smoothed loss exceeds ``divergence`` times its best value or a loss is
+    not finite; the step that blew up is not part of the returned curve.
+    """
+    schedule = lr_schedule(start, end, steps)
+    lrs: list[float] = []
+    losses: list[float] = []
+    smoothed: list[float] = []
+    average, best, diverged_at = 0.0, math.inf, None
+    for i, lr in enumerate(schedule):
+        loss = float(step(lr))
+        if not math.isfinite(loss):
+            diverged_at = lr
+            break
+        average = beta * average + (1 - beta) * loss
+        value = average / (1 - beta ** (i + 1))
+        if i > 0 and value > divergence * best:
+            diverged_at = lr
+            break
+        best = min(best, value)
+        lrs.append(lr)
+        losses.append(loss)
+        smoothed.append(value)
+    min_loss_lr = lrs[min(range(len(smoothed)), key=smoothed.__getitem__)] if lrs else None
+    return LrFindResult(
+        lrs=lrs, losses=losses, smoothed=smoothed,
+        suggested_lr=suggest_lr(lrs, smoothed), min_loss_lr=min_loss_lr,
+        diverged_at=diverged_at, start=start, end=end, steps=steps,
+    )
+
+
+def resolve_device(device: str = "auto") -> Any:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as torch reads it."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def lr_find(
+    task: str,
+    optimizer: str,
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 100,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    batch_size: int | None = None,
+    beta: float = 0.98,
+    divergence: float = 4.0,
+) -> LrFindResult:
+    """The range test of ``optimizer`` on ``task``'s model and data (a fresh model, one seed).
+
+    ``params`` fixes the optimizer's other hyperparameters (defaults: the plugin's recommended
+    values); ``lr`` is overwritten at every step. Batches are drawn as the training loop draws
+    them (a seeded generator; the whole training set for a full-batch task).
+    """
+    import torch
+
+    from tuner.optimizer import train_mode
+    from tuner.plugins import get_registry
+
+    registry = get_registry()
+    task_plugin = registry.task(task)
+    plugin = registry.optimizer(optimizer)
+    if "lr" not in plugin.space:
+        raise LrFindError(f"optimizer {optimizer!r} has no 'lr' hyperparameter to sweep")
+    schedule_start = lr_schedule(start, end, steps)[0]
+    values = dict(plugin.space.recommended())
+    values.update(params or {})
+    values["lr"] = min(max(schedule_start, plugin.space["lr"].low), plugin.space["lr"].high)
+    values = plugin.space.complete(values, owner=optimizer)
+
+    where = resolve_device(device)
+    torch.manual_seed(seed)
+    problem = task_plugin.build(seed, where)
+    model = problem.model
+    model.train()
+    built = plugin.create(list(model.parameters()), values)
+    train_mode(built)
+    size = batch_size if batch_size is not None else task_plugin.batch_size
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def batch() -> tuple[Any, ...]:
+        if not problem.train or size is None or size >= problem.train_size:
+            return problem.train
+        index = torch.randint(problem.train_size, (size,), generator=generator)
+        index = index.to(problem.train[0].device)
+        return tuple(tensor[index] for tensor in problem.train)
+
+    def step(lr: float) -> float:
+        for group in built.param_groups:
+            group["lr"] = lr
+        data = batch()
+
+        def closure() -> Any:
+            built.zero_grad(set_to_none=True)
+            loss = task_plugin.loss(model, data)
+            loss.backward()
+            return loss
+
+        if plugin.needs_closure:
+            loss = built.step(closure)
+        else:
+            loss = closure()
+            built.step()
+        return float(loss.detach())
+
+    result = range_test(step, start=start, end=end, steps=steps, beta=beta, divergence=divergence)
+    result.task, result.optimizer = task, optimizer
+    result.params = {k: v for k, v in values.items() if k != "lr"}
+    return result
