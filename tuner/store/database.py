@@ -253,10 +253,32 @@ def schema_problem(state: SchemaState, url: str | URL) -> str | None:
 
 
 def migrations_directory() -> Path:
-    """The installed ``tuner.migrations`` package: alembic's script location."""
-    import tuner.migrations
+    """The folder of tuner's migrations (env.py, versions/): alembic's script location.
 
-    return Path(tuner.migrations.__file__).resolve().parent
+    Installed from a wheel it is the package ``tuner.migrations`` (``tuner/migrations/``); in a
+    source checkout it is the top-level ``alembic/`` folder. It has no ``__init__.py`` on
+    purpose: with one, ``import alembic`` from the repository root would find that folder
+    instead of the alembic library. alembic loads env.py and the versions by path.
+    """
+    import importlib.util
+
+    import tuner
+
+    candidates: list[Path] = []
+    try:
+        spec = importlib.util.find_spec("tuner.migrations")
+    except ImportError:
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(location) for location in spec.submodule_search_locations]
+    package_dir = Path(tuner.__file__).resolve().parent
+    candidates += [package_dir / "migrations", package_dir.parent / "alembic"]
+    for candidate in candidates:
+        if (candidate / "env.py").is_file() and (candidate / "versions").is_dir():
+            return candidate.resolve()
+    raise StoreError(
+        "tuner's migrations (tuner/migrations/env.py) are missing from this installation"
+    )
 
 
 def alembic_config(connection: Connection | None = None) -> Any:
@@ -403,8 +425,10 @@ def open_store(url: str | URL | None = None, *, create: bool = True) -> Store:
     """
     resolved = resolve_url(url)
     path = sqlite_path(resolved)
-    if path is not None and not path.exists() and not create:
-        raise SchemaError(schema_problem(SchemaState("missing", None, {}), resolved))
+    if path is not None and not path.exists():
+        if not create:
+            raise SchemaError(schema_problem(SchemaState("missing", None, {}), resolved))
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(resolved)
     try:
         with _connect(engine) as connection:

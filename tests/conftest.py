@@ -1,0 +1,67 @@
+"""Shared fixtures: real databases for the store, the driver and the advice tests.
+
+``sqlite_url`` is a fresh SQLite file; ``postgres_url`` a fresh PostgreSQL database created on
+the server at ``$TUNER_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``)
+and dropped afterwards; tests using it are skipped, with the reason, when the server is down.
+Every test runs with ``$TUNER_DB`` unset and the user data directory in a temporary folder, so
+nothing touches the real default database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+POSTGRES_SERVER_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_default_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("TUNER_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """The URL of a new SQLite file (not created yet) in the test's temporary folder."""
+    return f"sqlite:///{tmp_path / 'tuner.db'}"
+
+
+def _server_url() -> str:
+    return os.environ.get("TUNER_TEST_POSTGRES", POSTGRES_SERVER_DEFAULT)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL (psycopg driver) of a new, empty PostgreSQL database, dropped after the test."""
+    try:
+        import psycopg
+        from sqlalchemy.engine import make_url
+    except ImportError as error:  # pragma: no cover - psycopg is a dev dependency
+        pytest.skip(f"PostgreSQL tests need psycopg: {error}")
+    server = make_url(_server_url()).set(drivername="postgresql")
+    conninfo = server.render_as_string(hide_password=False)
+    try:
+        admin = psycopg.connect(conninfo, autocommit=True, connect_timeout=3)
+    except psycopg.Error as error:
+        shown = server.render_as_string(hide_password=True)
+        pytest.skip(f"PostgreSQL server at {shown} is unreachable: {str(error).strip()}")
+    name = f"tuner_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield server.set(drivername="postgresql+psycopg", database=name).render_as_string(
+                hide_password=False
+            )
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using it runs twice: on a fresh SQLite file and a fresh PostgreSQL database."""
+    return request.getfixturevalue(f"{request.param}_url")
