@@ -1,0 +1,669 @@
+"""Plots and the HTML report: what a person opens to see which optimizer and which lr, and why.
+
+Every plot function takes plain data (lists, dicts, the dataclasses of :mod:`tuner.advice`) and
+writes one PNG with matplotlib's file backend (Agg): no display needed. :func:`write_report`
+reads the store and writes the PNGs and an ``index.html`` that shows them beside the ranking.
+matplotlib is imported only when a plot is drawn.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import TunerError
+
+if TYPE_CHECKING:
+    from tuner.advice import TaskRanking
+    from tuner.lr_find import LrFindResult
+    from tuner.store import Store
+
+DPI = 110
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (imported on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def colours(names: Sequence[str]) -> dict[str, Any]:
+    """One stable colour per optimizer name (the same optimizer looks the same in every plot)."""
+    plt = _pyplot()
+    palette = plt.get_cmap("tab10").colors
+    return {name: palette[i % len(palette)] for i, name in enumerate(sorted(names))}
+
+
+def _save(figure: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI, bbox_inches="tight")
+    _pyplot().close(figure)
+    return path
+
+
+# -- data the plots take -------------------------------------------------------------------------
+
+
+@dataclass
+class LrPoint:
+    """One configuration on the lr-sensitivity plot: its lr, mean and spread over seeds."""
+
+    lr: float
+    mean: float | None
+    std: float | None
+    seeds: int
+    diverged: bool
+
+
+@dataclass
+class SeedCurve:
+    """One seed's learning curve: (step, metric) pairs."""
+
+    steps: list[int]
+    values: list[float | None]
+
+
+@dataclass
+class Trajectory:
+    """One run's path in the plane."""
+
+    points: list[tuple[float, float]]
+    seed: int = 0
+
+
+# -- plots ---------------------------------------------------------------------------------------
+
+
+def plot_lr_find(result: LrFindResult, path: str | Path) -> Path:
+    """The range test: raw and smoothed loss against lr (log scale), the suggestions marked."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    if result.lrs:
+        axes.plot(result.lrs, result.losses, color="0.75", lw=1, label="loss")
+        axes.plot(result.lrs, result.smoothed, color="C0", lw=2, label="smoothed loss")
+        low = min(result.smoothed)
+        high = max(result.smoothed[: max(1, len(result.smoothed) // 10)] + [low])
+        span = max(high - low, abs(low) * 0.1, 1e-12)
+        axes.set_ylim(low - 0.15 * span, high + 0.6 * span)
+    if result.suggested_lr is not None:
+        axes.axvline(result.suggested_lr, color="C3", ls="--",
+                     label=f"steepest descent: {result.suggested_lr:.2g}")
+    if result.min_loss_lr is not None:
+        axes.axvline(result.min_loss_lr / 10, color="C2", ls=":",
+                     label=f"min-loss lr / 10: {result.min_loss_lr / 10:.2g}")
+    if result.diverged_at is not None:
+        axes.axvline(result.diverged_at, color="0.3", lw=1,
+                     label=f"stopped (diverged) at {result.diverged_at:.2g}")
+    axes.set_xscale("log")
+    axes.set_xlabel("learning rate")
+    axes.set_ylabel("training loss")
+    title = "learning-rate range test"
+    if result.task:
+        title += f": {result.optimizer} on {result.task}"
+    axes.set_title(title)
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(fontsize=8, loc="upper left")
+    return _save(figure, path)
+
+
+def plot_lr_sensitivity(
+    points: Mapping[str, Sequence[LrPoint]],
+    metric: str,
+    direction: str,
+    path: str | Path,
+    good_lr: Mapping[str, tuple[float, float] | None] | None = None,
+    best_lr: Mapping[str, float | None] | None = None,
+    title: str = "",
+) -> Path:
+    """The final metric against lr, one panel per optimizer.
+
+    Each configuration is a dot with its seed spread (mean ± std) as an error bar; the line and
+    band follow, bin by bin (quarter decades of lr), the best configuration's mean ± std; the
+    good-lr interval is shaded; configurations that diverged are crosses on the bottom edge.
+    """
+    plt = _pyplot()
+    names = sorted(points)
+    columns = min(3, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    figure, grid = plt.subplots(
+        rows, columns, figsize=(4.4 * columns, 3.3 * rows), squeeze=False, sharey=True
+    )
+    palette = colours(names)
+    finite = [
+        p.mean for name in names for p in points[name] if p.mean is not None and not p.diverged
+    ]
+    low = min(finite) if finite else 0.0
+    high = max(finite) if finite else 1.0
+    pad = (high - low) * 0.08 or abs(high) * 0.05 or 0.05
+    bottom, top = low - pad, high + pad
+    for index, name in enumerate(names):
+        axes = grid[index // columns][index % columns]
+        colour = palette[name]
+        measured = sorted((p for p in points[name] if p.mean is not None and not p.diverged),
+                          key=lambda p: p.lr)
+        diverged = [p.lr for p in points[name] if p.diverged]
+        if measured:
+            axes.errorbar(
+                [p.lr for p in measured], [p.mean for p in measured],
+                yerr=[p.std or 0.0 for p in measured], fmt="o", ms=3, color=colour, alpha=0.45,
+                elinewidth=0.8, capsize=0,
+            )
+            line = _best_per_bin(measured, direction)
+            xs = [p.lr for p in line]
+            ys = [p.mean for p in line]
+            spread = [p.std or 0.0 for p in line]
+            axes.plot(xs, ys, color=colour, lw=1.8)
+            lows = [y - s for y, s in zip(ys, spread, strict=True)]
+            highs = [y + s for y, s in zip(ys, spread, strict=True)]
+            axes.fill_between(xs, lows, highs, color=colour, alpha=0.2, lw=0)
+        if diverged:
+            axes.plot(diverged, [bottom + pad * 0.3] * len(diverged), "x", color="C3", ms=6,
+                      label="diverged")
+            axes.legend(fontsize=7, loc="lower left")
+        interval = (good_lr or {}).get(name)
+        if interval:
+            axes.axvspan(interval[0], interval[1], color=colour, alpha=0.1)
+        chosen = (best_lr or {}).get(name)
+        if chosen:
+            axes.axvline(chosen, color=colour, ls="--", lw=1)
+        axes.set_xscale("log")
+        axes.set_ylim(bottom, top)
+        axes.set_title(name, fontsize=10)
+        axes.grid(True, alpha=0.3)
+        axes.set_xlabel("learning rate")
+        if index % columns == 0:
+            axes.set_ylabel(metric)
+    for index in range(len(names), rows * columns):
+        grid[index // columns][index % columns].set_visible(False)
+    figure.suptitle(
+        title or f"lr sensitivity ({metric}, {'higher' if direction == 'maximize' else 'lower'}"
+        " is better; shaded: good-lr interval)",
+        fontsize=11,
+    )
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _best_per_bin(points: Sequence[LrPoint], direction: str, per_decade: int = 4) -> list[LrPoint]:
+    """The best configuration in each lr bin (``per_decade`` bins per decade), in lr order."""
+    bins: dict[int, LrPoint] = {}
+    for point in points:
+        key = math.floor(math.log10(point.lr) * per_decade) if point.lr > 0 else -(10**6)
+        current = bins.get(key)
+        better = current is None or (
+            point.mean > current.mean if direction == "maximize" else point.mean < current.mean
+        )
+        if better:
+            bins[key] = point
+    return [bins[key] for key in sorted(bins)]
+
+
+def plot_learning_curves(
+    curves: Mapping[str, Sequence[SeedCurve]],
+    metric: str,
+    path: str | Path,
+    target: float | None = None,
+    log_y: bool = False,
+    labels: Mapping[str, str] | None = None,
+    title: str = "",
+) -> Path:
+    """Each optimizer's best configuration: mean metric over seeds per step, min..max as a band."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7.5, 4.5))
+    palette = colours(list(curves))
+    for name in sorted(curves):
+        steps, means, lows, highs = _curve_band(curves[name])
+        if not steps:
+            continue
+        label = (labels or {}).get(name, name)
+        axes.plot(steps, means, color=palette[name], lw=1.8, label=label)
+        axes.fill_between(steps, lows, highs, color=palette[name], alpha=0.18, lw=0)
+    if target is not None:
+        axes.axhline(target, color="0.4", ls=":", lw=1, label=f"target {target:g}")
+    if log_y:
+        axes.set_yscale("log")
+    axes.set_xlabel("step")
+    axes.set_ylabel(metric)
+    axes.set_title(title or "learning curves of each optimizer's best configuration")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def _curve_band(
+    seeds: Sequence[SeedCurve],
+) -> tuple[list[int], list[float], list[float], list[float]]:
+    by_step: dict[int, list[float]] = {}
+    for curve in seeds:
+        for step, value in zip(curve.steps, curve.values, strict=True):
+            if value is not None and math.isfinite(value):
+                by_step.setdefault(step, []).append(value)
+    steps = sorted(by_step)
+    means = [sum(by_step[s]) / len(by_step[s]) for s in steps]
+    return steps, means, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps]
+
+
+def plot_trajectories(
+    function: Callable[[Any], Any],
+    trajectories: Mapping[str, Sequence[Trajectory]],
+    path: str | Path,
+    bounds: tuple[float, float, float, float] | None = None,
+    minimum: tuple[float, float] | None = None,
+    title: str = "",
+    labels: Mapping[str, str] | None = None,
+) -> Path:
+    """Paths in the plane over the contours of ``function`` (a numpy ``(..., 2) -> (...)`` map).
+
+    Contours are drawn on a log scale of ``f - min f + eps`` so valleys stay visible.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    all_points = [pt for runs in trajectories.values() for run in runs for pt in run.points]
+    if bounds is None:
+        xs = [p[0] for p in all_points] or [-1.0, 1.0]
+        ys = [p[1] for p in all_points] or [-1.0, 1.0]
+        (x0, x1), (y0, y1) = _padded(min(xs), max(xs)), _padded(min(ys), max(ys))
+    else:
+        x0, x1, y0, y1 = bounds
+    grid_x, grid_y = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
+    values = np.asarray(function(np.stack([grid_x, grid_y], axis=-1)), dtype=float)
+    shifted = values - np.nanmin(values) + 1e-3 * (np.nanmax(values) - np.nanmin(values) + 1e-12)
+    levels = np.logspace(np.log10(np.nanmin(shifted)), np.log10(np.nanmax(shifted)), 25)
+    figure, axes = plt.subplots(figsize=(7, 5.5))
+    from matplotlib.colors import LogNorm
+
+    axes.contourf(grid_x, grid_y, shifted, levels=levels, norm=LogNorm(), cmap="Greys", alpha=0.55)
+    axes.contour(grid_x, grid_y, shifted, levels=levels, norm=LogNorm(), colors="0.5",
+                 linewidths=0.4)
+    palette = colours(list(trajectories))
+    for name in sorted(trajectories):
+        for index, run in enumerate(trajectories[name]):
+            if not run.points:
+                continue
+            px = [p[0] for p in run.points]
+            py = [p[1] for p in run.points]
+            label = (labels or {}).get(name, name) if index == 0 else None
+            axes.plot(px, py, "-", color=palette[name], lw=1.4, label=label, alpha=0.9)
+            axes.plot(px[-1:], py[-1:], "o", color=palette[name], ms=4)
+    if all_points:
+        axes.plot([all_points[0][0]], [all_points[0][1]], "s", color="black", ms=5,
+                  label="start")
+    if minimum is not None:
+        axes.plot([minimum[0]], [minimum[1]], "*", color="gold", mec="black", ms=12,
+                  label="minimum")
+    axes.set_xlim(x0, x1)
+    axes.set_ylim(y0, y1)
+    axes.set_xlabel("x1")
+    axes.set_ylabel("x2")
+    axes.set_title(title or "optimizer paths over the loss contours")
+    axes.legend(fontsize=8, loc="best")
+    return _save(figure, path)
+
+
+def _padded(low: float, high: float) -> tuple[float, float]:
+    span = max(high - low, 1e-3)
+    return low - 0.15 * span, high + 0.15 * span
+
+
+def plot_performance_profile(
+    costs: Mapping[str, Mapping[str, float | None]],
+    path: str | Path,
+    cost_name: str = "steps to target",
+) -> Path:
+    """Dolan-Moré performance profiles: the fraction of tasks solved within a factor tau."""
+    from tuner.advice import performance_profile
+
+    plt = _pyplot()
+    ratios = []
+    for per in costs.values():
+        finite = [c for c in per.values() if c is not None and math.isfinite(c) and c > 0]
+        if finite:
+            ratios += [c / min(finite) for c in finite]
+    largest = max(ratios + [2.0]) * 1.2
+    taus = [math.exp(math.log(largest) * i / 399) for i in range(400)]
+    profile = performance_profile(costs, taus)
+    palette = colours(list(profile))
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name in sorted(profile):
+        axes.step(taus, profile[name], where="post", color=palette[name], lw=1.8, label=name)
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    axes.set_xscale("log")
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlim(1, largest)
+    ticks = [t for t in (1, 1.5, 2, 3, 5, 10, 20, 50, 100, 1000) if t <= largest]
+    axes.xaxis.set_major_locator(FixedLocator(ticks))
+    axes.xaxis.set_major_formatter(lambda value, _: f"{value:g}")
+    axes.xaxis.set_minor_locator(NullLocator())
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    axes.set_xlabel(f"tau: within this factor of the best {cost_name}")
+    axes.set_ylabel("fraction of tasks")
+    axes.set_title(f"performance profile over {len(costs)} task(s) ({cost_name}, tuned)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8, loc="lower right")
+    return _save(figure, path)
+
+
+# -- reading what the plots need from the store ---------------------------------------------------
+
+
+def lr_points(store: Store, task: str) -> dict[str, list[LrPoint]]:
+    """Every configuration of every optimizer on ``task``: lr, mean, std over seeds, divergence."""
+    from sqlalchemy import case, func, select
+
+    from tuner.store import Run
+
+    runs = Run.__table__.c
+    complete = runs.status == "complete"
+    value = case((complete, runs.final_metric))
+    statement = (
+        select(
+            runs.optimizer,
+            func.min(runs.lr).label("lr"),
+            func.avg(value).label("mean"),
+            func.avg(value * value).label("mean_square"),
+            func.count(value).label("n"),
+            func.sum(case((runs.status == "diverged", 1), else_=0)).label("diverged"),
+        )
+        .where(runs.task == task, runs.lr.is_not(None))
+        .group_by(runs.optimizer, runs.params_hash)
+    )
+    found: dict[str, list[LrPoint]] = {}
+    with store.engine.connect() as connection:
+        for row in connection.execute(statement):
+            std = None
+            if row.n and row.n > 1 and row.mean is not None:
+                variance = max(row.mean_square - row.mean**2, 0.0) * row.n / (row.n - 1)
+                std = math.sqrt(variance)
+            elif row.n == 1:
+                std = 0.0
+            if row.mean is None and not row.diverged:
+                continue  # only pruned or failed runs: nothing to plot
+            found.setdefault(row.optimizer, []).append(
+                LrPoint(lr=row.lr, mean=row.mean, std=std, seeds=int(row.n or 0),
+                        diverged=bool(row.diverged))
+            )
+    return found
+
+
+def best_config_curves(store: Store, ranking: TaskRanking) -> dict[str, list[SeedCurve]]:
+    """The curves of the complete seeds of each optimizer's best configuration."""
+    from sqlalchemy import select
+
+    from tuner.store import CurveRow, Run
+
+    curves: dict[str, list[SeedCurve]] = {}
+    with store.engine.connect() as connection:
+        for standing in ranking.optimizers:
+            if not standing.params_hash or standing.mean is None:
+                continue
+            run_ids = connection.execute(
+                select(Run.id).where(
+                    Run.task == ranking.task, Run.optimizer == standing.optimizer,
+                    Run.params_hash == standing.params_hash, Run.status == "complete",
+                )
+            ).scalars().all()
+            rows = connection.execute(
+                select(CurveRow.run_id, CurveRow.step, CurveRow.metric)
+                .where(CurveRow.run_id.in_(run_ids))
+                .order_by(CurveRow.run_id, CurveRow.step)
+            ).all()
+            per_run: dict[int, SeedCurve] = {}
+            for run_id, step, metric in rows:
+                curve = per_run.setdefault(run_id, SeedCurve([], []))
+                curve.steps.append(step)
+                curve.values.append(metric)
+            if per_run:
+                curves[standing.optimizer] = list(per_run.values())
+    return curves
+
+
+def rerun_trajectories(
+    store: Store, ranking: TaskRanking, seeds: int = 1
+) -> dict[str, list[Trajectory]]:
+    """The 2-D paths of each optimizer's best configuration, re-run (they are cheap to redo).
+
+    The store keeps curves, not paths; a 2-D task's run takes milliseconds, so the path is
+    trained again with the configuration, seed and training options its study used.
+    """
+    from dataclasses import fields
+
+    from sqlalchemy import select
+
+    from tuner.store import Run, Study
+    from tuner.training import TrainOptions, train
+
+    known = {f.name for f in fields(TrainOptions)}
+    paths: dict[str, list[Trajectory]] = {}
+    with store.engine.connect() as connection:
+        for standing in ranking.optimizers:
+            if not standing.params_hash or standing.mean is None:
+                continue
+            rows = connection.execute(
+                select(Run.params, Run.seed, Study.options)
+                .select_from(Run.__table__.outerjoin(Study.__table__, Run.study_id == Study.id))
+                .where(
+                    Run.task == ranking.task, Run.optimizer == standing.optimizer,
+                    Run.params_hash == standing.params_hash, Run.status == "complete",
+                )
+                .order_by(Run.seed)
+                .limit(seeds)
+            ).all()
+            for params, seed, options in rows:
+                chosen = {k: v for k, v in (options or {}).items() if k in known}
+                chosen["device"] = "cpu"
+                result = train(ranking.task, standing.optimizer, params, seed, **chosen)
+                if result.trajectory:
+                    paths.setdefault(standing.optimizer, []).append(
+                        Trajectory([tuple(p) for p in result.trajectory], seed)
+                    )
+    return paths
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """What :func:`write_report` wrote."""
+
+    directory: Path
+    index: Path
+    images: list[Path] = field(default_factory=list)
+
+
+def _numpy_function(task_plugin: Any) -> Callable[[Any], Any] | None:
+    """The task's 2-D function on numpy points, through its ``function`` on torch tensors."""
+    function = getattr(task_plugin, "function", None)
+    if function is None:
+        return None
+
+    def evaluate(points: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return function(torch.as_tensor(points, dtype=torch.float64)).numpy()
+
+    return evaluate
+
+
+def write_report(
+    task: str,
+    out: str | Path,
+    db: str | Store | None = None,
+    tolerance: str | None = None,
+    profile_tasks: Sequence[str] | None = None,
+) -> Report:
+    """Write the PNG plots and ``index.html`` for ``task`` into the folder ``out``.
+
+    Plots: lr sensitivity per optimizer, learning curves of each best configuration, the 2-D
+    paths over the contours (tasks that record a trajectory), and the performance profile over
+    every task in the store (or ``profile_tasks``).
+    """
+    from tuner.advice import _open, advise, profile_costs
+    from tuner.plugins import get_registry
+
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    task_plugin = get_registry().task(task)
+    store, opened = _open(db)
+    try:
+        advice = advise(task, db=store, tolerance=tolerance)
+        ranking = advice.ranking
+        sections: list[tuple[str, str, Path]] = []
+
+        sensitivity = plot_lr_sensitivity(
+            lr_points(store, task), ranking.metric, ranking.direction,
+            directory / "lr_sensitivity.png",
+            good_lr={s.optimizer: s.good_lr for s in ranking.optimizers},
+            best_lr={s.optimizer: s.lr for s in ranking.optimizers},
+            title=f"{task}: final {ranking.metric} against learning rate "
+            f"(shaded: good-lr interval, tolerance {ranking.tolerance})",
+        )
+        sections.append((
+            "Learning-rate sensitivity",
+            "Each dot is one configuration (mean over its seeds, bar: ± one standard deviation); "
+            "the line and band follow the best configuration per quarter decade of lr. The "
+            "shaded span is the good-lr interval: how forgiving the optimizer is. Crosses are "
+            "configurations that diverged.",
+            sensitivity,
+        ))
+
+        curves = best_config_curves(store, ranking)
+        if curves:
+            labels = {
+                s.optimizer: f"{s.optimizer} (lr {s.lr:.2g})" for s in ranking.optimizers
+                if s.lr is not None
+            }
+            learning = plot_learning_curves(
+                curves, ranking.metric, directory / "learning_curves.png",
+                target=ranking.target,
+                log_y=ranking.direction == "minimize" and _all_positive(curves),
+                labels=labels,
+                title=f"{task}: learning curves of each optimizer's best configuration",
+            )
+            sections.append((
+                "Learning curves",
+                "Mean over the seeds of each optimizer's best configuration; the band spans the "
+                "seeds (min to max). The dotted line is the task's target.",
+                learning,
+            ))
+
+        function = _numpy_function(task_plugin)
+        if getattr(task_plugin, "records_trajectory", False) and function is not None:
+            paths = rerun_trajectories(store, ranking)
+            if paths:
+                minimum = getattr(task_plugin, "minimum", None)
+                contour = plot_trajectories(
+                    function, paths, directory / "trajectories.png",
+                    minimum=tuple(minimum) if minimum is not None else None,
+                    title=f"{task}: paths of each optimizer's best configuration",
+                    labels={s.optimizer: f"{s.optimizer} (lr {s.lr:.2g})"
+                            for s in ranking.optimizers if s.lr is not None},
+                )
+                sections.append((
+                    "Paths over the loss contours",
+                    "Each optimizer's best configuration, started from the task's start point "
+                    "(square); dots mark where each path ended.",
+                    contour,
+                ))
+
+        costs = profile_costs(profile_tasks, db=store)
+        if any(c is not None for per in costs.values() for c in per.values()):
+            profile = plot_performance_profile(costs, directory / "performance_profile.png")
+            sections.append((
+                "Performance profile",
+                "Dolan-Moré profile over the tasks in the store: for each optimizer, the fraction "
+                "of tasks on which its tuned steps-to-target is within a factor tau of the "
+                "fastest optimizer's. Higher and further left is better; the value at tau = 1 is "
+                "the share of tasks it was fastest on.",
+                profile,
+            ))
+        display = store.display_url
+    finally:
+        if opened:
+            store.dispose()
+
+    index = directory / "index.html"
+    index.write_text(_html(advice, sections, display), encoding="utf-8")
+    return Report(directory=directory, index=index, images=[path for _, _, path in sections])
+
+
+def _all_positive(curves: Mapping[str, Sequence[SeedCurve]]) -> bool:
+    values = [v for seeds in curves.values() for c in seeds for v in c.values if v is not None]
+    return bool(values) and min(values) > 0
+
+
+def _html(advice: Any, sections: Sequence[tuple[str, str, Path]], db: str) -> str:
+    from tuner.advice import format_lr, format_metric, format_spread
+
+    ranking = advice.ranking
+    metric = ranking.metric
+    escape = html.escape
+    rows = []
+    for s in ranking.optimizers:
+        interval = f"{format_lr(s.good_lr[0])} .. {format_lr(s.good_lr[1])}" if s.good_lr else "-"
+        tied = {True: "yes", False: "no", None: "?"}[s.tied_with_winner]
+        memory = f"{s.state_multiple:.2g}n" if s.state_multiple is not None else "-"
+        ttt = f"{s.steps_to_target:.0f} ({s.reached_target}/{s.seeds})" if (
+            s.steps_to_target is not None) else "-"
+        gap = f"{format_spread(s.gap, metric)}" if s.gap is not None else "-"
+        cells = [
+            str(s.rank), s.optimizer, format_metric(s.mean, metric),
+            format_spread(s.std, metric), str(s.seeds), format_lr(s.lr), interval,
+            str(s.trials), f"{s.diverged}/{s.pruned}", ttt, memory, gap,
+            "winner" if s.rank == 1 else tied,
+        ]
+        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    header = [
+        "rank", "optimizer", metric, "std", "seeds", "best lr", "good lr", "trials",
+        "diverged/pruned runs", "steps to target", "state", "gap", "tied",
+    ]
+    figures = "\n".join(
+        f'<section><h2>{escape(title)}</h2><p>{escape(caption)}</p>'
+        f'<img src="{escape(path.name)}" alt="{escape(title)}"></section>'
+        for title, caption, path in sections
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>tuner report: {escape(ranking.task)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }}
+th, td {{ padding: 0.3em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }}
+th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
+img {{ max-width: 100%; border: 1px solid #eee; }}
+.advice {{ font-size: 1.15em; background: #f4f7fb; padding: 0.8em 1em; border-radius: 6px; }}
+.small {{ color: #666; font-size: 0.85em; }}
+</style>
+</head>
+<body>
+<h1>{escape(ranking.task)}: which optimizer, which learning rate</h1>
+<p class="advice">{escape(advice.text)}</p>
+<p class="small">Metric: {escape(metric)} ({escape(ranking.direction)}); target
+{escape(str(ranking.target))}; tolerance {escape(str(ranking.tolerance))}; {ranking.studies}
+stud{"y" if ranking.studies == 1 else "ies"} in {escape(db)}.</p>
+<table>
+<tr>{"".join(f"<th>{escape(h)}</th>" for h in header)}</tr>
+{chr(10).join(rows)}
+</table>
+{figures}
+</body>
+</html>
+"""
+
+
+class ReportError(TunerError):
+    """The report cannot be written as asked."""
