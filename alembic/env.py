@@ -57,6 +57,9 @@ def run_migrations_online() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url") or None)
     try:
         with engine.connect() as own_connection:
+            if own_connection.dialect.name == "sqlite":
+                # batch table rebuilds must not cascade-delete child rows
+                own_connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
             _configure(connection=own_connection)
             with context.begin_transaction():
                 context.run_migrations()

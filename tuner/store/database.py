@@ -328,20 +328,36 @@ def upgrade(url: str | URL | None = None, revision: str = "head") -> tuple[str |
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(resolved)
     try:
-        before = _check_upgradable(engine, resolved)
         if path is not None:
             _enable_wal(engine)
         with _connect(engine) as connection:
             if engine.dialect.name == "sqlite":
+                # A batch migration rebuilds a table by DROP + rename; with foreign keys on,
+                # the DROP would cascade-delete the child rows (runs, curve points).
+                connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             elif engine.dialect.name == "postgresql":
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRES_UPGRADE_LOCK}
                 )
+            state = read_schema_state(connection)  # under the lock: what this upgrade finds
+            if state.state in ("newer", "unversioned"):
+                raise SchemaError(schema_problem(state, resolved))
+            before = state.revision
             command.upgrade(alembic_config(connection), revision)
             after = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
             _write_meta(connection, str(after))
+            if engine.dialect.name == "sqlite":
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if broken is not None:
+                    connection.rollback()
+                    raise StoreError(
+                        f"upgrading the database at {display_url(resolved)} would break a "
+                        f"foreign key in {broken[0]}; nothing was changed"
+                    )
             connection.commit()
+            if engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("PRAGMA foreign_keys = ON")
     except SQLAlchemyError as error:
         raise StoreError(
             f"upgrading the database at {display_url(resolved)} failed: {_reason(error, resolved)}"
@@ -349,14 +365,6 @@ def upgrade(url: str | URL | None = None, revision: str = "head") -> tuple[str |
     finally:
         engine.dispose()
     return before, str(after)
-
-
-def _check_upgradable(engine: Engine, url: str) -> str | None:
-    with _connect(engine) as connection:
-        state = read_schema_state(connection)
-    if state.state in ("newer", "unversioned"):
-        raise SchemaError(schema_problem(state, url))
-    return state.revision
 
 
 def _write_meta(connection: Connection, revision: str) -> None:

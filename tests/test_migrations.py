@@ -1,0 +1,253 @@
+"""Migrations on real databases: populated upgrades, schema checks, the CLI, Optuna alongside."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from click.testing import CliRunner
+from sqlalchemy import create_engine, inspect, text
+
+from tuner.cli import cli
+from tuner.store import (
+    HEAD_REVISION,
+    SCHEMA_REVISIONS,
+    VERSION_TABLE,
+    Base,
+    SchemaError,
+    StoreError,
+    open_store,
+    params_hash,
+    schema_state,
+    upgrade,
+)
+from tuner.store.database import alembic_config, make_engine, migrations_directory
+
+SEED_ROWS = [
+    "INSERT INTO tuner_studies (id, name, task, optimizers, trials_per_optimizer, seeds, sampler,"
+    " pruner, options, search_spaces, status, tuner_version, created_at) VALUES (1, 'old',"
+    " 'quadratic', '[\"adamw\"]', 2, '[0, 1]', 'tpe', 'median', '{}', '{}', 'finished', '0.1.0',"
+    " '2025-01-01 00:00:00')",
+    "INSERT INTO tuner_trials (id, study_id, optimizer, optuna_study_name, optuna_trial_number,"
+    " params, value, status, started_at) VALUES (1, 1, 'adamw', 'old:adamw', 0,"
+    " '{\"lr\": 0.01}', 0.3, 'complete', '2025-01-01 00:00:00')",
+    "INSERT INTO tuner_runs (id, trial_id, study_id, task, optimizer, params, seed, status,"
+    " final_metric, best_metric, steps, wall_seconds, optimizer_state_bytes, param_count, device,"
+    " versions, created_at) VALUES (1, 1, 1, 'quadratic', 'adamw',"
+    " '{\"lr\": 0.01, \"beta1\": 0.9}', 0, 'complete', 0.3, 0.25, 100, 1.5, 800, 100, 'cpu',"
+    " '{}', '2025-01-01 00:00:00')",
+    "INSERT INTO tuner_runs (id, trial_id, study_id, task, optimizer, params, seed, status,"
+    " final_metric, best_metric, steps, wall_seconds, optimizer_state_bytes, param_count, device,"
+    " versions, created_at) VALUES (2, 1, 1, 'quadratic', 'adamw', '{\"momentum\": 0.9}', 1,"
+    " 'diverged', NULL, 0.5, 40, 0.5, 800, 100, 'cpu', '{}', '2025-01-01 00:00:00')",
+    "INSERT INTO tuner_curve_points (run_id, step, train_loss, metric, lr, seconds) VALUES"
+    " (1, 0, 1.0, 0.5, 0.01, 0.0), (1, 50, 0.5, 0.3, 0.01, 0.7), (2, 0, 2.0, 0.5, 0.01, 0.0)",
+]
+
+
+def populated_at_first_revision(url: str) -> None:
+    """A database created by the first migration, with rows written by plain SQL."""
+    upgrade(url, "0001")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        for statement in SEED_ROWS:
+            connection.execute(text(statement))
+    engine.dispose()
+
+
+def sqlite_file(url: str) -> Path:
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def test_revisions_listed_in_code_match_the_migration_scripts():
+    scripts = ScriptDirectory(str(migrations_directory()))
+    history = [s.revision for s in reversed(list(scripts.walk_revisions()))]
+    assert history == list(SCHEMA_REVISIONS)
+    assert scripts.get_current_head() == HEAD_REVISION
+    assert len(history) >= 2
+
+
+def test_models_match_the_migrated_schema(database_url):
+    """Autogenerate finds nothing to do: the migrations build exactly what the models say."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={"version_table": VERSION_TABLE, "compare_type": True,
+                  "include_name": lambda name, type_, _: type_ != "table"
+                  or name.startswith("tuner_")},
+        )
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_upgrading_a_populated_database_keeps_its_data(database_url):
+    populated_at_first_revision(database_url)
+    assert schema_state(database_url).revision == "0001"
+    before, after = upgrade(database_url)
+    assert (before, after) == ("0001", HEAD_REVISION)
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        runs = connection.execute(
+            text("SELECT id, seed, status, final_metric, lr, params_hash, params"
+                 " FROM tuner_runs ORDER BY id")
+        ).all()
+        curve = connection.execute(text("SELECT count(*) FROM tuner_curve_points")).scalar()
+        study = connection.execute(text("SELECT name, status FROM tuner_studies")).one()
+        trial = connection.execute(text("SELECT value, status FROM tuner_trials")).one()
+        indexes = {i["name"] for i in inspect(connection).get_indexes("tuner_runs")}
+    engine.dispose()
+    assert [(r.id, r.seed, r.status, r.final_metric) for r in runs] == [
+        (1, 0, "complete", 0.3), (2, 1, "diverged", None)]
+    assert (runs[0].lr, runs[1].lr) == (0.01, None)
+    for run in runs:
+        params = run.params if isinstance(run.params, dict) else json.loads(run.params)
+        assert run.params_hash == params_hash(params)
+    assert curve == 3 and tuple(study) == ("old", "finished") and tuple(trial) == (0.3, "complete")
+    assert {"ix_tuner_runs_lr", "ix_tuner_runs_task_optimizer_status",
+            "ix_tuner_runs_task_optimizer_params_hash"} <= indexes
+    store = open_store(database_url, create=False)  # now usable
+    store.dispose()
+
+
+def test_downgrade_and_upgrade_again_keep_the_rows_on_sqlite(sqlite_url):
+    populated_at_first_revision(sqlite_url)
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+        command.downgrade(alembic_config(connection), "0001")
+        connection.commit()
+    engine.dispose()
+    assert schema_state(sqlite_url).revision == "0001"
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM tuner_runs")).scalar() == 2
+        assert connection.execute(text("SELECT count(*) FROM tuner_curve_points")).scalar() == 3
+        assert connection.execute(text("SELECT lr FROM tuner_runs WHERE id = 1")).scalar() == 0.01
+    engine.dispose()
+
+
+def test_an_older_schema_is_refused_and_left_untouched(sqlite_url):
+    populated_at_first_revision(sqlite_url)
+    path = sqlite_file(sqlite_url)
+    before = path.read_bytes()
+    for create in (True, False):
+        with pytest.raises(SchemaError) as caught:
+            open_store(sqlite_url, create=create)
+        assert str(caught.value) == (
+            f"database at {sqlite_url} is at schema revision 0001, this tuner needs "
+            f"{HEAD_REVISION}: run `tuner db upgrade`"
+        )
+    result = CliRunner().invoke(cli, ["db", "current", "--db", sqlite_url])
+    assert result.exit_code == 0 and "run `tuner db upgrade`" in result.output
+    assert path.read_bytes() == before
+    assert schema_state(sqlite_url).revision == "0001"
+
+
+def test_a_newer_schema_names_the_tuner_it_needs(database_url):
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0099'"))
+        connection.execute(
+            text("UPDATE tuner_meta SET value = '9.1' WHERE key = 'min_tuner_version'")
+        )
+    engine.dispose()
+    with pytest.raises(SchemaError, match=r"revision 0099, newer than this tuner .* tuner 9\.1"):
+        open_store(database_url)
+    result = CliRunner().invoke(cli, ["db", "upgrade", "--db", database_url])
+    assert result.exit_code == 1
+    assert "needs tuner 9.1 or newer" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert schema_state(database_url).revision == "0099"
+
+
+def test_cli_upgrade_then_current(sqlite_url):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["db", "upgrade", "--db", sqlite_url], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"to {HEAD_REVISION}" in result.output
+    result = runner.invoke(cli, ["db", "current", "--db", sqlite_url], catch_exceptions=False)
+    assert result.output.strip() == f"{sqlite_url}: schema revision {HEAD_REVISION} (head)"
+    result = runner.invoke(cli, ["db", "current", "--db", sqlite_url, "--json"])
+    assert json.loads(result.output)["revision"] == HEAD_REVISION
+    result = runner.invoke(cli, ["db", "upgrade", "--db", sqlite_url], catch_exceptions=False)
+    assert "already at schema revision" in result.output
+
+
+def test_cli_reads_tuner_db_and_masks_passwords(monkeypatch):
+    monkeypatch.setenv("TUNER_DB", "postgresql://user:secret@127.0.0.1:1/x")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "url"]).output.strip() == (
+        "postgresql+psycopg://user:***@127.0.0.1:1/x")
+    result = runner.invoke(cli, ["db", "current"])
+    assert result.exit_code == 1 and "secret" not in result.output
+    assert result.output.startswith("Error: cannot connect to the database at")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_concurrent_upgrades_of_one_new_database(sqlite_url):
+    code = "import sys; from tuner.store import upgrade; print(upgrade(sys.argv[1]))"
+    workers = [subprocess.Popen([sys.executable, "-c", code, sqlite_url],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(3)]
+    outcomes = [w.communicate(timeout=120) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], outcomes
+    assert sum("None" in out for out, _ in outcomes) == 1  # exactly one created the schema
+    assert schema_state(sqlite_url).revision == HEAD_REVISION
+
+
+def _optuna_study(url: str, name: str) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=url, study_name=name)
+    study.optimize(lambda trial: trial.suggest_float("x", -1, 1) ** 2, n_trials=2)
+
+
+def _optuna_cli_lists(url: str, name: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from optuna.cli import main; sys.exit(main())",
+         "studies", "--storage", url, "-f", "json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [s["name"] for s in json.loads(result.stdout)] == [name]
+
+
+def test_optuna_first_then_tuner(database_url):
+    _optuna_study(database_url, "optuna-first")
+    result = CliRunner().invoke(cli, ["db", "upgrade", "--db", database_url],
+                                catch_exceptions=False)
+    assert result.exit_code == 0 and "from an empty schema" in result.output
+    _optuna_cli_lists(database_url, "optuna-first")
+    tables = set(inspect(create_engine(database_url)).get_table_names())
+    assert {"alembic_version", VERSION_TABLE, "studies", "trials", "tuner_runs"} <= tables
+
+
+def test_tuner_first_then_optuna(database_url):
+    open_store(database_url).dispose()
+    _optuna_study(database_url, "tuner-first")
+    _optuna_cli_lists(database_url, "tuner-first")
+    assert schema_state(database_url).state == "current"
+    result = CliRunner().invoke(cli, ["db", "upgrade", "--db", database_url],
+                                catch_exceptions=False)
+    assert "already at schema revision" in result.output
+
+
+def test_unversioned_tuner_tables_are_refused(sqlite_url):
+    engine = create_engine(sqlite_url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    with pytest.raises(StoreError, match="has tuner tables but no tuner_alembic_version row"):
+        open_store(sqlite_url)
