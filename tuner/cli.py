@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tuner import __version__
+from tuner.commands import advice as advice_commands
 from tuner.commands.db import db
 from tuner.commands.plugins import optimizers, plugins_command
 
@@ -35,3 +36,8 @@ cli.add_command(plugins_command)
 cli.add_command(optimizers)
 # (more command groups are added below, one line each)
 cli.add_command(db)
+cli.add_command(advice_commands.best_command)
+cli.add_command(advice_commands.advise_command)
+cli.add_command(advice_commands.compare_command)
+cli.add_command(advice_commands.lr_find_command)
+cli.add_command(advice_commands.report_command)

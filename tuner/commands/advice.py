@@ -1,0 +1,219 @@
+"""``tuner best``, ``advise``, ``compare``, ``lr-find``, ``report``: advice read from the store.
+
+Every number comes from the runs in the store (all studies of a task); the definitions of
+"configuration", "good-lr interval", "tolerance" and "tied within noise" are in
+:mod:`tuner.advice`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from tuner.commands._output import output_options, print_json, print_table
+from tuner.commands.db import db_option
+
+TOLERANCE_HELP = (
+    "How close to the best counts as equally good: 2% (relative, the default) or an absolute "
+    "number in the metric's units such as 0.05 (the default for bpc metrics)."
+)
+
+
+def tolerance_option(function):
+    """Add ``--tolerance`` to a command."""
+    return click.option("--tolerance", default=None, metavar="TOL", help=TOLERANCE_HELP)(function)
+
+
+def _lr_range(standing) -> str:
+    from tuner.advice import format_lr
+
+    if not standing.good_lr:
+        return "-"
+    low, high = standing.good_lr
+    return format_lr(low) if low == high else f"{format_lr(low)}..{format_lr(high)}"
+
+
+@click.command(name="best")
+@click.option("--task", required=True, help="The task to rank optimizers on.")
+@tolerance_option
+@db_option
+@output_options
+def best_command(task: str, tolerance: str | None, db: str | None, as_json: bool) -> None:
+    """Optimizers ranked on a task, each with its best configuration and how forgiving it is.
+
+    Built from every study of the task in the store. Per optimizer: the best configuration's
+    mean ± std over seeds, the trials behind it, the good-lr interval (lrs within the tolerance
+    of that optimizer's best), steps to the task's target, optimizer state as a multiple of the
+    parameter count, and the gap to the winner.
+    """
+    from tuner.advice import format_lr, format_metric, format_spread, rank_task
+
+    ranking = rank_task(task, db=db, tolerance=tolerance)
+    if as_json:
+        print_json(ranking.to_dict())
+        return
+    rows = []
+    for s in ranking.optimizers:
+        ttt = "-"
+        if s.steps_to_target is not None:
+            ttt = f"{s.steps_to_target:.0f} ({s.reached_target}/{s.seeds})"
+        gap = "-" if s.gap is None else (
+            f"{format_spread(s.gap, ranking.metric)}"
+            + (f" ({s.gap_relative * 100:.1f}%)" if s.gap_relative is not None else "")
+        )
+        tied = {True: "tied", False: "", None: "?"}[s.tied_with_winner] if s.rank > 1 else ""
+        rows.append([
+            s.rank, s.optimizer, format_metric(s.mean, ranking.metric),
+            format_spread(s.std, ranking.metric), s.seeds, format_lr(s.lr), _lr_range(s),
+            s.trials, f"{s.diverged}/{s.pruned}", ttt,
+            f"{s.state_multiple:.2g}n" if s.state_multiple is not None else "-", gap, tied,
+        ])
+    print_table(
+        rows,
+        ["rank", "optimizer", ranking.metric, "std", "seeds", "lr", "good lr", "trials",
+         "div/pruned", "steps to target", "state", "gap", "noise"],
+        title=(
+            f"{task}: {ranking.metric} ({ranking.direction}), tolerance {ranking.tolerance}, "
+            f"{ranking.studies} stud{'y' if ranking.studies == 1 else 'ies'}"
+        ),
+    )
+    best_params = ranking.optimizers[0].params if ranking.optimizers else {}
+    if best_params:
+        shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in best_params.items())
+        click.echo(f"best configuration of {ranking.optimizers[0].optimizer}: {shown}")
+
+
+@click.command(name="advise")
+@click.option("--task", required=True, help="The task to advise on.")
+@click.option(
+    "--memory-budget", default=None, metavar="Kn",
+    help="Only optimizers whose state is at most K times the parameter count (0n, 1n, 2n, 3n).",
+)
+@tolerance_option
+@db_option
+@output_options
+def advise_command(
+    task: str, memory_budget: str | None, tolerance: str | None, db: str | None, as_json: bool
+) -> None:
+    """The recommendation for a task in one or two sentences, with its evidence.
+
+    Says when the top optimizers are tied within noise (means within twice the standard error
+    of their difference).
+    """
+    from tuner.advice import advise
+
+    advice = advise(task, db=db, memory_budget=memory_budget, tolerance=tolerance)
+    if as_json:
+        print_json(advice.to_dict())
+        return
+    click.echo(advice.text)
+
+
+@click.command(name="compare")
+@click.option("--tasks", default=None, metavar="A,B", help="Tasks to compare on (default: all).")
+@tolerance_option
+@db_option
+@output_options
+def compare_command(
+    tasks: str | None, tolerance: str | None, db: str | None, as_json: bool
+) -> None:
+    """Optimizers across tasks: rank per task, mean rank, wins; and how good the defaults are.
+
+    A default is an optimizer's recommended configuration (every study's first trial). The last
+    line counts the tasks where the best untuned default came within the tolerance of the tuned
+    best.
+    """
+    from tuner.advice import compare
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    result = compare(names, db=db, tolerance=tolerance)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    columns = ["optimizer", *result.tasks, "mean rank", "wins"]
+    rows = [
+        [row.optimizer, *[_rank_text(row.ranks.get(t)) for t in result.tasks],
+         f"{row.mean_rank:.2f}", row.wins]
+        for row in result.rankings
+    ]
+    print_table(rows, columns, title="rank per task (1 = best tuned result)")
+    click.echo(
+        f"best untuned default within tolerance of the tuned best on "
+        f"{result.defaults_within_tolerance} of {result.defaults_tasks} task(s)"
+    )
+
+
+def _rank_text(rank: float | None) -> str:
+    if rank is None:
+        return "-"
+    return f"{rank:g}"
+
+
+@click.command(name="lr-find")
+@click.option("--task", required=True, help="The task whose model and data to use.")
+@click.option("--optimizer", required=True, help="The optimizer to sweep the lr of.")
+@click.option("--start", default=1e-7, show_default=True, type=float, help="First lr.")
+@click.option("--end", default=10.0, show_default=True, type=float, help="Last lr.")
+@click.option("--steps", default=100, show_default=True, type=int, help="Steps of the ramp.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of model and data.")
+@click.option(
+    "--param", "assignments", multiple=True, metavar="NAME=VALUE",
+    help="Fix another hyperparameter (repeatable); the rest take recommended values.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the plot here.")
+@output_options
+def lr_find_command(
+    task: str, optimizer: str, start: float, end: float, steps: int, seed: int,
+    assignments: tuple[str, ...], device: str, out: str | None, as_json: bool,
+) -> None:
+    """The learning-rate range test: raise the lr every step, watch the smoothed loss.
+
+    Suggests the lr where the smoothed loss falls fastest (Smith 2017, fastai's lr_find); the
+    test stops once the smoothed loss exceeds 4x its best.
+    """
+    from tuner.lr_find import lr_find
+    from tuner.plugins import get_registry
+
+    params = get_registry().optimizer(optimizer).space.parse(assignments, owner=optimizer)
+    result = lr_find(
+        task, optimizer, start=start, end=end, steps=steps, params=params, seed=seed,
+        device=device,
+    )
+    if out:
+        from tuner.report import plot_lr_find
+
+        plot_lr_find(result, out)
+    if as_json:
+        data = result.to_dict()
+        data["plot"] = out
+        print_json(data)
+        return
+    if result.suggested_lr is not None:
+        click.echo(f"suggested lr: {result.suggested_lr:.3g} (steepest descent of the loss)")
+    else:
+        click.echo("no clear steepest descent: widen --start/--end or add --steps")
+    if result.min_loss_lr is not None:
+        click.echo(f"lowest loss at lr {result.min_loss_lr:.3g} (its tenth: "
+                   f"{result.min_loss_lr / 10:.3g})")
+    stop = f"diverged at lr {result.diverged_at:.3g}" if result.diverged_at else "ran to the end"
+    click.echo(f"{len(result.lrs)} of {steps} steps; {stop}")
+    if out:
+        click.echo(f"plot: {out}")
+
+
+@click.command(name="report")
+@click.option("--task", required=True, help="The task to report on.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@tolerance_option
+@db_option
+def report_command(task: str, out: str, tolerance: str | None, db: str | None) -> None:
+    """Write PNG plots and an index.html to open in a browser.
+
+    lr sensitivity per optimizer, learning curves of each best configuration, 2-D paths over
+    the loss contours (quadratic, rosenbrock), and a performance profile across tasks.
+    """
+    from tuner.report import write_report
+
+    report = write_report(task, out, db=db, tolerance=tolerance)
+    click.echo(f"wrote {report.index} and {len(report.images)} plot(s)")
