@@ -1,1 +1,234 @@
-"""(being written)"""
+"""Lion and Tiger: sign-of-momentum optimizers that keep a single buffer per parameter.
+
+Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms", arXiv:2302.06675)::
+
+    u = sign(beta1 * m + (1 - beta1) * g)
+    p <- p - lr * (u + weight_decay * p)
+    m <- beta2 * m + (1 - beta2) * g
+
+Every coordinate moves by exactly ``lr``, more than Adam's typical step, so the paper advises a
+learning rate 3-10x smaller than AdamW's and a weight decay 3-10x larger (the product
+``lr * weight_decay`` is what decays the weights).
+
+Tiger (Su 2023, "Tiger: a tight-fisted optimizer") is Lion with ``beta1 = beta2 = beta``: the
+update is the sign of the momentum itself. Its author recommends ``beta = 0.945`` for vision
+(the midpoint of Lion's 0.9 and 0.99) and ``0.965`` for language models (Lion's 0.95 and 0.98).
+
+Tiger's optional non-finite-gradient guard (``nan_guard=True``): when any gradient of the step
+holds a NaN or an infinity, the step is skipped (momentum untouched) and every parameter that has
+a gradient is pulled slightly towards its initial centre::
+
+    p <- (p - c) * shrink + c          shrink = 0.99
+
+where ``c`` is the mean of the parameter's values when the optimizer first steps on it (1 for a
+normalisation gain initialised to ones, 0 for a bias, about 0 for a weight matrix), stored as a
+scalar in the parameter's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from tuner_plugins.optimizers._sign_descent import ScratchBuffers, sign_descent_step
+
+from tuner import hookimpl
+from tuner.optimizer import OptimizerPlugin
+from tuner.space import Categorical, Float
+
+LION_REFERENCE = (
+    "Chen et al. 2023, Symbolic Discovery of Optimization Algorithms, arXiv:2302.06675"
+)
+TIGER_REFERENCE = "Su 2023, Tiger: a tight-fisted optimizer (github.com/bojone/tiger)"
+TIGER_SHRINK = 0.99
+"""How far the non-finite-gradient guard pulls parameters towards their centre."""
+
+
+def _check_hyperparameters(lr: float, weight_decay: float, betas: Iterable[float]) -> None:
+    if not lr >= 0.0:
+        raise ValueError(f"learning rate must be >= 0, got {lr}")
+    if not weight_decay >= 0.0:
+        raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
+    for beta in betas:
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"betas must be in [0, 1), got {beta}")
+
+
+def _gradients_with_momentum(
+    optimizer: torch.optim.Optimizer, group: dict[str, Any]
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """The group's parameters that have a gradient, their gradients and momentum buffers."""
+    params, grads, momenta = [], [], []
+    for param in group["params"]:
+        if param.grad is None:
+            continue
+        if param.grad.is_sparse:
+            raise RuntimeError(f"{type(optimizer).__name__} does not support sparse gradients")
+        state = optimizer.state[param]
+        if "exp_avg" not in state:
+            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        params.append(param)
+        grads.append(param.grad)
+        momenta.append(state["exp_avg"])
+    return params, grads, momenta
+
+
+class Lion(torch.optim.Optimizer):
+    """Lion: move every coordinate by ``lr`` in the direction of a momentum/gradient blend.
+
+    Args:
+        params: parameters or parameter groups.
+        lr: learning rate (3-10x below AdamW's).
+        betas: ``(beta1, beta2)``: the blend used for the update and the momentum's decay.
+        weight_decay: decoupled weight decay (3-10x above AdamW's).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+    ) -> None:
+        _check_hyperparameters(lr, weight_decay, betas)
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay})
+        self._scratch = ScratchBuffers()
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Take one step; ``closure`` re-evaluates the loss and is optional."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, momenta = _gradients_with_momentum(self, group)
+            beta1, beta2 = group["betas"]
+            sign_descent_step(
+                params, grads, momenta, lr=float(group["lr"]),
+                weight_decay=group["weight_decay"], update_beta=beta1, momentum_beta=beta2,
+                momentum_first=False, scratch=self._scratch,
+            )
+        return loss
+
+
+class Tiger(torch.optim.Optimizer):
+    """Tiger: Lion with one beta, so the update is the sign of the momentum itself.
+
+    Args:
+        params: parameters or parameter groups.
+        lr: learning rate.
+        beta: momentum decay (0.945 for vision, 0.965 for language).
+        weight_decay: decoupled weight decay.
+        nan_guard: skip a step whose gradients are not all finite and shrink the parameters
+            towards their initial centre instead (see the module docstring).
+        shrink: the guard's shrink factor.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-4,
+        beta: float = 0.945,
+        weight_decay: float = 0.0,
+        nan_guard: bool = False,
+        shrink: float = TIGER_SHRINK,
+    ) -> None:
+        _check_hyperparameters(lr, weight_decay, [beta])
+        if not 0.0 < shrink <= 1.0:
+            raise ValueError(f"shrink must be in (0, 1], got {shrink}")
+        defaults = {
+            "lr": lr, "beta": beta, "weight_decay": weight_decay, "nan_guard": bool(nan_guard),
+            "shrink": shrink,
+        }
+        super().__init__(params, defaults)
+        self._scratch = ScratchBuffers()
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Take one step (or, with the guard on and a non-finite gradient, shrink instead)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        batches = [(group, *_gradients_with_momentum(self, group)) for group in self.param_groups]
+        if any(group["nan_guard"] for group in self.param_groups):
+            for _, params, _, _ in batches:
+                for param in params:
+                    state = self.state[param]
+                    if "centre" not in state:
+                        state["centre"] = param.detach().mean()
+            all_grads = [grad for _, _, grads, _ in batches for grad in grads]
+            if all_grads and not self._all_finite(all_grads):
+                for group, params, _, _ in batches:
+                    for param in params:
+                        centre = self.state[param]["centre"]
+                        param.sub_(centre).mul_(group["shrink"]).add_(centre)
+                return loss
+        for group, params, grads, momenta in batches:
+            sign_descent_step(
+                params, grads, momenta, lr=float(group["lr"]),
+                weight_decay=group["weight_decay"], update_beta=group["beta"],
+                momentum_beta=group["beta"], momentum_first=True, scratch=self._scratch,
+            )
+        return loss
+
+    @staticmethod
+    def _all_finite(grads: list[torch.Tensor]) -> bool:
+        """Whether every gradient is finite (the max-abs norm is NaN or inf otherwise)."""
+        largest = torch._foreach_norm(grads, ord=float("inf"))
+        return bool(torch.stack([value.to(grads[0].device) for value in largest]).isfinite().all())
+
+
+def _build_lion(params: list[torch.Tensor], hp: dict[str, Any]) -> Lion:
+    return Lion(params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]),
+                weight_decay=hp["weight_decay"])
+
+
+def _build_tiger(params: list[torch.Tensor], hp: dict[str, Any]) -> Tiger:
+    return Tiger(params, lr=hp["lr"], beta=hp["beta"], weight_decay=hp["weight_decay"],
+                 nan_guard=hp["nan_guard"])
+
+
+LION = OptimizerPlugin(
+    name="lion",
+    summary="Lion: sign of a momentum/gradient blend; 1 buffer; lr 3-10x below AdamW's.",
+    space=[
+        Float("lr", 1e-6, 1e-2, default=1e-4, log=True, recommended=1e-4,
+              help="3-10x smaller than AdamW's"),
+        Float("beta1", 0.5, 0.99, default=0.9, recommended=0.9,
+              help="blend of momentum and gradient in the update"),
+        Float("beta2", 0.9, 0.9999, default=0.99, recommended=0.99,
+              help="decay of the momentum"),
+        Float("weight_decay", 0.0, 2.0, default=0.1, recommended=0.1,
+              help="decoupled; 3-10x larger than AdamW's (0.1-1)"),
+    ],
+    build=_build_lion,
+    state_multiple=1,
+    reference=LION_REFERENCE,
+)
+
+TIGER = OptimizerPlugin(
+    name="tiger",
+    summary="Tiger: Lion with beta1 = beta2; sign of the momentum; optional NaN guard.",
+    space=[
+        Float("lr", 1e-6, 1e-2, default=1e-4, log=True, recommended=1e-4,
+              help="as Lion's: 3-10x smaller than AdamW's"),
+        Float("beta", 0.8, 0.999, default=0.945, recommended=0.945,
+              help="0.945 for vision, 0.965 for language"),
+        Float("weight_decay", 0.0, 2.0, default=0.01, recommended=0.01, help="decoupled"),
+        Categorical("nan_guard", (False, True), default=False, recommended=False,
+                    help=f"on a non-finite gradient: skip, shrink by {TIGER_SHRINK} to centre"),
+    ],
+    build=_build_tiger,
+    state_multiple=1,
+    reference=TIGER_REFERENCE,
+)
+
+
+@hookimpl
+def register_optimizers(register: Callable[[OptimizerPlugin], None]) -> None:
+    """Register Lion and Tiger."""
+    register(LION)
+    register(TIGER)
