@@ -8,6 +8,7 @@ from tuner import __version__
 from tuner.commands import advice as advice_commands
 from tuner.commands.db import db
 from tuner.commands.plugins import optimizers, plugins_command
+from tuner.commands.study import study, worker_command
 
 
 class TunerGroup(click.Group):
@@ -35,6 +36,8 @@ def cli() -> None:
 cli.add_command(plugins_command)
 cli.add_command(optimizers)
 # (more command groups are added below, one line each)
+cli.add_command(study)
+cli.add_command(worker_command)
 cli.add_command(db)
 cli.add_command(advice_commands.best_command)
 cli.add_command(advice_commands.advise_command)

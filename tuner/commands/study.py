@@ -1,0 +1,325 @@
+"""``tuner study ...`` and ``tuner worker``: create, run, inspect, export and delete studies.
+
+A study trains every optimizer under the same budget (N trials x K seeds) on one task. ``tuner
+study run NAME --workers W`` runs W local worker processes; ``tuner worker NAME --db URL`` joins
+the same study from any host that reaches the database. The database is the only coordinator.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any
+
+import click
+
+from tuner.commands._output import format_value, output_options, print_json, print_table
+from tuner.commands.db import db_option
+
+
+def _grace_option(function: Any) -> Any:
+    return click.option(
+        "--grace-period", "grace", type=float, default=None, metavar="SECONDS",
+        help="How long a silent worker's trial is waited for before it is retried "
+        "(default $TUNER_GRACE_SECONDS, else 60).",
+    )(function)
+
+
+@click.group()
+def study() -> None:
+    """Studies: every optimizer tuned on one task under an equal budget."""
+
+
+@study.command(name="create")
+@click.argument("name", required=False)
+@click.option("--from", "from_file", metavar="FILE", help="Read the study from a TOML file; "
+              "flags given as well override it.")
+@click.option("--task", help="The task to train (tuner tasks list).")
+@click.option("--optimizers", metavar="A,B,...", help="Comma-separated optimizer names.")
+@click.option("--trials", type=int, help="Optuna trials per optimizer (the equal budget).")
+@click.option("--seeds", type=int, help="Training runs (seeds) per trial.")
+@click.option("--sampler", metavar="tpe|random|qmc|grid", help="Optuna sampler (default tpe).")
+@click.option("--pruner", metavar="none|median|hyperband|wilcoxon",
+              help="Optuna pruner (default median).")
+@click.option("--budget", type=int, metavar="STEPS", help="Optimizer steps per run "
+              "(default: the task's).")
+@click.option("--schedule", help="Learning-rate schedule of every run (default constant).")
+@click.option("--param-range", "ranges", multiple=True, metavar="[OPT.]PARAM=LOW:HIGH",
+              help="Replace a parameter's range, for every optimizer that has it or for one.")
+@click.option("--seed", type=int, help="Seed of the sampler (default 0).")
+@db_option
+def create_command(
+    name: str | None, from_file: str | None, task: str | None, optimizers: str | None,
+    trials: int | None, seeds: int | None, sampler: str | None, pruner: str | None,
+    budget: int | None, schedule: str | None, ranges: tuple[str, ...], seed: int | None,
+    db: str | None,
+) -> None:
+    """Create a study NAME; everything is checked before anything is written."""
+    from tuner.studyfile import load_study_file, parse_range_flag, resolve
+
+    file_settings = load_study_file(from_file) if from_file else None
+    flags = {
+        "name": name, "task": task, "optimizers": optimizers, "trials": trials,
+        "seeds": seeds, "sampler": sampler, "pruner": pruner, "budget": budget,
+        "schedule": schedule, "seed": seed, "ranges": [parse_range_flag(r) for r in ranges],
+    }
+    spec = resolve(flags, file_settings)
+
+    from tuner.driver import create
+    from tuner.store import display_url, resolve_url
+
+    config = create(spec, db)
+    click.echo(
+        f"Created study {config.name!r} in {display_url(resolve_url(db))}: task {config.task}, "
+        f"{len(config.optimizers)} optimizers x {config.trials} trials x "
+        f"{len(config.seeds)} seeds ({config.sampler} sampler, {config.pruner} pruner)."
+    )
+    if spec.pruner == "wilcoxon" and spec.seeds < 4:
+        click.echo("Note: the wilcoxon pruner compares seeds and cannot prune with fewer than 4.")
+    click.echo(f"Run it with: tuner study run {config.name}")
+
+
+@study.command(name="run")
+@click.argument("name")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Local worker processes.")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="Start no new trial after this long (running trials finish).")
+@_grace_option
+@db_option
+def run_command(
+    name: str, workers: int, timeout: float | None, grace: float | None, db: str | None
+) -> None:
+    """Run a study to the end (or resume it); Ctrl-C stops it cleanly."""
+    from tuner.driver import WorkerReport, is_finished, run_study
+
+    if workers < 1:
+        raise click.ClickException(f"--workers must be at least 1, got {workers}")
+    if is_finished(name, db):
+        _say_how_it_ended(name, db, WorkerReport(already_finished=True))
+        return
+    with _Progress() as bar:
+        report = run_study(
+            name, db, workers=workers, timeout=timeout, grace_seconds=grace,
+            on_progress=bar.update,
+        )
+    _say_how_it_ended(name, db, report)
+
+
+@click.command(name="worker")
+@click.argument("name")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="Start no new trial after this long (running trials finish).")
+@click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
+@_grace_option
+@db_option
+def worker_command(
+    name: str, timeout: float | None, threads: int | None, grace: float | None, db: str | None
+) -> None:
+    """Join study NAME as one more worker (on any host that reaches the database)."""
+    from tuner.driver import Worker, WorkerSettings, _graceful_signals, load_config, study_status
+    from tuner.store import open_store
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+    def progress() -> None:
+        store = open_store(db, create=False)
+        try:
+            bar.update(study_status(store, load_config(store, name)))
+        finally:
+            store.dispose()
+
+    with _Progress() as bar:
+        worker = Worker(
+            name, db, settings=WorkerSettings.from_env(grace), timeout=timeout,
+            on_trial=progress,
+        )
+        with _graceful_signals():
+            report = worker.run()
+        progress()
+    _say_how_it_ended(name, db, report)
+
+
+def _say_how_it_ended(name: str, db: str | None, report: Any) -> None:
+    from tuner.driver import load_config, study_status
+    from tuner.store import open_store
+
+    store = open_store(db, create=False)
+    try:
+        status = study_status(store, load_config(store, name))
+    finally:
+        store.dispose()
+    done = f"{status.done}/{status.total} trials"
+    if report.already_finished:
+        click.echo(f"Study {name!r} is already finished ({done}); nothing to do.")
+    elif report.stopped == "interrupted":
+        click.echo(f"Stopped study {name!r} at {done}; run it again to resume.")
+    elif status.status == "finished":
+        click.echo(f"Study {name!r} finished: {done}. See: tuner study show {name}")
+    else:
+        click.echo(f"Study {name!r} paused at {done} ({report.stopped or 'stopped'}); "
+                   "run it again to resume.")
+
+
+class _Progress:
+    """A rich progress display: one bar per optimizer (best so far) and the total with an ETA."""
+
+    def __enter__(self) -> _Progress:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[best]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        )
+        self.tasks: dict[str, Any] = {}
+        self.progress.start()
+        return self
+
+    def update(self, status: Any) -> None:
+        if not self.tasks:
+            for item in status.optimizers:
+                self.tasks[item.optimizer] = self.progress.add_task(
+                    item.optimizer, total=item.total, best="", completed=item.done
+                )
+            self.tasks[""] = self.progress.add_task(
+                "all", total=status.total, best="", completed=status.done
+            )
+        for item in status.optimizers:
+            best = "" if item.best_value is None else f"best {status.metric} {item.best_value:.4g}"
+            self.progress.update(self.tasks[item.optimizer], completed=item.done, best=best)
+        self.progress.update(self.tasks[""], completed=status.done)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+
+@study.command(name="list")
+@output_options
+@db_option
+def list_command(as_json: bool, db: str | None) -> None:
+    """List the studies in the store with their progress."""
+    from tuner.driver import list_studies
+
+    studies = list_studies(db)
+    if as_json:
+        print_json([s.describe() for s in studies])
+        return
+    if not studies:
+        click.echo("No studies yet: tuner study create NAME --task T --optimizers A,B ...")
+        return
+    print_table(
+        ([s.config.name, s.config.task, ", ".join(s.config.optimizers),
+          f"{s.done}/{s.total}", len(s.config.seeds), s.status] for s in studies),
+        ["study", "task", "optimizers", "trials", "seeds", "status"],
+    )
+
+
+@study.command(name="show")
+@click.argument("name")
+@output_options
+@db_option
+def show_command(name: str, as_json: bool, db: str | None) -> None:
+    """Show a study: status, and the best result per optimizer with its parameters."""
+    from tuner.driver import load_config, study_status
+    from tuner.store import open_store
+
+    store = open_store(db, create=False)
+    try:
+        status = study_status(store, load_config(store, name))
+    finally:
+        store.dispose()
+    if as_json:
+        print_json(status.describe())
+        return
+    c = status.config
+    click.echo(
+        f"Study {c.name!r}: {status.status}, {status.done}/{status.total} trials. Task {c.task} "
+        f"({status.direction} {status.metric}), {len(c.seeds)} seeds per trial, "
+        f"{c.sampler} sampler, {c.pruner} pruner."
+    )
+    rows = []
+    for item in status.optimizers:
+        params = ", ".join(
+            f"{key}={format_value(value)}" for key, value in (item.best_params or {}).items()
+        )
+        rows.append([
+            item.optimizer, f"{item.done}/{item.total}", item.complete, item.pruned,
+            item.diverged, item.best_value, params or None,
+        ])
+    direction = "lowest" if status.direction == "minimize" else "highest"
+    print_table(
+        rows,
+        ["optimizer", "done", "complete", "pruned", "diverged",
+         f"best mean {status.metric} ({direction})", "its parameters"],
+    )
+
+
+@study.command(name="delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@db_option
+def delete_command(name: str, yes: bool, db: str | None) -> None:
+    """Delete a study: its trials, runs and curves, and its Optuna studies."""
+    from tuner.driver import delete_study, load_config
+    from tuner.store import open_store
+
+    store = open_store(db, create=False)
+    try:
+        config = load_config(store, name)  # an unknown name fails before the question
+    finally:
+        store.dispose()
+    if not yes:
+        click.confirm(
+            f"Delete study {config.name!r} with all its runs and its Optuna studies?",
+            abort=True,
+        )
+    runs = delete_study(name, db)
+    click.echo(f"Deleted study {name!r} ({runs} runs).")
+
+
+@study.command(name="export")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
+              show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file instead of standard output.")
+@db_option
+def export_command(name: str, fmt: str, output: str | None, db: str | None) -> None:
+    """Export every run of a study, one row per run with its parameters flattened."""
+    from tuner.driver import export_rows
+
+    rows = export_rows(name, db)
+    if fmt == "json":
+        text = json.dumps([_plain(row) for row in rows], indent=2, default=str) + "\n"
+    else:
+        buffer = io.StringIO()
+        columns = list(rows[0]) if rows else ["study", "optimizer", "seed", "status"]
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        click.echo(f"Wrote {len(rows)} runs to {output}.", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in row.items()
+    }

@@ -1,0 +1,317 @@
+"""Study definitions: read a study file (TOML) and command-line flags, check every part of them.
+
+A study file names a task, the optimizers to compare and the tuning budget each one gets::
+
+    task = "digits-mlp"
+    optimizers = ["adam", "adamw", "sgd", "lion"]
+    trials = 20          # Optuna trials per optimizer
+    seeds = 3            # training runs (seeds 0..2) per trial; the trial's value is their mean
+    sampler = "tpe"      # tpe, random, qmc or grid
+    pruner = "median"    # none, median, hyperband or wilcoxon
+    budget = 600         # optimizer steps per run (default: the task's own budget)
+    schedule = "cosine"  # learning-rate schedule of every run (default: the training loop's)
+    seed = 0             # seed of the sampler
+
+    [ranges]             # narrower or wider ranges than the plugins declare
+    lr = [1e-4, 1e-1]    # every optimizer that has an ``lr``
+    sgd.lr = [1e-3, 1.0] # only sgd
+
+Command-line flags override the file. :func:`resolve` checks everything (task and optimizer names
+through the plugin registry, positive counts, ranges through ``SearchSpace.with_range``, sampler
+and pruner names) without touching a database, and returns a :class:`StudySpec` whose search
+spaces are final.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import TunerError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+SAMPLERS = ("tpe", "random", "qmc", "grid")
+PRUNERS = ("none", "median", "hyperband", "wilcoxon")
+STUDY_KEYS = (
+    "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
+    "seed", "ranges", "description",
+)
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class StudyFileError(TunerError, ValueError):
+    """A study file or a study flag that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class RangeOverride:
+    """A replaced range: ``optimizer`` None means every optimizer that has ``param``."""
+
+    optimizer: str | None
+    param: str
+    low: float
+    high: float
+
+    @property
+    def label(self) -> str:
+        where = f"{self.optimizer}.{self.param}" if self.optimizer else self.param
+        return f"{where}={self.low:g}:{self.high:g}"
+
+
+@dataclass
+class StudySpec:
+    """A checked study definition: what ``tuner study create`` writes to the store.
+
+    ``ranges`` maps each optimizer to the ranges that differ from its plugin's declaration, as
+    ``{param: [low, high]}``; :meth:`space` rebuilds the effective search space from them.
+    """
+
+    name: str
+    task: str
+    optimizers: list[str]
+    trials: int
+    seeds: int
+    sampler: str = "tpe"
+    pruner: str = "median"
+    budget: int | None = None
+    schedule: str | None = None
+    seed: int = 0
+    ranges: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    description: str = ""
+
+    def space(self, optimizer: str) -> Any:
+        """The effective search space of ``optimizer`` (its plugin's, with overrides applied)."""
+        from tuner.plugins import get_registry
+
+        plugin = get_registry().optimizer(optimizer)
+        return apply_ranges(plugin.space, self.ranges.get(optimizer, {}), optimizer)
+
+    def options(self) -> dict[str, Any]:
+        """The options stored with the study (``tuner_studies.options``)."""
+        return {
+            "budget": self.budget, "schedule": self.schedule, "seed": self.seed,
+            "description": self.description,
+        }
+
+
+def apply_ranges(space: Any, ranges: Mapping[str, Iterable[float]], owner: str) -> Any:
+    """``space`` with each ``{param: (low, high)}`` of ``ranges`` put in place."""
+    for param, (low, high) in ranges.items():
+        space = space.with_range(param, low, high, owner=owner)
+    return space
+
+
+def load_study_file(path: str | Path) -> dict[str, Any]:
+    """The raw settings of a study file: TOML, with only the keys a study has.
+
+    Raises :class:`StudyFileError` (one line, naming the file) when the file is missing, is not
+    TOML, or has an unknown key or a value of the wrong type.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise StudyFileError(f"cannot read study file {path}: {error.strerror or error}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise StudyFileError(f"study file {path} is not valid TOML: {error}") from None
+    unknown = sorted(set(data) - set(STUDY_KEYS))
+    if unknown:
+        raise StudyFileError(
+            f"study file {path}: unknown key {unknown[0]!r}; the keys are: {', '.join(STUDY_KEYS)}"
+        )
+    expected: dict[str, tuple[type, ...]] = {
+        "name": (str,), "task": (str,), "optimizers": (list, str), "trials": (int,),
+        "seeds": (int,), "sampler": (str,), "pruner": (str,), "budget": (int,),
+        "schedule": (str,), "seed": (int,), "ranges": (dict,), "description": (str,),
+    }
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, expected[key]):
+            kinds = " or ".join(_TYPE_WORDS[t] for t in expected[key])
+            raise StudyFileError(f"study file {path}: {key!r} must be {kinds}, got {value!r}")
+    if isinstance(data.get("optimizers"), list) and not all(
+        isinstance(name, str) for name in data["optimizers"]
+    ):
+        raise StudyFileError(f"study file {path}: 'optimizers' must be a list of names")
+    if "ranges" in data:
+        data["ranges"] = _ranges_from_table(data["ranges"], str(path))
+    return data
+
+
+_TYPE_WORDS = {str: "a string", int: "a whole number", list: "a list", dict: "a table"}
+
+
+def _ranges_from_table(table: Mapping[str, Any], where: str) -> list[RangeOverride]:
+    """``{lr = [a, b], sgd = {lr = [a, b]}}`` -> overrides (a sub-table names an optimizer)."""
+    found = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            for param, bounds in value.items():
+                found.append(_range(key, param, bounds, where))
+        else:
+            found.append(_range(None, key, value, where))
+    return found
+
+
+def _range(optimizer: str | None, param: str, bounds: Any, where: str) -> RangeOverride:
+    label = f"{optimizer}.{param}" if optimizer else param
+    if (
+        not isinstance(bounds, list) or len(bounds) != 2
+        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+    ):
+        raise StudyFileError(f"{where}: range {label} must be [low, high], got {bounds!r}")
+    return RangeOverride(optimizer, param, float(bounds[0]), float(bounds[1]))
+
+
+def parse_range_flag(text: str) -> RangeOverride:
+    """``lr=1e-4:1e-1`` or ``adamw.lr=1e-4:1e-1`` -> a :class:`RangeOverride`."""
+    target, sep, bounds = text.partition("=")
+    low_text, colon, high_text = bounds.partition(":")
+    if not sep or not colon or not target.strip():
+        raise StudyFileError(
+            f"--param-range {text!r}: expected PARAM=LOW:HIGH or OPTIMIZER.PARAM=LOW:HIGH"
+        )
+    optimizer, dot, param = target.strip().rpartition(".")
+    try:
+        low, high = float(low_text), float(high_text)
+    except ValueError:
+        raise StudyFileError(f"--param-range {text!r}: LOW and HIGH must be numbers") from None
+    return RangeOverride(optimizer if dot else None, param, low, high)
+
+
+def resolve(
+    settings: Mapping[str, Any], file_settings: Mapping[str, Any] | None = None
+) -> StudySpec:
+    """Merge flags over file settings and check everything; returns the final :class:`StudySpec`.
+
+    ``settings`` holds the command-line values (None = not given); ``ranges`` in either is a list
+    of :class:`RangeOverride`, and the flags' ranges are applied after the file's. Raises a
+    :class:`~tuner.errors.TunerError` with one line at the first problem. Nothing is written.
+    """
+    from tuner.plugins import get_registry
+
+    merged: dict[str, Any] = dict(file_settings or {})
+    for key, value in settings.items():
+        if key != "ranges" and value is not None:
+            merged[key] = value
+    ranges: list[RangeOverride] = [
+        *((file_settings or {}).get("ranges") or []),
+        *(settings.get("ranges") or []),
+    ]
+
+    name = merged.get("name")
+    if not name:
+        raise StudyFileError("give the study a name (NAME, or name = ... in the study file)")
+    check_study_name(name)
+    for key in ("task", "optimizers", "trials", "seeds"):
+        if merged.get(key) is None:
+            flag = f"--{key}"
+            raise StudyFileError(f"missing {flag} (or {key} = ... in the study file)")
+
+    registry = get_registry()
+    task = registry.task(merged["task"])
+    optimizers = merged["optimizers"]
+    if isinstance(optimizers, str):
+        optimizers = [part.strip() for part in optimizers.split(",")]
+    optimizers = [name for name in optimizers if name]
+    if not optimizers:
+        raise StudyFileError("--optimizers needs at least one optimizer name")
+    duplicates = sorted({o for o in optimizers if optimizers.count(o) > 1})
+    if duplicates:
+        raise StudyFileError(f"optimizer {duplicates[0]!r} is listed twice")
+    plugins = {name: registry.optimizer(name) for name in optimizers}
+    for plugin in plugins.values():
+        if plugin.full_batch_only and task.batch_size is not None:
+            raise StudyFileError(
+                f"optimizer {plugin.name!r} is full-batch only; task {task.name!r} trains on "
+                f"mini-batches of {task.batch_size}"
+            )
+
+    for key, least in (("trials", 1), ("seeds", 1), ("budget", 1), ("seed", 0)):
+        value = merged.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            word = "positive" if least else "zero or more"
+            raise StudyFileError(f"{key} must be a {word} whole number, got {value!r}")
+
+    sampler = merged.get("sampler") or "tpe"
+    if sampler not in SAMPLERS:
+        raise StudyFileError(f"unknown sampler {sampler!r}; choose from: {', '.join(SAMPLERS)}")
+    pruner = merged.get("pruner") or "median"
+    if pruner not in PRUNERS:
+        raise StudyFileError(f"unknown pruner {pruner!r}; choose from: {', '.join(PRUNERS)}")
+    schedule = merged.get("schedule")
+    if schedule is not None:
+        check_schedule(schedule)
+
+    per_optimizer: dict[str, dict[str, list[float]]] = {}
+    for override in ranges:
+        targets = _range_targets(override, plugins)
+        for optimizer in targets:
+            per_optimizer.setdefault(optimizer, {})[override.param] = [override.low, override.high]
+    for optimizer, overrides in per_optimizer.items():
+        for param, (low, high) in overrides.items():
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise StudyFileError(f"range {optimizer}.{param}: bounds must be finite numbers")
+        apply_ranges(plugins[optimizer].space, overrides, f"optimizer {optimizer!r}")
+
+    return StudySpec(
+        name=name, task=task.name, optimizers=optimizers, trials=merged["trials"],
+        seeds=merged["seeds"], sampler=sampler, pruner=pruner, budget=merged.get("budget"),
+        schedule=schedule, seed=merged.get("seed") or 0, ranges=per_optimizer,
+        description=merged.get("description") or "",
+    )
+
+
+def _range_targets(override: RangeOverride, plugins: Mapping[str, Any]) -> list[str]:
+    if override.optimizer is not None:
+        if override.optimizer not in plugins:
+            raise StudyFileError(
+                f"range {override.label}: optimizer {override.optimizer!r} is not in the study "
+                f"({', '.join(plugins)})"
+            )
+        if override.param not in plugins[override.optimizer].space:
+            names = ", ".join(plugins[override.optimizer].space.names)
+            raise StudyFileError(
+                f"range {override.label}: {override.optimizer} has no parameter "
+                f"{override.param!r}; its parameters are: {names}"
+            )
+        return [override.optimizer]
+    targets = [name for name, plugin in plugins.items() if override.param in plugin.space]
+    if not targets:
+        raise StudyFileError(
+            f"range {override.label}: no optimizer of the study has a parameter "
+            f"{override.param!r}"
+        )
+    return targets
+
+
+def check_study_name(name: str) -> None:
+    """Study names go into Optuna study names (``tuner/<study>/<optimizer>``): keep them plain."""
+    if not isinstance(name, str) or not _STUDY_NAME.match(name):
+        raise StudyFileError(
+            f"study name {name!r} must start with a letter or digit and use only letters, "
+            "digits, '_', '.' and '-' (at most 100 characters)"
+        )
+
+
+def check_schedule(schedule: str) -> None:
+    """Check a learning-rate schedule name against the training loop's list, if it has one."""
+    import tuner.training as training
+
+    known = getattr(training, "SCHEDULES", None)
+    if known is not None and schedule not in known:
+        raise StudyFileError(
+            f"unknown schedule {schedule!r}; choose from: {', '.join(known)}"
+        )
