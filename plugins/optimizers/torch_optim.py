@@ -1,1 +1,368 @@
-"""(being written)"""
+"""The optimizers of ``torch.optim`` as tuner plugins: SGD and its momentum forms, the adaptive
+family (Adagrad, RMSprop, Adadelta, Adam, AdamW, AMSGrad, Adamax, NAdam, RAdam) and L-BFGS.
+
+Every search-space name is the keyword ``torch.optim`` takes, except Adam's ``betas``, which the
+space splits into the floats ``beta1`` and ``beta2``. A conditional parameter that is inactive
+(``decoupled_weight_decay`` while ``weight_decay`` is 0) is simply not passed, so torch's default
+applies. Each optimizer is built with the fastest implementation torch has for the parameters'
+device (see :func:`fastest_implementation`); the numbers are those of the plain torch class.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import tuner
+from tuner.optimizer import OptimizerPlugin
+from tuner.space import Categorical, Float, Int
+
+if TYPE_CHECKING:
+    import torch
+
+# Which implementation steps fastest on CPU, per torch.optim class (torch 2.13, 2 threads),
+# measured with bench/bench_torch_optim_impl.py on two ~5M-parameter MLPs ("wide":
+# 1024-2048-1536-10, 6 tensors; "deep": 20 x Linear(512, 512), 40 tensors). Median ms per step,
+# wide / deep, for single-tensor (torch's CPU default) vs foreach vs fused:
+#
+#   class     single-tensor    foreach         fused
+#   SGD(m=0)  FILL
+#
+# Fused exists on CPU only for SGD, Adagrad, Adam and AdamW (checked: the other classes reject
+# the keyword). Any class not listed takes foreach.
+_CPU_IMPLEMENTATION: dict[str, str] = {
+    "SGD": "fused",
+    "Adagrad": "fused",
+    "Adam": "fused",
+    "AdamW": "fused",
+    "RMSprop": "foreach",
+    "Adadelta": "single",
+    "Adamax": "single",
+    "NAdam": "foreach",
+    "RAdam": "foreach",
+}
+
+# Devices with fused kernels for every class that takes ``fused`` (SGD, Adagrad, Adam, AdamW).
+_FUSED_DEVICES = {"cpu", "cuda"}
+
+
+def _accepts(optimizer_class: type, keyword: str) -> bool:
+    return keyword in inspect.signature(optimizer_class).parameters
+
+
+def fastest_implementation(
+    optimizer_class: type, params: list[torch.Tensor]
+) -> dict[str, bool]:
+    """The keyword arguments that select the fastest implementation of a torch.optim class.
+
+    ``{"fused": True}`` where the class has a fused kernel for the parameters' device and dtype,
+    ``{"foreach": True}`` or ``{"foreach": False}`` (single-tensor) otherwise, following the CPU
+    measurements above; ``{}`` (torch's own choice) for a class with neither option (L-BFGS) or
+    parameters spread over several devices.
+    """
+    import torch
+
+    if not _accepts(optimizer_class, "foreach"):
+        return {}
+    devices = {p.device.type for p in params}
+    if len(devices) != 1:
+        return {}
+    device = devices.pop()
+    if device == "cpu":
+        choice = _CPU_IMPLEMENTATION.get(optimizer_class.__name__, "foreach")
+    else:
+        choice = "fused"
+    if choice == "fused" and not (
+        device in _FUSED_DEVICES
+        and _accepts(optimizer_class, "fused")
+        and all(torch.is_floating_point(p) for p in params)
+    ):
+        choice = "foreach"
+    return {"foreach": False} if choice == "single" else {choice: True}
+
+
+def _leave_fused_on_sparse_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """Fall back from fused to torch's default path if the first gradients are sparse.
+
+    Fused SGD and Adagrad reject sparse gradients (``nn.Embedding(sparse=True)``), which their
+    other paths handle; whether a model produces them is only known at the first step. The hook
+    removes itself once it has seen gradients.
+    """
+
+    def check(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        grads = [p.grad for group in opt.param_groups for p in group["params"]]
+        if all(g is None for g in grads):
+            return
+        if any(g is not None and g.is_sparse for g in grads):
+            for group in opt.param_groups:
+                group["fused"] = False
+                group["foreach"] = None
+        handle.remove()
+
+    handle = optimizer.register_step_pre_hook(check)
+
+
+@dataclass(frozen=True)
+class TorchBuild:
+    """Builds one torch.optim class from a plugin's hyperparameters (the plugin's ``build``).
+
+    Attributes:
+        class_name: the class in ``torch.optim``.
+        fixed: keyword arguments the plugin pins (``nesterov=True`` for ``nesterov``).
+    """
+
+    class_name: str
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(
+        self, params: list[torch.Tensor], hyperparams: Mapping[str, Any]
+    ) -> torch.optim.Optimizer:
+        import torch
+
+        optimizer_class = getattr(torch.optim, self.class_name)
+        kwargs = {**self.fixed, **torch_kwargs(hyperparams)}
+        kwargs.update(fastest_implementation(optimizer_class, params))
+        optimizer = optimizer_class(params, **kwargs)
+        if kwargs.get("fused"):
+            _leave_fused_on_sparse_gradients(optimizer)
+        return optimizer
+
+
+def torch_kwargs(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The torch.optim keyword arguments for space values: ``beta1``, ``beta2`` -> ``betas``."""
+    kwargs = dict(hyperparams)
+    if "beta1" in kwargs or "beta2" in kwargs:
+        kwargs["betas"] = (kwargs.pop("beta1", 0.9), kwargs.pop("beta2", 0.999))
+    return kwargs
+
+
+# -- search-space pieces shared by several optimizers ------------------------------------------
+
+def _sgd_lr() -> Float:
+    return Float("lr", 1e-4, 1.0, default=1e-2, log=True, help="step size")
+
+
+def _adam_lr(default: float = 1e-3, recommended: float | None = 1e-3) -> Float:
+    return Float(
+        "lr", 1e-5, 1e-1, default=default, log=True, recommended=recommended,
+        help="step size; 1e-3 in Kingma & Ba, 3e-4 is the other common choice",
+    )
+
+
+def _l2(high: float = 1e-3) -> Float:
+    return Float("weight_decay", 0.0, high, default=0.0, help="L2 penalty added to the gradient")
+
+
+_MOMENTUM = Float(
+    "momentum", 0.5, 0.99, default=0.9, recommended=0.9, help="heavy-ball coefficient"
+)
+_BETA1 = Float(
+    "beta1", 0.5, 0.99, default=0.9, recommended=0.9, help="decay of the gradient average"
+)
+_BETA2 = Float(
+    "beta2", 0.9, 0.9999, default=0.999, recommended=0.999,
+    help="decay of the squared-gradient average",
+)
+_ADAM_EPS = Float(
+    "eps", 1e-10, 1e-4, default=1e-8, log=True, recommended=1e-8,
+    help="added to the denominator; larger values damp the adaptivity",
+)
+# Coupled (L2) decay for Adam-type optimizers wants ~1e-5..1e-3, decoupled decay ~1e-2..1e-1:
+# one linear range from 0 up to 0.1 holds both, and the switch is tuned with it.
+_ADAM_DECAY = Float(
+    "weight_decay", 0.0, 0.1, default=0.0,
+    help="L2 penalty, or decoupled decay (AdamW-style) when decoupled_weight_decay is on",
+)
+_DECOUPLED = Categorical(
+    "decoupled_weight_decay", (False, True), default=False, when=("weight_decay", ">", 0),
+    help="shrink the weights directly (Loshchilov & Hutter) instead of adding an L2 gradient",
+)
+
+
+def _plugins() -> list[OptimizerPlugin]:
+    """The 13 plugins; ``state_multiple`` is the state size at the space's defaults."""
+    adam_space = [_adam_lr(), _BETA1, _BETA2, _ADAM_EPS, _ADAM_DECAY, _DECOUPLED]
+    lbfgs_history = 10
+    return [
+        OptimizerPlugin(
+            name="sgd",
+            summary="Plain stochastic gradient descent, no momentum.",
+            space=[_sgd_lr(), _l2()],
+            build=TorchBuild("SGD", {"momentum": 0.0}),
+            state_multiple=0,
+            reference="Robbins & Monro 1951, A Stochastic Approximation Method; torch.optim.SGD",
+        ),
+        OptimizerPlugin(
+            name="momentum",
+            summary="SGD with heavy-ball momentum.",
+            space=[
+                _sgd_lr(), _MOMENTUM,
+                Float("dampening", 0.0, 0.9, default=0.0,
+                      help="scales the new gradient by 1 - dampening"),
+                _l2(),
+            ],
+            build=TorchBuild("SGD", {"nesterov": False}),
+            state_multiple=1,  # momentum_buffer
+            reference="Polyak 1964, Some methods of speeding up the convergence of iteration "
+            "methods; torch.optim.SGD",
+        ),
+        OptimizerPlugin(
+            name="nesterov",
+            summary="SGD with Nesterov momentum (look-ahead gradient).",
+            space=[_sgd_lr(), _MOMENTUM, _l2()],  # torch's Nesterov needs dampening 0
+            build=TorchBuild("SGD", {"nesterov": True}),
+            state_multiple=1,  # momentum_buffer
+            reference="Sutskever, Martens, Dahl & Hinton 2013, On the importance of "
+            "initialization and momentum in deep learning (ICML); Nesterov 1983",
+        ),
+        OptimizerPlugin(
+            name="adagrad",
+            summary="Per-coordinate step sizes from the sum of all past squared gradients.",
+            space=[
+                Float("lr", 1e-3, 1.0, default=1e-2, log=True, recommended=1e-2,
+                      help="step size"),
+                Float("initial_accumulator_value", 0.0, 1.0, default=0.0,
+                      help="starting sum of squares (TensorFlow uses 0.1)"),
+                Float("eps", 1e-10, 1e-4, default=1e-10, log=True,
+                      help="added to the denominator"),
+                _l2(),
+            ],
+            build=TorchBuild("Adagrad"),
+            state_multiple=1,  # sum
+            reference="Duchi, Hazan & Singer 2011, Adaptive Subgradient Methods for Online "
+            "Learning and Stochastic Optimization (JMLR 12)",
+        ),
+        OptimizerPlugin(
+            name="rmsprop",
+            summary="Steps divided by a running RMS of the gradient (Hinton's RMSprop).",
+            space=[
+                Float("lr", 1e-5, 1e-1, default=1e-2, log=True, recommended=1e-3,
+                      help="step size; torch's default 1e-2, Hinton's lecture and Keras 1e-3"),
+                Float("alpha", 0.8, 0.999, default=0.99, recommended=0.9,
+                      help="decay of the squared-gradient average (Hinton: 0.9)"),
+                Float("eps", 1e-10, 1e-4, default=1e-8, log=True,
+                      help="added to the denominator"),
+                Float("momentum", 0.0, 0.99, default=0.0, help="momentum on the scaled step"),
+                Categorical("centered", (False, True), default=False,
+                            help="divide by the variance instead of the second moment (Graves)"),
+                _l2(),
+            ],
+            build=TorchBuild("RMSprop"),
+            # square_avg at the defaults; a sampled config adds 1 with momentum > 0
+            # (momentum_buffer) and 1 with centered (grad_avg), up to 3.
+            state_multiple=1,
+            reference="Tieleman & Hinton 2012, Lecture 6.5 of Neural Networks for Machine "
+            "Learning; centered form: Graves 2013, arXiv:1308.0850",
+        ),
+        OptimizerPlugin(
+            name="adadelta",
+            summary="RMSprop with a running RMS of past updates in the numerator; lr ~1.",
+            space=[
+                Float("lr", 1e-2, 10.0, default=1.0, log=True, recommended=1.0,
+                      help="scales the update; the paper has none (1.0)"),
+                Float("rho", 0.8, 0.99, default=0.9, recommended=0.95,
+                      help="decay of both running averages (Zeiler: 0.95)"),
+                Float("eps", 1e-8, 1e-4, default=1e-6, log=True, recommended=1e-6,
+                      help="sets the size of the first steps"),
+                _l2(),
+            ],
+            build=TorchBuild("Adadelta"),
+            state_multiple=2,  # square_avg, acc_delta
+            reference="Zeiler 2012, ADADELTA: An Adaptive Learning Rate Method, "
+            "arXiv:1212.5701",
+        ),
+        OptimizerPlugin(
+            name="adam",
+            summary="Adaptive moment estimation: bias-corrected first and second moments.",
+            space=adam_space,
+            build=TorchBuild("Adam"),
+            state_multiple=2,  # exp_avg, exp_avg_sq
+            reference="Kingma & Ba 2015, Adam: A Method for Stochastic Optimization, "
+            "arXiv:1412.6980",
+        ),
+        OptimizerPlugin(
+            name="adamw",
+            summary="Adam with decoupled weight decay.",
+            space=[
+                _adam_lr(), _BETA1, _BETA2, _ADAM_EPS,
+                Float("weight_decay", 0.0, 0.2, default=1e-2, recommended=1e-2,
+                      help="decoupled: weights shrink by lr * weight_decay per step"),
+            ],
+            build=TorchBuild("AdamW"),
+            state_multiple=2,  # exp_avg, exp_avg_sq
+            reference="Loshchilov & Hutter 2019, Decoupled Weight Decay Regularization (ICLR), "
+            "arXiv:1711.05101",
+        ),
+        OptimizerPlugin(
+            name="amsgrad",
+            summary="Adam whose denominator never shrinks (running max of the second moment).",
+            space=adam_space,
+            build=TorchBuild("Adam", {"amsgrad": True}),
+            state_multiple=3,  # exp_avg, exp_avg_sq, max_exp_avg_sq
+            reference="Reddi, Kale & Kumar 2018, On the Convergence of Adam and Beyond (ICLR)",
+        ),
+        OptimizerPlugin(
+            name="adamax",
+            summary="Adam with the infinity norm in place of the second moment.",
+            space=[_adam_lr(default=2e-3, recommended=2e-3), _BETA1, _BETA2, _l2()],
+            build=TorchBuild("Adamax"),
+            state_multiple=2,  # exp_avg, exp_inf
+            reference="Kingma & Ba 2015, Adam: A Method for Stochastic Optimization, "
+            "section 7.1, arXiv:1412.6980",
+        ),
+        OptimizerPlugin(
+            name="nadam",
+            summary="Adam with Nesterov momentum.",
+            space=[
+                _adam_lr(default=2e-3, recommended=2e-3), _BETA1, _BETA2,
+                Float("momentum_decay", 1e-3, 3e-2, default=4e-3, log=True, recommended=4e-3,
+                      help="schedule of the momentum coefficient (Dozat's psi)"),
+                _ADAM_DECAY, _DECOUPLED,
+            ],
+            build=TorchBuild("NAdam"),
+            state_multiple=2,  # exp_avg, exp_avg_sq (mu_product is a scalar)
+            reference="Dozat 2016, Incorporating Nesterov Momentum into Adam (ICLR workshop)",
+        ),
+        OptimizerPlugin(
+            name="radam",
+            summary="Adam with the variance of the adaptive step rectified in early steps.",
+            space=[_adam_lr(), _BETA1, _BETA2, _ADAM_DECAY, _DECOUPLED],
+            build=TorchBuild("RAdam"),
+            state_multiple=2,  # exp_avg, exp_avg_sq
+            reference="Liu et al. 2020, On the Variance of the Adaptive Learning Rate and Beyond "
+            "(ICLR), arXiv:1908.03265",
+        ),
+        OptimizerPlugin(
+            name="lbfgs",
+            summary="Limited-memory BFGS quasi-Newton method with line search (full batch).",
+            space=[
+                Float("lr", 1e-2, 1.0, default=1.0, log=True, recommended=1.0,
+                      help="initial step of each line search; 1 is the quasi-Newton step"),
+                Int("history_size", 3, 100, default=lbfgs_history, log=True, recommended=10,
+                    help="correction pairs kept (Nocedal & Wright: 3..20; scipy: 10)"),
+                Int("max_iter", 5, 50, default=20, help="iterations per step() call"),
+                Categorical("line_search_fn", ("strong_wolfe", None), default="strong_wolfe",
+                            help="None takes fixed steps of lr"),
+            ],
+            build=TorchBuild("LBFGS"),
+            # The state holds, each the size of the flattened parameters: the search direction d,
+            # the previous gradient, and up to history_size pairs (old_dirs, old_stps); the rest
+            # (ro, al, H_diag, t) are scalars. So 2 * history_size + 2 once the history is full:
+            # after one step() on a problem that does not converge within max_iter (20) inner
+            # iterations, as the default history (10) fills in 11.
+            state_multiple=2 * lbfgs_history + 2,
+            needs_closure=True,
+            full_batch_only=True,
+            reference="Liu & Nocedal 1989, On the limited memory BFGS method for large scale "
+            "optimization; Nocedal & Wright, Numerical Optimization, ch. 7",
+        ),
+    ]
+
+
+@tuner.hookimpl
+def register_optimizers(register: Any) -> None:
+    """Register the torch.optim optimizers."""
+    for plugin in _plugins():
+        register(plugin)

@@ -1,0 +1,239 @@
+"""Conformance checks that any optimizer plugin, ours or a third party's, can run against itself.
+
+Each check builds the optimizer through the plugin (``plugin.create``), runs it on a small fixed
+problem on the CPU and returns a number for the test to judge; none of them needs pytest.
+
+- :func:`lowers_quadratic` -> the value of f(x1, x2) = x1^2 + 10 x2^2 after ``steps`` steps from
+  (4, 3), where f is :data:`QUADRATIC_START_VALUE` (106). Assert it is lower, and by how much
+  your optimizer should manage at its defaults.
+- :func:`measured_state_multiple` -> optimizer-state bytes / parameter bytes after a few steps
+  on a small MLP; compare with ``plugin.state_multiple``.
+- :func:`state_dict_roundtrip` -> the largest difference between parameters after 10 steps in
+  one go and after 5 steps, a save/load of ``state_dict()`` (through ``torch.save``) into a fresh
+  optimizer, and 5 more; 0.0 means bit-identical.
+- :func:`eval_train_switch` -> the largest change of any parameter after ``eval_mode`` followed
+  by ``train_mode``; 0.0 (or rounding error) for a conforming optimizer.
+
+Every check takes ``hyperparams`` (missing ones at the space's defaults; pass
+``plugin.space.recommended()`` for the literature values) and drives a ``needs_closure``
+optimizer through ``step(closure)``. A test module for a plugin package::
+
+    import pytest
+    from tuner.plugins import get_registry
+    from tuner import testing
+
+    @pytest.mark.parametrize("name", ["lion", "tiger"])
+    def test_conformance(name):
+        plugin = get_registry().optimizer(name)
+        assert testing.lowers_quadratic(plugin) < 0.5 * testing.QUADRATIC_START_VALUE
+        assert testing.measured_state_multiple(plugin) == pytest.approx(plugin.state_multiple)
+        assert testing.state_dict_roundtrip(plugin) == 0.0
+        assert testing.eval_train_switch(plugin) <= 1e-6
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tuner.optimizer import OptimizerPlugin, eval_mode, optimizer_state_bytes, train_mode
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "QUADRATIC_START",
+    "QUADRATIC_START_VALUE",
+    "eval_train_switch",
+    "lowers_quadratic",
+    "measured_state_multiple",
+    "quadratic",
+    "state_dict_roundtrip",
+]
+
+QUADRATIC_START = (4.0, 3.0)
+"""Where :func:`lowers_quadratic` starts."""
+
+QUADRATIC_START_VALUE = 106.0
+"""f(4, 3) = 16 + 90."""
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one thread: the checks' tensors are tiny, and on a busy machine two
+    intra-op threads make each small op wait for the other (measured: 0.2 ms vs 1-50 ms for a
+    forward and backward pass of the check's MLP)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _single_threaded(check: Callable) -> Callable:
+    @functools.wraps(check)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with _one_thread():
+            return check(*args, **kwargs)
+
+    return run
+
+
+def quadratic(x: torch.Tensor) -> torch.Tensor:
+    """f(x1, x2) = x1^2 + 10 x2^2: an ill-conditioned bowl (curvatures 2 and 20), minimum 0."""
+    return x[0] ** 2 + 10 * x[1] ** 2
+
+
+def _step(
+    plugin: OptimizerPlugin, optimizer: torch.optim.Optimizer, loss_fn: Callable[[], Any]
+) -> None:
+    """One optimizer step on ``loss_fn``, through a closure where the plugin needs one."""
+
+    def closure() -> Any:
+        optimizer.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    if plugin.needs_closure:
+        optimizer.step(closure)
+    else:
+        closure()
+        optimizer.step()
+
+
+@_single_threaded
+def lowers_quadratic(
+    plugin: OptimizerPlugin, hyperparams: Mapping[str, Any] | None = None, steps: int = 100
+) -> float:
+    """Run ``steps`` steps on :func:`quadratic` from (4, 3) and return the final value.
+
+    Args:
+        plugin: the optimizer plugin.
+        hyperparams: values for some parameters of its space; the rest take their defaults.
+        steps: optimizer steps (``step`` calls: an L-BFGS step makes several iterations).
+
+    Returns:
+        f at the final point (float32 parameters); ``nan`` or ``inf`` if the run diverged.
+    """
+    import torch
+
+    x = torch.nn.Parameter(torch.tensor(QUADRATIC_START, dtype=torch.float32))
+    optimizer = plugin.create([x], hyperparams)
+    for _ in range(steps):
+        _step(plugin, optimizer, lambda: quadratic(x))
+    with torch.no_grad():
+        return float(quadratic(x))
+
+
+def _small_problem(
+    init_seed: int = 0,
+) -> tuple[torch.nn.Module, Callable[[], torch.Tensor]]:
+    """A 2-layer MLP (parameters of ndim 1 and 2) and a full-batch regression loss on fixed data.
+
+    The data is always the same; ``init_seed`` picks the initial weights. torch's global random
+    state is left as it was.
+    """
+    import torch
+
+    inputs = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    targets = torch.sin(inputs.sum(dim=1, keepdim=True))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)
+        )
+
+    def loss_fn() -> torch.Tensor:
+        return torch.nn.functional.mse_loss(model(inputs), targets)
+
+    return model, loss_fn
+
+
+@_single_threaded
+def measured_state_multiple(
+    plugin: OptimizerPlugin, hyperparams: Mapping[str, Any] | None = None, steps: int = 3
+) -> float:
+    """Optimizer-state bytes divided by parameter bytes after ``steps`` steps on a small MLP.
+
+    Counts tensors of at least one dimension in ``optimizer.state`` (see
+    :func:`tuner.optimizer.optimizer_state_bytes`). Three steps by default: enough for state
+    created lazily after the first step, and for L-BFGS's history (one step is ``max_iter``
+    iterations) to fill.
+    """
+    model, loss_fn = _small_problem()
+    params = list(model.parameters())
+    optimizer = plugin.create(params, hyperparams)
+    for _ in range(steps):
+        _step(plugin, optimizer, loss_fn)
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    return optimizer_state_bytes(optimizer) / param_bytes
+
+
+def _largest_difference(first: list[torch.Tensor], second: list[torch.Tensor]) -> float:
+    return max(float((a - b).abs().max()) for a, b in zip(first, second, strict=True))
+
+
+@_single_threaded
+def state_dict_roundtrip(
+    plugin: OptimizerPlugin, hyperparams: Mapping[str, Any] | None = None, steps: int = 5
+) -> float:
+    """Compare an uninterrupted run with one that saves and reloads the optimizer midway.
+
+    Run A: ``2 * steps`` steps. Run B: ``steps`` steps, ``torch.save`` of the model's and the
+    optimizer's state dicts, ``torch.load`` (``weights_only=True``, torch's safe default) into a
+    fresh model and a fresh optimizer from the plugin, ``steps`` more steps.
+
+    Returns:
+        The largest absolute difference between the parameters of A and B (0.0: bit-identical).
+    """
+    import torch
+
+    model, loss_fn = _small_problem()
+    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    for _ in range(2 * steps):
+        _step(plugin, optimizer, loss_fn)
+    uninterrupted = [p.detach().clone() for p in model.parameters()]
+
+    model, loss_fn = _small_problem()
+    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    for _ in range(steps):
+        _step(plugin, optimizer, loss_fn)
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
+    del model, optimizer
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+
+    model, loss_fn = _small_problem(init_seed=1)  # other initial weights: the load must set them
+    model.load_state_dict(saved["model"])
+    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    optimizer.load_state_dict(saved["optimizer"])
+    for _ in range(steps):
+        _step(plugin, optimizer, loss_fn)
+    return _largest_difference(uninterrupted, [p.detach() for p in model.parameters()])
+
+
+@_single_threaded
+def eval_train_switch(
+    plugin: OptimizerPlugin, hyperparams: Mapping[str, Any] | None = None, steps: int = 3
+) -> float:
+    """The largest parameter change made by ``eval_mode`` then ``train_mode`` after ``steps``.
+
+    An optimizer with separate evaluation weights (Schedule-Free) swaps them in and back out;
+    every other one must not touch the parameters.
+    """
+    model, loss_fn = _small_problem()
+    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    for _ in range(steps):
+        _step(plugin, optimizer, loss_fn)
+    before = [p.detach().clone() for p in model.parameters()]
+    eval_mode(optimizer)
+    train_mode(optimizer)
+    return _largest_difference(before, [p.detach() for p in model.parameters()])
