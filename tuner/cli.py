@@ -6,6 +6,7 @@ import click
 
 from tuner import __version__
 from tuner.commands import advice as advice_commands
+from tuner.commands import tasks as tasks_commands
 from tuner.commands.db import db
 from tuner.commands.plugins import optimizers, plugins_command
 from tuner.commands.study import study, worker_command
@@ -44,3 +45,5 @@ cli.add_command(advice_commands.advise_command)
 cli.add_command(advice_commands.compare_command)
 cli.add_command(advice_commands.lr_find_command)
 cli.add_command(advice_commands.report_command)
+cli.add_command(tasks_commands.tasks)
+cli.add_command(tasks_commands.train_command)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     import torch
 
-KINDS = ("convex", "vision", "sequence", "sparse")
+KINDS = ("analytic", "convex", "vision", "sequence", "sparse")
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -53,7 +53,8 @@ class Task:
     Attributes:
         name: lower-case name used on the command line.
         summary: one line for ``tuner tasks list``.
-        kind: one of ``convex``, ``vision``, ``sequence``, ``sparse``.
+        kind: one of ``analytic`` (a test function without data, such as Rosenbrock),
+            ``convex``, ``vision``, ``sequence``, ``sparse``.
         data: where the data comes from: ``generated``, or the shipped file and its licence.
         metric: name of the reported metric (``val_accuracy``, ``val_bpc``, ``loss``).
         direction: ``minimize`` or ``maximize`` for the metric.
@@ -64,7 +65,12 @@ class Task:
         divergence_threshold: a training loss above this ends the run as diverged; ``None``
             lets the loop use a multiple of the first loss.
         records_trajectory: the model is a single 2-D point whose path the run records
-            (:meth:`position`), for plots over the loss contours.
+            (:meth:`position`), for plots over the loss contours. Such a task should also
+            define ``function(xy)`` (the loss on points of shape ``(..., 2)``, any float dtype),
+            ``start`` and ``minimum`` (2-tuples): the report draws the contours from them.
+        reference: a configuration known to reach ``target`` within ``budget`` (the tests
+            check it): ``{"optimizer": "adam", "params": {"lr": 0.1}}``; empty params mean the
+            optimizer's defaults.
     """
 
     name: ClassVar[str]
@@ -79,6 +85,7 @@ class Task:
     batch_size: ClassVar[int | None] = None
     divergence_threshold: ClassVar[float | None] = None
     records_trajectory: ClassVar[bool] = False
+    reference: ClassVar[dict[str, Any]] = {"optimizer": "adam", "params": {}}
 
     plugin: str = ""
     version: str = ""
@@ -145,7 +152,7 @@ class Task:
     def describe(self) -> dict[str, Any]:
         """The declared attributes, JSON-ready."""
         keys = ("name", "summary", "kind", "data", "metric", "direction", "target", "budget",
-                "eval_every", "batch_size")
+                "eval_every", "batch_size", "reference")
         return {key: getattr(self, key) for key in keys}
 
     def problems(self) -> list[str]:

@@ -1,20 +1,50 @@
 """One training run: (task, optimizer, hyperparameters, seed, options) -> a RunResult.
 
-(The training loop itself is being written; the result type below is the contract the driver and
-the store rely on.)
+:func:`train` is the only entry point. It never raises once training has started: a loss that
+blows up ends the run as ``diverged``, a callback can stop it as ``pruned``, and any other
+exception makes it ``failed`` with a one-line ``error``. Bad arguments (an unknown task or
+optimizer, a hyperparameter outside its range, an impossible option) raise a
+:class:`~tuner.errors.TunerError` before anything is trained.
+
+The loop is written for low overhead: the data stays on the device as tensors and batches are
+drawn by indexing with a seeded permutation (no DataLoader); the loss is read back once per step
+on the CPU, where that costs no device synchronisation, and once every few steps on a GPU.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import TunerError
+
+if TYPE_CHECKING:
+    import torch
+
+    from tuner.optimizer import OptimizerPlugin
+    from tuner.task import Problem, Task
 
 STATUSES = ("complete", "diverged", "pruned", "failed")
+SCHEDULES = ("constant", "cosine", "linear", "step", "plateau")
+DEVICES = ("auto", "cpu", "cuda")
+
+# On a GPU, reading the loss back forces a synchronisation; check it every few steps instead.
+_GPU_CHECK_EVERY = 8
 
 
 @dataclass
 class CurvePoint:
-    """One evaluation: where the run was and how it was doing."""
+    """One evaluation: where the run was and how it was doing.
+
+    ``train_loss`` is the mean training loss over the steps since the previous evaluation,
+    ``lr`` the learning rate (of the first parameter group) used by the last step, and
+    ``seconds`` the wall time since training started (setup excluded, evaluations included).
+    """
 
     step: int
     train_loss: float
@@ -30,6 +60,17 @@ class RunResult:
     ``final_metric`` is the metric at the last evaluation, ``best_metric`` the best one over the
     run (in the task's direction). A diverged run keeps the curve up to the divergence and has
     ``final_metric`` None. Time-to-target is None when the target was never reached.
+
+    ``peak_memory_bytes`` is, on CUDA, the peak of memory allocated by tensors during the run
+    (``torch.cuda.max_memory_allocated`` after a reset). On the CPU it is the peak resident set
+    size of the whole process during the run (Linux ``VmHWM``, reset at the start of the run
+    through ``/proc/self/clear_refs``; elsewhere the process's lifetime peak from ``getrusage``):
+    cheap and honest, but it includes the interpreter and torch themselves, so compare optimizers'
+    memory with ``optimizer_state_bytes``.
+
+    ``trajectory`` is the path of the model's point, start included, for tasks that record one
+    (2-D test functions). ``options`` are the training options actually used (the task's defaults
+    filled in), ``stopped_early`` tells whether early stopping ended the run.
     """
 
     task: str
@@ -50,6 +91,527 @@ class RunResult:
     device: str = "cpu"
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    trajectory: list[tuple[float, float]] | None = None
+    stopped_early: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class TrainOptionsError(TunerError, ValueError):
+    """A training option that cannot work (an unknown schedule, a negative budget, ...)."""
+
+
+class Pruned(Exception):
+    """Raise from a callback to stop the run with status ``pruned`` (returning True does too).
+
+    ``optuna.TrialPruned`` raised from a callback is treated the same way.
+    """
+
+
+@dataclass
+class TrainOptions:
+    """How to train, beyond the optimizer's hyperparameters: the practitioner's knobs.
+
+    Attributes:
+        schedule: learning-rate schedule after warmup: ``constant``, ``cosine`` (to 0 at the end
+            of the budget), ``linear`` (decay to 0), ``step`` (times ``gamma`` every
+            ``step_size`` steps) or ``plateau`` (times ``gamma`` when the metric has not improved
+            for ``plateau_patience`` evaluations). All are torch.optim.lr_scheduler schedulers.
+        warmup: steps of linear warmup: the lr of step ``s < warmup`` (counting from 0) is
+            ``lr * (s + 1) / (warmup + 1)``; the schedule then runs over the remaining steps.
+        step_size: steps between two decays of the ``step`` schedule (default: a third of the
+            steps after warmup).
+        gamma: the factor of each decay of the ``step`` and ``plateau`` schedules.
+        plateau_patience: evaluations without improvement before ``plateau`` decays the lr.
+        clip_norm: clip the gradients' global L2 norm to this value before each step.
+        accumulate: accumulate the gradients of this many batches into one optimizer step
+            (each batch's loss is divided by ``accumulate``, so ``k`` batches of ``b`` give the
+            gradient of one batch of ``k * b``).
+        patience: early stopping: stop after this many evaluations without an improvement of
+            more than ``min_delta`` over the best metric.
+        min_delta: the improvement that counts for early stopping.
+        batch_size: override the task's batch size (examples per gradient, before
+            accumulation); on a full-batch task it switches to mini-batches.
+        budget: override the task's number of optimizer steps.
+        eval_every: override the task's steps between evaluations.
+        divergence_factor: a training loss above this multiple of the first step's loss (at
+            least 1.0 is used as the base) ends the run as diverged.
+        divergence_threshold: an absolute loss threshold instead (beats the task's own).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda`` (or ``cuda:N``).
+        threads: set torch's CPU thread count (``torch.set_num_threads``); None leaves it.
+    """
+
+    schedule: str = "constant"
+    warmup: int = 0
+    step_size: int | None = None
+    gamma: float = 0.1
+    plateau_patience: int = 2
+    clip_norm: float | None = None
+    accumulate: int = 1
+    patience: int | None = None
+    min_delta: float = 0.0
+    batch_size: int | None = None
+    budget: int | None = None
+    eval_every: int | None = None
+    divergence_factor: float = 1e3
+    divergence_threshold: float | None = None
+    device: str = "auto"
+    threads: int | None = None
+
+    def check(self) -> None:
+        """Raise :class:`TrainOptionsError` naming the first option that cannot work."""
+        if self.schedule not in SCHEDULES:
+            raise TrainOptionsError(
+                f"unknown schedule {self.schedule!r}; choose from: {', '.join(SCHEDULES)}"
+            )
+        device = self.device.split(":")[0]
+        if device not in DEVICES:
+            raise TrainOptionsError(
+                f"unknown device {self.device!r}; choose from: {', '.join(DEVICES)}"
+            )
+        for name in ("warmup",):
+            if getattr(self, name) < 0:
+                raise TrainOptionsError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("step_size", "plateau_patience", "accumulate", "patience", "batch_size",
+                     "budget", "eval_every", "threads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise TrainOptionsError(f"{name} must be a whole number >= 1, got {value!r}")
+        for name in ("gamma", "clip_norm", "divergence_factor", "divergence_threshold"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise TrainOptionsError(f"{name} must be a positive number, got {value!r}")
+        if self.min_delta < 0:
+            raise TrainOptionsError(f"min_delta must be >= 0, got {self.min_delta!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``auto``, ``cpu`` or ``cuda[:N]``; CUDA asked for but absent: error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainOptionsError(f"device {name!r} asked for, but CUDA is not available here")
+    return torch.device(name)
+
+
+def make_options(options: TrainOptions | None = None, **values: Any) -> TrainOptions:
+    """``options`` (or the defaults) with ``values`` replacing fields; unknown names are errors."""
+    known = {f.name for f in fields(TrainOptions)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TrainOptionsError(
+            f"unknown training option {unknown[0]!r}; the options are: {', '.join(sorted(known))}"
+        )
+    result = replace(options or TrainOptions(), **values)
+    result.check()
+    return result
+
+
+def train(
+    task: str | Task,
+    optimizer: str | OptimizerPlugin,
+    params: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    *,
+    options: TrainOptions | None = None,
+    callback: Callable[[CurvePoint], bool | None] | None = None,
+    **option_values: Any,
+) -> RunResult:
+    """Train ``task`` with ``optimizer`` once and measure it.
+
+    Args:
+        task: a registered task's name, or a :class:`~tuner.task.Task`.
+        optimizer: a registered optimizer's name, or an
+            :class:`~tuner.optimizer.OptimizerPlugin`.
+        params: the optimizer's hyperparameters; the rest take their defaults.
+        seed: fixes the data split, the initial weights and the batch order.
+        options: a :class:`TrainOptions`; keyword arguments (``schedule="cosine"``) replace its
+            fields.
+        callback: called with each new :class:`CurvePoint`; returning True (or raising
+            :class:`Pruned`) stops the run with status ``pruned``.
+
+    Returns:
+        The :class:`RunResult`, whatever happened during training.
+
+    Raises:
+        TunerError: before training, for an unknown name, an invalid hyperparameter or an
+            option that cannot work.
+    """
+    from tuner.plugins import get_registry
+
+    if isinstance(task, str):
+        task = get_registry().task(task)
+    if isinstance(optimizer, str):
+        optimizer = get_registry().optimizer(optimizer)
+    options = make_options(options, **option_values)
+    hyperparams = optimizer.space.complete(params or {}, owner=optimizer.name)
+    run = _Run(task, optimizer, hyperparams, seed, options, callback)
+    return run.execute()
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    message = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return message if len(message) <= 300 else message[:297] + "..."
+
+
+def _is_pruning(error: BaseException) -> bool:
+    if isinstance(error, Pruned):
+        return True
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(error, optuna.TrialPruned)
+
+
+class _Diverged(Exception):
+    """Internal: the loss blew up at ``step``."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(step)
+        self.step = step
+
+
+def _import_lazily_loaded_modules() -> None:
+    """Import what torch imports on the first optimizer it builds (``torch._dynamo``, about 2 s),
+    so that a process's first run is not charged for it."""
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception:  # an exotic torch build without it: nothing to warm up
+        pass
+
+
+class _CpuPeakMemory:
+    """Peak resident memory of this process over a stretch of time, as cheaply as possible."""
+
+    def start(self) -> None:
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+            self.linux = True
+        except OSError:
+            self.linux = False
+
+    def peak(self) -> int | None:
+        if self.linux:
+            try:
+                with open("/proc/self/status") as handle:
+                    for line in handle:
+                        if line.startswith("VmHWM:"):
+                            return int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        try:
+            import resource
+        except ImportError:
+            return None
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+class _Run:
+    """The state of one training run; :meth:`execute` fills in the result."""
+
+    def __init__(
+        self,
+        task: Task,
+        plugin: OptimizerPlugin,
+        hyperparams: dict[str, Any],
+        seed: int,
+        options: TrainOptions,
+        callback: Callable[[CurvePoint], bool | None] | None,
+    ) -> None:
+        import torch
+
+        import tuner
+
+        self.task, self.plugin, self.seed, self.callback = task, plugin, seed, callback
+        self.hyperparams = hyperparams
+        self.options = options
+        self.optimizer: Any = None
+        self._positions: list[torch.Tensor] = []
+        self._stop = False
+        self.device = resolve_device(options.device)
+        self.budget = options.budget or task.budget
+        self.eval_every = options.eval_every or task.eval_every
+        self.batch_size = options.batch_size or task.batch_size
+        if self.batch_size is None and options.accumulate > 1:
+            raise TrainOptionsError(
+                f"task {task.name!r} trains on the full batch; gradient accumulation needs "
+                "mini-batches (set a batch size)"
+            )
+        if plugin.full_batch_only and self.batch_size is not None:
+            raise TrainOptionsError(
+                f"optimizer {plugin.name!r} only works on full batches, and task {task.name!r} "
+                f"trains on mini-batches of {self.batch_size}"
+            )
+        used = asdict(options)
+        used.update(budget=self.budget, eval_every=self.eval_every, batch_size=self.batch_size,
+                    device=str(self.device))
+        self.result = RunResult(
+            task=task.name, optimizer=plugin.name, params=dict(hyperparams), seed=seed,
+            status="failed", final_metric=None, best_metric=None, device=str(self.device),
+            versions={"torch": torch.__version__, "python": platform.python_version(),
+                      "tuner": tuner.__version__},
+            options=used,
+        )
+
+    # -- the run --------------------------------------------------------------------------
+
+    def execute(self) -> RunResult:
+        import torch
+
+        result = self.result
+        _import_lazily_loaded_modules()
+        if self.options.threads:
+            torch.set_num_threads(self.options.threads)
+        cuda = self.device.type == "cuda"
+        memory = _CpuPeakMemory()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            memory.start()
+        started = time.perf_counter()
+        try:
+            self._train()
+            result.status = "complete"
+        except _Diverged as diverged:
+            result.status = "diverged"
+            result.steps = diverged.step
+            result.final_metric = None
+        except TrainOptionsError:
+            raise
+        except Exception as error:  # any failure inside a run is a result, not a crash
+            if _is_pruning(error):
+                result.status = "pruned"
+            else:
+                result.status = "failed"
+                result.error = _one_line(error)
+        finally:
+            result.wall_seconds = time.perf_counter() - started
+            if cuda:
+                result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(self.device))
+            else:
+                result.peak_memory_bytes = memory.peak()
+            if self.optimizer is not None:
+                from tuner.optimizer import optimizer_state_bytes
+
+                try:
+                    result.optimizer_state_bytes = optimizer_state_bytes(self.optimizer)
+                except Exception:  # an exotic state layout must not lose the result
+                    result.optimizer_state_bytes = 0
+            if self._positions:
+                result.trajectory = [
+                    (float(x), float(y)) for x, y in torch.stack(self._positions).tolist()
+                ]
+        return result
+
+    def _train(self) -> None:
+        import torch
+
+        task, options, result = self.task, self.options, self.result
+        torch.manual_seed(self.seed)
+        problem = task.build(self.seed, self.device)
+        model = problem.model.to(self.device)
+        model.train()
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        result.param_count = sum(p.numel() for p in parameters)
+        optimizer = self.optimizer = self.plugin.create(parameters, self.hyperparams)
+        per_step_schedule, plateau = self._schedules(optimizer)
+        warmup = options.warmup
+        batches = self._batches(problem)
+        accumulate = options.accumulate
+        clip_norm = options.clip_norm
+        trajectory = task.records_trajectory
+        self._positions = []
+        if trajectory:
+            self._positions.append(task.position(model).detach().clone())
+        lossfn = task.loss
+
+        def gradient(batch_list: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+            if accumulate == 1:
+                loss = lossfn(model, batch_list[0])
+                loss.backward()
+                return loss
+            total = 0.0
+            for batch in batch_list:
+                loss = lossfn(model, batch)
+                (loss / accumulate).backward()
+                total = total + loss.detach()
+            return total / accumulate
+
+        closure_needed = self.plugin.needs_closure
+        check_every = 1 if self.device.type == "cpu" else _GPU_CHECK_EVERY
+        pending: list[torch.Tensor] = []
+        self._threshold = options.divergence_threshold or task.divergence_threshold
+        self._loss_sum, self._loss_count = 0.0, 0
+        self._best = None
+        self._stale = 0
+        budget, eval_every = self.budget, self.eval_every
+        self._start = time.perf_counter()
+
+        for step in range(budget):
+            batch_list = next(batches)
+            if closure_needed:
+
+                def closure(batch_list: list = batch_list) -> torch.Tensor:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = gradient(batch_list)
+                    if clip_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
+                    return loss
+
+                loss = optimizer.step(closure)
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                loss = gradient(batch_list)
+                if clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
+                optimizer.step()
+            done = step + 1
+            evaluating = done % eval_every == 0 or done == budget
+            if evaluating:
+                lr = float(optimizer.param_groups[0]["lr"])
+            if per_step_schedule is not None and (plateau is None or step < warmup):
+                per_step_schedule.step()
+            if trajectory:
+                self._positions.append(task.position(model).detach().clone())
+            pending.append(loss.detach())
+            if evaluating or len(pending) >= check_every:
+                self._check_losses(pending, done - len(pending))
+                pending = []
+            if evaluating:
+                self._evaluate(model, problem, optimizer, done, lr)
+                if plateau is not None and step >= warmup:
+                    plateau.step(result.curve[-1].metric)
+                if self._stop:
+                    break
+        result.steps = done
+
+    def _check_losses(self, pending: list, first_step: int) -> None:
+        """Read back the pending losses; raise _Diverged at the first one out of bounds."""
+        if len(pending) == 1:
+            values = [float(pending[0])]
+        else:
+            import torch
+
+            values = torch.stack(pending).tolist()
+        if self._threshold is None:
+            first = values[0]
+            if not math.isfinite(first):
+                self._record_divergence(first_step)
+            self._threshold = self.options.divergence_factor * max(abs(first), 1.0)
+        threshold = self._threshold
+        for offset, value in enumerate(values):
+            if not value <= threshold:  # also catches NaN
+                self._record_divergence(first_step + offset)
+            self._loss_sum += value
+        self._loss_count += len(values)
+
+    def _record_divergence(self, step_index: int) -> None:
+        raise _Diverged(step_index + 1)
+
+    def _evaluate(self, model, problem: Problem, optimizer, step: int, lr: float) -> None:
+        """Evaluate, append a curve point, update the bests, decide on stopping."""
+        import torch
+
+        from tuner.optimizer import eval_mode, train_mode
+
+        task, result = self.task, self.result
+        eval_mode(optimizer)
+        model.eval()
+        try:
+            with torch.no_grad():
+                metric = float(task.evaluate(model, problem))
+        finally:
+            model.train()
+            train_mode(optimizer)
+        train_loss = self._loss_sum / max(self._loss_count, 1)
+        self._loss_sum, self._loss_count = 0.0, 0
+        point = CurvePoint(step=step, train_loss=train_loss, metric=metric, lr=lr,
+                           seconds=time.perf_counter() - self._start)
+        result.curve.append(point)
+        result.steps = step
+        if not math.isfinite(metric):
+            raise _Diverged(step)
+        result.final_metric = metric
+        if result.steps_to_target is None and task.reached(metric):
+            result.steps_to_target, result.seconds_to_target = step, point.seconds
+        if task.better(metric, self._best, self.options.min_delta):
+            self._stale = 0
+        else:
+            self._stale += 1
+        if task.better(metric, self._best):
+            self._best = metric
+        result.best_metric = self._best
+        if self.options.patience is not None and self._stale >= self.options.patience:
+            result.stopped_early = True
+            self._stop = True
+        if self.callback is not None and self.callback(point):
+            raise Pruned(f"pruned at step {step}")
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _schedules(self, optimizer) -> tuple[Any, Any]:
+        """The per-step scheduler (warmup and schedule composed) and the plateau scheduler."""
+        from torch.optim import lr_scheduler
+
+        options = self.options
+        warmup, schedule = options.warmup, options.schedule
+        after = max(self.budget - warmup, 1)
+        main = None
+        plateau = None
+        if schedule == "cosine":
+            main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=after)
+        elif schedule == "linear":
+            main = lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.0,
+                                         total_iters=after)
+        elif schedule == "step":
+            main = lr_scheduler.StepLR(optimizer, step_size=options.step_size or
+                                       max(after // 3, 1), gamma=options.gamma)
+        elif schedule == "plateau":
+            plateau = lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max" if self.task.direction == "maximize" else "min",
+                factor=options.gamma, patience=options.plateau_patience,
+            )
+        if not warmup:
+            return main, plateau
+        ramp = lr_scheduler.LinearLR(optimizer, start_factor=1.0 / (warmup + 1),
+                                     end_factor=1.0, total_iters=warmup)
+        if main is None:
+            return ramp, plateau
+        return lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup]), plateau
+
+    def _batches(self, problem: Problem):
+        """An endless iterator of per-step lists of ``accumulate`` batches."""
+        import torch
+
+        size, accumulate = self.batch_size, self.options.accumulate
+        n = problem.train_size
+        if size is None:
+            whole = [problem.train]
+            while True:
+                yield whole
+        if n == 0:
+            raise TrainOptionsError(
+                f"task {self.task.name!r} has no training examples to draw batches from"
+            )
+        size = min(size, n // accumulate) if n >= accumulate else 0
+        if size < 1:
+            raise TrainOptionsError(
+                f"task {self.task.name!r} has {n} training examples, fewer than accumulate="
+                f"{accumulate} batches"
+            )
+        per_step = size * accumulate
+        steps_per_epoch = n // per_step
+        generator = torch.Generator().manual_seed(self.seed)
+        tensors = problem.train
+        device = self.device
+        while True:
+            order = torch.randperm(n, generator=generator)
+            order = order[: steps_per_epoch * per_step].view(steps_per_epoch, accumulate, size)
+            order = order.to(device)
+            for rows in order:
+                yield [tuple(t[index] for t in tensors) for index in rows]

@@ -1,0 +1,29 @@
+"""``digits-mlp``: a two-layer perceptron on the 8x8 handwritten digits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tuner_plugins.tasks._digits import DIGITS_DATA, digits
+
+from tuner.task import Problem, Task
+
+
+class DigitsMLP(Task):
+    """64 -> 128 -> 10 with ReLU; 20 epochs of batches of 64 (22 steps an epoch)."""
+
+    name = "digits-mlp"
+    summary = "MLP 64-128-10 on the 8x8 handwritten digits, batch 64, 20 epochs"
+    kind = "vision"
+    data = DIGITS_DATA
+    metric = "val_accuracy"
+    direction = "maximize"
+    target = 0.93
+    budget = 440
+    eval_every = 22
+    batch_size = 64
+
+    def build(self, seed: int, device: torch.device) -> Problem:
+        train, val = digits(seed, device)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+        return Problem(model=model.to(device), train=train, val=val)

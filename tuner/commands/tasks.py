@@ -1,0 +1,152 @@
+"""``tuner tasks list|show`` and ``tuner train``: the reference tasks, and one run on one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from tuner.commands._output import format_value, output_options, print_json, print_table
+
+
+@click.group()
+def tasks() -> None:
+    """The reference tasks optimizers are measured on."""
+
+
+@tasks.command(name="list")
+@output_options
+def list_tasks(as_json: bool) -> None:
+    """List the registered tasks with their metric, target and budget."""
+    from tuner.plugins import get_registry
+
+    found = sorted(get_registry().tasks.values(), key=lambda t: t.name)
+    if as_json:
+        print_json([_describe(task) for task in found])
+        return
+    print_table(
+        (
+            [t.name, t.kind, f"{t.metric} ({_arrow(t.direction)})", t.target, t.budget,
+             t.batch_size or "full", t.summary]
+            for t in found
+        ),
+        ["name", "kind", "metric", "target", "steps", "batch", "summary"],
+    )
+
+
+@tasks.command(name="show")
+@click.argument("name")
+@output_options
+def show_task(name: str, as_json: bool) -> None:
+    """Show one task: its data, metric, target, budget and a configuration known to work."""
+    from tuner.plugins import get_registry
+
+    task = get_registry().task(name)
+    described = _describe(task)
+    if as_json:
+        print_json(described)
+        return
+    click.echo(f"{task.name}: {task.summary}")
+    rows = [
+        ["kind", task.kind],
+        ["data", task.data],
+        ["metric", f"{task.metric} ({task.direction})"],
+        ["target", task.target],
+        ["budget", f"{task.budget} steps, evaluated every {task.eval_every}"],
+        ["batch size", task.batch_size or "full batch"],
+        ["reference", described["reference_text"]],
+        ["plugin", f"{task.plugin} {task.version}".strip()],
+    ]
+    if task.__doc__:
+        rows.insert(0, ["about", " ".join(task.__doc__.split())])
+    print_table(rows, ["", ""])
+
+
+def _arrow(direction: str) -> str:
+    return "higher is better" if direction == "maximize" else "lower is better"
+
+
+def _describe(task: Any) -> dict[str, Any]:
+    described = task.describe()
+    reference = described.get("reference") or {}
+    params = reference.get("params") or {}
+    described["reference_text"] = (
+        f"{reference.get('optimizer', '-')} "
+        + (" ".join(f"{k}={format_value(v)}" for k, v in params.items()) or "(defaults)")
+    )
+    described["plugin"], described["version"] = task.plugin, task.version
+    return described
+
+
+@click.command(name="train")
+@click.option("--task", "task_name", required=True, help="Task name (see `tuner tasks list`).")
+@click.option("--optimizer", "optimizer_name", required=True,
+              help="Optimizer name (see `tuner optimizers list`).")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="An optimizer hyperparameter, e.g. --param lr=1e-3 (repeatable).")
+@click.option("--seed", default=0, show_default=True, help="Seed of data split, weights, order.")
+@click.option("--schedule", type=click.Choice(
+    ["constant", "cosine", "linear", "step", "plateau"]), default="constant",
+    show_default=True, help="Learning-rate schedule after warmup.")
+@click.option("--warmup", default=0, show_default=True, help="Steps of linear lr warmup.")
+@click.option("--budget", type=int, default=None, help="Optimizer steps (default: the task's).")
+@click.option("--batch-size", type=int, default=None, help="Batch size (default: the task's).")
+@click.option("--eval-every", type=int, default=None, help="Steps between evaluations.")
+@click.option("--clip-norm", type=float, default=None, help="Clip the gradient norm to this.")
+@click.option("--accumulate", default=1, show_default=True,
+              help="Batches whose gradients make one step.")
+@click.option("--patience", type=int, default=None,
+              help="Early stopping: evaluations without improvement before stopping.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--threads", type=int, default=None, help="Torch CPU threads.")
+@output_options
+def train_command(
+    task_name: str, optimizer_name: str, params: tuple[str, ...], seed: int, schedule: str,
+    warmup: int, budget: int | None, batch_size: int | None, eval_every: int | None,
+    clip_norm: float | None, accumulate: int, patience: int | None, device: str,
+    threads: int | None, as_json: bool,
+) -> None:
+    """Train one task with one optimizer once, and print its curve.
+
+    A first look at a task, or a check of one configuration:
+
+        tuner train --task digits-mlp --optimizer adam --param lr=3e-3 --schedule cosine
+    """
+    from tuner.plugins import get_registry
+    from tuner.training import train
+
+    registry = get_registry()
+    task = registry.task(task_name)
+    plugin = registry.optimizer(optimizer_name)
+    values = plugin.space.parse(params, owner=plugin.name)
+    result = train(
+        task, plugin, values, seed, schedule=schedule, warmup=warmup, budget=budget,
+        batch_size=batch_size, eval_every=eval_every, clip_norm=clip_norm,
+        accumulate=accumulate, patience=patience, device=device, threads=threads,
+    )
+    if as_json:
+        print_json(result.to_dict())
+        return
+    hyper = " ".join(f"{k}={format_value(v)}" for k, v in result.params.items())
+    click.echo(f"{task.name} with {plugin.name} ({hyper}), seed {seed}, on {result.device}")
+    print_table(
+        ([p.step, p.train_loss, p.metric, p.lr, p.seconds] for p in result.curve),
+        ["step", "train loss", task.metric, "lr", "seconds"],
+    )
+    summary = (
+        f"{result.status} after {result.steps} steps in {result.wall_seconds:.2f} s: "
+        f"final {task.metric} {format_value(result.final_metric)}, "
+        f"best {format_value(result.best_metric)}"
+    )
+    if result.steps_to_target is not None:
+        summary += (
+            f"; target {format_value(task.target)} reached at step {result.steps_to_target} "
+            f"({result.seconds_to_target:.2f} s)"
+        )
+    else:
+        summary += f"; target {format_value(task.target)} not reached"
+    if result.stopped_early:
+        summary += " (stopped early)"
+    click.echo(summary)
+    if result.error:
+        click.echo(f"error: {result.error}")
