@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from tuner_plugins.optimizers import _sign_descent
+from tuner_plugins.optimizers import _blocks
 from tuner_plugins.optimizers.lion import Lion, Tiger
 from tuner_plugins.optimizers.lookahead import Lookahead
 from tuner_plugins.optimizers.schedule_free import AdamWScheduleFree
@@ -103,7 +103,7 @@ def _signsgd_formulas(lr, wd):
 def block_size(request, monkeypatch):
     """Run each rule with the default CPU blocks and with blocks of 3 elements (tensors split
     across blocks and blocks spanning several tensors): the numbers must not change."""
-    monkeypatch.setattr(_sign_descent, "CPU_BLOCK_ELEMENTS", request.param)
+    monkeypatch.setattr(_blocks, "CPU_BLOCK_ELEMENTS", request.param)
     return request.param
 
 
@@ -160,7 +160,7 @@ def _schedule_free_formulas(lr, beta1, beta2, wd, warmup, r=0.0, power=2.0, eps=
 
 @pytest.mark.parametrize("wd", [0.0, 0.1])
 @pytest.mark.parametrize("warmup,r", [(0, 0.0), (2, 0.0), (2, 1.0)])
-def test_schedule_free_follows_the_paper(wd, warmup, r):
+def test_schedule_free_follows_the_paper(block_size, wd, warmup, r):
     params = [torch.nn.Parameter(value.clone()) for value in _start()]
     optimizer = AdamWScheduleFree(
         params, lr=0.05, betas=(0.9, 0.999), weight_decay=wd, warmup_steps=warmup, r=r

@@ -176,9 +176,16 @@ class Tiger(torch.optim.Optimizer):
 
     @staticmethod
     def _all_finite(grads: list[torch.Tensor]) -> bool:
-        """Whether every gradient is finite (the max-abs norm is NaN or inf otherwise)."""
-        largest = torch._foreach_norm(grads, ord=float("inf"))
-        return bool(torch.stack([value.to(grads[0].device) for value in largest]).isfinite().all())
+        """Whether every gradient is finite: a NaN or an infinity shows in its min or max.
+
+        One ``aminmax`` pass per tensor and one device synchronisation per step; exact (no
+        overflowing sum or norm), and much faster on CPU than an infinity norm.
+        """
+        extremes = [value for grad in grads if grad.numel() for value in torch.aminmax(grad)]
+        if not extremes:
+            return True
+        device = extremes[0].device
+        return bool(torch.stack([value.to(device) for value in extremes]).isfinite().all())
 
 
 def _build_lion(params: list[torch.Tensor], hp: dict[str, Any]) -> Lion:

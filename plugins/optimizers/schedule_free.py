@@ -25,6 +25,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from tuner_plugins.optimizers._blocks import (
+    ScratchBuffers,
+    block_elements,
+    group_by_device_and_dtype,
+    split_into_blocks,
+)
 
 from tuner import hookimpl
 from tuner.optimizer import OptimizerPlugin
@@ -70,6 +76,7 @@ class AdamWScheduleFree(torch.optim.Optimizer):
             "k": 0, "train_mode": True, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0,
         }
         super().__init__(params, defaults)
+        self._scratch = ScratchBuffers()
 
     @torch.no_grad()
     def eval(self) -> None:
@@ -140,19 +147,48 @@ class AdamWScheduleFree(torch.optim.Optimizer):
             zs.append(state["z"])
             squares.append(state["exp_avg_sq"])
         if ys:
-            torch._foreach_mul_(squares, beta2)
-            torch._foreach_addcmul_(squares, grads, grads, value=1.0 - beta2)
-            denominators = torch._foreach_sqrt(squares)
-            torch._foreach_add_(denominators, group["eps"])
-            direction = torch._foreach_div(grads, denominators)  # gradients left intact
-            del denominators
-            if group["weight_decay"] != 0.0:
-                torch._foreach_add_(direction, ys, alpha=group["weight_decay"])
-            # y_{t+1} = (1 - c) y_t + c z_t - lr (1 - beta1 (1 - c)) d_t, without forming x.
-            torch._foreach_lerp_(ys, zs, average_weight)
-            torch._foreach_add_(ys, direction, alpha=lr * (beta1 * (1.0 - average_weight) - 1.0))
-            torch._foreach_add_(zs, direction, alpha=-lr)
+            self._update(ys, grads, zs, squares, lr=lr, average_weight=average_weight,
+                         beta1=beta1, beta2=beta2, eps=group["eps"], decay=group["weight_decay"])
         group["k"] = k + 1
+
+    def _update(
+        self,
+        ys: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        zs: list[torch.Tensor],
+        squares: list[torch.Tensor],
+        *,
+        lr: float,
+        average_weight: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        decay: float,
+    ) -> None:
+        """Update v, z and y in place, block by block, without forming x.
+
+        With ``d = g / (sqrt(v) + eps) + decay * y_t`` and ``c`` the averaging weight, the paper's
+        sequences give ``z' = z - lr d`` and, substituting x = (y - (1 - beta1) z) / beta1,
+        ``y' = (1 - c) y + c z' - lr (1 - beta1) (1 - c) d``.
+        """
+        shrink = lr * (1.0 - beta1) * (1.0 - average_weight)
+        for part in group_by_device_and_dtype([ys, grads, zs, squares]):
+            for (y, g, z, v), sizes in split_into_blocks(part, block_elements(part[0][0].device)):
+                denominators = self._scratch.views(y, sizes)
+                torch._foreach_mul_(v, beta2)
+                torch._foreach_addcmul_(v, g, g, value=1.0 - beta2)
+                torch._foreach_copy_(denominators, v)
+                torch._foreach_sqrt_(denominators)
+                torch._foreach_add_(denominators, eps)
+                if decay != 0.0:
+                    torch._foreach_add_(z, y, alpha=-lr * decay)
+                torch._foreach_addcdiv_(z, g, denominators, value=-lr)
+                if decay != 0.0:
+                    torch._foreach_mul_(y, 1.0 - average_weight - shrink * decay)
+                    torch._foreach_add_(y, z, alpha=average_weight)
+                else:
+                    torch._foreach_lerp_(y, z, average_weight)
+                torch._foreach_addcdiv_(y, g, denominators, value=-shrink)
 
 
 def _build(params: list[torch.Tensor], hp: dict[str, Any]) -> AdamWScheduleFree:
