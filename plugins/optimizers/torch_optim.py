@@ -147,7 +147,7 @@ def _sgd_lr() -> Float:
 def _adam_lr(default: float = 1e-3, recommended: float | None = 1e-3) -> Float:
     return Float(
         "lr", 1e-5, 1e-1, default=default, log=True, recommended=recommended,
-        help="step size; 1e-3 in Kingma & Ba, 3e-4 is the other common choice",
+        help="Kingma & Ba: 1e-3; 3e-4 is also common",
     )
 
 
@@ -163,21 +163,21 @@ _BETA1 = Float(
 )
 _BETA2 = Float(
     "beta2", 0.9, 0.9999, default=0.999, recommended=0.999,
-    help="decay of the squared-gradient average",
+    help="decay of the mean square",
 )
 _ADAM_EPS = Float(
     "eps", 1e-10, 1e-4, default=1e-8, log=True, recommended=1e-8,
-    help="added to the denominator; larger values damp the adaptivity",
+    help="added to the denominator",
 )
 # Coupled (L2) decay for Adam-type optimizers wants ~1e-5..1e-3, decoupled decay ~1e-2..1e-1:
 # one linear range from 0 up to 0.1 holds both, and the switch is tuned with it.
 _ADAM_DECAY = Float(
     "weight_decay", 0.0, 0.1, default=0.0,
-    help="L2 penalty, or decoupled decay (AdamW-style) when decoupled_weight_decay is on",
+    help="L2 penalty, or decoupled decay (below)",
 )
 _DECOUPLED = Categorical(
     "decoupled_weight_decay", (False, True), default=False, when=("weight_decay", ">", 0),
-    help="shrink the weights directly (Loshchilov & Hutter) instead of adding an L2 gradient",
+    help="AdamW-style: shrink the weights directly",
 )
 
 
@@ -224,7 +224,7 @@ def _plugins() -> list[OptimizerPlugin]:
                 Float("lr", 1e-3, 1.0, default=1e-2, log=True, recommended=1e-2,
                       help="step size"),
                 Float("initial_accumulator_value", 0.0, 1.0, default=0.0,
-                      help="starting sum of squares (TensorFlow uses 0.1)"),
+                      help="starting sum of squares (TF: 0.1)"),
                 Float("eps", 1e-10, 1e-4, default=1e-10, log=True,
                       help="added to the denominator"),
                 _l2(),
@@ -239,14 +239,14 @@ def _plugins() -> list[OptimizerPlugin]:
             summary="Steps divided by a running RMS of the gradient (Hinton's RMSprop).",
             space=[
                 Float("lr", 1e-5, 1e-1, default=1e-2, log=True, recommended=1e-3,
-                      help="step size; torch's default 1e-2, Hinton's lecture and Keras 1e-3"),
+                      help="torch: 1e-2; Hinton, Keras: 1e-3"),
                 Float("alpha", 0.8, 0.999, default=0.99, recommended=0.9,
-                      help="decay of the squared-gradient average (Hinton: 0.9)"),
+                      help="decay of the mean square (Hinton: 0.9)"),
                 Float("eps", 1e-10, 1e-4, default=1e-8, log=True,
                       help="added to the denominator"),
                 Float("momentum", 0.0, 0.99, default=0.0, help="momentum on the scaled step"),
                 Categorical("centered", (False, True), default=False,
-                            help="divide by the variance instead of the second moment (Graves)"),
+                            help="divide by the variance (Graves)"),
                 _l2(),
             ],
             build=TorchBuild("RMSprop"),
@@ -261,9 +261,9 @@ def _plugins() -> list[OptimizerPlugin]:
             summary="RMSprop with a running RMS of past updates in the numerator; lr ~1.",
             space=[
                 Float("lr", 1e-2, 10.0, default=1.0, log=True, recommended=1.0,
-                      help="scales the update; the paper has none (1.0)"),
+                      help="scales the update; the paper has none"),
                 Float("rho", 0.8, 0.99, default=0.9, recommended=0.95,
-                      help="decay of both running averages (Zeiler: 0.95)"),
+                      help="decay of both averages (Zeiler: 0.95)"),
                 Float("eps", 1e-8, 1e-4, default=1e-6, log=True, recommended=1e-6,
                       help="sets the size of the first steps"),
                 _l2(),
@@ -288,7 +288,7 @@ def _plugins() -> list[OptimizerPlugin]:
             space=[
                 _adam_lr(), _BETA1, _BETA2, _ADAM_EPS,
                 Float("weight_decay", 0.0, 0.2, default=1e-2, recommended=1e-2,
-                      help="decoupled: weights shrink by lr * weight_decay per step"),
+                      help="decoupled: shrink by lr * wd per step"),
             ],
             build=TorchBuild("AdamW"),
             state_multiple=2,  # exp_avg, exp_avg_sq
@@ -318,7 +318,7 @@ def _plugins() -> list[OptimizerPlugin]:
             space=[
                 _adam_lr(default=2e-3, recommended=2e-3), _BETA1, _BETA2,
                 Float("momentum_decay", 1e-3, 3e-2, default=4e-3, log=True, recommended=4e-3,
-                      help="schedule of the momentum coefficient (Dozat's psi)"),
+                      help="momentum schedule (Dozat's psi)"),
                 _ADAM_DECAY, _DECOUPLED,
             ],
             build=TorchBuild("NAdam"),
@@ -339,12 +339,12 @@ def _plugins() -> list[OptimizerPlugin]:
             summary="Limited-memory BFGS quasi-Newton method with line search (full batch).",
             space=[
                 Float("lr", 1e-2, 1.0, default=1.0, log=True, recommended=1.0,
-                      help="initial step of each line search; 1 is the quasi-Newton step"),
+                      help="first trial step; 1 = quasi-Newton step"),
                 Int("history_size", 3, 100, default=lbfgs_history, log=True, recommended=10,
-                    help="correction pairs kept (Nocedal & Wright: 3..20; scipy: 10)"),
+                    help="pairs kept (Nocedal-Wright: 3..20)"),
                 Int("max_iter", 5, 50, default=20, help="iterations per step() call"),
                 Categorical("line_search_fn", ("strong_wolfe", None), default="strong_wolfe",
-                            help="None takes fixed steps of lr"),
+                            help="None: fixed steps of lr"),
             ],
             build=TorchBuild("LBFGS"),
             # The state holds, each the size of the flattened parameters: the search direction d,
