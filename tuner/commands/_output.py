@@ -54,8 +54,8 @@ def print_table(
     from rich.table import Table
 
     table = Table(title=title, box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        table.add_column(column)
+    for index, column in enumerate(columns):
+        table.add_column(column, no_wrap=index == 0)  # names are never wrapped or cut
     for row in rows:
         table.add_row(*(format_value(v) for v in row))
     Console(width=max(100, shutil.get_terminal_size().columns)).print(table)
