@@ -331,6 +331,7 @@ class _Run:
         self.hyperparams = hyperparams
         self.options = options
         self.optimizer: Any = None
+        self.done = 0  # optimizer steps taken so far
         self._positions: list[torch.Tensor] = []
         self._stop = False
         self.device = resolve_device(options.device)
@@ -384,6 +385,7 @@ class _Run:
         except TrainOptionsError:
             raise
         except Exception as error:  # any failure inside a run is a result, not a crash
+            result.steps = self.done
             if _is_pruning(error):
                 result.status = "pruned"
             else:
@@ -470,7 +472,7 @@ class _Run:
                 if clip_norm is not None:
                     torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
                 optimizer.step()
-            done = step + 1
+            done = self.done = step + 1
             evaluating = done % eval_every == 0 or done == budget
             if evaluating:
                 lr = float(optimizer.param_groups[0]["lr"])

@@ -24,7 +24,7 @@ class Rosenbrock(Task):
     records_trajectory = True
     minimum = (1.0, 1.0)
     start = (-1.5, 2.0)
-    reference = {"optimizer": "adam", "params": {"lr": 0.05}}
+    reference = {"optimizer": "adam", "params": {"lr": 0.1}}
 
     def build(self, seed: int, device: torch.device) -> Problem:
         return Problem(model=Point(*self.start).to(device))
