@@ -467,153 +467,136 @@ def _declared_state_multiple(optimizer: str) -> float | None:
         return None
 
 
-def _ranking_statement(task: str, direction: str, tolerance: Tolerance) -> Any:
-    """The SQL that ranks configurations and finds each optimizer's best and good-lr interval.
+@dataclass
+class _OptimizerRow:
+    """What the ranking queries find for one optimizer (before the runs of its best config)."""
 
-    One statement: ``cfg`` groups runs into configurations (the covering index of
-    ``tuner_runs`` serves it without touching the table), ``best`` picks each optimizer's best
-    configuration, ``breaks`` finds the nearest bad configuration on either side of its lr,
-    and the last step takes the good configurations between those breaks.
+    optimizer: str
+    trials: int
+    runs: int
+    pruned: int
+    diverged: int
+    failed: int
+    fastest_steps: float | None
+    params_hash: str | None = None
+    lr: float | None = None
+    mean: float | None = None
+    good_low: float | None = None
+    good_high: float | None = None
+
+
+def _rank_rows(
+    connection: Any, task: str, direction: str, tolerance: Tolerance
+) -> list[_OptimizerRow]:
+    """Each optimizer's totals, best configuration and good-lr interval, read in SQL.
+
+    Reads ``tuner_config_stats`` (one row per configuration, kept exact by triggers on the
+    runs): one scan of the task's configurations for the totals, then per optimizer four index
+    probes that touch only the rows they need:
+
+    1. the best configuration: the first eligible row in ``metric_mean`` order;
+    2. the break below: the nearest configuration under the best lr that is bad (diverged, or
+       measured and outside the tolerance), walking the lr index down;
+    3. the break above, walking it up;
+    4. the lowest and highest good lr strictly between the breaks.
     """
-    from sqlalchemy import and_, case, func, literal, or_, select
+    from sqlalchemy import and_, case, func, or_, select
 
-    from tuner.store import Run
+    from tuner.store.models import ConfigStats
 
-    runs = Run.__table__.c
-    is_complete = runs.status == "complete"
-
-    def count_of(status: str) -> Any:
-        return func.sum(case((runs.status == status, 1), else_=0))
-
-    cfg = (
+    stats = ConfigStats.__table__.c
+    eligible = and_(stats.metric_mean.is_not(None), stats.diverged == 0)
+    all_reached = and_(eligible, stats.reached == stats.complete)
+    fastest = case((all_reached, stats.steps_sum / stats.reached))
+    maximize = direction == "maximize"
+    totals = connection.execute(
         select(
-            runs.optimizer,
-            runs.params_hash,
-            func.min(runs.lr).label("lr"),
-            func.count().label("runs"),
-            count_of("complete").label("n"),
-            count_of("diverged").label("diverged"),
-            count_of("pruned").label("pruned"),
-            count_of("failed").label("failed"),
-            func.avg(case((is_complete, runs.final_metric))).label("mean"),
-            func.avg(case((is_complete, runs.steps_to_target))).label("steps"),
-            func.count(case((is_complete, runs.steps_to_target))).label("reached"),
-        )
-        .where(runs.task == task)
-        .group_by(runs.optimizer, runs.params_hash)
-        .cte("cfg")
-    )
-    eligible = and_(cfg.c.n > 0, cfg.c.diverged == 0, cfg.c.mean.is_not(None))
-    order = cfg.c.mean.desc() if direction == "maximize" else cfg.c.mean.asc()
-    ranked = (
-        select(
-            cfg.c.optimizer, cfg.c.params_hash, cfg.c.lr, cfg.c.mean,
-            func.row_number()
-            .over(
-                partition_by=cfg.c.optimizer,
-                order_by=(order, cfg.c.n.desc(), cfg.c.params_hash),
-            )
-            .label("position"),
-        )
-        .where(eligible)
-        .cte("ranked")
-    )
-    best = (
-        select(ranked.c.optimizer, ranked.c.params_hash, ranked.c.lr, ranked.c.mean)
-        .where(ranked.c.position == 1)
-        .cte("best")
-    )
-    margin = (
-        func.abs(best.c.mean) * literal(tolerance.value) if tolerance.relative
-        else literal(tolerance.value)
-    ) + func.abs(best.c.mean) * literal(1e-12) + literal(1e-12)
-    within = (
-        cfg.c.mean >= best.c.mean - margin if direction == "maximize"
-        else cfg.c.mean <= best.c.mean + margin
-    )
-    good = and_(eligible, within)
-    has_result = or_(cfg.c.n > 0, cfg.c.diverged > 0)
-    bad = and_(has_result, ~good)
-    breaks = (
-        select(
-            best.c.optimizer,
-            func.max(case((and_(bad, cfg.c.lr < best.c.lr), cfg.c.lr))).label("below"),
-            func.min(case((and_(bad, cfg.c.lr > best.c.lr), cfg.c.lr))).label("above"),
-        )
-        .select_from(cfg.join(best, cfg.c.optimizer == best.c.optimizer))
-        .group_by(best.c.optimizer)
-        .cte("breaks")
-    )
-    inside = and_(
-        good,
-        or_(breaks.c.below.is_(None), cfg.c.lr > breaks.c.below),
-        or_(breaks.c.above.is_(None), cfg.c.lr < breaks.c.above),
-    )
-    interval = (
-        select(
-            breaks.c.optimizer,
-            func.min(case((inside, cfg.c.lr))).label("good_low"),
-            func.max(case((inside, cfg.c.lr))).label("good_high"),
-        )
-        .select_from(
-            cfg.join(best, cfg.c.optimizer == best.c.optimizer).join(
-                breaks, cfg.c.optimizer == breaks.c.optimizer
-            )
-        )
-        .group_by(breaks.c.optimizer)
-        .cte("interval")
-    )
-    fastest = case((and_(eligible, cfg.c.reached == cfg.c.n), cfg.c.steps))
-    totals = (
-        select(
-            cfg.c.optimizer,
+            stats.optimizer,
             func.count().label("trials"),
-            func.sum(cfg.c.runs).label("runs"),
-            func.sum(cfg.c.pruned).label("pruned"),
-            func.sum(cfg.c.diverged).label("diverged"),
-            func.sum(cfg.c.failed).label("failed"),
+            func.sum(stats.runs).label("runs"),
+            func.sum(stats.pruned).label("pruned"),
+            func.sum(stats.diverged).label("diverged"),
+            func.sum(stats.failed).label("failed"),
             func.min(fastest).label("fastest_steps"),
         )
-        .group_by(cfg.c.optimizer)
-        .cte("totals")
-    )
-    return (
-        select(
-            totals.c.optimizer, totals.c.trials, totals.c.runs, totals.c.pruned,
-            totals.c.diverged, totals.c.failed, totals.c.fastest_steps,
-            best.c.params_hash, best.c.lr, best.c.mean,
-            interval.c.good_low, interval.c.good_high,
+        .where(stats.task == task)
+        .group_by(stats.optimizer)
+    ).all()
+    rows = []
+    for total in totals:
+        row = _OptimizerRow(
+            optimizer=total.optimizer, trials=int(total.trials), runs=int(total.runs),
+            pruned=int(total.pruned), diverged=int(total.diverged), failed=int(total.failed),
+            fastest_steps=float(total.fastest_steps) if total.fastest_steps is not None else None,
         )
-        .select_from(
-            totals.outerjoin(best, totals.c.optimizer == best.c.optimizer).outerjoin(
-                interval, totals.c.optimizer == interval.c.optimizer
+        rows.append(row)
+        scope = and_(stats.task == task, stats.optimizer == total.optimizer)
+        best = connection.execute(
+            select(stats.params_hash, stats.lr, stats.metric_mean)
+            .where(scope, eligible)
+            .order_by(
+                stats.metric_mean.desc() if maximize else stats.metric_mean.asc(),
+                stats.metric_count.desc(),
+                stats.params_hash,
             )
+            .limit(1)
+        ).first()
+        if best is None:
+            continue
+        row.params_hash, row.lr, row.mean = best.params_hash, best.lr, best.metric_mean
+        if best.lr is None:
+            continue
+        limit = best.metric_mean - tolerance.margin(best.metric_mean) if maximize else (
+            best.metric_mean + tolerance.margin(best.metric_mean)
         )
-    )
+        slack = 1e-12 * max(1.0, abs(best.metric_mean))
+        limit += -slack if maximize else slack
+        within = stats.metric_mean >= limit if maximize else stats.metric_mean <= limit
+        good = and_(eligible, within)
+        bad = or_(stats.diverged > 0, and_(stats.metric_mean.is_not(None), ~within))
+        below = connection.execute(
+            select(stats.lr).where(scope, stats.lr < best.lr, bad)
+            .order_by(stats.lr.desc()).limit(1)
+        ).scalar()
+        above = connection.execute(
+            select(stats.lr).where(scope, stats.lr > best.lr, bad)
+            .order_by(stats.lr.asc()).limit(1)
+        ).scalar()
+        between = [scope, good, stats.lr.is_not(None)]
+        if below is not None:
+            between.append(stats.lr > below)
+        if above is not None:
+            between.append(stats.lr < above)
+        low, high = connection.execute(
+            select(func.min(stats.lr), func.max(stats.lr)).where(*between)
+        ).one()
+        row.good_low = low if low is not None else best.lr
+        row.good_high = high if high is not None else best.lr
+    return rows
 
 
 def _best_config_runs(
     connection: Any, task: str, pairs: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], list[Any]]:
     """The runs of the given (optimizer, params_hash) configurations of a task."""
-    from sqlalchemy import select
+    from sqlalchemy import and_, or_, select
 
     from tuner.store import Run
 
     if not pairs:
         return {}
     runs = Run.__table__.c
-    wanted = set(pairs)
     found: dict[tuple[str, str], list[Any]] = {pair: [] for pair in pairs}
     statement = select(
         runs.optimizer, runs.params_hash, runs.params, runs.status, runs.final_metric,
         runs.steps_to_target, runs.seconds_to_target, runs.optimizer_state_bytes,
         runs.param_count,
-    ).where(runs.task == task, runs.params_hash.in_(sorted({h for _, h in pairs})))
+    ).where(
+        runs.task == task,
+        or_(*(and_(runs.optimizer == o, runs.params_hash == h) for o, h in sorted(set(pairs)))),
+    )
     for row in connection.execute(statement):
-        key = (row.optimizer, row.params_hash)
-        if key in wanted:
-            found[key].append(row)
+        found.setdefault((row.optimizer, row.params_hash), []).append(row)
     return found
 
 
@@ -633,14 +616,14 @@ def rank_task(
     """
     from sqlalchemy import func, select
 
-    from tuner.store import Run
+    from tuner.store import Study
 
     plugin = _task_plugin(task)
     tol = default_tolerance(plugin.metric) if tolerance is None else Tolerance.parse(tolerance)
     store, opened = _open(db)
     try:
         with store.engine.connect() as connection:
-            rows = connection.execute(_ranking_statement(task, plugin.direction, tol)).all()
+            rows = _rank_rows(connection, task, plugin.direction, tol)
             if not rows:
                 raise NoRunsError(
                     f"no runs for task {task!r} in {store.display_url}; run a study first"
@@ -648,7 +631,7 @@ def rank_task(
             pairs = [(row.optimizer, row.params_hash) for row in rows if row.params_hash]
             config_runs = _best_config_runs(connection, task, pairs)
             studies = connection.execute(
-                select(func.count(func.distinct(Run.study_id))).where(Run.task == task)
+                select(func.count()).select_from(Study).where(Study.task == task)
             ).scalar_one()
         display = store.display_url
     finally:
@@ -1025,9 +1008,10 @@ def warm_start(
     clipped to the original range. With no usable runs, returns no configurations and ``space``
     unchanged. Unpacks as ``configs, space = warm_start(...)``.
     """
-    from sqlalchemy import and_, case, func, select
+    from sqlalchemy import and_, select
 
     from tuner.store import Run
+    from tuner.store.models import ConfigStats
 
     plugin = _task_plugin(task)
     empty = WarmStart(configs=[], space=space, lr_range=None, source="no runs")
@@ -1046,32 +1030,35 @@ def warm_start(
             return empty
         if standing.mean is None:
             return empty
+        stats = ConfigStats.__table__.c
         runs = Run.__table__.c
-        is_complete = runs.status == "complete"
-        mean = func.avg(case((is_complete, runs.final_metric)))
-        diverged = func.sum(case((runs.status == "diverged", 1), else_=0))
-        order = mean.desc() if plugin.direction == "maximize" else mean.asc()
-        statement = (
-            select(runs.params_hash, func.min(runs.id).label("run_id"), mean.label("mean"))
-            .where(and_(runs.task == task, runs.optimizer == optimizer))
-            .group_by(runs.params_hash)
-            .having(and_(diverged == 0, mean.is_not(None)))
-            .order_by(order)
-            .limit(max(top * 4, top))
+        scope = and_(stats.task == task, stats.optimizer == optimizer)
+        order = stats.metric_mean.desc() if plugin.direction == "maximize" else (
+            stats.metric_mean.asc()
         )
         with store.engine.connect() as connection:
-            ids = [row.run_id for row in connection.execute(statement)]
-            params_by_id = dict(
-                connection.execute(select(runs.id, runs.params).where(runs.id.in_(ids))).all()
-            )
+            hashes = connection.execute(
+                select(stats.params_hash)
+                .where(scope, stats.metric_mean.is_not(None), stats.diverged == 0)
+                .order_by(order, stats.metric_count.desc(), stats.params_hash)
+                .limit(top * 4)
+            ).scalars().all()
+            found = [
+                connection.execute(
+                    select(runs.params).where(
+                        runs.task == task, runs.optimizer == optimizer, runs.params_hash == h
+                    ).limit(1)
+                ).scalar()
+                for h in hashes
+            ]
     finally:
         if opened:
             store.dispose()
 
     configs: list[dict[str, Any]] = []
-    for run_id in ids:
+    for params in found:
         try:
-            config = space.complete(params_by_id[run_id])
+            config = space.complete(params or {})
         except TunerError:  # from an older or wider space: not valid in this one
             continue
         if config not in configs:
@@ -1090,3 +1077,24 @@ def warm_start(
         configs=configs, space=narrowed, lr_range=lr_range,
         source=f"{standing.trials} trials, {standing.runs} runs in {ranking.db}",
     )
+
+
+def warm_start_spec(
+    spec: Any, db: str | Store | None = None, top: int = 3, margin: float = WARM_START_MARGIN
+) -> tuple[Any, dict[str, list[dict[str, Any]]]]:
+    """A study spec warm-started from the store (``tuner study create --warm-start``).
+
+    Returns the spec with each optimizer's lr range narrowed (:func:`warm_start`) and, per
+    optimizer, the configurations to enqueue after its recommended one.
+    """
+    from dataclasses import replace
+
+    ranges = {name: dict(values) for name, values in (spec.ranges or {}).items()}
+    configs: dict[str, list[dict[str, Any]]] = {}
+    for optimizer in spec.optimizers:
+        found = warm_start(spec.task, optimizer, spec.space(optimizer), db=db, top=top,
+                           margin=margin)
+        if found.lr_range is not None:
+            ranges.setdefault(optimizer, {})["lr"] = [found.lr_range[0], found.lr_range[1]]
+        configs[optimizer] = found.configs
+    return replace(spec, ranges=ranges), configs

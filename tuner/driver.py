@@ -45,7 +45,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -274,11 +274,16 @@ def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
 # Creating, listing, deleting
 
 
-def create(spec: StudySpec, url: str | None = None) -> StudyConfig:
+def create(
+    spec: StudySpec,
+    url: str | None = None,
+    warm_starts: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> StudyConfig:
     """Write a checked study (:func:`tuner.studyfile.resolve`) and its Optuna studies.
 
     The first trial of each optimizer is its recommended configuration, enqueued in its Optuna
-    study. Raises DriverError, before anything is written, when the name is taken.
+    study; ``warm_starts`` (:func:`tuner.advice.warm_start_spec`) are enqueued after it.
+    Raises DriverError, before anything is written, when the name is taken.
     """
     import optuna
 
@@ -317,6 +322,9 @@ def create(spec: StudySpec, url: str | None = None) -> StudyConfig:
                 study.set_user_attr("metric", task.metric)
                 study.enqueue_trial(spaces[optimizer].recommended(),
                                     user_attrs={"recommended": True})
+                for params in (warm_starts or {}).get(optimizer, ()):
+                    study.enqueue_trial(dict(params), user_attrs={"warm_start": True},
+                                        skip_if_exists=True)
         except BaseException:
             for name in made:
                 with suppress(KeyError):

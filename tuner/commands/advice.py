@@ -56,21 +56,26 @@ def best_command(task: str, tolerance: str | None, db: str | None, as_json: bool
         ttt = "-"
         if s.steps_to_target is not None:
             ttt = f"{s.steps_to_target:.0f} ({s.reached_target}/{s.seeds})"
-        gap = "-" if s.gap is None else (
-            f"{format_spread(s.gap, ranking.metric)}"
-            + (f" ({s.gap_relative * 100:.1f}%)" if s.gap_relative is not None else "")
-        )
-        tied = {True: "tied", False: "", None: "?"}[s.tied_with_winner] if s.rank > 1 else ""
+        gap = "-"
+        if s.gap is not None and s.rank > 1:
+            gap = format_spread(s.gap, ranking.metric)
+            if s.gap_relative is not None:
+                gap += f" ({s.gap_relative * 100:.1f}%)"
+        if s.rank > 1 and s.tied_with_winner:
+            gap += " tied"
+        result = "-"
+        if s.mean is not None:
+            result = (f"{format_metric(s.mean, ranking.metric)} ± "
+                      f"{format_spread(s.std, ranking.metric)}")
         rows.append([
-            s.rank, s.optimizer, format_metric(s.mean, ranking.metric),
-            format_spread(s.std, ranking.metric), s.seeds, format_lr(s.lr), _lr_range(s),
-            s.trials, f"{s.diverged}/{s.pruned}", ttt,
-            f"{s.state_multiple:.2g}n" if s.state_multiple is not None else "-", gap, tied,
+            s.rank, s.optimizer, result, s.seeds, format_lr(s.lr), _lr_range(s), s.trials,
+            f"{s.diverged}/{s.runs}", ttt,
+            f"{s.state_multiple:.2g}n" if s.state_multiple is not None else "-", gap,
         ])
     print_table(
         rows,
-        ["rank", "optimizer", ranking.metric, "std", "seeds", "lr", "good lr", "trials",
-         "div/pruned", "steps to target", "state", "gap", "noise"],
+        ["#", "optimizer", ranking.metric, "seeds", "lr", "good lr", "trials", "diverged",
+         "to target", "state", "gap to #1"],
         title=(
             f"{task}: {ranking.metric} ({ranking.direction}), tolerance {ranking.tolerance}, "
             f"{ranking.studies} stud{'y' if ranking.studies == 1 else 'ies'}"

@@ -49,12 +49,14 @@ def study() -> None:
 @click.option("--param-range", "ranges", multiple=True, metavar="[OPT.]PARAM=LOW:HIGH",
               help="Replace a parameter's range, for every optimizer that has it or for one.")
 @click.option("--seed", type=int, help="Seed of the sampler (default 0).")
+@click.option("--warm-start", is_flag=True, help="Start from the store's best known "
+              "configurations of this task and narrow each lr range to its good interval.")
 @db_option
 def create_command(
     name: str | None, from_file: str | None, task: str | None, optimizers: str | None,
     trials: int | None, seeds: int | None, sampler: str | None, pruner: str | None,
     budget: int | None, schedule: str | None, ranges: tuple[str, ...], seed: int | None,
-    db: str | None,
+    warm_start: bool, db: str | None,
 ) -> None:
     """Create a study NAME; everything is checked before anything is written."""
     from tuner.studyfile import load_study_file, parse_range_flag, resolve
@@ -70,7 +72,12 @@ def create_command(
     from tuner.driver import create
     from tuner.store import display_url, resolve_url
 
-    config = create(spec, db)
+    warm = None
+    if warm_start:
+        from tuner.advice import warm_start_spec
+
+        spec, warm = warm_start_spec(spec, db)
+    config = create(spec, db, warm_starts=warm)
     click.echo(
         f"Created study {config.name!r} in {display_url(resolve_url(db))}: task {config.task}, "
         f"{len(config.optimizers)} optimizers x {config.trials} trials x "

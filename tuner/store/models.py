@@ -251,3 +251,38 @@ class CurveRow(Base):
     seconds: Mapped[float] = mapped_column(Float)
 
     run: Mapped[Run] = relationship(back_populates="curve")
+
+
+class ConfigStats(Base):
+    """Per-configuration totals of the runs, maintained by database triggers (migration 0004).
+
+    One row per (task, optimizer, params_hash): run counts by status; the count, sum, sum of
+    squares and mean of the complete runs' ``final_metric`` (the mean is indexed, so the best
+    configuration is one index probe); the count and sum of their ``steps_to_target``. Never
+    written by tuner's code: the triggers on ``tuner_runs`` keep it exact, so advice reads one
+    row per configuration instead of every run.
+    """
+
+    __tablename__ = "tuner_config_stats"
+    __table_args__ = (
+        Index("ix_tuner_config_stats_task_optimizer_lr", "task", "optimizer", "lr"),
+        Index("ix_tuner_config_stats_task_optimizer_metric_mean", "task", "optimizer",
+              "metric_mean"),
+        {"sqlite_with_rowid": False},
+    )
+
+    task: Mapped[str] = mapped_column(String(100), primary_key=True)
+    optimizer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    params_hash: Mapped[str] = mapped_column(String(16), primary_key=True)
+    lr: Mapped[float | None] = mapped_column(Float)
+    runs: Mapped[int] = mapped_column(Integer)
+    complete: Mapped[int] = mapped_column(Integer)
+    diverged: Mapped[int] = mapped_column(Integer)
+    pruned: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    metric_count: Mapped[int] = mapped_column(Integer)
+    reached: Mapped[int] = mapped_column(Integer)
+    metric_sum: Mapped[float] = mapped_column(Float)
+    metric_sumsq: Mapped[float] = mapped_column(Float)
+    steps_sum: Mapped[float] = mapped_column(Float)
+    metric_mean: Mapped[float | None] = mapped_column(Float)

@@ -1,0 +1,298 @@
+"""Advice over real stores: rankings agree with the runs, intervals, ties, compare, warm starts."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+from collections import defaultdict
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
+
+from tuner.advice import (
+    Tolerance,
+    advise,
+    aggregate_ranks,
+    best,
+    compare,
+    good_lr_interval,
+    narrow_log_range,
+    performance_profile,
+    rank_values,
+    tied_within_noise,
+    warm_start,
+)
+from tuner.cli import cli
+from tuner.plugins import get_registry
+from tuner.store import open_store, record_run, resolve_url
+from tuner.training import RunResult
+
+ACCURACY_TASK = "digits-mlp"  # val_accuracy, maximize
+LOSS_TASK = "quadratic"  # loss, minimize
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def add_runs(store, task, optimizer, params, finals, statuses=None, steps_to_target=None):
+    """Record one configuration's seeds (a None final with no status means diverged)."""
+    for seed, final in enumerate(finals):
+        status = statuses[seed] if statuses else ("complete" if final is not None else "diverged")
+        record_run(store, None, RunResult(
+            task=task, optimizer=optimizer, params=dict(params), seed=seed, status=status,
+            final_metric=final if status == "complete" else None, best_metric=final,
+            steps_to_target=steps_to_target, optimizer_state_bytes=2 * 4 * 100, param_count=100,
+        ))
+
+
+@pytest.fixture
+def hand_built(database_url):
+    """adam: a peak at lr 1e-3, a bad lr at 1e-2 cutting off a good one at 3e-2; sgd: one lr."""
+    store = open_store(database_url)
+    adam = [
+        (1e-4, [0.80, 0.81]), (3e-4, [0.95, 0.96]), (1e-3, [0.97, 0.975]),
+        (3e-3, [0.96, 0.965]), (1e-2, [0.50, 0.40]), (3e-2, [0.97, 0.97]),
+    ]
+    for lr, finals in adam:
+        add_runs(store, ACCURACY_TASK, "adam", {"lr": lr}, finals, steps_to_target=100)
+    add_runs(store, ACCURACY_TASK, "adam", {"lr": 0.1}, [None, None])  # diverged
+    add_runs(store, ACCURACY_TASK, "adam", {"lr": 2e-3}, [None, None],
+             statuses=["pruned", "pruned"])
+    add_runs(store, ACCURACY_TASK, "sgd", {"lr": 1e-2}, [0.96, 0.97])
+    add_runs(store, ACCURACY_TASK, "sgd", {"lr": 1e-1}, [0.99, None])  # one seed diverged
+    yield store, database_url
+    store.dispose()
+
+
+def test_good_lr_interval_on_a_hand_built_store(hand_built):
+    store, _ = hand_built
+    ranking = best(ACCURACY_TASK, db=store)
+    adam = ranking.standing("adam")
+    assert adam.lr == pytest.approx(1e-3)
+    assert adam.mean == pytest.approx(0.9725)
+    assert adam.std == pytest.approx(statistics.stdev([0.97, 0.975]))
+    # 3e-4 and 3e-3 are within 2% of 0.9725; 1e-2 is not and cuts off 3e-2 (good but beyond)
+    assert adam.good_lr == (pytest.approx(3e-4), pytest.approx(3e-3))
+    assert (adam.trials, adam.runs, adam.diverged, adam.pruned) == (8, 16, 2, 2)
+    sgd = ranking.standing("sgd")
+    # the 0.99 seed belongs to a configuration that diverged on its other seed: not best
+    assert sgd.lr == pytest.approx(1e-2) and sgd.mean == pytest.approx(0.965)
+    assert sgd.good_lr == (pytest.approx(1e-2), pytest.approx(1e-2))
+    assert adam.state_multiple == pytest.approx(2.0)
+    assert adam.steps_to_target == 100 and adam.reached_target == 2
+
+
+def test_a_tighter_tolerance_narrows_the_interval(hand_built):
+    store, _ = hand_built
+    adam = best(ACCURACY_TASK, db=store, tolerance="1.1%").standing("adam")
+    assert adam.good_lr == (pytest.approx(1e-3), pytest.approx(3e-3))
+    absolute = best(ACCURACY_TASK, db=store, tolerance=0.2).standing("adam")
+    assert absolute.good_lr == (pytest.approx(1e-4), pytest.approx(3e-3))
+
+
+def test_ties_within_noise_are_reported(hand_built):
+    store, url = hand_built
+    ranking = best(ACCURACY_TASK, db=store)
+    assert [s.optimizer for s in ranking.optimizers] == ["adam", "sgd"]
+    assert ranking.standing("sgd").tied_with_winner is True  # 0.9725±.0025 vs 0.965±.005
+    advice = advise(ACCURACY_TASK, db=url)
+    assert advice.optimizer == "adam" and advice.tied_with == ["sgd"]
+    assert "sgd is tied within noise" in advice.text
+    assert advice.text.startswith(
+        f"On {ACCURACY_TASK}, use adam with lr 1e-3 (good range 3e-4..3e-3)"
+    )
+
+
+def test_a_clear_winner_is_not_a_tie(sqlite_url):
+    store = open_store(sqlite_url)
+    add_runs(store, ACCURACY_TASK, "adamw", {"lr": 1e-3}, [0.970, 0.971, 0.972])
+    add_runs(store, ACCURACY_TASK, "sgd", {"lr": 1e-1}, [0.930, 0.931, 0.932])
+    add_runs(store, ACCURACY_TASK, "lion", {"lr": 1e-4}, [0.95])  # one seed: noise unknown
+    ranking = best(ACCURACY_TASK, db=store)
+    assert [s.optimizer for s in ranking.optimizers] == ["adamw", "lion", "sgd"]
+    assert ranking.standing("sgd").tied_with_winner is False
+    assert ranking.standing("lion").tied_with_winner is None
+    assert ranking.standing("sgd").gap == pytest.approx(0.04)
+    text = advise(ACCURACY_TASK, db=store).text
+    assert "tied" not in text and "97.1% ± 0.1" in text
+
+
+def test_memory_budget_leaves_out_bigger_states(hand_built):
+    store, _ = hand_built
+    advice = advise(ACCURACY_TASK, db=store, memory_budget="1n")
+    # adam declares 2n of state; sgd 0n (or 1n with momentum)
+    assert advice.optimizer == "sgd" and "adam" in advice.left_out
+    assert "memory budget" in advice.text
+
+
+def test_minimize_tasks_rank_the_lowest_first(sqlite_url):
+    store = open_store(sqlite_url)
+    add_runs(store, LOSS_TASK, "adam", {"lr": 0.1}, [1e-4, 2e-4])
+    add_runs(store, LOSS_TASK, "sgd", {"lr": 0.05}, [1e-6, 1e-6])
+    add_runs(store, LOSS_TASK, "sgd", {"lr": 0.2}, [None, None])
+    ranking = best(LOSS_TASK, db=store)
+    assert [s.optimizer for s in ranking.optimizers] == ["sgd", "adam"]
+    assert ranking.optimizers[1].gap == pytest.approx(1.5e-4 - 1e-6)
+
+
+def test_sql_interval_matches_the_reference_rule_on_random_stores(sqlite_url):
+    """The SQL probes and the plain-Python definition agree on many random configurations."""
+    rng = random.Random(3)
+    store = open_store(sqlite_url)
+    points = defaultdict(list)
+    for optimizer in ("adam", "sgd", "lion"):
+        for _ in range(40):
+            lr = round(10 ** rng.uniform(-5, 0), 8)
+            if rng.random() < 0.15:
+                add_runs(store, ACCURACY_TASK, optimizer, {"lr": lr}, [None])
+                points[optimizer].append((lr, None, True))
+                continue
+            finals = [0.9 + rng.uniform(-0.05, 0.05) for _ in range(2)]
+            add_runs(store, ACCURACY_TASK, optimizer, {"lr": lr}, finals)
+            points[optimizer].append((lr, sum(finals) / 2, False))
+    ranking = best(ACCURACY_TASK, db=store)
+    for standing in ranking.optimizers:
+        measured = [p for p in points[standing.optimizer] if not p[2]]
+        top = max(measured, key=lambda p: p[1])
+        assert standing.mean == pytest.approx(top[1]) and standing.lr == pytest.approx(top[0])
+        expected = good_lr_interval(points[standing.optimizer], top[0], top[1],
+                                    Tolerance(0.02), "maximize")
+        assert standing.good_lr == (pytest.approx(expected[0]), pytest.approx(expected[1]))
+
+
+def test_deleting_runs_updates_the_advice(hand_built):
+    """The per-configuration statistics follow deletes (triggers), so advice never goes stale."""
+    store, url = hand_built
+    engine = create_engine(resolve_url(url))
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM tuner_runs WHERE optimizer = 'adam' AND lr > 9e-4 "
+                                "AND lr < 1.1e-3"))
+    engine.dispose()
+    adam = best(ACCURACY_TASK, db=store).standing("adam")
+    assert adam.lr == pytest.approx(3e-2) and adam.mean == pytest.approx(0.97)
+    assert adam.trials == 7
+
+
+def test_compare_ranks_defaults_and_wins(sqlite_url):
+    store = open_store(sqlite_url)
+    registry = get_registry()
+    adam_default = registry.optimizer("adam").space.recommended()
+    sgd_default = registry.optimizer("sgd").space.recommended()
+    # digits-mlp: adam's untuned default is within 2% of the tuned best
+    add_runs(store, ACCURACY_TASK, "adam", adam_default, [0.960, 0.962])
+    add_runs(store, ACCURACY_TASK, "adam", {**adam_default, "lr": 3e-3}, [0.970, 0.972])
+    add_runs(store, ACCURACY_TASK, "sgd", sgd_default, [0.80, 0.81])
+    add_runs(store, ACCURACY_TASK, "sgd", {**sgd_default, "lr": 0.3}, [0.95, 0.95])
+    # quadratic: sgd wins, and no default comes close
+    add_runs(store, LOSS_TASK, "adam", adam_default, [1.0, 1.0])
+    add_runs(store, LOSS_TASK, "adam", {**adam_default, "lr": 0.1}, [1e-3, 1e-3])
+    add_runs(store, LOSS_TASK, "sgd", {**sgd_default, "lr": 0.05}, [1e-6, 1e-6])
+    result = compare(db=store)
+    assert result.tasks == sorted([ACCURACY_TASK, LOSS_TASK])
+    ranks = {row.optimizer: row for row in result.rankings}
+    assert ranks["adam"].ranks == {ACCURACY_TASK: 1, LOSS_TASK: 2}
+    assert ranks["adam"].mean_rank == 1.5 and ranks["adam"].wins == 1
+    assert ranks["sgd"].wins == 1
+    assert result.per_task[ACCURACY_TASK]["best_default"]["optimizer"] == "adam"
+    assert result.per_task[ACCURACY_TASK]["default_within_tolerance"] is True
+    assert result.per_task[LOSS_TASK]["default_within_tolerance"] is False
+    assert (result.defaults_within_tolerance, result.defaults_tasks) == (1, 2)
+
+    shown = invoke("compare", "--db", store.url)
+    assert shown.exit_code == 0
+    assert "within tolerance of the tuned best on 1 of 2 task(s)" in shown.output
+    data = json.loads(invoke("compare", "--json", "--tasks", ACCURACY_TASK, "--db", store.url)
+                      .output)
+    assert set(data) == {"tasks", "db", "optimizers", "per_task", "defaults"}
+    assert data["tasks"] == [ACCURACY_TASK]
+
+
+def test_warm_start_narrows_lr_and_suggests_the_best(hand_built):
+    store, _ = hand_built
+    space = get_registry().optimizer("adam").space
+    configs, narrowed = warm_start(ACCURACY_TASK, "adam", space, db=store)
+    low, high = narrowed["lr"].low, narrowed["lr"].high
+    assert low == pytest.approx(max(space["lr"].low, 3e-4 / 3))
+    assert high == pytest.approx(min(space["lr"].high, 3e-3 * 3))
+    assert configs[0]["lr"] == pytest.approx(1e-3)
+    assert all(set(c) == set(space.recommended()) for c in configs)
+    assert all(low <= c["lr"] <= high for c in configs)
+    cold_configs, cold_space = warm_start(LOSS_TASK, "adam", space, db=store)
+    assert cold_configs == [] and cold_space is space
+
+
+def test_best_cli_json_keeps_its_keys(hand_built):
+    _, url = hand_built
+    result = invoke("best", "--task", ACCURACY_TASK, "--db", url, "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert {"task", "metric", "direction", "tolerance", "db", "studies", "optimizers"} <= set(data)
+    assert set(data["optimizers"][0]) >= {
+        "optimizer", "rank", "mean", "std", "seeds", "params", "lr", "trials", "runs", "pruned",
+        "diverged", "good_lr", "steps_to_target", "seconds_to_target", "state_multiple", "gap",
+        "gap_relative", "tied_with_winner", "standard_error",
+    }
+    table = invoke("best", "--task", ACCURACY_TASK, "--db", url)
+    assert table.exit_code == 0 and "adam" in table.output and "3e-4..3e-3" in table.output
+    advice = json.loads(invoke("advise", "--task", ACCURACY_TASK, "--db", url, "--json").output)
+    assert {"advice", "optimizer", "good_lr", "tied_with", "ranking"} <= set(advice)
+
+
+@pytest.mark.parametrize("command", ["best", "advise"])
+def test_empty_store_and_unknown_task_say_so(command, sqlite_url, tmp_path):
+    missing = invoke(command, "--task", ACCURACY_TASK, "--db", sqlite_url)
+    assert missing.exit_code == 1
+    assert missing.output.strip().splitlines() == [
+        f"Error: no tuner store at {sqlite_url}; run a study first"
+    ]
+    open_store(sqlite_url).dispose()  # tables, no runs
+    empty = invoke(command, "--task", ACCURACY_TASK, "--db", sqlite_url)
+    assert empty.exit_code == 1
+    assert empty.output.strip() == (
+        f"Error: no runs for task '{ACCURACY_TASK}' in {sqlite_url}; run a study first"
+    )
+    unknown = invoke(command, "--task", "no-such-task", "--db", sqlite_url)
+    assert unknown.exit_code == 1 and len(unknown.output.strip().splitlines()) == 1
+    assert "unknown task 'no-such-task'" in unknown.output
+
+
+def test_bad_tolerance_and_budget_are_one_line_errors(hand_built):
+    _, url = hand_built
+    bad = invoke("best", "--task", ACCURACY_TASK, "--db", url, "--tolerance", "lots")
+    assert bad.exit_code == 1 and "cannot read tolerance 'lots'" in bad.output
+    budget = invoke("advise", "--task", ACCURACY_TASK, "--db", url, "--memory-budget", "big")
+    assert budget.exit_code == 1 and "cannot read memory budget" in budget.output
+
+
+def test_statistics_helpers():
+    assert Tolerance.parse("2%") == Tolerance(0.02, True)
+    assert Tolerance.parse("0.05") == Tolerance(0.05, False)
+    assert Tolerance(0.02).within(0.951, 0.97, "maximize")
+    assert not Tolerance(0.02).within(0.94, 0.97, "maximize")
+    assert Tolerance(0.1, relative=False).within(2.05, 2.0, "minimize")
+    assert tied_within_noise(1.0, 0.1, 1.25, 0.1) is True  # 0.25 <= 2*sqrt(0.02)=0.283
+    assert tied_within_noise(1.0, 0.1, 1.3, 0.1) is False
+    assert tied_within_noise(1.0, None, 1.0, 0.1) is None
+    assert rank_values({"a": 0.9, "b": 0.9, "c": 0.5, "d": None}, "maximize") == {
+        "a": 1.5, "b": 1.5, "c": 3, "d": 4
+    }
+    rows = aggregate_ranks({"t1": {"a": 1, "b": 2}, "t2": {"a": 2, "b": 1}, "t3": {"a": 1}})
+    assert [(r.optimizer, r.mean_rank, r.wins, r.tasks) for r in rows] == [
+        ("a", pytest.approx(4 / 3), 2, 3), ("b", 1.5, 1, 2)
+    ]
+    profile = performance_profile(
+        {"t1": {"a": 100, "b": 200}, "t2": {"a": 300, "b": 100}, "t3": {"a": None, "b": 50}},
+        [1, 2, 3],
+    )
+    assert profile == {"a": [1 / 3, 1 / 3, 2 / 3], "b": [2 / 3, 1.0, 1.0]}
+    narrowed = narrow_log_range(1e-5, 1.0, 1e-3, 3e-3)
+    assert narrowed == (pytest.approx(1e-3 / 3), pytest.approx(9e-3))
+    assert narrow_log_range(1e-5, 1e-2, 1e-3, 9e-3) == (pytest.approx(1e-3 / 3), 1e-2)
+    assert math.isclose(good_lr_interval(
+        [(1e-3, 1.0, False), (2e-3, 0.5, False), (3e-3, 1.0, False), (1e-4, None, True)],
+        1e-3, 1.0, Tolerance(0.02), "maximize",
+    )[1], 1e-3)
