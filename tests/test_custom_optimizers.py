@@ -99,7 +99,7 @@ def _signsgd_formulas(lr, wd):
     return history
 
 
-@pytest.fixture(params=[1 << 17, 3], ids=["one-block", "tiny-blocks"])
+@pytest.fixture(params=[1 << 18, 3], ids=["one-block", "tiny-blocks"])
 def block_size(request, monkeypatch):
     """Run each rule with the default CPU blocks and with blocks of 3 elements (tensors split
     across blocks and blocks spanning several tensors): the numbers must not change."""

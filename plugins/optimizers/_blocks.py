@@ -1,10 +1,14 @@
-"""Cache-sized blocks for multi-tensor optimizer steps on CPU, and a reusable scratch buffer.
+"""Cache-sized blocks for multi-tensor optimizer steps on CPU.
 
 On CPU each ``torch._foreach_*`` op is a loop of ordinary kernels, so a step of several ops over
 whole tensors streams the parameters and their state from memory once per op. Cutting the tensors
 into blocks of about :data:`CPU_BLOCK_ELEMENTS` elements and running all ops of a step on one
 block while it is in cache makes each tensor cross the memory bus about once per step. On
 accelerators the foreach ops already run as a few fused kernels, so tensors go in whole.
+
+Temporaries (the sign of the update, Adam's denominator) are made by out-of-place foreach ops on
+one block at a time: a block-sized allocation that the allocator recycles from block to block,
+never a parameter-sized buffer, and nothing is kept between steps.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from collections.abc import Iterator
 
 import torch
 
-CPU_BLOCK_ELEMENTS = 1 << 17
-"""Elements of each tensor list processed together on CPU (512 KiB of float32 per list)."""
+CPU_BLOCK_ELEMENTS = 1 << 18
+"""Elements of each tensor list processed together on CPU (1 MiB of float32 per list)."""
 
 
 def block_elements(device: torch.device) -> int:
@@ -22,23 +26,21 @@ def block_elements(device: torch.device) -> int:
     return CPU_BLOCK_ELEMENTS if device.type == "cpu" else 1 << 62
 
 
-
 def split_into_blocks(
     tensor_lists: list[list[torch.Tensor]], block_elements: int
-) -> Iterator[tuple[list[list[torch.Tensor]], list[int]]]:
-    """Yield aligned blocks of flat chunks of the given tensor lists and the chunk sizes.
+) -> Iterator[list[list[torch.Tensor]]]:
+    """Yield aligned blocks of flat chunks of the given tensor lists.
 
     All lists hold tensors of matching shapes (parameters, gradients, momenta). A tensor that is
     not contiguous in every list is passed whole as a block of its own, unflattened.
     """
     count = len(tensor_lists)
     pending: list[list[torch.Tensor]] = [[] for _ in range(count)]
-    sizes: list[int] = []
     filled = 0
     for index in range(len(tensor_lists[0])):
         tensors = [tensor_list[index] for tensor_list in tensor_lists]
         if not all(tensor.is_contiguous() for tensor in tensors):
-            yield [[tensor] for tensor in tensors], [-1]
+            yield [[tensor] for tensor in tensors]
             continue
         numel = tensors[0].numel()
         flats = [tensor.view(-1) for tensor in tensors]
@@ -47,34 +49,13 @@ def split_into_blocks(
             take = min(block_elements - filled, numel - start)
             for chunks, flat in zip(pending, flats, strict=True):
                 chunks.append(flat[start:start + take] if take != numel else flat)
-            sizes.append(take)
             filled += take
             start += take
             if filled == block_elements:
-                yield pending, sizes
-                pending, sizes, filled = [[] for _ in range(count)], [], 0
-    if sizes:
-        yield pending, sizes
-
-
-class ScratchBuffers:
-    """One reusable flat CPU buffer per dtype, sized to a block; holds nothing between steps."""
-
-    def __init__(self) -> None:
-        self._buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-
-    def views(self, like: list[torch.Tensor], sizes: list[int]) -> list[torch.Tensor]:
-        """Scratch tensors shaped as the chunks ``like`` (fresh ones for a non-flat block)."""
-        if sizes == [-1]:
-            return [torch.empty_like(tensor) for tensor in like]
-        key = (like[0].device, like[0].dtype)
-        total = sum(sizes)
-        if key[0].type != "cpu":  # whole tensors: a temporary from the caching allocator
-            return list(torch.empty(total, device=key[0], dtype=key[1]).split(sizes))
-        buffer = self._buffers.get(key)
-        if buffer is None or buffer.numel() < total:
-            buffer = self._buffers[key] = torch.empty(total, device=key[0], dtype=key[1])
-        return list(buffer[:total].split(sizes))
+                yield pending
+                pending, filled = [[] for _ in range(count)], 0
+    if filled:
+        yield pending
 
 
 def group_by_device_and_dtype(

@@ -11,16 +11,12 @@ where ``u`` is the gradient (signSGD), the freshly updated momentum (Signum, Tig
 Speed: the step is written with ``torch._foreach_*`` ops, run on CPU over cache-sized blocks
 (:mod:`tuner_plugins.optimizers._blocks`), so that each tensor crosses the memory bus about once
 per step, as in SGD with momentum, although the step takes five ops.
-
-The sign is written into a scratch buffer of one block that is reused across blocks and steps; it
-is not optimizer state (it holds nothing between steps) and is not kept in ``optimizer.state``.
 """
 
 from __future__ import annotations
 
 import torch
 from tuner_plugins.optimizers._blocks import (
-    ScratchBuffers,
     block_elements,
     group_by_device_and_dtype,
     split_into_blocks,
@@ -38,7 +34,6 @@ def sign_descent_step(
     update_beta: float,
     momentum_beta: float,
     momentum_first: bool,
-    scratch: ScratchBuffers,
 ) -> None:
     """One sign-descent step over aligned lists of parameters, gradients and momenta.
 
@@ -51,24 +46,20 @@ def sign_descent_step(
         update_beta: Lion's beta1: ``u = update_beta * m + (1 - update_beta) * g``.
         momentum_beta: the momentum's decay: ``m <- momentum_beta * m + (1 - momentum_beta) * g``.
         momentum_first: update the momentum first and take ``u = m`` (Signum, Tiger).
-        scratch: the reusable scratch buffers of the optimizer.
     """
     if not params:
         return
     lists = [params, grads] + ([momenta] if momenta is not None else [])
     for part in group_by_device_and_dtype(lists):
-        block = block_elements(part[0][0].device)
-        for (p, g, *m), sizes in split_into_blocks(part, block):
-            signs = scratch.views(p, sizes)
+        for p, g, *m in split_into_blocks(part, block_elements(part[0][0].device)):
             if not m:
-                torch._foreach_copy_(signs, g)
+                signs = torch._foreach_sign(g)
             elif momentum_first:
                 torch._foreach_lerp_(m[0], g, 1.0 - momentum_beta)
-                torch._foreach_copy_(signs, m[0])
+                signs = torch._foreach_sign(m[0])
             else:
-                torch._foreach_copy_(signs, m[0])
-                torch._foreach_lerp_(signs, g, 1.0 - update_beta)
-            torch._foreach_sign_(signs)
+                signs = torch._foreach_lerp(m[0], g, 1.0 - update_beta)
+                torch._foreach_sign_(signs)
             if weight_decay != 0.0:
                 torch._foreach_mul_(p, 1.0 - lr * weight_decay)
             torch._foreach_add_(p, signs, alpha=-lr)

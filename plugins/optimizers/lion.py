@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from tuner_plugins.optimizers._sign_descent import ScratchBuffers, sign_descent_step
+from tuner_plugins.optimizers._sign_descent import sign_descent_step
 
 from tuner import hookimpl
 from tuner.optimizer import OptimizerPlugin
@@ -93,7 +93,6 @@ class Lion(torch.optim.Optimizer):
     ) -> None:
         _check_hyperparameters(lr, weight_decay, betas)
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay})
-        self._scratch = ScratchBuffers()
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -108,7 +107,7 @@ class Lion(torch.optim.Optimizer):
             sign_descent_step(
                 params, grads, momenta, lr=float(group["lr"]),
                 weight_decay=group["weight_decay"], update_beta=beta1, momentum_beta=beta2,
-                momentum_first=False, scratch=self._scratch,
+                momentum_first=False,
             )
         return loss
 
@@ -143,7 +142,6 @@ class Tiger(torch.optim.Optimizer):
             "shrink": shrink,
         }
         super().__init__(params, defaults)
-        self._scratch = ScratchBuffers()
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -170,7 +168,7 @@ class Tiger(torch.optim.Optimizer):
             sign_descent_step(
                 params, grads, momenta, lr=float(group["lr"]),
                 weight_decay=group["weight_decay"], update_beta=group["beta"],
-                momentum_beta=group["beta"], momentum_first=True, scratch=self._scratch,
+                momentum_beta=group["beta"], momentum_first=True,
             )
         return loss
 

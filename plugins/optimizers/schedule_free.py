@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 from tuner_plugins.optimizers._blocks import (
-    ScratchBuffers,
     block_elements,
     group_by_device_and_dtype,
     split_into_blocks,
@@ -76,7 +75,6 @@ class AdamWScheduleFree(torch.optim.Optimizer):
             "k": 0, "train_mode": True, "weight_sum": 0.0, "lr_max": -1.0, "scheduled_lr": 0.0,
         }
         super().__init__(params, defaults)
-        self._scratch = ScratchBuffers()
 
     @torch.no_grad()
     def eval(self) -> None:
@@ -173,12 +171,10 @@ class AdamWScheduleFree(torch.optim.Optimizer):
         """
         shrink = lr * (1.0 - beta1) * (1.0 - average_weight)
         for part in group_by_device_and_dtype([ys, grads, zs, squares]):
-            for (y, g, z, v), sizes in split_into_blocks(part, block_elements(part[0][0].device)):
-                denominators = self._scratch.views(y, sizes)
+            for y, g, z, v in split_into_blocks(part, block_elements(part[0][0].device)):
                 torch._foreach_mul_(v, beta2)
                 torch._foreach_addcmul_(v, g, g, value=1.0 - beta2)
-                torch._foreach_copy_(denominators, v)
-                torch._foreach_sqrt_(denominators)
+                denominators = torch._foreach_sqrt(v)
                 torch._foreach_add_(denominators, eps)
                 if decay != 0.0:
                     torch._foreach_add_(z, y, alpha=-lr * decay)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from tuner_plugins.optimizers._sign_descent import ScratchBuffers, sign_descent_step
+from tuner_plugins.optimizers._sign_descent import sign_descent_step
 from tuner_plugins.optimizers.lion import _check_hyperparameters, _gradients_with_momentum
 
 from tuner import hookimpl
@@ -42,7 +42,6 @@ class SignSGD(torch.optim.Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-4, weight_decay: float = 0.0) -> None:
         _check_hyperparameters(lr, weight_decay, [])
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
-        self._scratch = ScratchBuffers()
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -58,7 +57,7 @@ class SignSGD(torch.optim.Optimizer):
             sign_descent_step(
                 params, [p.grad for p in params], None, lr=float(group["lr"]),
                 weight_decay=group["weight_decay"], update_beta=0.0, momentum_beta=0.0,
-                momentum_first=True, scratch=self._scratch,
+                momentum_first=True,
             )
         return loss
 
@@ -82,7 +81,6 @@ class Signum(torch.optim.Optimizer):
     ) -> None:
         _check_hyperparameters(lr, weight_decay, [momentum])
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
-        self._scratch = ScratchBuffers()
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -96,7 +94,7 @@ class Signum(torch.optim.Optimizer):
             sign_descent_step(
                 params, grads, momenta, lr=float(group["lr"]),
                 weight_decay=group["weight_decay"], update_beta=group["momentum"],
-                momentum_beta=group["momentum"], momentum_first=True, scratch=self._scratch,
+                momentum_beta=group["momentum"], momentum_first=True,
             )
         return loss
 
