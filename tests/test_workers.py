@@ -136,7 +136,7 @@ def _owner(url: str, run_id: int) -> Trial:
         store.dispose()
 
 
-STUDY = ["--task", "logreg", "--optimizers", "adam", "--trials", "2", "--seeds", "2",
+STUDY = ["--task", "logreg", "--optimizers", "adam", "--trials", "1", "--seeds", "2",
          "--budget", "250", "--pruner", "none"]
 
 
@@ -189,5 +189,5 @@ def test_ctrl_c_releases_the_trial_and_the_study_resumes(sqlite_url: str):
 
     resumed = CliRunner().invoke(cli, ["study", "run", "stopped", "--db", sqlite_url],
                                  catch_exceptions=False)
-    assert "finished: 2/2 trials" in resumed.output
+    assert "finished: 1/1 trials" in resumed.output
     check_consistent(sqlite_url, "stopped")

@@ -47,7 +47,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -232,7 +232,8 @@ def make_sampler(
     config: StudyConfig, optimizer: str, slot: int = 0
 ) -> optuna.samplers.BaseSampler:
     """The sampler of one optimizer's study. TPE and random are seeded per slot (reproducible
-    with one worker, different across parallel workers); QMC shares one scrambled sequence."""
+    with one worker, different across parallel workers); QMC and grid share one seed, which
+    fixes their sequence and grid order for every worker."""
     import optuna
 
     seed = config.sampler_seed * 100_003 + slot
@@ -244,11 +245,31 @@ def make_sampler(
             warn_asynchronous_seeding=False,
         )
     if config.sampler == "grid":
+        # One seed for every trial: GridSampler shuffles the grid with it, and a grid id must
+        # mean the same point in every worker.
         grid = grid_points(config.space(optimizer), config.trials)
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return _GridSampler(grid, seed=config.sampler_seed)
     return optuna.samplers.TPESampler(
         seed=seed, n_startup_trials=max(2, min(10, config.trials // 3)), constant_liar=True,
     )
+
+
+def _grid_sampler_class() -> type:
+    import optuna
+
+    class SlotGridSampler(optuna.samplers.GridSampler):
+        """GridSampler without its stop signal: at the end of the grid it calls
+        ``study.stop()``, which only works inside ``study.optimize``; here the slots bound the
+        number of trials (and a grid smaller than the budget is re-sampled)."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return SlotGridSampler
+
+
+def _GridSampler(grid: dict[str, list[Any]], seed: int) -> Any:  # noqa: N802 - a class factory
+    return _grid_sampler_class()(grid, seed=seed)
 
 
 def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
@@ -553,10 +574,6 @@ class WorkerReport:
     already_finished: bool = False
 
 
-class _Interrupted(Exception):
-    """The worker was asked to stop in the middle of a trial."""
-
-
 class Worker:
     """A loop that claims slots of one study and runs them until none is left.
 
@@ -624,10 +641,13 @@ class Worker:
                     continue
                 try:
                     self._run_trial(claim)
-                except (KeyboardInterrupt, _Interrupted):
+                except KeyboardInterrupt:
                     self._release(claim)
                     report.stopped = "interrupted"
                     raise KeyboardInterrupt from None
+                except BaseException:
+                    self._release(claim)  # e.g. training refused its options: free the slot
+                    raise
                 report.trials += 1
                 if self.on_trial is not None:
                     self.on_trial()
@@ -791,7 +811,8 @@ class Worker:
                 connection.execute(
                     update(Trial).where(Trial.id == claim.row_id).values(params=params)
                 )
-            plugin = get_registry().optimizer(claim.optimizer)
+            # Train with the study's space: its ranges may be wider than the plugin declares.
+            plugin = replace(get_registry().optimizer(claim.optimizer), space=space)
             outcome, value = self._run_seeds(claim, plugin, space, params)
         finally:
             stop_heartbeat.set()
