@@ -386,3 +386,20 @@ def test_tuner_train_bad_input_is_one_line(args: list[str], message: str) -> Non
     )
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [message]
+
+
+def test_reading_the_loss_back_every_few_steps_gives_the_same_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The GPU way (losses read back in groups) on the CPU: same curve, same divergence step."""
+    import tuner.training
+
+    each = train("digits-mlp", "adam", {"lr": 3e-3}, budget=50, eval_every=20, **FAST)
+    wild = train("digits-mlp", wide_sgd(), {"lr": 1e9}, **FAST)
+    monkeypatch.setitem(tuner.training.LOSS_READBACK_EVERY, "cpu", 8)
+    grouped = train("digits-mlp", "adam", {"lr": 3e-3}, budget=50, eval_every=20, **FAST)
+    assert [(p.step, p.train_loss, p.metric) for p in grouped.curve] == pytest.approx(
+        [(p.step, p.train_loss, p.metric) for p in each.curve], rel=1e-12
+    )
+    late = train("digits-mlp", wide_sgd(), {"lr": 1e9}, **FAST)
+    assert late.status == "diverged" and late.steps == wild.steps

@@ -35,6 +35,19 @@ class Problem:
         return int(self.train[0].shape[0]) if self.train else 0
 
 
+def _functional() -> Any:
+    """``torch.nn.functional``, imported on first use (this module is imported without torch)."""
+    global _F
+    if _F is None:
+        import torch.nn.functional
+
+        _F = torch.nn.functional
+    return _F
+
+
+_F: Any = None
+
+
 class Task:
     """A reference training problem: data, a model, a loss and a metric.
 
@@ -112,10 +125,8 @@ class Task:
         The default is the cross-entropy of ``model(inputs)`` against ``labels`` for a batch of
         ``(inputs, labels)``.
         """
-        import torch.nn.functional as F
-
         inputs, labels = batch
-        return F.cross_entropy(model(inputs), labels)
+        return _functional().cross_entropy(model(inputs), labels)
 
     def evaluate(self, model: torch.nn.Module, problem: Problem) -> float:
         """The metric on the validation data (called in eval mode, under ``torch.no_grad``).

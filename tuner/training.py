@@ -33,8 +33,10 @@ STATUSES = ("complete", "diverged", "pruned", "failed")
 SCHEDULES = ("constant", "cosine", "linear", "step", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
 
-# On a GPU, reading the loss back forces a synchronisation; check it every few steps instead.
-_GPU_CHECK_EVERY = 8
+# Steps between two read-backs of the loss (divergence check, mean training loss), by device
+# type. On the CPU it costs nothing to read every step; on a GPU each read-back synchronises.
+LOSS_READBACK_EVERY = {"cpu": 1}
+LOSS_READBACK_DEFAULT = 8
 
 
 @dataclass
@@ -432,35 +434,38 @@ class _Run:
             self._positions.append(task.position(model).detach().clone())
         lossfn = task.loss
 
-        def gradient(batch_list: list[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        # ``batches`` yields one batch per step, or a list of ``accumulate`` batches
+        def gradient(batch: Any) -> torch.Tensor:
             if accumulate == 1:
-                loss = lossfn(model, batch_list[0])
+                loss = lossfn(model, batch)
                 loss.backward()
                 return loss
             total = 0.0
-            for batch in batch_list:
-                loss = lossfn(model, batch)
+            for part in batch:
+                loss = lossfn(model, part)
                 (loss / accumulate).backward()
                 total = total + loss.detach()
             return total / accumulate
 
         closure_needed = self.plugin.needs_closure
-        check_every = 1 if self.device.type == "cpu" else _GPU_CHECK_EVERY
+        readback_every = LOSS_READBACK_EVERY.get(self.device.type, LOSS_READBACK_DEFAULT)
+        read_each_step = readback_every == 1
         pending: list[torch.Tensor] = []
-        self._threshold = options.divergence_threshold or task.divergence_threshold
-        self._loss_sum, self._loss_count = 0.0, 0
+        threshold = options.divergence_threshold or task.divergence_threshold
+        self._threshold = threshold
+        loss_sum, loss_count = 0.0, 0
         self._best = None
         self._stale = 0
         budget, eval_every = self.budget, self.eval_every
         self._start = time.perf_counter()
 
         for step in range(budget):
-            batch_list = next(batches)
+            batch = next(batches)
             if closure_needed:
 
-                def closure(batch_list: list = batch_list) -> torch.Tensor:
+                def closure(batch: Any = batch) -> torch.Tensor:
                     optimizer.zero_grad(set_to_none=True)
-                    loss = gradient(batch_list)
+                    loss = gradient(batch)
                     if clip_norm is not None:
                         torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
                     return loss
@@ -468,7 +473,7 @@ class _Run:
                 loss = optimizer.step(closure)
             else:
                 optimizer.zero_grad(set_to_none=True)
-                loss = gradient(batch_list)
+                loss = gradient(batch)
                 if clip_norm is not None:
                     torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
                 optimizer.step()
@@ -480,42 +485,54 @@ class _Run:
                 per_step_schedule.step()
             if trajectory:
                 self._positions.append(task.position(model).detach().clone())
-            pending.append(loss.detach())
-            if evaluating or len(pending) >= check_every:
-                self._check_losses(pending, done - len(pending))
-                pending = []
+            if read_each_step:
+                value = loss.item()
+                if threshold is None:
+                    threshold = self._threshold_from(value, step)
+                if not value <= threshold:  # also catches NaN
+                    raise _Diverged(done)
+                loss_sum += value
+                loss_count += 1
+            else:
+                pending.append(loss.detach())
+                if evaluating or len(pending) >= readback_every:
+                    total, count = self._check_losses(pending, done - len(pending))
+                    loss_sum, loss_count, pending = loss_sum + total, loss_count + count, []
             if evaluating:
-                self._evaluate(model, problem, optimizer, done, lr)
+                self._evaluate(model, problem, optimizer, done, lr, loss_sum / max(loss_count, 1))
+                loss_sum, loss_count = 0.0, 0
                 if plateau is not None and step >= warmup:
                     plateau.step(result.curve[-1].metric)
                 if self._stop:
                     break
         result.steps = done
 
-    def _check_losses(self, pending: list, first_step: int) -> None:
-        """Read back the pending losses; raise _Diverged at the first one out of bounds."""
-        if len(pending) == 1:
-            values = [float(pending[0])]
-        else:
-            import torch
+    def _threshold_from(self, first: float, step: int) -> float:
+        """The divergence threshold from the first loss (a non-finite one is divergence)."""
+        if not math.isfinite(first):
+            raise _Diverged(step + 1)
+        self._threshold = self.options.divergence_factor * max(abs(first), 1.0)
+        return self._threshold
 
-            values = torch.stack(pending).tolist()
+    def _check_losses(self, pending: list, first_step: int) -> tuple[float, int]:
+        """Read back a few steps' losses at once; raise _Diverged at the first out of bounds.
+
+        Returns their sum and count, for the mean training loss.
+        """
+        import torch
+
+        values = torch.stack(pending).tolist()
         if self._threshold is None:
-            first = values[0]
-            if not math.isfinite(first):
-                self._record_divergence(first_step)
-            self._threshold = self.options.divergence_factor * max(abs(first), 1.0)
+            self._threshold_from(values[0], first_step)
         threshold = self._threshold
         for offset, value in enumerate(values):
             if not value <= threshold:  # also catches NaN
-                self._record_divergence(first_step + offset)
-            self._loss_sum += value
-        self._loss_count += len(values)
+                raise _Diverged(first_step + offset + 1)
+        return sum(values), len(values)
 
-    def _record_divergence(self, step_index: int) -> None:
-        raise _Diverged(step_index + 1)
-
-    def _evaluate(self, model, problem: Problem, optimizer, step: int, lr: float) -> None:
+    def _evaluate(
+        self, model, problem: Problem, optimizer, step: int, lr: float, train_loss: float
+    ) -> None:
         """Evaluate, append a curve point, update the bests, decide on stopping."""
         import torch
 
@@ -530,8 +547,6 @@ class _Run:
         finally:
             model.train()
             train_mode(optimizer)
-        train_loss = self._loss_sum / max(self._loss_count, 1)
-        self._loss_sum, self._loss_count = 0.0, 0
         point = CurvePoint(step=step, train_loss=train_loss, metric=metric, lr=lr,
                            seconds=time.perf_counter() - self._start)
         result.curve.append(point)
@@ -587,13 +602,14 @@ class _Run:
         return lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup]), plateau
 
     def _batches(self, problem: Problem):
-        """An endless iterator of per-step lists of ``accumulate`` batches."""
+        """An endless iterator over the steps' batches (a list of ``accumulate`` batches when
+        accumulating): a seeded permutation per epoch, the last incomplete batch dropped."""
         import torch
 
         size, accumulate = self.batch_size, self.options.accumulate
         n = problem.train_size
         if size is None:
-            whole = [problem.train]
+            whole = problem.train
             while True:
                 yield whole
         if n == 0:
@@ -613,7 +629,10 @@ class _Run:
         device = self.device
         while True:
             order = torch.randperm(n, generator=generator)
-            order = order[: steps_per_epoch * per_step].view(steps_per_epoch, accumulate, size)
-            order = order.to(device)
-            for rows in order:
-                yield [tuple(t[index] for t in tensors) for index in rows]
+            order = order[: steps_per_epoch * per_step].to(device)
+            if accumulate == 1:
+                for index in order.view(steps_per_epoch, size):
+                    yield tuple([t[index] for t in tensors])
+            else:
+                for rows in order.view(steps_per_epoch, accumulate, size):
+                    yield [tuple([t[index] for t in tensors]) for index in rows]
