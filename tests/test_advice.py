@@ -296,3 +296,48 @@ def test_statistics_helpers():
         [(1e-3, 1.0, False), (2e-3, 0.5, False), (3e-3, 1.0, False), (1e-4, None, True)],
         1e-3, 1.0, Tolerance(0.02), "maximize",
     )[1], 1e-3)
+
+
+def test_best_agrees_with_the_runs_of_a_real_study(sqlite_url):
+    """A real (tiny) study through the driver; `tuner best` is recomputed from the runs table."""
+    created = invoke("study", "create", "small", "--task", LOSS_TASK, "--budget", "20",
+                     "--seeds", "2", "--optimizers", "adam,sgd", "--trials", "4",
+                     "--pruner", "none", "--db", sqlite_url)
+    assert created.exit_code == 0, created.output
+    assert invoke("study", "run", "small", "--db", sqlite_url).exit_code == 0
+    data = json.loads(invoke("best", "--task", LOSS_TASK, "--db", sqlite_url, "--json").output)
+
+    engine = create_engine(resolve_url(sqlite_url))
+    with engine.connect() as connection:
+        runs = connection.execute(text(
+            "SELECT optimizer, params, status, final_metric FROM tuner_runs WHERE task = :t"
+        ), {"t": LOSS_TASK}).all()
+    engine.dispose()
+    configs: dict = defaultdict(lambda: {"finals": [], "diverged": 0, "runs": 0})
+    for optimizer, params, status, final in runs:
+        key = (optimizer, json.dumps(json.loads(params), sort_keys=True))
+        configs[key]["runs"] += 1
+        configs[key]["diverged"] += status == "diverged"
+        if status == "complete":
+            configs[key]["finals"].append(final)
+    expected = {}
+    for (optimizer, params), entry in configs.items():
+        if entry["finals"] and not entry["diverged"]:
+            mean = sum(entry["finals"]) / len(entry["finals"])
+            if optimizer not in expected or mean < expected[optimizer][0]:
+                expected[optimizer] = (mean, json.loads(params), entry["finals"])
+    assert [o["optimizer"] for o in data["optimizers"]] == sorted(
+        expected, key=lambda o: expected[o][0]
+    )
+    for standing in data["optimizers"]:
+        mean, params, finals = expected[standing["optimizer"]]
+        assert standing["mean"] == pytest.approx(mean)
+        assert standing["params"] == params and standing["lr"] == pytest.approx(params["lr"])
+        assert standing["seeds"] == len(finals) == 2
+        assert standing["std"] == pytest.approx(statistics.stdev(finals))
+        assert standing["trials"] == sum(1 for o, _ in configs if o == standing["optimizer"])
+        assert standing["runs"] == sum(e["runs"] for (o, _), e in configs.items()
+                                       if o == standing["optimizer"])
+        low, high = standing["good_lr"]
+        assert low <= standing["lr"] <= high
+    assert data["studies"] == 1

@@ -143,8 +143,14 @@ def plot_lr_sensitivity(
     ]
     low = min(finite) if finite else 0.0
     high = max(finite) if finite else 1.0
-    pad = (high - low) * 0.08 or abs(high) * 0.05 or 0.05
-    bottom, top = low - pad, high + pad
+    log_y = direction == "minimize" and low > 0 and high / low > 50  # losses over decades
+    if log_y:
+        bottom, top = low / 3, high * 2
+        cross = low / 2
+    else:
+        pad = (high - low) * 0.08 or abs(high) * 0.05 or 0.05
+        bottom, top = low - pad, high + pad
+        cross = bottom + pad * 0.3
     for index, name in enumerate(names):
         axes = grid[index // columns][index % columns]
         colour = palette[name]
@@ -166,7 +172,7 @@ def plot_lr_sensitivity(
             highs = [y + s for y, s in zip(ys, spread, strict=True)]
             axes.fill_between(xs, lows, highs, color=colour, alpha=0.2, lw=0)
         if diverged:
-            axes.plot(diverged, [bottom + pad * 0.3] * len(diverged), "x", color="C3", ms=6,
+            axes.plot(diverged, [cross] * len(diverged), "x", color="C3", ms=6,
                       label="diverged")
             axes.legend(fontsize=7, loc="lower left")
         interval = (good_lr or {}).get(name)
@@ -176,6 +182,8 @@ def plot_lr_sensitivity(
         if chosen:
             axes.axvline(chosen, color=colour, ls="--", lw=1)
         axes.set_xscale("log")
+        if log_y:
+            axes.set_yscale("log")
         axes.set_ylim(bottom, top)
         axes.set_title(name, fontsize=10)
         axes.grid(True, alpha=0.3)
@@ -270,8 +278,9 @@ def plot_trajectories(
     plt = _pyplot()
     all_points = [pt for runs in trajectories.values() for run in runs for pt in run.points]
     if bounds is None:
-        xs = [p[0] for p in all_points] or [-1.0, 1.0]
-        ys = [p[1] for p in all_points] or [-1.0, 1.0]
+        framed = all_points + ([tuple(minimum)] if minimum is not None else [])
+        xs = [p[0] for p in framed] or [-1.0, 1.0]
+        ys = [p[1] for p in framed] or [-1.0, 1.0]
         (x0, x1), (y0, y1) = _padded(min(xs), max(xs)), _padded(min(ys), max(ys))
     else:
         x0, x1, y0, y1 = bounds
@@ -436,11 +445,13 @@ def rerun_trajectories(
     The store keeps curves, not paths; a 2-D task's run takes milliseconds, so the path is
     trained again with the configuration, seed and training options its study used.
     """
-    from dataclasses import fields
+    from dataclasses import fields, replace
 
     from sqlalchemy import select
 
+    from tuner.plugins import get_registry
     from tuner.store import Run, Study
+    from tuner.studyfile import apply_ranges
     from tuner.training import TrainOptions, train
 
     known = {f.name for f in fields(TrainOptions)}
@@ -450,7 +461,7 @@ def rerun_trajectories(
             if not standing.params_hash or standing.mean is None:
                 continue
             rows = connection.execute(
-                select(Run.params, Run.seed, Study.options)
+                select(Run.params, Run.seed, Study.options, Study.search_spaces)
                 .select_from(Run.__table__.outerjoin(Study.__table__, Run.study_id == Study.id))
                 .where(
                     Run.task == ranking.task, Run.optimizer == standing.optimizer,
@@ -459,10 +470,17 @@ def rerun_trajectories(
                 .order_by(Run.seed)
                 .limit(seeds)
             ).all()
-            for params, seed, options in rows:
-                chosen = {k: v for k, v in (options or {}).items() if k in known}
+            for params, seed, options, ranges in rows:
+                chosen = {
+                    k: v for k, v in (options or {}).items() if k in known and v is not None
+                }
                 chosen["device"] = "cpu"
-                result = train(ranking.task, standing.optimizer, params, seed, **chosen)
+                # the study's space: its ranges may be wider than the plugin declares
+                plugin = get_registry().optimizer(standing.optimizer)
+                space = apply_ranges(plugin.space, (ranges or {}).get(plugin.name, {}),
+                                     plugin.name)
+                result = train(ranking.task, replace(plugin, space=space), params, seed,
+                               **chosen)
                 if result.trajectory:
                     paths.setdefault(standing.optimizer, []).append(
                         Trajectory([tuple(p) for p in result.trajectory], seed)

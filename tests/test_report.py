@@ -1,0 +1,103 @@
+"""The HTML report and its plots, from a real study: files exist, are PNGs, and are linked."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tuner.cli import cli
+from tuner.report import (
+    LrPoint,
+    SeedCurve,
+    Trajectory,
+    plot_learning_curves,
+    plot_lr_sensitivity,
+    plot_performance_profile,
+    plot_trajectories,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+class ImageSources(HTMLParser):
+    """Collects every <img src=...> of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.sources += [value for name, value in attrs if name == "src" and value]
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file(), path
+    assert path.stat().st_size > 5000, f"{path} looks empty"
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+@pytest.fixture(scope="module")
+def studied(tmp_path_factory) -> str:
+    """A store with a tiny real study of the quadratic bowl (adam and sgd, 2 seeds)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'tuner.db'}"
+    # lr ranges where both optimizers reach the bowl's target, so every plot has data
+    created = invoke("study", "create", "bowl", "--task", "quadratic", "--seeds", "2",
+                     "--optimizers", "adam,sgd", "--trials", "4", "--pruner", "none",
+                     "--param-range", "sgd.lr=0.03:0.09", "--param-range", "adam.lr=0.05:0.3",
+                     "--db", url)
+    assert created.exit_code == 0, created.output
+    assert invoke("study", "run", "bowl", "--db", url).exit_code == 0
+    return url
+
+
+def test_report_writes_pngs_that_the_index_links(studied, tmp_path):
+    out = tmp_path / "report"
+    result = invoke("report", "--task", "quadratic", "--out", str(out), "--db", studied)
+    assert result.exit_code == 0, result.output
+    index = out / "index.html"
+    parser = ImageSources()
+    parser.feed(index.read_text(encoding="utf-8"))
+    names = {Path(source).name for source in parser.sources}
+    # quadratic records a trajectory, and its runs reach the target: every kind of plot is there
+    assert names == {"lr_sensitivity.png", "learning_curves.png", "trajectories.png",
+                     "performance_profile.png"}
+    for source in parser.sources:
+        assert_png(out / source)
+    page = index.read_text(encoding="utf-8")
+    assert "On quadratic, use" in page and "<table>" in page
+
+
+def test_report_on_an_empty_store_says_so(sqlite_url, tmp_path):
+    result = invoke("report", "--task", "quadratic", "--out", str(tmp_path / "r"),
+                    "--db", sqlite_url)
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: no tuner store at {sqlite_url}; run a study first"
+
+
+def test_plot_functions_on_synthetic_data(tmp_path):
+    points = {
+        "adam": [LrPoint(1e-4, 0.8, 0.01, 3, False), LrPoint(1e-3, 0.97, 0.005, 3, False),
+                 LrPoint(1e-2, 0.9, 0.02, 3, False), LrPoint(1e-1, None, None, 0, True)],
+        "sgd": [LrPoint(1e-2, 0.85, 0.01, 2, False), LrPoint(1e-1, 0.95, 0.01, 2, False)],
+    }
+    assert_png(plot_lr_sensitivity(points, "val_accuracy", "maximize", tmp_path / "s.png",
+                                   good_lr={"adam": (5e-4, 3e-3)}, best_lr={"adam": 1e-3}))
+    curves = {"adam": [SeedCurve([0, 10, 20], [0.1, 0.6, 0.9]),
+                       SeedCurve([0, 10, 20], [0.1, 0.5, 0.95])]}
+    assert_png(plot_learning_curves(curves, "val_accuracy", tmp_path / "c.png", target=0.9))
+
+    def bowl(points):
+        return points[..., 0] ** 2 + 10 * points[..., 1] ** 2
+
+    paths = {"sgd": [Trajectory([(4.0, 3.0), (3.0, -1.0), (2.0, 0.5), (0.1, 0.0)])]}
+    assert_png(plot_trajectories(bowl, paths, tmp_path / "t.png", minimum=(0.0, 0.0)))
+    costs = {"a": {"adam": 100.0, "sgd": 300.0}, "b": {"adam": None, "sgd": 50.0}}
+    assert_png(plot_performance_profile(costs, tmp_path / "p.png"))
