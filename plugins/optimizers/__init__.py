@@ -1,1 +1,5 @@
-"""Optimizers shipped with tuner, one module per family; each is a plugin of the `tuner` entry-point group."""
+"""Optimizers shipped with tuner, one module per family.
+
+Each module is a plugin of the ``tuner`` entry-point group, registered exactly as a third-party
+plugin would be.
+"""
