@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tuner_plugins.tasks._common import data_path
 
 from tuner.cli import cli
 from tuner.plugins import get_registry
 from tuner.training import train
+from tuner_plugins.tasks._common import data_path
 
 TASKS = ["quadratic", "rosenbrock", "logreg", "sparse", "digits-mlp", "digits-cnn", "charlm"]
 FAST = {"threads": 1}

@@ -6,6 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+
 from tuner_plugins.tasks._common import data_path
 
 VALIDATION_SIZE = 360  # of 1,797 images: 1,437 train, 360 validation (20 %)

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tuner_plugins.tasks._common import data_path
 
 from tuner.task import Problem, Task
+from tuner_plugins.tasks._common import data_path
 
 CONTEXT = 32
 VALIDATION_SHARE = 0.1  # the last tenth of the book (from chapter 45 on) is held out

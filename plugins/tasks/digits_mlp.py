@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tuner_plugins.tasks._digits import DIGITS_DATA, digits
 
 from tuner.task import Problem, Task
+from tuner_plugins.tasks._digits import DIGITS_DATA, digits
 
 
 class DigitsMLP(Task):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from tuner_plugins.tasks._common import Point
 
 from tuner.task import Problem, Task
+from tuner_plugins.tasks._common import Point
 
 
 class Quadratic(Task):
