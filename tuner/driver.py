@@ -303,7 +303,8 @@ def create(
     """Write a checked study (:func:`tuner.studyfile.resolve`) and its Optuna studies.
 
     The first trial of each optimizer is its recommended configuration, enqueued in its Optuna
-    study; ``warm_starts`` (:func:`tuner.advice.warm_start_spec`) are enqueued after it.
+    study; with ``warm_starts`` (:func:`tuner.advice.warm_start_spec`) the best known
+    configurations come first and the recommended one right after them.
     Raises DriverError, before anything is written, when the name is taken.
     """
     import optuna
@@ -341,11 +342,10 @@ def create(
                 study.set_user_attr("task", spec.task)
                 study.set_user_attr("optimizer", optimizer)
                 study.set_user_attr("metric", task.metric)
+                for params in (warm_starts or {}).get(optimizer, ()):  # best known first
+                    study.enqueue_trial(dict(params), user_attrs={"warm_start": True})
                 study.enqueue_trial(spaces[optimizer].recommended(),
-                                    user_attrs={"recommended": True})
-                for params in (warm_starts or {}).get(optimizer, ()):
-                    study.enqueue_trial(dict(params), user_attrs={"warm_start": True},
-                                        skip_if_exists=True)
+                                    user_attrs={"recommended": True}, skip_if_exists=True)
         except BaseException:
             for name in made:
                 with suppress(KeyError):
