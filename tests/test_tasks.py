@@ -43,12 +43,25 @@ def test_shipped_data_loads_with_numpy_alone() -> None:
     assert (data_path("README.md")).read_text().count("CC BY 4.0") >= 1
 
 
+# Adam's step is close to lr * sign(gradient) per coordinate while the gradient keeps its sign,
+# so reaching a minimum at distance d along a coordinate takes at least d / lr steps: 4,000 steps
+# from (4, 3) to (0, 0) and 2,500 from (-1.5, 2) to (1, 1) at the default lr 1e-3, against
+# budgets of 100 and 500. Only these two tasks declare a reference lr of their own.
+NEEDS_A_LARGER_LR = {"quadratic", "rosenbrock"}
+
+
 @pytest.mark.parametrize("name", TASKS)
-def test_reference_configuration_reaches_the_target_within_the_default_budget(name: str) -> None:
+def test_adam_at_its_defaults_reaches_the_target_within_the_default_budget(name: str) -> None:
     task = get_registry().task(name)
     reference = task.reference
+    if name in NEEDS_A_LARGER_LR:
+        assert reference["optimizer"] == "adam" and reference["params"]["lr"] > 1e-2
+    else:
+        assert reference == {"optimizer": "adam", "params": {}}
     result = train(task, reference["optimizer"], reference["params"], seed=0, **FAST)
     assert result.status == "complete", result.error
+    if name not in NEEDS_A_LARGER_LR:
+        assert result.params == get_registry().optimizer("adam").space.defaults()
     assert result.steps == task.budget
     assert result.steps_to_target is not None, (name, result.best_metric, task.target)
     assert result.steps_to_target <= task.budget
@@ -57,19 +70,34 @@ def test_reference_configuration_reaches_the_target_within_the_default_budget(na
     assert result.seconds_to_target == first.seconds
 
 
+@pytest.mark.parametrize("name", sorted(NEEDS_A_LARGER_LR))
+def test_adams_default_lr_cannot_cross_the_2d_tasks_within_their_budget(name: str) -> None:
+    task = get_registry().task(name)
+    result = train(task, "adam", {}, **FAST)
+    lr = get_registry().optimizer("adam").space.defaults()["lr"]
+    moved = [abs(end - start) for start, end in zip(task.start, result.trajectory[-1],
+                                                     strict=True)]
+    assert max(moved) <= 1.01 * lr * task.budget  # about lr per step and coordinate
+    assert result.steps_to_target is None
+
+
 @pytest.mark.parametrize(
     ("name", "optimizer", "params"),
     [
         ("quadratic", "adam", {"lr": 0.02}),
         ("rosenbrock", "adam", {"lr": 0.02}),
         ("logreg", "sgd", {"lr": 0.01}),
-        ("sparse", "sgd", {"lr": 0.1}),
+        ("logreg", "adam", {"lr": 1e-4}),
+        ("sparse", "sgd", {"lr": 0.01}),
+        ("sparse", "adam", {"lr": 1e-5}),
         ("digits-mlp", "adam", {"lr": 1e-4}),
+        ("charlm", "sgd", {"lr": 0.01}),
     ],
 )
 def test_a_poor_configuration_misses_the_target(name: str, optimizer: str, params: dict) -> None:
     result = train(name, optimizer, params, seed=0, **FAST)
     assert result.status == "complete"
+    assert result.steps == get_registry().task(name).budget
     assert result.steps_to_target is None, (name, result.best_metric)
 
 

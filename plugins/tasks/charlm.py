@@ -79,11 +79,13 @@ class CharLM(Task):
     data = "shipped: the Book of Genesis, King James Version (197 KB, public domain)"
     metric = "val_bpc"
     direction = "minimize"
-    target = 2.6
+    # On the held-out text: uniform 6.13 bits/char (70 characters), unigram 4.39, bigram 3.31.
+    # The target asks for better than the best bigram model; Adam at its defaults gets there at
+    # step 300-350 of 600, a tuned lr (about 0.01) near step 150.
+    target = 3.2
     budget = 600
     eval_every = 50
     batch_size = 16
-    reference = {"optimizer": "adam", "params": {"lr": 0.01}}
 
     def build(self, seed: int, device: torch.device) -> Problem:
         ids, alphabet = _text()

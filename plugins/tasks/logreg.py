@@ -32,7 +32,12 @@ def _dataset() -> tuple[np.ndarray, np.ndarray]:
 
 class LogReg(Task):
     """A linear model with the logistic loss, trained on the full batch: a convex problem whose
-    difficulty is only its conditioning (feature scales from 0.1 to 10)."""
+    difficulty is only its conditioning (feature scales from 0.1 to 10).
+
+    The optimum's validation loss is about 0.365. The weights of the small-scale features are
+    large (up to about 10), so a method whose step is about ``lr`` per weight needs many steps:
+    Adam at its default lr of 1e-3 reaches the target 0.40 at step 1,600-1,700 of 2,000.
+    """
 
     name = "logreg"
     summary = "Logistic regression, 100 features scaled 0.1..10, 2,000 examples, full batch"
@@ -41,10 +46,9 @@ class LogReg(Task):
     metric = "val_loss"
     direction = "minimize"
     target = 0.40
-    budget = 200
-    eval_every = 10
+    budget = 2000
+    eval_every = 20
     batch_size = None
-    reference = {"optimizer": "adam", "params": {"lr": 0.03}}
 
     def build(self, seed: int, device: torch.device) -> Problem:
         features, labels = _dataset()
