@@ -341,3 +341,32 @@ def test_best_agrees_with_the_runs_of_a_real_study(sqlite_url):
         low, high = standing["good_lr"]
         assert low <= standing["lr"] <= high
     assert data["studies"] == 1
+
+
+def test_study_create_warm_start_enqueues_the_best_known_first(sqlite_url):
+    import optuna
+
+    from tuner.driver import optuna_study_name
+    from tuner.store import get_study
+
+    store = open_store(sqlite_url)
+    space = get_registry().optimizer("adam").space
+    default = space.recommended()
+    for lr, finals in ((1e-3, [0.95, 0.95]), (3e-3, [0.97, 0.97]), (1e-2, [0.96, 0.965]),
+                       (3e-2, [0.5, 0.5])):
+        add_runs(store, ACCURACY_TASK, "adam", {**default, "lr": lr}, finals)
+    store.dispose()
+    created = invoke("study", "create", "warm", "--task", ACCURACY_TASK, "--optimizers", "adam",
+                     "--trials", "6", "--seeds", "1", "--warm-start", "--db", sqlite_url)
+    assert created.exit_code == 0, created.output
+    with open_store(sqlite_url) as reopened:
+        ranges = get_study(reopened, "warm").search_spaces
+    # good interval 3e-3..1e-2 (0.9625 is within 2% of 0.97, 0.95 is not), widened x3 each side
+    assert ranges["adam"]["lr"] == [pytest.approx(1e-3), pytest.approx(3e-2)]
+    waiting = optuna.load_study(
+        study_name=optuna_study_name("warm", "adam"), storage=resolve_url(sqlite_url)
+    ).get_trials(deepcopy=False)
+    enqueued = [t.system_attrs.get("fixed_params", {}).get("lr") for t in waiting]
+    assert enqueued == [pytest.approx(3e-3), pytest.approx(1e-2), pytest.approx(1e-3)]
+    # the recommended configuration is the third one here: it is not enqueued twice
+    assert default["lr"] == pytest.approx(1e-3)
