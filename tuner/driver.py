@@ -563,6 +563,7 @@ class Claim:
     trial: optuna.Trial
     study: optuna.Study
     retry_of: list[int]
+    params: dict[str, Any]
 
 
 @dataclass
@@ -738,18 +739,18 @@ class Worker:
             study = self.studies[optimizer]
             study.sampler = make_sampler(self.config, optimizer, slot)
             trial = self._new_optuna_trial(study, retry.params if retry else None, slot)
+            # Sampled before the claim, so the claim row is written once, with its parameters.
+            params = self.config.space(optimizer).suggest(trial)
             # A fresh trial may fill any free slot of its optimizer; a retry only its own.
             targets = [slot] if retry else [s for s, _, o in free if o == optimizer]
             for target in targets:
                 if (optimizer, target) in tried:
                     continue
-                row_id = self._insert_claim(optimizer, target, trial)
+                row_id = self._insert_claim(optimizer, target, trial, params)
                 tried.add((optimizer, target))
                 if row_id is not None:
-                    if target != slot:
-                        trial.set_user_attr("slot", target)
                     return Claim(optimizer, target, row_id, trial, study,
-                                 [r.id for r in previous])
+                                 [r.id for r in previous], params)
             self._fail_optuna_trial(study, trial._trial_id, note="unclaimed")
         return None
 
@@ -760,9 +761,7 @@ class Worker:
         from optuna.trial import FrozenTrial, TrialState
 
         if params is None:
-            trial = study.ask()  # pops the enqueued recommended configuration first
-            trial.set_user_attr("slot", slot)
-            return trial
+            return study.ask()  # pops the enqueued recommended configuration first
         # A retry: the same configuration, in a new trial that only this worker can take
         # (an enqueued trial could be popped by another worker for another slot).
         template = FrozenTrial(
@@ -776,13 +775,15 @@ class Worker:
         trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
         return optuna.Trial(study, trial_id)
 
-    def _insert_claim(self, optimizer: str, slot: int, trial: optuna.Trial) -> int | None:
+    def _insert_claim(
+        self, optimizer: str, slot: int, trial: optuna.Trial, params: dict[str, Any]
+    ) -> int | None:
         now = utcnow()
         values = {
             "study_id": self.config.id, "optimizer": optimizer,
             "optuna_study_name": self.config.optuna_name(optimizer),
             "optuna_trial_number": trial.number, "optuna_trial_id": trial._trial_id,
-            "params": {}, "status": "running", "started_at": now, "heartbeat_at": now,
+            "params": params, "status": "running", "started_at": now, "heartbeat_at": now,
             "worker_host": self.host, "worker_pid": self.pid, "slot": slot,
         }
         try:
@@ -806,11 +807,7 @@ class Worker:
         beat.start()
         try:
             space = self.config.space(claim.optimizer)
-            params = space.suggest(claim.trial)
-            with self.store.engine.begin() as connection:
-                connection.execute(
-                    update(Trial).where(Trial.id == claim.row_id).values(params=params)
-                )
+            params = claim.params
             # Train with the study's space: its ranges may be wider than the plugin declares.
             plugin = replace(get_registry().optimizer(claim.optimizer), space=space)
             outcome, value = self._run_seeds(claim, plugin, space, params)
@@ -1112,23 +1109,32 @@ def run_study(
     if workers < 1:
         raise DriverError(f"--workers must be at least 1, got {workers}")
 
+    progress_store = open_store(url, create=False) if on_progress is not None else None
+
     def progress() -> None:
-        if on_progress is None:
-            return
-        store = open_store(url, create=False)
-        try:
-            on_progress(study_status(store, load_config(store, name)))
-        finally:
-            store.dispose()
+        if on_progress is not None and progress_store is not None:
+            on_progress(study_status(progress_store, load_config(progress_store, name)))
 
-    if workers == 1:
-        with _graceful_signals():
-            worker = Worker(name, url, settings=settings, timeout=timeout, on_trial=progress)
+    try:
+        if workers == 1:
+            with _graceful_signals():
+                worker = Worker(name, url, settings=settings, timeout=timeout,
+                                on_trial=progress)
+                progress()
+                report = worker.run()
             progress()
-            report = worker.run()
-        progress()
-        return report
+            return report
+        return _run_processes(name, url, workers, timeout, grace_seconds, progress)
+    finally:
+        if progress_store is not None:
+            progress_store.dispose()
 
+
+def _run_processes(
+    name: str, url: str | None, workers: int, timeout: float | None,
+    grace_seconds: float | None, progress: Callable[[], None],
+) -> WorkerReport:
+    """Spawn ``workers`` local worker processes and show progress until they are done."""
     import multiprocessing
 
     if is_finished(name, url):  # nothing to do: say so without starting processes
