@@ -90,7 +90,7 @@ def plot_lr_find(result: LrFindResult, path: str | Path) -> Path:
     if result.lrs:
         axes.plot(result.lrs, result.losses, color="0.75", lw=1, label="loss")
         axes.plot(result.lrs, result.smoothed, color="C0", lw=2, label="smoothed loss")
-        low = min(result.smoothed)
+        low = min(min(result.smoothed), min(result.losses))
         high = max(result.smoothed[: max(1, len(result.smoothed) // 10)] + [low])
         span = max(high - low, abs(low) * 0.1, 1e-12)
         axes.set_ylim(low - 0.15 * span, high + 0.6 * span)
