@@ -299,7 +299,7 @@ def delete_command(name: str, yes: bool, db: str | None) -> None:
 @study.command(name="export")
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
-              show_default=True)
+              show_default=True, help="CSV (one line per run) or a JSON list.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write to this file instead of standard output.")
 @db_option
