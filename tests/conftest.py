@@ -19,6 +19,15 @@ import pytest
 POSTGRES_SERVER_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per test process (and its children): the suite runs on ``-n 2`` over
+    two cores, and more threads than cores makes small training runs many times slower."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_default_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("TUNER_DB", raising=False)

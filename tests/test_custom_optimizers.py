@@ -430,6 +430,6 @@ def test_conformance_kit(name):
     ("lookahead-adam", {"lr": 3e-2}),
 ])
 def test_trains_logistic_regression(name, hp):
-    result = tuner.train("logreg", name, hp, seed=0)
+    result = tuner.train("logreg", name, hp, seed=0, budget=300)
     assert result.status == "complete", result.error
     assert result.final_metric < 0.5
