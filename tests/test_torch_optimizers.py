@@ -282,9 +282,8 @@ def test_cpu_parameters_get_the_fused_or_foreach_implementation():
               for name in TORCH_OPTIM_NAMES}
     for name in ("sgd", "momentum", "nesterov", "adagrad", "adam", "adamw", "amsgrad"):
         assert groups[name]["fused"] is True, name
-    for name in ("rmsprop", "nadam", "radam"):
-        assert groups[name]["foreach"] is True, name
-    for name in ("adadelta", "adamax"):  # single-tensor measured fastest on CPU
+    assert groups["radam"]["foreach"] is True
+    for name in ("rmsprop", "adadelta", "adamax", "nadam"):  # single-tensor: fastest or a tie
         assert groups[name]["foreach"] is False, name
 
 
