@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -58,4 +59,6 @@ def print_table(
         table.add_column(column, no_wrap=index == 0)  # names are never wrapped or cut
     for row in rows:
         table.add_row(*(format_value(v) for v in row))
-    Console(width=max(100, shutil.get_terminal_size().columns)).print(table)
+    # On a terminal, fit it; into a file or a pipe, never wrap a row.
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 400
+    Console(width=width).print(table)
