@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 import torch
@@ -396,3 +397,11 @@ def test_cli_shows_every_parameter_of_an_optimizer(name):
     assert result.output.startswith(f"{name}: ")
     for param in registry_optimizers()[name].space.names:
         assert f"\n{param} " in result.output, param
+
+
+def test_plugins_are_hashable_and_their_factories_picklable():
+    plugins = [registry_optimizers()[name] for name in TORCH_OPTIM_NAMES]
+    assert len({hash(plugin) for plugin in plugins}) == len(plugins)
+    for plugin in plugins:
+        rebuilt = pickle.loads(pickle.dumps(plugin.build))
+        assert rebuilt == plugin.build

@@ -130,6 +130,9 @@ class TorchBuild:
     class_name: str
     fixed: Mapping[str, Any] = field(default_factory=dict)
 
+    def __hash__(self) -> int:  # plugins are frozen dataclasses: keep them hashable
+        return hash((self.class_name, tuple(sorted(self.fixed.items()))))
+
     def __call__(
         self, params: list[torch.Tensor], hyperparams: Mapping[str, Any]
     ) -> torch.optim.Optimizer:
