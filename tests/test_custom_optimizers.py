@@ -11,17 +11,17 @@ import math
 
 import pytest
 import torch
-from tuner_plugins.optimizers import _blocks
-from tuner_plugins.optimizers.lion import Lion, Tiger
-from tuner_plugins.optimizers.lookahead import Lookahead
-from tuner_plugins.optimizers.schedule_free import AdamWScheduleFree
-from tuner_plugins.optimizers.sign import SignSGD, Signum
 
 import tuner
 from tuner import testing
 from tuner.optimizer import eval_mode, optimizer_state_bytes, train_mode
 from tuner.plugins import get_registry
 from tuner.space import SpaceError
+from tuner_plugins.optimizers import _blocks
+from tuner_plugins.optimizers.lion import Lion, Tiger
+from tuner_plugins.optimizers.lookahead import Lookahead
+from tuner_plugins.optimizers.schedule_free import AdamWScheduleFree
+from tuner_plugins.optimizers.sign import SignSGD, Signum
 
 OURS = ["lion", "tiger", "signsgd", "signum", "ranger", "schedulefree-adamw"]
 WRAPPED = ["lookahead-lion", "lookahead-adam", "lookahead-sgd", "lookahead-schedulefree-adamw"]

@@ -64,9 +64,9 @@ def register_optimizer_wrappers(register: Callable[[OptimizerWrapper], None]) ->
     """Register optimizer wrappers: optimizers built around any other registered optimizer.
 
     A wrapper named ``lookahead`` makes ``lookahead-adamw``, ``lookahead-sgd``, ... selectable by
-    name: tuner splits the name at the first ``-`` that follows a wrapper's name and hands the inner
-    :class:`~tuner.optimizer.OptimizerPlugin` to the wrapper's ``wrap`` function, which returns
-    the combined plugin (its own search space merged with the inner one).
+    name: tuner splits the name at the first ``-`` that follows a wrapper's name and hands the
+    inner :class:`~tuner.optimizer.OptimizerPlugin` to the wrapper's ``wrap`` function, which
+    returns the combined plugin (its own search space merged with the inner one).
 
     Args:
         register: takes a :class:`tuner.optimizer.OptimizerWrapper`.

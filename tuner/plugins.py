@@ -32,7 +32,7 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 @dataclass
 class PluginInfo:
-    """One loaded plugin: its entry point, the package that ships it and the hooks it implements."""
+    """One loaded plugin: its entry point, the package that ships it, the hooks it implements."""
 
     name: str
     module: str

@@ -2,8 +2,8 @@
 
 A space is an ordered list of parameters. Each has a range (or choices), a default, and where the
 literature gives one a ``recommended`` value (the first trial of a study uses it). A parameter can
-be conditional: ``Categorical("nesterov", (False, True), default=False, when=("momentum", ">", 0))``
-is only sampled, and only passed to the optimizer, when the earlier parameter ``momentum`` is > 0.
+be conditional: ``Categorical("nesterov", (False, True), False, when=("momentum", ">", 0))`` is
+only sampled, and only passed to the optimizer, when the earlier parameter ``momentum`` is > 0.
 
 Nothing here imports optuna until an Optuna object is asked for.
 """
@@ -16,7 +16,7 @@ import math
 import operator
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Union
+from typing import Any
 
 from tuner.errors import TunerError
 
@@ -200,7 +200,7 @@ class Categorical:
         return ", ".join(str(c) for c in self.choices)
 
 
-Param = Union[Float, Int, Categorical]
+Param = Float | Int | Categorical
 
 
 class SearchSpace:
@@ -308,8 +308,9 @@ class SearchSpace:
             try:
                 values[name] = self[name].parse(raw.strip())
             except ValueError:
+                kind = self[name].kind
                 raise SpaceError(
-                    f"{owner}: parameter {name!r}: cannot read {raw.strip()!r} as {self[name].kind}"
+                    f"{owner}: parameter {name!r}: cannot read {raw.strip()!r} as {kind}"
                 ) from None
         return values
 

@@ -16,6 +16,7 @@ per step, as in SGD with momentum, although the step takes five ops.
 from __future__ import annotations
 
 import torch
+
 from tuner_plugins.optimizers._blocks import (
     block_elements,
     group_by_device_and_dtype,

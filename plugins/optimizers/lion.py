@@ -31,11 +31,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from tuner_plugins.optimizers._sign_descent import sign_descent_step
 
 from tuner import hookimpl
 from tuner.optimizer import OptimizerPlugin
 from tuner.space import Categorical, Float
+from tuner_plugins.optimizers._sign_descent import sign_descent_step
 
 LION_REFERENCE = (
     "Chen et al. 2023, Symbolic Discovery of Optimization Algorithms, arXiv:2302.06675"

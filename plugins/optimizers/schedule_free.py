@@ -25,15 +25,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+
+from tuner import hookimpl
+from tuner.optimizer import OptimizerPlugin
+from tuner.space import Float, Int
 from tuner_plugins.optimizers._blocks import (
     block_elements,
     group_by_device_and_dtype,
     split_into_blocks,
 )
-
-from tuner import hookimpl
-from tuner.optimizer import OptimizerPlugin
-from tuner.space import Float, Int
 
 REFERENCE = "Defazio et al. 2024, The Road Less Scheduled, arXiv:2405.15682"
 

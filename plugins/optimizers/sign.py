@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from tuner_plugins.optimizers._sign_descent import sign_descent_step
-from tuner_plugins.optimizers.lion import _check_hyperparameters, _gradients_with_momentum
 
 from tuner import hookimpl
 from tuner.optimizer import OptimizerPlugin
 from tuner.space import Float
+from tuner_plugins.optimizers._sign_descent import sign_descent_step
+from tuner_plugins.optimizers.lion import _check_hyperparameters, _gradients_with_momentum
 
 REFERENCE = (
     "Bernstein et al. 2018, signSGD: Compressed Optimisation for Non-Convex Problems, "
