@@ -564,6 +564,8 @@ class Claim:
     study: optuna.Study
     retry_of: list[int]
     params: dict[str, Any]
+    closed: bool | None = None
+    """Whether the trial row was closed together with its last run (None: not yet)."""
 
 
 @dataclass
@@ -602,6 +604,9 @@ class Worker:
         self.host = socket.gethostname()[:255]
         self.pid = os.getpid()
         self._lost = threading.Event()
+        # The trial the heartbeat thread keeps alive: (row id, that trial's lost flag), or None.
+        self._beating: tuple[int, threading.Event] | None = None
+        self._last_reap = -math.inf
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -614,14 +619,17 @@ class Worker:
             self.config = load_config(self.store, self.name)
             self.task = _task(self.config.task)
             self._check_spaces()
+            self._prepare_optimizers()
             self.storage = self.store.optuna_storage()
             self.studies = {o: self._load_optuna_study(o) for o in self.config.optimizers}
             self._sweep_optuna()
+            self._queued = {o: self._waiting_trials(o) for o in self.config.optimizers}
             if self._settled():
                 report.already_finished = True
                 report.stopped = "finished"
                 return report
             set_study_status(self.store, self.config.id, "running")
+            self._start_heartbeat()
             started = time.monotonic()
             while True:
                 if self.timeout is not None and time.monotonic() - started > self.timeout:
@@ -655,6 +663,7 @@ class Worker:
         except KeyboardInterrupt:
             report.stopped = "interrupted"
         finally:
+            self._stop_heartbeat()
             self.store.dispose()
         return report
 
@@ -668,6 +677,26 @@ class Worker:
                     f"the search space of optimizer {optimizer!r} changed since study "
                     f"{self.config.name!r} was created (plugin upgraded?); create a new study"
                 )
+
+    def _prepare_optimizers(self) -> None:
+        """Per optimizer, once per worker: the study's space, its fingerprint, and the plugin
+        that trains with it (the study's ranges may be wider than the plugin declares)."""
+        from tuner.plugins import get_registry
+
+        self.spaces = {o: self.config.space(o) for o in self.config.optimizers}
+        self.fingerprints = {o: space.fingerprint() for o, space in self.spaces.items()}
+        self.plugins = {
+            o: replace(get_registry().optimizer(o), space=space)
+            for o, space in self.spaces.items()
+        }
+
+    def _waiting_trials(self, optimizer: str) -> int:
+        """How many enqueued (WAITING) trials the optimizer's Optuna study holds. Only
+        :func:`create` enqueues, so after this many ``ask`` calls the queue is empty."""
+        from optuna.trial import TrialState
+
+        study = self.studies[optimizer]
+        return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
     def _load_optuna_study(self, optimizer: str) -> optuna.Study:
         import optuna
@@ -702,7 +731,9 @@ class Worker:
         slot by slot across optimizers, so every optimizer advances at the same pace."""
         held = {(r.optimizer, r.slot) for r in rows if r.status != "failed"}
         attempts = Counter((r.optimizer, r.slot) for r in rows)
-        failures = self._failed_attempts()
+        failures = (
+            self._failed_attempts() if any(r.status == "failed" for r in rows) else Counter()
+        )
         free = []
         for position, optimizer in enumerate(self.config.optimizers):
             for slot in range(self.config.trials):
@@ -738,9 +769,9 @@ class Worker:
             retry = next((r for r in reversed(previous) if r.params), None)
             study = self.studies[optimizer]
             study.sampler = make_sampler(self.config, optimizer, slot)
-            trial = self._new_optuna_trial(study, retry.params if retry else None, slot)
+            trial = self._new_optuna_trial(optimizer, retry.params if retry else None, slot)
             # Sampled before the claim, so the claim row is written once, with its parameters.
-            params = self.config.space(optimizer).suggest(trial)
+            params = self.spaces[optimizer].suggest(trial)
             # A fresh trial may fill any free slot of its optimizer; a retry only its own.
             targets = [slot] if retry else [s for s, _, o in free if o == optimizer]
             for target in targets:
@@ -755,13 +786,20 @@ class Worker:
         return None
 
     def _new_optuna_trial(
-        self, study: optuna.Study, params: Mapping[str, Any] | None, slot: int
+        self, optimizer: str, params: Mapping[str, Any] | None, slot: int
     ) -> optuna.Trial:
         import optuna
         from optuna.trial import FrozenTrial, TrialState
 
+        study = self.studies[optimizer]
         if params is None:
-            return study.ask()  # pops the enqueued recommended configuration first
+            if self._queued[optimizer] > 0:
+                self._queued[optimizer] -= 1
+                return study.ask()  # pops the enqueued recommended configuration first
+            # The queue is empty (each ask above popped one, or found none): a new trial,
+            # as ask() makes it, without ask's query for waiting trials.
+            study._thread_local.cached_all_trials = None
+            return optuna.Trial(study, study._storage.create_new_trial(study._study_id))
         # A retry: the same configuration, in a new trial that only this worker can take
         # (an enqueued trial could be popped by another worker for another slot).
         template = FrozenTrial(
@@ -796,30 +834,21 @@ class Worker:
     # -- running a trial ---------------------------------------------------------------------
 
     def _run_trial(self, claim: Claim) -> None:
-        from tuner.plugins import get_registry
-
-        self._lost.clear()
-        stop_heartbeat = threading.Event()
-        beat = threading.Thread(
-            target=self._heartbeat, args=(claim.row_id, stop_heartbeat), daemon=True,
-            name=f"tuner-heartbeat-{claim.row_id}",
-        )
-        beat.start()
+        # A fresh flag per trial: a late beat for the previous trial cannot stop this one.
+        self._lost = threading.Event()
+        self._beating = (claim.row_id, self._lost)
         try:
-            space = self.config.space(claim.optimizer)
-            params = claim.params
-            # Train with the study's space: its ranges may be wider than the plugin declares.
-            plugin = replace(get_registry().optimizer(claim.optimizer), space=space)
-            outcome, value = self._run_seeds(claim, plugin, space, params)
+            outcome, value = self._run_seeds(
+                claim, self.plugins[claim.optimizer], claim.optimizer, claim.params
+            )
         finally:
-            stop_heartbeat.set()
-            beat.join()
+            self._beating = None
         if outcome == "lost":
             return  # reaped while running: the reaper has failed both records already
         self._finish(claim, outcome, value)
 
     def _run_seeds(
-        self, claim: Claim, plugin: Any, space: Any, params: dict[str, Any]
+        self, claim: Claim, plugin: Any, optimizer: str, params: dict[str, Any]
     ) -> tuple[str, float | None]:
         from tuner.training import train
 
@@ -828,12 +857,14 @@ class Worker:
         reused = self._reuse_runs(claim, params)
         finals: list[float] = []
         for index, seed in enumerate(self.config.seeds):
+            last = index + 1 == len(self.config.seeds)
             if seed in reused:
                 result_status, final, curve = reused[seed]
                 if curve_mode:
                     for step, metric in curve:
                         if metric is not None and math.isfinite(metric):
                             claim.trial.report(metric, index * (budget + 1) + step)
+                outcome = _outcome_after(result_status, final, finals, last)
             else:
                 callback = self._callback(claim, index, budget, curve_mode)
                 result = train(
@@ -843,17 +874,18 @@ class Worker:
                 )
                 if self._lost.is_set():
                     return "lost", None
-                self._record(claim, result, plugin, space)
-                result_status, final = result.status, result.final_metric
-            if result_status in ("pruned", "diverged", "failed"):
-                return result_status, _mean(finals)
-            if final is None or not math.isfinite(final):
-                return "diverged", None
-            finals.append(final)
+                final = result.final_metric
+                outcome = _outcome_after(result.status, final, finals, last)
+                self._record(claim, result, plugin, optimizer, outcome)
+            if outcome is not None and outcome[0] != "complete":
+                return outcome
+            finals.append(float(final or 0.0))  # finite here: _outcome_after checked it
             if self.config.pruner == "wilcoxon":
-                claim.trial.report(final, index)
-                if index + 1 < len(self.config.seeds) and claim.trial.should_prune():
+                claim.trial.report(finals[-1], index)
+                if not last and claim.trial.should_prune():
                     return "pruned", _mean(finals)
+            if outcome is not None:
+                return outcome  # the last seed: complete
         return "complete", _mean(finals)
 
     def _callback(
@@ -871,11 +903,31 @@ class Worker:
 
         return on_evaluation
 
-    def _record(self, claim: Claim, result: RunResult, plugin: Any, space: Any) -> None:
-        record_run(
-            self.store, claim.row_id, result, plugin_version=plugin.version or None,
-            space_hash=space.fingerprint(),
-        )
+    def _record(
+        self, claim: Claim, result: RunResult, plugin: Any, optimizer: str,
+        closing: tuple[str, float | None] | None,
+    ) -> None:
+        """Store one run; when it ends the trial (``closing`` is its outcome and value), the
+        trial row is closed in the same transaction: one commit less per trial."""
+        with self.store.engine.begin() as connection:
+            record_run(
+                connection, claim.row_id, result, plugin_version=plugin.version or None,
+                space_hash=self.fingerprints[optimizer],
+            )
+            if closing is not None:
+                claim.closed = self._close_row(connection, claim, *closing)
+
+    def _close_row(
+        self, connection: Any, claim: Claim, outcome: str, value: float | None
+    ) -> bool:
+        """Set the trial row's outcome, if it is still running (not reaped) and ours."""
+        stored = value if outcome in ("complete", "pruned") else None
+        updated = connection.execute(
+            update(Trial)
+            .where(Trial.id == claim.row_id, Trial.status == "running")
+            .values(status=outcome, value=_finite(stored), finished_at=utcnow())
+        ).rowcount
+        return bool(updated)
 
     def _reuse_runs(
         self, claim: Claim, params: dict[str, Any]
@@ -919,24 +971,20 @@ class Worker:
         sweep (:meth:`_sweep_optuna`) tells Optuna what the row says."""
         from optuna.trial import TrialState
 
-        stored = value if outcome in ("complete", "pruned") else None
-        with self.store.engine.begin() as connection:
-            updated = connection.execute(
-                update(Trial)
-                .where(Trial.id == claim.row_id, Trial.status == "running")
-                .values(status=outcome, value=_finite(stored), finished_at=utcnow())
-            ).rowcount
-        if not updated:
+        if claim.closed is None:  # not closed with the last run (reused seeds, pruned)
+            with self.store.engine.begin() as connection:
+                claim.closed = self._close_row(connection, claim, outcome, value)
+        if not claim.closed:
             return  # reaped after its last run: the slot is someone else's now
         if outcome == "complete":
-            claim.study.tell(claim.trial, value)
+            _tell(claim.study, claim.trial, value)
         elif outcome == "diverged":
             claim.trial.set_user_attr("diverged", True)
-            claim.study.tell(claim.trial, worst_value(self.task.direction))
+            _tell(claim.study, claim.trial, worst_value(self.task.direction))
         elif outcome == "pruned":
-            claim.study.tell(claim.trial, state=TrialState.PRUNED)
+            _tell(claim.study, claim.trial, state=TrialState.PRUNED)
         else:
-            claim.study.tell(claim.trial, state=TrialState.FAIL)
+            _tell(claim.study, claim.trial, state=TrialState.FAIL)
 
     def _release(self, claim: Claim) -> None:
         """Give a slot back after an interruption: the trial is failed, the slot is free and
@@ -958,10 +1006,31 @@ class Worker:
 
     # -- heartbeats, reaping ------------------------------------------------------------------
 
-    def _heartbeat(self, row_id: int, stop: threading.Event) -> None:
-        """Touch the trial's heartbeat until told to stop; a row that is no longer ours (it
-        was reaped) sets the lost flag, which stops the training at its next evaluation."""
+    def _start_heartbeat(self) -> None:
+        """One heartbeat thread for the worker's life (not one per trial)."""
+        self._stop_beats = threading.Event()
+        self._beats = threading.Thread(
+            target=self._heartbeat, args=(self._stop_beats,), daemon=True,
+            name=f"tuner-heartbeat-{self.pid}",
+        )
+        self._beats.start()
+
+    def _stop_heartbeat(self) -> None:
+        self._beating = None
+        beats = getattr(self, "_beats", None)
+        if beats is not None:
+            self._stop_beats.set()
+            beats.join()
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Every heartbeat interval, touch the running trial's heartbeat (nothing is written
+        between trials). A row that is no longer ours (it was reaped) sets that trial's lost
+        flag, which stops its training at the next evaluation."""
         while not stop.wait(self.settings.heartbeat_seconds):
+            beating = self._beating
+            if beating is None:
+                continue
+            row_id, lost = beating
             try:
                 with self.store.engine.begin() as connection:
                     updated = connection.execute(
@@ -971,12 +1040,18 @@ class Worker:
             except Exception as error:  # a database hiccup: try again at the next beat
                 logging.getLogger(__name__).warning("heartbeat failed: %s", error)
                 continue
-            if not updated:
-                self._lost.set()
-                return
+            if not updated and self._beating is beating:
+                lost.set()
 
     def _reap(self) -> int:
-        """Fail the running trials whose worker has been silent longer than the grace period."""
+        """Fail the running trials whose worker has been silent longer than the grace period.
+
+        Looks at most once per heartbeat interval: a trial only goes stale after the grace
+        period, so looking more often finds nothing new."""
+        now = time.monotonic()
+        if now - self._last_reap < self.settings.heartbeat_seconds:
+            return 0
+        self._last_reap = now
         cutoff = utcnow() - timedelta(seconds=self.settings.grace_seconds)
         with self.store.session() as session:
             stale = session.execute(
@@ -1036,6 +1111,34 @@ class Worker:
                 storage.set_trial_state_values(trial_id, TrialState.PRUNED)
             else:
                 storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def _tell(
+    study: optuna.Study, trial: optuna.Trial, value: float | None = None,
+    state: optuna.trial.TrialState | None = None,
+) -> None:
+    """``study.tell`` without the copy of the finished trial it reads back and returns
+    (six queries per trial that nothing here uses); plain ``tell`` where Optuna lacks it."""
+    try:
+        from optuna.study._tell import _tell_with_warning
+    except ImportError:  # pragma: no cover - a future Optuna
+        study.tell(trial, value, state=state)
+        return
+    _tell_with_warning(study=study, trial=trial, value_or_values=value, state=state)
+
+
+def _outcome_after(
+    status: str, final: float | None, finals: list[float], last: bool
+) -> tuple[str, float | None] | None:
+    """The trial's outcome and value once a run ends it (as :meth:`Worker._run_seeds`
+    decides it), or None while more seeds are to run."""
+    if status in ("pruned", "diverged", "failed"):
+        return status, _mean(finals)
+    if final is None or not math.isfinite(final):
+        return "diverged", None
+    if last:
+        return "complete", _mean([*finals, final])
+    return None
 
 
 def _mean(values: list[float]) -> float | None:
