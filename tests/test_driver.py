@@ -18,6 +18,7 @@ from tuner.driver import (
     create,
     grid_points,
     load_config,
+    make_sampler,
     optuna_study_name,
     run_study,
 )
@@ -208,3 +209,19 @@ def test_sweep_settles_an_optuna_trial_left_running(sqlite_url: str):
     assert settled.state == TrialState.COMPLETE and settled.value == pytest.approx(trial.value)
     with open_store(sqlite_url, create=False) as store:
         assert load_config(store, "sweep").status == "finished"
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_optimizers_with_the_same_parameter_names_draw_different_configurations(sampler):
+    config = StudyConfig(
+        id=1, name="s", task="logreg", optimizers=["adam", "adamw"], trials=4, seeds=[0],
+        sampler=sampler, pruner="none", options={}, ranges={}, status="created",
+    )
+    space = SearchSpace([Float("lr", 1e-5, 1e-1, default=1e-3, log=True)])
+    drawn = {}
+    for optimizer in config.optimizers:
+        study = optuna.create_study(sampler=make_sampler(config, optimizer, slot=1))
+        drawn[optimizer] = space.suggest(study.ask())["lr"]
+    assert drawn["adam"] != drawn["adamw"]
+    again = optuna.create_study(sampler=make_sampler(config, "adam", slot=1))
+    assert space.suggest(again.ask())["lr"] == drawn["adam"]  # still reproducible

@@ -44,6 +44,7 @@ import statistics
 import threading
 import time
 import warnings
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -231,12 +232,14 @@ def grid_points(space: Any, trials: int) -> dict[str, list[Any]]:
 def make_sampler(
     config: StudyConfig, optimizer: str, slot: int = 0
 ) -> optuna.samplers.BaseSampler:
-    """The sampler of one optimizer's study. TPE and random are seeded per slot (reproducible
-    with one worker, different across parallel workers); QMC and grid share one seed, which
-    fixes their sequence and grid order for every worker."""
+    """The sampler of one optimizer's study. TPE and random are seeded per optimizer and slot
+    (reproducible with one worker, different across parallel workers, and different between
+    optimizers whose spaces share parameter names, which would otherwise draw the same
+    configurations); QMC and grid share one seed, which fixes their sequence and grid order for
+    every worker."""
     import optuna
 
-    seed = config.sampler_seed * 100_003 + slot
+    seed = (config.sampler_seed * 100_003 + slot + zlib.crc32(optimizer.encode())) % 2**32
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "qmc":
