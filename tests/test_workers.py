@@ -136,8 +136,10 @@ def _owner(url: str, run_id: int) -> Trial:
         store.dispose()
 
 
+# Each seed trains for about a second, so the state the tests wait for (a trial running with its
+# first seed recorded) lasts long enough to be seen by polling, on a fast machine too.
 STUDY = ["--task", "logreg", "--optimizers", "adam", "--trials", "1", "--seeds", "2",
-         "--budget", "250", "--pruner", "none"]
+         "--budget", "6000", "--pruner", "none"]
 
 
 def test_killed_worker_is_reaped_and_its_trial_retried(sqlite_url: str, monkeypatch):
