@@ -27,7 +27,7 @@ scalar in the parameter's state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -35,7 +35,7 @@ import torch
 from tuner import hookimpl
 from tuner.optimizer import OptimizerPlugin
 from tuner.space import Categorical, Float
-from tuner_plugins.optimizers._sign_descent import sign_descent_step
+from tuner_plugins.optimizers._sign_descent import Batch, SignDescent, check_hyperparameters
 
 LION_REFERENCE = (
     "Chen et al. 2023, Symbolic Discovery of Optimization Algorithms, arXiv:2302.06675"
@@ -45,36 +45,7 @@ TIGER_SHRINK = 0.99
 """How far the non-finite-gradient guard pulls parameters towards their centre."""
 
 
-def _check_hyperparameters(lr: float, weight_decay: float, betas: Iterable[float]) -> None:
-    if not lr >= 0.0:
-        raise ValueError(f"learning rate must be >= 0, got {lr}")
-    if not weight_decay >= 0.0:
-        raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
-    for beta in betas:
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"betas must be in [0, 1), got {beta}")
-
-
-def _gradients_with_momentum(
-    optimizer: torch.optim.Optimizer, group: dict[str, Any]
-) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """The group's parameters that have a gradient, their gradients and momentum buffers."""
-    params, grads, momenta = [], [], []
-    for param in group["params"]:
-        if param.grad is None:
-            continue
-        if param.grad.is_sparse:
-            raise RuntimeError(f"{type(optimizer).__name__} does not support sparse gradients")
-        state = optimizer.state[param]
-        if "exp_avg" not in state:
-            state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        params.append(param)
-        grads.append(param.grad)
-        momenta.append(state["exp_avg"])
-    return params, grads, momenta
-
-
-class Lion(torch.optim.Optimizer):
+class Lion(SignDescent):
     """Lion: move every coordinate by ``lr`` in the direction of a momentum/gradient blend.
 
     Args:
@@ -84,6 +55,8 @@ class Lion(torch.optim.Optimizer):
         weight_decay: decoupled weight decay (3-10x above AdamW's).
     """
 
+    momentum_first = False  # the sign of a blend taken before the momentum moves
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -91,28 +64,16 @@ class Lion(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
     ) -> None:
-        _check_hyperparameters(lr, weight_decay, betas)
+        check_hyperparameters(lr, weight_decay, betas)
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay})
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Take one step; ``closure`` re-evaluates the loss and is optional."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads, momenta = _gradients_with_momentum(self, group)
-            beta1, beta2 = group["betas"]
-            sign_descent_step(
-                params, grads, momenta, lr=float(group["lr"]),
-                weight_decay=group["weight_decay"], update_beta=beta1, momentum_beta=beta2,
-                momentum_first=False,
-            )
-        return loss
+    def group_betas(self, group: dict[str, Any]) -> tuple[float, float]:
+        """``(beta1, beta2)``: the update's blend and the momentum's decay."""
+        beta1, beta2 = group["betas"]
+        return beta1, beta2
 
 
-class Tiger(torch.optim.Optimizer):
+class Tiger(SignDescent):
     """Tiger: Lion with one beta, so the update is the sign of the momentum itself.
 
     Args:
@@ -134,7 +95,7 @@ class Tiger(torch.optim.Optimizer):
         nan_guard: bool = False,
         shrink: float = TIGER_SHRINK,
     ) -> None:
-        _check_hyperparameters(lr, weight_decay, [beta])
+        check_hyperparameters(lr, weight_decay, [beta])
         if not 0.0 < shrink <= 1.0:
             raise ValueError(f"shrink must be in (0, 1], got {shrink}")
         defaults = {
@@ -143,34 +104,27 @@ class Tiger(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Take one step (or, with the guard on and a non-finite gradient, shrink instead)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        batches = [(group, *_gradients_with_momentum(self, group)) for group in self.param_groups]
+    def group_betas(self, group: dict[str, Any]) -> tuple[float, float]:
+        """Tiger's one beta, for both the update and the momentum."""
+        return group["beta"], group["beta"]
+
+    def batches_to_step(self, batches: Iterator[Batch]) -> Iterable[Batch]:
+        """All groups; none if the guard is on and a gradient is not finite (then shrink)."""
+        collected = list(batches)
         if any(group["nan_guard"] for group in self.param_groups):
-            for _, params, _, _ in batches:
+            for _, params, _, _ in collected:
                 for param in params:
                     state = self.state[param]
                     if "centre" not in state:
                         state["centre"] = param.detach().mean()
-            all_grads = [grad for _, _, grads, _ in batches for grad in grads]
+            all_grads = [grad for _, _, grads, _ in collected for grad in grads]
             if all_grads and not self._all_finite(all_grads):
-                for group, params, _, _ in batches:
+                for group, params, _, _ in collected:
                     for param in params:
                         centre = self.state[param]["centre"]
                         param.sub_(centre).mul_(group["shrink"]).add_(centre)
-                return loss
-        for group, params, grads, momenta in batches:
-            sign_descent_step(
-                params, grads, momenta, lr=float(group["lr"]),
-                weight_decay=group["weight_decay"], update_beta=group["beta"],
-                momentum_beta=group["beta"], momentum_first=True,
-            )
-        return loss
+                return []
+        return collected
 
     @staticmethod
     def _all_finite(grads: list[torch.Tensor]) -> bool:

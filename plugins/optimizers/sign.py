@@ -16,13 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
-
 from tuner import hookimpl
 from tuner.optimizer import OptimizerPlugin
 from tuner.space import Float
-from tuner_plugins.optimizers._sign_descent import sign_descent_step
-from tuner_plugins.optimizers.lion import _check_hyperparameters, _gradients_with_momentum
+from tuner_plugins.optimizers._sign_descent import SignDescent, check_hyperparameters
 
 REFERENCE = (
     "Bernstein et al. 2018, signSGD: Compressed Optimisation for Non-Convex Problems, "
@@ -30,7 +27,7 @@ REFERENCE = (
 )
 
 
-class SignSGD(torch.optim.Optimizer):
+class SignSGD(SignDescent):
     """signSGD: move every coordinate by ``lr`` against the sign of its gradient.
 
     Args:
@@ -39,30 +36,18 @@ class SignSGD(torch.optim.Optimizer):
         weight_decay: decoupled weight decay.
     """
 
+    has_momentum = False
+
     def __init__(self, params: Iterable[Any], lr: float = 1e-4, weight_decay: float = 0.0) -> None:
-        _check_hyperparameters(lr, weight_decay, [])
+        check_hyperparameters(lr, weight_decay, [])
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Take one step; ``closure`` re-evaluates the loss and is optional."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if any(p.grad.is_sparse for p in params):
-                raise RuntimeError("SignSGD does not support sparse gradients")
-            sign_descent_step(
-                params, [p.grad for p in params], None, lr=float(group["lr"]),
-                weight_decay=group["weight_decay"], update_beta=0.0, momentum_beta=0.0,
-                momentum_first=True,
-            )
-        return loss
+    def group_betas(self, group: dict[str, Any]) -> tuple[float, float]:
+        """No betas: signSGD has no momentum."""
+        return 0.0, 0.0
 
 
-class Signum(torch.optim.Optimizer):
+class Signum(SignDescent):
     """Signum: move every coordinate by ``lr`` against the sign of its gradient's momentum.
 
     Args:
@@ -79,24 +64,12 @@ class Signum(torch.optim.Optimizer):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
     ) -> None:
-        _check_hyperparameters(lr, weight_decay, [momentum])
+        check_hyperparameters(lr, weight_decay, [momentum])
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Take one step; ``closure`` re-evaluates the loss and is optional."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads, momenta = _gradients_with_momentum(self, group)
-            sign_descent_step(
-                params, grads, momenta, lr=float(group["lr"]),
-                weight_decay=group["weight_decay"], update_beta=group["momentum"],
-                momentum_beta=group["momentum"], momentum_first=True,
-            )
-        return loss
+    def group_betas(self, group: dict[str, Any]) -> tuple[float, float]:
+        """The momentum's decay, for both the update and the momentum."""
+        return group["momentum"], group["momentum"]
 
 
 def _sign_lr(help_text: str) -> Float:
