@@ -1,4 +1,4 @@
-"""Pieces shared by the reference tasks: shipped data files and a 2-D point model."""
+"""Pieces shared by the reference tasks: shipped data files, and the 2-D analytic tasks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+
+from tuner.task import Problem, Task
 
 
 def data_path(name: str) -> Path:
@@ -22,3 +24,34 @@ class Point(torch.nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.xy
+
+
+class PlaneTask(Task):
+    """An analytic function of a point in the plane, minimised from ``start``; the path is
+    recorded. Subclasses give ``function``, ``start``, ``minimum`` and the declared attributes."""
+
+    kind = "analytic"
+    data = "generated (analytic function, no data)"
+    metric = "loss"
+    direction = "minimize"
+    batch_size = None
+    records_trajectory = True
+    start: tuple[float, float]
+    minimum: tuple[float, float]
+
+    @staticmethod
+    def function(xy: torch.Tensor) -> torch.Tensor:
+        """The function itself, on a point or on a batch of points (last dimension 2)."""
+        raise NotImplementedError
+
+    def build(self, seed: int, device: torch.device) -> Problem:
+        return Problem(model=Point(*self.start).to(device))
+
+    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.function(model())
+
+    def evaluate(self, model: torch.nn.Module, problem: Problem) -> float:
+        return float(self.function(model()))
+
+    def position(self, model: torch.nn.Module) -> torch.Tensor:
+        return model.xy

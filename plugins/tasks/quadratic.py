@@ -4,41 +4,22 @@ from __future__ import annotations
 
 import torch
 
-from tuner.task import Problem, Task
-from tuner_plugins.tasks._common import Point
+from tuner_plugins.tasks._common import PlaneTask
 
 
-class Quadratic(Task):
+class Quadratic(PlaneTask):
     """f(x1, x2) = x1^2 + 10 x2^2 from (4, 3); condition number 10; the path is recorded."""
 
     name = "quadratic"
     summary = "x1^2 + 10*x2^2 from (4, 3), 100 full-batch steps; records the 2-D path"
-    kind = "analytic"
-    data = "generated (analytic function, no data)"
-    metric = "loss"
-    direction = "minimize"
     target = 1e-2
     budget = 100
     eval_every = 5
-    batch_size = None
-    records_trajectory = True
     minimum = (0.0, 0.0)
     start = (4.0, 3.0)
     reference = {"optimizer": "adam", "params": {"lr": 0.1}}
-
-    def build(self, seed: int, device: torch.device) -> Problem:
-        return Problem(model=Point(*self.start).to(device))
 
     @staticmethod
     def function(xy: torch.Tensor) -> torch.Tensor:
         """The function itself, on a point or on a batch of points (last dimension 2)."""
         return xy[..., 0] ** 2 + 10.0 * xy[..., 1] ** 2
-
-    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.function(model())
-
-    def evaluate(self, model: torch.nn.Module, problem: Problem) -> float:
-        return float(self.function(model()))
-
-    def position(self, model: torch.nn.Module) -> torch.Tensor:
-        return model.xy

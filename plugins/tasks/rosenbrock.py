@@ -4,42 +4,23 @@ from __future__ import annotations
 
 import torch
 
-from tuner.task import Problem, Task
-from tuner_plugins.tasks._common import Point
+from tuner_plugins.tasks._common import PlaneTask
 
 
-class Rosenbrock(Task):
+class Rosenbrock(PlaneTask):
     """The 2-D Rosenbrock function from (-1.5, 2): easy to enter the valley, slow to follow it."""
 
     name = "rosenbrock"
     summary = "Rosenbrock's valley (1-x)^2 + 100(y-x^2)^2 from (-1.5, 2), 500 steps; records path"
-    kind = "analytic"
-    data = "generated (analytic function, no data)"
-    metric = "loss"
-    direction = "minimize"
     target = 0.05
     budget = 500
     eval_every = 10
-    batch_size = None
-    records_trajectory = True
     minimum = (1.0, 1.0)
     start = (-1.5, 2.0)
     reference = {"optimizer": "adam", "params": {"lr": 0.1}}
-
-    def build(self, seed: int, device: torch.device) -> Problem:
-        return Problem(model=Point(*self.start).to(device))
 
     @staticmethod
     def function(xy: torch.Tensor) -> torch.Tensor:
         """The function itself, on a point or on a batch of points (last dimension 2)."""
         x, y = xy[..., 0], xy[..., 1]
         return (1.0 - x) ** 2 + 100.0 * (y - x**2) ** 2
-
-    def loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self.function(model())
-
-    def evaluate(self, model: torch.nn.Module, problem: Problem) -> float:
-        return float(self.function(model()))
-
-    def position(self, model: torch.nn.Module) -> torch.Tensor:
-        return model.xy
