@@ -437,55 +437,54 @@ def best_config_curves(store: Store, ranking: TaskRanking) -> dict[str, list[See
     return curves
 
 
-def rerun_trajectories(
+def stored_trajectories(
     store: Store, ranking: TaskRanking, seeds: int = 1
-) -> dict[str, list[Trajectory]]:
-    """The 2-D paths of each optimizer's best configuration, re-run (they are cheap to redo).
+) -> tuple[dict[str, list[Trajectory]], list[str]]:
+    """The stored 2-D paths of each optimizer's best configuration, and who has none stored.
 
-    The store keeps curves, not paths; a 2-D task's run takes milliseconds, so the path is
-    trained again with the configuration, seed and training options its study used.
+    Takes the complete runs of the configuration in seed order (the first ``seeds`` of them)
+    and reads their ``trajectory`` column; nothing is trained. Returns the paths by optimizer
+    and, in ranking order, the optimizers whose chosen runs carry no path (runs recorded before
+    the store kept paths). A path is cut at its first non-finite point (stored as null).
     """
-    from dataclasses import fields, replace
-
     from sqlalchemy import select
 
-    from tuner.plugins import get_registry
-    from tuner.store import Run, Study
-    from tuner.studyfile import apply_ranges
-    from tuner.training import TrainOptions, train
+    from tuner.store import Run
 
-    known = {f.name for f in fields(TrainOptions)}
     paths: dict[str, list[Trajectory]] = {}
+    missing: list[str] = []
     with store.engine.connect() as connection:
         for standing in ranking.optimizers:
             if not standing.params_hash or standing.mean is None:
                 continue
             rows = connection.execute(
-                select(Run.params, Run.seed, Study.options, Study.search_spaces)
-                .select_from(Run.__table__.outerjoin(Study.__table__, Run.study_id == Study.id))
+                select(Run.seed, Run.trajectory)
                 .where(
                     Run.task == ranking.task, Run.optimizer == standing.optimizer,
                     Run.params_hash == standing.params_hash, Run.status == "complete",
                 )
-                .order_by(Run.seed)
+                .order_by(Run.seed, Run.id)
                 .limit(seeds)
             ).all()
-            for params, seed, options, ranges in rows:
-                chosen = {
-                    k: v for k, v in (options or {}).items() if k in known and v is not None
-                }
-                chosen["device"] = "cpu"
-                # the study's space: its ranges may be wider than the plugin declares
-                plugin = get_registry().optimizer(standing.optimizer)
-                space = apply_ranges(plugin.space, (ranges or {}).get(plugin.name, {}),
-                                     plugin.name)
-                result = train(ranking.task, replace(plugin, space=space), params, seed,
-                               **chosen)
-                if result.trajectory:
-                    paths.setdefault(standing.optimizer, []).append(
-                        Trajectory([tuple(p) for p in result.trajectory], seed)
-                    )
-    return paths
+            for seed, stored in rows:
+                points = _finite_prefix(stored or [])
+                if points:
+                    paths.setdefault(standing.optimizer, []).append(Trajectory(points, seed))
+            if rows and standing.optimizer not in paths:
+                missing.append(standing.optimizer)
+    return paths, missing
+
+
+def _finite_prefix(stored: Sequence[Any]) -> list[tuple[float, float]]:
+    """Stored ``[x, y]`` pairs as points, up to the first one with a missing coordinate."""
+    points: list[tuple[float, float]] = []
+    for pair in stored:
+        if len(pair) != 2 or any(
+            not isinstance(v, (int, float)) or not math.isfinite(v) for v in pair
+        ):
+            break
+        points.append((float(pair[0]), float(pair[1])))
+    return points
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -539,6 +538,7 @@ def write_report(
         advice = advise(task, db=store, tolerance=tolerance)
         ranking = advice.ranking
         sections: list[tuple[str, str, Path]] = []
+        notes: list[str] = []
 
         sensitivity = plot_lr_sensitivity(
             lr_points(store, task), ranking.metric, ranking.direction,
@@ -579,7 +579,15 @@ def write_report(
 
         function = _numpy_function(task_plugin)
         if getattr(task_plugin, "records_trajectory", False) and function is not None:
-            paths = rerun_trajectories(store, ranking)
+            paths, pathless = stored_trajectories(store, ranking)
+            left_out = ""
+            if pathless:
+                one = len(pathless) == 1
+                left_out = (
+                    f"No stored path for {', '.join(pathless)}: "
+                    f"{'its run was' if one else 'their runs were'} recorded before the store "
+                    f"kept paths, so {'it is' if one else 'they are'} left out of the path plot."
+                )
             if paths:
                 minimum = getattr(task_plugin, "minimum", None)
                 contour = plot_trajectories(
@@ -591,10 +599,13 @@ def write_report(
                 )
                 sections.append((
                     "Paths over the loss contours",
-                    "Each optimizer's best configuration, started from the task's start point "
-                    "(square); dots mark where each path ended.",
+                    "Each optimizer's best configuration (the path its first seed's run "
+                    "recorded), started from the task's start point (square); dots mark where "
+                    "each path ended." + (f" {left_out}" if left_out else ""),
                     contour,
                 ))
+            elif left_out:
+                notes.append(left_out)
 
         costs = profile_costs(profile_tasks, db=store)
         if any(c is not None for per in costs.values() for c in per.values()):
@@ -613,7 +624,7 @@ def write_report(
             store.dispose()
 
     index = directory / "index.html"
-    index.write_text(_html(advice, sections, display), encoding="utf-8")
+    index.write_text(_html(advice, sections, display, notes), encoding="utf-8")
     return Report(directory=directory, index=index, images=[path for _, _, path in sections])
 
 
@@ -622,7 +633,9 @@ def _all_positive(curves: Mapping[str, Sequence[SeedCurve]]) -> bool:
     return bool(values) and min(values) > 0
 
 
-def _html(advice: Any, sections: Sequence[tuple[str, str, Path]], db: str) -> str:
+def _html(
+    advice: Any, sections: Sequence[tuple[str, str, Path]], db: str, notes: Sequence[str] = ()
+) -> str:
     from tuner.advice import format_lr, format_metric, format_spread
 
     ranking = advice.ranking
@@ -647,6 +660,7 @@ def _html(advice: Any, sections: Sequence[tuple[str, str, Path]], db: str) -> st
         "rank", "optimizer", metric, "std", "seeds", "best lr", "good lr", "trials",
         "diverged/pruned runs", "steps to target", "state", "gap", "tied",
     ]
+    remarks = "\n".join(f'<p class="note">{escape(note)}</p>' for note in notes)
     figures = "\n".join(
         f'<section><h2>{escape(title)}</h2><p>{escape(caption)}</p>'
         f'<img src="{escape(path.name)}" alt="{escape(title)}"></section>'
@@ -665,6 +679,7 @@ th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
 img {{ max-width: 100%; border: 1px solid #eee; }}
 .advice {{ font-size: 1.15em; background: #f4f7fb; padding: 0.8em 1em; border-radius: 6px; }}
 .small {{ color: #666; font-size: 0.85em; }}
+.note {{ color: #8a5a00; }}
 </style>
 </head>
 <body>
@@ -677,6 +692,7 @@ stud{"y" if ranking.studies == 1 else "ies"} in {escape(db)}.</p>
 <tr>{"".join(f"<th>{escape(h)}</th>" for h in header)}</tr>
 {chr(10).join(rows)}
 </table>
+{remarks}
 {figures}
 </body>
 </html>

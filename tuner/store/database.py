@@ -44,6 +44,7 @@ SCHEMA_REVISIONS: dict[str, str] = {
     "0002": "0.1.0",
     "0003": "0.1.0",
     "0004": "0.1.0",
+    "0005": "0.1.0",
 }
 """Every migration revision, oldest first, with the first tuner version that shipped it."""
 

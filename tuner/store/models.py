@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -179,6 +180,11 @@ class Run(Base):
     queries need no join; ``lr`` is ``params["lr"]`` as its own column and ``params_hash``
     groups the seeds of one configuration. ``trial_id`` is None for a run recorded outside a
     study. ``versions`` keeps every version string the run reported.
+
+    ``trajectory`` is the run's path in the plane as ``[x, y]`` pairs (2-D tasks only; a
+    non-finite coordinate is stored as null), ``options`` the training options it used and
+    ``stopped_early`` whether early stopping ended it. All three are None on runs recorded
+    before migration 0005.
     """
 
     __tablename__ = "tuner_runs"
@@ -217,6 +223,10 @@ class Run(Base):
     versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # none_as_null: a run without a path or options gets SQL NULL, not the JSON text 'null'
+    trajectory: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    stopped_early: Mapped[bool | None] = mapped_column(Boolean)
 
     trial: Mapped[Trial | None] = relationship(back_populates="runs")
     curve: Mapped[list[CurveRow]] = relationship(

@@ -194,6 +194,9 @@ def run_row(
 
     ``plugin_version`` and ``space_hash`` default to ``result.versions["plugin"]`` and
     ``result.versions["space_hash"]``; ``torch_version`` is ``result.versions["torch"]``.
+    The trajectory becomes a list of ``[x, y]`` pairs and, like ``options``, has its non-finite
+    numbers stored as null (PostgreSQL's JSON has no NaN or Infinity); empty ``options`` are
+    stored as None ("not recorded").
     """
     if result.status not in RUN_STATUSES:
         raise StoreError(
@@ -227,6 +230,11 @@ def run_row(
         "versions": versions,
         "error": result.error,
         "created_at": utcnow(),
+        "trajectory": _plain_json([[x, y] for x, y in result.trajectory])
+        if result.trajectory is not None
+        else None,
+        "options": _plain_json(dict(result.options)) if result.options else None,
+        "stopped_early": bool(result.stopped_early),
     }
 
 
