@@ -118,6 +118,85 @@ def test_upgrading_a_populated_database_keeps_its_data(database_url):
     store.dispose()
 
 
+def _runs_curves_and_stats(url: str) -> tuple[list, int, list]:
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        runs = connection.execute(
+            text("SELECT id, seed, status, final_metric, lr FROM tuner_runs ORDER BY id")
+        ).all()
+        curve = connection.execute(text("SELECT count(*) FROM tuner_curve_points")).scalar()
+        stats = connection.execute(
+            text("SELECT optimizer, params_hash, runs, complete, diverged, metric_sum"
+                 " FROM tuner_config_stats ORDER BY params_hash")
+        ).all()
+    engine.dispose()
+    return [tuple(r) for r in runs], curve, [tuple(r) for r in stats]
+
+
+def test_a_populated_database_at_0004_upgrades_to_0005_keeping_its_data(database_url):
+    """Only columns are added: runs, curves, config stats and their triggers all survive."""
+    populated_at_first_revision(database_url)
+    upgrade(database_url, "0004")
+    before = _runs_curves_and_stats(database_url)
+    assert len(before[0]) == 2 and before[1] == 3 and before[2]  # the triggers' table is filled
+    assert upgrade(database_url) == ("0004", "0005")
+    assert _runs_curves_and_stats(database_url) == before
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        columns = {c["name"]: c for c in inspect(connection).get_columns("tuner_runs")}
+        unrecorded = connection.execute(
+            text("SELECT count(*) FROM tuner_runs WHERE trajectory IS NULL AND options IS NULL"
+                 " AND stopped_early IS NULL")
+        ).scalar()
+    engine.dispose()
+    assert all(columns[name]["nullable"] for name in ("trajectory", "options", "stopped_early"))
+    assert unrecorded == 2  # older runs: "not recorded"
+
+    # the 0004 triggers still count a run recorded after the upgrade, with its new columns
+    from tuner.store import Run, record_run
+    from tuner.training import RunResult
+
+    store = open_store(database_url, create=False)
+    if store.engine.dialect.name == "postgresql":  # the seed rows set their ids by hand
+        with store.engine.begin() as connection:
+            connection.execute(text("SELECT setval(pg_get_serial_sequence('tuner_runs', 'id'),"
+                                    " (SELECT max(id) FROM tuner_runs))"))
+    result = RunResult(task="quadratic", optimizer="adamw", params={"lr": 0.01, "beta1": 0.9},
+                       seed=2, status="complete", final_metric=0.1, best_metric=0.1,
+                       trajectory=[(1.0, 1.0), (0.5, 0.25)], options={"budget": 5},
+                       stopped_early=False)
+    run_id = record_run(store, 1, result)
+    with store.session() as session:
+        run = session.get(Run, run_id)
+        assert (run.trajectory, run.options, run.study_id) == ([[1.0, 1.0], [0.5, 0.25]],
+                                                               {"budget": 5}, 1)
+    store.dispose()
+    stats = {row[1]: row for row in _runs_curves_and_stats(database_url)[2]}
+    key = params_hash({"lr": 0.01, "beta1": 0.9})
+    assert stats[key][2:5] == (2, 2, 0) and stats[key][5] == pytest.approx(0.4)
+
+
+def test_downgrade_from_0005_to_0004_drops_only_the_new_columns(database_url):
+    populated_at_first_revision(database_url)
+    upgrade(database_url)
+    before = _runs_curves_and_stats(database_url)
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        command.downgrade(alembic_config(connection), "0004")
+        connection.commit()
+        names = {c["name"] for c in inspect(connection).get_columns("tuner_runs")}
+    engine.dispose()
+    assert schema_state(database_url).revision == "0004"
+    assert not names & {"trajectory", "options", "stopped_early"}
+    assert _runs_curves_and_stats(database_url) == before  # no rebuild: nothing cascaded away
+    engine = make_engine(database_url)
+    with engine.begin() as connection:  # and the triggers are still there
+        connection.execute(text("DELETE FROM tuner_runs WHERE id = 2"))
+    engine.dispose()
+    stats = _runs_curves_and_stats(database_url)[2]
+    assert sum(row[2] for row in stats) == 1
+
+
 def test_downgrade_and_upgrade_again_keep_the_rows_on_sqlite(sqlite_url):
     populated_at_first_revision(sqlite_url)
     upgrade(sqlite_url)

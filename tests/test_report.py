@@ -75,6 +75,82 @@ def test_report_writes_pngs_that_the_index_links(studied, tmp_path):
     assert "On quadratic, use" in page and "<table>" in page
 
 
+def copy_of(url: str, tmp_path: Path) -> str:
+    """A copy of an SQLite store (WAL included), to change without touching the original."""
+    import sqlite3
+
+    copy = tmp_path / "copy.db"
+    source = sqlite3.connect(url.removeprefix("sqlite:///"))
+    target = sqlite3.connect(copy)
+    with target:
+        source.backup(target)
+    source.close()
+    target.close()
+    return f"sqlite:///{copy}"
+
+
+def test_report_draws_the_stored_paths_without_training(studied, tmp_path, monkeypatch):
+    import tuner.training
+    from tuner.advice import advise
+    from tuner.plugins import get_registry
+    from tuner.report import stored_trajectories
+    from tuner.store import open_store
+
+    calls = []
+    real_train = tuner.training.train
+
+    def counting_train(*args, **kwargs):
+        calls.append(args)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(tuner.training, "train", counting_train)
+    out = tmp_path / "report"
+    result = invoke("report", "--task", "quadratic", "--out", str(out), "--db", studied)
+    assert result.exit_code == 0, result.output
+    assert calls == []  # nothing was trained to draw the paths
+    assert_png(out / "trajectories.png")
+    assert "No stored path" not in (out / "index.html").read_text(encoding="utf-8")
+
+    store = open_store(studied, create=False)
+    try:
+        paths, pathless = stored_trajectories(store, advise("quadratic", db=store).ranking)
+    finally:
+        store.dispose()
+    start = tuple(get_registry().task("quadratic").start)
+    assert sorted(paths) == ["adam", "sgd"] and pathless == []
+    for runs in paths.values():
+        assert len(runs) == 1 and runs[0].seed == 0  # the first seed's run
+        assert runs[0].points[0] == pytest.approx(start) and len(runs[0].points) > 10
+    assert calls == []
+
+
+def test_runs_without_a_stored_path_are_left_out_and_the_page_says_so(studied, tmp_path):
+    from sqlalchemy import text
+
+    from tuner.store import make_engine
+
+    url = copy_of(studied, tmp_path)
+    engine = make_engine(url)
+    with engine.begin() as connection:  # as if sgd's runs were recorded before 0005
+        connection.execute(text("UPDATE tuner_runs SET trajectory = NULL WHERE optimizer = 'sgd'"))
+    engine.dispose()
+    out = tmp_path / "partial"
+    assert invoke("report", "--task", "quadratic", "--out", str(out), "--db", url).exit_code == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "No stored path for sgd" in page and "left out of the path plot" in page
+    assert_png(out / "trajectories.png")  # adam's path is still drawn
+
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE tuner_runs SET trajectory = NULL"))
+    engine.dispose()
+    out = tmp_path / "none"
+    assert invoke("report", "--task", "quadratic", "--out", str(out), "--db", url).exit_code == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "No stored path for adam, sgd" in page or "No stored path for sgd, adam" in page
+    assert not (out / "trajectories.png").exists() and "trajectories.png" not in page
+
+
 def test_report_on_an_empty_store_says_so(sqlite_url, tmp_path):
     result = invoke("report", "--task", "quadratic", "--out", str(tmp_path / "r"),
                     "--db", sqlite_url)

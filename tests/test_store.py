@@ -124,8 +124,11 @@ def test_unreachable_server_is_one_line_without_the_password():
 def test_record_run_stores_every_field_and_the_curve(database_url):
     store = open_store(database_url)
     trial_id = new_trial(store)
-    result = make_result(seed=1, points=30)
+    options = {"schedule": "cosine", "budget": 300, "clip_norm": None, "min_delta": math.inf}
+    result = make_result(seed=1, points=30, options=options, stopped_early=True,
+                         trajectory=[(1.5, -2.0), (0.5, math.nan), (math.inf, 0.25)])
     run_id = record_run(store, trial_id, result, space_hash="abc123")
+    plain_id = record_run(store, trial_id, make_result(seed=2))  # no path, no options
     finish_trial(store, trial_id, status="complete", value=0.25)
     with store.session() as session:
         run = session.get(Run, run_id)
@@ -144,6 +147,18 @@ def test_record_run_stores_every_field_and_the_curve(database_url):
         assert run.versions["tuner"] == "0.1.0" and run.device == "cpu"
         assert [p.step for p in run.curve] == [i * 10 for i in range(30)]
         assert run.curve[3].train_loss == pytest.approx(0.25)
+        # pairs as lists; non-finite numbers as null, which PostgreSQL's JSON accepts
+        assert run.trajectory == [[1.5, -2.0], [0.5, None], [None, 0.25]]
+        assert run.options == {"schedule": "cosine", "budget": 300, "clip_norm": None,
+                               "min_delta": None}
+        assert run.stopped_early is True
+        plain = session.get(Run, plain_id)
+        assert (plain.trajectory, plain.options, plain.stopped_early) == (None, None, False)
+        unrecorded = session.scalar(  # SQL NULL, not the JSON text 'null'
+            select(func.count()).select_from(Run)
+            .where(Run.trajectory.is_(None), Run.options.is_(None))
+        )
+        assert unrecorded == 1
         trial = session.get(Trial, trial_id)
         assert (trial.status, trial.value, trial.worker_host) == ("complete", 0.25, "host-a")
         assert trial.finished_at is not None
