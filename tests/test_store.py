@@ -166,18 +166,33 @@ def test_record_run_stores_every_field_and_the_curve(database_url):
     store.dispose()
 
 
-def test_diverged_run_keeps_its_curve_with_nan_as_null(sqlite_url):
-    store = open_store(sqlite_url)
-    curve = [CurvePoint(0, 1.0, 0.5, 1.0, 0.0), CurvePoint(10, math.nan, math.inf, 1.0, 0.1)]
-    result = make_result(status="diverged", final_metric=None, best_metric=0.5, curve=curve,
-                         error="loss became nan at step 10", params={"lr": 1.0})
+def test_diverged_run_keeps_its_curve_with_non_finite_values_as_null(database_url):
+    """One rule on both databases: NaN and both infinities are stored as NULL / JSON null."""
+    store = open_store(database_url)
+    curve = [CurvePoint(0, 1.0, 0.5, 1.0, 0.0), CurvePoint(10, math.nan, math.inf, -math.inf, 0.1)]
+    result = make_result(status="diverged", final_metric=None, best_metric=math.inf, curve=curve,
+                         error="loss became nan at step 10", params={"lr": 1.0, "eps": math.nan},
+                         seconds_to_target=-math.inf, trajectory=[(1.0, 2.0), (math.inf, 0.5)])
     run_id = record_run(store, None, result)
     with store.session() as session:
         run = session.get(Run, run_id)
         assert run.status == "diverged" and run.final_metric is None and run.study_id is None
-        assert run.curve[1].train_loss is None and run.curve[1].metric == math.inf
+        assert (run.best_metric, run.seconds_to_target) == (None, None)
+        point = run.curve[1]
+        assert (point.train_loss, point.metric, point.lr) == (None, None, None)
+        assert run.params == {"lr": 1.0, "eps": None}
+        assert run.trajectory == [[1.0, 2.0], [None, 0.5]]
         assert run.error.startswith("loss became nan")
     store.dispose()
+
+
+def test_the_one_rule_for_values():
+    from tuner.store.values import finite_or_none, plain_json
+
+    assert [finite_or_none(v) for v in (None, 1, 2.5, math.nan, math.inf, -math.inf)] == [
+        None, 1.0, 2.5, None, None, None]
+    assert plain_json({1: (math.inf, [math.nan, 0.5]), "k": {"x": -math.inf, "y": True}}) == {
+        "1": [None, [None, 0.5]], "k": {"x": None, "y": True}}
 
 
 def test_record_run_is_one_transaction(database_url):

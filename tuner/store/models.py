@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from datetime import datetime, timezone
 from typing import Any
 
@@ -62,14 +61,6 @@ def params_hash(params: dict[str, Any]) -> str:
     """
     text = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """NaN becomes None (SQLite stores NaN as NULL anyway; PostgreSQL would keep it)."""
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
 
 
 class Base(DeclarativeBase):

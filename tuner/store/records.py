@@ -27,10 +27,10 @@ from tuner.store.models import (
     Run,
     Study,
     Trial,
-    finite_or_none,
     params_hash,
     utcnow,
 )
+from tuner.store.values import finite_or_none, plain_json
 
 if TYPE_CHECKING:
     from tuner.training import RunResult
@@ -51,17 +51,6 @@ def _writing(target: Target) -> Iterator[Session | Connection]:
         yield target
     else:
         raise TypeError(f"expected a Store, Engine, Session or Connection, got {target!r}")
-
-
-def _plain_json(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None (PostgreSQL's JSON rejects NaN/Infinity)."""
-    if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
-    if isinstance(value, Mapping):
-        return {str(k): _plain_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_json(v) for v in value]
-    return value
 
 
 def create_study(
@@ -90,8 +79,8 @@ def create_study(
         "seeds": [int(s) for s in seeds],
         "sampler": sampler,
         "pruner": pruner,
-        "options": _plain_json(dict(options or {})),
-        "search_spaces": _plain_json(dict(search_spaces or {})),
+        "options": plain_json(dict(options or {})),
+        "search_spaces": plain_json(dict(search_spaces or {})),
         "status": status,
         "tuner_version": __version__,
         "created_at": utcnow(),
@@ -147,7 +136,7 @@ def start_trial(
         "optuna_study_name": optuna_study_name,
         "optuna_trial_number": int(optuna_trial_number),
         "optuna_trial_id": optuna_trial_id,
-        "params": _plain_json(dict(params)),
+        "params": plain_json(dict(params)),
         "status": "running",
         "started_at": now,
         "heartbeat_at": now,
@@ -203,7 +192,7 @@ def run_row(
             f"unknown run status {result.status!r} (one of {', '.join(RUN_STATUSES)})"
         )
     versions = {str(k): str(v) for k, v in (result.versions or {}).items()}
-    params = _plain_json(dict(result.params))
+    params = plain_json(dict(result.params))
     lr = params.get("lr")
     return {
         "trial_id": trial_id,
@@ -230,10 +219,10 @@ def run_row(
         "versions": versions,
         "error": result.error,
         "created_at": utcnow(),
-        "trajectory": _plain_json([[x, y] for x, y in result.trajectory])
+        "trajectory": plain_json([[x, y] for x, y in result.trajectory])
         if result.trajectory is not None
         else None,
-        "options": _plain_json(dict(result.options)) if result.options else None,
+        "options": plain_json(dict(result.options)) if result.options else None,
         "stopped_early": bool(result.stopped_early),
     }
 
