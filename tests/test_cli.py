@@ -5,10 +5,12 @@ import subprocess
 import sys
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from tuner import __version__, hookspecs
 from tuner.cli import cli
+from tuner.errors import TunerError, describe_exception, first_line
 
 
 def test_help_does_not_import_heavy_modules():
@@ -57,3 +59,68 @@ def test_every_hook_is_documented():
     for hook in hooks:
         doc = inspect.getdoc(hook) or ""
         assert "Args:" in doc and "Returns:" in doc, hook.__name__
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["study", "create", "s", "--frobnicate"],
+         "Error: No such option '--frobnicate'. (tuner study create --help)"),
+        (["--frobnicate"], "Error: No such option '--frobnicate'. (tuner --help)"),
+        (["study", "frobnicate"], "Error: No such command 'frobnicate'. (tuner study --help)"),
+        (["train", "--optimizer", "adam"],
+         "Error: Missing option '--task'. (tuner train --help)"),
+        (["train", "--task", "quadratic", "--optimizer", "adam", "--seed", "x"],
+         "Error: Invalid value for '--seed': 'x' is not a valid integer. (tuner train --help)"),
+        (["study", "export", "s", "--format", "xml"],
+         "Error: Invalid value for '--format': 'xml' is not one of 'csv', 'json'. "
+         "(tuner study export --help)"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(args, message):
+    result = CliRunner().invoke(cli, args, prog_name="tuner")
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [message]
+
+
+def test_a_usage_error_leaves_the_store_as_it_was(tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    assert CliRunner().invoke(cli, ["db", "upgrade", "--db", url]).exit_code == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    result = subprocess.run(
+        [sys.executable, "-m", "tuner", "study", "create", "s", "--task", "quadratic",
+         "--optimizers", "adam", "--trials", "many", "--seeds", "1", "--db", url],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "Error: Invalid value for '--trials': 'many' is not a valid integer. "
+        "(tuner study create --help)"
+    ]
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_a_group_without_a_subcommand_still_shows_its_help():
+    result = CliRunner().invoke(cli, ["study"])
+    assert "Commands:" in result.output and "create" in result.output
+
+
+def test_any_tuner_error_prints_its_first_line_only():
+    @cli.command(name="explode-for-test", hidden=True)
+    def explode() -> None:
+        """Raise a multi-line TunerError."""
+        raise TunerError("the first line says it\nand this traceback-like tail\n  does not")
+
+    try:
+        result = CliRunner().invoke(cli, ["explode-for-test"])
+    finally:
+        del cli.commands["explode-for-test"]
+    assert result.exit_code == 1
+    assert result.output.splitlines() == ["Error: the first line says it"]
+
+
+def test_describe_exception_is_one_line():
+    error = RuntimeError("\n  first\nsecond\n")
+    assert describe_exception(error) == "RuntimeError: first"
+    assert describe_exception(SystemExit()) == "SystemExit"
+    assert first_line("x" * 1000) == "x" * 297 + "..."

@@ -133,6 +133,25 @@ BROKEN = {
         """,
         "optimizer 'sgd' is already registered by plugin 'torch_optim'",
     ),
+    "exit": ("raise SystemExit(3)\n", "failed to import: SystemExit: 3"),
+    "base": (
+        "class Stop(BaseException):\n    pass\n\nraise Stop('not an Exception')\n",
+        "failed to import: Stop: not an Exception",
+    ),
+    "multiline": (
+        "raise RuntimeError('first line\\nsecond line\\nthird line')\n",
+        "failed to import: RuntimeError: first line",
+    ),
+    "hookexit": (
+        """
+        import tuner
+
+        @tuner.hookimpl
+        def register_tasks(register):
+            raise SystemExit("bye")
+        """,
+        "register_tasks raised SystemExit: bye",
+    ),
 }
 
 
@@ -146,6 +165,44 @@ def test_broken_plugin_gives_one_line_naming_it(tmp_path, kind):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"Error: plugin 'broken_{kind}'")
     assert expected in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("tasks", "list"), ("optimizers", "list"), ("train", "--task", "quadratic", "--optimizer",
+                                                 "adam")],
+)
+def test_an_unknown_name_in_tuner_plugins_is_an_error_listing_the_installed(monkeypatch, args):
+    monkeypatch.setenv("TUNER_PLUGINS", "tasks,nosuch")
+    result = run_tuner(*args)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "Error: TUNER_PLUGINS names 'nosuch', which is not installed; the installed plugins "
+        "are: lion, lookahead, schedule_free, sign, tasks, torch_optim"
+    ]
+
+
+def test_an_unknown_tuner_plugins_name_leaves_the_store_as_it_was(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    assert run_tuner("db", "upgrade", "--db", url).returncode == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    monkeypatch.setenv("TUNER_PLUGINS", "nosuch")
+    result = run_tuner("study", "create", "s", "--task", "quadratic", "--optimizers", "adam",
+                       "--trials", "2", "--seeds", "1", "--db", url)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("Error: TUNER_PLUGINS names 'nosuch'")
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_a_registry_without_tasks_says_so_instead_of_an_empty_list(monkeypatch):
+    monkeypatch.setenv("TUNER_PLUGINS", "torch_optim")
+    result = run_tuner("train", "--task", "quadratic", "--optimizer", "adam")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Error: unknown task 'quadratic'; no task is registered by the loaded plugins "
+        "(TUNER_PLUGINS=torch_optim loads only those plugins)"
+    )
 
 
 def test_only_named_plugins_load_with_tuner_plugins_env(tmp_path, monkeypatch):

@@ -59,6 +59,36 @@ def test_complete_rejects_unknown_names_and_values_out_of_range():
         space.complete({"k": 2.5})
 
 
+def test_values_are_checked_even_when_their_parameter_is_inactive():
+    space = momentum_space()
+    with pytest.raises(SpaceError, match=r"^sgd: parameter 'nesterov': 'maybe' is not one of"):
+        space.complete({"momentum": 0.0, "nesterov": "maybe"}, owner="sgd")
+    with pytest.raises(SpaceError, match=r"^sgd: parameter 'nesterov': 'maybe' is not one of"):
+        space.complete(space.parse(["momentum=0", "nesterov=maybe"], owner="sgd"), owner="sgd")
+
+
+def test_a_value_for_an_inactive_parameter_names_the_condition():
+    space = momentum_space()
+    with pytest.raises(SpaceError) as error:
+        space.complete({"momentum": 0.0, "nesterov": True}, owner="sgd")
+    assert str(error.value) == (
+        "sgd: parameter 'nesterov' is inactive: it applies only when momentum > 0, "
+        "and here momentum is 0.0"
+    )
+    chained = SearchSpace([*momentum_space(),
+                           Float("dampening", 0.0, 1.0, 0.0, when=("nesterov", "==", True))])
+    with pytest.raises(SpaceError, match="when nesterov == True, and here nesterov is itself"):
+        chained.complete({"momentum": 0.0, "dampening": 0.5})
+
+
+def test_fallback_values_fill_in_only_what_is_not_given():
+    space = momentum_space()
+    values = space.complete({"momentum": 0.0}, fallback=space.recommended())
+    assert values == {"lr": 0.1, "momentum": 0.0, "k": 5}  # nesterov dropped, not an error
+    assert space.complete({"lr": 0.5}, fallback={"k": 9}) == {
+        "lr": 0.5, "momentum": 0.9, "nesterov": False, "k": 9}
+
+
 def test_parse_reads_typed_values():
     values = momentum_space().parse(["lr=3e-4", "nesterov=true", "k=7"], owner="sgd")
     assert values == {"lr": 3e-4, "nesterov": True, "k": 7}
@@ -67,21 +97,33 @@ def test_parse_reads_typed_values():
 
 
 def test_optuna_sampling_respects_ranges_and_conditions():
-    space = momentum_space()
+    """Both branches of each condition are drawn: the conditional parameter is absent whenever
+    its condition is false and present whenever it is true."""
+    space = SearchSpace(
+        [
+            Float("lr", 1e-4, 1.0, default=1e-2, log=True),
+            Float("momentum", 0.0, 0.99, default=0.9),
+            Categorical("nesterov", (False, True), default=False, when=("momentum", ">", 0.5)),
+            Categorical("kind", ("plain", "decayed"), default="plain"),
+            Float("decay", 1e-5, 1e-1, default=1e-3, log=True, when=("kind", "==", "decayed")),
+            Int("k", 1, 10, default=5),
+        ]
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen_without_nesterov = False
+    seen: dict[str, set[bool]] = {"nesterov": set(), "decay": set()}
     for _ in range(40):
         trial = study.ask()
         values = space.suggest(trial)
         assert 1e-4 <= values["lr"] <= 1.0 and 1 <= values["k"] <= 10
-        assert ("nesterov" in values) == (values["momentum"] > 0)
+        assert ("nesterov" in values) == (values["momentum"] > 0.5)
+        assert ("decay" in values) == (values["kind"] == "decayed")
         assert set(trial.distributions) == set(values)
         assert space.distributions(values) == trial.distributions
+        assert space.complete(values) == values  # a sampled configuration is a valid one
         study.tell(trial, values["lr"])
-        seen_without_nesterov |= "nesterov" not in values
-    # momentum is continuous, so it is never exactly 0; a fixed zero momentum must drop nesterov
-    assert not seen_without_nesterov
-    assert "nesterov" not in space.complete({"momentum": 0.0})
+        for name in seen:
+            seen[name].add(name in values)
+    assert seen == {"nesterov": {False, True}, "decay": {False, True}}
 
 
 def test_with_range_narrows_and_validates():

@@ -378,6 +378,11 @@ def test_tuner_train_prints_the_curve_as_a_table() -> None:
         (["--param", "lr=fast"], "Error: adam: parameter 'lr': cannot read 'fast' as float(log)"),
         (["--param", "lr=5"], "Error: adam: parameter 'lr': 5 is outside [1e-05, 0.1]"),
         (["--budget", "0"], "Error: budget must be a whole number >= 1, got 0"),
+        (["--param", "decoupled_weight_decay=maybe"],
+         "Error: adam: parameter 'decoupled_weight_decay': 'maybe' is not one of [False, True]"),
+        (["--param", "decoupled_weight_decay=true"],
+         "Error: adam: parameter 'decoupled_weight_decay' is inactive: it applies only when "
+         "weight_decay > 0, and here weight_decay is 0.0"),
     ],
 )
 def test_tuner_train_bad_input_is_one_line(args: list[str], message: str) -> None:

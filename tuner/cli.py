@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import IO, Any
+
 import click
 
 from tuner import __version__
@@ -10,18 +12,50 @@ from tuner.commands import tasks as tasks_commands
 from tuner.commands.db import db
 from tuner.commands.plugins import optimizers, plugins_command
 from tuner.commands.study import study, worker_command
+from tuner.errors import first_line
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error as one line: ``Error: No such option: --x (tuner study create --help)``."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        where = f" ({self.ctx.command_path} --help)" if self.ctx is not None else ""
+        click.echo(f"Error: {first_line(self.format_message())}{where}", file=file, err=True)
+
+
+def _one_line_usage(error: click.UsageError) -> click.UsageError:
+    if isinstance(error, (OneLineUsageError, click.exceptions.NoArgsIsHelpError)):
+        return error  # a bare group shows its help, as click does
+    short = OneLineUsageError(error.format_message(), ctx=error.ctx)
+    short.exit_code = error.exit_code
+    return short
 
 
 class TunerGroup(click.Group):
-    """Turns tuner's user-facing errors into one line and a non-zero exit, never a traceback."""
+    """The one place where errors are formatted for every command: a user-facing error is one
+    line and a non-zero exit, never a traceback (tuner's errors exit 1, usage errors 2)."""
 
-    def invoke(self, ctx: click.Context):
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as error:
+            raise _one_line_usage(error) from error
+
+    def invoke(self, ctx: click.Context) -> Any:
         from tuner.errors import TunerError
 
         try:
             return super().invoke(ctx)
         except TunerError as error:
-            raise click.ClickException(str(error)) from error
+            raise click.ClickException(first_line(str(error))) from error
+        except click.UsageError as error:  # a subcommand's parsing, or a command's own check
+            raise _one_line_usage(error) from error
+        except click.ClickException as error:
+            error.message = first_line(error.message)
+            raise
 
 
 @click.group(cls=TunerGroup)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+LONGEST_LINE = 300
+"""Characters of an error line kept by :func:`first_line` (a longer one ends in ``...``)."""
+
 
 class TunerError(Exception):
     """A user-facing error; the CLI prints its message as one line and exits non-zero."""
@@ -16,3 +19,15 @@ class UnknownNameError(TunerError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of ``text``, stripped and cut to :data:`LONGEST_LINE`."""
+    line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
+    return line if len(line) <= LONGEST_LINE else line[: LONGEST_LINE - 3] + "..."
+
+
+def describe_exception(error: BaseException) -> str:
+    """``"TypeName: first line of the message"`` (or the type alone): one line for any error."""
+    message = first_line(str(error))
+    return first_line(f"{type(error).__name__}: {message}" if message else type(error).__name__)

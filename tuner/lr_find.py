@@ -193,10 +193,9 @@ def lr_find(
     if "lr" not in plugin.space:
         raise LrFindError(f"optimizer {optimizer!r} has no 'lr' hyperparameter to sweep")
     schedule_start = lr_schedule(start, end, steps)[0]
-    values = dict(plugin.space.recommended())
-    values.update(params or {})
-    values["lr"] = min(max(schedule_start, plugin.space["lr"].low), plugin.space["lr"].high)
-    values = plugin.space.complete(values, owner=optimizer)
+    lr_param = plugin.space["lr"]
+    given = {**(params or {}), "lr": min(max(schedule_start, lr_param.low), lr_param.high)}
+    values = plugin.space.complete(given, owner=optimizer, fallback=plugin.space.recommended())
 
     where = resolve_device(device)
     torch.manual_seed(seed)

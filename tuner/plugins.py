@@ -20,7 +20,13 @@ from typing import Any
 import pluggy
 
 from tuner import hookspecs
-from tuner.errors import PluginError, UnknownNameError
+from tuner.errors import (
+    PluginError,
+    TunerError,
+    UnknownNameError,
+    describe_exception,
+    first_line,
+)
 from tuner.optimizer import OptimizerPlugin, OptimizerWrapper
 from tuner.space import SpaceError
 from tuner.task import Task
@@ -64,21 +70,35 @@ class Registry:
         prefix, sep, inner = name.partition("-")
         if sep and prefix in self.wrappers and inner:
             wrapper = self.wrappers[prefix]
-            plugin = wrapper.wrap(self.optimizer(inner))
+            inner_plugin = self.optimizer(inner)
+            try:
+                plugin = wrapper.wrap(inner_plugin)
+            except TunerError:
+                raise
+            except Exception as error:
+                raise PluginError(
+                    f"plugin {wrapper.plugin!r}: wrapping {inner!r} in {prefix!r} raised "
+                    f"{describe_exception(error)}"
+                ) from error
             plugin.space.validate(f"plugin {wrapper.plugin!r}: optimizer {plugin.name!r}")
             return replace(plugin, plugin=wrapper.plugin, version=wrapper.version)
-        raise UnknownNameError(
-            f"unknown optimizer {name!r}; choose from: {', '.join(sorted(self.optimizers))}"
-            + "".join(f", {w}-<optimizer>" for w in sorted(self.wrappers))
-        )
+        names = sorted(self.optimizers) + [f"{w}-<optimizer>" for w in sorted(self.wrappers)]
+        raise UnknownNameError(f"unknown optimizer {name!r}; {_choices('optimizer', names)}")
 
     def task(self, name: str) -> Task:
         """The task called ``name``."""
         if name in self.tasks:
             return self.tasks[name]
-        raise UnknownNameError(
-            f"unknown task {name!r}; choose from: {', '.join(sorted(self.tasks))}"
-        )
+        raise UnknownNameError(f"unknown task {name!r}; {_choices('task', sorted(self.tasks))}")
+
+
+def _choices(kind: str, names: list[str]) -> str:
+    """``choose from: a, b``, or why there is nothing to choose from."""
+    if names:
+        return "choose from: " + ", ".join(names)
+    only = os.environ.get("TUNER_PLUGINS")
+    hint = f" (TUNER_PLUGINS={only} loads only those plugins)" if only else ""
+    return f"no {kind} is registered by the loaded plugins{hint}"
 
 
 _registry: Registry | None = None
@@ -99,10 +119,24 @@ def reset() -> None:
 
 
 def _selected(points: list[EntryPoint]) -> list[EntryPoint]:
+    """The entry points ``TUNER_PLUGINS`` names (all when it is unset); an unknown name is an
+    error that lists the installed plugins."""
     only = os.environ.get("TUNER_PLUGINS")
     if not only:
         return points
     wanted = {name.strip() for name in only.split(",") if name.strip()}
+    installed = sorted({ep.name for ep in points})
+    unknown = sorted(wanted - set(installed))
+    if unknown or not wanted:
+        problem = (
+            f"names {', '.join(repr(name) for name in unknown)}, "
+            + ("which is not installed" if len(unknown) == 1 else "which are not installed")
+            if unknown else "is set but names no plugin"
+        )
+        raise PluginError(
+            f"TUNER_PLUGINS {problem}; the installed plugins are: "
+            + (", ".join(installed) or "none")
+        )
     return [ep for ep in points if ep.name in wanted]
 
 
@@ -123,16 +157,17 @@ def load_plugins() -> Registry:
         seen.add(point.name)
         try:
             module = point.load()
-        except Exception as error:  # any import failure, reported by name
+        except KeyboardInterrupt:
+            raise
+        except BaseException as error:  # any import failure, SystemExit included, by name
             raise PluginError(
                 f"plugin {point.name!r} ({point.value}) failed to import: "
-                f"{type(error).__name__}: {error}"
+                f"{describe_exception(error)}"
             ) from error
         try:
             manager.register(module, name=point.name)
         except (pluggy.PluginValidationError, ValueError) as error:
-            detail = str(error).split("\n")[0]
-            raise PluginError(f"plugin {point.name!r}: {detail}") from error
+            raise PluginError(f"plugin {point.name!r}: {first_line(str(error))}") from error
         dist = point.dist
         registry.plugins.append(
             PluginInfo(
@@ -150,7 +185,7 @@ def load_plugins() -> Registry:
         manager.check_pending()
     except pluggy.PluginValidationError as error:
         name = manager.get_name(error.plugin) or error.plugin
-        detail = str(error).split(" in plugin ")[0]
+        detail = first_line(str(error).split(" in plugin ")[0])
         hooks = ", ".join(sorted(n for n in dir(manager.hook) if n.startswith("register_")))
         raise PluginError(f"plugin {name!r}: {detail}; the hooks are: {hooks}") from error
 
@@ -181,11 +216,11 @@ def _collect(
             print(f"tuner: calling {plugin.name}.{hook}", file=sys.stderr)
         try:
             impl.function(**{arg: register for arg in impl.argnames})
-        except PluginError:
+        except (PluginError, KeyboardInterrupt):
             raise
-        except Exception as error:
+        except BaseException as error:  # SystemExit too: a plugin must not end tuner silently
             raise PluginError(
-                f"plugin {plugin.name!r}: {hook} raised {type(error).__name__}: {error}"
+                f"plugin {plugin.name!r}: {hook} raised {describe_exception(error)}"
             ) from error
 
 
@@ -213,7 +248,7 @@ def _optimizer_adder(registry: Registry) -> Callable[[Any, PluginInfo], None]:
         try:
             item.space.validate(f"plugin {plugin.name!r}: optimizer {item.name!r}")
         except SpaceError as error:
-            raise PluginError(str(error)) from error
+            raise PluginError(first_line(str(error))) from error
         if item.state_multiple < 0:
             raise PluginError(
                 f"plugin {plugin.name!r}: optimizer {item.name!r}: state_multiple must be >= 0"
@@ -249,7 +284,9 @@ def _task_adder(registry: Registry) -> Callable[[Any, PluginInfo], None]:
         _check_name("task", name, registry.tasks, plugin)
         problems = item.problems()
         if problems:
-            raise PluginError(f"plugin {plugin.name!r}: task {name!r}: {problems[0]}")
+            raise PluginError(
+                f"plugin {plugin.name!r}: task {name!r}: {first_line(problems[0])}"
+            )
         item.plugin, item.version = plugin.name, plugin.version
         registry.tasks[name] = item
 

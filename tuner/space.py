@@ -272,10 +272,19 @@ class SearchSpace:
         """Sample a configuration from an Optuna trial (define-by-run, conditions respected)."""
         return self._resolve(lambda p, _: p.suggest(trial))
 
-    def complete(self, values: Mapping[str, Any], owner: str = "") -> dict[str, Any]:
-        """Check ``values`` against the space and fill in defaults; inactive parameters drop out.
+    def complete(
+        self, values: Mapping[str, Any], owner: str = "",
+        fallback: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Check ``values`` against the space and fill in the rest; only active parameters stay.
 
-        Raises :class:`SpaceError` for an unknown name or a value outside its range.
+        Every given value is checked against its parameter, active or not. A parameter that is
+        not given takes its value from ``fallback`` when it has one (lr-find starts from the
+        recommended values), else its default.
+
+        Raises :class:`SpaceError` for an unknown name, a value its parameter does not accept,
+        or a value given for a conditional parameter whose condition does not hold (the message
+        names the condition).
         """
         prefix = f"{owner}: " if owner else ""
         unknown = sorted(set(values) - set(self.names))
@@ -284,19 +293,40 @@ class SearchSpace:
                 f"{prefix}unknown parameter {unknown[0]!r}; the parameters are: "
                 + ", ".join(self.names)
             )
+        checked: dict[str, Any] = {}
+        for param in self.params:
+            if param.name in values:
+                try:
+                    checked[param.name] = param.check(values[param.name])
+                except (TypeError, ValueError) as error:
+                    raise SpaceError(f"{prefix}parameter {param.name!r}: {error}") from None
+        others = fallback or {}
 
         def pick(param: Param, _: dict) -> Any:
-            if param.name not in values:
-                return param.default
-            try:
-                return param.check(values[param.name])
-            except ValueError as error:
-                raise SpaceError(f"{prefix}parameter {param.name!r}: {error}") from None
+            if param.name in checked:
+                return checked[param.name]
+            return others.get(param.name, param.default)
 
-        return self._resolve(pick)
+        resolved = self._resolve(pick)
+        for name in checked:
+            if name not in resolved:
+                raise SpaceError(f"{prefix}{self._inactive_reason(name, resolved)}")
+        return resolved
+
+    def _inactive_reason(self, name: str, resolved: Mapping[str, Any]) -> str:
+        """Why parameter ``name`` is inactive under ``resolved``, in one line."""
+        when = self[name].when
+        assert when is not None  # an unconditional parameter is always active
+        if when.param in resolved:
+            now = f"{when.param} is {resolved[when.param]!r}"
+        else:
+            now = f"{when.param} is itself inactive"
+        return (
+            f"parameter {name!r} is inactive: it applies only when {when}, and here {now}"
+        )
 
     def parse(self, assignments: Iterable[str], owner: str = "") -> dict[str, Any]:
-        """Parse ``name=value`` strings into typed values (not yet range-checked)."""
+        """Parse ``name=value`` strings into typed values (:meth:`complete` checks them)."""
         values: dict[str, Any] = {}
         for text in assignments:
             name, sep, raw = text.partition("=")
