@@ -12,25 +12,24 @@ from sqlalchemy import select, update
 
 from tuner.driver import (
     DriverError,
-    StudyConfig,
     Worker,
     WorkerSettings,
     create,
-    grid_points,
-    load_config,
-    make_sampler,
     optuna_study_name,
     run_study,
 )
+from tuner.driver.grid import grid_points
+from tuner.driver.optuna_adapter import make_sampler
 from tuner.plugins import get_registry
 from tuner.space import Categorical, Float, SearchSpace
 from tuner.store import Run, Study, Trial, open_store
-from tuner.studyfile import StudyFileError, parse_range_flag, resolve
+from tuner.store.studies import get_study
+from tuner.studyfile import StudyFileError, StudySpec, parse_range_flag, resolve
 
 TINY = {"task": "quadratic", "budget": 20}
 
 
-def make(url: str, name: str, **settings) -> StudyConfig:
+def make(url: str, name: str, **settings) -> StudySpec:
     return create(resolve({"name": name, **TINY, **settings}), url)
 
 
@@ -64,7 +63,7 @@ def test_first_trial_is_recommended_and_values_are_seed_means(sqlite_url: str):
         trials = optuna_trials(sqlite_url, "means", optimizer)
         assert len(trials) == 3
         assert trials[0].params == registry.optimizer(optimizer).space.recommended()
-        assert trials[0].user_attrs["recommended"] is True
+        assert trials[0].user_attrs["origin"] == "recommended"
     for trial in rows(sqlite_url, Trial, status="complete"):
         finals = [run.final_metric for run in rows(sqlite_url, Run, trial_id=trial.id)]
         assert len(finals) == 2
@@ -154,7 +153,7 @@ def test_a_changed_search_space_stops_the_worker(sqlite_url: str):
     config = make(sqlite_url, "changed", optimizers="adam", trials=1, seeds=1)
     store = open_store(sqlite_url)
     with store.engine.begin() as connection:
-        options = dict(config.options, space_hashes={"adam": "0000000000000000"})
+        options = dict(config.options(), space_hashes={"adam": "0000000000000000"})
         connection.execute(update(Study).where(Study.id == config.id).values(options=options))
     store.dispose()
     with pytest.raises(DriverError, match="search space of optimizer 'adam' changed"):
@@ -208,20 +207,19 @@ def test_sweep_settles_an_optuna_trial_left_running(sqlite_url: str):
     (settled,) = optuna.load_study(study_name=study.study_name, storage=storage).trials
     assert settled.state == TrialState.COMPLETE and settled.value == pytest.approx(trial.value)
     with open_store(sqlite_url, create=False) as store:
-        assert load_config(store, "sweep").status == "finished"
+        assert get_study(store, "sweep").status == "finished"
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random"])
+@pytest.mark.parametrize("sampler", ["tpe", "random", "qmc"])
 def test_optimizers_with_the_same_parameter_names_draw_different_configurations(sampler):
-    config = StudyConfig(
-        id=1, name="s", task="logreg", optimizers=["adam", "adamw"], trials=4, seeds=[0],
-        sampler=sampler, pruner="none", options={}, ranges={}, status="created",
-    )
     space = SearchSpace([Float("lr", 1e-5, 1e-1, default=1e-3, log=True)])
     drawn = {}
-    for optimizer in config.optimizers:
-        study = optuna.create_study(sampler=make_sampler(config, optimizer, slot=1))
+    for optimizer in ("adam", "adamw"):
+        study = optuna.create_study(sampler=make_sampler(sampler, 0, optimizer, 1, 4))
         drawn[optimizer] = space.suggest(study.ask())["lr"]
-    assert drawn["adam"] != drawn["adamw"]
-    again = optuna.create_study(sampler=make_sampler(config, "adam", slot=1))
+    if sampler != "qmc":  # QMC's sequence is the study's: one point per slot, any optimizer
+        assert drawn["adam"] != drawn["adamw"]
+    again = optuna.create_study(sampler=make_sampler(sampler, 0, "adam", 1, 4))
     assert space.suggest(again.ask())["lr"] == drawn["adam"]  # still reproducible
+    other_slot = optuna.create_study(sampler=make_sampler(sampler, 0, "adam", 2, 4))
+    assert space.suggest(other_slot.ask())["lr"] != drawn["adam"]  # each slot its own draw

@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from tuner.cli import cli
-from tuner.driver import FINISHED, GRACE_ENV, HEARTBEAT_ENV, load_config, run_study
+from tuner.driver import GRACE_ENV, HEARTBEAT_ENV, optuna_study_name, run_study
 from tuner.store import Run, Trial, open_store
+from tuner.store.studies import FINISHED, get_study
 
 
 def create(url: str, name: str, *args: str) -> None:
@@ -39,7 +40,7 @@ def check_consistent(url: str, name: str) -> dict[str, list]:
 
     store = open_store(url, create=False)
     try:
-        config = load_config(store, name)
+        config = get_study(store, name)
         with store.session() as session:
             trials = session.scalars(select(Trial).where(Trial.study_id == config.id)).all()
             runs = session.scalars(select(Run).where(Run.study_id == config.id)).all()
@@ -50,7 +51,9 @@ def check_consistent(url: str, name: str) -> dict[str, list]:
             held = [t for t in mine if t.status != "failed"]
             assert sorted(t.slot for t in held) == list(range(config.trials)), optimizer
             assert all(t.status in FINISHED for t in held), [t.status for t in held]
-            study = optuna.load_study(study_name=config.optuna_name(optimizer), storage=storage)
+            study = optuna.load_study(
+                study_name=optuna_study_name(name, optimizer), storage=storage
+            )
             states = Counter(t.state for t in study.trials)
             assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == config.trials
             assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
@@ -72,7 +75,7 @@ def check_consistent(url: str, name: str) -> dict[str, list]:
             assert len(seeds) == len(set(seeds)), f"duplicate seeds in trial {trial.id}"
             statuses = {r.status for r in by_trial.get(trial.id, [])}
             if trial.status == "complete":
-                assert sorted(seeds) == config.seeds and statuses == {"complete"}
+                assert sorted(seeds) == config.seed_list and statuses == {"complete"}
                 assert all(r.params == trial.params for r in by_trial[trial.id])
             if trial.status == "failed":
                 assert not statuses & {"complete", "diverged"}, "finished seeds left behind"
@@ -185,7 +188,7 @@ def test_ctrl_c_releases_the_trial_and_the_study_resumes(sqlite_url: str):
     finally:
         if runner.poll() is None:
             runner.kill()
-    assert runner.returncode == 0, output
+    assert runner.returncode == 130, output  # the shell's code for "ended by Ctrl-C"
     assert "run it again to resume" in output
     assert _status(sqlite_url, victim) == "failed"  # released at once, no grace period needed
 

@@ -45,7 +45,14 @@ STUDY_KEYS = (
     "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
     "seed", "ranges", "description",
 )
-_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+LIMITS = {
+    "trials": (1, 100_000),
+    "seeds": (1, 1_000),
+    "budget": (1, 2**31 - 1),
+    "seed": (0, 2**31 - 1),
+}
+"""(least, most) of each whole-number setting: every value fits the store's 32-bit columns."""
 
 
 class StudyFileError(TunerError, ValueError):
@@ -87,6 +94,19 @@ class StudySpec:
     seed: int = 0
     ranges: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     description: str = ""
+    initial_configs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Per optimizer, the configurations of its first slots, in order: ``{"params": {...},
+    "origin": "warm_start" | "recommended"}``; the slots after them are sampled."""
+    space_hashes: dict[str, str] = field(default_factory=dict)
+    """Per optimizer, the fingerprint of its search space when the study was created."""
+    id: int | None = None
+    """The study's id in the store (None until it is written)."""
+    status: str = "created"
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The training seeds of every trial: 0 .. seeds - 1."""
+        return list(range(self.seeds))
 
     def space(self, optimizer: str) -> Any:
         """The effective search space of ``optimizer`` (its plugin's, with overrides applied)."""
@@ -99,7 +119,8 @@ class StudySpec:
         """The options stored with the study (``tuner_studies.options``)."""
         return {
             "budget": self.budget, "schedule": self.schedule, "seed": self.seed,
-            "description": self.description,
+            "description": self.description, "initial_configs": self.initial_configs,
+            "space_hashes": self.space_hashes,
         }
 
 
@@ -121,6 +142,10 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise StudyFileError(f"cannot read study file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise StudyFileError(
+            f"study file {path} is not UTF-8 text (byte {error.start}: {error.reason})"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -237,13 +262,15 @@ def resolve(
                 f"mini-batches of {task.batch_size}"
             )
 
-    for key, least in (("trials", 1), ("seeds", 1), ("budget", 1), ("seed", 0)):
+    for key, (least, most) in LIMITS.items():
         value = merged.get(key)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             word = "positive" if least else "zero or more"
             raise StudyFileError(f"{key} must be a {word} whole number, got {value!r}")
+        if value > most:
+            raise StudyFileError(f"{key} must be at most {most:,}, got {value:,}")
 
     sampler = merged.get("sampler") or "tpe"
     if sampler not in SAMPLERS:
@@ -299,7 +326,7 @@ def _range_targets(override: RangeOverride, plugins: Mapping[str, Any]) -> list[
 
 def check_study_name(name: str) -> None:
     """Study names go into Optuna study names (``tuner/<study>/<optimizer>``): keep them plain."""
-    if not isinstance(name, str) or not _STUDY_NAME.match(name):
+    if not isinstance(name, str) or not _STUDY_NAME.fullmatch(name):
         raise StudyFileError(
             f"study name {name!r} must start with a letter or digit and use only letters, "
             "digits, '_', '.' and '-' (at most 100 characters)"

@@ -59,7 +59,7 @@ def create_command(
     warm_start: bool, db: str | None,
 ) -> None:
     """Create a study NAME; everything is checked before anything is written."""
-    from tuner.studyfile import load_study_file, parse_range_flag, resolve
+    from tuner.studyfile import load_study_file, parse_range_flag
 
     file_settings = load_study_file(from_file) if from_file else None
     flags = {
@@ -67,25 +67,18 @@ def create_command(
         "seeds": seeds, "sampler": sampler, "pruner": pruner, "budget": budget,
         "schedule": schedule, "seed": seed, "ranges": [parse_range_flag(r) for r in ranges],
     }
-    spec = resolve(flags, file_settings)
-
-    from tuner.driver import create
+    from tuner.driver import create_study
     from tuner.store import display_url, resolve_url
 
-    warm = None
-    if warm_start:
-        from tuner.advice import warm_start_spec
-
-        spec, warm = warm_start_spec(spec, db)
-    config = create(spec, db, warm_starts=warm)
+    spec = create_study(flags, db, file_settings=file_settings, warm_start=warm_start)
     click.echo(
-        f"Created study {config.name!r} in {display_url(resolve_url(db))}: task {config.task}, "
-        f"{len(config.optimizers)} optimizers x {config.trials} trials x "
-        f"{len(config.seeds)} seeds ({config.sampler} sampler, {config.pruner} pruner)."
+        f"Created study {spec.name!r} in {display_url(resolve_url(db))}: task {spec.task}, "
+        f"{len(spec.optimizers)} optimizers x {spec.trials} trials x "
+        f"{spec.seeds} seeds ({spec.sampler} sampler, {spec.pruner} pruner)."
     )
     if spec.pruner == "wilcoxon" and spec.seeds < 4:
         click.echo("Note: the wilcoxon pruner compares seeds and cannot prune with fewer than 4.")
-    click.echo(f"Run it with: tuner study run {config.name}")
+    click.echo(f"Run it with: tuner study run {spec.name}")
 
 
 @study.command(name="run")
@@ -99,19 +92,24 @@ def create_command(
 def run_command(
     name: str, workers: int, timeout: float | None, grace: float | None, db: str | None
 ) -> None:
-    """Run a study to the end (or resume it); Ctrl-C stops it cleanly."""
-    from tuner.driver import WorkerReport, is_finished, run_study
+    """Run a study to the end (or resume it); Ctrl-C stops it cleanly (exit 130)."""
+    from tuner.driver import WorkerReport, run_study
+    from tuner.driver.processes import current_status
 
     if workers < 1:
         raise click.ClickException(f"--workers must be at least 1, got {workers}")
-    if is_finished(name, db):
+    if current_status(db, name).status in ("finished", "incomplete"):
         _say_how_it_ended(name, db, WorkerReport(already_finished=True))
         return
-    with _Progress() as bar:
-        report = run_study(
-            name, db, workers=workers, timeout=timeout, grace_seconds=grace,
-            on_progress=bar.update,
-        )
+    try:
+        with _Progress() as bar:
+            report = run_study(
+                name, db, workers=workers, timeout=timeout, grace_seconds=grace,
+                on_progress=bar.update,
+            )
+    except KeyboardInterrupt:
+        _say_how_it_ended(name, db, WorkerReport(stopped="interrupted"))
+        raise SystemExit(130) from None
     _say_how_it_ended(name, db, report)
 
 
@@ -126,46 +124,48 @@ def worker_command(
     name: str, timeout: float | None, threads: int | None, grace: float | None, db: str | None
 ) -> None:
     """Join study NAME as one more worker (on any host that reaches the database)."""
-    from tuner.driver import Worker, WorkerSettings, _graceful_signals, load_config, study_status
-    from tuner.store import open_store
+    from tuner.driver import Worker, WorkerSettings, graceful_signals
+    from tuner.driver.processes import current_status
 
+    if threads is not None and threads < 1:
+        raise click.ClickException(f"--threads must be at least 1, got {threads}")
+    settings = WorkerSettings.from_env(grace)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-
-    def progress() -> None:
-        store = open_store(db, create=False)
-        try:
-            bar.update(study_status(store, load_config(store, name)))
-        finally:
-            store.dispose()
-
     with _Progress() as bar:
-        worker = Worker(
-            name, db, settings=WorkerSettings.from_env(grace), timeout=timeout,
-            on_trial=progress,
-        )
-        with _graceful_signals():
+        worker = Worker(name, db, settings=settings, timeout=timeout,
+                        on_trial=lambda: bar.update(current_status(db, name)))
+        with graceful_signals():
             report = worker.run()
-        progress()
+        bar.update(current_status(db, name))
     _say_how_it_ended(name, db, report)
+    if report.stopped == "interrupted":
+        raise SystemExit(130)
 
 
 def _say_how_it_ended(name: str, db: str | None, report: Any) -> None:
-    from tuner.driver import load_config, study_status
-    from tuner.store import open_store
+    """One line on how the run ended; exit 1 when slots were given up."""
+    from tuner.driver.processes import current_status
 
-    store = open_store(db, create=False)
-    try:
-        status = study_status(store, load_config(store, name))
-    finally:
-        store.dispose()
+    status = current_status(db, name)
     done = f"{status.done}/{status.total} trials"
+    if status.status == "incomplete":
+        shown = "; ".join(f"{slot}: {error}" for slot, error in list(status.errors.items())[:3])
+        more = f" (and {len(status.errors) - 3} more)" if len(status.errors) > 3 else ""
+        click.echo(
+            f"Study {name!r} ended incomplete: {done}, {status.given_up} slot(s) given up "
+            f"after failing again and again ({shown}{more}). See: tuner study show {name}",
+            err=True,
+        )
+        raise SystemExit(1)
     if report.already_finished:
         click.echo(f"Study {name!r} is already finished ({done}); nothing to do.")
     elif report.stopped == "interrupted":
         click.echo(f"Stopped study {name!r} at {done}; run it again to resume.")
+    elif report.stopped == "stopped":
+        click.echo(f"Study {name!r} stopped at {done}, as asked; run it again to resume.")
     elif status.status == "finished":
         click.echo(f"Study {name!r} finished: {done}. See: tuner study show {name}")
     else:
@@ -217,9 +217,11 @@ class _Progress:
 @db_option
 def list_command(as_json: bool, db: str | None) -> None:
     """List the studies in the store with their progress."""
-    from tuner.driver import list_studies
+    from tuner.store import open_store
+    from tuner.store.studies import list_studies
 
-    studies = list_studies(db)
+    with open_store(db, create=False, readonly=True) as store:
+        studies = list_studies(store)
     if as_json:
         print_json([s.describe() for s in studies])
         return
@@ -227,8 +229,8 @@ def list_command(as_json: bool, db: str | None) -> None:
         click.echo("No studies yet: tuner study create NAME --task T --optimizers A,B ...")
         return
     print_table(
-        ([s.config.name, s.config.task, ", ".join(s.config.optimizers),
-          f"{s.done}/{s.total}", len(s.config.seeds), s.status] for s in studies),
+        ([s.spec.name, s.spec.task, ", ".join(s.spec.optimizers),
+          f"{s.done}/{s.total}", s.spec.seeds, s.status] for s in studies),
         ["study", "task", "optimizers", "trials", "seeds", "status"],
     )
 
@@ -239,23 +241,20 @@ def list_command(as_json: bool, db: str | None) -> None:
 @db_option
 def show_command(name: str, as_json: bool, db: str | None) -> None:
     """Show a study: status, and the best result per optimizer with its parameters."""
-    from tuner.driver import load_config, study_status
-    from tuner.store import open_store
+    from tuner.driver.processes import current_status
 
-    store = open_store(db, create=False)
-    try:
-        status = study_status(store, load_config(store, name))
-    finally:
-        store.dispose()
+    status = current_status(db, name)
     if as_json:
         print_json(status.describe())
         return
-    c = status.config
+    c = status.spec
     click.echo(
         f"Study {c.name!r}: {status.status}, {status.done}/{status.total} trials. Task {c.task} "
-        f"({status.direction} {status.metric}), {len(c.seeds)} seeds per trial, "
+        f"({status.direction} {status.metric}), {c.seeds} seeds per trial, "
         f"{c.sampler} sampler, {c.pruner} pruner."
     )
+    for slot, error in status.errors.items():
+        click.echo(f"Given up: {slot}: {error}")
     rows = []
     for item in status.optimizers:
         params = ", ".join(
@@ -273,24 +272,38 @@ def show_command(name: str, as_json: bool, db: str | None) -> None:
     )
 
 
+@study.command(name="stop")
+@click.argument("name")
+@db_option
+def stop_command(name: str, db: str | None) -> None:
+    """Ask a study's workers, on every host, to finish the trial in hand and exit.
+
+    Workers see the request at their next heartbeat; `tuner study run NAME` resumes the study.
+    """
+    from tuner.store import open_store
+    from tuner.store.studies import stop_study
+
+    with open_store(db, create=False) as store:
+        stop_study(store, name)
+    click.echo(f"Asked the workers of study {name!r} to stop after their current trial; "
+               f"resume with: tuner study run {name}")
+
+
 @study.command(name="delete")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @db_option
 def delete_command(name: str, yes: bool, db: str | None) -> None:
     """Delete a study: its trials, runs and curves, and its Optuna studies."""
-    from tuner.driver import delete_study, load_config
+    from tuner.driver import delete_study
     from tuner.store import open_store
+    from tuner.store.studies import get_study
 
-    store = open_store(db, create=False)
-    try:
-        config = load_config(store, name)  # an unknown name fails before the question
-    finally:
-        store.dispose()
+    with open_store(db, create=False, readonly=True) as store:
+        get_study(store, name)  # an unknown name fails before the question
     if not yes:
         click.confirm(
-            f"Delete study {config.name!r} with all its runs and its Optuna studies?",
-            abort=True,
+            f"Delete study {name!r} with all its runs and its Optuna studies?", abort=True,
         )
     runs = delete_study(name, db)
     click.echo(f"Deleted study {name!r} ({runs} runs).")
@@ -300,14 +313,16 @@ def delete_command(name: str, yes: bool, db: str | None) -> None:
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
               show_default=True, help="CSV (one line per run) or a JSON list.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of standard output.")
 @db_option
 def export_command(name: str, fmt: str, output: str | None, db: str | None) -> None:
     """Export every run of a study, one row per run with its parameters flattened."""
-    from tuner.driver import export_rows
+    from tuner.store import open_store
+    from tuner.store.studies import export_rows
 
-    rows = export_rows(name, db)
+    with open_store(db, create=False, readonly=True) as store:
+        rows = export_rows(store, name)
     if fmt == "json":
         text = json.dumps([_plain(row) for row in rows], indent=2, default=str) + "\n"
     else:
@@ -318,8 +333,13 @@ def export_command(name: str, fmt: str, output: str | None, db: str | None) -> N
         writer.writerows(rows)
         text = buffer.getvalue()
     if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot write {output}: {error.strerror or error}"
+            ) from None
         click.echo(f"Wrote {len(rows)} runs to {output}.", err=True)
     else:
         click.echo(text, nl=False)

@@ -1,0 +1,64 @@
+"""The driver's rules as pure functions: no database, no Optuna, no torch."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+
+from tuner.driver.policy import SlotAttempt, free_slots, outcome_after, plan_slot, settled
+from tuner.store.studies import MAX_ATTEMPTS, MAX_FAILED_ATTEMPTS, slot_given_up
+from tuner.studyfile import StudySpec
+
+
+def spec(**changes) -> StudySpec:
+    values = dict(name="s", task="quadratic", optimizers=["adam", "sgd"], trials=3, seeds=2)
+    values.update(changes)
+    return StudySpec(**values)
+
+
+def test_outcomes_seed_by_seed():
+    assert outcome_after("complete", 0.5, [], last=False) is None
+    assert outcome_after("complete", 0.5, [0.7], last=True) == ("complete", pytest.approx(0.6))
+    assert outcome_after("diverged", None, [0.7], last=False) == ("diverged", 0.7)
+    assert outcome_after("pruned", 0.1, [], last=False) == ("pruned", None)
+    assert outcome_after("failed", None, [0.2, 0.4], last=True) == ("failed", 0.30000000000000004)
+    # a "complete" run whose metric is not finite is a divergence, not a result
+    assert outcome_after("complete", math.nan, [0.7], last=True) == ("diverged", None)
+    assert outcome_after("complete", None, [], last=False) == ("diverged", None)
+
+
+def test_free_slots_advance_every_optimizer_at_the_same_pace():
+    attempts = [SlotAttempt("adam", 0, "complete", {}), SlotAttempt("adam", 1, "running", {}),
+                SlotAttempt("sgd", 0, "failed", {})]
+    assert free_slots(spec(), attempts, Counter()) == [
+        ("sgd", 0), ("sgd", 1), ("adam", 2), ("sgd", 2)
+    ]
+
+
+def test_a_slot_is_given_up_after_too_many_failures_or_attempts():
+    assert not slot_given_up(MAX_ATTEMPTS - 1, MAX_FAILED_ATTEMPTS - 1)
+    assert slot_given_up(MAX_ATTEMPTS, 0) and slot_given_up(1, MAX_FAILED_ATTEMPTS)
+    one = spec(optimizers=["adam"], trials=1)
+    failed = [SlotAttempt("adam", 0, "failed", {"lr": 1.0})] * MAX_FAILED_ATTEMPTS
+    assert free_slots(one, failed, Counter()) == [("adam", 0)]  # reaped, not failed runs
+    runs_failed = Counter({("adam", 0): MAX_FAILED_ATTEMPTS})
+    assert free_slots(one, failed, runs_failed) == []
+    assert settled(one, failed, runs_failed)
+    assert not settled(one, failed, Counter())
+
+
+def test_a_slot_trains_its_initial_configuration_its_retry_or_its_own_draw():
+    study = spec(initial_configs={"adam": [
+        {"params": {"lr": 0.1}, "origin": "warm_start"},
+        {"params": {"lr": 0.001}, "origin": "recommended"},
+    ]}, sampler="tpe")
+    assert plan_slot(study, "adam", 0, []).params == {"lr": 0.1}
+    assert plan_slot(study, "adam", 1, []).origin == "recommended"
+    assert plan_slot(study, "adam", 2, []).params is None  # drawn for slot 2 alone
+    earlier = [SlotAttempt("adam", 2, "failed", {"lr": 0.02})]
+    retry = plan_slot(study, "adam", 2, earlier)
+    assert retry.params == {"lr": 0.02} and retry.origin == "sampled"
+    grid = spec(sampler="grid", initial_configs={"sgd": [{"params": {}, "origin": "recommended"}]})
+    assert plan_slot(grid, "sgd", 2, [], grid=lambda i: {"lr": i}).params == {"lr": 1}

@@ -1,0 +1,105 @@
+"""Claiming a slot: decide its configuration, create its Optuna trial, insert the claim row.
+
+A fresh configuration is drawn for one slot only, with that slot's sampler seed: if another
+worker wins the slot meanwhile, the draw is given up (its Optuna trial failed as
+``unclaimed``) and the next free slot gets a draw of its own. So two slots never train one
+drawn configuration, however many workers race for them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from tuner.driver import optuna_adapter
+from tuner.driver.context import StudyContext
+from tuner.driver.grid import grid_config
+from tuner.driver.policy import SlotAttempt, free_slots, plan_slot, settled
+from tuner.store.claims import failed_runs_per_slot, insert_claim, slot_rows
+from tuner.store.models import utcnow
+
+
+@dataclass
+class Claim:
+    """A slot this worker holds: its trial row, and the Optuna trial running it."""
+
+    optimizer: str
+    slot: int
+    row_id: int
+    trial: Any
+    study: Any
+    earlier: list[int]
+    params: dict[str, Any]
+
+
+class Claimer:
+    """Claims the study's free slots one at a time for one worker."""
+
+    def __init__(self, context: StudyContext) -> None:
+        self.context = context
+        self.host = socket.gethostname()[:255]
+        self.pid = os.getpid()
+
+    def _attempts(self) -> tuple[list[Any], list[SlotAttempt], Any]:
+        rows = slot_rows(self.context.store, self.context.spec.id)
+        attempts = [SlotAttempt(r.optimizer, r.slot, r.status, r.params) for r in rows]
+        failed = failed_runs_per_slot(self.context.store, self.context.spec.id) if any(
+            r.status == "failed" for r in rows) else {}
+        from collections import Counter
+
+        return rows, attempts, Counter(failed)
+
+    def settled(self) -> bool:
+        """Whether nothing is left to run (every slot finished or given up)."""
+        _, attempts, failed = self._attempts()
+        return settled(self.context.spec, attempts, failed)
+
+    def claim(self) -> Claim | None:
+        """Claim the first free slot; None when no slot is free (others may hold them)."""
+        rows, attempts, failed = self._attempts()
+        for optimizer, slot in free_slots(self.context.spec, attempts, failed):
+            earlier = [r for r in rows if r.optimizer == optimizer and r.slot == slot]
+            claim = self._try(optimizer, slot, earlier)
+            if claim is not None:
+                return claim
+        return None
+
+    def _try(self, optimizer: str, slot: int, earlier: list[Any]) -> Claim | None:
+        context, spec = self.context, self.context.spec
+        space = context.spaces[optimizer]
+        plan = plan_slot(
+            spec, optimizer, slot,
+            [SlotAttempt(r.optimizer, r.slot, r.status, r.params) for r in earlier],
+            grid=lambda index: grid_config(space, spec.trials, spec.seed, index),
+        )
+        study = context.studies[optimizer]
+        attrs = {"slot": slot, "origin": plan.origin, **({"retry": True} if earlier else {})}
+        if plan.params is None:
+            sampler = optuna_adapter.make_sampler(spec.sampler, spec.seed, optimizer, slot,
+                                                  spec.trials)
+            trial = optuna_adapter.new_trial(study, sampler=sampler, user_attrs=attrs)
+        else:
+            trial = optuna_adapter.new_trial(study, fixed_params=plan.params, user_attrs=attrs)
+        params = space.suggest(trial)  # drawn before the claim: the row is written once
+        now = utcnow()
+        row_id = insert_claim(context.store, {
+            "study_id": spec.id, "optimizer": optimizer,
+            "optuna_study_name": optuna_adapter.study_name(spec.name, optimizer),
+            "optuna_trial_number": trial.number,
+            "optuna_trial_id": optuna_adapter.trial_id(trial), "params": params,
+            "started_at": now, "heartbeat_at": now, "worker_host": self.host,
+            "worker_pid": self.pid, "slot": slot, **_origin(plan.origin),
+        })
+        if row_id is None:
+            optuna_adapter.fail_trial(study, optuna_adapter.trial_id(trial), note="unclaimed")
+            return None
+        return Claim(optimizer, slot, row_id, trial, study, [r.id for r in earlier], params)
+
+
+def _origin(origin: str) -> dict[str, str]:
+    """The ``origin`` column, on stores whose schema has it."""
+    from tuner.store.models import Trial
+
+    return {"origin": origin} if "origin" in Trial.__table__.c else {}

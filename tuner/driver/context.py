@@ -1,0 +1,83 @@
+"""What a worker loads once per study: the study, its task, plugins, spaces and Optuna studies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tuner.driver import optuna_adapter
+from tuner.driver.settings import DriverError
+from tuner.store import Store
+from tuner.store.studies import get_study
+from tuner.studyfile import StudySpec, apply_ranges
+
+
+def study_space(spec: StudySpec, optimizer: str) -> Any:
+    """The effective search space of ``optimizer`` in a study (its plugin's, with the study's
+    ranges put in place)."""
+    from tuner.plugins import get_registry
+
+    plugin = get_registry().optimizer(optimizer)
+    return apply_ranges(plugin.space, spec.ranges.get(optimizer, {}), optimizer)
+
+
+def recommended_configs(spec: StudySpec) -> dict[str, list[dict[str, Any]]]:
+    """The initial configurations of a study written before they were stored with it: each
+    optimizer's recommended one."""
+    return {
+        o: [{"params": study_space(spec, o).recommended(), "origin": "recommended"}]
+        for o in spec.optimizers
+    }
+
+
+@dataclass
+class StudyContext:
+    """One study, ready to run trials of."""
+
+    store: Store
+    spec: StudySpec
+    task: Any
+    plugins: dict[str, Any]
+    spaces: dict[str, Any]
+    fingerprints: dict[str, str]
+    studies: dict[str, Any]
+
+    @property
+    def budget(self) -> int:
+        """Optimizer steps per run: the study's budget, else the task's."""
+        return int(self.spec.budget or self.task.budget)
+
+    @property
+    def direction(self) -> str:
+        return self.task.direction
+
+
+def open_context(store: Store, name: str) -> StudyContext:
+    """Load study ``name`` for a worker; a changed search space is a one-line error."""
+    from tuner.plugins import get_registry
+
+    registry = get_registry()
+    spec = get_study(store, name)
+    if not spec.initial_configs:
+        spec = replace(spec, initial_configs=recommended_configs(spec))
+    task = registry.task(spec.task)
+    spaces = {o: study_space(spec, o) for o in spec.optimizers}
+    fingerprints = {o: space.fingerprint() for o, space in spaces.items()}
+    for optimizer, have in fingerprints.items():
+        want = spec.space_hashes.get(optimizer)
+        if want is not None and want != have:
+            raise DriverError(
+                f"the search space of optimizer {optimizer!r} changed since study "
+                f"{spec.name!r} was created (plugin upgraded?); create a new study"
+            )
+    plugins = {o: replace(registry.optimizer(o), space=space) for o, space in spaces.items()}
+    storage = optuna_adapter.storage(store)
+    budget = int(spec.budget or task.budget)
+    studies = {
+        o: optuna_adapter.load_study(
+            storage, spec.name, o, task.direction,
+            optuna_adapter.make_pruner(spec.pruner, budget, spec.seeds, spec.trials),
+        )
+        for o in spec.optimizers
+    }
+    return StudyContext(store, spec, task, plugins, spaces, fingerprints, studies)

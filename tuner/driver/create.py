@@ -1,0 +1,126 @@
+"""Creating and deleting studies: all or nothing, whatever moment a process is killed at.
+
+``study create`` checks everything first (names, ranges, counts: :func:`tuner.studyfile.resolve`),
+then writes in this order:
+
+1. removes Optuna studies left for this name by an earlier create or delete that was killed
+   (they belong to no tuner study: the study row is written last);
+2. creates one Optuna study per optimizer (each its own commits, in Optuna's tables);
+3. writes the study row and its task record in one transaction: the commit point.
+
+Killed before 3, the name is free and nothing is listed; a new create cleans up. Killed after,
+the study is whole. A worker also creates a missing Optuna study, so step 2 is not load-bearing.
+``study delete`` removes the rows first (one transaction), then the Optuna studies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from tuner.driver import optuna_adapter
+from tuner.driver.context import study_space
+from tuner.driver.settings import DriverError
+from tuner.store import open_store
+from tuner.store.studies import delete_study_rows, study_exists, write_study
+from tuner.studyfile import StudySpec
+
+CRASH_ENV = "TUNER_CRASH_AT"
+"""Fault injection for the kill tests: the name of a step at which ``create`` kills itself."""
+
+
+def _crash_point(step: str) -> None:
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def initial_configs(
+    spec: StudySpec, warm_starts: Mapping[str, Sequence[Mapping[str, Any]]] | None
+) -> dict[str, list[dict[str, Any]]]:
+    """Per optimizer, the configurations of its first slots: the best known ones (a warm
+    start), then its recommended one (unless it is among them)."""
+    configs = {}
+    for optimizer in spec.optimizers:
+        first = [{"params": dict(p), "origin": "warm_start"}
+                 for p in (warm_starts or {}).get(optimizer, ())]
+        recommended = study_space(spec, optimizer).recommended()
+        if all(c["params"] != recommended for c in first):
+            first.append({"params": recommended, "origin": "recommended"})
+        configs[optimizer] = first
+    return configs
+
+
+def create(
+    spec: StudySpec,
+    url: str | None = None,
+    warm_starts: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> StudySpec:
+    """Write a checked study (:func:`tuner.studyfile.resolve`) and its Optuna studies.
+
+    Returns the study as stored. Raises a one-line error, before anything is written, when the
+    name is taken.
+    """
+    from tuner.plugins import get_registry
+    from tuner.store.tasks import TaskRecord
+
+    task = get_registry().task(spec.task)
+    spec = replace(
+        spec,
+        initial_configs=initial_configs(spec, warm_starts),
+        space_hashes={o: study_space(spec, o).fingerprint() for o in spec.optimizers},
+    )
+    store = open_store(url)
+    try:
+        if study_exists(store, spec.name):
+            raise DriverError(f"a study named {spec.name!r} already exists")
+        storage = optuna_adapter.storage(store)
+        optuna_adapter.delete_studies(storage, optuna_adapter.orphan_studies(storage, spec.name))
+        _crash_point("optuna")
+        optuna_adapter.create_studies(
+            storage, spec.name, spec.optimizers, task.direction,
+            {"tuner_study": spec.name, "task": spec.task, "metric": task.metric},
+        )
+        _crash_point("row")
+        created = write_study(store, spec, TaskRecord.from_task(task))
+        _crash_point("done")
+        return created
+    finally:
+        store.dispose()
+
+
+def create_study(
+    settings: Mapping[str, Any],
+    db: str | None = None,
+    *,
+    file_settings: Mapping[str, Any] | None = None,
+    warm_start: bool = False,
+) -> StudySpec:
+    """Check ``settings`` (flags over ``file_settings``) and create the study: what
+    ``tuner study create`` and the server's create call."""
+    from tuner.studyfile import resolve
+
+    spec = resolve(settings, file_settings)
+    warm = None
+    if warm_start:
+        from tuner.advice import warm_start_spec
+
+        spec, warm = warm_start_spec(spec, db)
+    return create(spec, db, warm_starts=warm)
+
+
+def delete_study(name: str, url: str | None = None) -> int:
+    """Delete a study: its rows (trials, runs, curves), then its Optuna studies. Returns the
+    number of runs deleted."""
+    store = open_store(url, create=False)
+    try:
+        spec, runs = delete_study_rows(store, name)
+        storage = optuna_adapter.storage(store)
+        optuna_adapter.delete_studies(
+            storage, [optuna_adapter.study_name(spec.name, o) for o in spec.optimizers]
+        )
+        return runs
+    finally:
+        store.dispose()

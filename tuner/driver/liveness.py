@@ -1,0 +1,88 @@
+"""Liveness: a worker's heartbeat, the reaping of silent workers' trials, and stop requests.
+
+One heartbeat thread per worker touches the running trial's ``heartbeat_at`` every interval
+(nothing is written between trials) and reads the study's status in the same transaction: a
+``stopping`` study sets :attr:`Liveness.stop_requested`. A trial row that is no longer ours (it
+was reaped) sets that trial's *lost* flag, which stops its training at the next evaluation.
+Any worker that finds a running trial silent for longer than the grace period reaps it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from tuner.driver.settings import WorkerSettings
+from tuner.store import Store
+from tuner.store.claims import heartbeat, reap_stale
+from tuner.store.models import utcnow
+from tuner.store.studies import STOPPING
+
+log = logging.getLogger(__name__)
+
+
+class Liveness:
+    """The heartbeat thread of one worker, and its reaper."""
+
+    def __init__(self, store: Store, study_id: int, settings: WorkerSettings) -> None:
+        self.store, self.study_id, self.settings = store, study_id, settings
+        self.stop_requested = threading.Event()
+        self._watched: tuple[int, threading.Event] | None = None
+        self._last_reap = -math.inf
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, daemon=True, name=f"tuner-heartbeat-{os.getpid()}"
+        )
+
+    def __enter__(self) -> Liveness:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._watched = None
+        self._stop.set()
+        self._thread.join()
+
+    def watch(self, row_id: int) -> threading.Event:
+        """Keep trial ``row_id`` alive until :meth:`unwatch`; returns its *lost* flag."""
+        lost = threading.Event()
+        self._watched = (row_id, lost)
+        return lost
+
+    def unwatch(self) -> None:
+        self._watched = None
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_seconds):
+            watched = self._watched
+            if watched is None:
+                continue
+            row_id, lost = watched
+            try:
+                ours, status = heartbeat(self.store, row_id)
+            except Exception as error:  # retried already; try again at the next beat
+                log.warning("heartbeat failed: %s", str(error).splitlines()[0])
+                continue
+            if status == STOPPING:
+                self.stop_requested.set()
+            if not ours and self._watched is watched:
+                lost.set()
+
+    def reap(self, on_reaped: Callable[[str, int | None], None]) -> int:
+        """Fail the running trials whose worker has been silent longer than the grace period;
+        ``on_reaped(optimizer, optuna_trial_id)`` for each. Looks at most once per heartbeat
+        interval: a trial only goes stale after the grace period."""
+        now = time.monotonic()
+        if now - self._last_reap < self.settings.heartbeat_seconds:
+            return 0
+        self._last_reap = now
+        cutoff = utcnow() - timedelta(seconds=self.settings.grace_seconds)
+        reaped = reap_stale(self.store, self.study_id, cutoff)
+        for optimizer, optuna_trial_id in reaped:
+            on_reaped(optimizer, optuna_trial_id)
+        return len(reaped)

@@ -1,0 +1,144 @@
+"""A worker: a loop that claims slots of one study and runs them until none is left.
+
+Any number of workers, in any number of processes on any number of hosts, may run the same
+study against the same database; they coordinate only through their claims
+(:mod:`tuner.driver.claiming`) and heartbeats (:mod:`tuner.driver.liveness`). The loop itself
+is a few lines over those parts, :mod:`tuner.driver.trial` (running one trial) and
+:mod:`tuner.driver.policy` (the rules).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from tuner.driver import optuna_adapter
+from tuner.driver.claiming import Claim, Claimer
+from tuner.driver.context import StudyContext, open_context
+from tuner.driver.liveness import Liveness
+from tuner.driver.settings import WorkerSettings
+from tuner.driver.trial import LOST, run_trial
+from tuner.store import open_store
+from tuner.store.claims import close_trial, optuna_outcomes, release
+from tuner.store.models import utcnow
+from tuner.store.studies import set_status
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did. ``stopped``: finished, interrupted, stopped (a stop was asked
+    for), timeout, or waiting (nothing free to claim and ``wait_for_others`` off)."""
+
+    trials: int = 0
+    stopped: str = ""
+    already_finished: bool = False
+
+
+class Worker:
+    """Claims slots of study ``name`` and runs them; ``on_trial`` is called after each."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str | None = None,
+        *,
+        settings: WorkerSettings | None = None,
+        timeout: float | None = None,
+        on_trial: Callable[[], None] | None = None,
+        wait_for_others: bool = True,
+    ) -> None:
+        self.name, self.url = name, url
+        self.settings = settings or WorkerSettings.from_env()
+        self.timeout, self.on_trial, self.wait_for_others = timeout, on_trial, wait_for_others
+
+    def run(self) -> WorkerReport:
+        """Claim and run trials until every slot is settled, a stop, Ctrl-C or the timeout."""
+        report = WorkerReport()
+        store = open_store(self.url, create=False)
+        try:
+            context = open_context(store, self.name)
+            claimer = Claimer(context)
+            sweep_optuna(context, self.settings)
+            if claimer.settled():
+                report.already_finished, report.stopped = True, "finished"
+                return report
+            set_status(store, context.spec.id, "running")
+            with Liveness(store, context.spec.id, self.settings) as liveness:
+                report.stopped = self._loop(context, claimer, liveness, report)
+            if report.stopped == "finished":
+                sweep_optuna(context, self.settings)
+        except KeyboardInterrupt:
+            report.stopped = "interrupted"
+        finally:
+            store.dispose()
+        return report
+
+    def _loop(
+        self, context: StudyContext, claimer: Claimer, liveness: Liveness, report: WorkerReport
+    ) -> str:
+        started = time.monotonic()
+        while True:
+            if self.timeout is not None and time.monotonic() - started > self.timeout:
+                return "timeout"
+            if liveness.stop_requested.is_set():
+                return "stopped"
+            liveness.reap(lambda optimizer, trial_id: _fail_reaped(context, optimizer, trial_id))
+            claim = claimer.claim()
+            if claim is None:
+                if claimer.settled():
+                    _mark_settled(context)
+                    return "finished"
+                if not self.wait_for_others:
+                    return "waiting"
+                time.sleep(min(self.settings.heartbeat_seconds, 2.0))
+                continue
+            self._run(context, claim, liveness)
+            report.trials += 1
+            if self.on_trial is not None:
+                self.on_trial()
+
+    def _run(self, context: StudyContext, claim: Claim, liveness: Liveness) -> None:
+        lost = liveness.watch(claim.row_id)
+        try:
+            outcome, value, closed = run_trial(context, claim, lost)
+        except BaseException:  # Ctrl-C, or training refused its options: free the slot
+            release(context.store, claim.row_id)
+            optuna_adapter.fail_trial(claim.study, optuna_adapter.trial_id(claim.trial),
+                                      note="interrupted")
+            raise
+        finally:
+            liveness.unwatch()
+        if outcome == LOST:
+            return
+        if closed is None:  # not closed with its last run (reused seeds, pruned by wilcoxon)
+            closed = close_trial(context.store, claim.row_id, outcome, value)
+        if closed:  # else reaped after its last run: the slot is someone else's now
+            optuna_adapter.tell(claim.study, claim.trial, outcome, value, context.direction)
+
+
+def _fail_reaped(context: StudyContext, optimizer: str, trial_id: int | None) -> None:
+    if trial_id is not None and optimizer in context.studies:
+        optuna_adapter.fail_trial(context.studies[optimizer], trial_id, note="reaped")
+
+
+def _mark_settled(context: StudyContext) -> None:
+    from tuner.store.studies import study_status
+
+    set_status(context.store, context.spec.id, study_status(context.store, context.spec).status)
+
+
+def sweep_optuna(context: StudyContext, settings: WorkerSettings) -> None:
+    """Settle Optuna trials left RUNNING by a worker that died between two writes: one whose
+    row is finished is told the row's outcome; one no live row holds is failed."""
+    outcomes = optuna_outcomes(context.store, context.spec.id)
+    cutoff = utcnow() - timedelta(seconds=settings.grace_seconds)
+    for study in context.studies.values():
+        for trial_id, started in optuna_adapter.running_trials(study):
+            status, value = outcomes.get(trial_id, (None, None))
+            if status == "running":
+                continue
+            if status is None and started is not None and started.astimezone() > cutoff:
+                continue  # just created; its claim may be on the way
+            optuna_adapter.settle_trial(study, trial_id, status, value, context.direction)

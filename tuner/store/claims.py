@@ -1,0 +1,300 @@
+"""The driver's statements on trials and runs: claims, heartbeats, reaping, closing, reuse.
+
+A worker holds one of an optimizer's N *slots* by inserting its ``tuner_trials`` row with
+``slot = s``. A partial unique index (at most one trial that is not ``failed`` per study,
+optimizer and slot) makes the claim atomic on SQLite and PostgreSQL alike: two workers never
+hold the same slot, and a finished slot is never run again. Every function here is one short
+transaction, retried on transient errors (:mod:`tuner.store.retry`); each says why running it
+twice is safe.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tuner.store.database import Store
+from tuner.store.models import CurveRow, Run, Study, Trial, utcnow
+from tuner.store.records import record_run
+from tuner.store.retry import retrying
+
+if TYPE_CHECKING:
+    from tuner.training import RunResult
+
+
+@dataclass(frozen=True)
+class SlotRow:
+    """One attempt at a slot, as the claim logic needs it."""
+
+    id: int
+    optimizer: str
+    slot: int
+    status: str
+    params: dict[str, Any]
+    optuna_trial_id: int | None
+
+
+@dataclass(frozen=True)
+class ReusedRun:
+    """A seed finished by an earlier attempt at the same slot, moved to the new attempt."""
+
+    seed: int
+    status: str
+    final_metric: float | None
+    curve: list[tuple[int, float | None]]
+
+
+def slot_rows(store: Store, study_id: int) -> list[SlotRow]:
+    """Every attempt at every slot of the study, oldest first (a read)."""
+
+    def read() -> list[SlotRow]:
+        with store.engine.connect() as connection:
+            rows = connection.execute(
+                select(Trial.id, Trial.optimizer, Trial.slot, Trial.status, Trial.params,
+                       Trial.optuna_trial_id)
+                .where(Trial.study_id == study_id, Trial.slot.is_not(None))
+                .order_by(Trial.id)
+            ).all()
+        return [SlotRow(r.id, r.optimizer, r.slot, r.status, dict(r.params or {}),
+                        r.optuna_trial_id) for r in rows]
+
+    return retrying(read)
+
+
+def failed_runs_per_slot(store: Store, study_id: int) -> Counter[tuple[str, int]]:
+    """Per (optimizer, slot), the attempts that ended because a run failed (a read)."""
+
+    def read() -> Counter[tuple[str, int]]:
+        with store.engine.connect() as connection:
+            rows = connection.execute(
+                select(Trial.optimizer, Trial.slot, func.count(func.distinct(Trial.id)))
+                .join(Run, Run.trial_id == Trial.id)
+                .where(Trial.study_id == study_id, Trial.status == "failed",
+                       Run.status == "failed")
+                .group_by(Trial.optimizer, Trial.slot)
+            ).all()
+        return Counter({(o, s): int(n) for o, s, n in rows})
+
+    return retrying(read)
+
+
+def last_errors(store: Store, study_id: int) -> dict[tuple[str, int], str]:
+    """Per (optimizer, slot), the error of its latest failed run (for the given-up report)."""
+
+    def read() -> dict[tuple[str, int], str]:
+        with store.engine.connect() as connection:
+            rows = connection.execute(
+                select(Trial.optimizer, Trial.slot, Run.error)
+                .join(Run, Run.trial_id == Trial.id)
+                .where(Trial.study_id == study_id, Run.status == "failed",
+                       Run.error.is_not(None))
+                .order_by(Run.id)
+            ).all()
+        return {(o, s): error for o, s, error in rows}
+
+    return retrying(read)
+
+
+def insert_claim(store: Store, values: Mapping[str, Any]) -> int | None:
+    """Insert a trial row that holds a slot; its id, or None when the slot is taken.
+
+    Safe to retry: a second try of an insert that did commit finds the slot held (by this very
+    row) and returns None; that row then goes stale and is reaped like any silent worker's.
+    """
+    row = {**values, "status": "running"}
+
+    def claim() -> int | None:
+        try:
+            with store.engine.begin() as connection:
+                result = connection.execute(insert(Trial).values(row))
+                return int(result.inserted_primary_key[0])
+        except IntegrityError:
+            return None
+
+    return retrying(claim)
+
+
+def heartbeat(store: Store, trial_id: int) -> tuple[bool, str | None]:
+    """Touch a running trial's heartbeat; returns (still ours, the study's status).
+
+    The study's status is read in the same transaction, so a ``stopping`` study is noticed at
+    the next beat. Safe to retry: setting a timestamp twice is setting it once.
+    """
+
+    def beat() -> tuple[bool, str | None]:
+        with store.engine.begin() as connection:
+            updated = connection.execute(
+                update(Trial).where(Trial.id == trial_id, Trial.status == "running")
+                .values(heartbeat_at=utcnow())
+            ).rowcount
+            status = connection.execute(
+                select(Study.status).join(Trial, Trial.study_id == Study.id)
+                .where(Trial.id == trial_id)
+            ).scalar()
+        return bool(updated), status
+
+    return retrying(beat)
+
+
+def reap_stale(store: Store, study_id: int, cutoff: datetime) -> list[tuple[str, int | None]]:
+    """Fail the running trials whose heartbeat is older than ``cutoff``.
+
+    Returns (optimizer, Optuna trial id) of each trial this call reaped. Each row is failed by
+    an UPDATE guarded by its status and heartbeat, so two reapers never both reap one trial,
+    and a retry reaps nothing twice.
+    """
+
+    def find() -> list[Any]:
+        with store.engine.connect() as connection:
+            return connection.execute(
+                select(Trial.id, Trial.optimizer, Trial.optuna_trial_id)
+                .where(Trial.study_id == study_id, Trial.status == "running",
+                       Trial.heartbeat_at < cutoff)
+            ).all()
+
+    reaped = []
+    for row_id, optimizer, optuna_trial_id in retrying(find):
+
+        def reap(row_id: int = row_id) -> int:
+            with store.engine.begin() as connection:
+                return connection.execute(
+                    update(Trial)
+                    .where(Trial.id == row_id, Trial.status == "running",
+                           Trial.heartbeat_at < cutoff)
+                    .values(status="failed", finished_at=utcnow())
+                ).rowcount
+
+        if retrying(reap):
+            reaped.append((optimizer, optuna_trial_id))
+    return reaped
+
+
+def _close(connection: Any, trial_id: int, outcome: str, value: float | None) -> bool:
+    from tuner.store.values import finite_or_none
+
+    stored = value if outcome in ("complete", "pruned") else None
+    return bool(connection.execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.status == "running")
+        .values(status=outcome, value=finite_or_none(stored), finished_at=utcnow())
+    ).rowcount)
+
+
+def close_trial(store: Store, trial_id: int, outcome: str, value: float | None) -> bool:
+    """Set a running trial's outcome; False when it is no longer running (it was reaped).
+
+    Safe to retry: the UPDATE is guarded by ``status = 'running'``.
+    """
+
+    def close() -> bool:
+        with store.engine.begin() as connection:
+            return _close(connection, trial_id, outcome, value)
+
+    return retrying(close)
+
+
+def release(store: Store, trial_id: int) -> None:
+    """Give a slot back after an interruption: its trial is failed, the slot is free."""
+
+    def give_back() -> None:
+        with store.engine.begin() as connection:
+            connection.execute(
+                update(Trial).where(Trial.id == trial_id, Trial.status == "running")
+                .values(status="failed", finished_at=utcnow())
+            )
+
+    retrying(give_back)
+
+
+def record_and_close(
+    store: Store,
+    trial_id: int,
+    result: RunResult,
+    *,
+    plugin_version: str | None,
+    space_hash: str | None,
+    closing: tuple[str, float | None] | None,
+) -> bool | None:
+    """Store one run; when it ends the trial (``closing`` is its outcome and value), close the
+    trial row in the same transaction. Returns whether the row was closed (None: not asked).
+
+    Safe to retry: a try that finds this trial's run of this seed already stored (an earlier
+    try committed before its connection dropped) stores nothing more.
+    """
+
+    def write() -> bool | None:
+        with store.engine.begin() as connection:
+            stored = connection.execute(
+                select(Run.id).where(Run.trial_id == trial_id, Run.seed == result.seed)
+            ).first()
+            if stored is None:
+                record_run(connection, trial_id, result, plugin_version=plugin_version,
+                           space_hash=space_hash)
+            if closing is None:
+                return None
+            return _close(connection, trial_id, *closing)
+
+    return retrying(write)
+
+
+def reuse_runs(
+    store: Store, trial_id: int, earlier: Sequence[int], params_key: str, seeds: Sequence[int]
+) -> dict[int, ReusedRun]:
+    """Move the finished seeds of earlier attempts at a slot (same configuration) to the new
+    attempt ``trial_id``: a killed worker loses nothing it had committed, and nothing is counted
+    twice (a run belongs to one trial). Returns them by seed.
+
+    Safe to retry: moving a run to the trial it already belongs to changes nothing.
+    """
+    if not earlier:
+        return {}
+
+    def move() -> dict[int, ReusedRun]:
+        with store.engine.begin() as connection:
+            found = connection.execute(
+                select(Run.id, Run.seed, Run.status, Run.final_metric)
+                .where(Run.trial_id.in_([*earlier, trial_id]), Run.params_hash == params_key,
+                       Run.status.in_(("complete", "diverged")))
+                .order_by(Run.id)
+            ).all()
+            chosen: dict[int, tuple[int, str, float | None]] = {}
+            for run_id, seed, status, final in found:
+                if seed in seeds and seed not in chosen:
+                    chosen[seed] = (run_id, status, final)
+            if not chosen:
+                return {}
+            ids = [run_id for run_id, _, _ in chosen.values()]
+            connection.execute(update(Run).where(Run.id.in_(ids)).values(trial_id=trial_id))
+            points = connection.execute(
+                select(CurveRow.run_id, CurveRow.step, CurveRow.metric)
+                .where(CurveRow.run_id.in_(ids)).order_by(CurveRow.run_id, CurveRow.step)
+            ).all()
+        curves: dict[int, list[tuple[int, float | None]]] = {}
+        for run_id, step, metric in points:
+            curves.setdefault(run_id, []).append((step, metric))
+        return {
+            seed: ReusedRun(seed, status, final, curves.get(run_id, []))
+            for seed, (run_id, status, final) in chosen.items()
+        }
+
+    return retrying(move)
+
+
+def optuna_outcomes(store: Store, study_id: int) -> dict[int, tuple[str, float | None]]:
+    """{Optuna trial id: (row status, value)} of the study's trials (for the Optuna sweep)."""
+
+    def read() -> dict[int, tuple[str, float | None]]:
+        with store.engine.connect() as connection:
+            rows = connection.execute(
+                select(Trial.optuna_trial_id, Trial.status, Trial.value)
+                .where(Trial.study_id == study_id, Trial.optuna_trial_id.is_not(None))
+            ).all()
+        return {r.optuna_trial_id: (r.status, r.value) for r in rows}
+
+    return retrying(read)

@@ -1,0 +1,338 @@
+"""Studies in the store: write one, read it back, its progress, export, stop and delete it.
+
+A study's definition is one type, :class:`tuner.studyfile.StudySpec`, before and after it is
+written (``id`` and ``status`` are set once it is). Progress is read from the trial rows alone:
+no Optuna call, no plugin, no torch, so ``tuner study show`` works on a store copied anywhere.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tuner import __version__
+from tuner.errors import UnknownNameError
+from tuner.store.database import Store, StoreError
+from tuner.store.models import Run, Study, Trial, utcnow
+from tuner.store.retry import retrying
+from tuner.studyfile import StudySpec
+
+if TYPE_CHECKING:
+    from tuner.store.tasks import TaskRecord
+
+FINISHED = ("complete", "pruned", "diverged")
+"""Trial statuses that fill a slot for good."""
+
+MAX_FAILED_ATTEMPTS = 3
+"""A slot whose trials failed (an exception in training) this many times is given up."""
+
+MAX_ATTEMPTS = 10
+"""A slot tried this many times in all (reaped, interrupted, failed) is given up."""
+
+STOPPING = "stopping"
+"""The status that asks every worker of a study to finish its trial and exit."""
+
+
+def _spec(row: Any) -> StudySpec:
+    options = dict(row.options or {})
+    return StudySpec(
+        name=row.name, task=row.task, optimizers=list(row.optimizers),
+        trials=int(row.trials_per_optimizer), seeds=len(row.seeds), sampler=row.sampler,
+        pruner=row.pruner, budget=options.get("budget"), schedule=options.get("schedule"),
+        seed=int(options.get("seed") or 0), ranges=dict(row.search_spaces or {}),
+        description=options.get("description") or "",
+        initial_configs=dict(options.get("initial_configs") or {}),
+        space_hashes=dict(options.get("space_hashes") or {}),
+        id=row.id, status=row.status,
+    )
+
+
+def write_study(store: Store, spec: StudySpec, task: TaskRecord) -> StudySpec:
+    """Write the study and its task record in one transaction: the study exists whole or not
+    at all. Returns the study as stored.
+
+    Raises StoreError when the name is taken (the unique index decides, under any race).
+    """
+    from tuner.store.tasks import record_task
+    from tuner.store.values import plain_json
+
+    values = {
+        "name": spec.name, "task": spec.task, "optimizers": list(spec.optimizers),
+        "trials_per_optimizer": int(spec.trials), "seeds": spec.seed_list,
+        "sampler": spec.sampler, "pruner": spec.pruner,
+        "options": plain_json(spec.options()), "search_spaces": plain_json(spec.ranges),
+        "status": "created", "tuner_version": __version__, "created_at": utcnow(),
+    }
+
+    def write() -> None:
+        with store.engine.begin() as connection:
+            record_task(connection, task)
+            connection.execute(insert(Study).values(values))
+
+    try:
+        retrying(write)
+    except IntegrityError:
+        raise StoreError(f"a study named {spec.name!r} already exists") from None
+    return get_study(store, spec.name)
+
+
+def study_exists(store: Store, name: str) -> bool:
+    """Whether a study of that name is in the store (a read)."""
+
+    def read() -> bool:
+        with store.engine.connect() as connection:
+            return connection.scalar(select(Study.id).where(Study.name == name)) is not None
+
+    return retrying(read)
+
+
+def get_study(store: Store, name: str) -> StudySpec:
+    """The study called ``name``; UnknownNameError listing the studies when there is none."""
+
+    def read() -> StudySpec:
+        with store.engine.connect() as connection:
+            row = connection.execute(select(Study).where(Study.name == name)).first()
+            if row is None:
+                known = connection.scalars(select(Study.name).order_by(Study.name)).all()
+                listing = ", ".join(known) if known else "none yet"
+                raise UnknownNameError(f"no study named {name!r} (studies: {listing})")
+        return _spec(row)
+
+    return retrying(read)
+
+
+def set_status(store: Store, study_id: int, status: str, *, unless: str | None = None) -> None:
+    """Set a study's status (created, running, stopping, stopped, finished, incomplete).
+
+    With ``unless``, a study whose status is ``unless`` keeps it (a worker starting up must not
+    undo a stop asked for meanwhile)."""
+
+    def write() -> None:
+        statement = update(Study).where(Study.id == study_id)
+        if unless is not None:
+            statement = statement.where(Study.status != unless)
+        with store.engine.begin() as connection:
+            connection.execute(statement.values(status=status))
+
+    retrying(write)
+
+
+def stop_study(store: Store, name: str) -> StudySpec:
+    """Ask the study's workers to finish the trial in hand and exit (read at each heartbeat).
+
+    ``tuner study run NAME`` resumes it later. Returns the study as it was."""
+    spec = get_study(store, name)
+    set_status(store, spec.id, STOPPING)
+    return spec
+
+
+@dataclass
+class OptimizerStatus:
+    """One optimizer's progress in a study and its best trial so far."""
+
+    optimizer: str
+    done: int
+    total: int
+    running: int
+    complete: int
+    pruned: int
+    diverged: int
+    failed_attempts: int
+    given_up: list[int]
+    best_value: float | None
+    best_params: dict[str, Any] | None
+    best_trial: int | None
+    best_seeds: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class StudyStatus:
+    """A study's progress, what ``tuner study show`` prints.
+
+    ``status``: created (nothing run yet), running (a trial is running), stopping (a stop was
+    asked for), stopped (some slots done, nobody running), finished (every slot done) or
+    incomplete (every slot settled, but some were given up after failing again and again;
+    ``errors`` holds the last error of each).
+    """
+
+    spec: StudySpec
+    metric: str
+    direction: str
+    status: str
+    optimizers: list[OptimizerStatus] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def done(self) -> int:
+        return sum(o.done for o in self.optimizers)
+
+    @property
+    def total(self) -> int:
+        return sum(o.total for o in self.optimizers)
+
+    @property
+    def given_up(self) -> int:
+        return sum(len(o.given_up) for o in self.optimizers)
+
+    def describe(self) -> dict[str, Any]:
+        s = self.spec
+        return {
+            "name": s.name, "task": s.task, "metric": self.metric, "direction": self.direction,
+            "status": self.status, "optimizers": s.optimizers, "trials_per_optimizer": s.trials,
+            "seeds": s.seeds, "sampler": s.sampler, "pruner": s.pruner, "budget": s.budget,
+            "schedule": s.schedule, "ranges": s.ranges, "description": s.description,
+            "trials_done": self.done, "trials_total": self.total,
+            "slots_given_up": self.given_up, "errors": self.errors,
+            "per_optimizer": [o.describe() for o in self.optimizers],
+        }
+
+
+def slot_given_up(attempts: int, failed_runs: int) -> bool:
+    """Whether a slot without a finished trial is abandoned: too many attempts in all, or too
+    many whose training failed."""
+    return attempts >= MAX_ATTEMPTS or failed_runs >= MAX_FAILED_ATTEMPTS
+
+
+def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
+    """Progress and best result per optimizer, from the trial rows alone."""
+    from tuner.store.claims import failed_runs_per_slot, last_errors
+    from tuner.store.tasks import get_task
+
+    spec = get_study(store, spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+    task = get_task(store, spec.task)
+
+    def read() -> tuple[list[Any], dict[int, int]]:
+        with store.engine.connect() as connection:
+            rows = connection.execute(
+                select(Trial.optimizer, Trial.slot, Trial.status, Trial.value, Trial.params,
+                       Trial.optuna_trial_number, Trial.id)
+                .where(Trial.study_id == spec.id, Trial.slot.is_not(None))
+            ).all()
+            seeds = dict(connection.execute(
+                select(Run.trial_id, func.count()).where(Run.study_id == spec.id)
+                .group_by(Run.trial_id)
+            ).all())
+        return rows, seeds
+
+    rows, seeds_per_trial = retrying(read)
+    failures = failed_runs_per_slot(store, spec.id) if any(
+        r.status == "failed" for r in rows) else Counter()
+    finished = {(r.optimizer, r.slot) for r in rows if r.status in FINISHED}
+    attempts = Counter((r.optimizer, r.slot) for r in rows if r.status == "failed")
+    sign = 1.0 if task.direction == "minimize" else -1.0
+    per: list[OptimizerStatus] = []
+    for optimizer in spec.optimizers:
+        mine = [r for r in rows if r.optimizer == optimizer]
+        counts = Counter(r.status for r in mine)
+        scored = [r for r in mine if r.status == "complete" and r.value is not None]
+        best = min(scored, key=lambda r: sign * r.value, default=None)
+        given_up = [
+            slot for slot in range(spec.trials)
+            if (optimizer, slot) not in finished
+            and slot_given_up(attempts[(optimizer, slot)], failures[(optimizer, slot)])
+        ]
+        per.append(OptimizerStatus(
+            optimizer=optimizer, done=sum(counts[s] for s in FINISHED), total=spec.trials,
+            running=counts["running"], complete=counts["complete"], pruned=counts["pruned"],
+            diverged=counts["diverged"], failed_attempts=counts["failed"], given_up=given_up,
+            best_value=best.value if best else None, best_params=best.params if best else None,
+            best_trial=best.optuna_trial_number if best else None,
+            best_seeds=seeds_per_trial.get(best.id) if best else None,
+        ))
+    errors: dict[str, str] = {}
+    if any(o.given_up for o in per):
+        found = last_errors(store, spec.id)
+        for o in per:
+            for slot in o.given_up:
+                errors[f"{o.optimizer}/{slot}"] = found.get((o.optimizer, slot)) or (
+                    f"abandoned after {attempts[(o.optimizer, slot)]} attempts "
+                    "(workers stopped or died while running it)"
+                )
+    settled = all(o.done + len(o.given_up) >= o.total for o in per)
+    if settled:
+        status = "incomplete" if any(o.given_up for o in per) else "finished"
+    elif spec.status == STOPPING:
+        status = STOPPING
+    elif any(o.running for o in per):
+        status = "running"
+    elif any(o.done for o in per) or spec.status in ("stopped", "running"):
+        status = "stopped"
+    else:
+        status = "created"
+    return StudyStatus(spec, task.metric, task.direction, status, per, errors)
+
+
+def list_studies(store: Store) -> list[StudyStatus]:
+    """Every study in the store with its progress, oldest first."""
+
+    def read() -> list[Any]:
+        with store.engine.connect() as connection:
+            return connection.execute(select(Study).order_by(Study.created_at, Study.id)).all()
+
+    return [study_status(store, _spec(row)) for row in retrying(read)]
+
+
+def export_rows(store: Store, name: str) -> list[dict[str, Any]]:
+    """One dict per run of the study, with the run's parameters flattened to ``param_<name>``."""
+    spec = get_study(store, name)
+
+    def read() -> list[Any]:
+        with store.engine.connect() as connection:
+            return connection.execute(
+                select(Run, Trial.slot, Trial.optuna_trial_number, Trial.status, Trial.value)
+                .join(Trial, Run.trial_id == Trial.id)
+                .where(Run.study_id == spec.id)
+                .order_by(Trial.optimizer, Trial.slot, Trial.id, Run.seed)
+            ).all()
+
+    rows = retrying(read)
+    names = sorted({key for row in rows for key in (row.Run.params or {})})
+    out = []
+    for run, slot, number, trial_status, trial_value in rows:
+        record = {
+            "study": spec.name, "task": run.task, "optimizer": run.optimizer, "slot": slot,
+            "trial": number, "trial_status": trial_status, "trial_value": trial_value,
+            "seed": run.seed, "status": run.status, "final_metric": run.final_metric,
+            "best_metric": run.best_metric, "steps": run.steps,
+            "steps_to_target": run.steps_to_target, "seconds_to_target": run.seconds_to_target,
+            "wall_seconds": run.wall_seconds, "peak_memory_bytes": run.peak_memory_bytes,
+            "optimizer_state_bytes": run.optimizer_state_bytes, "device": run.device,
+            "plugin_version": run.plugin_version, "space_hash": run.space_hash,
+            "error": run.error,
+        }
+        record.update({f"param_{key}": (run.params or {}).get(key) for key in names})
+        out.append(record)
+    return out
+
+
+def delete_study_rows(store: Store, name: str) -> tuple[StudySpec, int]:
+    """Delete a study's rows (runs, trials, curves, the study) in one transaction.
+
+    Returns the study and the number of runs deleted. Its Optuna studies are the caller's to
+    delete afterwards (:mod:`tuner.driver.optuna_adapter`); left behind, they are orphans that
+    the next ``study create`` of the name removes.
+    """
+    spec = get_study(store, name)
+
+    def remove() -> int:
+        with store.engine.begin() as connection:
+            runs = connection.scalar(
+                select(func.count()).select_from(Run).where(Run.study_id == spec.id)
+            )
+            connection.execute(delete(Run).where(Run.study_id == spec.id))
+            connection.execute(delete(Trial).where(Trial.study_id == spec.id))
+            connection.execute(delete(Study).where(Study.id == spec.id))
+        return int(runs or 0)
+
+    return spec, retrying(remove)
