@@ -117,24 +117,30 @@ def tuner_writes_alone(url: str, name: str, configs: list[dict], results: list,
                        optimizer: str) -> float:
     """Seconds per trial of tuner's own writes as the driver makes them: the claim row, one
     transaction per run (run + curve; the last one also closes the trial)."""
-    from tuner.store import create_study, open_store, record_run, start_trial
-    from tuner.store.records import finish_trial
+    from tuner.plugins import get_registry
+    from tuner.store import open_store
+    from tuner.store.claims import insert_claim, record_and_close
+    from tuner.store.models import utcnow
+    from tuner.store.studies import write_study
+    from tuner.store.tasks import TaskRecord
 
     seeds = len(results) // len(configs)
+    spec = study_spec(name, len(configs), seeds, 1, optimizer)
     with open_store(url, create=False) as store:
-        study_id = create_study(store, name=name, task=TASK, optimizers=[optimizer],
-                                trials_per_optimizer=len(configs), seeds=list(range(seeds)))
+        study = write_study(store, spec, TaskRecord.from_task(get_registry().task(TASK)))
         started = time.perf_counter()
         for number, params in enumerate(configs):
-            trial_id = start_trial(store, study_id=study_id, optimizer=optimizer,
-                                   optuna_study_name=name, optuna_trial_number=number,
-                                   params=params)
+            now = utcnow()
+            trial_id = insert_claim(store, {
+                "study_id": study.id, "optimizer": optimizer, "optuna_study_name": name,
+                "optuna_trial_number": number, "params": params, "started_at": now,
+                "heartbeat_at": now, "slot": number, "origin": "sampled",
+            })
             runs = results[number * seeds:(number + 1) * seeds]
             for index, result in enumerate(runs):
-                with store.engine.begin() as connection:
-                    record_run(connection, trial_id, result)
-                    if index + 1 == len(runs):
-                        finish_trial(connection, trial_id, status="complete", value=0.5)
+                closing = ("complete", 0.5) if index + 1 == len(runs) else None
+                record_and_close(store, trial_id, result, plugin_version=None,
+                                 space_hash=None, closing=closing)
         return (time.perf_counter() - started) / len(configs)
 
 
@@ -169,7 +175,7 @@ class StatementCounter:
 
 def counted_run(url: str, spec: Any) -> tuple[dict, Counter]:
     """Statements and commits per trial (trials 2..M), and for the worker's start, its first
-    trial (which pops the enqueued recommended configuration) and its end together."""
+    trial (the recommended configuration, a fixed one) and its end together."""
     from tuner.driver import Worker, WorkerSettings, create
 
     create(spec, url)

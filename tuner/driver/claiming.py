@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +47,8 @@ class Claimer:
         rows = slot_rows(self.context.store, self.context.spec.id)
         attempts = [SlotAttempt(r.optimizer, r.slot, r.status, r.params) for r in rows]
         failed = failed_runs_per_slot(self.context.store, self.context.spec.id) if any(
-            r.status == "failed" for r in rows) else {}
-        from collections import Counter
-
-        return rows, attempts, Counter(failed)
+            r.status == "failed" for r in rows) else Counter()
+        return rows, attempts, failed
 
     def settled(self) -> bool:
         """Whether nothing is left to run (every slot finished or given up)."""
@@ -90,16 +89,10 @@ class Claimer:
             "optuna_trial_number": trial.number,
             "optuna_trial_id": optuna_adapter.trial_id(trial), "params": params,
             "started_at": now, "heartbeat_at": now, "worker_host": self.host,
-            "worker_pid": self.pid, "slot": slot, **_origin(plan.origin),
+            "worker_pid": self.pid, "slot": slot, "origin": plan.origin,
         })
         if row_id is None:
             optuna_adapter.fail_trial(study, optuna_adapter.trial_id(trial), note="unclaimed")
             return None
         return Claim(optimizer, slot, row_id, trial, study, [r.id for r in earlier], params)
 
-
-def _origin(origin: str) -> dict[str, str]:
-    """The ``origin`` column, on stores whose schema has it."""
-    from tuner.store.models import Trial
-
-    return {"origin": origin} if "origin" in Trial.__table__.c else {}

@@ -263,7 +263,7 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
     if settled:
         status = "incomplete" if any(o.given_up for o in per) else "finished"
     elif spec.status == STOPPING:
-        status = STOPPING
+        status = STOPPING if any(o.running for o in per) else "stopped"
     elif any(o.running for o in per):
         status = "running"
     elif any(o.done for o in per) or spec.status in ("stopped", "running"):
