@@ -76,3 +76,54 @@ def test_lr_find_bad_input_is_one_line(tmp_path):
     assert bad.output.strip() == "Error: need 0 < start < end, got start=1, end=0.1"
     unknown = invoke("lr-find", "--task", "logreg", "--optimizer", "nope", "--device", "cpu")
     assert unknown.exit_code == 1 and "unknown optimizer 'nope'" in unknown.output
+
+
+def recording_task(name: str = "digits-mlp"):
+    """The registered task, recording the inputs of every batch its loss is given."""
+    from tuner.plugins import get_registry
+
+    class Recording(type(get_registry().task(name))):
+        def __init__(self) -> None:
+            self.seen: list = []
+
+        def loss(self, model, batch):
+            self.seen.append(batch[0].clone())
+            return super().loss(model, batch)
+
+    return Recording()
+
+
+@pytest.mark.parametrize("batch_size", [None, 32])
+def test_lr_find_sees_the_batches_a_training_run_sees(batch_size):
+    import torch
+
+    from tuner.lr_find import lr_find
+    from tuner.training import train
+
+    k = 40  # more than one epoch of digits-mlp at batch size 32 (1,078 examples / 32 = 33)
+    ranged, trained, other_seed = recording_task(), recording_task(), recording_task()
+    found = lr_find(ranged, "sgd", start=1e-6, end=1e-5, steps=k, seed=3, device="cpu",
+                    batch_size=batch_size)
+    assert len(found.lrs) == k and found.diverged_at is None
+    train(trained, "sgd", {"lr": 1e-3}, seed=3, budget=k, batch_size=batch_size, threads=1)
+    train(other_seed, "sgd", {"lr": 1e-3}, seed=4, budget=k, batch_size=batch_size, threads=1)
+    assert len(ranged.seen) == len(trained.seen) == k
+    assert all(torch.equal(a, b) for a, b in zip(ranged.seen, trained.seen, strict=True))
+    assert not torch.equal(ranged.seen[0], other_seed.seen[0])  # the seed picks the order
+
+
+def test_lr_find_keeps_what_is_not_given_at_the_recommended_values():
+    from tuner.lr_find import lr_find
+    from tuner.plugins import get_registry
+    from tuner.space import SpaceError
+
+    recommended = get_registry().optimizer("momentum").space.recommended()
+    found = lr_find("logreg", "momentum", start=1e-4, end=1e-2, steps=5, device="cpu",
+                    params={"dampening": 0.5})
+    assert found.params == {
+        k: (0.5 if k == "dampening" else v) for k, v in recommended.items() if k != "lr"}
+    decayed = lr_find("logreg", "adam", start=1e-4, end=1e-2, steps=5, device="cpu",
+                      params={"weight_decay": 0.01})
+    assert decayed.params["decoupled_weight_decay"] is False  # active now: its default
+    with pytest.raises(SpaceError, match="'decoupled_weight_decay' is inactive"):
+        lr_find("logreg", "adam", steps=5, device="cpu", params={"decoupled_weight_decay": True})

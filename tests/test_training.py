@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from tuner.cli import cli
 from tuner.errors import UnknownNameError
 from tuner.optimizer import OptimizerPlugin
 from tuner.space import Float, SpaceError
+from tuner.steps import StepError, batches, optimizer_step, resolve_device
 from tuner.task import Problem, Task
 from tuner.training import (
     STATUSES,
@@ -78,13 +80,43 @@ def test_a_complete_run_reports_everything() -> None:
     assert all(p.lr == 3e-3 for p in result.curve)
     assert all(0 < p.seconds <= result.wall_seconds for p in result.curve)
     assert result.param_count == 64 * 128 + 128 + 128 * 10 + 10
+    assert result.param_bytes == 4 * result.param_count  # float32
     assert result.optimizer_state_bytes == 2 * 4 * result.param_count  # Adam: two fp32 moments
     assert result.peak_memory_bytes and result.peak_memory_bytes > 10_000_000  # the process RSS
+    # (that the figure measures the run, not the process's past, is test_peak_memory_...)
     assert result.device == "cpu"
     assert set(result.versions) == {"torch", "python", "tuner"}
     assert result.params["lr"] == 3e-3 and "beta1" in result.params  # defaults filled in
     assert result.options["budget"] == 66 and result.options["batch_size"] == 64
     json.dumps(result.to_dict())
+
+
+class Ballast(Scripted):
+    """A task whose model carries ``megabytes`` of buffer, written (so resident) when built."""
+
+    def __init__(self, megabytes: int) -> None:
+        super().__init__([1.0])
+        self.megabytes = megabytes
+
+    def build(self, seed: int, device: torch.device) -> Problem:
+        problem = super().build(seed, device)
+        if self.megabytes:
+            problem.model.register_buffer("ballast", torch.ones(self.megabytes * 2**18))
+        return problem
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"),
+                    reason="the per-run CPU peak needs Linux's /proc/self/clear_refs")
+def test_peak_memory_is_the_runs_own_peak() -> None:
+    """A run holding 256 MB more reports a peak at least that much higher, and the peak is reset
+    at each run's start: the small run after the big one reports less than the big one."""
+    ballast = 256 * 2**20
+    before = train(Ballast(0), "sgd", {"lr": 0.1}, budget=2, **FAST)
+    big = train(Ballast(256), "sgd", {"lr": 0.1}, budget=2, **FAST)
+    after = train(Ballast(0), "sgd", {"lr": 0.1}, budget=2, **FAST)
+    assert big.peak_memory_bytes >= before.peak_memory_bytes + 0.95 * ballast
+    assert after.peak_memory_bytes < big.peak_memory_bytes - 0.9 * ballast
+    assert big.param_bytes == after.param_bytes == 4  # the ballast is a buffer, not trained
 
 
 def test_the_training_loss_is_the_mean_since_the_last_evaluation() -> None:
@@ -286,6 +318,46 @@ def test_the_optimizer_is_switched_to_eval_mode_around_every_evaluation() -> Non
 
     train(Watching([1.0]), plugin, budget=30, **FAST)
     assert calls == ["eval", "evaluate", "train"] * 3
+
+
+def test_the_shared_step_drives_a_closure_optimizer_and_returns_the_loss_before_it() -> None:
+    x = torch.nn.Parameter(torch.tensor([4.0, 3.0]))
+
+    class ReturnsNothing(torch.optim.SGD):
+        def step(self, closure=None):  # a closure optimizer that forgets to return the loss
+            with torch.enable_grad():
+                closure()
+            super().step()
+
+    for optimizer in (torch.optim.LBFGS([x], lr=0.1, max_iter=3), ReturnsNothing([x], lr=0.01)):
+        x.data = torch.tensor([4.0, 3.0])
+        loss = optimizer_step(optimizer, lambda _: x[0] ** 2 + 10 * x[1] ** 2,
+                              needs_closure=True)
+        assert float(loss) == 106.0 and not loss.requires_grad
+        assert float(x[0] ** 2 + 10 * x[1] ** 2) < 106.0
+
+
+def test_the_shared_batches_are_a_seeded_permutation_per_epoch() -> None:
+    examples = torch.arange(10.0)
+    problem = Problem(model=torch.nn.Linear(1, 1), train=(examples, examples * 2))
+    order = batches(problem, 3, seed=5)
+    epoch = [next(order) for _ in range(3)]  # 10 // 3 = 3 batches, one example dropped
+    seen = torch.cat([inputs for inputs, _ in epoch])
+    assert len(set(seen.tolist())) == 9 and all(torch.equal(y, x * 2) for x, y in epoch)
+    again = batches(problem, 3, seed=5)
+    assert all(torch.equal(next(again)[0], inputs) for inputs, _ in epoch)
+    assert next(batches(problem, None, seed=5)) is problem.train  # full batch: the whole set
+    accumulated = next(batches(problem, 2, seed=5, accumulate=2))
+    assert isinstance(accumulated, list) and [len(x) for x, _ in accumulated] == [2, 2]
+    with pytest.raises(StepError, match="task 'tiny' has 10 training examples, fewer than"):
+        next(batches(problem, 4, seed=5, accumulate=11, task="tiny"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
+def test_asking_for_cuda_without_it_is_one_line() -> None:
+    with pytest.raises(StepError, match="^device 'cuda' asked for, but CUDA is not available"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")
 
 
 # -- stopping: early stopping, pruning ----------------------------------------------------

@@ -16,12 +16,17 @@ on a task's model and data with a registered optimizer.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import TunerError
+
+if TYPE_CHECKING:
+    from tuner.optimizer import OptimizerPlugin
+    from tuner.task import Task
 
 
 class LrFindError(TunerError, ValueError):
@@ -154,18 +159,9 @@ def range_test(
     )
 
 
-def resolve_device(device: str = "auto") -> Any:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as torch reads it."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def lr_find(
-    task: str,
-    optimizer: str,
+    task: str | Task,
+    optimizer: str | OptimizerPlugin,
     start: float = 1e-7,
     end: float = 10.0,
     steps: int = 100,
@@ -179,60 +175,47 @@ def lr_find(
     """The range test of ``optimizer`` on ``task``'s model and data (a fresh model, one seed).
 
     ``params`` fixes the optimizer's other hyperparameters (defaults: the plugin's recommended
-    values); ``lr`` is overwritten at every step. Batches are drawn as the training loop draws
-    them (a seeded generator; the whole training set for a full-batch task).
+    values); ``lr`` is overwritten at every step. The model, the device, the batches and the
+    optimizer step are those of a training run with the same seed (:mod:`tuner.steps`): the
+    test sees the batches the runs see, in the same order.
     """
     import torch
 
     from tuner.optimizer import train_mode
     from tuner.plugins import get_registry
+    from tuner.steps import batches, optimizer_step, resolve_device
 
-    registry = get_registry()
-    task_plugin = registry.task(task)
-    plugin = registry.optimizer(optimizer)
+    task_plugin = get_registry().task(task) if isinstance(task, str) else task
+    plugin = get_registry().optimizer(optimizer) if isinstance(optimizer, str) else optimizer
     if "lr" not in plugin.space:
-        raise LrFindError(f"optimizer {optimizer!r} has no 'lr' hyperparameter to sweep")
+        raise LrFindError(f"optimizer {plugin.name!r} has no 'lr' hyperparameter to sweep")
+    if batch_size is not None and batch_size < 1:
+        raise LrFindError(f"batch size must be at least 1, got {batch_size}")
     schedule_start = lr_schedule(start, end, steps)[0]
     lr_param = plugin.space["lr"]
     given = {**(params or {}), "lr": min(max(schedule_start, lr_param.low), lr_param.high)}
-    values = plugin.space.complete(given, owner=optimizer, fallback=plugin.space.recommended())
+    values = plugin.space.complete(given, owner=plugin.name, fallback=plugin.space.recommended())
 
     where = resolve_device(device)
     torch.manual_seed(seed)
     problem = task_plugin.build(seed, where)
-    model = problem.model
+    model = problem.model.to(where)
     model.train()
-    built = plugin.create(list(model.parameters()), values)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    built = plugin.create(parameters, values)
     train_mode(built)
     size = batch_size if batch_size is not None else task_plugin.batch_size
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-
-    def batch() -> tuple[Any, ...]:
-        if not problem.train or size is None or size >= problem.train_size:
-            return problem.train
-        index = torch.randint(problem.train_size, (size,), generator=generator)
-        index = index.to(problem.train[0].device)
-        return tuple(tensor[index] for tensor in problem.train)
+    order = batches(problem, size, seed, task=task_plugin.name)
+    loss_of = functools.partial(task_plugin.loss, model)
 
     def step(lr: float) -> float:
         for group in built.param_groups:
             group["lr"] = lr
-        data = batch()
-
-        def closure() -> Any:
-            built.zero_grad(set_to_none=True)
-            loss = task_plugin.loss(model, data)
-            loss.backward()
-            return loss
-
-        if plugin.needs_closure:
-            loss = built.step(closure)
-        else:
-            loss = closure()
-            built.step()
-        return float(loss.detach())
+        loss = optimizer_step(built, loss_of, next(order), needs_closure=plugin.needs_closure,
+                              parameters=parameters)
+        return float(loss)
 
     result = range_test(step, start=start, end=end, steps=steps, beta=beta, divergence=divergence)
-    result.task, result.optimizer = task, optimizer
+    result.task, result.optimizer = task_plugin.name, plugin.name
     result.params = {k: v for k, v in values.items() if k != "lr"}
     return result

@@ -12,11 +12,14 @@ problem on the CPU and returns a number for the test to judge; none of them need
   one go and after 5 steps, a save/load of ``state_dict()`` (through ``torch.save``) into a fresh
   optimizer, and 5 more; 0.0 means bit-identical.
 - :func:`eval_train_switch` -> the largest change of any parameter after ``eval_mode`` followed
-  by ``train_mode``; 0.0 (or rounding error) for a conforming optimizer.
+  by ``train_mode``; 0.0 (or rounding error) for a conforming optimizer. For an optimizer with
+  evaluation weights (:func:`defines_eval_mode`), :func:`eval_weights_shift` -> how far
+  ``eval_mode`` moves the parameters, so a test can see that the switch happens at all.
 
 Every check takes ``hyperparams`` (missing ones at the space's defaults; pass
-``plugin.space.recommended()`` for the literature values) and drives a ``needs_closure``
-optimizer through ``step(closure)``. A test module for a plugin package::
+``plugin.space.recommended()`` for the literature values) and steps the optimizer as a training
+run does (:func:`tuner.steps.optimizer_step`: through ``step(closure)`` for a ``needs_closure``
+optimizer). A test module for a plugin package::
 
     import pytest
     from tuner.plugins import get_registry
@@ -28,7 +31,8 @@ optimizer through ``step(closure)``. A test module for a plugin package::
         assert testing.lowers_quadratic(plugin) < 0.5 * testing.QUADRATIC_START_VALUE
         assert testing.measured_state_multiple(plugin) == pytest.approx(plugin.state_multiple)
         assert testing.state_dict_roundtrip(plugin) == 0.0
-        assert testing.eval_train_switch(plugin) <= 1e-6
+        if testing.defines_eval_mode(plugin):  # evaluation weights: swapped in and back out
+            assert testing.eval_train_switch(plugin) <= 1e-5
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tuner.optimizer import OptimizerPlugin, eval_mode, optimizer_state_bytes, train_mode
+from tuner.steps import optimizer_step
 
 if TYPE_CHECKING:
     import torch
@@ -47,7 +52,9 @@ if TYPE_CHECKING:
 __all__ = [
     "QUADRATIC_START",
     "QUADRATIC_START_VALUE",
+    "defines_eval_mode",
     "eval_train_switch",
+    "eval_weights_shift",
     "lowers_quadratic",
     "measured_state_multiple",
     "quadratic",
@@ -93,19 +100,8 @@ def quadratic(x: torch.Tensor) -> torch.Tensor:
 def _step(
     plugin: OptimizerPlugin, optimizer: torch.optim.Optimizer, loss_fn: Callable[[], Any]
 ) -> None:
-    """One optimizer step on ``loss_fn``, through a closure where the plugin needs one."""
-
-    def closure() -> Any:
-        optimizer.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        return loss
-
-    if plugin.needs_closure:
-        optimizer.step(closure)
-    else:
-        closure()
-        optimizer.step()
+    """One optimizer step on ``loss_fn``, the training loop's own (:func:`optimizer_step`)."""
+    optimizer_step(optimizer, lambda _: loss_fn(), needs_closure=plugin.needs_closure)
 
 
 @_single_threaded
@@ -218,6 +214,39 @@ def state_dict_roundtrip(
     for _ in range(steps):
         _step(plugin, optimizer, loss_fn)
     return _largest_difference(uninterrupted, [p.detach() for p in model.parameters()])
+
+
+def defines_eval_mode(
+    plugin: OptimizerPlugin, hyperparams: Mapping[str, Any] | None = None
+) -> bool:
+    """Whether the plugin's optimizer defines ``eval()`` and ``train()`` (Schedule-Free does;
+    a wrapper such as Lookahead forwards them to the optimizer inside)."""
+    import torch
+
+    optimizer = plugin.create([torch.nn.Parameter(torch.zeros(2))], hyperparams)
+    return callable(getattr(optimizer, "eval", None)) and callable(
+        getattr(optimizer, "train", None)
+    )
+
+
+@_single_threaded
+def eval_weights_shift(
+    plugin: OptimizerPlugin, hyperparams: Mapping[str, Any] | None = None, steps: int = 3
+) -> float:
+    """The largest difference between the training weights and the weights ``eval_mode`` puts
+    in place, after ``steps`` steps; 0.0 for an optimizer without evaluation weights.
+
+    With :func:`eval_train_switch` it shows that a switch really happens and is undone.
+    """
+    model, loss_fn = _small_problem()
+    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    for _ in range(steps):
+        _step(plugin, optimizer, loss_fn)
+    before = [p.detach().clone() for p in model.parameters()]
+    eval_mode(optimizer)
+    shift = _largest_difference(before, [p.detach() for p in model.parameters()])
+    train_mode(optimizer)
+    return shift
 
 
 @_single_threaded

@@ -6,13 +6,16 @@ exception makes it ``failed`` with a one-line ``error``. Bad arguments (an unkno
 optimizer, a hyperparameter outside its range, an impossible option) raise a
 :class:`~tuner.errors.TunerError` before anything is trained.
 
-The loop is written for low overhead: the data stays on the device as tensors and batches are
-drawn by indexing with a seeded permutation (no DataLoader); the loss is read back once per step
-on the CPU, where that costs no device synchronisation, and once every few steps on a GPU.
+The device, the batch order and the optimizer step come from :mod:`tuner.steps`, which lr-find
+and the conformance kit share. The loop is written for low overhead: the data stays on the
+device as tensors and batches are drawn by indexing with a seeded permutation (no DataLoader);
+the loss is read back once per step on the CPU, where that costs no device synchronisation, and
+once every few steps on a GPU.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import platform
 import sys
@@ -21,7 +24,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from tuner.errors import TunerError
+from tuner.errors import TunerError, describe_exception
+from tuner.steps import StepError, batches, optimizer_step, resolve_device
+
+__all__ = [
+    "STATUSES", "CurvePoint", "Pruned", "RunResult", "TrainOptions", "TrainOptionsError",
+    "make_options", "resolve_device", "train",
+]
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +77,9 @@ class RunResult:
     size of the whole process during the run (Linux ``VmHWM``, reset at the start of the run
     through ``/proc/self/clear_refs``; elsewhere the process's lifetime peak from ``getrusage``):
     cheap and honest, but it includes the interpreter and torch themselves, so compare optimizers'
-    memory with ``optimizer_state_bytes``.
+    memory with ``optimizer_state_bytes``. ``param_count`` and ``param_bytes`` are the number and
+    the bytes (``numel * element_size``) of the trained parameters: the optimizer state as a
+    multiple of the parameters is ``optimizer_state_bytes / param_bytes``.
 
     ``trajectory`` is the path of the model's point, start included, for tasks that record one
     (2-D test functions). ``options`` are the training options actually used (the task's defaults
@@ -90,6 +101,7 @@ class RunResult:
     peak_memory_bytes: int | None = None
     optimizer_state_bytes: int = 0
     param_count: int = 0
+    param_bytes: int = 0
     device: str = "cpu"
     versions: dict[str, str] = field(default_factory=dict)
     error: str | None = None
@@ -189,17 +201,6 @@ class TrainOptions:
             raise TrainOptionsError(f"min_delta must be >= 0, got {self.min_delta!r}")
 
 
-def resolve_device(name: str) -> torch.device:
-    """The torch device for ``auto``, ``cpu`` or ``cuda[:N]``; CUDA asked for but absent: error."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainOptionsError(f"device {name!r} asked for, but CUDA is not available here")
-    return torch.device(name)
-
-
 def make_options(options: TrainOptions | None = None, **values: Any) -> TrainOptions:
     """``options`` (or the defaults) with ``values`` replacing fields; unknown names are errors."""
     known = {f.name for f in fields(TrainOptions)}
@@ -253,12 +254,6 @@ def train(
     hyperparams = optimizer.space.complete(params or {}, owner=optimizer.name)
     run = _Run(task, optimizer, hyperparams, seed, options, callback)
     return run.execute()
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    message = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-    return message if len(message) <= 300 else message[:297] + "..."
 
 
 def _is_pruning(error: BaseException) -> bool:
@@ -384,7 +379,7 @@ class _Run:
             result.status = "diverged"
             result.steps = diverged.step
             result.final_metric = None
-        except TrainOptionsError:
+        except (TrainOptionsError, StepError):  # bad options, found once training began
             raise
         except Exception as error:  # any failure inside a run is a result, not a crash
             result.steps = self.done
@@ -392,7 +387,7 @@ class _Run:
                 result.status = "pruned"
             else:
                 result.status = "failed"
-                result.error = _one_line(error)
+                result.error = describe_exception(error)
         finally:
             result.wall_seconds = time.perf_counter() - started
             if cuda:
@@ -422,32 +417,18 @@ class _Run:
         model.train()
         parameters = [p for p in model.parameters() if p.requires_grad]
         result.param_count = sum(p.numel() for p in parameters)
+        result.param_bytes = sum(p.numel() * p.element_size() for p in parameters)
         optimizer = self.optimizer = self.plugin.create(parameters, self.hyperparams)
         per_step_schedule, plateau = self._schedules(optimizer)
         warmup = options.warmup
-        batches = self._batches(problem)
-        accumulate = options.accumulate
+        order = self._batches(problem)
         clip_norm = options.clip_norm
         trajectory = task.records_trajectory
         self._positions = []
         if trajectory:
             self._positions.append(task.position(model).detach().clone())
-        lossfn = task.loss
-
-        # ``batches`` yields one batch per step, or a list of ``accumulate`` batches
-        def gradient(batch: Any) -> torch.Tensor:
-            if accumulate == 1:
-                loss = lossfn(model, batch)
-                loss.backward()
-                return loss
-            total = 0.0
-            for part in batch:
-                loss = lossfn(model, part)
-                (loss / accumulate).backward()
-                total = total + loss.detach()
-            return total / accumulate
-
-        closure_needed = self.plugin.needs_closure
+        loss_of = functools.partial(task.loss, model)  # takes what ``order`` yields
+        needs_closure = self.plugin.needs_closure
         readback_every = LOSS_READBACK_EVERY.get(self.device.type, LOSS_READBACK_DEFAULT)
         read_each_step = readback_every == 1
         pending: list[torch.Tensor] = []
@@ -460,23 +441,8 @@ class _Run:
         self._start = time.perf_counter()
 
         for step in range(budget):
-            batch = next(batches)
-            if closure_needed:
-
-                def closure(batch: Any = batch) -> torch.Tensor:
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = gradient(batch)
-                    if clip_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
-                    return loss
-
-                loss = optimizer.step(closure)
-            else:
-                optimizer.zero_grad(set_to_none=True)
-                loss = gradient(batch)
-                if clip_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
-                optimizer.step()
+            loss = optimizer_step(optimizer, loss_of, next(order), needs_closure=needs_closure,
+                                  clip_norm=clip_norm, parameters=parameters)
             done = self.done = step + 1
             evaluating = done % eval_every == 0 or done == budget
             if evaluating:
@@ -494,7 +460,7 @@ class _Run:
                 loss_sum += value
                 loss_count += 1
             else:
-                pending.append(loss.detach())
+                pending.append(loss)
                 if evaluating or len(pending) >= readback_every:
                     total, count = self._check_losses(pending, done - len(pending))
                     loss_sum, loss_count, pending = loss_sum + total, loss_count + count, []
@@ -601,38 +567,7 @@ class _Run:
             return ramp, plateau
         return lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup]), plateau
 
-    def _batches(self, problem: Problem):
-        """An endless iterator over the steps' batches (a list of ``accumulate`` batches when
-        accumulating): a seeded permutation per epoch, the last incomplete batch dropped."""
-        import torch
-
-        size, accumulate = self.batch_size, self.options.accumulate
-        n = problem.train_size
-        if size is None:
-            whole = problem.train
-            while True:
-                yield whole
-        if n == 0:
-            raise TrainOptionsError(
-                f"task {self.task.name!r} has no training examples to draw batches from"
-            )
-        size = min(size, n // accumulate) if n >= accumulate else 0
-        if size < 1:
-            raise TrainOptionsError(
-                f"task {self.task.name!r} has {n} training examples, fewer than accumulate="
-                f"{accumulate} batches"
-            )
-        per_step = size * accumulate
-        steps_per_epoch = n // per_step
-        generator = torch.Generator().manual_seed(self.seed)
-        tensors = problem.train
-        device = self.device
-        while True:
-            order = torch.randperm(n, generator=generator)
-            order = order[: steps_per_epoch * per_step].to(device)
-            if accumulate == 1:
-                for index in order.view(steps_per_epoch, size):
-                    yield tuple([t[index] for t in tensors])
-            else:
-                for rows in order.view(steps_per_epoch, accumulate, size):
-                    yield [tuple([t[index] for t in tensors]) for index in rows]
+    def _batches(self, problem: Problem) -> Any:
+        """The steps' batches: :func:`tuner.steps.batches` for this run's seed and sizes."""
+        return batches(problem, self.batch_size, self.seed, self.options.accumulate,
+                       task=self.task.name)

@@ -1,0 +1,155 @@
+"""The parts of training that every loop shares: the device, the batch order and one step.
+
+:func:`tuner.training.train`, :func:`tuner.lr_find.lr_find` and the conformance kit
+(:mod:`tuner.testing`) all use these, so a run, a learning-rate range test and a conformance
+check see the same device, the same batches for a seed, and the same optimizer step:
+
+- :func:`resolve_device`: ``auto``, ``cpu`` or ``cuda[:N]`` -> a ``torch.device``;
+- :func:`batches`: an endless iterator over a problem's mini-batches, a seeded permutation per
+  epoch with the last incomplete batch dropped (the whole training set for a full-batch task);
+- :func:`optimizer_step`: zero the gradients, the loss and its backward pass (accumulated over a
+  list of batches), gradient clipping, and the step, through a closure for the optimizers that
+  need one (L-BFGS).
+
+torch is imported inside the functions: importing this module is free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import TunerError
+
+if TYPE_CHECKING:
+    import torch
+
+    from tuner.task import Problem
+
+
+class StepError(TunerError, ValueError):
+    """A device or a batch layout that cannot work (CUDA absent, too few examples)."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device for ``auto``, ``cpu`` or ``cuda[:N]``; CUDA asked for but absent: error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise StepError(f"device {name!r} asked for, but CUDA is not available here")
+    try:
+        return torch.device(name)
+    except RuntimeError as error:
+        raise StepError(f"unknown device {name!r}: {str(error).splitlines()[0]}") from None
+
+
+def batches(
+    problem: Problem, batch_size: int | None, seed: int, accumulate: int = 1, task: str = ""
+) -> Iterator[Any]:
+    """An endless iterator over the batches of ``problem``'s training data, one item per step.
+
+    With ``batch_size`` None (a full-batch task) every item is ``problem.train`` itself. Else the
+    examples are shuffled by a ``torch.Generator`` seeded with ``seed``, once per epoch, and cut
+    into batches of ``batch_size`` (at most ``n // accumulate``), the last incomplete one
+    dropped; each item is a tuple with every tensor of ``problem.train`` indexed by one batch,
+    or, with ``accumulate`` > 1, a list of ``accumulate`` such tuples. The same seed gives the
+    same order wherever the problem lives: the permutation is drawn on the CPU.
+
+    Raises :class:`StepError` (on the first item) when there are too few examples.
+    """
+    import torch
+
+    if batch_size is None:
+        whole = problem.train
+        while True:
+            yield whole
+    n = problem.train_size
+    named = f"task {task!r}" if task else "the task"
+    if n == 0:
+        raise StepError(f"{named} has no training examples to draw batches from")
+    size = min(batch_size, n // accumulate) if n >= accumulate else 0
+    if size < 1:
+        raise StepError(
+            f"{named} has {n} training examples, fewer than accumulate={accumulate} batches"
+        )
+    per_step = size * accumulate
+    steps_per_epoch = n // per_step
+    generator = torch.Generator().manual_seed(seed)
+    tensors = problem.train
+    device = tensors[0].device
+    while True:
+        order = torch.randperm(n, generator=generator)
+        order = order[: steps_per_epoch * per_step].to(device)
+        if accumulate == 1:
+            for index in order.view(steps_per_epoch, size):
+                yield tuple([t[index] for t in tensors])
+        else:
+            for rows in order.view(steps_per_epoch, accumulate, size):
+                yield [tuple([t[index] for t in tensors]) for index in rows]
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer,
+    loss_of: Callable[[Any], torch.Tensor],
+    batch: Any = None,
+    *,
+    needs_closure: bool = False,
+    clip_norm: float | None = None,
+    parameters: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """One optimizer step on ``batch``; returns the loss before the step (detached).
+
+    Args:
+        optimizer: the optimizer to step.
+        loss_of: ``loss_of(batch) -> scalar tensor``, the forward pass (``task.loss`` bound to
+            its model).
+        batch: what ``loss_of`` takes; a *list* of batches accumulates their gradients into one
+            step (each loss divided by their number) and returns their mean loss.
+        needs_closure: the optimizer evaluates the loss itself, through ``step(closure)``
+            (L-BFGS calls it several times per step).
+        clip_norm: clip the gradients' global L2 norm to this before stepping.
+        parameters: the parameters whose gradients are clipped (default: the optimizer's).
+    """
+    if needs_closure:
+        last: list[torch.Tensor] = []
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss = _loss_and_gradient(loss_of, batch)
+            if clip_norm is not None:
+                _clip(optimizer, parameters, clip_norm)
+            last.append(loss)
+            return loss
+
+        loss = optimizer.step(closure)
+        return (last[0] if loss is None else loss).detach()
+    optimizer.zero_grad(set_to_none=True)
+    loss = _loss_and_gradient(loss_of, batch)
+    if clip_norm is not None:
+        _clip(optimizer, parameters, clip_norm)
+    optimizer.step()
+    return loss.detach()
+
+
+def _loss_and_gradient(loss_of: Callable[[Any], torch.Tensor], batch: Any) -> torch.Tensor:
+    if not isinstance(batch, list):
+        loss = loss_of(batch)
+        loss.backward()
+        return loss
+    count = len(batch)
+    total: Any = 0.0
+    for part in batch:
+        loss = loss_of(part)
+        (loss / count).backward()
+        total = total + loss.detach()
+    return total / count
+
+
+def _clip(optimizer: Any, parameters: list | None, clip_norm: float) -> None:
+    import torch
+
+    if parameters is None:
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
