@@ -11,6 +11,7 @@ from tuner.commands import advice as advice_commands
 from tuner.commands import tasks as tasks_commands
 from tuner.commands.db import db
 from tuner.commands.plugins import optimizers, plugins_command
+from tuner.commands.serve import serve_command
 from tuner.commands.study import study, worker_command
 from tuner.errors import first_line
 
@@ -81,3 +82,4 @@ cli.add_command(advice_commands.lr_find_command)
 cli.add_command(advice_commands.report_command)
 cli.add_command(tasks_commands.tasks)
 cli.add_command(tasks_commands.train_command)
+cli.add_command(serve_command)

@@ -1,0 +1,625 @@
+"""The JSON API: one data function per URL; each page is a template over the same data.
+
+A data function takes the request and returns a JSON-ready dict; :func:`json_view` serves it
+under ``/api/`` and :func:`tuner.server.pages.page_view` renders it into a page (datasette's
+habit: every page has its JSON twin). The YAML after ``---`` in each docstring is that
+endpoint's entry in the OpenAPI schema (``/api/openapi.json``).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tuner.errors import TunerError, UnknownNameError
+from tuner.server import sources
+from tuner.server.security import ApiError, BodyTooLarge, handle_error, require_writer
+
+DataFunction = Callable[[Request], dict[str, Any]]
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+POLL_SECONDS = 2.0
+"""How often the live pages ask for fresh data."""
+
+CREATE_KEYS = (
+    "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
+    "param_range", "seed", "description", "warm_start",
+)
+"""The fields of a create request: ``tuner study create``'s flags, by the same names."""
+
+
+# -- responses -----------------------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready copy: non-finite floats become null, tuples lists, keys strings."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+class DataResponse(JSONResponse):
+    """JSON that never fails on NaN or infinity (they are written as null)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            plain(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode("utf-8")
+
+
+def json_view(function: DataFunction) -> Callable[[Request], Response]:
+    """Serve a data function as JSON; errors become ``{"error": ...}`` with their status."""
+
+    @functools.wraps(function)
+    async def view(request: Request) -> Response:
+        try:
+            return DataResponse(await run_in_threadpool(function, request))
+        except BodyTooLarge:
+            raise
+        except Exception as error:  # every error is one JSON line, never a traceback
+            return await handle_error(request, error)
+
+    return view
+
+
+# -- reading parameters --------------------------------------------------------------------------
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter within ``low..high`` (400 otherwise)."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ApiError(400, f"{name} must be a whole number from {low} to {high}, got {raw!r}")
+    return value
+
+
+def text_param(request: Request, name: str) -> str | None:
+    """A text query parameter, None when absent or empty."""
+    raw = request.query_params.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    if "\x00" in raw or len(raw) > 1000:
+        raise ApiError(400, f"{name} is not a usable value")
+    return raw.strip()
+
+
+def list_param(request: Request, name: str) -> list[str] | None:
+    """A list query parameter (``a,b`` or repeated), None when absent."""
+    parts = []
+    for raw in request.query_params.getlist(name):
+        if "\x00" in raw or len(raw) > 1000:
+            raise ApiError(400, f"{name} is not a usable value")
+        parts += [part.strip() for part in raw.split(",") if part.strip()]
+    return parts or None
+
+
+def _task(request: Request) -> sources.TaskView:
+    return sources.get_task(request.app.state.store, int(request.path_params["task_id"]))
+
+
+def _study_name(request: Request) -> str:
+    return str(request.path_params["name"])
+
+
+def study_commands(request: Request, name: str) -> dict[str, str]:
+    """The commands that start (or resume) a study's workers, with the password masked."""
+    db = request.app.state.display_url
+    return {
+        "run": f"tuner study run {name} --db {db}",
+        "worker": f"tuner worker {name} --db {db}",
+    }
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+
+
+def _task_summary(store: Any, task: sources.TaskView) -> dict[str, Any]:
+    summary = task.to_dict() | {"winner": None, "optimizers": 0, "studies": 0, "problem": None}
+    try:
+        ranking = sources.ranking(store, task.name)
+    except TunerError as error:  # no runs yet, or a task the store cannot rank
+        summary["problem"] = str(error)
+        return summary
+    summary["optimizers"], summary["studies"] = len(ranking.optimizers), ranking.studies
+    summary["metric"], summary["direction"] = ranking.metric, ranking.direction
+    winner = ranking.winner
+    if winner is not None:
+        summary["winner"] = {
+            "optimizer": winner.optimizer, "mean": winner.mean, "std": winner.std,
+            "seeds": winner.seeds, "lr": winner.lr,
+            "good_lr": list(winner.good_lr) if winner.good_lr else None,
+        }
+    return summary
+
+
+def home(request: Request) -> dict[str, Any]:
+    """The tasks in the store with their current winners, and the studies with their progress.
+    ---
+    summary: Everything at a glance (the home page's data)
+    responses:
+      200: {description: "{tasks: [...], studies: [...], read_only: bool}"}
+    """
+    store = request.app.state.store
+    return {
+        "tasks": [_task_summary(store, task) for task in sources.list_tasks(store)],
+        "studies": sources.list_studies(store),
+        "read_only": not request.app.state.token,
+        "poll_seconds": POLL_SECONDS,
+    }
+
+
+def tasks(request: Request) -> dict[str, Any]:
+    """The tasks in the store, each with its record, current winner and good-lr range.
+    ---
+    summary: List the tasks
+    responses:
+      200: {description: "{tasks: [{id, name, kind, metric, direction, target, winner}]}"}
+    """
+    store = request.app.state.store
+    return {"tasks": [_task_summary(store, task) for task in sources.list_tasks(store)]}
+
+
+TASK_ID = {"name": "task_id", "in": "path", "required": True,
+           "schema": {"type": "integer", "minimum": 1}}
+
+
+def task_detail(request: Request) -> dict[str, Any]:
+    """One task: ranking, advice, lr-sensitivity points and best learning curves (the task page).
+    ---
+    summary: A task's page data
+    parameters:
+      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
+      - {name: tolerance, in: query, schema: {type: string}, description: "2% or 0.05"}
+    responses:
+      200: {description: "{task, ranking, advice, lr_points, curves, problem}"}
+      404: {description: no such task}
+    """
+    store = request.app.state.store
+    task = _task(request)
+    data: dict[str, Any] = {
+        "task": task.to_dict(), "ranking": None, "advice": None, "lr_points": {},
+        "curves": {}, "problem": None,
+    }
+    try:
+        advice = sources.advice(store, task.name, tolerance=text_param(request, "tolerance"))
+    except TunerError as error:
+        if type(error).__name__ == "AdviceError":
+            raise
+        data["problem"] = str(error)
+        return data
+    data["advice"] = advice.to_dict()
+    data["ranking"] = advice.ranking.to_dict()
+    data["lr_points"] = sources.lr_points(store, task.name, advice.ranking.direction)
+    data["curves"] = sources.curves(store, advice.ranking)
+    return data
+
+
+def task_ranking(request: Request) -> dict[str, Any]:
+    """The optimizers ranked on a task: the same data as ``tuner best --task T --json``.
+    ---
+    summary: A task's ranking (TaskRanking.to_dict())
+    parameters:
+      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
+      - {name: tolerance, in: query, schema: {type: string}, description: "2% or 0.05"}
+    responses:
+      200: {description: the ranking}
+      404: {description: no such task, or no runs of it}
+    """
+    task = _task(request)
+    return sources.ranking(
+        request.app.state.store, task.name, text_param(request, "tolerance")
+    ).to_dict()
+
+
+def task_advice(request: Request) -> dict[str, Any]:
+    """The recommendation for a task: the same data as ``tuner advise --task T --json``.
+    ---
+    summary: A task's advice (Advice.to_dict())
+    parameters:
+      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
+      - {name: memory_budget, in: query, schema: {type: string}, description: "0n, 1n, 2n"}
+      - {name: tolerance, in: query, schema: {type: string}, description: "2% or 0.05"}
+    responses:
+      200: {description: the advice, its sentence in "advice"}
+      404: {description: no such task, or no runs of it}
+    """
+    task = _task(request)
+    return sources.advice(
+        request.app.state.store, task.name, memory_budget=text_param(request, "memory_budget"),
+        tolerance=text_param(request, "tolerance"),
+    ).to_dict()
+
+
+def task_lr_points(request: Request) -> dict[str, Any]:
+    """Every configuration of each optimizer as an lr-sensitivity point, with its parameters.
+    ---
+    summary: A task's lr-sensitivity points
+    parameters:
+      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
+    responses:
+      200:
+        description: "{task, direction, points: {optimizer: [{lr, mean, std, seeds,
+          diverged, params}]}}"
+      404: {description: no such task}
+    """
+    task = _task(request)
+    direction = task.direction or sources.ranking(request.app.state.store, task.name).direction
+    return {
+        "task": task.name, "direction": direction,
+        "points": sources.lr_points(request.app.state.store, task.name, direction),
+    }
+
+
+def task_curves(request: Request) -> dict[str, Any]:
+    """The learning curves (metric per step, one per seed) of each optimizer's best configuration.
+    ---
+    summary: A task's best learning curves
+    parameters:
+      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
+    responses:
+      200: {description: "{task, metric, curves: {optimizer: [{steps, values}]}}"}
+      404: {description: no such task, or no runs of it}
+    """
+    task = _task(request)
+    ranking = sources.ranking(request.app.state.store, task.name)
+    return {
+        "task": task.name, "metric": ranking.metric,
+        "curves": sources.curves(request.app.state.store, ranking),
+    }
+
+
+def task_compare(request: Request) -> dict[str, Any]:
+    """Two or more optimizers of a task side by side: standings, ties, points and curves.
+    ---
+    summary: Compare optimizers on a task
+    parameters:
+      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
+      - name: optimizers
+        in: query
+        schema: {type: string}
+        description: "a,b (default: the top two)"
+      - {name: tolerance, in: query, schema: {type: string}}
+    responses:
+      200: {description: "{task, metric, direction, optimizers, ties, lr_points, curves}"}
+      404: {description: no such task or optimizer}
+    """
+    from tuner.advice import tied_within_noise
+
+    store = request.app.state.store
+    task = _task(request)
+    ranking = sources.ranking(store, task.name, text_param(request, "tolerance"))
+    names = list_param(request, "optimizers") or [s.optimizer for s in ranking.optimizers[:2]]
+    standings = [ranking.standing(name) for name in dict.fromkeys(names)]
+    ties = []
+    for position, first in enumerate(standings):
+        for second in standings[position + 1:]:
+            tied = None
+            if first.mean is not None and second.mean is not None:
+                tied = tied_within_noise(
+                    first.mean, first.standard_error, second.mean, second.standard_error
+                )
+            ties.append({"optimizers": [first.optimizer, second.optimizer], "tied": tied})
+    chosen = {s.optimizer for s in standings}
+    points = sources.lr_points(store, task.name, ranking.direction)
+    curves = sources.curves(store, ranking)
+    return {
+        "task": task.to_dict(), "metric": ranking.metric, "direction": ranking.direction,
+        "tolerance": str(ranking.tolerance),
+        "optimizers": [s.to_dict() for s in standings],
+        "all_optimizers": [s.optimizer for s in ranking.optimizers],
+        "ties": ties,
+        "lr_points": {name: found for name, found in points.items() if name in chosen},
+        "curves": {name: found for name, found in curves.items() if name in chosen},
+    }
+
+
+def compare_tasks(request: Request) -> dict[str, Any]:
+    """Optimizers across tasks: the same data as ``tuner compare --json``.
+    ---
+    summary: Compare optimizers across tasks (Comparison.to_dict())
+    parameters:
+      - {name: tasks, in: query, schema: {type: string}, description: "a,b (default: all)"}
+      - {name: tolerance, in: query, schema: {type: string}}
+    responses:
+      200: {description: ranks per task, mean rank, wins, defaults}
+      404: {description: no runs}
+    """
+    return sources.comparison(
+        request.app.state.store, list_param(request, "tasks"), text_param(request, "tolerance")
+    ).to_dict()
+
+
+# -- studies -------------------------------------------------------------------------------------
+
+
+def studies(request: Request) -> dict[str, Any]:
+    """The studies in the store with their progress: ``tuner study list --json``.
+    ---
+    summary: List the studies
+    responses:
+      200: {description: "{studies: [...]}"}
+    """
+    return {"studies": sources.list_studies(request.app.state.store)}
+
+
+def study_detail(request: Request) -> dict[str, Any]:
+    """A study: status and progress per optimizer, its latest trials, the commands to run it.
+    ---
+    summary: A study's page data (``tuner study show --json`` and more)
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: "{study, trials, commands, read_only, poll_seconds}"}
+      404: {description: no such study}
+    """
+    store = request.app.state.store
+    name = _study_name(request)
+    status = sources.study_status(store, name)
+    from tuner.store.browse import trials_page
+
+    return {
+        "study": status, "commands": study_commands(request, name),
+        "trials": trials_page(store, name, limit=DEFAULT_PAGE).to_dict(),
+        "read_only": not request.app.state.token, "poll_seconds": POLL_SECONDS,
+    }
+
+
+def _page_args(request: Request) -> dict[str, Any]:
+    return {
+        "offset": int_param(request, "offset", 0, 0, 2**31 - 1),
+        "limit": int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE),
+        "optimizer": text_param(request, "optimizer"),
+        "status": text_param(request, "status"),
+    }
+
+
+def study_trials(request: Request) -> dict[str, Any]:
+    """A study's trials, newest first, a page at a time.
+    ---
+    summary: A study's trials (paged)
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+      - {name: offset, in: query, schema: {type: integer, minimum: 0, default: 0}}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 500, default: 50}}
+      - {name: optimizer, in: query, schema: {type: string}}
+      - {name: status, in: query, schema: {type: string}}
+    responses:
+      200: {description: "{items, total, offset, limit, filters}"}
+      404: {description: no such study}
+    """
+    from tuner.store.browse import trials_page
+
+    name = _study_name(request)
+    sources.check_study_name(name)
+    return trials_page(request.app.state.store, name, **_page_args(request)).to_dict()
+
+
+def study_runs(request: Request) -> dict[str, Any]:
+    """A study's runs (one per seed of a trial), newest first, a page at a time.
+    ---
+    summary: A study's runs (paged)
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+      - {name: offset, in: query, schema: {type: integer, minimum: 0, default: 0}}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 500, default: 50}}
+      - {name: optimizer, in: query, schema: {type: string}}
+      - {name: status, in: query, schema: {type: string}}
+    responses:
+      200: {description: "{items, total, offset, limit, filters}"}
+      404: {description: no such study}
+    """
+    from tuner.store.browse import runs_page
+
+    name = _study_name(request)
+    sources.check_study_name(name)
+    return runs_page(request.app.state.store, name, **_page_args(request)).to_dict()
+
+
+async def study_export(request: Request) -> Response:
+    """Every run of a study, one row each with its parameters flattened (``tuner study export``).
+    ---
+    summary: Export a study's runs
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+      - {name: format, in: query, schema: {type: string, enum: [csv, json], default: csv}}
+    responses:
+      200: {description: CSV (text/csv) or a JSON list}
+      404: {description: no such study}
+    """
+    try:
+        fmt = text_param(request, "format") or "csv"
+        if fmt not in ("csv", "json"):
+            raise ApiError(400, f"format must be csv or json, got {fmt!r}")
+        name = _study_name(request)
+        rows = await run_in_threadpool(sources.export_rows, request.app.state.store, name)
+    except Exception as error:
+        return await handle_error(request, error)
+    if fmt == "json":
+        return DataResponse(rows)
+    buffer = io.StringIO()
+    columns = list(rows[0]) if rows else ["study", "optimizer", "seed", "status"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(plain(rows))
+    filename = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    return Response(
+        buffer.getvalue(), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
+    )
+
+
+# -- writes --------------------------------------------------------------------------------------
+
+
+def _create_settings(body: Any) -> tuple[dict[str, Any], bool]:
+    """The flags of ``tuner study create`` from a request body, with their types checked."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object of study settings")
+    unknown = sorted(set(body) - set(CREATE_KEYS))
+    if unknown:
+        raise ApiError(
+            400, f"unknown field {unknown[0]!r}; the fields are: {', '.join(CREATE_KEYS)}"
+        )
+    settings = {key: body.get(key) for key in CREATE_KEYS if key != "warm_start"}
+    for key in ("name", "task", "sampler", "pruner", "schedule", "description"):
+        value = settings[key]
+        if value is not None and not isinstance(value, str):
+            raise ApiError(400, f"{key} must be a string, got {value!r}")
+    for key in ("trials", "seeds", "budget", "seed"):
+        value = settings[key]
+        # the range of the store's integer columns; resolve() checks the rest, as for the CLI
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**31 - 1:
+            raise ApiError(400, f"{key} must be at most {2**31 - 1}, got {value!r}")
+    optimizers = settings["optimizers"]
+    if isinstance(optimizers, list) and all(isinstance(name, str) for name in optimizers):
+        settings["optimizers"] = ",".join(optimizers)
+    elif optimizers is not None and not isinstance(optimizers, str):
+        raise ApiError(400, "optimizers must be a list of names or a string 'a,b'")
+    ranges = settings["param_range"]
+    if ranges is None:
+        settings["param_range"] = []
+    elif not isinstance(ranges, list) or not all(isinstance(text, str) for text in ranges):
+        raise ApiError(400, "param_range must be a list of strings like 'adamw.lr=1e-4:1e-1'")
+    for key, value in settings.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise ApiError(400, f"{key} must not contain a NUL character")
+    task = settings["task"]
+    if task is not None and not sources.PLAIN_NAME.match(task):
+        raise ApiError(
+            400, f"task {task!r} is not an installed task's name: the server creates studies "
+            "of installed tasks only (tuner tasks list), never of a file or module reference",
+        )
+    warm_start = body.get("warm_start", False)
+    if not isinstance(warm_start, bool):
+        raise ApiError(400, f"warm_start must be true or false, got {warm_start!r}")
+    return settings, warm_start
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON") from None
+
+
+async def create_study(request: Request) -> Response:
+    """Create a study, checked as ``tuner study create`` checks it; it is run by workers.
+    ---
+    summary: Create a study (needs the token)
+    security: [{bearer: []}]
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema:
+            type: object
+            additionalProperties: false
+            required: [name, task, optimizers, trials, seeds]
+            properties:
+              name: {type: string}
+              task: {type: string, description: an installed task's name}
+              optimizers: {type: array, items: {type: string}}
+              trials: {type: integer, minimum: 1}
+              seeds: {type: integer, minimum: 1}
+              sampler: {type: string, enum: [tpe, random, qmc, grid]}
+              pruner: {type: string, enum: [none, median, hyperband, wilcoxon]}
+              budget: {type: integer, minimum: 1}
+              schedule: {type: string}
+              param_range: {type: array, items: {type: string}}
+              seed: {type: integer, minimum: 0}
+              description: {type: string}
+              warm_start: {type: boolean}
+    responses:
+      201: {description: "{study, commands}: the study and the commands that run it"}
+      400: {description: a setting that cannot be used (the CLI's message)}
+      401: {description: missing or wrong token}
+      403: {description: the server is read-only}
+      409: {description: the name is taken}
+      413: {description: body too large}
+    """
+    try:
+        require_writer(request)
+        settings, warm_start = _create_settings(await _json_body(request))
+        store = request.app.state.store
+        try:
+            name = await run_in_threadpool(
+                sources.create_study, store, settings, warm_start=warm_start
+            )
+        except UnknownNameError as error:  # a task or optimizer named in the body: bad input
+            raise ApiError(400, str(error)) from None
+        status = await run_in_threadpool(sources.study_status, store, name)
+    except BodyTooLarge:
+        raise
+    except Exception as error:
+        return await handle_error(request, error)
+    return DataResponse(
+        {"study": status, "commands": study_commands(request, name)}, status_code=201
+    )
+
+
+async def stop_study(request: Request) -> Response:
+    """Ask a study's workers to finish the trial in hand and exit; ``tuner study run`` resumes.
+    ---
+    summary: Stop a study (needs the token)
+    security: [{bearer: []}]
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: "{study}: its status after the stop"}
+      401: {description: missing or wrong token}
+      403: {description: the server is read-only}
+      404: {description: no such study}
+    """
+    try:
+        require_writer(request)
+        store, name = request.app.state.store, _study_name(request)
+        await run_in_threadpool(sources.stop_study, store, name)
+        status = await run_in_threadpool(sources.study_status, store, name)
+    except Exception as error:
+        return await handle_error(request, error)
+    return DataResponse({"study": status})
+
+
+async def delete_study(request: Request) -> Response:
+    """Delete a study: its trials, runs, curves and Optuna studies.
+    ---
+    summary: Delete a study (needs the token)
+    security: [{bearer: []}]
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: "{deleted, runs}"}
+      401: {description: missing or wrong token}
+      403: {description: the server is read-only}
+      404: {description: no such study}
+    """
+    try:
+        require_writer(request)
+        name = _study_name(request)
+        runs = await run_in_threadpool(sources.delete_study, request.app.state.store, name)
+    except Exception as error:
+        return await handle_error(request, error)
+    return DataResponse({"deleted": name, "runs": runs})

@@ -1,0 +1,116 @@
+"""The ASGI application of ``tuner serve``: its state, its middleware and its routing table.
+
+:func:`create_app` opens the store once and returns a Starlette app; uvicorn serves it. The
+routing table at the bottom is the whole surface: each page beside its JSON twin, then the
+writes, the OpenAPI schema and the shipped assets.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.schemas import SchemaGenerator
+from starlette.staticfiles import StaticFiles
+
+from tuner import __version__
+from tuner.server import api, sources
+from tuner.server.api import json_view
+from tuner.server.pages import page_view
+from tuner.server.security import (
+    MAX_BODY_BYTES,
+    BodyLimit,
+    SecurityHeaders,
+    exception_handlers,
+)
+
+STATIC = Path(__file__).with_name("static")
+
+SCHEMA = SchemaGenerator({
+    "openapi": "3.0.3",
+    "info": {
+        "title": "tuner",
+        "version": __version__,
+        "description": "Which optimizer, and which learning rate: the store's advice and "
+        "studies. Reads are open; writes need `Authorization: Bearer <TUNER_TOKEN>`.",
+    },
+    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+})
+
+
+def openapi(request: Request) -> Response:
+    """The OpenAPI schema of the JSON API, built from the endpoints' docstrings."""
+    schema = SCHEMA.get_schema(routes=[r for r in request.app.routes if _is_api(r)])
+    return api.DataResponse(schema)
+
+
+def _is_api(route: BaseRoute) -> bool:
+    return isinstance(route, Route) and route.path.startswith("/api/")
+
+
+def create_app(
+    db: str | None = None, *, token: str | None = None, body_limit: int = MAX_BODY_BYTES,
+    store: Any = None,
+) -> Starlette:
+    """The app over the store at ``db`` (``$TUNER_DB``, else the default file).
+
+    Read-only unless ``token`` is given; then creating, stopping and deleting studies need it
+    as a bearer token. The store is opened here, so a wrong URL or an old schema fails at once
+    with one line; ``store`` passes an open one instead (the app does not close it).
+    """
+    own = store is None
+    if own:
+        store = sources.open_server_store(db, writable=bool(token))
+
+    async def close(app: Starlette) -> Any:
+        yield
+        if own:
+            store.dispose()
+
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limit=body_limit)],
+        exception_handlers=exception_handlers(),
+        lifespan=asynccontextmanager(close),
+    )
+    app.state.store = store
+    app.state.token = token or None
+    app.state.display_url = store.display_url
+    return app
+
+
+def _page_and_twin(path: str, function: api.DataFunction, template: str) -> list[Route]:
+    twin = "/api/" if path == "/" else "/api" + path
+    return [
+        Route(path, page_view(function, template), include_in_schema=False),
+        Route(twin, json_view(function), methods=["GET"]),
+    ]
+
+
+ROUTES: list[BaseRoute] = [
+    *_page_and_twin("/", api.home, "home.html"),
+    *_page_and_twin("/tasks/{task_id:int}", api.task_detail, "task.html"),
+    *_page_and_twin("/tasks/{task_id:int}/compare", api.task_compare, "compare.html"),
+    *_page_and_twin("/studies/{name}", api.study_detail, "study.html"),
+    Route("/api/tasks", json_view(api.tasks), methods=["GET"]),
+    Route("/api/tasks/{task_id:int}/ranking", json_view(api.task_ranking), methods=["GET"]),
+    Route("/api/tasks/{task_id:int}/advice", json_view(api.task_advice), methods=["GET"]),
+    Route("/api/tasks/{task_id:int}/lr-points", json_view(api.task_lr_points), methods=["GET"]),
+    Route("/api/tasks/{task_id:int}/curves", json_view(api.task_curves), methods=["GET"]),
+    Route("/api/compare", json_view(api.compare_tasks), methods=["GET"]),
+    Route("/api/studies", json_view(api.studies), methods=["GET"]),
+    Route("/api/studies", api.create_study, methods=["POST"]),
+    Route("/api/studies/{name}", api.delete_study, methods=["DELETE"]),
+    Route("/api/studies/{name}/stop", api.stop_study, methods=["POST"]),
+    Route("/api/studies/{name}/trials", json_view(api.study_trials), methods=["GET"]),
+    Route("/api/studies/{name}/runs", json_view(api.study_runs), methods=["GET"]),
+    Route("/api/studies/{name}/export", api.study_export, methods=["GET"]),
+    Route("/api/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]

@@ -1,0 +1,97 @@
+"""The pages: each one a Jinja2 template over the data its JSON twin under ``/api/`` returns.
+
+Templates escape every value (autoescape), the page's data travels to the browser as JSON in a
+``<script type="application/json">`` element (Jinja's ``tojson`` escapes ``<``, ``>`` and
+``&``), and the page's script writes text with ``textContent`` only: no name, parameter or
+summary from the store is ever parsed as HTML.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+from tuner import __version__
+from tuner.server.api import DataFunction, plain
+from tuner.server.security import handle_error
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+@functools.lru_cache(maxsize=1)
+def templates() -> Jinja2Templates:
+    """The template set (loaded once), escaping every value."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True
+    )
+    environment.policies["json.dumps_kwargs"] = {"sort_keys": False, "allow_nan": False}
+    environment.filters["lr"] = _format_lr
+    environment.filters["number"] = _format_number
+    environment.filters["params"] = _format_params
+    environment.filters["when"] = _format_time
+    environment.globals["version"] = __version__
+    return Jinja2Templates(env=environment)
+
+
+def page_view(function: DataFunction, template: str) -> Callable[[Request], Any]:
+    """Render a data function's result into ``template`` (``data`` in the template)."""
+
+    @functools.wraps(function)
+    async def view(request: Request) -> Response:
+        try:
+            data = plain(await run_in_threadpool(function, request))
+            return render(request, template, data)
+        except Exception as error:  # an error page, never a traceback
+            return await handle_error(request, error)
+
+    return view
+
+
+def render(request: Request, template: str, data: dict[str, Any], status: int = 200) -> Response:
+    """``template`` over ``data``, with a link to the page's JSON twin."""
+    twin = "/api" + request.url.path if request.url.path != "/" else "/api/"
+    if request.url.query:
+        twin += "?" + request.url.query
+    return templates().TemplateResponse(
+        request, template, {"data": data, "api_path": twin}, status_code=status
+    )
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    """The error page: the status and the one-line message."""
+    return render(request, "error.html", {"status": status, "error": message}, status)
+
+
+def _format_lr(value: Any) -> str:
+    from tuner.advice import format_lr
+
+    return format_lr(value) if isinstance(value, (int, float)) else "-"
+
+
+def _format_number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _format_params(params: Any) -> str:
+    if not isinstance(params, dict) or not params:
+        return "-"
+    return ", ".join(f"{key}={_format_number(value)}" for key, value in params.items())
+
+
+def _format_time(value: Any) -> str:
+    """An ISO timestamp as ``2025-01-31 12:00:05`` (UTC)."""
+    return str(value).replace("T", " ")[:19] if value else "-"

@@ -1,0 +1,206 @@
+"""The server's guards: the write token, the request body limit, and errors as one JSON line.
+
+* Without a token the server is read-only: every write answers 403 and touches nothing. With
+  ``TUNER_TOKEN`` set, a write needs ``Authorization: Bearer <token>`` (compared in constant
+  time); a missing or wrong one answers 401.
+* A request body larger than :data:`MAX_BODY_BYTES` is refused with 413 before it is read whole.
+* Every error is ``{"error": "<one line>"}`` with its status (an HTML page for the pages);
+  an unexpected exception is logged on the server and answers 500 without a traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tuner.errors import TunerError, UnknownNameError
+
+MAX_BODY_BYTES = 64 * 1024
+"""The largest request body accepted (a study definition is well under a kilobyte)."""
+
+logger = logging.getLogger("tuner.server")
+
+
+class ApiError(Exception):
+    """An error to answer with ``status`` and one line."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def require_writer(request: Request) -> None:
+    """Let a write through only with the configured token; raise ApiError otherwise."""
+    token: str | None = request.app.state.token
+    if not token:
+        raise ApiError(
+            403, "this server is read-only: start it with TUNER_TOKEN set to allow writes"
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise ApiError(
+            401, "a write needs the header Authorization: Bearer <token>",
+            {"WWW-Authenticate": 'Bearer realm="tuner"'},
+        )
+
+
+class BodyLimit:
+    """ASGI middleware: refuse a request body over ``limit`` bytes with 413 (JSON)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.limit
+            except ValueError:
+                too_big = True
+            if too_big:
+                await self._refuse(scope, receive, send)
+                return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, f"the request body is larger than {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+class BodyTooLarge(Exception):
+    """Raised while a view reads a body past the limit; :class:`BodyLimit` answers 413."""
+
+
+SECURITY_HEADERS = {
+    # Scripts only from tuner's own files: an injected inline handler could not run even if
+    # a value escaped its escaping. Styles likewise (the charts set theirs through the DOM).
+    "content-security-policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware: the headers above on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = [*message.get("headers", []), *self.headers]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """``{"error": message}`` with ``status``."""
+    from tuner.server.api import DataResponse
+
+    return DataResponse({"error": one_line(message)}, status_code=status, headers=headers)
+
+
+def one_line(message: str) -> str:
+    """The first non-empty line of a message (a user error is one line by contract)."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return lines[0] if lines else "error"
+
+
+def status_of(error: BaseException) -> int:
+    """The HTTP status of a user-facing error."""
+    from tuner.store import StoreError
+
+    if isinstance(error, ApiError):
+        return error.status
+    if isinstance(error, UnknownNameError):
+        return 404
+    name = type(error).__name__
+    if name == "NoRunsError":
+        return 404
+    if isinstance(error, StoreError) and "already exists" in str(error):
+        return 409
+    if name == "DriverError" and "already exists" in str(error):
+        return 409
+    if isinstance(error, StoreError):
+        return 503
+    return 400
+
+
+def _wants_page(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and request.url.path != "/api"
+
+
+async def handle_error(request: Request, error: Exception) -> Response:
+    """Every error the app raises or meets, as JSON (or an HTML page for a page's URL)."""
+    headers: dict[str, str] | None = None
+    if isinstance(error, HTTPException):
+        status, message = error.status_code, str(error.detail)
+        headers = dict(error.headers or {}) or None
+    elif isinstance(error, (ApiError, TunerError)):
+        status, message = status_of(error), str(error)
+        headers = getattr(error, "headers", None) or None
+    else:
+        logger.error(
+            "%s %s failed: %s: %s", request.method, request.url.path, type(error).__name__,
+            one_line(str(error)), exc_info=(type(error), error, error.__traceback__),
+        )
+        status, message = 500, "internal error; the server's log has the details"
+    if _wants_page(request) and request.method in ("GET", "HEAD"):
+        from tuner.server.pages import error_page
+
+        return error_page(request, status, one_line(message))
+    return error_response(status, message, headers)
+
+
+def exception_handlers() -> dict[Any, Any]:
+    """The handlers to give Starlette: HTTP errors, tuner's errors and anything else."""
+    return {HTTPException: handle_error, Exception: handle_error}

@@ -1,0 +1,241 @@
+"""The store functions the server calls, in one place: the same ones the CLI calls.
+
+The server has no query or rule of its own for what the CLI already answers (rankings, advice,
+study progress, export, create, stop, delete): each function here hands over to the function
+behind the matching command. Reads import neither torch, optuna nor the plugins (once the
+store keeps what advice needs of a task); creating a study loads the plugins, as
+``tuner study create`` does, on first use.
+
+The ``# integrate:`` comments mark where the store's newer functions (task records, the
+read-only open, the report's queries) take over as they land.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import TunerError, UnknownNameError
+
+if TYPE_CHECKING:
+    from tuner.advice import Advice, Comparison, TaskRanking
+    from tuner.store import Store
+
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+"""What an installed task's name looks like (no ``/``, ``:`` or spaces: not a reference)."""
+
+MAX_DATABASE_INTEGER = 2**31 - 1
+"""The largest id or count a request may name (PostgreSQL's ``integer``)."""
+
+
+def _module(name: str) -> Any | None:
+    """The module ``name`` if this tuner has it (the store's newer modules), else None."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            raise
+        return None
+
+
+# -- the store ---------------------------------------------------------------------------------
+
+
+def open_server_store(url: str | None, *, writable: bool) -> Store:
+    """The store the server reads, opened once. Read-only unless writes are allowed."""
+    from tuner.store import open_store
+
+    if "readonly" in inspect.signature(open_store).parameters:
+        return open_store(url, create=writable, readonly=not writable)
+    # integrate: open_store(readonly=True) was not there yet: nothing is written on reads
+    # anyway, and writes are refused before they reach the store without the token.
+    return open_store(url, create=writable)
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """A task as the server shows it: the task record (its id names it in URLs)."""
+
+    id: int
+    name: str
+    kind: str | None
+    metric: str | None
+    direction: str | None
+    target: float | None
+    record: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.record, "id": self.id, "name": self.name, "kind": self.kind,
+                "metric": self.metric, "direction": self.direction, "target": self.target}
+
+
+def _view(record: Any) -> TaskView:
+    data = asdict(record) if is_dataclass(record) else dict(getattr(record, "__dict__", {}))
+    data = {k: v for k, v in data.items() if not k.startswith("_")}
+    return TaskView(
+        id=int(record.id), name=record.name, kind=getattr(record, "kind", None),
+        metric=getattr(record, "metric", None), direction=getattr(record, "direction", None),
+        target=getattr(record, "target", None), record=data,
+    )
+
+
+def list_tasks(store: Store) -> list[TaskView]:
+    """Every task the store knows, with its record's id."""
+    tasks = _module("tuner.store.tasks")
+    if tasks is not None and hasattr(tasks, "list_tasks"):
+        return [_view(record) for record in tasks.list_tasks(store)]
+    return _interim_tasks(store)
+
+
+def get_task(store: Store, task_id: int) -> TaskView:
+    """The task whose record has ``task_id``; UnknownNameError when there is none."""
+    if not 0 < task_id <= MAX_DATABASE_INTEGER:
+        raise UnknownNameError(f"no task with id {task_id}")
+    tasks = _module("tuner.store.tasks")
+    if tasks is not None and hasattr(tasks, "get_task_by_id"):
+        return _view(tasks.get_task_by_id(store, task_id))
+    for task in _interim_tasks(store):
+        if task.id == task_id:
+            return task
+    raise UnknownNameError(f"no task with id {task_id}")
+
+
+def _interim_tasks(store: Store) -> list[TaskView]:
+    # integrate: until the store keeps task records (tuner_tasks), a task's id is its place
+    # among the task names in the store, and its metric comes from its plugin when installed.
+    from tuner.store.browse import stored_task_names
+
+    views = []
+    for position, name in enumerate(stored_task_names(store), start=1):
+        metric = direction = kind = target = None
+        try:
+            from tuner.plugins import get_registry
+
+            plugin = get_registry().task(name)
+            metric, direction = plugin.metric, plugin.direction
+            kind, target = getattr(plugin, "kind", None), getattr(plugin, "target", None)
+        except TunerError:
+            pass
+        views.append(TaskView(position, name, kind, metric, direction, target, {}))
+    return views
+
+
+# -- advice --------------------------------------------------------------------------------------
+
+
+def ranking(store: Store, task: str, tolerance: str | None = None) -> TaskRanking:
+    """``tuner best --json``: the optimizers ranked on ``task``."""
+    from tuner.advice import rank_task
+
+    return rank_task(task, db=store, tolerance=tolerance)
+
+
+def advice(
+    store: Store, task: str, memory_budget: str | None = None, tolerance: str | None = None
+) -> Advice:
+    """``tuner advise --json``: the recommendation for ``task``."""
+    from tuner.advice import advise
+
+    return advise(task, db=store, memory_budget=memory_budget, tolerance=tolerance)
+
+
+def comparison(
+    store: Store, tasks: list[str] | None, tolerance: str | None = None
+) -> Comparison:
+    """``tuner compare --json``: optimizers across tasks."""
+    from tuner.advice import compare
+
+    return compare(tasks, db=store, tolerance=tolerance)
+
+
+def lr_points(store: Store, task: str, direction: str) -> dict[str, list[dict[str, Any]]]:
+    """Each optimizer's configurations as (lr, mean, spread) points with their parameters."""
+    # integrate: report.lr_points (moving to tuner/store/queries.py) has no parameters per
+    # point, which the chart's hover shows; browse.lr_sensitivity reads the same statistics.
+    from tuner.store.browse import lr_sensitivity
+
+    return lr_sensitivity(store, task, direction)
+
+
+def curves(store: Store, task_ranking: TaskRanking) -> dict[str, list[dict[str, Any]]]:
+    """The learning curves of each optimizer's best configuration, per seed."""
+    queries = _module("tuner.store.queries")
+    if queries is not None and hasattr(queries, "best_config_curves"):
+        found = queries.best_config_curves(store, task_ranking)
+    else:
+        # integrate: best_config_curves moves from tuner.report to tuner/store/queries.py.
+        from tuner.report import best_config_curves
+
+        found = best_config_curves(store, task_ranking)
+    return {
+        name: [asdict(curve) if is_dataclass(curve) else dict(curve) for curve in per]
+        for name, per in found.items()
+    }
+
+
+# -- studies -------------------------------------------------------------------------------------
+
+
+def list_studies(store: Store) -> list[dict[str, Any]]:
+    """``tuner study list --json``: every study with its progress."""
+    from tuner.store.studies import list_studies as stored_studies
+
+    return [status.describe() for status in stored_studies(store)]
+
+
+def study_status(store: Store, name: str) -> dict[str, Any]:
+    """``tuner study show --json``: a study's status and progress per optimizer."""
+    from tuner.store.studies import study_status as stored_status
+
+    check_study_name(name)
+    return stored_status(store, name).describe()
+
+
+def export_rows(store: Store, name: str) -> list[dict[str, Any]]:
+    """``tuner study export``: one row per run of the study."""
+    from tuner.store.studies import export_rows as stored_rows
+
+    check_study_name(name)
+    return stored_rows(store, name)
+
+
+def create_study(store: Store, settings: dict[str, Any], *, warm_start: bool = False) -> str:
+    """``tuner study create``: checks everything, writes the study; returns its name.
+
+    ``settings`` are the command's flags (``param_range`` as its ``--param-range`` strings).
+    Loads the plugins on first use, as the command does.
+    """
+    from tuner.driver import create_study as driver_create_study
+    from tuner.studyfile import parse_range_flag
+
+    flags = dict(settings)
+    flags["ranges"] = [parse_range_flag(text) for text in flags.pop("param_range", None) or []]
+    return driver_create_study(flags, store.url, warm_start=warm_start).name
+
+
+def stop_study(store: Store, name: str) -> None:
+    """``tuner study stop``: workers finish the trial in hand and exit."""
+    from tuner.store.studies import stop_study as stored_stop
+
+    check_study_name(name)
+    stored_stop(store, name)
+
+
+def delete_study(store: Store, name: str) -> int:
+    """``tuner study delete --yes``: the study, its runs and its Optuna studies; runs deleted."""
+    from tuner.driver import delete_study as driver_delete_study
+
+    check_study_name(name)
+    return int(driver_delete_study(name, store.url))
+
+
+def check_study_name(name: str) -> None:
+    """A name no study can have (a NUL, a ``/``, over 200 characters) is not found."""
+    if "\x00" in name or "/" in name or len(name) > 200:
+        raise UnknownNameError(f"no study named {name[:200]!r}")

@@ -1,0 +1,286 @@
+// tuner's pages: charts (Chart.js) and live updates. Every text from the store is written with
+// textContent or drawn on a canvas by Chart.js: nothing from the data is ever parsed as HTML.
+"use strict";
+
+(function () {
+  const data = JSON.parse(document.getElementById("page-data").textContent);
+  const page = document.body.dataset.page;
+  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                   "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+
+  function el(tag, text, className) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (className) node.className = className;
+    return node;
+  }
+
+  function number(value) {
+    if (value === null || value === undefined) return "-";
+    if (typeof value === "boolean") return value ? "true" : "false";
+    if (typeof value !== "number") return String(value);
+    if (Number.isInteger(value)) return String(value);
+    return String(Number(value.toPrecision(4)));
+  }
+
+  function lr(value) {
+    if (typeof value !== "number") return "-";
+    const [mantissa, exponent] = value.toExponential(1).split("e");
+    return mantissa.replace(/\.0$/, "") + "e" + Number(exponent);
+  }
+
+  function paramsText(params) {
+    const entries = Object.entries(params || {});
+    return entries.length ? entries.map(([k, v]) => k + "=" + number(v)).join(", ") : "-";
+  }
+
+  function row(cells) {
+    const tr = el("tr");
+    for (const cell of cells) tr.appendChild(cell instanceof Node ? cell : el("td", cell));
+    return tr;
+  }
+
+  function progress(done, total) {
+    const bar = el("progress");
+    bar.max = Math.max(total, 1);
+    bar.value = done;
+    const td = el("td");
+    td.appendChild(bar);
+    return td;
+  }
+
+  function statusCell(status) {
+    return el("td", status, "status status-" + String(status).replace(/[^a-z-]/g, ""));
+  }
+
+  function colourOf(names) {
+    const sorted = [...names].sort();
+    return (name) => PALETTE[sorted.indexOf(name) % PALETTE.length];
+  }
+
+  // -- live updates: poll the page's JSON twin --------------------------------------------------
+
+  function poll(url, apply, seconds) {
+    async function once() {
+      try {
+        const response = await fetch(url, {headers: {Accept: "application/json"},
+                                           cache: "no-store"});
+        if (response.ok) {
+          apply(await response.json());
+          const count = Number(document.body.dataset.updates || "0") + 1;
+          document.body.dataset.updates = String(count);
+        }
+      } catch (error) {
+        // the server may be restarting: try again at the next tick
+      }
+      setTimeout(once, seconds * 1000);
+    }
+    setTimeout(once, seconds * 1000);
+  }
+
+  function studyLink(name) {
+    const a = el("a", name);
+    a.href = "/studies/" + encodeURIComponent(name);
+    return a;
+  }
+
+  function renderStudies(studies) {
+    const body = document.getElementById("studies-body");
+    if (!body) return;
+    body.replaceChildren(...studies.map((s) => {
+      const name = el("td");
+      name.appendChild(studyLink(s.name));
+      const tr = row([name, el("td", s.task), statusCell(s.status),
+                      progress(s.trials_done, s.trials_total),
+                      el("td", s.trials_done + "/" + s.trials_total, "progress-text")]);
+      tr.dataset.study = s.name;
+      return tr;
+    }));
+  }
+
+  function renderStudy(detail) {
+    const study = detail.study;
+    const status = document.getElementById("study-status");
+    status.textContent = study.status;
+    status.className = "status status-" + String(study.status).replace(/[^a-z-]/g, "");
+    const bar = document.getElementById("study-progress");
+    bar.max = Math.max(study.trials_total, 1);
+    bar.value = study.trials_done;
+    document.getElementById("study-progress-text").textContent =
+      study.trials_done + "/" + study.trials_total;
+    document.getElementById("optimizers-body").replaceChildren(...study.per_optimizer.map(
+      (o) => row([el("td", o.optimizer, "optimizer"), progress(o.done, o.total),
+                  o.done + "/" + o.total, o.running, o.complete, o.pruned, o.diverged,
+                  number(o.best_value), el("td", paramsText(o.best_params), "params")])));
+    const trials = detail.trials;
+    document.getElementById("trials-count").textContent =
+      "(latest " + trials.items.length + " of " + trials.total + ")";
+    document.getElementById("trials-body").replaceChildren(...trials.items.map(
+      (t) => row([t.number, el("td", t.optimizer, "optimizer"), t.slot, statusCell(t.status),
+                  number(t.value), t.seeds, el("td", paramsText(t.params), "params"),
+                  el("td", t.finished_at ? t.finished_at.replace("T", " ").slice(0, 19) : "-",
+                     "when")])));
+  }
+
+  // -- charts -----------------------------------------------------------------------------------
+
+  function axisType(values) {
+    // A metric spanning several orders of magnitude (a loss near zero) reads on a log axis.
+    const finite = values.filter((v) => typeof v === "number" && Number.isFinite(v));
+    if (!finite.length || finite.some((v) => v <= 0)) return "linear";
+    return Math.max(...finite) / Math.min(...finite) > 1000 ? "logarithmic" : "linear";
+  }
+
+  function lrChart(canvas, points, metric, direction) {
+    const names = Object.keys(points);
+    const colour = colourOf(names);
+    const finite = names.flatMap((n) => points[n].filter((p) => p.mean !== null).map((p) => p.mean));
+    const worst = finite.length ? (direction === "maximize" ? Math.min(...finite)
+                                                           : Math.max(...finite)) : 0;
+    const datasets = [];
+    for (const name of names) {
+      const measured = points[name].filter((p) => p.mean !== null && p.lr > 0);
+      const diverged = points[name].filter((p) => p.diverged && p.lr > 0);
+      datasets.push({
+        label: name, backgroundColor: colour(name), borderColor: colour(name), pointRadius: 4,
+        data: measured.map((p) => ({x: p.lr, y: p.mean, point: p})),
+      });
+      if (diverged.length) {
+        datasets.push({
+          label: name + " (diverged)", backgroundColor: colour(name), borderColor: colour(name),
+          pointStyle: "crossRot", pointRadius: 6,
+          data: diverged.map((p) => ({x: p.lr, y: worst, point: p})),
+        });
+      }
+    }
+    return new Chart(canvas, {
+      type: "scatter",
+      data: {datasets},
+      options: {
+        animation: false, maintainAspectRatio: false,
+        scales: {
+          x: {type: "logarithmic", title: {display: true, text: "learning rate"}},
+          y: {type: axisType(finite), title: {display: true, text: metric}},
+        },
+        plugins: {
+          tooltip: {callbacks: {
+            title: (items) => items.length ? items[0].dataset.label : "",
+            label: (item) => {
+              const p = item.raw.point;
+              const result = p.diverged ? "diverged"
+                : metric + " " + number(p.mean) + " ± " + number(p.std) + " (" + p.seeds + " seeds)";
+              return [result, "lr " + lr(p.lr),
+                      ...Object.entries(p.params || {}).map(([k, v]) => k + " = " + number(v))];
+            },
+          }},
+        },
+      },
+    });
+  }
+
+  function curveChart(canvas, curves, metric) {
+    const names = Object.keys(curves);
+    const colour = colourOf(names);
+    const datasets = [];
+    const values = names.flatMap((n) => curves[n].flatMap((c) => c.values));
+    for (const name of names) {
+      curves[name].forEach((curve, seed) => {
+        datasets.push({
+          label: name, seedIndex: seed, borderColor: colour(name), backgroundColor: colour(name),
+          borderWidth: 1.5, pointRadius: 0, showLine: true, spanGaps: false,
+          data: curve.steps.map((step, i) => ({x: step, y: curve.values[i]})),
+        });
+      });
+    }
+    return new Chart(canvas, {
+      type: "scatter",
+      data: {datasets},
+      options: {
+        animation: false, maintainAspectRatio: false,
+        scales: {x: {title: {display: true, text: "step"}},
+                 y: {type: axisType(values), title: {display: true, text: metric}}},
+        plugins: {
+          legend: {labels: {filter: (item, chart) => chart.datasets[item.datasetIndex].seedIndex === 0}},
+          tooltip: {callbacks: {
+            label: (item) => item.dataset.label + " (seed " + (item.dataset.seedIndex + 1) + "): " +
+              metric + " " + number(item.parsed.y) + " at step " + item.parsed.x,
+          }},
+        },
+      },
+    });
+  }
+
+  function drawCharts(points, curves, metric, direction) {
+    window.tunerCharts = {};
+    const lrCanvas = document.getElementById("lr-chart");
+    if (lrCanvas && typeof Chart !== "undefined") {
+      window.tunerCharts.lr = lrChart(lrCanvas, points || {}, metric, direction);
+    }
+    const curveCanvas = document.getElementById("curve-chart");
+    if (curveCanvas && typeof Chart !== "undefined") {
+      window.tunerCharts.curves = curveChart(curveCanvas, curves || {}, metric);
+    }
+  }
+
+  // -- writes (only shown when the server has a token) -----------------------------------------
+
+  async function send(method, url, token, body) {
+    const response = await fetch(url, {
+      method, body: body === undefined ? undefined : JSON.stringify(body),
+      headers: {Authorization: "Bearer " + token, "Content-Type": "application/json"},
+    });
+    const answer = await response.json().catch(() => ({error: response.statusText}));
+    return {ok: response.ok, answer};
+  }
+
+  function wireCreate() {
+    const form = document.getElementById("create-form");
+    if (!form) return;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const f = new FormData(form);
+      const body = {name: f.get("name"), task: f.get("task"), optimizers: f.get("optimizers"),
+                    trials: Number(f.get("trials")), seeds: Number(f.get("seeds"))};
+      if (f.get("budget")) body.budget = Number(f.get("budget"));
+      const message = document.getElementById("create-message");
+      message.textContent = "creating...";
+      const {ok, answer} = await send("POST", "/api/studies", f.get("token"), body);
+      message.textContent = ok
+        ? "Created. Start it with: " + answer.commands.run + "   or on any host: " + answer.commands.worker
+        : "Error: " + answer.error;
+    });
+  }
+
+  function wireManage(name) {
+    const form = document.getElementById("manage-form");
+    if (!form) return;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const action = event.submitter ? event.submitter.value : "stop";
+      const token = new FormData(form).get("token");
+      const message = document.getElementById("manage-message");
+      const base = "/api/studies/" + encodeURIComponent(name);
+      if (action === "delete" && !window.confirm("Delete this study with all its runs?")) return;
+      const {ok, answer} = action === "delete" ? await send("DELETE", base, token)
+                                                : await send("POST", base + "/stop", token);
+      message.textContent = ok ? (action === "delete" ? "Deleted " + answer.runs + " runs."
+                                                      : "Stopping: workers finish their trial and exit.")
+                               : "Error: " + answer.error;
+    });
+  }
+
+  // -- each page --------------------------------------------------------------------------------
+
+  if (page === "home") {
+    poll("/api/studies", (answer) => renderStudies(answer.studies), data.poll_seconds || 2);
+    wireCreate();
+  } else if (page === "study") {
+    const name = data.study.name;
+    poll("/api/studies/" + encodeURIComponent(name), renderStudy, data.poll_seconds || 2);
+    wireManage(name);
+  } else if (page === "task" && data.ranking) {
+    drawCharts(data.lr_points, data.curves, data.ranking.metric, data.ranking.direction);
+  } else if (page === "compare") {
+    drawCharts(data.lr_points, data.curves, data.metric, data.direction);
+  }
+})();

@@ -1,0 +1,228 @@
+"""Paged reads for the service: a study's trials and runs, and each configuration's lr point.
+
+Every function opens one short read transaction (a pooled connection, returned at once), so a
+page served beside running workers never holds a lock they wait for: SQLite readers in WAL mode
+see the last committed state, PostgreSQL readers a snapshot. ``offset``/``limit`` pages come
+with the total, newest first, so a live page shows the trials that just finished.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, case, func, select
+
+from tuner.errors import UnknownNameError
+from tuner.store.models import ConfigStats, Run, Study, Trial
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from tuner.store.database import Store
+
+MAX_PAGE = 500
+"""The largest page a caller may ask for."""
+
+
+@dataclass
+class Page:
+    """One page of rows: ``items`` from ``offset`` on, out of ``total``."""
+
+    items: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": self.items, "total": self.total, "offset": self.offset,
+            "limit": self.limit, "filters": self.filters,
+        }
+
+
+def _study_id(connection: Connection, name: str) -> int:
+    found = connection.execute(select(Study.id).where(Study.name == name)).scalar()
+    if found is None:
+        raise UnknownNameError(f"no study named {name!r}")
+    return int(found)
+
+
+def _bounded(offset: int, limit: int) -> tuple[int, int]:
+    if offset < 0 or limit < 1 or limit > MAX_PAGE:
+        raise ValueError(f"offset must be >= 0 and limit within 1..{MAX_PAGE}")
+    return offset, limit
+
+
+def trials_page(
+    store: Store, study: str, *, offset: int = 0, limit: int = 50,
+    optimizer: str | None = None, status: str | None = None,
+) -> Page:
+    """The trials of ``study`` (newest first), each with its seeds' count, one page of them."""
+    offset, limit = _bounded(offset, limit)
+    with store.engine.connect() as connection:
+        study_id = _study_id(connection, study)
+        where = [Trial.study_id == study_id]
+        if optimizer is not None:
+            where.append(Trial.optimizer == optimizer)
+        if status is not None:
+            where.append(Trial.status == status)
+        total = connection.execute(
+            select(func.count()).select_from(Trial).where(*where)
+        ).scalar_one()
+        seeds = (
+            select(func.count()).select_from(Run).where(Run.trial_id == Trial.id)
+            .correlate(Trial).scalar_subquery()
+        )
+        rows = connection.execute(
+            select(
+                Trial.id, Trial.optimizer, Trial.slot, Trial.optuna_trial_number, Trial.status,
+                Trial.value, Trial.params, Trial.started_at, Trial.finished_at,
+                Trial.worker_host, Trial.worker_pid, seeds.label("seeds"),
+            )
+            .where(*where)
+            .order_by(Trial.id.desc())
+            .offset(offset)
+            .limit(limit)
+        ).all()
+    items = [
+        {
+            "id": row.id, "optimizer": row.optimizer, "slot": row.slot,
+            "number": row.optuna_trial_number, "status": row.status,
+            "value": _finite(row.value), "params": row.params or {},
+            "started_at": _time(row.started_at), "finished_at": _time(row.finished_at),
+            "worker": f"{row.worker_host}:{row.worker_pid}" if row.worker_host else None,
+            "seeds": int(row.seeds or 0),
+        }
+        for row in rows
+    ]
+    filters = {"optimizer": optimizer, "status": status}
+    return Page(items, int(total), offset, limit, filters)
+
+
+def runs_page(
+    store: Store, study: str, *, offset: int = 0, limit: int = 50,
+    optimizer: str | None = None, status: str | None = None,
+) -> Page:
+    """The runs (one per seed of a trial) of ``study``, newest first, one page of them."""
+    offset, limit = _bounded(offset, limit)
+    with store.engine.connect() as connection:
+        study_id = _study_id(connection, study)
+        where = [Run.study_id == study_id]
+        if optimizer is not None:
+            where.append(Run.optimizer == optimizer)
+        if status is not None:
+            where.append(Run.status == status)
+        total = connection.execute(
+            select(func.count()).select_from(Run).where(*where)
+        ).scalar_one()
+        rows = connection.execute(
+            select(
+                Run.id, Run.trial_id, Run.optimizer, Run.seed, Run.status, Run.final_metric,
+                Run.best_metric, Run.steps, Run.steps_to_target, Run.wall_seconds, Run.lr,
+                Run.params, Run.device, Run.error, Run.created_at,
+            )
+            .where(*where)
+            .order_by(Run.id.desc())
+            .offset(offset)
+            .limit(limit)
+        ).all()
+    items = [
+        {
+            "id": row.id, "trial_id": row.trial_id, "optimizer": row.optimizer,
+            "seed": row.seed, "status": row.status, "final_metric": _finite(row.final_metric),
+            "best_metric": _finite(row.best_metric), "steps": row.steps,
+            "steps_to_target": row.steps_to_target, "wall_seconds": _finite(row.wall_seconds),
+            "lr": _finite(row.lr), "params": row.params or {}, "device": row.device,
+            "error": (row.error or "").strip().splitlines()[-1] if row.error else None,
+            "created_at": _time(row.created_at),
+        }
+        for row in rows
+    ]
+    return Page(items, int(total), offset, limit, {"optimizer": optimizer, "status": status})
+
+
+def stored_task_names(store: Store) -> list[str]:
+    """Every task named by a study or a run in the store, sorted."""
+    with store.engine.connect() as connection:
+        names = set(connection.execute(select(Study.task).distinct()).scalars())
+        names |= set(connection.execute(select(ConfigStats.task).distinct()).scalars())
+    return sorted(names)
+
+
+def lr_sensitivity(
+    store: Store, task: str, direction: str, *, per_optimizer: int = 300
+) -> dict[str, list[dict[str, Any]]]:
+    """Each optimizer's configurations on ``task`` as lr-sensitivity points, with parameters.
+
+    One point per configuration that has a final result or diverged: its lr, mean and sample
+    standard deviation over complete seeds (from ``tuner_config_stats``), seeds, whether it
+    diverged, and the parameters of one of its runs (the configuration a chart's hover shows).
+    At most ``per_optimizer`` points each: the best results first, then the diverged ones.
+    """
+    stats = ConfigStats.__table__.c
+    runs = Run.__table__.c
+    # integrate: configurations are keyed by config_hash from migration 0006 on (params_hash
+    # before); once 0006 is the oldest schema read here, use config_hash alone.
+    key = "config_hash" if "config_hash" in stats else "params_hash"
+    params = (
+        select(runs.params)
+        .where(
+            runs.task == stats.task, runs.optimizer == stats.optimizer,
+            runs[key] == stats[key],
+        )
+        .limit(1)
+        .correlate(ConfigStats.__table__)
+        .scalar_subquery()
+    )
+    order = stats.metric_mean.desc() if direction == "maximize" else stats.metric_mean.asc()
+    has_point = and_(
+        stats.lr.is_not(None), (stats.metric_count > 0) | (stats.diverged > 0)
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    with store.engine.connect() as connection:
+        optimizers = connection.execute(
+            select(stats.optimizer).where(stats.task == task).distinct()
+        ).scalars().all()
+        for optimizer in sorted(optimizers):
+            rows = connection.execute(
+                select(
+                    stats.lr, stats.metric_mean, stats.metric_sum, stats.metric_sumsq,
+                    stats.metric_count, stats.diverged, stats[key].label("config"),
+                    params.label("params"),
+                )
+                .where(stats.task == task, stats.optimizer == optimizer, has_point)
+                .order_by(case((stats.diverged > 0, 1), else_=0), order, stats[key])
+                .limit(per_optimizer)
+            ).all()
+            found[optimizer] = [_lr_point(row) for row in rows]
+    return found
+
+
+def _lr_point(row: Any) -> dict[str, Any]:
+    n = int(row.metric_count or 0)
+    std = None
+    if n == 1:
+        std = 0.0
+    elif n > 1 and row.metric_mean is not None:
+        variance = (row.metric_sumsq - n * row.metric_mean**2) / (n - 1)
+        std = math.sqrt(max(variance, 0.0))
+    diverged = bool(row.diverged)
+    return {
+        "lr": _finite(row.lr), "mean": None if diverged else _finite(row.metric_mean),
+        "std": None if diverged else _finite(std), "seeds": n, "diverged": diverged,
+        "config": row.config, "params": row.params or {},
+    }
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat(timespec="seconds") if value is not None else None
