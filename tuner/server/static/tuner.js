@@ -124,6 +124,18 @@
 
   // -- charts -----------------------------------------------------------------------------------
 
+  function powersOfTen(value) {
+    // Log axes: label the powers of ten only (1e-3, 1e-2, ...).
+    const exponent = Math.log10(value);
+    return Math.abs(exponent - Math.round(exponent)) < 1e-9 ? "1e" + Math.round(exponent) : "";
+  }
+
+  function axis(type, text) {
+    const options = {type, title: {display: true, text}};
+    if (type === "logarithmic") options.ticks = {callback: powersOfTen, autoSkip: false};
+    return options;
+  }
+
   function axisType(values) {
     // A metric spanning several orders of magnitude (a loss near zero) reads on a log axis.
     const finite = values.filter((v) => typeof v === "number" && Number.isFinite(v));
@@ -159,8 +171,8 @@
       options: {
         animation: false, maintainAspectRatio: false,
         scales: {
-          x: {type: "logarithmic", title: {display: true, text: "learning rate"}},
-          y: {type: axisType(finite), title: {display: true, text: metric}},
+          x: axis("logarithmic", "learning rate"),
+          y: axis(axisType(finite), metric),
         },
         plugins: {
           tooltip: {callbacks: {
@@ -197,8 +209,7 @@
       data: {datasets},
       options: {
         animation: false, maintainAspectRatio: false,
-        scales: {x: {title: {display: true, text: "step"}},
-                 y: {type: axisType(values), title: {display: true, text: metric}}},
+        scales: {x: axis("linear", "step"), y: axis(axisType(values), metric)},
         plugins: {
           legend: {labels: {filter: (item, chart) => chart.datasets[item.datasetIndex].seedIndex === 0}},
           tooltip: {callbacks: {

@@ -1,0 +1,133 @@
+"""Shared parts of the server tests: real stores with a finished study, a real server process.
+
+Stores are made the way a user makes them: ``tuner study create`` and ``tuner study run`` in a
+subprocess (a tiny quadratic study, a few seconds), on an SQLite file or a fresh PostgreSQL
+database. :func:`serve` starts ``tuner serve`` as a process on a free port of 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+STUDY = "tiny"
+OPTIMIZERS = ("adam", "sgd")
+TRIALS = 3
+SEEDS = 2
+POSTGRES_SERVER_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def tuner(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
+    """Run ``tuner ARGS`` in a subprocess; returns its output, fails the test on an error."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tuner", *args], capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
+    assert result.returncode == 0, f"tuner {' '.join(args)}: {result.stderr}{result.stdout}"
+    return result.stdout
+
+
+def create_study(url: str, name: str = STUDY, trials: int = TRIALS, budget: int = 40) -> None:
+    tuner("study", "create", name, "--task", "quadratic", "--optimizers", ",".join(OPTIMIZERS),
+          "--trials", str(trials), "--seeds", str(SEEDS), "--budget", str(budget),
+          "--pruner", "none", "--db", url)
+
+
+def finished_store(url: str) -> str:
+    """A store at ``url`` holding one finished study of the quadratic task."""
+    create_study(url)
+    tuner("study", "run", STUDY, "--db", url)
+    return url
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database (dropped afterwards); skips when the server is down."""
+    try:
+        import psycopg
+        from sqlalchemy.engine import make_url
+    except ImportError as error:  # pragma: no cover - dev dependencies
+        pytest.skip(f"PostgreSQL tests need psycopg: {error}")
+    server = make_url(os.environ.get("TUNER_TEST_POSTGRES", POSTGRES_SERVER_DEFAULT))
+    server = server.set(drivername="postgresql")
+    try:
+        admin = psycopg.connect(
+            server.render_as_string(hide_password=False), autocommit=True, connect_timeout=3
+        )
+    except psycopg.Error as error:
+        pytest.skip(f"PostgreSQL server at {server.render_as_string()} is unreachable: {error}")
+    name = f"tuner_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield server.set(drivername="postgresql+psycopg", database=name).render_as_string(
+                hide_password=False
+            )
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """A ``tuner serve`` process; ``base`` is its address, ``output()`` what it printed."""
+
+    def __init__(self, process: subprocess.Popen, base: str, log: Path) -> None:
+        self.process = process
+        self.base = base
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def serve(url: str, log: Path, token: str | None = None) -> Server:
+    """Start ``tuner serve`` on a free port and wait until it answers."""
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("TUNER_TOKEN", None)
+    if token:
+        env["TUNER_TOKEN"] = token
+    handle = log.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tuner", "serve", "--db", url, "--port", str(port)],
+        stdout=handle, stderr=subprocess.STDOUT, env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    server = Server(process, base, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"tuner serve exited: {server.output()}")
+        try:
+            with urllib.request.urlopen(base + "/api/studies", timeout=5):
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.stop()
+    raise AssertionError(f"tuner serve did not answer: {server.output()}")

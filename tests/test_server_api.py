@@ -1,0 +1,363 @@
+"""The JSON API through Starlette's test client, on a real SQLite file and real PostgreSQL.
+
+Each store holds a study that ``tuner study run`` finished; the endpoints must answer what the
+CLI's functions answer, page correctly, refuse writes without the token (changing nothing) and
+answer every error as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from server_fixtures import (
+    OPTIMIZERS,
+    SEEDS,
+    STUDY,
+    TRIALS,
+    finished_store,
+    postgres_database,
+    serve,
+)
+from starlette.testclient import TestClient
+
+from tuner.server import create_app
+
+TOKEN = "s3cret-token-for-tests"
+READ_ENDPOINTS = (
+    "/api/", "/api/tasks", "/api/tasks/{id}", "/api/tasks/{id}/ranking",
+    "/api/tasks/{id}/advice", "/api/tasks/{id}/lr-points", "/api/tasks/{id}/curves",
+    "/api/tasks/{id}/compare", "/api/compare", "/api/studies", f"/api/studies/{STUDY}",
+    f"/api/studies/{STUDY}/trials", f"/api/studies/{STUDY}/runs",
+    f"/api/studies/{STUDY}/export", "/", "/tasks/{id}", "/tasks/{id}/compare",
+    f"/studies/{STUDY}",
+)
+
+
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A store with one finished study, built once per module and database."""
+    if request.param == "sqlite":
+        yield finished_store(f"sqlite:///{tmp_path_factory.mktemp('api') / 'tuner.db'}")
+    else:
+        with postgres_database() as url:
+            yield finished_store(url)
+
+
+@pytest.fixture(scope="module")
+def reader(store_url: str) -> Iterator[TestClient]:
+    """A read-only server over the module's store."""
+    with TestClient(create_app(store_url)) as client:
+        yield client
+
+
+def task_id(client: TestClient) -> int:
+    (task,) = client.get("/api/tasks").json()["tasks"]
+    assert task["name"] == "quadratic"
+    return int(task["id"])
+
+
+def test_every_read_endpoint_answers(reader: TestClient) -> None:
+    ident = task_id(reader)
+    for endpoint in READ_ENDPOINTS:
+        response = reader.get(endpoint.format(id=ident))
+        assert response.status_code == 200, (endpoint, response.text)
+        if endpoint.startswith("/api/") and not endpoint.endswith("/export"):
+            assert response.headers["content-type"].startswith("application/json")
+        elif not endpoint.startswith("/api/"):
+            assert "text/html" in response.headers["content-type"]
+            assert "Content-Security-Policy" in response.headers
+
+
+def test_advice_endpoints_return_what_the_cli_functions_return(
+    reader: TestClient, store_url: str
+) -> None:
+    from tuner.advice import advise, rank_task
+    from tuner.server.api import plain
+
+    ident = task_id(reader)
+    ranking = reader.get(f"/api/tasks/{ident}/ranking").json()
+    assert ranking == plain(rank_task("quadratic", db=store_url).to_dict())
+    assert {s["optimizer"] for s in ranking["optimizers"]} == set(OPTIMIZERS)
+    advice = reader.get(f"/api/tasks/{ident}/advice?memory_budget=2n").json()
+    assert advice == plain(advise("quadratic", db=store_url, memory_budget="2n").to_dict())
+    assert advice["advice"].startswith("On quadratic, use ")
+    page = reader.get(f"/api/tasks/{ident}").json()
+    assert page["ranking"] == ranking and page["advice"]["advice"] == advice["advice"]
+    points = reader.get(f"/api/tasks/{ident}/lr-points").json()["points"]
+    assert set(points) == set(OPTIMIZERS)
+    assert all(p["lr"] == p["params"]["lr"] for found in points.values() for p in found)
+    curves = reader.get(f"/api/tasks/{ident}/curves").json()["curves"]
+    assert all(len(curves[name]) == SEEDS for name in curves)
+    compare = reader.get(f"/api/tasks/{ident}/compare?optimizers=sgd,adam").json()
+    assert [s["optimizer"] for s in compare["optimizers"]] == ["sgd", "adam"]
+    assert compare["ties"][0]["optimizers"] == ["sgd", "adam"]
+    across = reader.get("/api/compare").json()
+    assert across["tasks"] == ["quadratic"]
+
+
+def test_study_status_and_paging(reader: TestClient) -> None:
+    detail = reader.get(f"/api/studies/{STUDY}").json()
+    assert detail["study"]["status"] == "finished"
+    assert detail["study"]["trials_done"] == detail["study"]["trials_total"] == 2 * TRIALS
+    assert detail["commands"]["run"].startswith(f"tuner study run {STUDY} --db ")
+    assert detail["commands"]["worker"].startswith(f"tuner worker {STUDY} --db ")
+    seen = []
+    for offset in range(0, 2 * TRIALS, 4):
+        page = reader.get(f"/api/studies/{STUDY}/trials?offset={offset}&limit=4").json()
+        assert page["total"] == 2 * TRIALS and page["offset"] == offset
+        seen += [item["id"] for item in page["items"]]
+    assert len(seen) == len(set(seen)) == 2 * TRIALS
+    assert seen == sorted(seen, reverse=True)  # newest first
+    past_the_end = reader.get(f"/api/studies/{STUDY}/trials?offset={2 * TRIALS}").json()
+    assert past_the_end["items"] == [] and past_the_end["total"] == 2 * TRIALS
+    adam = reader.get(f"/api/studies/{STUDY}/trials?optimizer=adam").json()
+    assert adam["total"] == TRIALS and {i["optimizer"] for i in adam["items"]} == {"adam"}
+    runs = reader.get(f"/api/studies/{STUDY}/runs?limit=5").json()
+    assert runs["total"] == 2 * TRIALS * SEEDS and len(runs["items"]) == 5
+    exported = reader.get(f"/api/studies/{STUDY}/export?format=json").json()
+    assert len(exported) == runs["total"]
+    csv_text = reader.get(f"/api/studies/{STUDY}/export").text
+    assert len(csv_text.strip().splitlines()) == runs["total"] + 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "words"),
+    [
+        ("get", "/api/tasks/999999", 404, "no task with id 999999"),
+        ("get", "/api/tasks/99999999999999999999", 404, "no task with id"),
+        ("get", "/api/studies/nosuch", 404, "no study named 'nosuch'"),
+        ("get", "/api/studies/nosuch/trials", 404, "no study named 'nosuch'"),
+        ("get", f"/api/studies/{STUDY}/trials?limit=0", 400, "limit must be"),
+        ("get", f"/api/studies/{STUDY}/trials?offset=-1", 400, "offset must be"),
+        ("get", f"/api/studies/{STUDY}/export?format=xml", 400, "format must be csv or json"),
+        ("get", "/api/tasks/{id}/ranking?tolerance=lots", 400, "cannot read tolerance"),
+        ("get", "/api/tasks/{id}/advice?memory_budget=big", 400, "cannot read memory budget"),
+        ("get", "/api/tasks/{id}/compare?optimizers=nosuch", 404, "no runs of optimizer"),
+        ("get", "/api/nothing-here", 404, "Not Found"),
+        ("put", "/api/studies", 405, "Method Not Allowed"),
+    ],
+)
+def test_errors_are_one_json_line(
+    reader: TestClient, method: str, path: str, status: int, words: str
+) -> None:
+    response = getattr(reader, method)(path.format(id=task_id(reader)))
+    assert response.status_code == status
+    body = response.json()
+    assert list(body) == ["error"] and words in body["error"]
+    assert "\n" not in body["error"] and "Traceback" not in response.text
+
+
+def test_a_page_error_is_a_page(reader: TestClient) -> None:
+    response = reader.get("/tasks/999999")
+    assert response.status_code == 404 and "text/html" in response.headers["content-type"]
+    assert "no task with id 999999" in response.text
+
+
+def study_names(client: TestClient) -> list[str]:
+    return [s["name"] for s in client.get("/api/studies").json()["studies"]]
+
+
+def test_a_read_only_server_refuses_every_write(reader: TestClient) -> None:
+    before = reader.get("/api/studies").json()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"name": "new", "task": "quadratic", "optimizers": ["sgd"], "trials": 1, "seeds": 1}
+    answers = [
+        reader.post("/api/studies", json=body, headers=headers),
+        reader.post(f"/api/studies/{STUDY}/stop", headers=headers),
+        reader.delete(f"/api/studies/{STUDY}", headers=headers),
+    ]
+    for answer in answers:
+        assert answer.status_code == 403
+        assert "read-only" in answer.json()["error"]
+    assert reader.get("/api/studies").json() == before
+
+
+def test_writes_need_the_token_and_change_nothing_without_it(store_url: str) -> None:
+    body = {"name": "made-by-api", "task": "quadratic", "optimizers": ["sgd", "adam"],
+            "trials": 2, "seeds": 1, "budget": 20, "description": "from the API"}
+    with TestClient(create_app(store_url, token=TOKEN)) as client:
+        before = study_names(client)
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+                        {"Authorization": f"Basic {TOKEN}"}):
+            for answer in (
+                client.post("/api/studies", json=body, headers=headers),
+                client.post(f"/api/studies/{STUDY}/stop", headers=headers),
+                client.delete(f"/api/studies/{STUDY}", headers=headers),
+            ):
+                assert answer.status_code == 401, answer.text
+                assert answer.headers["www-authenticate"].startswith("Bearer")
+        assert study_names(client) == before
+        assert client.get(f"/api/studies/{STUDY}").json()["study"]["status"] == "finished"
+
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        created = client.post("/api/studies", json=body, headers=auth)
+        assert created.status_code == 201, created.text
+        answer = created.json()
+        assert answer["study"]["name"] == "made-by-api"
+        assert answer["study"]["description"] == "from the API"
+        assert answer["commands"]["run"].startswith("tuner study run made-by-api --db ")
+        assert study_names(client) == [*before, "made-by-api"]
+        again = client.post("/api/studies", json=body, headers=auth)
+        assert again.status_code == 409 and "already exists" in again.json()["error"]
+
+        stopped = client.post("/api/studies/made-by-api/stop", headers=auth)
+        assert stopped.status_code == 200
+        # nobody runs it: asked to stop, it reads as stopping or (no worker left) stopped
+        assert stopped.json()["study"]["status"] in ("stopping", "stopped")
+        deleted = client.delete("/api/studies/made-by-api", headers=auth)
+        assert deleted.status_code == 200 and deleted.json() == {
+            "deleted": "made-by-api", "runs": 0}
+        assert study_names(client) == before
+        assert client.get("/api/studies/made-by-api").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"name": "x", "task": "quadratic", "optimizers": ["sgd"], "trials": 0, "seeds": 1},
+         "trials must be a positive whole number, got 0"),
+        ({"name": "x y", "task": "quadratic", "optimizers": ["sgd"], "trials": 1, "seeds": 1},
+         "study name 'x y' must start with a letter or digit"),
+        ({"name": "x", "task": "nosuch", "optimizers": ["sgd"], "trials": 1, "seeds": 1},
+         "unknown task 'nosuch'"),
+        ({"name": "x", "task": "quadratic", "optimizers": ["nosuch"], "trials": 1,
+          "seeds": 1}, "unknown optimizer 'nosuch'"),
+        ({"name": "x", "task": "evil.py:Task", "optimizers": ["sgd"], "trials": 1, "seeds": 1},
+         "installed tasks only"),
+        ({"name": "x", "task": "package.module:Task", "optimizers": ["sgd"], "trials": 1,
+          "seeds": 1}, "installed tasks only"),
+        ({"name": "x", "task": "quadratic", "optimizers": ["sgd"], "trials": "3", "seeds": 1},
+         "trials must be a positive whole number, got '3'"),
+        ({"name": "x", "task": "quadratic", "optimizers": ["sgd"], "trials": 10**30,
+          "seeds": 1}, "trials must be at most"),
+        ({"name": "x", "task": "quadratic", "optimizers": ["sgd"], "trials": 1, "seeds": 1,
+          "command": "rm -rf /"}, "unknown field 'command'"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_create_checks_like_the_cli(store_url: str, body: object, words: str) -> None:
+    with TestClient(create_app(store_url, token=TOKEN)) as client:
+        before = study_names(client)
+        answer = client.post("/api/studies", json=body,
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code == 400, answer.text
+        assert words in answer.json()["error"]
+        assert study_names(client) == before
+
+
+def test_body_limit_and_bad_json(store_url: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    with TestClient(create_app(store_url, token=TOKEN, body_limit=1000)) as client:
+        big = client.post("/api/studies", content=b"{" + b" " * 5000 + b"}", headers=auth)
+        assert big.status_code == 413 and "larger than 1000 bytes" in big.json()["error"]
+        bad = client.post("/api/studies", content=b"{not json", headers=auth)
+        assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
+
+
+def test_the_openapi_schema_lists_every_endpoint(reader: TestClient) -> None:
+    from tuner.server.app import ROUTES
+
+    schema = reader.get("/api/openapi.json").json()
+    assert schema["openapi"].startswith("3.")
+    api_paths = {
+        route.path.replace(":int", "") for route in ROUTES
+        if getattr(route, "path", "").startswith("/api/") and route.path != "/api/openapi.json"
+    }
+    assert set(schema["paths"]) == api_paths
+    assert "post" in schema["paths"]["/api/studies"]
+    assert "delete" in schema["paths"]["/api/studies/{name}"]
+
+
+READS_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from starlette.testclient import TestClient
+    from tuner.server import create_app
+
+    client = TestClient(create_app(sys.argv[1]))
+    ident = client.get("/api/tasks").json()["tasks"][0]["id"]
+    statuses = [client.get(e.format(id=ident)).status_code for e in json.loads(sys.argv[2])]
+    heavy = sorted(m for m in ("torch", "optuna", "tuner_plugins", "tuner.plugins",
+                               "matplotlib") if m in sys.modules)
+    print(json.dumps({"statuses": statuses, "heavy": heavy}))
+""")
+
+
+def test_reads_import_neither_torch_nor_optuna_nor_plugins(store_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", READS_SCRIPT, store_url, json.dumps(READ_ENDPOINTS)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(answer["statuses"]) == {200}
+    assert answer["heavy"] == []
+
+
+@pytest.mark.postgres
+def test_the_database_password_never_shows(tmp_path: Path) -> None:
+    """Served over a URL with a password: no page, answer or log line holds it."""
+    from sqlalchemy.engine import make_url
+
+    with postgres_database() as url:
+        finished_store(url)
+        password = "pw-that-must-not-leak"
+        with_password = make_url(url).set(password=password).render_as_string(
+            hide_password=False)
+        server = serve(with_password, tmp_path / "serve.log")
+        try:
+            import urllib.request
+
+            ident = json.load(urllib.request.urlopen(server.base + "/api/tasks"))["tasks"][0]
+            bodies = []
+            for endpoint in (*READ_ENDPOINTS, "/api/nothing", "/api/studies/nosuch"):
+                try:
+                    with urllib.request.urlopen(
+                            server.base + endpoint.format(id=ident["id"])) as response:
+                        bodies.append(response.read().decode())
+                except urllib.error.HTTPError as error:
+                    bodies.append(error.read().decode())
+        finally:
+            assert server.stop() == 0
+        assert all(password not in body for body in bodies)
+        assert any("***" in body for body in bodies)  # the commands show the masked URL
+        assert password not in server.output()
+        assert "tuner serve: postgresql+psycopg://postgres:***@" in server.output()
+
+
+def test_tuner_serve_starts_prints_its_address_and_stops_on_ctrl_c(
+    store_url: str, tmp_path: Path
+) -> None:
+    if not store_url.startswith("sqlite"):
+        pytest.skip("the process test runs once, on SQLite")
+    import urllib.request
+
+    server = serve(store_url, tmp_path / "serve.log", token=TOKEN)
+    try:
+        with urllib.request.urlopen(server.base + "/api/studies") as response:
+            assert json.load(response)["studies"][0]["name"] == STUDY
+        port = server.base.rsplit(":", 1)[1]
+        taken = subprocess.run(
+            [sys.executable, "-m", "tuner", "serve", "--db", store_url, "--port", port],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        assert taken.returncode != 0
+        assert taken.stderr.strip().startswith(f"Error: cannot listen on 127.0.0.1:{port}")
+        assert len(taken.stderr.strip().splitlines()) == 1
+    finally:
+        assert server.stop() == 0
+    output = server.output()
+    assert f"at {server.base}/ (writes need $TUNER_TOKEN)" in output
+    assert TOKEN not in output

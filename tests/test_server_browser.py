@@ -1,0 +1,237 @@
+"""The pages in a real headless Chromium (Debian's package, driven by Selenium).
+
+One browser and one finished study serve every test here. A worker process runs a second
+study while the home page is open: its progress must advance without a reload. A second store
+holds hostile text (names, parameters, descriptions like ``<img src=x onerror=alert(1)>``):
+the pages must show it as text, through the templates, the live updates and the chart's
+tooltips alike, and never run or insert anything.
+
+``TUNER_UPDATE_SCREENSHOTS=1`` also writes the task page's screenshot to
+``docs/images/task-page.png`` (the README's picture).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from server_fixtures import Server, create_study, finished_store, serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "task-page.png"
+HOSTILE = "<img src=x onerror=alert(1)>"
+HOSTILE_SCRIPT = '"><script>alert(2)</script>'
+
+if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+    pytest.skip(
+        "browser tests need Debian's chromium and chromium-driver "
+        "(apt-get install chromium chromium-driver; .ci/run installs them)",
+        allow_module_level=True,
+    )
+webdriver = pytest.importorskip("selenium.webdriver", reason="browser tests need selenium")
+from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    """One headless Chromium for the module; nothing is downloaded (Selenium Manager off)."""
+    os.environ["SE_OFFLINE"] = "true"
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=1300,1000", "--disable-gpu", "--hide-scrollbars"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(str(CHROMEDRIVER)),
+                              options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def finished_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite store with one finished study (shared by the tests, copied for hostile)."""
+    path = tmp_path_factory.mktemp("browser") / "tuner.db"
+    finished_store(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def live(finished_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The finished store plus a study that a worker process is running, served."""
+    folder = tmp_path_factory.mktemp("live")
+    path = folder / "tuner.db"
+    shutil.copy(finished_file, path)
+    url = f"sqlite:///{path}"
+    create_study(url, name="live", trials=30, budget=150)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tuner", "study", "run", "live", "--db", url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    server = serve(url, folder / "serve.log")
+    try:
+        yield server
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        server.stop()
+
+
+def no_alert(driver: webdriver.Chrome) -> None:
+    try:
+        alert = driver.switch_to.alert
+    except NoAlertPresentException:
+        return
+    text = alert.text
+    alert.dismiss()
+    raise AssertionError(f"a dialog opened: {text!r}")
+
+
+def nothing_injected(driver: webdriver.Chrome) -> None:
+    """No dialog, no element the data could have made (the pages have no <img> at all)."""
+    no_alert(driver)
+    assert driver.find_elements(By.TAG_NAME, "img") == []
+    sources = [s.get_attribute("src") or "inline" for s in
+               driver.find_elements(By.TAG_NAME, "script")]
+    assert all(s.split("?")[0].endswith(("/chart.umd.js", "/tuner.js")) or s == "inline"
+               for s in sources), sources
+    assert len([s for s in sources if s == "inline"]) == 1  # the page-data JSON element only
+    assert driver.execute_script("return window.__xss === undefined")
+
+
+def progress_of(driver: webdriver.Chrome, study: str) -> float:
+    return float(driver.execute_script(
+        """for (const row of document.querySelectorAll('#studies-body tr')) {
+             if (row.dataset.study === arguments[0]) return row.querySelector('progress').value;
+           } return -1;""", study))
+
+
+def test_home_shows_live_progress_then_the_task_page(
+    browser: webdriver.Chrome, live: Server, tmp_path: Path
+) -> None:
+    browser.get(live.base + "/")
+    browser.execute_script("window.__loaded_once = true")
+    start = progress_of(browser, "live")
+    assert start >= 0, "the running study is listed"
+    WebDriverWait(browser, 90, poll_frequency=0.5).until(
+        lambda d: progress_of(d, "live") > start)
+    assert browser.execute_script("return window.__loaded_once === true"), "no reload"
+    assert int(browser.find_element(By.TAG_NAME, "body").get_attribute("data-updates")) >= 1
+
+    browser.find_element(By.LINK_TEXT, "quadratic").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.ID, "ranking"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#ranking tbody tr")
+    assert [r.find_element(By.CLASS_NAME, "optimizer").text for r in rows][:2] != []
+    assert browser.find_element(By.ID, "advice").text.startswith("On quadratic, use ")
+    drawn = browser.execute_script(
+        "const c = window.tunerCharts; return [c.lr.getDatasetMeta(0).data.length,"
+        " c.curves.getDatasetMeta(0).data.length]")
+    assert drawn[0] > 0 and drawn[1] > 0
+    shot = tmp_path / "task-page.png"
+    browser.save_screenshot(str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    if os.environ.get("TUNER_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, SCREENSHOT)
+    nothing_injected(browser)
+
+
+def make_hostile(url: str, marker: str = "") -> None:
+    """Write hostile text where the store keeps names, parameters and descriptions."""
+    from sqlalchemy import select, update
+
+    from tuner.store import Run, Study, Trial, open_store
+
+    store = open_store(url, create=False)
+    try:
+        with store.engine.begin() as connection:
+            study = connection.execute(select(Study.id, Study.options)).first()
+            options = dict(study.options or {}) | {"description": HOSTILE + HOSTILE_SCRIPT}
+            connection.execute(update(Study).where(Study.id == study.id).values(options=options))
+            for table in (Trial, Run):
+                for row in connection.execute(select(table.id, table.params)).all():
+                    params = dict(row.params or {}) | {HOSTILE + marker: HOSTILE_SCRIPT}
+                    connection.execute(
+                        update(table).where(table.id == row.id).values(params=params))
+            first = connection.execute(select(Trial.id).order_by(Trial.id)).scalar()
+            connection.execute(update(Trial).where(Trial.id == first).values(optimizer=HOSTILE))
+            try:
+                from tuner.store.models import TaskRow
+            except ImportError:  # a store without task records
+                return
+            connection.execute(update(TaskRow).values(kind=HOSTILE))
+    finally:
+        store.dispose()
+
+
+@pytest.fixture(scope="module")
+def hostile(finished_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("hostile")
+    path = folder / "tuner.db"
+    shutil.copy(finished_file, path)
+    make_hostile(f"sqlite:///{path}")
+    server = serve(f"sqlite:///{path}", folder / "serve.log")
+    server.url = f"sqlite:///{path}"  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_hostile_text_is_shown_as_text_everywhere(
+    browser: webdriver.Chrome, hostile: Server
+) -> None:
+    browser.get(hostile.base + "/")
+    nothing_injected(browser)
+    assert HOSTILE in browser.find_element(By.ID, "tasks").text
+
+    browser.find_element(By.CSS_SELECTOR, "a.task-link").click()
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.ID, "lr-chart"))
+    nothing_injected(browser)
+    assert HOSTILE in browser.find_element(By.ID, "ranking").text
+    # Hover the first point of the lr chart: its tooltip lists the (hostile) parameters.
+    canvas = browser.find_element(By.ID, "lr-chart")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
+    x, y, width, height = browser.execute_script(
+        "const c = window.tunerCharts.lr;"
+        " const meta = c.data.datasets.map((_, i) => c.getDatasetMeta(i))"
+        "   .find(m => m.data.length > 0);"
+        " const p = meta.data[0]; return [p.x, p.y, c.width, c.height];")
+    ActionChains(browser).move_to_element_with_offset(
+        canvas, int(x - width / 2), int(y - height / 2)).perform()
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script(
+        "return window.tunerCharts.lr.tooltip.getActiveElements().length > 0"))
+    lines = browser.execute_script(
+        "return window.tunerCharts.lr.tooltip.body.flatMap(b => b.lines)")
+    assert any(HOSTILE in line and HOSTILE_SCRIPT in line for line in lines), lines
+    nothing_injected(browser)
+
+    browser.get(hostile.base + "/studies/tiny")
+    nothing_injected(browser)
+    assert browser.find_element(By.ID, "study-description").text == HOSTILE + HOSTILE_SCRIPT
+    assert HOSTILE in browser.find_element(By.ID, "trials").text
+    # A live update that brings new hostile text: it must arrive, as text.
+    make_hostile(hostile.url, marker="-live")  # type: ignore[attr-defined]
+    WebDriverWait(browser, 30, poll_frequency=0.3).until(
+        lambda d: HOSTILE + "-live" in d.find_element(By.ID, "trials").text)
+    nothing_injected(browser)
+    time.sleep(0.5)
+    no_alert(browser)
