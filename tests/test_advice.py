@@ -27,25 +27,54 @@ from tuner.advice import (
 )
 from tuner.cli import cli
 from tuner.plugins import get_registry
-from tuner.store import open_store, record_run, resolve_url
+from tuner.store import (
+    RESULT_OPTIONS,
+    TaskRecord,
+    create_study,
+    open_store,
+    record_run,
+    record_task,
+    resolve_url,
+    start_trial,
+)
 from tuner.training import RunResult
 
 ACCURACY_TASK = "digits-mlp"  # val_accuracy, maximize
 LOSS_TASK = "quadratic"  # loss, minimize
+TASKS = {
+    ACCURACY_TASK: TaskRecord(ACCURACY_TASK, "vision", "val_accuracy", "maximize", 0.95),
+    LOSS_TASK: TaskRecord(LOSS_TASK, "analytic", "loss", "minimize", 1e-2),
+}
 
 
 def invoke(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def add_runs(store, task, optimizer, params, finals, statuses=None, steps_to_target=None):
-    """Record one configuration's seeds (a None final with no status means diverged)."""
+def add_runs(store, task, optimizer, params, finals, statuses=None, steps_to_target=None,
+             state=2.0, options=None, origin=None):
+    """Record one configuration's seeds (a None final with no status means diverged).
+
+    ``state`` is the measured optimizer state as a multiple of the parameters' bytes; with an
+    ``origin`` the runs belong to a trial of their own study that says where the configuration
+    came from (``recommended`` for an optimizer's default).
+    """
+    record_task(store, TASKS[task])
+    trial_id = None
+    if origin is not None:
+        study = f"s{random.getrandbits(48)}"
+        study_id = create_study(store, name=study, task=task, optimizers=[optimizer],
+                                trials_per_optimizer=1, seeds=list(range(len(finals))))
+        trial_id = start_trial(store, study_id=study_id, optimizer=optimizer,
+                               optuna_study_name=f"{study}:{optimizer}", optuna_trial_number=0,
+                               params=params, slot=0, origin=origin)
     for seed, final in enumerate(finals):
         status = statuses[seed] if statuses else ("complete" if final is not None else "diverged")
-        record_run(store, None, RunResult(
+        record_run(store, trial_id, RunResult(
             task=task, optimizer=optimizer, params=dict(params), seed=seed, status=status,
             final_metric=final if status == "complete" else None, best_metric=final,
-            steps_to_target=steps_to_target, optimizer_state_bytes=2 * 4 * 100, param_count=100,
+            steps_to_target=steps_to_target, optimizer_state_bytes=int(state * 4 * 100),
+            param_count=100, options=dict(options or {}),
         ))
 
 
@@ -62,8 +91,8 @@ def hand_built(database_url):
     add_runs(store, ACCURACY_TASK, "adam", {"lr": 0.1}, [None, None])  # diverged
     add_runs(store, ACCURACY_TASK, "adam", {"lr": 2e-3}, [None, None],
              statuses=["pruned", "pruned"])
-    add_runs(store, ACCURACY_TASK, "sgd", {"lr": 1e-2}, [0.96, 0.97])
-    add_runs(store, ACCURACY_TASK, "sgd", {"lr": 1e-1}, [0.99, None])  # one seed diverged
+    add_runs(store, ACCURACY_TASK, "sgd", {"lr": 1e-2}, [0.96, 0.97], state=0.0)
+    add_runs(store, ACCURACY_TASK, "sgd", {"lr": 1e-1}, [0.99, None], state=0.0)  # one diverged
     yield store, database_url
     store.dispose()
 
@@ -124,9 +153,34 @@ def test_a_clear_winner_is_not_a_tie(sqlite_url):
 def test_memory_budget_leaves_out_bigger_states(hand_built):
     store, _ = hand_built
     advice = advise(ACCURACY_TASK, db=store, memory_budget="1n")
-    # adam declares 2n of state; sgd 0n (or 1n with momentum)
-    assert advice.optimizer == "sgd" and "adam" in advice.left_out
-    assert "memory budget" in advice.text
+    # adam's runs measured 2n of state; sgd's 0n
+    assert advice.optimizer == "sgd" and advice.left_out == ["adam"]
+    assert advice.text.endswith("Left out by the 1n memory budget: adam.")
+    assert advise(ACCURACY_TASK, db=store, memory_budget="2n").optimizer == "adam"
+
+
+def test_memory_budget_judges_each_configuration_by_its_measured_state(database_url):
+    """A tuned RMSprop with momentum and centering measures 3n: not within 1n, whatever the
+    plugin declares at its defaults; its best configuration within the budget stands for it."""
+    store = open_store(database_url)
+    tuned = {"lr": 1e-3, "momentum": 0.9, "centered": True}
+    plain = {"lr": 1e-3, "momentum": 0.0, "centered": False}
+    add_runs(store, ACCURACY_TASK, "rmsprop", tuned, [0.98, 0.981], state=3.0)
+    add_runs(store, ACCURACY_TASK, "sgd", {"lr": 0.1, "momentum": 0.9}, [0.95, 0.951], state=1.0)
+    ranking = best(ACCURACY_TASK, db=store)
+    assert ranking.standing("rmsprop").state_multiple == pytest.approx(3.0)
+    advice = advise(ACCURACY_TASK, db=store, memory_budget="1n")
+    assert advice.optimizer == "sgd" and advice.left_out == ["rmsprop"]
+    shown = json.loads(invoke("advise", "--task", ACCURACY_TASK, "--memory-budget", "1n",
+                              "--json", "--db", store.url).output)
+    assert shown["optimizer"] == "sgd" and shown["left_out_by_memory_budget"] == ["rmsprop"]
+
+    add_runs(store, ACCURACY_TASK, "rmsprop", plain, [0.97, 0.971], state=1.0)
+    advice = advise(ACCURACY_TASK, db=store, memory_budget="1n")
+    assert advice.optimizer == "rmsprop" and advice.params == plain and advice.left_out == []
+    assert advice.ranking.standing("rmsprop").state_multiple == pytest.approx(1.0)
+    assert advise(ACCURACY_TASK, db=store, memory_budget="3n").params == tuned
+    store.dispose()
 
 
 def test_minimize_tasks_rank_the_lowest_first(sqlite_url):
@@ -137,6 +191,53 @@ def test_minimize_tasks_rank_the_lowest_first(sqlite_url):
     ranking = best(LOSS_TASK, db=store)
     assert [s.optimizer for s in ranking.optimizers] == ["sgd", "adam"]
     assert ranking.optimizers[1].gap == pytest.approx(1.5e-4 - 1e-6)
+
+
+def test_one_params_set_under_two_budgets_is_two_configurations(database_url):
+    """Runs of the same hyperparameters at budget 100 and 200 are not pooled into one mean."""
+    store = open_store(database_url)
+    params = {"lr": 0.1}
+    add_runs(store, LOSS_TASK, "adam", params, [0.5, 0.6], options={"budget": 100})
+    add_runs(store, LOSS_TASK, "adam", params, [0.1, 0.2], options={"budget": 200})
+    data = json.loads(invoke("best", "--task", LOSS_TASK, "--json", "--db", store.url).output)
+    adam = data["optimizers"][0]
+    assert (adam["trials"], adam["runs"], adam["seeds"]) == (2, 4, 2)
+    assert adam["mean"] == pytest.approx(0.15) and adam["params"] == params
+    assert adam["training"] == {**RESULT_OPTIONS, "budget": 200}
+    # the budget-100 configuration at the same lr is bad (0.55), but no break in lr order
+    assert adam["good_lr"] == [pytest.approx(0.1), pytest.approx(0.1)]
+    table = invoke("best", "--task", LOSS_TASK, "--db", store.url)
+    assert "best configuration of adam: lr=0.1; trained with budget=200" in table.output
+    store.dispose()
+
+
+def test_a_store_without_the_task_plugin_still_answers(sqlite_url):
+    """The task's record says all advice needs: a task no installed plugin has is ranked."""
+    store = open_store(sqlite_url)
+    record_task(store, TaskRecord("my-model", None, "val_f1", "maximize", 0.8))
+    for optimizer, finals in (("adam", [0.81, 0.82]), ("sgd", [0.7, 0.71])):
+        for seed, final in enumerate(finals):
+            record_run(store, None, RunResult(
+                task="my-model", optimizer=optimizer, params={"lr": 1e-3}, seed=seed,
+                status="complete", final_metric=final, best_metric=final, param_count=10,
+                optimizer_state_bytes=80,
+            ))
+    store.dispose()
+    data = json.loads(invoke("best", "--task", "my-model", "--json", "--db", sqlite_url).output)
+    assert (data["metric"], data["direction"], data["target"]) == ("val_f1", "maximize", 0.8)
+    assert [o["optimizer"] for o in data["optimizers"]] == ["adam", "sgd"]
+    assert advise("my-model", db=sqlite_url).optimizer == "adam"
+
+
+def test_runs_without_a_task_record_say_so(sqlite_url):
+    store = open_store(sqlite_url)
+    record_run(store, None, RunResult(task="unrecorded", optimizer="adam", params={"lr": 1.0},
+                                      seed=0, status="complete", final_metric=1.0,
+                                      best_metric=1.0))
+    store.dispose()
+    result = invoke("best", "--task", "unrecorded", "--db", sqlite_url)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "has runs" in result.output and "no task record" in result.output
 
 
 def test_sql_interval_matches_the_reference_rule_on_random_stores(sqlite_url):
@@ -178,19 +279,23 @@ def test_deleting_runs_updates_the_advice(hand_built):
 
 
 def test_compare_ranks_defaults_and_wins(sqlite_url):
+    """The defaults are the configurations the store says ran as recommended: no plugin."""
     store = open_store(sqlite_url)
-    registry = get_registry()
-    adam_default = registry.optimizer("adam").space.recommended()
-    sgd_default = registry.optimizer("sgd").space.recommended()
+    adam_default = {"lr": 1e-3, "beta1": 0.9}
+    sgd_default = {"lr": 1e-2, "momentum": 0.0}
     # digits-mlp: adam's untuned default is within 2% of the tuned best
-    add_runs(store, ACCURACY_TASK, "adam", adam_default, [0.960, 0.962])
-    add_runs(store, ACCURACY_TASK, "adam", {**adam_default, "lr": 3e-3}, [0.970, 0.972])
-    add_runs(store, ACCURACY_TASK, "sgd", sgd_default, [0.80, 0.81])
+    add_runs(store, ACCURACY_TASK, "adam", adam_default, [0.960, 0.962], origin="recommended")
+    add_runs(store, ACCURACY_TASK, "adam", {**adam_default, "lr": 3e-3}, [0.970, 0.972],
+             origin="sampled")
+    add_runs(store, ACCURACY_TASK, "sgd", sgd_default, [0.80, 0.81], origin="recommended")
     add_runs(store, ACCURACY_TASK, "sgd", {**sgd_default, "lr": 0.3}, [0.95, 0.95])
     # quadratic: sgd wins, and no default comes close
-    add_runs(store, LOSS_TASK, "adam", adam_default, [1.0, 1.0])
+    add_runs(store, LOSS_TASK, "adam", adam_default, [1.0, 1.0], origin="recommended")
     add_runs(store, LOSS_TASK, "adam", {**adam_default, "lr": 0.1}, [1e-3, 1e-3])
     add_runs(store, LOSS_TASK, "sgd", {**sgd_default, "lr": 0.05}, [1e-6, 1e-6])
+    # a warm-started configuration equal in params to no default is not a default
+    add_runs(store, LOSS_TASK, "sgd", {**sgd_default, "lr": 0.04}, [2e-6, 2e-6],
+             origin="warm_start")
     result = compare(db=store)
     assert result.tasks == sorted([ACCURACY_TASK, LOSS_TASK])
     ranks = {row.optimizer: row for row in result.rankings}
@@ -200,7 +305,11 @@ def test_compare_ranks_defaults_and_wins(sqlite_url):
     assert result.per_task[ACCURACY_TASK]["best_default"]["optimizer"] == "adam"
     assert result.per_task[ACCURACY_TASK]["default_within_tolerance"] is True
     assert result.per_task[LOSS_TASK]["default_within_tolerance"] is False
+    assert result.per_task[LOSS_TASK]["best_default"]["optimizer"] == "adam"
     assert (result.defaults_within_tolerance, result.defaults_tasks) == (1, 2)
+    assert set(result.per_optimizer_defaults["sgd"]) == {ACCURACY_TASK}
+    assert result.per_optimizer_defaults["sgd"][ACCURACY_TASK]["default_mean"] == (
+        pytest.approx(0.805))
 
     shown = invoke("compare", "--db", store.url)
     assert shown.exit_code == 0
@@ -255,9 +364,15 @@ def test_empty_store_and_unknown_task_say_so(command, sqlite_url, tmp_path):
     assert empty.output.strip() == (
         f"Error: no runs for task '{ACCURACY_TASK}' in {sqlite_url}; run a study first"
     )
+    store = open_store(sqlite_url)
+    add_runs(store, LOSS_TASK, "adam", {"lr": 0.1}, [1e-3])
+    store.dispose()
     unknown = invoke(command, "--task", "no-such-task", "--db", sqlite_url)
-    assert unknown.exit_code == 1 and len(unknown.output.strip().splitlines()) == 1
-    assert "unknown task 'no-such-task'" in unknown.output
+    assert unknown.exit_code == 1
+    assert unknown.output.strip() == (
+        f"Error: no runs for task 'no-such-task' in {sqlite_url}; run a study first "
+        f"(tasks with runs: {LOSS_TASK})"
+    )
 
 
 def test_bad_tolerance_and_budget_are_one_line_errors(hand_built):
@@ -343,10 +458,7 @@ def test_best_agrees_with_the_runs_of_a_real_study(sqlite_url):
     assert data["studies"] == 1
 
 
-def test_study_create_warm_start_enqueues_the_best_known_first(sqlite_url):
-    import optuna
-
-    from tuner.driver import optuna_study_name
+def test_study_create_warm_start_tries_the_best_known_first(sqlite_url):
     from tuner.store import get_study
 
     store = open_store(sqlite_url)
@@ -360,13 +472,12 @@ def test_study_create_warm_start_enqueues_the_best_known_first(sqlite_url):
                      "--trials", "6", "--seeds", "1", "--warm-start", "--db", sqlite_url)
     assert created.exit_code == 0, created.output
     with open_store(sqlite_url) as reopened:
-        ranges = get_study(reopened, "warm").search_spaces
+        study = get_study(reopened, "warm")
     # good interval 3e-3..1e-2 (0.9625 is within 2% of 0.97, 0.95 is not), widened x3 each side
-    assert ranges["adam"]["lr"] == [pytest.approx(1e-3), pytest.approx(3e-2)]
-    waiting = optuna.load_study(
-        study_name=optuna_study_name("warm", "adam"), storage=resolve_url(sqlite_url)
-    ).get_trials(deepcopy=False)
-    enqueued = [t.system_attrs.get("fixed_params", {}).get("lr") for t in waiting]
-    assert enqueued == [pytest.approx(3e-3), pytest.approx(1e-2), pytest.approx(1e-3)]
-    # the recommended configuration is the third one here: it is not enqueued twice
+    assert study.search_spaces["adam"]["lr"] == [pytest.approx(1e-3), pytest.approx(3e-2)]
+    first = study.options["initial_configs"]["adam"]
+    assert [c["params"]["lr"] for c in first] == [
+        pytest.approx(3e-3), pytest.approx(1e-2), pytest.approx(1e-3)]
+    # the recommended configuration is the third one here: it is not tried twice
     assert default["lr"] == pytest.approx(1e-3)
+    assert [c["origin"] for c in first] == ["warm_start"] * 3

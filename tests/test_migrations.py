@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -139,7 +140,7 @@ def test_a_populated_database_at_0004_upgrades_to_0005_keeping_its_data(database
     upgrade(database_url, "0004")
     before = _runs_curves_and_stats(database_url)
     assert len(before[0]) == 2 and before[1] == 3 and before[2]  # the triggers' table is filled
-    assert upgrade(database_url) == ("0004", "0005")
+    assert upgrade(database_url, "0005") == ("0004", "0005")
     assert _runs_curves_and_stats(database_url) == before
     engine = make_engine(database_url)
     with engine.connect() as connection:
@@ -152,33 +153,26 @@ def test_a_populated_database_at_0004_upgrades_to_0005_keeping_its_data(database
     assert all(columns[name]["nullable"] for name in ("trajectory", "options", "stopped_early"))
     assert unrecorded == 2  # older runs: "not recorded"
 
-    # the 0004 triggers still count a run recorded after the upgrade, with its new columns
-    from tuner.store import Run, record_run
-    from tuner.training import RunResult
-
-    store = open_store(database_url, create=False)
-    if store.engine.dialect.name == "postgresql":  # the seed rows set their ids by hand
-        with store.engine.begin() as connection:
-            connection.execute(text("SELECT setval(pg_get_serial_sequence('tuner_runs', 'id'),"
-                                    " (SELECT max(id) FROM tuner_runs))"))
-    result = RunResult(task="quadratic", optimizer="adamw", params={"lr": 0.01, "beta1": 0.9},
-                       seed=2, status="complete", final_metric=0.1, best_metric=0.1,
-                       trajectory=[(1.0, 1.0), (0.5, 0.25)], options={"budget": 5},
-                       stopped_early=False)
-    run_id = record_run(store, 1, result)
-    with store.session() as session:
-        run = session.get(Run, run_id)
-        assert (run.trajectory, run.options, run.study_id) == ([[1.0, 1.0], [0.5, 0.25]],
-                                                               {"budget": 5}, 1)
-    store.dispose()
-    stats = {row[1]: row for row in _runs_curves_and_stats(database_url)[2]}
+    # the 0004 triggers still count a run written after the upgrade, with its new columns
     key = params_hash({"lr": 0.01, "beta1": 0.9})
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO tuner_runs (id, trial_id, study_id, task, optimizer, params, params_hash,"
+            " lr, seed, status, final_metric, steps, wall_seconds, optimizer_state_bytes,"
+            " param_count, device, versions, created_at, trajectory, options, stopped_early)"
+            " VALUES (3, 1, 1, 'quadratic', 'adamw', :params, :key, 0.01, 2, 'complete', 0.1,"
+            " 5, 0.1, 800, 100, 'cpu', '{}', '2025-01-02 00:00:00', '[[1.0, 1.0], [0.5, 0.25]]',"
+            " '{\"budget\": 5}', false)"
+        ), {"params": '{"lr": 0.01, "beta1": 0.9}', "key": key})
+    engine.dispose()
+    stats = {row[1]: row for row in _runs_curves_and_stats(database_url)[2]}
     assert stats[key][2:5] == (2, 2, 0) and stats[key][5] == pytest.approx(0.4)
 
 
 def test_downgrade_from_0005_to_0004_drops_only_the_new_columns(database_url):
     populated_at_first_revision(database_url)
-    upgrade(database_url)
+    upgrade(database_url, "0005")
     before = _runs_curves_and_stats(database_url)
     engine = make_engine(database_url)
     with engine.connect() as connection:
@@ -330,3 +324,203 @@ def test_unversioned_tuner_tables_are_refused(sqlite_url):
     engine.dispose()
     with pytest.raises(StoreError, match="has tuner tables but no tuner_alembic_version row"):
         open_store(sqlite_url)
+
+
+# -- 0006: task records, the configuration key, measured parameter bytes, trial origins -------
+
+
+def _optuna_trials_of_an_old_study(url: str) -> list[int]:
+    """Optuna's side of study 'old' as the driver before 0006 left it: a study per optimizer
+    with the task, metric and direction, its recommended trial marked, then two plain trials.
+    Returns the three Optuna trial ids."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=url, study_name="tuner/old/adamw", direction="minimize")
+    for key, value in (("tuner_study", "old"), ("task", "quadratic"), ("metric", "loss")):
+        study.set_user_attr(key, value)
+    study.enqueue_trial({}, user_attrs={"recommended": True})
+    for _ in range(3):
+        study.tell(study.ask(), 0.3)
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        ids = connection.execute(text(
+            "SELECT t.trial_id FROM trials t JOIN studies s ON s.study_id = t.study_id"
+            " WHERE s.study_name = 'tuner/old/adamw' ORDER BY t.number"
+        )).scalars().all()
+    engine.dispose()
+    return list(ids)
+
+
+RUN_AT_0005 = (
+    "INSERT INTO tuner_runs (id, trial_id, study_id, task, optimizer, params, params_hash, lr,"
+    " seed, status, final_metric, steps, wall_seconds, optimizer_state_bytes, param_count,"
+    " device, versions, created_at, options) VALUES (:id, :trial, 1, 'quadratic', 'adamw',"
+    " :params, :key, 0.01, 0, 'complete', :final, 100, 0.1, 800, 100, 'cpu', '{}',"
+    " '2025-01-02 00:00:00', :options)"
+)
+PARAMS = {"lr": 0.01, "beta1": 0.9}
+
+
+def populated_at_0005(url: str) -> list[int]:
+    """The seed rows, three trials (slot 0 twice: a failed first attempt and its retry) and
+    two runs of one params set under budgets 100 and 200, at revision 0005."""
+    populated_at_first_revision(url)
+    optuna_ids = _optuna_trials_of_an_old_study(url)
+    upgrade(url, "0005")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE tuner_trials SET slot = 0, status = 'failed',"
+                                " optuna_trial_id = :t WHERE id = 1"), {"t": optuna_ids[0]})
+        for row_id, slot, optuna_id in ((2, 1, optuna_ids[1]), (3, 0, optuna_ids[2])):
+            connection.execute(text(
+                "INSERT INTO tuner_trials (id, study_id, optimizer, optuna_study_name,"
+                " optuna_trial_number, optuna_trial_id, params, status, started_at, slot)"
+                " VALUES (:id, 1, 'adamw', 'tuner/old/adamw', :id, :t, '{}', 'complete',"
+                " '2025-01-02 00:00:00', :slot)"
+            ), {"id": row_id, "t": optuna_id, "slot": slot})
+        for run_id, trial, budget, final in ((3, 2, 100, 0.2), (4, 3, 200, 0.1)):
+            connection.execute(text(RUN_AT_0005), {
+                "id": run_id, "trial": trial, "params": json.dumps(PARAMS),
+                "key": params_hash(PARAMS), "final": final,
+                "options": json.dumps({"budget": budget, "schedule": "constant",
+                                       "device": "cpu", "gamma": 0.1}),
+            })
+    engine.dispose()
+    return optuna_ids
+
+
+def _stats_0006(url: str) -> dict[str, tuple]:
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT config_hash, runs, complete, diverged, metric_sum, metric_mean,"
+            " state_measured, state_multiple FROM tuner_config_stats"
+        )).all()
+    engine.dispose()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def test_a_populated_0005_store_upgrades_to_0006_keeping_runs_stats_and_advice(database_url):
+    from tuner.advice import best
+    from tuner.store import config_hash, get_task, record_run
+    from tuner.store.queries import recommended_configs
+    from tuner.training import RunResult
+
+    populated_at_0005(database_url)
+    before = _runs_curves_and_stats(database_url)
+    assert sum(row[2] for row in before[2]) == 4
+    assert upgrade(database_url) == ("0005", "0006")
+    after = _runs_curves_and_stats_0006(database_url)
+    assert after[:2] == before[:2]  # every run and curve point kept
+
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        runs = connection.execute(text(
+            "SELECT id, params, options, params_hash, config_hash, param_bytes FROM tuner_runs"
+            " ORDER BY id"
+        )).all()
+        origins = dict(connection.execute(text("SELECT id, origin FROM tuner_trials")).all())
+    engine.dispose()
+    for run in runs:
+        params = run.params if isinstance(run.params, dict) else json.loads(run.params)
+        options = run.options if not isinstance(run.options, str) else json.loads(run.options)
+        assert run.config_hash == config_hash(params, options)
+        assert run.param_bytes == 400  # 100 float32 parameters
+    by_id = {run.id: run for run in runs}
+    assert by_id[3].params_hash == by_id[4].params_hash  # one params set...
+    assert by_id[3].config_hash != by_id[4].config_hash  # ...under two budgets
+    assert by_id[1].config_hash != by_id[1].params_hash  # the key says "no options recorded"
+    assert origins == {1: "recommended", 2: "sampled", 3: "recommended"}  # 3 retried slot 0
+
+    stats = _stats_0006(database_url)
+    assert sum(row[0] for row in stats.values()) == 4
+    assert stats[by_id[4].config_hash][:3] == (1, 1, 0)
+    assert stats[by_id[4].config_hash][4] == pytest.approx(0.1)
+    assert stats[by_id[4].config_hash][5:] == (1, pytest.approx(2.0))  # 800 / 400 bytes
+
+    store = open_store(database_url, create=False)
+    task = get_task(store, "quadratic")  # Optuna said loss/minimize; the plugin kind/target
+    assert (task.metric, task.direction, task.kind, task.target) == (
+        "loss", "minimize", "analytic", pytest.approx(1e-2))
+    ranking = best("quadratic", db=store)
+    adamw = ranking.standing("adamw")
+    assert (adamw.trials, adamw.runs, adamw.diverged) == (4, 4, 1)
+    assert adamw.mean == pytest.approx(0.1) and adamw.training["budget"] == 200
+    assert adamw.state_multiple == pytest.approx(2.0)
+    defaults = {c.config_hash for c in recommended_configs(store, "quadratic")["adamw"]}
+    assert defaults == {by_id[1].config_hash, by_id[2].config_hash, by_id[4].config_hash}
+
+    # the new triggers count a run recorded after the upgrade under its configuration key
+    if store.engine.dialect.name == "postgresql":  # the seed rows set their ids by hand
+        with store.engine.begin() as connection:
+            connection.execute(text("SELECT setval(pg_get_serial_sequence('tuner_runs', 'id'),"
+                                    " (SELECT max(id) FROM tuner_runs))"))
+    record_run(store, 3, RunResult(
+        task="quadratic", optimizer="adamw", params=PARAMS, seed=1, status="complete",
+        final_metric=0.3, best_metric=0.3, options={"budget": 200}, param_count=100,
+        optimizer_state_bytes=800,
+    ))
+    adamw = best("quadratic", db=store).standing("adamw")
+    assert (adamw.seeds, adamw.trials) == (2, 4) and adamw.mean == pytest.approx(0.2)
+    store.dispose()
+
+
+def _runs_curves_and_stats_0006(url: str) -> tuple[list, int]:
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        runs = connection.execute(
+            text("SELECT id, seed, status, final_metric, lr FROM tuner_runs ORDER BY id")
+        ).all()
+        curve = connection.execute(text("SELECT count(*) FROM tuner_curve_points")).scalar()
+    engine.dispose()
+    return [tuple(r) for r in runs], curve
+
+
+def test_downgrade_from_0006_restores_the_0005_statistics(database_url):
+    populated_at_0005(database_url)
+    before = _runs_curves_and_stats(database_url)
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        command.downgrade(alembic_config(connection), "0005")
+        connection.commit()
+        names = {c["name"] for c in inspect(connection).get_columns("tuner_runs")}
+        tables = set(inspect(connection).get_table_names())
+    engine.dispose()
+    assert schema_state(database_url).revision == "0005"
+    assert not names & {"config_hash", "param_bytes"} and "tuner_tasks" not in tables
+    assert _runs_curves_and_stats(database_url) == before  # same rows, same params_hash sums
+    engine = make_engine(database_url)
+    with engine.begin() as connection:  # and the 0004 triggers are back
+        connection.execute(text("DELETE FROM tuner_runs WHERE id = 4"))
+    engine.dispose()
+    assert sum(row[2] for row in _runs_curves_and_stats(database_url)[2]) == 3
+    assert upgrade(database_url) == ("0005", "0006")  # and up again
+
+
+def test_0006_fills_task_records_without_the_task_plugins(sqlite_url, tmp_path):
+    """Without the task plugins, metric and direction still come from Optuna's tables; a task
+    nothing tells about gets no record (advice then says so), and the upgrade succeeds."""
+    populated_at_0005(sqlite_url)
+    engine = make_engine(sqlite_url)
+    with engine.begin() as connection:  # a run of a task no Optuna study and no plugin knows
+        connection.execute(text(
+            "INSERT INTO tuner_runs (id, task, optimizer, params, seed, status, steps,"
+            " wall_seconds, optimizer_state_bytes, param_count, device, versions, created_at)"
+            " VALUES (9, 'mystery', 'sgd', '{}', 0, 'complete', 1, 0.1, 0, 1, 'cpu', '{}',"
+            " '2025-01-02 00:00:00')"
+        ))
+    engine.dispose()
+    environment = {**os.environ, "TUNER_PLUGINS": "sign"}  # an optimizer plugin: no tasks
+    result = subprocess.run(
+        [sys.executable, "-m", "tuner", "db", "upgrade", "--db", sqlite_url],
+        capture_output=True, text=True, timeout=300, env=environment,
+    )
+    assert result.returncode == 0, result.stderr
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        tasks = connection.execute(text(
+            "SELECT name, kind, metric, direction, target FROM tuner_tasks")).all()
+    engine.dispose()
+    assert [tuple(t) for t in tasks] == [("quadratic", None, "loss", "minimize", None)]

@@ -261,7 +261,7 @@ def _curve_band(
 
 
 def plot_trajectories(
-    function: Callable[[Any], Any],
+    function: Callable[[Any], Any] | None,
     trajectories: Mapping[str, Sequence[Trajectory]],
     path: str | Path,
     bounds: tuple[float, float, float, float] | None = None,
@@ -271,7 +271,8 @@ def plot_trajectories(
 ) -> Path:
     """Paths in the plane over the contours of ``function`` (a numpy ``(..., 2) -> (...)`` map).
 
-    Contours are drawn on a log scale of ``f - min f + eps`` so valleys stay visible.
+    Contours are drawn on a log scale of ``f - min f + eps`` so valleys stay visible; with
+    ``function`` None the paths are drawn alone.
     """
     import numpy as np
 
@@ -284,16 +285,19 @@ def plot_trajectories(
         (x0, x1), (y0, y1) = _padded(min(xs), max(xs)), _padded(min(ys), max(ys))
     else:
         x0, x1, y0, y1 = bounds
-    grid_x, grid_y = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
-    values = np.asarray(function(np.stack([grid_x, grid_y], axis=-1)), dtype=float)
-    shifted = values - np.nanmin(values) + 1e-3 * (np.nanmax(values) - np.nanmin(values) + 1e-12)
-    levels = np.logspace(np.log10(np.nanmin(shifted)), np.log10(np.nanmax(shifted)), 25)
     figure, axes = plt.subplots(figsize=(7, 5.5))
-    from matplotlib.colors import LogNorm
+    if function is not None:
+        from matplotlib.colors import LogNorm
 
-    axes.contourf(grid_x, grid_y, shifted, levels=levels, norm=LogNorm(), cmap="Greys", alpha=0.55)
-    axes.contour(grid_x, grid_y, shifted, levels=levels, norm=LogNorm(), colors="0.5",
-                 linewidths=0.4)
+        grid_x, grid_y = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
+        values = np.asarray(function(np.stack([grid_x, grid_y], axis=-1)), dtype=float)
+        low, high = np.nanmin(values), np.nanmax(values)
+        shifted = values - low + 1e-3 * (high - low + 1e-12)
+        levels = np.logspace(np.log10(np.nanmin(shifted)), np.log10(np.nanmax(shifted)), 25)
+        axes.contourf(grid_x, grid_y, shifted, levels=levels, norm=LogNorm(), cmap="Greys",
+                      alpha=0.55)
+        axes.contour(grid_x, grid_y, shifted, levels=levels, norm=LogNorm(), colors="0.5",
+                     linewidths=0.4)
     palette = colours(list(trajectories))
     for name in sorted(trajectories):
         for index, run in enumerate(trajectories[name]):
@@ -363,77 +367,42 @@ def plot_performance_profile(
     return _save(figure, path)
 
 
-# -- reading what the plots need from the store ---------------------------------------------------
+# -- what the plots need, read from the store (tuner.store.queries) -----------------------------
 
 
 def lr_points(store: Store, task: str) -> dict[str, list[LrPoint]]:
-    """Every configuration of every optimizer on ``task``: lr, mean, std over seeds, divergence."""
-    from sqlalchemy import case, func, select
+    """Every configuration of every optimizer on ``task``: lr, mean, std over seeds, divergence.
 
-    from tuner.store import Run
+    Read from ``tuner_config_stats`` (one row per configuration); configurations with only
+    pruned or failed runs have nothing to plot and are left out.
+    """
+    from tuner.store.queries import lr_results
 
-    runs = Run.__table__.c
-    complete = runs.status == "complete"
-    value = case((complete, runs.final_metric))
-    statement = (
-        select(
-            runs.optimizer,
-            func.min(runs.lr).label("lr"),
-            func.avg(value).label("mean"),
-            func.avg(value * value).label("mean_square"),
-            func.count(value).label("n"),
-            func.sum(case((runs.status == "diverged", 1), else_=0)).label("diverged"),
-        )
-        .where(runs.task == task, runs.lr.is_not(None))
-        .group_by(runs.optimizer, runs.params_hash)
-    )
     found: dict[str, list[LrPoint]] = {}
-    with store.engine.connect() as connection:
-        for row in connection.execute(statement):
-            std = None
-            if row.n and row.n > 1 and row.mean is not None:
-                variance = max(row.mean_square - row.mean**2, 0.0) * row.n / (row.n - 1)
-                std = math.sqrt(variance)
-            elif row.n == 1:
-                std = 0.0
-            if row.mean is None and not row.diverged:
-                continue  # only pruned or failed runs: nothing to plot
-            found.setdefault(row.optimizer, []).append(
-                LrPoint(lr=row.lr, mean=row.mean, std=std, seeds=int(row.n or 0),
-                        diverged=bool(row.diverged))
-            )
+    for result in lr_results(store, task):
+        if result.mean is None and not result.diverged:
+            continue
+        found.setdefault(result.optimizer, []).append(
+            LrPoint(lr=result.lr, mean=result.mean, std=result.std, seeds=result.seeds,
+                    diverged=bool(result.diverged))
+        )
     return found
 
 
 def best_config_curves(store: Store, ranking: TaskRanking) -> dict[str, list[SeedCurve]]:
     """The curves of the complete seeds of each optimizer's best configuration."""
-    from sqlalchemy import select
-
-    from tuner.store import CurveRow, Run
+    from tuner.store.queries import config_curves
 
     curves: dict[str, list[SeedCurve]] = {}
-    with store.engine.connect() as connection:
-        for standing in ranking.optimizers:
-            if not standing.params_hash or standing.mean is None:
-                continue
-            run_ids = connection.execute(
-                select(Run.id).where(
-                    Run.task == ranking.task, Run.optimizer == standing.optimizer,
-                    Run.params_hash == standing.params_hash, Run.status == "complete",
-                )
-            ).scalars().all()
-            rows = connection.execute(
-                select(CurveRow.run_id, CurveRow.step, CurveRow.metric)
-                .where(CurveRow.run_id.in_(run_ids))
-                .order_by(CurveRow.run_id, CurveRow.step)
-            ).all()
-            per_run: dict[int, SeedCurve] = {}
-            for run_id, step, metric in rows:
-                curve = per_run.setdefault(run_id, SeedCurve([], []))
-                curve.steps.append(step)
-                curve.values.append(metric)
-            if per_run:
-                curves[standing.optimizer] = list(per_run.values())
+    for standing in ranking.optimizers:
+        if not standing.config_hash or standing.mean is None:
+            continue
+        per_run = config_curves(store, ranking.task, standing.optimizer, standing.config_hash)
+        if per_run:
+            curves[standing.optimizer] = [
+                SeedCurve([step for step, _ in points], [value for _, value in points])
+                for points in per_run.values()
+            ]
     return curves
 
 
@@ -447,31 +416,22 @@ def stored_trajectories(
     and, in ranking order, the optimizers whose chosen runs carry no path (runs recorded before
     the store kept paths). A path is cut at its first non-finite point (stored as null).
     """
-    from sqlalchemy import select
-
-    from tuner.store import Run
+    from tuner.store.queries import config_trajectories
 
     paths: dict[str, list[Trajectory]] = {}
     missing: list[str] = []
-    with store.engine.connect() as connection:
-        for standing in ranking.optimizers:
-            if not standing.params_hash or standing.mean is None:
-                continue
-            rows = connection.execute(
-                select(Run.seed, Run.trajectory)
-                .where(
-                    Run.task == ranking.task, Run.optimizer == standing.optimizer,
-                    Run.params_hash == standing.params_hash, Run.status == "complete",
-                )
-                .order_by(Run.seed, Run.id)
-                .limit(seeds)
-            ).all()
-            for seed, stored in rows:
-                points = _finite_prefix(stored or [])
-                if points:
-                    paths.setdefault(standing.optimizer, []).append(Trajectory(points, seed))
-            if rows and standing.optimizer not in paths:
-                missing.append(standing.optimizer)
+    for standing in ranking.optimizers:
+        if not standing.config_hash or standing.mean is None:
+            continue
+        rows = config_trajectories(
+            store, ranking.task, standing.optimizer, standing.config_hash, seeds
+        )
+        for seed, stored in rows:
+            points = _finite_prefix(stored or [])
+            if points:
+                paths.setdefault(standing.optimizer, []).append(Trajectory(points, seed))
+        if rows and standing.optimizer not in paths:
+            missing.append(standing.optimizer)
     return paths, missing
 
 
@@ -499,6 +459,17 @@ class Report:
     images: list[Path] = field(default_factory=list)
 
 
+def _installed_plane_task(task: str) -> Any | None:
+    """The task's plugin, if installed, for the loss contours under its 2-D paths (the only
+    thing in a report that the store cannot give); None when it cannot be loaded here."""
+    try:
+        from tuner.plugins import get_registry
+
+        return get_registry().task(task)
+    except TunerError:
+        return None
+
+
 def _numpy_function(task_plugin: Any) -> Callable[[Any], Any] | None:
     """The task's 2-D function on numpy points, through its ``function`` on torch tensors."""
     function = getattr(task_plugin, "function", None)
@@ -523,20 +494,21 @@ def write_report(
 ) -> Report:
     """Write the PNG plots and ``index.html`` for ``task`` into the folder ``out``.
 
-    Plots: lr sensitivity per optimizer, learning curves of each best configuration, the 2-D
-    paths over the contours (tasks that record a trajectory), and the performance profile over
-    every task in the store (or ``profile_tasks``).
+    Plots: lr sensitivity per optimizer, learning curves of each best configuration, the stored
+    2-D paths (tasks whose runs record one), and the performance profile over every task in the
+    store (or ``profile_tasks``). Everything is read from the store, opened read-only; only the
+    loss contours under the 2-D paths need the task's plugin, and are left out (with a note)
+    where it is not installed.
     """
-    from tuner.advice import _open, advise, profile_costs
-    from tuner.plugins import get_registry
+    from tuner.advice import advise, open_for_reading, profile_costs
+    from tuner.store.queries import task_has_paths
 
-    directory = Path(out)
-    directory.mkdir(parents=True, exist_ok=True)
-    task_plugin = get_registry().task(task)
-    store, opened = _open(db)
+    store, opened = open_for_reading(db)
     try:
         advice = advise(task, db=store, tolerance=tolerance)
         ranking = advice.ranking
+        directory = Path(out)
+        directory.mkdir(parents=True, exist_ok=True)
         sections: list[tuple[str, str, Path]] = []
         notes: list[str] = []
 
@@ -577,35 +549,12 @@ def write_report(
                 learning,
             ))
 
-        function = _numpy_function(task_plugin)
-        if getattr(task_plugin, "records_trajectory", False) and function is not None:
-            paths, pathless = stored_trajectories(store, ranking)
-            left_out = ""
-            if pathless:
-                one = len(pathless) == 1
-                left_out = (
-                    f"No stored path for {', '.join(pathless)}: "
-                    f"{'its run was' if one else 'their runs were'} recorded before the store "
-                    f"kept paths, so {'it is' if one else 'they are'} left out of the path plot."
-                )
-            if paths:
-                minimum = getattr(task_plugin, "minimum", None)
-                contour = plot_trajectories(
-                    function, paths, directory / "trajectories.png",
-                    minimum=tuple(minimum) if minimum is not None else None,
-                    title=f"{task}: paths of each optimizer's best configuration",
-                    labels={s.optimizer: f"{s.optimizer} (lr {s.lr:.2g})"
-                            for s in ranking.optimizers if s.lr is not None},
-                )
-                sections.append((
-                    "Paths over the loss contours",
-                    "Each optimizer's best configuration (the path its first seed's run "
-                    "recorded), started from the task's start point (square); dots mark where "
-                    "each path ended." + (f" {left_out}" if left_out else ""),
-                    contour,
-                ))
-            elif left_out:
-                notes.append(left_out)
+        if ranking.kind == "analytic" or task_has_paths(store, task):
+            section, note = _paths_section(store, ranking, directory)
+            if section is not None:
+                sections.append(section)
+            elif note:
+                notes.append(note)
 
         costs = profile_costs(profile_tasks, db=store)
         if any(c is not None for per in costs.values() for c in per.values()):
@@ -626,6 +575,44 @@ def write_report(
     index = directory / "index.html"
     index.write_text(_html(advice, sections, display, notes), encoding="utf-8")
     return Report(directory=directory, index=index, images=[path for _, _, path in sections])
+
+
+def _paths_section(
+    store: Store, ranking: TaskRanking, directory: Path
+) -> tuple[tuple[str, str, Path] | None, str]:
+    """The path plot's section (or None) and what to say about runs without a stored path."""
+    paths, pathless = stored_trajectories(store, ranking)
+    left_out = ""
+    if pathless:
+        one = len(pathless) == 1
+        left_out = (
+            f"No stored path for {', '.join(pathless)}: "
+            f"{'its run was' if one else 'their runs were'} recorded before the store "
+            f"kept paths, so {'it is' if one else 'they are'} left out of the path plot."
+        )
+    if not paths:
+        return None, left_out
+    plugin = _installed_plane_task(ranking.task)
+    function = _numpy_function(plugin) if plugin is not None else None
+    minimum = getattr(plugin, "minimum", None)
+    contour = plot_trajectories(
+        function, paths, directory / "trajectories.png",
+        minimum=tuple(minimum) if minimum is not None else None,
+        title=f"{ranking.task}: paths of each optimizer's best configuration",
+        labels={s.optimizer: f"{s.optimizer} (lr {s.lr:.2g})"
+                for s in ranking.optimizers if s.lr is not None},
+    )
+    caption = (
+        "Each optimizer's best configuration (the path its first seed's run recorded), "
+        "started from the task's start point (square); dots mark where each path ended."
+    )
+    if function is None:
+        caption += (" The loss contours are left out: they need the task's plugin, which is "
+                    "not installed here.")
+    if left_out:
+        caption += f" {left_out}"
+    title = "Paths over the loss contours" if function is not None else "Paths in the plane"
+    return (title, caption, contour), ""
 
 
 def _all_positive(curves: Mapping[str, Sequence[SeedCurve]]) -> bool:

@@ -40,10 +40,12 @@ def _lr_range(standing) -> str:
 def best_command(task: str, tolerance: str | None, db: str | None, as_json: bool) -> None:
     """Optimizers ranked on a task, each with its best configuration and how forgiving it is.
 
-    Built from every study of the task in the store. Per optimizer: the best configuration's
-    mean ± std over seeds, the trials behind it, the good-lr interval (lrs within the tolerance
-    of that optimizer's best), steps to the task's target, optimizer state as a multiple of the
-    parameter count, and the gap to the winner.
+    Built from every study of the task in the store; a configuration is its hyperparameters
+    plus the training options that change the result (budget, schedule, ...). Per optimizer:
+    the best configuration's mean ± std over seeds, the configurations behind it, the good-lr
+    interval (lrs within the tolerance of that optimizer's best), steps to the task's target,
+    the measured optimizer state as a multiple of the parameters' bytes, and the gap to the
+    winner.
     """
     from tuner.advice import format_lr, format_metric, format_spread, rank_task
 
@@ -81,18 +83,31 @@ def best_command(task: str, tolerance: str | None, db: str | None, as_json: bool
             f"{ranking.studies} stud{'y' if ranking.studies == 1 else 'ies'}"
         ),
     )
-    best_params = ranking.optimizers[0].params if ranking.optimizers else {}
-    if best_params:
-        shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in best_params.items())
-        click.echo(f"best configuration of {ranking.optimizers[0].optimizer}: {shown}")
+    top = ranking.optimizers[0] if ranking.optimizers else None
+    if top is not None and top.params:
+        click.echo(f"best configuration of {top.optimizer}: {_settings(top.params)}"
+                   + (f"; trained with {_training(top.training)}" if top.training else ""))
+
+
+def _settings(values: dict) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in values.items())
+
+
+def _training(training: dict) -> str:
+    """The training options of a configuration that change its result (budget first)."""
+    from tuner.store.config_key import config_key
+
+    changed = config_key({}, training)["training"]
+    return _settings({"budget": training.get("budget"), **changed})
 
 
 @click.command(name="advise")
 @click.option("--task", required=True, help="The task to advise on.")
 @click.option(
     "--memory-budget", default=None, metavar="Kn",
-    help="Only optimizers whose state is at most K times the parameter count (0n, 1n, 2n, 3n).",
+    help="Only configurations whose measured optimizer state is at most K times the "
+    "parameters' bytes (0n, 1n, 2n, 3n).",
 )
 @tolerance_option
 @db_option
@@ -103,7 +118,7 @@ def advise_command(
     """The recommendation for a task in one or two sentences, with its evidence.
 
     Says when the top optimizers are tied within noise (means within twice the standard error
-    of their difference).
+    of their difference). A memory budget judges each configuration by its measured state.
     """
     from tuner.advice import advise
 
@@ -124,9 +139,9 @@ def compare_command(
 ) -> None:
     """Optimizers across tasks: rank per task, mean rank, wins; and how good the defaults are.
 
-    A default is an optimizer's recommended configuration (every study's first trial). The last
-    line counts the tasks where the best untuned default came within the tolerance of the tuned
-    best.
+    A default is an optimizer's recommended configuration (every study's first trial, as the
+    store recorded it). The last line counts the tasks where the best untuned default came
+    within the tolerance of the tuned best.
     """
     from tuner.advice import compare
 

@@ -16,6 +16,12 @@ Schema changes are alembic migrations (``tuner db upgrade`` / :func:`upgrade`).
 
 from __future__ import annotations
 
+from tuner.store.config_key import (
+    RESULT_OPTIONS,
+    config_hash,
+    config_key,
+    training_options,
+)
 from tuner.store.database import (
     ENV_VAR,
     HEAD_REVISION,
@@ -38,12 +44,15 @@ from tuner.store.database import (
 )
 from tuner.store.models import (
     RUN_STATUSES,
+    TRIAL_ORIGINS,
     TRIAL_STATUSES,
     Base,
+    ConfigStats,
     CurveRow,
     Meta,
     Run,
     Study,
+    TaskRow,
     Trial,
     params_hash,
 )
@@ -57,15 +66,29 @@ from tuner.store.records import (
     set_study_status,
     start_trial,
 )
+from tuner.store.tasks import (
+    TaskRecord,
+    get_task,
+    get_task_by_id,
+    list_tasks,
+    record_task,
+)
+from tuner.store.values import (
+    finite_or_none,
+    plain_json,
+)
 
 __all__ = [
     "ENV_VAR",
     "HEAD_REVISION",
+    "RESULT_OPTIONS",
     "RUN_STATUSES",
     "SCHEMA_REVISIONS",
+    "TRIAL_ORIGINS",
     "TRIAL_STATUSES",
     "VERSION_TABLE",
     "Base",
+    "ConfigStats",
     "CurveRow",
     "Meta",
     "Run",
@@ -74,24 +97,35 @@ __all__ = [
     "Store",
     "StoreError",
     "Study",
+    "TaskRecord",
+    "TaskRow",
     "Trial",
+    "config_hash",
+    "config_key",
     "create_study",
     "default_database_path",
     "default_database_url",
     "display_url",
     "finish_trial",
+    "finite_or_none",
     "get_study",
+    "get_task",
+    "get_task_by_id",
     "heartbeat_trial",
+    "list_tasks",
     "make_engine",
     "open_store",
     "optuna_storage",
     "params_hash",
+    "plain_json",
     "record_run",
+    "record_task",
     "resolve_url",
     "run_row",
     "schema_problem",
     "schema_state",
     "set_study_status",
     "start_trial",
+    "training_options",
     "upgrade",
 ]

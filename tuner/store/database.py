@@ -13,6 +13,16 @@ Schema policy (:func:`open_store`):
   ``tuner db upgrade`` (migrations of a populated store are the user's decision);
 * a database at a newer revision says which tuner version it needs;
 * nothing is written in any of these checks, and ``create=False`` never creates a file.
+
+``open_store(url, readonly=True)`` is how every read-only command opens the store: it writes
+nothing and creates nothing, and it works where writing is impossible. Every SQLite connection
+is ``query_only``. A file this process may write is opened as usual (SQLite's ``-wal``/``-shm``
+files come and go as for any reader, and a study running beside it is read consistently); one
+it may not write is opened with ``mode=ro``, and when even that fails because the WAL's
+shared-memory file cannot be created next to it (a read-only directory or mount) with
+``immutable=1``, which reads the file as it is. PostgreSQL sessions are
+``default_transaction_read_only``, so a role that may only SELECT reads the store as any other
+role does.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ SCHEMA_REVISIONS: dict[str, str] = {
     "0003": "0.1.0",
     "0004": "0.1.0",
     "0005": "0.1.0",
+    "0006": "0.1.0",
 }
 """Every migration revision, oldest first, with the first tuner version that shipped it."""
 
@@ -61,7 +72,14 @@ class StoreError(TunerError):
 
 
 class SchemaError(StoreError):
-    """The database's schema is missing, older or newer than this tuner's."""
+    """The database's schema is missing, older or newer than this tuner's.
+
+    ``state`` is the :class:`SchemaState` found, when one was read.
+    """
+
+    def __init__(self, message: str | None, state: SchemaState | None = None) -> None:
+        super().__init__(message)
+        self.state = state
 
 
 def default_database_path() -> Path:
@@ -128,18 +146,66 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _on_readonly_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+    cursor.execute("PRAGMA query_only = ON")  # no statement may write, whatever the file mode
+    cursor.close()
+
+
+def readonly_sqlite_url(path: Path) -> str:
+    """An SQLAlchemy URL that opens the SQLite file ``path`` for reading only.
+
+    A file (and folder) this process may write: its plain URL (the connections are made
+    ``query_only``; a ``mode=ro`` connection would leave the WAL's ``-wal``/``-shm`` files
+    behind, since it may not remove them). Otherwise ``mode=ro``; if SQLite cannot open the
+    file that way (in WAL mode it must create the ``-shm`` file beside it, impossible in a
+    read-only folder), ``immutable=1``, which reads the file without locking or shared memory.
+    Each is tried with one short connection.
+    """
+    import sqlite3
+    from urllib.parse import quote
+
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        return f"sqlite:///{path}"
+    location = quote(str(path.resolve()))
+    failure: sqlite3.Error | None = None
+    for mode in ("mode=ro", "immutable=1"):
+        uri = f"file:{location}?{mode}"
+        try:
+            connection = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+            try:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                connection.close()
+        except sqlite3.OperationalError as error:
+            failure = error
+            if "unable to open" in str(error):
+                continue  # the -shm cannot be created: read the file as it is
+            break
+        except sqlite3.Error as error:
+            failure = error
+            break
+        else:
+            return f"sqlite:///{uri}&uri=true"
+    raise StoreError(f"cannot open the SQLite database {path} read-only: {failure}")
+
+
 def _on_optuna_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable across process kills
     cursor.close()
 
 
-def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str | URL | None = None, *, readonly: bool = False, **kwargs: Any
+) -> Engine:
     """An engine for the store's URL (resolved as :func:`resolve_url` does).
 
     SQLite connections get a busy timeout and ``foreign_keys=ON``; WAL mode is a property of
     the file, set when the schema is created (:func:`upgrade`). PostgreSQL engines ping pooled
-    connections before use, so a worker survives a server restart.
+    connections before use, so a worker survives a server restart. ``readonly=True`` gives an
+    engine that cannot write (see the module docstring); an SQLite file must exist.
     """
     resolved = normalise_url(resolve_url(url))
     try:
@@ -148,10 +214,22 @@ def make_engine(url: str | URL | None = None, **kwargs: Any) -> Engine:
                 "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
                 **kwargs.pop("connect_args", {}),
             }
-            engine = create_engine(resolved, connect_args=connect_args, **kwargs)
-            event.listen(engine, "connect", _on_sqlite_connect)
+            path = sqlite_path(resolved)
+            if readonly and path is not None:
+                engine = create_engine(
+                    readonly_sqlite_url(path), connect_args=connect_args, **kwargs
+                )
+                event.listen(engine, "connect", _on_readonly_sqlite_connect)
+            else:
+                engine = create_engine(resolved, connect_args=connect_args, **kwargs)
+                event.listen(engine, "connect", _on_sqlite_connect)
         else:
             kwargs.setdefault("pool_pre_ping", True)
+            if readonly and resolved.get_backend_name() == "postgresql":
+                connect_args = dict(kwargs.pop("connect_args", {}))
+                options = connect_args.get("options", "")
+                connect_args["options"] = f"{options} -c default_transaction_read_only=on".strip()
+                kwargs["connect_args"] = connect_args
             engine = create_engine(resolved, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as error:
         raise StoreError(f"cannot use the database URL {display_url(resolved)}: {error}") from None
@@ -222,12 +300,13 @@ def read_schema_state(connection: Connection) -> SchemaState:
 
 
 def schema_state(url: str | URL | None = None) -> SchemaState:
-    """The schema state of the database at ``url``, without creating or changing anything."""
+    """The schema state of the database at ``url``, without creating or changing anything
+    (read-only: it works on a file or as a role that cannot write)."""
     resolved = resolve_url(url)
     path = sqlite_path(resolved)
     if path is not None and not path.exists():
         return SchemaState("missing", None, {})
-    engine = make_engine(resolved)
+    engine = make_engine(resolved, readonly=True)
     try:
         with _connect(engine) as connection:
             return read_schema_state(connection)
@@ -398,9 +477,10 @@ class Store:
             session.add(Study(...))
     """
 
-    def __init__(self, url: str, engine: Engine) -> None:
+    def __init__(self, url: str, engine: Engine, readonly: bool = False) -> None:
         self.url = url
         self.engine = engine
+        self.readonly = readonly
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @property
@@ -430,7 +510,9 @@ class Store:
         return f"Store({self.display_url!r})"
 
 
-def open_store(url: str | URL | None = None, *, create: bool = True) -> Store:
+def open_store(
+    url: str | URL | None = None, *, create: bool = True, readonly: bool = False
+) -> Store:
     """Open the store at ``url`` (or ``$TUNER_DB``, or the default SQLite file).
 
     With ``create=True`` a database without any tuner tables (including a file that does not
@@ -438,14 +520,21 @@ def open_store(url: str | URL | None = None, *, create: bool = True) -> Store:
     at an older or newer schema raises :class:`SchemaError` with one line saying what to do,
     and is left untouched; so does any database when ``create=False`` and the schema is not
     current. An unreachable server raises :class:`StoreError` with the password masked.
+
+    ``readonly=True`` opens a store that can only be read, and never creates or writes anything
+    (it implies ``create=False``): an SQLite file the process cannot write, or a PostgreSQL role
+    that may only SELECT, is read as any other (see the module docstring). The SchemaError it
+    raises carries the ``state`` it found (``missing``, ``empty``, ...).
     """
+    create = create and not readonly
     resolved = resolve_url(url)
     path = sqlite_path(resolved)
     if path is not None and not path.exists():
         if not create:
-            raise SchemaError(schema_problem(SchemaState("missing", None, {}), resolved))
+            missing = SchemaState("missing", None, {})
+            raise SchemaError(schema_problem(missing, resolved), missing)
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(resolved)
+    engine = make_engine(resolved, readonly=readonly)
     try:
         with _connect(engine) as connection:
             state = read_schema_state(connection)
@@ -454,11 +543,11 @@ def open_store(url: str | URL | None = None, *, create: bool = True) -> Store:
             upgrade(resolved)
             engine = make_engine(resolved)
         elif state.state != "current":
-            raise SchemaError(schema_problem(state, resolved))
+            raise SchemaError(schema_problem(state, resolved), state)
     except BaseException:
         engine.dispose()
         raise
-    return Store(resolved, engine)
+    return Store(resolved, engine, readonly=readonly)
 
 
 def optuna_storage(url: str | URL | None = None, **kwargs: Any) -> optuna.storages.RDBStorage:

@@ -4,9 +4,12 @@ Every table is prefixed ``tuner_`` so it can share a database with Optuna's own 
 describe the schema at the newest migration (``alembic/versions``); a change here needs a new
 migration, and :data:`tuner.store.database.SCHEMA_REVISIONS` a new entry.
 
-Runs carry ``task`` and ``optimizer`` (denormalised from their study and trial) and ``lr`` and
-``params_hash`` as their own indexed columns, so an advice query over a million runs is one
-indexed scan of one table.
+Runs carry ``task`` and ``optimizer`` (denormalised from their study and trial), ``lr``, and the
+keys ``params_hash`` (hyperparameters) and ``config_hash`` (hyperparameters plus the training
+options that change the result, :mod:`tuner.store.config_key`) as their own indexed columns;
+``tuner_config_stats`` keeps per-configuration sums, so an advice query over a million runs reads
+one row per configuration. ``tuner_tasks`` records what advice needs of a task (metric,
+direction, target), so advice never loads a task plugin.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ RUN_STATUSES = ("complete", "pruned", "diverged", "failed")
 TRIAL_STATUSES = ("running", "complete", "pruned", "diverged", "failed")
 """A trial is ``running`` until the driver finishes it with one of the run outcomes."""
 
+TRIAL_ORIGINS = ("recommended", "warm_start", "sampled")
+"""Where a trial's configuration came from: the optimizer's recommended configuration (a
+study's first trial), a best known configuration from earlier studies, or the sampler."""
+
 
 def utcnow() -> datetime:
     """The current time in UTC (the default of every timestamp column)."""
@@ -82,6 +89,32 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
+
+
+class TaskRow(Base):
+    """What the store knows of a task: recorded when a study of it is created (migration 0006
+    filled it in for older stores), read by advice instead of the task plugin.
+
+    ``kind`` is None when an upgrade could not learn it (the plugin was not installed);
+    ``code_ref``, ``code_hash`` and ``params`` are for tasks named by reference and their
+    parameters. See :mod:`tuner.store.tasks`.
+    """
+
+    __tablename__ = "tuner_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str | None] = mapped_column(String(20))
+    metric: Mapped[str] = mapped_column(String(100))
+    direction: Mapped[str] = mapped_column(String(10))
+    target: Mapped[float | None] = mapped_column(Float)
+    code_ref: Mapped[str | None] = mapped_column(String(500))
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"TaskRow(name={self.name!r}, metric={self.metric!r})"
 
 
 class Study(Base):
@@ -121,6 +154,10 @@ class Trial(Base):
 
     ``value`` is the aggregate over seeds that was reported to Optuna. The worker columns and
     ``heartbeat_at`` are optional bookkeeping for the driver (Optuna keeps its own heartbeats).
+    ``origin`` says where its configuration came from: ``recommended`` (the optimizer's
+    recommended configuration, a study's first trial), ``warm_start`` (a best known
+    configuration from earlier studies) or ``sampled``; None on rows older than migration 0006
+    that it could not classify.
     """
 
     __tablename__ = "tuner_trials"
@@ -151,6 +188,7 @@ class Trial(Base):
     worker_pid: Mapped[int | None] = mapped_column(Integer)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     slot: Mapped[int | None] = mapped_column(Integer)
+    origin: Mapped[str | None] = mapped_column(String(20))
 
     study: Mapped[Study] = relationship(back_populates="trials")
     runs: Mapped[list[Run]] = relationship(
@@ -168,9 +206,12 @@ class Run(Base):
     """One training run (one seed of one trial): every measurement of a RunResult.
 
     ``study_id``, ``task`` and ``optimizer`` repeat what the trial and study say so advice
-    queries need no join; ``lr`` is ``params["lr"]`` as its own column and ``params_hash``
-    groups the seeds of one configuration. ``trial_id`` is None for a run recorded outside a
-    study. ``versions`` keeps every version string the run reported.
+    queries need no join; ``lr`` is ``params["lr"]`` as its own column. ``config_hash`` groups
+    the seeds of one configuration (hyperparameters plus result-changing training options);
+    ``params_hash`` is the key of the hyperparameters alone. ``trial_id`` is None for a run
+    recorded outside a study. ``versions`` keeps every version string the run reported.
+    ``param_bytes`` is the size of the trained parameters, so the optimizer's state multiple is
+    ``optimizer_state_bytes / param_bytes``.
 
     ``trajectory`` is the run's path in the plane as ``[x, y]`` pairs (2-D tasks only; a
     non-finite coordinate is stored as null), ``options`` the training options it used and
@@ -182,6 +223,7 @@ class Run(Base):
     __table_args__ = (
         Index("ix_tuner_runs_task_optimizer_status", "task", "optimizer", "status"),
         Index("ix_tuner_runs_task_optimizer_params_hash", "task", "optimizer", "params_hash"),
+        Index("ix_tuner_runs_task_optimizer_config_hash", "task", "optimizer", "config_hash"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -197,6 +239,7 @@ class Run(Base):
     space_hash: Mapped[str | None] = mapped_column(String(64))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     params_hash: Mapped[str | None] = mapped_column(String(16))
+    config_hash: Mapped[str | None] = mapped_column(String(16))
     lr: Mapped[float | None] = mapped_column(Float, index=True)
     seed: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20))
@@ -209,6 +252,7 @@ class Run(Base):
     peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     optimizer_state_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     param_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    param_bytes: Mapped[int | None] = mapped_column(BigInteger)
     device: Mapped[str] = mapped_column(String(40), default="cpu")
     torch_version: Mapped[str | None] = mapped_column(String(40))
     versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -255,13 +299,15 @@ class CurveRow(Base):
 
 
 class ConfigStats(Base):
-    """Per-configuration totals of the runs, maintained by database triggers (migration 0004).
+    """Per-configuration totals of the runs, maintained by database triggers (migration 0006).
 
-    One row per (task, optimizer, params_hash): run counts by status; the count, sum, sum of
+    One row per (task, optimizer, config_hash): run counts by status; the count, sum, sum of
     squares and mean of the complete runs' ``final_metric`` (the mean is indexed, so the best
-    configuration is one index probe); the count and sum of their ``steps_to_target``. Never
-    written by tuner's code: the triggers on ``tuner_runs`` keep it exact, so advice reads one
-    row per configuration instead of every run.
+    configuration is one index probe); the count and sum of their ``steps_to_target``; and the
+    measured optimizer-state multiple (``optimizer_state_bytes / param_bytes``) of the complete
+    runs: its sum, how many runs measured it, and their mean ``state_multiple``. Never written
+    by tuner's code: the triggers on ``tuner_runs`` keep it exact, so advice reads one row per
+    configuration instead of every run.
     """
 
     __tablename__ = "tuner_config_stats"
@@ -274,7 +320,7 @@ class ConfigStats(Base):
 
     task: Mapped[str] = mapped_column(String(100), primary_key=True)
     optimizer: Mapped[str] = mapped_column(String(100), primary_key=True)
-    params_hash: Mapped[str] = mapped_column(String(16), primary_key=True)
+    config_hash: Mapped[str] = mapped_column(String(16), primary_key=True)
     lr: Mapped[float | None] = mapped_column(Float)
     runs: Mapped[int] = mapped_column(Integer)
     complete: Mapped[int] = mapped_column(Integer)
@@ -287,3 +333,6 @@ class ConfigStats(Base):
     metric_sumsq: Mapped[float] = mapped_column(Float)
     steps_sum: Mapped[float] = mapped_column(Float)
     metric_mean: Mapped[float | None] = mapped_column(Float)
+    state_measured: Mapped[int] = mapped_column(Integer)
+    state_multiple_sum: Mapped[float] = mapped_column(Float)
+    state_multiple: Mapped[float | None] = mapped_column(Float)

@@ -8,8 +8,7 @@ a run is one INSERT and its curve one executemany INSERT, so recording costs abo
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from tuner import __version__
 from tuner.errors import UnknownNameError
+from tuner.store.config_key import config_hash
 from tuner.store.database import Store, StoreError
 from tuner.store.models import (
     RUN_STATUSES,
+    TRIAL_ORIGINS,
     TRIAL_STATUSES,
     CurveRow,
     Run,
@@ -30,27 +31,11 @@ from tuner.store.models import (
     params_hash,
     utcnow,
 )
+from tuner.store.target import Target, writing
 from tuner.store.values import finite_or_none, plain_json
 
 if TYPE_CHECKING:
     from tuner.training import RunResult
-
-Target = Store | Engine | Session | Connection
-"""Where a write goes; see the module docstring for the transaction each one gives."""
-
-
-@contextmanager
-def _writing(target: Target) -> Iterator[Session | Connection]:
-    """Something to ``execute`` on: a fresh committed transaction, or the caller's own."""
-    if isinstance(target, Store):
-        target = target.engine
-    if isinstance(target, Engine):
-        with target.begin() as connection:
-            yield connection
-    elif isinstance(target, (Session, Connection)):
-        yield target
-    else:
-        raise TypeError(f"expected a Store, Engine, Session or Connection, got {target!r}")
 
 
 def create_study(
@@ -86,7 +71,7 @@ def create_study(
         "created_at": utcnow(),
     }
     try:
-        with _writing(target) as writer:
+        with writing(target) as writer:
             result = writer.execute(insert(Study.__table__).values(values))
             return int(result.inserted_primary_key[0])
     except IntegrityError:
@@ -112,7 +97,7 @@ def get_study(session: Session | Connection | Store | Engine, name: str) -> Stud
 
 def set_study_status(target: Target, study_id: int, status: str) -> None:
     """Set a study's status (the driver's words: created, running, finished, ...)."""
-    with _writing(target) as writer:
+    with writing(target) as writer:
         writer.execute(update(Study.__table__).where(Study.id == study_id).values(status=status))
 
 
@@ -127,8 +112,15 @@ def start_trial(
     optuna_trial_id: int | None = None,
     worker_host: str | None = None,
     worker_pid: int | None = None,
+    slot: int | None = None,
+    origin: str | None = None,
 ) -> int:
-    """Insert a trial in state ``running`` (started and heartbeat now); returns its id."""
+    """Insert a trial in state ``running`` (started and heartbeat now); returns its id.
+
+    ``origin`` is where its configuration came from (one of :data:`TRIAL_ORIGINS`).
+    """
+    if origin is not None and origin not in TRIAL_ORIGINS:
+        raise StoreError(f"unknown trial origin {origin!r} (one of {', '.join(TRIAL_ORIGINS)})")
     now = utcnow()
     values = {
         "study_id": study_id,
@@ -142,8 +134,10 @@ def start_trial(
         "heartbeat_at": now,
         "worker_host": worker_host,
         "worker_pid": worker_pid,
+        "slot": slot,
+        "origin": origin,
     }
-    with _writing(target) as writer:
+    with writing(target) as writer:
         result = writer.execute(insert(Trial.__table__).values(values))
         return int(result.inserted_primary_key[0])
 
@@ -154,7 +148,7 @@ def finish_trial(
     """Close a trial: its final status and the aggregate value reported to Optuna."""
     if status not in TRIAL_STATUSES:
         raise StoreError(f"unknown trial status {status!r} (one of {', '.join(TRIAL_STATUSES)})")
-    with _writing(target) as writer:
+    with writing(target) as writer:
         writer.execute(
             update(Trial.__table__)
             .where(Trial.id == trial_id)
@@ -164,7 +158,7 @@ def finish_trial(
 
 def heartbeat_trial(target: Target, trial_id: int, when: datetime | None = None) -> None:
     """Record that the worker running a trial is alive."""
-    with _writing(target) as writer:
+    with writing(target) as writer:
         writer.execute(
             update(Trial.__table__)
             .where(Trial.id == trial_id)
@@ -184,8 +178,10 @@ def run_row(
     ``plugin_version`` and ``space_hash`` default to ``result.versions["plugin"]`` and
     ``result.versions["space_hash"]``; ``torch_version`` is ``result.versions["torch"]``.
     The trajectory becomes a list of ``[x, y]`` pairs and, like ``options``, has its non-finite
-    numbers stored as null (PostgreSQL's JSON has no NaN or Infinity); empty ``options`` are
-    stored as None ("not recorded").
+    numbers stored as null (:mod:`tuner.store.values`); empty ``options`` are stored as None
+    ("not recorded"). ``config_hash`` is the configuration key of ``result.params`` and
+    ``result.options`` (:mod:`tuner.store.config_key`), ``params_hash`` that of the params
+    alone.
     """
     if result.status not in RUN_STATUSES:
         raise StoreError(
@@ -193,6 +189,7 @@ def run_row(
         )
     versions = {str(k): str(v) for k, v in (result.versions or {}).items()}
     params = plain_json(dict(result.params))
+    options = plain_json(dict(result.options)) if result.options else None
     lr = params.get("lr")
     return {
         "trial_id": trial_id,
@@ -202,6 +199,7 @@ def run_row(
         "space_hash": space_hash or versions.get("space_hash"),
         "params": params,
         "params_hash": params_hash(params),
+        "config_hash": config_hash(params, options),
         "lr": float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None,
         "seed": int(result.seed),
         "status": result.status,
@@ -214,6 +212,7 @@ def run_row(
         "peak_memory_bytes": result.peak_memory_bytes,
         "optimizer_state_bytes": int(result.optimizer_state_bytes),
         "param_count": int(result.param_count),
+        "param_bytes": _param_bytes(result),
         "device": str(result.device),
         "torch_version": versions.get("torch"),
         "versions": versions,
@@ -222,9 +221,18 @@ def run_row(
         "trajectory": plain_json([[x, y] for x, y in result.trajectory])
         if result.trajectory is not None
         else None,
-        "options": plain_json(dict(result.options)) if result.options else None,
+        "options": options,
         "stopped_early": bool(result.stopped_early),
     }
+
+
+def _param_bytes(result: RunResult) -> int | None:
+    """The bytes of the trained parameters: measured by training (``result.param_bytes``), or
+    four per parameter (float32, what every run trained in before it was measured)."""
+    measured = getattr(result, "param_bytes", None)
+    if measured:
+        return int(measured)
+    return int(result.param_count) * 4 if result.param_count else None
 
 
 def record_run(
@@ -261,7 +269,7 @@ def record_run(
         for point in result.curve
     ]
     try:
-        with _writing(target) as writer:
+        with writing(target) as writer:
             inserted = writer.execute(insert(Run.__table__).values(values))
             run_id = int(inserted.inserted_primary_key[0])
             if curve:

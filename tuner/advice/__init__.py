@@ -1,0 +1,130 @@
+"""Advice from the store: optimizers ranked per task, good-lr intervals, ties, warm starts.
+
+Everything here is a read of the store (every study of a task counts, not only the last one),
+opened read-only. What advice needs of a task (metric, direction, target) comes from its task
+record and what it needs of a configuration (its measured optimizer-state bytes) from its runs,
+so advice imports neither torch nor Optuna nor the plugins, and works on a store copied to a
+machine without them. The words used below mean exactly this:
+
+configuration
+    One set of hyperparameters *plus the training options that change the result* (budget,
+    schedule, warmup, batch size, ...; :mod:`tuner.store.config_key`): runs share one when their
+    ``config_hash`` is equal. ``lr=1e-3`` trained for 100 steps and for 200 steps are two
+    configurations. Its seeds are all the runs with that key, across studies.
+
+result of a configuration
+    The mean (and sample standard deviation) of ``final_metric`` over its *complete* runs. Pruned
+    and failed runs are left out of the mean but counted. A configuration with any *diverged*
+    run has failed: it is never "best" and never "good" (an lr that blows up one seed in three is
+    not a safe recommendation).
+
+best configuration of an optimizer
+    Among its configurations with at least one complete run and no divergence, the one with the
+    best mean in the task's direction (ties: more seeds first).
+
+tolerance
+    How far from the best a result may be and still count as equally good. ``2%`` is relative
+    (within 2% of ``|best|``), a bare number like ``0.05`` is absolute (in the metric's units).
+    Default: 2% relative; for bits-per-character metrics (``*bpc``) 0.05 bpc absolute, since bpc
+    differences are read in absolute terms; override with ``--tolerance``.
+
+good-lr interval
+    How forgiving an optimizer is. Its configurations are ordered by learning rate; a
+    configuration is *good* when it has a result, no divergence, and its mean is within the
+    tolerance of the optimizer's best. The interval is the widest stretch of good configurations
+    around the best one's lr that no bad configuration interrupts (configurations with only
+    pruned or failed runs carry no final result and are skipped). Other hyperparameters vary
+    along the way, so the interval is what tuning found forgiving, not a controlled sweep.
+
+tied within noise
+    Two best configurations are tied when their means differ by at most twice the standard error
+    of the difference: ``|m_a - m_b| <= 2 * sqrt(se_a**2 + se_b**2)`` with ``se = std/sqrt(n)``
+    (a two-sided test at about the 5% level). With fewer than two seeds on either side the noise
+    is unknown and no tie is declared.
+
+memory
+    A configuration's optimizer state as a multiple of its parameters' bytes, as measured by
+    its runs (``optimizer_state_bytes / param_bytes``): a tuned RMSprop with momentum and
+    centering is 3n whatever the plugin declares at its defaults.
+
+default
+    An optimizer's recommended configuration, the first trial of every study (its trial's
+    ``origin`` is ``recommended`` in the store).
+
+The figures come from ``tuner_config_stats`` (one row per configuration, kept exact by triggers
+on the runs) through a few index probes per optimizer, so ``tuner best`` stays fast over a
+million runs. The modules: :mod:`~tuner.advice.stats` (the rules, pure functions),
+:mod:`~tuner.advice.ranking` (``tuner best``), :mod:`~tuner.advice.recommend` (``tuner advise``),
+:mod:`~tuner.advice.compare` (``tuner compare``), :mod:`~tuner.advice.warm_start`.
+"""
+
+from __future__ import annotations
+
+from tuner.advice.compare import Comparison, compare, profile_costs, stored_tasks
+from tuner.advice.formatting import format_lr, format_metric, format_spread
+from tuner.advice.ranking import OptimizerStanding, TaskRanking, best, rank_task
+from tuner.advice.recommend import Advice, advise
+from tuner.advice.source import NoRunsError, NoTaskRecordError, open_for_reading
+from tuner.advice.stats import (
+    DEFAULT_BPC_TOLERANCE,
+    DEFAULT_RELATIVE_TOLERANCE,
+    MEMORY_BUDGETS,
+    TIE_STANDARD_ERRORS,
+    WARM_START_MARGIN,
+    AdviceError,
+    AggregateRank,
+    Tolerance,
+    aggregate_ranks,
+    default_tolerance,
+    good_lr_interval,
+    is_better,
+    narrow_log_range,
+    parse_memory_budget,
+    performance_profile,
+    rank_values,
+    sample_std,
+    standard_error,
+    tied_within_noise,
+)
+from tuner.advice.warm_start import WarmStart, warm_start, warm_start_spec
+
+__all__ = [
+    "DEFAULT_BPC_TOLERANCE",
+    "DEFAULT_RELATIVE_TOLERANCE",
+    "MEMORY_BUDGETS",
+    "TIE_STANDARD_ERRORS",
+    "WARM_START_MARGIN",
+    "Advice",
+    "AdviceError",
+    "AggregateRank",
+    "Comparison",
+    "NoRunsError",
+    "NoTaskRecordError",
+    "OptimizerStanding",
+    "TaskRanking",
+    "Tolerance",
+    "WarmStart",
+    "advise",
+    "aggregate_ranks",
+    "best",
+    "compare",
+    "default_tolerance",
+    "format_lr",
+    "format_metric",
+    "format_spread",
+    "good_lr_interval",
+    "is_better",
+    "narrow_log_range",
+    "open_for_reading",
+    "parse_memory_budget",
+    "performance_profile",
+    "profile_costs",
+    "rank_task",
+    "rank_values",
+    "sample_std",
+    "standard_error",
+    "stored_tasks",
+    "tied_within_noise",
+    "warm_start",
+    "warm_start_spec",
+]

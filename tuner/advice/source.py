@@ -1,0 +1,81 @@
+"""Where advice reads from: the store, opened read-only, and the task's record in it.
+
+Advice needs of a task only what the store recorded when its studies were created (metric,
+direction, target: :mod:`tuner.store.tasks`), so it never loads a task plugin, torch or Optuna,
+and answers on a store copied to a machine without them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tuner.errors import TunerError, UnknownNameError
+
+if TYPE_CHECKING:
+    from tuner.store import Store, TaskRecord
+
+
+class NoRunsError(TunerError):
+    """The store has nothing to advise from for this task."""
+
+
+class NoTaskRecordError(TunerError):
+    """The store has runs of a task but no record saying what its metric is."""
+
+
+def open_for_reading(db: str | Store | None) -> tuple[Store, bool]:
+    """The store to read and whether it was opened here (and so must be closed here).
+
+    A URL (or None: ``$TUNER_DB``, then the default file) is opened read-only; a store that
+    does not exist, or has no tuner tables, is "no tuner store ...; run a study first".
+    """
+    from tuner.store import SchemaError, Store, display_url, open_store, resolve_url
+
+    if isinstance(db, Store):
+        return db, False
+    try:
+        return open_store(db, readonly=True), True
+    except SchemaError as error:
+        if error.state is not None and error.state.state in ("missing", "empty"):
+            raise NoRunsError(
+                f"no tuner store at {display_url(resolve_url(db))}; run a study first"
+            ) from None
+        raise
+
+
+def task_record(store: Store, task: str) -> TaskRecord:
+    """The record of ``task``; NoRunsError (naming the tasks that have runs) when the store
+    knows nothing of it, NoTaskRecordError when it has runs but no record."""
+    from tuner.store import get_task
+    from tuner.store.queries import tasks_with_runs
+
+    try:
+        return get_task(store, task)
+    except UnknownNameError:
+        measured = tasks_with_runs(store)
+    if task in measured:
+        raise NoTaskRecordError(
+            f"task {task!r} has runs in {store.display_url} but no task record, so its metric "
+            "and direction are unknown: record it (tuner.store.record_task) or create a study "
+            "of it"
+        )
+    raise NoRunsError(no_runs_message(store, task, measured))
+
+
+def no_runs_message(store: Store, task: str, measured: list[str] | None = None) -> str:
+    """``no runs for task 'x' in <url>; run a study first`` (and which tasks do have runs)."""
+    from tuner.store.queries import tasks_with_runs
+
+    others = [name for name in (measured if measured is not None else tasks_with_runs(store))
+              if name != task]
+    text = f"no runs for task {task!r} in {store.display_url}; run a study first"
+    return text + (f" (tasks with runs: {', '.join(others)})" if others else "")
+
+
+def rankable_tasks(store: Store) -> list[str]:
+    """The tasks with runs and a record (what ``compare`` and the profiles go over)."""
+    from tuner.store import list_tasks
+    from tuner.store.queries import tasks_with_runs
+
+    recorded = {record.name for record in list_tasks(store)}
+    return [name for name in tasks_with_runs(store) if name in recorded]

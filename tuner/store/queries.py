@@ -1,0 +1,369 @@
+"""Every read that advice and reports make: rankings, configurations, defaults, curves, paths.
+
+A *configuration* is one ``config_hash`` (hyperparameters plus the training options that change
+the result, :mod:`tuner.store.config_key`) of one optimizer on one task; its figures come from
+``tuner_config_stats``, kept exact by triggers on the runs, so a ranking reads about one row per
+configuration and a few index probes, however many runs the store holds. Only the runs of the
+configurations asked for are read (their seeds, curves, paths).
+
+Functions take a *target* (:mod:`tuner.store.target`): a Store or Engine, read on a connection of
+its own, or the caller's Session or Connection. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, or_, select
+
+from tuner.store.models import ConfigStats, CurveRow, Run, Study, Trial
+from tuner.store.target import Target, reading
+
+STATE_SLACK = 1e-9
+"""How far over a memory budget a measured state multiple may be and still count as within it."""
+
+
+@dataclass
+class OptimizerSummary:
+    """One optimizer on one task as ``tuner_config_stats`` sums it up.
+
+    Totals over its configurations (``trials`` is the number of configurations), then its best
+    configuration (``config_hash``, ``lr``, ``mean``, measured ``state_multiple``) and the
+    good-lr interval around it (``good_low``..``good_high``); those are None when no
+    configuration has a result without divergence. ``fastest_steps`` is the smallest mean
+    steps-to-target among configurations whose every complete seed reached the target.
+    """
+
+    optimizer: str
+    trials: int
+    runs: int
+    pruned: int
+    diverged: int
+    failed: int
+    fastest_steps: float | None
+    config_hash: str | None = None
+    lr: float | None = None
+    mean: float | None = None
+    state_multiple: float | None = None
+    good_low: float | None = None
+    good_high: float | None = None
+
+
+def _within_budget(stats: Any, max_state_multiple: float | None) -> Any:
+    """Configurations whose measured state fits the budget (unmeasured ones are kept)."""
+    if max_state_multiple is None:
+        return True
+    return or_(stats.state_multiple.is_(None),
+               stats.state_multiple <= max_state_multiple + STATE_SLACK)
+
+
+def optimizer_summaries(
+    target: Target,
+    task: str,
+    direction: str,
+    margin: Callable[[float], float],
+    max_state_multiple: float | None = None,
+) -> list[OptimizerSummary]:
+    """Each optimizer's totals, best configuration and good-lr interval on ``task``.
+
+    ``margin(best)`` is how far from the best mean a configuration may be and still be good
+    (the tolerance). With ``max_state_multiple`` only configurations whose measured optimizer
+    state is at most that multiple of the parameter bytes take part.
+
+    One scan of the task's configurations for the totals, then per optimizer four index probes
+    that touch only the rows they need:
+
+    1. the best configuration: the first eligible row in ``metric_mean`` order (eligible: a
+       mean, no divergence; ties: more seeds, then the key);
+    2. the break below: the nearest configuration under the best lr that is bad (diverged, or
+       measured and outside the tolerance), walking the lr index down;
+    3. the break above, walking it up;
+    4. the lowest and highest good lr strictly between the breaks.
+    """
+    stats = ConfigStats.__table__.c
+    eligible = and_(stats.metric_mean.is_not(None), stats.diverged == 0)
+    all_reached = and_(eligible, stats.reached == stats.complete)
+    fastest = case((all_reached, stats.steps_sum / stats.reached))
+    maximize = direction == "maximize"
+    budget = _within_budget(stats, max_state_multiple)
+    with reading(target) as reader:
+        totals = reader.execute(
+            select(
+                stats.optimizer,
+                func.count().label("trials"),
+                func.sum(stats.runs).label("runs"),
+                func.sum(stats.pruned).label("pruned"),
+                func.sum(stats.diverged).label("diverged"),
+                func.sum(stats.failed).label("failed"),
+                func.min(fastest).label("fastest_steps"),
+            )
+            .where(stats.task == task, budget)
+            .group_by(stats.optimizer)
+            .order_by(stats.optimizer)
+        ).all()
+        summaries = []
+        for total in totals:
+            summary = OptimizerSummary(
+                optimizer=total.optimizer, trials=int(total.trials), runs=int(total.runs),
+                pruned=int(total.pruned), diverged=int(total.diverged),
+                failed=int(total.failed),
+                fastest_steps=(float(total.fastest_steps)
+                               if total.fastest_steps is not None else None),
+            )
+            summaries.append(summary)
+            scope = and_(stats.task == task, stats.optimizer == total.optimizer, budget)
+            best = reader.execute(
+                select(stats.config_hash, stats.lr, stats.metric_mean, stats.state_multiple)
+                .where(scope, eligible)
+                .order_by(
+                    stats.metric_mean.desc() if maximize else stats.metric_mean.asc(),
+                    stats.metric_count.desc(),
+                    stats.config_hash,
+                )
+                .limit(1)
+            ).first()
+            if best is None:
+                continue
+            summary.config_hash, summary.lr = best.config_hash, best.lr
+            summary.mean, summary.state_multiple = best.metric_mean, best.state_multiple
+            if best.lr is None:
+                continue
+            allowed = margin(best.metric_mean) + 1e-12 * max(1.0, abs(best.metric_mean))
+            if maximize:
+                within = stats.metric_mean >= best.metric_mean - allowed
+            else:
+                within = stats.metric_mean <= best.metric_mean + allowed
+            good = and_(eligible, within)
+            bad = or_(stats.diverged > 0, and_(stats.metric_mean.is_not(None), ~within))
+            below = reader.execute(
+                select(stats.lr).where(scope, stats.lr < best.lr, bad)
+                .order_by(stats.lr.desc()).limit(1)
+            ).scalar()
+            above = reader.execute(
+                select(stats.lr).where(scope, stats.lr > best.lr, bad)
+                .order_by(stats.lr.asc()).limit(1)
+            ).scalar()
+            between = [scope, good, stats.lr.is_not(None)]
+            if below is not None:
+                between.append(stats.lr > below)
+            if above is not None:
+                between.append(stats.lr < above)
+            low, high = reader.execute(
+                select(func.min(stats.lr), func.max(stats.lr)).where(*between)
+            ).one()
+            summary.good_low = low if low is not None else best.lr
+            summary.good_high = high if high is not None else best.lr
+    return summaries
+
+
+@dataclass
+class ConfigRun:
+    """One run of a configuration, as the advice reads it."""
+
+    optimizer: str
+    config_hash: str
+    seed: int
+    status: str
+    final_metric: float | None
+    steps_to_target: int | None
+    seconds_to_target: float | None
+    params: dict[str, Any]
+    options: dict[str, Any] | None
+
+
+def config_runs(
+    target: Target, task: str, configurations: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], list[ConfigRun]]:
+    """The runs of the given ``(optimizer, config_hash)`` configurations of ``task``."""
+    wanted = sorted(set(configurations))
+    found: dict[tuple[str, str], list[ConfigRun]] = {pair: [] for pair in wanted}
+    if not wanted:
+        return found
+    runs = Run.__table__.c
+    statement = select(
+        runs.optimizer, runs.config_hash, runs.seed, runs.status, runs.final_metric,
+        runs.steps_to_target, runs.seconds_to_target, runs.params, runs.options,
+    ).where(
+        runs.task == task,
+        or_(*(and_(runs.optimizer == o, runs.config_hash == h) for o, h in wanted)),
+    ).order_by(runs.id)
+    with reading(target) as reader:
+        for row in reader.execute(statement):
+            found.setdefault((row.optimizer, row.config_hash), []).append(ConfigRun(
+                optimizer=row.optimizer, config_hash=row.config_hash, seed=int(row.seed),
+                status=row.status, final_metric=row.final_metric,
+                steps_to_target=row.steps_to_target, seconds_to_target=row.seconds_to_target,
+                params=dict(row.params or {}),
+                options=dict(row.options) if row.options is not None else None,
+            ))
+    return found
+
+
+def study_count(target: Target, task: str) -> int:
+    """How many studies of ``task`` the store holds."""
+    with reading(target) as reader:
+        return int(reader.execute(
+            select(func.count()).select_from(Study).where(Study.task == task)
+        ).scalar_one())
+
+
+def tasks_with_runs(target: Target) -> list[str]:
+    """The tasks that have runs in the store, by name (one row per configuration is read)."""
+    with reading(target) as reader:
+        return sorted(reader.execute(select(ConfigStats.task).distinct()).scalars())
+
+
+@dataclass
+class ConfigResult:
+    """One configuration's result: mean and sample std of its complete seeds' final metric."""
+
+    optimizer: str
+    config_hash: str
+    lr: float | None
+    mean: float | None
+    std: float | None
+    seeds: int
+    diverged: int
+    runs: int
+
+
+def _result(row: Any) -> ConfigResult:
+    n = int(row.metric_count)
+    mean = row.metric_mean if n else None
+    std = None
+    if n == 1:
+        std = 0.0
+    elif n > 1 and mean is not None:
+        std = math.sqrt(max(row.metric_sumsq - n * mean * mean, 0.0) / (n - 1))
+    return ConfigResult(
+        optimizer=row.optimizer, config_hash=row.config_hash, lr=row.lr, mean=mean, std=std,
+        seeds=n, diverged=int(row.diverged), runs=int(row.runs),
+    )
+
+
+def recommended_configs(target: Target, task: str) -> dict[str, list[ConfigResult]]:
+    """Per optimizer, the configurations of ``task`` that ran as its recommended configuration.
+
+    A configuration counts when any of its runs belongs to a trial of origin ``recommended``
+    (the optimizer's recommended configuration, a study's first trial). Studies under different
+    training options give one such configuration each. Most seeds first.
+    """
+    stats = ConfigStats.__table__.c
+    runs = Run.__table__.c
+    trials = Trial.__table__.c
+    recommended = exists(
+        select(runs.id)
+        .join(Trial.__table__, trials.id == runs.trial_id)
+        .where(runs.task == stats.task, runs.optimizer == stats.optimizer,
+               runs.config_hash == stats.config_hash, trials.origin == "recommended")
+    )
+    found: dict[str, list[ConfigResult]] = {}
+    with reading(target) as reader:
+        rows = reader.execute(
+            select(stats).where(stats.task == task, recommended)
+            .order_by(stats.optimizer, stats.metric_count.desc(), stats.config_hash)
+        ).all()
+    for row in rows:
+        found.setdefault(row.optimizer, []).append(_result(row))
+    return found
+
+
+def best_config_params(
+    target: Target, task: str, optimizer: str, direction: str, limit: int
+) -> list[dict[str, Any]]:
+    """The hyperparameters of the ``limit`` best configurations (mean, no divergence), best
+    first; configurations that differ only in training options give the same params twice."""
+    stats = ConfigStats.__table__.c
+    runs = Run.__table__.c
+    order = stats.metric_mean.desc() if direction == "maximize" else stats.metric_mean.asc()
+    with reading(target) as reader:
+        hashes = reader.execute(
+            select(stats.config_hash)
+            .where(stats.task == task, stats.optimizer == optimizer,
+                   stats.metric_mean.is_not(None), stats.diverged == 0)
+            .order_by(order, stats.metric_count.desc(), stats.config_hash)
+            .limit(limit)
+        ).scalars().all()
+        found = []
+        for key in hashes:
+            params = reader.execute(
+                select(runs.params).where(runs.task == task, runs.optimizer == optimizer,
+                                          runs.config_hash == key).limit(1)
+            ).scalar()
+            found.append(dict(params or {}))
+    return found
+
+
+def lr_results(target: Target, task: str) -> list[ConfigResult]:
+    """Every configuration of ``task`` that has an lr, with its result (for lr plots)."""
+    stats = ConfigStats.__table__.c
+    with reading(target) as reader:
+        rows = reader.execute(
+            select(stats).where(stats.task == task, stats.lr.is_not(None))
+            .order_by(stats.optimizer, stats.lr)
+        ).all()
+    return [_result(row) for row in rows]
+
+
+def config_curves(
+    target: Target, task: str, optimizer: str, config_hash: str
+) -> dict[int, list[tuple[int, float | None]]]:
+    """The curves of a configuration's complete runs: ``{run id: [(step, metric), ...]}``."""
+    with reading(target) as reader:
+        run_ids = reader.execute(
+            select(Run.id).where(
+                Run.task == task, Run.optimizer == optimizer, Run.config_hash == config_hash,
+                Run.status == "complete",
+            ).order_by(Run.seed, Run.id)
+        ).scalars().all()
+        rows = reader.execute(
+            select(CurveRow.run_id, CurveRow.step, CurveRow.metric)
+            .where(CurveRow.run_id.in_(run_ids))
+            .order_by(CurveRow.run_id, CurveRow.step)
+        ).all() if run_ids else []
+    curves: dict[int, list[tuple[int, float | None]]] = {run_id: [] for run_id in run_ids}
+    for run_id, step, metric in rows:
+        curves[run_id].append((step, metric))
+    return {run_id: points for run_id, points in curves.items() if points}
+
+
+def best_config_curves(target: Target, ranking: Any) -> dict[str, list[dict[str, list[Any]]]]:
+    """The curves of each ranked optimizer's best configuration, ``{optimizer: [{"steps":
+    [...], "values": [...]}, ...]}`` (``ranking``: a :class:`tuner.advice.TaskRanking`)."""
+    found: dict[str, list[dict[str, list[Any]]]] = {}
+    for standing in ranking.optimizers:
+        if not standing.config_hash or standing.mean is None:
+            continue
+        curves = config_curves(target, ranking.task, standing.optimizer, standing.config_hash)
+        if curves:
+            found[standing.optimizer] = [
+                {"steps": [step for step, _ in points], "values": [v for _, v in points]}
+                for points in curves.values()
+            ]
+    return found
+
+
+def config_trajectories(
+    target: Target, task: str, optimizer: str, config_hash: str, limit: int
+) -> list[tuple[int, list[Any] | None]]:
+    """``(seed, stored path)`` of a configuration's first ``limit`` complete runs by seed."""
+    with reading(target) as reader:
+        rows = reader.execute(
+            select(Run.seed, Run.trajectory)
+            .where(Run.task == task, Run.optimizer == optimizer,
+                   Run.config_hash == config_hash, Run.status == "complete")
+            .order_by(Run.seed, Run.id)
+            .limit(limit)
+        ).all()
+    return [(int(seed), stored) for seed, stored in rows]
+
+
+def task_has_paths(target: Target, task: str) -> bool:
+    """Whether any run of ``task`` stored a 2-D path (the task records trajectories)."""
+    with reading(target) as reader:
+        return reader.execute(
+            select(Run.id).where(Run.task == task, Run.trajectory.is_not(None)).limit(1)
+        ).first() is not None
