@@ -1,8 +1,19 @@
-"""The README stays true: its example plugin is the one the tests install, its commands exist."""
+"""The README stays true: its example plugin is the one the tests install, every command it shows
+exists with the options it shows, and its sample output is what the main job prints."""
 
+from __future__ import annotations
+
+import os
 import re
+import shlex
 import subprocess
+import sys
 from pathlib import Path
+
+import click
+import pytest
+
+from tuner.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -20,25 +31,157 @@ def test_ci_runs_the_readme_test_command():
     assert ci[-1].strip() == block
 
 
-def test_readme_commands_name_real_subcommands():
-    from click.testing import CliRunner
-
-    from tuner.cli import cli
-
-    for line in re.findall(r"`(tuner [a-z][^`]*)`", README):
-        words = [w for w in line.split()[1:] if re.fullmatch(r"[a-z][a-z-]*", w)]
-        command, path = cli, []
-        for word in words:
-            if not hasattr(command, "commands") or word not in command.commands:
-                break
-            command, path = command.commands[word], [*path, word]
-        assert path, f"README mentions {line!r}, which is not a tuner command"
-        result = CliRunner().invoke(cli, [*path, "--help"])
-        assert result.exit_code == 0, line
+# -- every command the README shows exists, with the options it shows -----------------------
 
 
-def test_readme_main_job_is_a_tuner_command_chain():
-    main = re.search(r"# the main job.*\n(.+)\n", README).group(1)
-    assert all(part.strip().startswith("tuner ") for part in main.split("&&"))
+def readme_commands(text: str) -> list[str]:
+    """Every ``tuner ...`` command in the text: inline code spans, and the lines of code blocks
+    (each part of an ``&&`` chain; comments and environment assignments dropped)."""
+    commands = []
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M)
+    for block in blocks:
+        for line in block.splitlines():
+            for part in line.split("#")[0].split("&&"):
+                found = re.match(r"\s*(?:[A-Z_]+=(?:\$\([^)]*\)|\S*)\s+)*(tuner\s.*)", part)
+                if found:
+                    commands.append(" ".join(found.group(1).split()))
+    outside = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    for span in re.findall(r"`(tuner [^`]+)`", outside):
+        for part in span.split("&&"):
+            if part.split()[:1] == ["tuner"]:
+                commands.append(" ".join(part.split()))
+    return commands
+
+
+def command_problem(line: str) -> str | None:
+    """What is wrong with one README command against the click tree, or None.
+
+    Walks the subcommand path (a group must be followed by one of its subcommands, unless the
+    command names only the group), then checks that every ``--option`` belongs to the command
+    and that no more positional words are given than it has arguments. ``...`` stands for
+    omitted words; UPPER-CASE words are placeholders for values.
+    """
+    words = [w for w in shlex.split(line)[1:] if w != "..."]
+    command: click.Command = cli
+    path = ["tuner"]
+    while isinstance(command, click.Group) and words and not words[0].startswith("-"):
+        if words[0] not in command.commands:
+            return f"{' '.join(path)} has no subcommand {words[0]!r}"
+        command = command.commands[words.pop(0)]
+        path.append(command.name)
+    options = {name: param for param in command.params if isinstance(param, click.Option)
+               for name in (*param.opts, *param.secondary_opts)}
+    if isinstance(command, click.Group):
+        return f"{' '.join(path)} has no option {words[0]!r}" if words and not (
+            words[0] in options or words[0] in ("--help", "--version")) else None
+    arguments = [p for p in command.params if isinstance(p, click.Argument)]
+    room = float("inf") if any(a.nargs == -1 for a in arguments) else sum(
+        a.nargs for a in arguments)
+    positional = 0
+    while words:
+        word = words.pop(0)
+        if word.startswith("-") and word != "-":
+            name = word.split("=", 1)[0]
+            if name == "--help":
+                continue
+            if name not in options:
+                return f"{' '.join(path)} has no option {name!r}"
+            takes_value = not options[name].is_flag and options[name].nargs > 0
+            if takes_value and "=" not in word and words and not words[0].startswith("--"):
+                words.pop(0)
+            continue
+        positional += 1
+    if positional > room:
+        return f"{' '.join(path)} takes {room} argument(s), the README gives {positional}"
+    return None
+
+
+def test_readme_commands_exist_with_their_options():
+    commands = readme_commands(README)
+    assert len(commands) > 20 and any(c.startswith("tuner study create") for c in commands)
+    problems = [f"{line!r}: {command_problem(line)}" for line in commands
+                if command_problem(line)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("tuner study frobnicate", "tuner study has no subcommand 'frobnicate'"),
+        ("tuner frobnicate --task x", "tuner has no subcommand 'frobnicate'"),
+        ("tuner study create NAME --frobnicate 3", "tuner study create has no option"),
+        ("tuner best --task T extra", "tuner best takes 0 argument(s), the README gives 1"),
+        ("tuner study show A B", "tuner study show takes 1 argument(s), the README gives 2"),
+        ("tuner study --nope", "tuner study has no option '--nope'"),
+        ("tuner study create NAME --task T --trials 20 --warm-start", None),
+        ("tuner study create ... --optimizers nsgd,adam", None),
+        ("tuner study export NAME -o out.csv --format csv", None),
+    ],
+)
+def test_the_readme_command_check_catches_what_does_not_exist(line, problem):
+    found = command_problem(line)
+    assert (found is None) if problem is None else (found and found.startswith(problem)), found
+
+
+def test_readme_commands_are_found_in_spans_and_code_blocks():
+    text = ("Run `tuner study show NAME` or\n```bash\nX=$(a b) Y=1 tuner best --task T  # note\n"
+            "tuner db upgrade && tuner advise --task T\n```\nand `tuner.best()`.\n")
+    assert readme_commands(text) == [
+        "tuner best --task T", "tuner db upgrade", "tuner advise --task T",
+        "tuner study show NAME"]
+
+
+# -- the main job prints what the README shows ----------------------------------------------
+
+
+def main_job() -> list[list[str]]:
+    """The README's main job as argument lists (``&&`` parts)."""
+    line = re.search(r"# the main job.*\n(.+)\n", README).group(1)
+    return [shlex.split(part) for part in line.split("&&")]
+
+
+def readme_sample() -> list[str]:
+    """The sample output in "A first session": the code block after the main job's paragraph."""
+    section = README[README.index("## A first session"):]
+    return re.search(r"^```\n(.*?)^```", section, flags=re.S | re.M).group(1).splitlines()
+
+
+def comparable(lines: list[str]) -> list[str]:
+    """Lines as far as they can be compared between runs: elapsed and remaining times (h:mm:ss)
+    masked, runs of spaces and of progress-bar characters made one."""
+    masked = []
+    for line in lines:
+        line = re.sub(r"\b\d+:\d\d:\d\d\b", "H:MM:SS", line)
+        line = re.sub(r"[━╸╺─]+", "━", line)
+        masked.append(" ".join(line.split()))
+    return [line for line in masked if line]
+
+
+def test_the_readme_main_job_is_a_tuner_command_chain():
+    assert all(args[0] == "tuner" for args in main_job())
     assert subprocess.run(["git", "-C", str(ROOT), "ls-files", "--error-unmatch",
                            "studies/quickstart.toml"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_the_readme_sample_output_is_what_the_main_job_prints(tmp_path):
+    """Runs the main job as the README gives it, on a fresh default store (``XDG_DATA_HOME``),
+    and compares everything the sample shows but times: the progress lines (optimizers, trial
+    counts, best values), the final line and the advice. The run is deterministic (one worker,
+    seeded samplers and training), so a change in the results means regenerating the sample."""
+    env = {key: value for key, value in os.environ.items() if key != "TUNER_DB"}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    output: list[str] = []
+    for args in main_job():
+        done = subprocess.run([sys.executable, "-m", "tuner", *args[1:]], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        output += done.stdout.splitlines()
+    assert (tmp_path / "data" / "tuner" / "tuner.db").exists()  # the default store was used
+
+    sample, printed = comparable(readme_sample()), comparable(output)
+    first = next(i for i, line in enumerate(printed) if line.startswith(sample[0].split()[0]))
+    assert printed[first:] == sample
+    assert sample[-2].startswith("Study 'quickstart' finished: 16/16 trials")
+    assert [line.split()[0] for line in sample[:5]] == ["adam", "adamw", "momentum", "lion",
+                                                        "all"]
