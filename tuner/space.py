@@ -1,9 +1,11 @@
 """Search spaces: the typed hyperparameters an optimizer plugin declares, and their Optuna form.
 
 A space is an ordered list of parameters. Each has a range (or choices), a default, and where the
-literature gives one a ``recommended`` value (the first trial of a study uses it). A parameter can
-be conditional: ``Categorical("nesterov", (False, True), False, when=("momentum", ">", 0))`` is
-only sampled, and only passed to the optimizer, when the earlier parameter ``momentum`` is > 0.
+literature gives one a ``recommended`` value (a study trains it first, after any warm-start
+configurations). A parameter can be conditional:
+``Categorical("nesterov", (False, True), False, when=("momentum", ">", 0))`` is only sampled, and
+only passed to the optimizer, when the earlier parameter ``momentum`` is > 0; a value given for
+it while the condition does not hold is an error, not silently dropped.
 
 Nothing here imports optuna until an Optuna object is asked for.
 """

@@ -3,8 +3,8 @@
 :func:`train` is the only entry point. It never raises once training has started: a loss that
 blows up ends the run as ``diverged``, a callback can stop it as ``pruned``, and any other
 exception makes it ``failed`` with a one-line ``error``. Bad arguments (an unknown task or
-optimizer, a hyperparameter outside its range, an impossible option) raise a
-:class:`~tuner.errors.TunerError` before anything is trained.
+optimizer, a hyperparameter outside its range, an impossible option, too few examples for the
+batch size) raise a :class:`~tuner.errors.TunerError` before the first step is taken.
 
 The device, the batch order and the optimizer step come from :mod:`tuner.steps`, which lr-find
 and the conformance kit share. The loop is written for low overhead: the data stays on the
