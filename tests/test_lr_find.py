@@ -76,6 +76,14 @@ def test_lr_find_bad_input_is_one_line(tmp_path):
     assert bad.output.strip() == "Error: need 0 < start < end, got start=1, end=0.1"
     unknown = invoke("lr-find", "--task", "logreg", "--optimizer", "nope", "--device", "cpu")
     assert unknown.exit_code == 1 and "unknown optimizer 'nope'" in unknown.output
+    device = invoke("lr-find", "--task", "logreg", "--optimizer", "sgd", "--device", "gpu0")
+    assert device.exit_code == 1
+    assert device.output.splitlines() == [
+        "Error: unknown device 'gpu0'; choose from: auto, cpu, cuda[:N]"]
+    inactive = invoke("lr-find", "--task", "logreg", "--optimizer", "adam", "--param",
+                      "decoupled_weight_decay=maybe", "--device", "cpu")
+    assert inactive.exit_code == 1 and inactive.output.splitlines() == [
+        "Error: adam: parameter 'decoupled_weight_decay': 'maybe' is not one of [False, True]"]
 
 
 def recording_task(name: str = "digits-mlp"):

@@ -358,6 +358,8 @@ def test_asking_for_cuda_without_it_is_one_line() -> None:
     with pytest.raises(StepError, match="^device 'cuda' asked for, but CUDA is not available"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(StepError, match=r"^unknown device 'bogus'; choose from: auto, cpu"):
+        resolve_device("bogus")
 
 
 # -- stopping: early stopping, pruning ----------------------------------------------------

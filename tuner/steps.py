@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from tuner.task import Problem
 
 
+DEVICES = ("auto", "cpu", "cuda")
+"""The device names :func:`resolve_device` takes (``cuda`` also as ``cuda:N``)."""
+
+
 class StepError(TunerError, ValueError):
     """A device or a batch layout that cannot work (CUDA absent, too few examples)."""
 
@@ -35,14 +39,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     """The torch device for ``auto``, ``cpu`` or ``cuda[:N]``; CUDA asked for but absent: error."""
     import torch
 
+    if name.split(":")[0] not in DEVICES:
+        raise StepError(f"unknown device {name!r}; choose from: auto, cpu, cuda[:N]")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise StepError(f"device {name!r} asked for, but CUDA is not available here")
     try:
         return torch.device(name)
-    except RuntimeError as error:
-        raise StepError(f"unknown device {name!r}: {str(error).splitlines()[0]}") from None
+    except RuntimeError:  # cuda:x
+        raise StepError(f"unknown device {name!r}; choose from: auto, cpu, cuda[:N]") from None
 
 
 def batches(

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import TunerError, describe_exception
-from tuner.steps import StepError, batches, optimizer_step, resolve_device
+from tuner.steps import DEVICES, StepError, batches, optimizer_step, resolve_device
 
 __all__ = [
     "STATUSES", "CurvePoint", "Pruned", "RunResult", "TrainOptions", "TrainOptionsError",
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 STATUSES = ("complete", "diverged", "pruned", "failed")
 SCHEDULES = ("constant", "cosine", "linear", "step", "plateau")
-DEVICES = ("auto", "cpu", "cuda")
 
 # Steps between two read-backs of the loss (divergence check, mean training loss), by device
 # type. On the CPU it costs nothing to read every step; on a GPU each read-back synchronises.
