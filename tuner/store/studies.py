@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tuner import __version__
+from tuner.version import __version__
 from tuner.errors import UnknownNameError
 from tuner.store.database import Store, StoreError
 from tuner.store.models import Run, Study, Trial, utcnow
@@ -288,8 +288,8 @@ def export_rows(store: Store, name: str) -> list[dict[str, Any]]:
     spec = get_study(store, name)
 
     def read() -> list[Any]:
-        with store.engine.connect() as connection:
-            return connection.execute(
+        with store.session() as session:  # a session: rows hold Run objects (row.Run)
+            return session.execute(
                 select(Run, Trial.slot, Trial.optuna_trial_number, Trial.status, Trial.value)
                 .join(Trial, Run.trial_id == Trial.id)
                 .where(Run.study_id == spec.id)
