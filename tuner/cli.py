@@ -6,7 +6,6 @@ from typing import IO, Any
 
 import click
 
-from tuner import __version__
 from tuner.commands import advice as advice_commands
 from tuner.commands import tasks as tasks_commands
 from tuner.commands.db import db
@@ -14,6 +13,7 @@ from tuner.commands.plugins import optimizers, plugins_command
 from tuner.commands.serve import serve_command
 from tuner.commands.study import study, worker_command
 from tuner.errors import first_line
+from tuner.version import __version__
 
 
 class OneLineUsageError(click.UsageError):

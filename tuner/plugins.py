@@ -19,7 +19,7 @@ from typing import Any
 
 import pluggy
 
-from tuner import hookspecs
+import tuner.hookspecs as hookspecs
 from tuner.errors import (
     PluginError,
     TunerError,

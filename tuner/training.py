@@ -321,7 +321,7 @@ class _Run:
     ) -> None:
         import torch
 
-        import tuner
+        from tuner.version import __version__
 
         self.task, self.plugin, self.seed, self.callback = task, plugin, seed, callback
         self.hyperparams = hyperparams
@@ -351,7 +351,7 @@ class _Run:
             task=task.name, optimizer=plugin.name, params=dict(hyperparams), seed=seed,
             status="failed", final_metric=None, best_metric=None, device=str(self.device),
             versions={"torch": torch.__version__, "python": platform.python_version(),
-                      "tuner": tuner.__version__},
+                      "tuner": __version__},
             options=used,
         )
 

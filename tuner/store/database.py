@@ -40,8 +40,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tuner import __version__
 from tuner.errors import TunerError
+from tuner.version import __version__
 
 if TYPE_CHECKING:
     import optuna
@@ -349,8 +349,6 @@ def migrations_directory() -> Path:
     """
     import importlib.util
 
-    import tuner
-
     candidates: list[Path] = []
     try:
         spec = importlib.util.find_spec("tuner.migrations")
@@ -358,7 +356,7 @@ def migrations_directory() -> Path:
         spec = None
     if spec is not None and spec.submodule_search_locations:
         candidates += [Path(location) for location in spec.submodule_search_locations]
-    package_dir = Path(tuner.__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parents[1]  # tuner/
     candidates += [package_dir / "migrations", package_dir.parent / "alembic"]
     for candidate in candidates:
         if (candidate / "env.py").is_file() and (candidate / "versions").is_dir():

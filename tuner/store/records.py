@@ -16,7 +16,6 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tuner import __version__
 from tuner.errors import UnknownNameError
 from tuner.store.config_key import config_hash
 from tuner.store.database import Store, StoreError
@@ -33,6 +32,7 @@ from tuner.store.models import (
 )
 from tuner.store.target import Target, writing
 from tuner.store.values import finite_or_none, plain_json
+from tuner.version import __version__
 
 if TYPE_CHECKING:
     from tuner.training import RunResult

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tuner.version import __version__
 from tuner.errors import UnknownNameError
 from tuner.store.database import Store, StoreError
 from tuner.store.models import Run, Study, Trial, utcnow
 from tuner.store.retry import retrying
 from tuner.studyfile import StudySpec
+from tuner.version import __version__
 
 if TYPE_CHECKING:
     from tuner.store.tasks import TaskRecord
