@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import pluggy
+from tuner.version import __version__
 
-__version__ = "0.1.0"
 
-hookimpl = pluggy.HookimplMarker("tuner")
-"""Decorator for a plugin's hook implementations: ``@tuner.hookimpl``."""
+def __getattr__(name: str) -> Any:
+    """``tuner.hookimpl``, the decorator for a plugin's hook implementations
+    (``@tuner.hookimpl``), made on first use: commands that load no plugin skip pluggy."""
+    if name == "hookimpl":
+        import pluggy
+
+        marker = globals()["hookimpl"] = pluggy.HookimplMarker("tuner")
+        return marker
+    raise AttributeError(f"module 'tuner' has no attribute {name!r}")
+
 
 __all__ = ["__version__", "hookimpl", "advise", "best", "optimizers", "tasks", "train"]
 

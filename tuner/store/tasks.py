@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tuner.errors import UnknownNameError
@@ -88,7 +87,10 @@ def _dialect(executor: Session | Connection) -> str:
 def _insert_if_new(dialect: str, values: Mapping[str, Any]) -> Any:
     """INSERT ... ON CONFLICT (name) DO NOTHING: a concurrent recorder of the same task wins
     quietly, and the caller's transaction is not aborted by a unique violation."""
-    module = postgresql if dialect == "postgresql" else sqlite
+    if dialect == "postgresql":  # the dialect modules load on use: reads do not pay for them
+        from sqlalchemy.dialects import postgresql as module
+    else:
+        from sqlalchemy.dialects import sqlite as module
     return module.insert(TaskRow.__table__).values(**values).on_conflict_do_nothing(
         index_elements=["name"]
     )
