@@ -1,17 +1,22 @@
 """Shared parts of the server tests: real stores with a finished study, a real server process.
 
-Stores are made the way a user makes them: ``tuner study create`` and ``tuner study run`` in a
-subprocess (a tiny quadratic study, a few seconds), on an SQLite file or a fresh PostgreSQL
-database. :func:`serve` starts ``tuner serve`` as a process on a free port of 127.0.0.1.
+Stores are made the way ``tuner study create`` and ``tuner study run`` make them (the same driver
+functions, in this process: a tiny quadratic study, a few seconds), on an SQLite file (built
+once per test process, then copied) or a fresh PostgreSQL database. :func:`serve` starts
+``tuner serve`` as a process on a free port of 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -39,16 +44,43 @@ def tuner(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -
 
 
 def create_study(url: str, name: str = STUDY, trials: int = TRIALS, budget: int = 40) -> None:
-    tuner("study", "create", name, "--task", "quadratic", "--optimizers", ",".join(OPTIMIZERS),
-          "--trials", str(trials), "--seeds", str(SEEDS), "--budget", str(budget),
-          "--pruner", "none", "--db", url)
+    """``tuner study create NAME --task quadratic ...`` (the command's own function)."""
+    from tuner.driver import create_study as driver_create_study
+
+    driver_create_study(
+        {"name": name, "task": "quadratic", "optimizers": ",".join(OPTIMIZERS),
+         "trials": trials, "seeds": SEEDS, "budget": budget, "pruner": "none", "ranges": []},
+        url,
+    )
 
 
 def finished_store(url: str) -> str:
     """A store at ``url`` holding one finished study of the quadratic task."""
+    from tuner.driver import run_study
+
     create_study(url)
-    tuner("study", "run", STUDY, "--db", url)
+    run_study(STUDY, url)
     return url
+
+
+_template: Path | None = None
+
+
+def finished_sqlite(folder: Path) -> str:
+    """A copy, in ``folder``, of an SQLite store with the finished study (built once)."""
+    global _template
+    if _template is None or not _template.exists():
+        path = Path(tempfile.mkdtemp(prefix="tuner-server-tests-")) / "tuner.db"
+        finished_store(f"sqlite:///{path}")
+        with sqlite3.connect(path) as connection:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        atexit.register(shutil.rmtree, path.parent, True)
+        _template = path
+    for suffix in ("", "-wal"):
+        source = _template.with_name(_template.name + suffix)
+        if source.exists():
+            shutil.copy(source, folder / f"tuner.db{suffix}")
+    return f"sqlite:///{folder / 'tuner.db'}"
 
 
 @contextmanager

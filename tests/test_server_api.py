@@ -21,6 +21,7 @@ from server_fixtures import (
     SEEDS,
     STUDY,
     TRIALS,
+    finished_sqlite,
     finished_store,
     postgres_database,
     serve,
@@ -49,7 +50,7 @@ def store_url(
 ) -> Iterator[str]:
     """A store with one finished study, built once per module and database."""
     if request.param == "sqlite":
-        yield finished_store(f"sqlite:///{tmp_path_factory.mktemp('api') / 'tuner.db'}")
+        yield finished_sqlite(tmp_path_factory.mktemp("api"))
     else:
         with postgres_database() as url:
             yield finished_store(url)

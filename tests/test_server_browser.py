@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server_fixtures import Server, create_study, finished_store, serve
+from server_fixtures import Server, create_study, finished_sqlite, serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -64,9 +64,9 @@ def browser() -> Iterator[webdriver.Chrome]:
 @pytest.fixture(scope="module")
 def finished_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An SQLite store with one finished study (shared by the tests, copied for hostile)."""
-    path = tmp_path_factory.mktemp("browser") / "tuner.db"
-    finished_store(f"sqlite:///{path}")
-    return path
+    folder = tmp_path_factory.mktemp("browser")
+    finished_sqlite(folder)
+    return folder / "tuner.db"
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def live(finished_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """The finished store plus a study that a worker process is running, served."""
     folder = tmp_path_factory.mktemp("live")
     path = folder / "tuner.db"
-    shutil.copy(finished_file, path)
+    finished_sqlite(folder)
     url = f"sqlite:///{path}"
     create_study(url, name="live", trials=30, budget=150)
     worker = subprocess.Popen(
@@ -186,7 +186,7 @@ def make_hostile(url: str, marker: str = "") -> None:
 def hostile(finished_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("hostile")
     path = folder / "tuner.db"
-    shutil.copy(finished_file, path)
+    finished_sqlite(folder)
     make_hostile(f"sqlite:///{path}")
     server = serve(f"sqlite:///{path}", folder / "serve.log")
     server.url = f"sqlite:///{path}"  # type: ignore[attr-defined]

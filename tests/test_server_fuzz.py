@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from server_fixtures import finished_store
+from server_fixtures import finished_sqlite
 from starlette.testclient import TestClient
 
 from tuner.server import create_app
@@ -34,7 +34,7 @@ JSON_VALUES = st.recursive(
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    url = finished_store(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'tuner.db'}")
+    url = finished_sqlite(tmp_path_factory.mktemp("fuzz"))
     with TestClient(create_app(url, token=TOKEN)) as test_client:
         yield test_client
 

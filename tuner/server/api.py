@@ -68,14 +68,37 @@ def json_view(function: DataFunction) -> Callable[[Request], Response]:
 
     @functools.wraps(function)
     async def view(request: Request) -> Response:
+        async def encoded() -> bytes:
+            return DataResponse(await read(function, request)).body
+
         try:
-            return DataResponse(await run_in_threadpool(function, request))
+            body = await request.app.state.cache.get(("json", *cache_key(function, request)),
+                                                     encoded)
         except BodyTooLarge:
             raise
         except Exception as error:  # every error is one JSON line, never a traceback
             return await handle_error(request, error)
+        return Response(body, media_type="application/json")
 
     return view
+
+
+def cache_key(function: DataFunction, request: Request) -> tuple[Any, ...]:
+    """What makes one answer of a data function: its name, path parameters and query."""
+    return (function.__qualname__, tuple(sorted(request.path_params.items())),
+            request.url.query)
+
+
+async def read(function: DataFunction, request: Request) -> dict[str, Any]:
+    """A data function's answer, from the app's one-second memory when fresh (a page and its
+    JSON twin share it)."""
+    return await request.app.state.cache.get(
+        cache_key(function, request), lambda: run_in_threadpool(function, request)
+    )
+
+
+def _wrote(request: Request) -> None:
+    request.app.state.cache.clear()
 
 
 # -- reading parameters --------------------------------------------------------------------------
@@ -570,6 +593,7 @@ async def create_study(request: Request) -> Response:
             )
         except UnknownNameError as error:  # a task or optimizer named in the body: bad input
             raise ApiError(400, str(error)) from None
+        _wrote(request)
         status = await run_in_threadpool(sources.study_status, store, name)
     except BodyTooLarge:
         raise
@@ -597,6 +621,7 @@ async def stop_study(request: Request) -> Response:
         require_writer(request)
         store, name = request.app.state.store, _study_name(request)
         await run_in_threadpool(sources.stop_study, store, name)
+        _wrote(request)
         status = await run_in_threadpool(sources.study_status, store, name)
     except Exception as error:
         return await handle_error(request, error)
@@ -620,6 +645,7 @@ async def delete_study(request: Request) -> Response:
         require_writer(request)
         name = _study_name(request)
         runs = await run_in_threadpool(sources.delete_study, request.app.state.store, name)
+        _wrote(request)
     except Exception as error:
         return await handle_error(request, error)
     return DataResponse({"deleted": name, "runs": runs})

@@ -19,9 +19,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 
-from tuner import __version__
 from tuner.server import api, sources
 from tuner.server.api import json_view
+from tuner.server.cache import FRESH_SECONDS, ReadCache
 from tuner.server.pages import page_view
 from tuner.server.security import (
     MAX_BODY_BYTES,
@@ -29,6 +29,7 @@ from tuner.server.security import (
     SecurityHeaders,
     exception_handlers,
 )
+from tuner.version import __version__
 
 STATIC = Path(__file__).with_name("static")
 
@@ -56,13 +57,14 @@ def _is_api(route: BaseRoute) -> bool:
 
 def create_app(
     db: str | None = None, *, token: str | None = None, body_limit: int = MAX_BODY_BYTES,
-    store: Any = None,
+    store: Any = None, fresh_seconds: float = FRESH_SECONDS,
 ) -> Starlette:
     """The app over the store at ``db`` (``$TUNER_DB``, else the default file).
 
     Read-only unless ``token`` is given; then creating, stopping and deleting studies need it
     as a bearer token. The store is opened here, so a wrong URL or an old schema fails at once
-    with one line; ``store`` passes an open one instead (the app does not close it).
+    with one line; ``store`` passes an open one instead (the app does not close it). Reads are
+    remembered for ``fresh_seconds`` (:mod:`tuner.server.cache`).
     """
     own = store is None
     if own:
@@ -82,6 +84,7 @@ def create_app(
     app.state.store = store
     app.state.token = token or None
     app.state.display_url = store.display_url
+    app.state.cache = ReadCache(fresh_seconds)
     return app
 
 

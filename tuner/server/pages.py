@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from tuner import __version__
-from tuner.server.api import DataFunction, plain
+from tuner.server.api import DataFunction, plain, read
 from tuner.server.security import handle_error
+from tuner.version import __version__
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -47,7 +46,7 @@ def page_view(function: DataFunction, template: str) -> Callable[[Request], Any]
     @functools.wraps(function)
     async def view(request: Request) -> Response:
         try:
-            data = plain(await run_in_threadpool(function, request))
+            data = plain(await read(function, request))
             return render(request, template, data)
         except Exception as error:  # an error page, never a traceback
             return await handle_error(request, error)
