@@ -2,23 +2,18 @@
 
 The server has no query or rule of its own for what the CLI already answers (rankings, advice,
 study progress, export, create, stop, delete): each function here hands over to the function
-behind the matching command. Reads import neither torch, optuna nor the plugins (once the
-store keeps what advice needs of a task); creating a study loads the plugins, as
-``tuner study create`` does, on first use.
-
-The ``# integrate:`` comments mark where the store's newer functions (task records, the
-read-only open, the report's queries) take over as they land.
+behind the matching command. Reads open the store read-only and import neither torch, optuna
+nor the plugins (the store records what advice needs of a task); creating a study loads the
+plugins, as ``tuner study create`` does, on first use. Task URLs carry the task record's id.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import re
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from tuner.errors import TunerError, UnknownNameError
+from tuner.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from tuner.advice import Advice, Comparison, TaskRanking
@@ -31,28 +26,15 @@ MAX_DATABASE_INTEGER = 2**31 - 1
 """The largest id or count a request may name (PostgreSQL's ``integer``)."""
 
 
-def _module(name: str) -> Any | None:
-    """The module ``name`` if this tuner has it (the store's newer modules), else None."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name != name:
-            raise
-        return None
-
-
 # -- the store ---------------------------------------------------------------------------------
 
 
 def open_server_store(url: str | None, *, writable: bool) -> Store:
-    """The store the server reads, opened once. Read-only unless writes are allowed."""
+    """The store the server reads, opened once: read-only unless writes are allowed (then a
+    database without tuner's tables is created, as ``tuner study create`` would)."""
     from tuner.store import open_store
 
-    if "readonly" in inspect.signature(open_store).parameters:
-        return open_store(url, create=writable, readonly=not writable)
-    # integrate: open_store(readonly=True) was not there yet: nothing is written on reads
-    # anyway, and writes are refused before they reach the store without the token.
-    return open_store(url, create=writable)
+    return open_store(url, create=writable, readonly=not writable)
 
 
 # -- tasks ---------------------------------------------------------------------------------------
@@ -76,8 +58,7 @@ class TaskView:
 
 
 def _view(record: Any) -> TaskView:
-    data = asdict(record) if is_dataclass(record) else dict(getattr(record, "__dict__", {}))
-    data = {k: v for k, v in data.items() if not k.startswith("_")}
+    data = asdict(record)
     return TaskView(
         id=int(record.id), name=record.name, kind=getattr(record, "kind", None),
         metric=getattr(record, "metric", None), direction=getattr(record, "direction", None),
@@ -86,44 +67,19 @@ def _view(record: Any) -> TaskView:
 
 
 def list_tasks(store: Store) -> list[TaskView]:
-    """Every task the store knows, with its record's id."""
-    tasks = _module("tuner.store.tasks")
-    if tasks is not None and hasattr(tasks, "list_tasks"):
-        return [_view(record) for record in tasks.list_tasks(store)]
-    return _interim_tasks(store)
+    """Every task the store records, with its record's id."""
+    from tuner.store.tasks import list_tasks as stored_tasks
+
+    return [_view(record) for record in stored_tasks(store)]
 
 
 def get_task(store: Store, task_id: int) -> TaskView:
     """The task whose record has ``task_id``; UnknownNameError when there is none."""
+    from tuner.store.tasks import get_task_by_id
+
     if not 0 < task_id <= MAX_DATABASE_INTEGER:
-        raise UnknownNameError(f"no task with id {task_id}")
-    tasks = _module("tuner.store.tasks")
-    if tasks is not None and hasattr(tasks, "get_task_by_id"):
-        return _view(tasks.get_task_by_id(store, task_id))
-    for task in _interim_tasks(store):
-        if task.id == task_id:
-            return task
-    raise UnknownNameError(f"no task with id {task_id}")
-
-
-def _interim_tasks(store: Store) -> list[TaskView]:
-    # integrate: until the store keeps task records (tuner_tasks), a task's id is its place
-    # among the task names in the store, and its metric comes from its plugin when installed.
-    from tuner.store.browse import stored_task_names
-
-    views = []
-    for position, name in enumerate(stored_task_names(store), start=1):
-        metric = direction = kind = target = None
-        try:
-            from tuner.plugins import get_registry
-
-            plugin = get_registry().task(name)
-            metric, direction = plugin.metric, plugin.direction
-            kind, target = getattr(plugin, "kind", None), getattr(plugin, "target", None)
-        except TunerError:
-            pass
-        views.append(TaskView(position, name, kind, metric, direction, target, {}))
-    return views
+        raise UnknownNameError(f"no task with id {task_id} in the store")
+    return _view(get_task_by_id(store, task_id))
 
 
 # -- advice --------------------------------------------------------------------------------------
@@ -156,8 +112,8 @@ def comparison(
 
 def lr_points(store: Store, task: str, direction: str) -> dict[str, list[dict[str, Any]]]:
     """Each optimizer's configurations as (lr, mean, spread) points with their parameters."""
-    # integrate: report.lr_points (moving to tuner/store/queries.py) has no parameters per
-    # point, which the chart's hover shows; browse.lr_sensitivity reads the same statistics.
+    # integrate: tuner.store.queries.lr_results reads the same statistics for the report but
+    # without each configuration's parameters, which the chart's hover shows.
     from tuner.store.browse import lr_sensitivity
 
     return lr_sensitivity(store, task, direction)
@@ -165,18 +121,9 @@ def lr_points(store: Store, task: str, direction: str) -> dict[str, list[dict[st
 
 def curves(store: Store, task_ranking: TaskRanking) -> dict[str, list[dict[str, Any]]]:
     """The learning curves of each optimizer's best configuration, per seed."""
-    queries = _module("tuner.store.queries")
-    if queries is not None and hasattr(queries, "best_config_curves"):
-        found = queries.best_config_curves(store, task_ranking)
-    else:
-        # integrate: best_config_curves moves from tuner.report to tuner/store/queries.py.
-        from tuner.report import best_config_curves
+    from tuner.store.queries import best_config_curves
 
-        found = best_config_curves(store, task_ranking)
-    return {
-        name: [asdict(curve) if is_dataclass(curve) else dict(curve) for curve in per]
-        for name, per in found.items()
-    }
+    return best_config_curves(store, task_ranking)
 
 
 # -- studies -------------------------------------------------------------------------------------

@@ -144,14 +144,6 @@ def runs_page(
     return Page(items, int(total), offset, limit, {"optimizer": optimizer, "status": status})
 
 
-def stored_task_names(store: Store) -> list[str]:
-    """Every task named by a study or a run in the store, sorted."""
-    with store.engine.connect() as connection:
-        names = set(connection.execute(select(Study.task).distinct()).scalars())
-        names |= set(connection.execute(select(ConfigStats.task).distinct()).scalars())
-    return sorted(names)
-
-
 def lr_sensitivity(
     store: Store, task: str, direction: str, *, per_optimizer: int = 300
 ) -> dict[str, list[dict[str, Any]]]:
@@ -164,14 +156,11 @@ def lr_sensitivity(
     """
     stats = ConfigStats.__table__.c
     runs = Run.__table__.c
-    # integrate: configurations are keyed by config_hash from migration 0006 on (params_hash
-    # before); once 0006 is the oldest schema read here, use config_hash alone.
-    key = "config_hash" if "config_hash" in stats else "params_hash"
     params = (
         select(runs.params)
         .where(
             runs.task == stats.task, runs.optimizer == stats.optimizer,
-            runs[key] == stats[key],
+            runs.config_hash == stats.config_hash,
         )
         .limit(1)
         .correlate(ConfigStats.__table__)
@@ -190,11 +179,11 @@ def lr_sensitivity(
             rows = connection.execute(
                 select(
                     stats.lr, stats.metric_mean, stats.metric_sum, stats.metric_sumsq,
-                    stats.metric_count, stats.diverged, stats[key].label("config"),
+                    stats.metric_count, stats.diverged, stats.config_hash,
                     params.label("params"),
                 )
                 .where(stats.task == task, stats.optimizer == optimizer, has_point)
-                .order_by(case((stats.diverged > 0, 1), else_=0), order, stats[key])
+                .order_by(case((stats.diverged > 0, 1), else_=0), order, stats.config_hash)
                 .limit(per_optimizer)
             ).all()
             found[optimizer] = [_lr_point(row) for row in rows]
@@ -213,7 +202,7 @@ def _lr_point(row: Any) -> dict[str, Any]:
     return {
         "lr": _finite(row.lr), "mean": None if diverged else _finite(row.metric_mean),
         "std": None if diverged else _finite(std), "seeds": n, "diverged": diverged,
-        "config": row.config, "params": row.params or {},
+        "config_hash": row.config_hash, "params": row.params or {},
     }
 
 
