@@ -2,9 +2,11 @@
 
 Fills an SQLite store (created by tuner, so it has the real schema and indexes) with generated
 runs: many studies of several tasks, each study a handful of optimizers x trials x 3 seeds, with
-a mix of complete, pruned, diverged and failed runs. Then times :func:`tuner.advice.rank_task`
-(the query behind `tuner best --json`) for each task, repeated, against a baseline beside it:
-the same ranking computed by fetching the task's runs into Python (what a naive report does).
+a mix of complete, pruned, diverged and failed runs, each study at one of two budgets (so one
+params set under two budgets is two configurations), with the task records a study create
+writes. Then times :func:`tuner.advice.rank_task` (the query behind `tuner best --json`) for each
+task, repeated, against a baseline beside it: the same ranking computed by fetching the task's
+runs into Python (what a naive report does).
 
     python bench/advice_query.py                  # 1,000,000 runs in /tmp
     python bench/advice_query.py --runs 200000 --db /tmp/small.db
@@ -27,32 +29,32 @@ TASKS = ("quadratic", "rosenbrock", "logreg", "digits-mlp", "digits-cnn", "charl
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "rmsprop", "adagrad", "lion", "nadam")
 STATE_MULTIPLE = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2, "rmsprop": 1, "adagrad": 1,
                   "lion": 1, "nadam": 2}
+BUDGETS = (500, 1000)
 SEEDS = 3
 TRIALS_PER_OPTIMIZER = 50
 OPTIMIZERS_PER_STUDY = 5
 
 
-def params_hash(params: dict) -> str:
-    from tuner.store import params_hash as store_hash
-
-    return store_hash(params)
-
-
 def generate(path: Path, total: int, rng: random.Random) -> int:
     """Write about ``total`` runs into a fresh store at ``path``; returns the row count."""
-    from tuner.store import open_store
+    from tuner.plugins import get_registry
+    from tuner.store import TaskRecord, config_hash, open_store, params_hash, record_task
 
     if path.exists():
         path.unlink()
-    open_store(f"sqlite:///{path}").dispose()
+    store = open_store(f"sqlite:///{path}")
+    for task in TASKS:
+        record_task(store, TaskRecord.from_task(get_registry().task(task)))
+    store.dispose()
     connection = sqlite3.connect(path)
     connection.execute("PRAGMA synchronous = OFF")
     columns = (
         "study_id, task, optimizer, plugin_version, space_hash, params, params_hash, lr, seed, "
         "status, final_metric, best_metric, steps, steps_to_target, seconds_to_target, "
-        "wall_seconds, optimizer_state_bytes, param_count, device, versions, created_at"
+        "wall_seconds, optimizer_state_bytes, param_count, device, versions, created_at, "
+        "options, config_hash, param_bytes"
     )
-    insert = f"INSERT INTO tuner_runs ({columns}) VALUES ({', '.join('?' * 21)})"
+    insert = f"INSERT INTO tuner_runs ({columns}) VALUES ({', '.join('?' * 24)})"
     study_insert = (
         "INSERT INTO tuner_studies (name, task, optimizers, trials_per_optimizer, seeds, sampler,"
         " pruner, options, search_spaces, status, tuner_version, created_at) "
@@ -72,6 +74,8 @@ def generate(path: Path, total: int, rng: random.Random) -> int:
              json.dumps(list(range(SEEDS)))),
         )
         study_id = cursor.lastrowid
+        options = {"budget": BUDGETS[study % len(BUDGETS)], "schedule": "constant"}
+        options_text = json.dumps(options)
         rows = []
         for optimizer in chosen:
             sweet = 10 ** rng.uniform(-3.5, -1.0)
@@ -79,6 +83,7 @@ def generate(path: Path, total: int, rng: random.Random) -> int:
                 lr = 10 ** rng.uniform(-5, 0)
                 params = {"lr": lr, "weight_decay": rng.choice((0.0, 1e-4, 1e-2))}
                 key = params_hash(params)
+                config = config_hash(params, options)
                 text = json.dumps(params)
                 distance = abs(math.log10(lr / sweet))
                 quality = 0.97 - 0.08 * distance**2
@@ -98,7 +103,7 @@ def generate(path: Path, total: int, rng: random.Random) -> int:
                         final, final, 1000, rng.randint(100, 900) if reached else None,
                         rng.uniform(1, 9) if reached else None, 10.0,
                         STATE_MULTIPLE[optimizer] * param_count * 4, param_count, "cpu", "{}",
-                        "2025-01-01 00:00:00",
+                        "2025-01-01 00:00:00", options_text, config, param_count * 4,
                     ))
         connection.executemany(insert, rows)
         written += len(rows)
@@ -116,7 +121,7 @@ def naive_best(url: str, task: str, maximize: bool) -> dict:
     engine = create_engine(url)
     with engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT optimizer, params_hash, status, final_metric, lr FROM tuner_runs "
+            text("SELECT optimizer, config_hash, status, final_metric, lr FROM tuner_runs "
                  "WHERE task = :task"), {"task": task},
         ).all()
     engine.dispose()
@@ -144,28 +149,32 @@ def main() -> None:
     arguments = parser.parse_args()
 
     from tuner.advice import rank_task
-    from tuner.store import open_store
+    from tuner.store import HEAD_REVISION, open_store
 
     path = arguments.db
     count = 0
     if path.exists():
         with sqlite3.connect(path) as connection:
             try:
+                revision = connection.execute(
+                    "SELECT version_num FROM tuner_alembic_version").fetchone()[0]
                 count = connection.execute("SELECT count(*) FROM tuner_runs").fetchone()[0]
             except sqlite3.Error:
+                revision = None
+            if revision != HEAD_REVISION:  # a store of an older schema: made again
                 count = 0
     if count < arguments.runs:
         started = time.perf_counter()
         count = generate(path, arguments.runs, random.Random(arguments.seed))
         print(f"generated {count:,} runs in {time.perf_counter() - started:.1f} s")
     url = f"sqlite:///{path}"
-    store = open_store(url, create=False)
+    store = open_store(url, readonly=True)
     print(f"store: {path} ({path.stat().st_size / 1e6:.0f} MB), {count:,} runs, "
           f"{len(TASKS)} tasks")
-    # warm the page cache and the plugin registry once; then interleave the two measurements
-    from tuner.plugins import get_registry
+    # warm the page cache once; then interleave the two measurements
+    from tuner.store import get_task
 
-    maximize = {task: get_registry().task(task).direction == "maximize" for task in TASKS}
+    maximize = {task: get_task(store, task).direction == "maximize" for task in TASKS}
     rank_task(TASKS[0], db=store)
     naive_best(url, TASKS[0], maximize[TASKS[0]])
     advice_times: list[float] = []

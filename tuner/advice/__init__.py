@@ -55,40 +55,73 @@ The figures come from ``tuner_config_stats`` (one row per configuration, kept ex
 on the runs) through a few index probes per optimizer, so ``tuner best`` stays fast over a
 million runs. The modules: :mod:`~tuner.advice.stats` (the rules, pure functions),
 :mod:`~tuner.advice.ranking` (``tuner best``), :mod:`~tuner.advice.recommend` (``tuner advise``),
-:mod:`~tuner.advice.compare` (``tuner compare``), :mod:`~tuner.advice.warm_start`.
+:mod:`~tuner.advice.comparison` (``tuner compare``), :mod:`~tuner.advice.warm_starts`.
 """
 
 from __future__ import annotations
 
-from tuner.advice.compare import Comparison, compare, profile_costs, stored_tasks
-from tuner.advice.formatting import format_lr, format_metric, format_spread
-from tuner.advice.ranking import OptimizerStanding, TaskRanking, best, rank_task
-from tuner.advice.recommend import Advice, advise
-from tuner.advice.source import NoRunsError, NoTaskRecordError, open_for_reading
-from tuner.advice.stats import (
-    DEFAULT_BPC_TOLERANCE,
-    DEFAULT_RELATIVE_TOLERANCE,
-    MEMORY_BUDGETS,
-    TIE_STANDARD_ERRORS,
-    WARM_START_MARGIN,
-    AdviceError,
-    AggregateRank,
-    Tolerance,
-    aggregate_ranks,
-    default_tolerance,
-    good_lr_interval,
-    is_better,
-    narrow_log_range,
-    parse_memory_budget,
-    performance_profile,
-    rank_values,
-    sample_std,
-    standard_error,
-    tied_within_noise,
-)
-from tuner.advice.warm_start import WarmStart, warm_start, warm_start_spec
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
+if TYPE_CHECKING:  # the names below load on first use (see __getattr__)
+    from tuner.advice.comparison import Comparison, compare, profile_costs, stored_tasks
+    from tuner.advice.formatting import format_lr, format_metric, format_spread
+    from tuner.advice.ranking import OptimizerStanding, TaskRanking, best, rank_task
+    from tuner.advice.recommend import Advice, advise
+    from tuner.advice.source import NoRunsError, NoTaskRecordError, open_for_reading
+    from tuner.advice.stats import (
+        DEFAULT_BPC_TOLERANCE,
+        DEFAULT_RELATIVE_TOLERANCE,
+        MEMORY_BUDGETS,
+        TIE_STANDARD_ERRORS,
+        WARM_START_MARGIN,
+        AdviceError,
+        AggregateRank,
+        Tolerance,
+        aggregate_ranks,
+        default_tolerance,
+        good_lr_interval,
+        is_better,
+        narrow_log_range,
+        parse_memory_budget,
+        performance_profile,
+        rank_values,
+        sample_std,
+        standard_error,
+        tied_within_noise,
+    )
+    from tuner.advice.warm_starts import WarmStart, warm_start, warm_start_spec
+
+_HOMES = {
+    "comparison": ("Comparison", "compare", "profile_costs", "stored_tasks"),
+    "formatting": ("format_lr", "format_metric", "format_spread"),
+    "ranking": ("OptimizerStanding", "TaskRanking", "best", "rank_task"),
+    "recommend": ("Advice", "advise"),
+    "source": ("NoRunsError", "NoTaskRecordError", "open_for_reading"),
+    "stats": (
+        "DEFAULT_BPC_TOLERANCE", "DEFAULT_RELATIVE_TOLERANCE", "MEMORY_BUDGETS",
+        "TIE_STANDARD_ERRORS", "WARM_START_MARGIN", "AdviceError", "AggregateRank", "Tolerance",
+        "aggregate_ranks", "default_tolerance", "good_lr_interval", "is_better",
+        "narrow_log_range", "parse_memory_budget", "performance_profile", "rank_values",
+        "sample_std", "standard_error", "tied_within_noise",
+    ),
+    "warm_starts": ("WarmStart", "warm_start", "warm_start_spec"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, each loaded from its module on first use: ``tuner best`` loads the
+    ranking, not the comparison or the warm starts."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tuner.advice' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tuner.advice.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [  # noqa: F822 - every name is served by __getattr__
     "DEFAULT_BPC_TOLERANCE",
     "DEFAULT_RELATIVE_TOLERANCE",
     "MEMORY_BUDGETS",

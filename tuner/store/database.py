@@ -224,6 +224,9 @@ def make_engine(
                 engine = create_engine(resolved, connect_args=connect_args, **kwargs)
                 event.listen(engine, "connect", _on_sqlite_connect)
         else:
+            from tuner.store.models import postgresql_options
+
+            postgresql_options()
             kwargs.setdefault("pool_pre_ping", True)
             if readonly and resolved.get_backend_name() == "postgresql":
                 connect_args = dict(kwargs.pop("connect_args", {}))
