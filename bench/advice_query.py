@@ -180,11 +180,13 @@ def main() -> None:
     advice_times: list[float] = []
     naive_times: list[float] = []
     per_task_rows = {}
+    per_task_times: dict[str, list[float]] = {task: [] for task in TASKS}
     for _ in range(arguments.repeat):
         for task in TASKS:
             started = time.perf_counter()
             ranking = rank_task(task, db=store)
             advice_times.append(time.perf_counter() - started)
+            per_task_times[task].append(advice_times[-1])
             per_task_rows[task] = sum(s.runs for s in ranking.optimizers)
             started = time.perf_counter()
             naive = naive_best(url, task, maximize[task])
@@ -195,6 +197,9 @@ def main() -> None:
     advice_ms = statistics.median(advice_times) * 1000
     naive_ms = statistics.median(naive_times) * 1000
     print(f"runs per task: {min(per_task_rows.values()):,}..{max(per_task_rows.values()):,}")
+    print("tuner best per task (median ms): " + ", ".join(
+        f"{task} {statistics.median(times) * 1000:.1f}" for task, times in per_task_times.items()
+    ))
     print(f"tuner best (SQL aggregation): median {advice_ms:.1f} ms, "
           f"max {max(advice_times) * 1000:.1f} ms over {len(advice_times)} queries")
     print(f"baseline (runs fetched into Python): median {naive_ms:.1f} ms")

@@ -177,3 +177,24 @@ def test_plot_functions_on_synthetic_data(tmp_path):
     assert_png(plot_trajectories(bowl, paths, tmp_path / "t.png", minimum=(0.0, 0.0)))
     costs = {"a": {"adam": 100.0, "sgd": 300.0}, "b": {"adam": None, "sgd": 50.0}}
     assert_png(plot_performance_profile(costs, tmp_path / "p.png"))
+
+
+def test_report_without_the_task_plugin_draws_the_paths_alone(studied, tmp_path):
+    """Everything a report shows comes from the store; only the loss contours need the task's
+    plugin, and without it the stored paths are drawn on their own, with a note."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "report"
+    environment = {**os.environ, "TUNER_PLUGINS": "sign", "MPLCONFIGDIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "tuner", "report", "--task", "quadratic", "--out", str(out),
+         "--db", studied], capture_output=True, text=True, timeout=300, env=environment,
+    )
+    assert result.returncode == 0, result.stderr
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "Paths in the plane" in page and "Paths over the loss contours" not in page
+    assert "the loss contours are left out" in page.lower()
+    for name in ("lr_sensitivity.png", "learning_curves.png", "trajectories.png"):
+        assert_png(out / name)

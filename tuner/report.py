@@ -391,19 +391,12 @@ def lr_points(store: Store, task: str) -> dict[str, list[LrPoint]]:
 
 def best_config_curves(store: Store, ranking: TaskRanking) -> dict[str, list[SeedCurve]]:
     """The curves of the complete seeds of each optimizer's best configuration."""
-    from tuner.store.queries import config_curves
+    from tuner.store.queries import best_config_curves as stored_curves
 
-    curves: dict[str, list[SeedCurve]] = {}
-    for standing in ranking.optimizers:
-        if not standing.config_hash or standing.mean is None:
-            continue
-        per_run = config_curves(store, ranking.task, standing.optimizer, standing.config_hash)
-        if per_run:
-            curves[standing.optimizer] = [
-                SeedCurve([step for step, _ in points], [value for _, value in points])
-                for points in per_run.values()
-            ]
-    return curves
+    return {
+        optimizer: [SeedCurve(curve["steps"], curve["values"]) for curve in curves]
+        for optimizer, curves in stored_curves(store, ranking).items()
+    }
 
 
 def stored_trajectories(
