@@ -293,3 +293,24 @@ def test_optuna_storage_shares_the_database(database_url):
     assert schema_state(database_url).state == "current"
     storage.engine.dispose()
     store.dispose()
+
+
+def test_a_trial_records_where_its_configuration_came_from(sqlite_url):
+    from tuner.store import TRIAL_ORIGINS
+
+    store = open_store(sqlite_url)
+    study_id = create_study(store, name="o", task="quadratic", optimizers=["sgd"],
+                            trials_per_optimizer=2, seeds=[0])
+    trial_id = start_trial(store, study_id=study_id, optimizer="sgd", optuna_study_name="o:sgd",
+                           optuna_trial_number=0, params={"lr": 0.1}, slot=0,
+                           origin="recommended")
+    with store.session() as session:
+        assert (session.get(Trial, trial_id).origin, session.get(Trial, trial_id).slot) == (
+            "recommended", 0)
+    assert TRIAL_ORIGINS == ("recommended", "warm_start", "sampled")
+    with pytest.raises(StoreError, match="unknown trial origin 'guessed'"):
+        start_trial(store, study_id=study_id, optimizer="sgd", optuna_study_name="o:sgd",
+                    optuna_trial_number=1, params={}, slot=1, origin="guessed")
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Trial)) == 1
+    store.dispose()
