@@ -146,7 +146,12 @@ def test_home_shows_live_progress_then_the_task_page(
         " c.curves.getDatasetMeta(0).data.length]")
     assert drawn[0] > 0 and drawn[1] > 0
     shot = tmp_path / "task-page.png"
-    browser.save_screenshot(str(shot))
+    browser.set_window_size(1300, 1300)  # the whole page, charts included
+    try:
+        time.sleep(0.5)  # the charts follow the new size
+        browser.save_screenshot(str(shot))
+    finally:
+        browser.set_window_size(1300, 1000)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     if os.environ.get("TUNER_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

@@ -132,7 +132,12 @@
 
   function axis(type, text) {
     const options = {type, title: {display: true, text}};
-    if (type === "logarithmic") options.ticks = {callback: powersOfTen, autoSkip: false};
+    if (type === "logarithmic") {
+      options.ticks = {callback: powersOfTen, autoSkip: false};
+      // grid lines at the labelled powers of ten only
+      options.grid = {color: (context) => context.tick && context.tick.label ? "#e5e7eb"
+                                                                            : "transparent"};
+    }
     return options;
   }
 
