@@ -49,10 +49,21 @@ def register_optimizers(register: Callable[[OptimizerPlugin], None]) -> None:
                 state_multiple=0,
             ))
 
+    A method that works on the loss itself (Newton, BFGS, conjugate gradient) sets
+    ``wants_flat_loss=True``: its ``step`` then receives a :class:`tuner.objective.FlatObjective`
+    in place of the closure, the loss as a function of the flat parameter vector, with
+    ``value(x)``, ``value_and_grad(x)`` and ``hessian(x)``; the training loop counts every call
+    of them (``RunResult.function_evals``, ``gradient_evals``, ``hessian_evals``). Its state may
+    grow with the parameter count: ``state_multiple=MatrixState(1, 2)`` declares a dense
+    n x n matrix plus two vectors, and ``max_params=2000`` makes training refuse larger models.
+    ``presets={"sequence": {"beta": 0.965}}`` gives recommended values per task kind, which a
+    study's recommended trial on a task of that kind uses.
+
     Args:
         register: takes an ``OptimizerPlugin``. Its search space is validated on the spot; an
             invalid one (low > high, a default outside its range, a log range that is not
-            positive) or a name already taken stops tuner with one line naming your plugin.
+            positive), a preset for an unknown task kind or outside the space, or a name
+            already taken stops tuner with one line naming your plugin.
 
     Returns:
         Nothing; the return value is ignored.

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from tuner.space import SearchSpace
+from tuner.space import SearchSpace, SpaceError
 
 if TYPE_CHECKING:
     import torch
@@ -27,11 +27,23 @@ class OptimizerPlugin:
             parameters' device: ``fused=True`` where torch supports it, otherwise whichever of
             ``foreach=True`` and the single-tensor loop measures faster.
         state_multiple: optimizer-state size as a multiple of the parameter count (SGD 0,
-            momentum 1, Adam 2, AMSGrad 3): the advice reports memory from it, and the
-            conformance tests measure it.
+            momentum 1, Adam 2, AMSGrad 3), or a callable ``n -> multiple`` for a state that
+            grows with the parameter count ``n`` (a dense n x n matrix: see
+            :class:`MatrixState`); :meth:`state_multiple_at` reads either. The conformance
+            tests measure it; the advice reports the measured bytes.
         needs_closure: ``step`` must be given a closure that re-evaluates the loss (L-BFGS).
         full_batch_only: only meaningful on full-batch tasks (L-BFGS).
         reference: the paper or documentation it follows.
+        wants_flat_loss: the training loop passes ``step`` a
+            :class:`~tuner.objective.FlatObjective`, the loss as a function of the flat
+            parameter vector (values, gradients, the Hessian; every evaluation counted), in
+            place of the closure. For second-order and line-search methods (Newton, BFGS,
+            conjugate gradient). The objective is also callable as an ordinary closure.
+        max_params: the most parameters the optimizer handles (Newton's dense Hessian); a
+            training run of a larger model is refused with one line before the first step.
+        presets: recommended values per task kind (``{"sequence": {"beta": 0.965}}``), over
+            the space's recommended values: a study's recommended trial on a task of that kind
+            uses them (:meth:`recommended_for`). Each value must fit the space.
 
     An optimizer that evaluates at different weights from the ones it trains (Schedule-Free)
     defines ``eval()`` and ``train()`` methods on the optimizer object; the training loop calls
@@ -43,16 +55,68 @@ class OptimizerPlugin:
     summary: str
     space: SearchSpace
     build: Callable[[list[torch.Tensor], Mapping[str, Any]], torch.optim.Optimizer]
-    state_multiple: float
+    state_multiple: float | Callable[[int], float]
     needs_closure: bool = False
     full_batch_only: bool = False
     reference: str = ""
     plugin: str = field(default="", compare=False)
     version: str = field(default="", compare=False)
+    wants_flat_loss: bool = False
+    max_params: int | None = None
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, SearchSpace):
             object.__setattr__(self, "space", SearchSpace(self.space))
+
+    def state_multiple_at(self, param_count: int) -> float:
+        """The declared optimizer-state size, as a multiple of the parameter count, for a
+        model of ``param_count`` parameters."""
+        multiple = self.state_multiple
+        return float(multiple(param_count) if callable(multiple) else multiple)
+
+    @property
+    def state_text(self) -> str:
+        """The declared state size for people: ``2n``, ``n^2 + 2n``."""
+        multiple = self.state_multiple
+        if isinstance(multiple, MatrixState):
+            return str(multiple)
+        if callable(multiple):
+            return "f(n)"
+        return f"{multiple:g}n"
+
+    def check_presets(self, owner: str) -> None:
+        """Raise :class:`~tuner.space.SpaceError` naming ``owner`` for a preset of an unknown
+        task kind or a value the space does not accept."""
+        from tuner.task import KINDS
+
+        for kind, values in self.presets.items():
+            if kind not in KINDS:
+                raise SpaceError(
+                    f"{owner}: preset for unknown task kind {kind!r}; the kinds are: "
+                    + ", ".join(KINDS)
+                )
+            self.space.complete(values, owner=f"{owner}: preset {kind!r}",
+                                fallback=self.space.recommended())
+
+    def recommended_for(self, kind: str | None, space: SearchSpace | None = None) -> dict:
+        """The recommended configuration on a task of ``kind``: the space's recommended values
+        with the kind's preset put over them.
+
+        ``space`` is the space to take it from (a study's, with narrowed ranges: a preset value
+        outside them is left out).
+        """
+        space = space if space is not None else self.space
+        recommended = space.recommended()
+        preset = dict(self.presets.get(kind, {})) if kind else {}
+        usable = {}
+        for name, value in preset.items():
+            try:
+                space.complete({**usable, name: value}, fallback=recommended)
+            except SpaceError:
+                continue
+            usable[name] = value
+        return space.complete(usable, fallback=recommended)
 
     def create(
         self, params: Iterable[torch.Tensor], hyperparams: Mapping[str, Any] | None = None
@@ -60,6 +124,31 @@ class OptimizerPlugin:
         """Check ``hyperparams`` against the space, fill in defaults, and build the optimizer."""
         values = self.space.complete(hyperparams or {}, owner=self.name)
         return self.build(list(params), values)
+
+
+@dataclass(frozen=True)
+class MatrixState:
+    """A state that grows with the parameter count ``n``: ``matrices`` dense n x n matrices plus
+    ``vectors`` vectors of length n, so ``matrices * n + vectors`` times the parameters.
+
+    Use it as ``state_multiple`` (BFGS keeps its inverse-Hessian approximation and two
+    vectors: ``MatrixState(1, 2)``). Adding a number adds vectors (a wrapper's own buffers).
+    """
+
+    matrices: float = 1.0
+    vectors: float = 0.0
+
+    def __call__(self, param_count: int) -> float:
+        return self.matrices * param_count + self.vectors
+
+    def __add__(self, vectors: float) -> MatrixState:
+        return replace(self, vectors=self.vectors + vectors)
+
+    __radd__ = __add__
+
+    def __str__(self) -> str:
+        matrices = "n^2" if self.matrices == 1 else f"{self.matrices:g}n^2"
+        return matrices + (f" + {self.vectors:g}n" if self.vectors else "")
 
 
 @dataclass(frozen=True)

@@ -249,10 +249,14 @@ def _optimizer_adder(registry: Registry) -> Callable[[Any, PluginInfo], None]:
             item.space.validate(f"plugin {plugin.name!r}: optimizer {item.name!r}")
         except SpaceError as error:
             raise PluginError(first_line(str(error))) from error
-        if item.state_multiple < 0:
+        if not callable(item.state_multiple) and item.state_multiple < 0:
             raise PluginError(
                 f"plugin {plugin.name!r}: optimizer {item.name!r}: state_multiple must be >= 0"
             )
+        try:
+            item.check_presets(f"plugin {plugin.name!r}: optimizer {item.name!r}")
+        except SpaceError as error:
+            raise PluginError(first_line(str(error))) from error
         registry.optimizers[item.name] = replace(
             item, plugin=plugin.name, version=plugin.version
         )

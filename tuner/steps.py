@@ -9,7 +9,10 @@ check see the same device, the same batches for a seed, and the same optimizer s
   epoch with the last incomplete batch dropped (the whole training set for a full-batch task);
 - :func:`optimizer_step`: zero the gradients, the loss and its backward pass (accumulated over a
   list of batches), gradient clipping, and the step, through a closure for the optimizers that
-  need one (L-BFGS).
+  need one (L-BFGS), or through a :class:`~tuner.objective.FlatObjective` (the loss as a
+  function of the flat parameters) for those that want one (Newton, BFGS, conjugate gradient);
+  every forward, backward and Hessian is counted in the caller's
+  :class:`~tuner.objective.EvaluationCounts`.
 
 torch is imported inside the functions: importing this module is free.
 """
@@ -20,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import TunerError
+from tuner.objective import EvaluationCounts, FlatObjective
 
 if TYPE_CHECKING:
     import torch
@@ -104,6 +108,8 @@ def optimizer_step(
     needs_closure: bool = False,
     clip_norm: float | None = None,
     parameters: list[torch.Tensor] | None = None,
+    flat_loss: bool | None = None,
+    counts: EvaluationCounts | None = None,
 ) -> torch.Tensor:
     """One optimizer step on ``batch``; returns the loss before the step (detached).
 
@@ -117,13 +123,34 @@ def optimizer_step(
             (L-BFGS calls it several times per step).
         clip_norm: clip the gradients' global L2 norm to this before stepping.
         parameters: the parameters whose gradients are clipped (default: the optimizer's).
+        flat_loss: give ``step`` a :class:`~tuner.objective.FlatObjective` over ``parameters``
+            (the plugin's ``wants_flat_loss``); None asks the optimizer object (its own
+            ``wants_flat_loss`` attribute).
+        counts: incremented at every forward pass (function), backward pass (gradient) and
+            Hessian: one batch of an accumulated step counts as one of each; a flat objective
+            counts each of its evaluations once.
     """
+    counts = counts if counts is not None else EvaluationCounts()
+    if flat_loss is None:
+        flat_loss = bool(getattr(optimizer, "wants_flat_loss", False))
+    if flat_loss:
+        if parameters is None:
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        first: list[torch.Tensor] = []
+        loss_fn = _remember_first(lambda: _mean_loss(loss_of, batch), first)
+        loss = optimizer.step(FlatObjective(parameters, loss_fn, counts))
+        if loss is None:
+            if not first:
+                raise RuntimeError("a flat-loss optimizer's step() returned no loss and made "
+                                   "no evaluation")
+            loss = first[0]
+        return loss.detach()
     if needs_closure:
         last: list[torch.Tensor] = []
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            loss = _loss_and_gradient(loss_of, batch)
+            loss = _loss_and_gradient(loss_of, batch, counts)
             if clip_norm is not None:
                 _clip(optimizer, parameters, clip_norm)
             last.append(loss)
@@ -132,25 +159,52 @@ def optimizer_step(
         loss = optimizer.step(closure)
         return (last[0] if loss is None else loss).detach()
     optimizer.zero_grad(set_to_none=True)
-    loss = _loss_and_gradient(loss_of, batch)
+    loss = _loss_and_gradient(loss_of, batch, counts)
     if clip_norm is not None:
         _clip(optimizer, parameters, clip_norm)
     optimizer.step()
     return loss.detach()
 
 
-def _loss_and_gradient(loss_of: Callable[[Any], torch.Tensor], batch: Any) -> torch.Tensor:
+def _loss_and_gradient(
+    loss_of: Callable[[Any], torch.Tensor], batch: Any, counts: EvaluationCounts
+) -> torch.Tensor:
     if not isinstance(batch, list):
         loss = loss_of(batch)
+        counts.function += 1
         loss.backward()
+        counts.gradient += 1
         return loss
     count = len(batch)
     total: Any = 0.0
     for part in batch:
         loss = loss_of(part)
+        counts.function += 1
         (loss / count).backward()
+        counts.gradient += 1
         total = total + loss.detach()
     return total / count
+
+
+def _mean_loss(loss_of: Callable[[Any], torch.Tensor], batch: Any) -> torch.Tensor:
+    """The loss on ``batch`` (the mean over a list of batches)."""
+    if not isinstance(batch, list):
+        return loss_of(batch)
+    return sum(loss_of(part) for part in batch) / len(batch)
+
+
+def _remember_first(
+    loss: Callable[[], torch.Tensor], first: list[torch.Tensor]
+) -> Callable[[], torch.Tensor]:
+    """``loss`` that keeps its first value: the loss before the step, for the caller."""
+
+    def remembered() -> torch.Tensor:
+        value = loss()
+        if not first:
+            first.append(value.detach())
+        return value
+
+    return remembered
 
 
 def _clip(optimizer: Any, parameters: list | None, clip_norm: float) -> None:

@@ -7,7 +7,8 @@ problem on the CPU and returns a number for the test to judge; none of them need
   (4, 3), where f is :data:`QUADRATIC_START_VALUE` (106). Assert it is lower, and by how much
   your optimizer should manage at its defaults.
 - :func:`measured_state_multiple` -> optimizer-state bytes / parameter bytes after a few steps
-  on a small MLP; compare with ``plugin.state_multiple``.
+  on a small MLP; compare with :func:`declared_state_multiple` (``plugin.state_multiple``, or
+  its value at that MLP's parameter count when it grows with it).
 - :func:`state_dict_roundtrip` -> the largest difference between parameters after 10 steps in
   one go and after 5 steps, a save/load of ``state_dict()`` (through ``torch.save``) into a fresh
   optimizer, and 5 more; 0.0 means bit-identical.
@@ -19,7 +20,8 @@ problem on the CPU and returns a number for the test to judge; none of them need
 Every check takes ``hyperparams`` (missing ones at the space's defaults; pass
 ``plugin.space.recommended()`` for the literature values) and steps the optimizer as a training
 run does (:func:`tuner.steps.optimizer_step`: through ``step(closure)`` for a ``needs_closure``
-optimizer). A test module for a plugin package::
+optimizer, with a :class:`~tuner.objective.FlatObjective` for a ``wants_flat_loss`` one). A test
+module for a plugin package::
 
     import pytest
     from tuner.plugins import get_registry
@@ -29,7 +31,8 @@ optimizer). A test module for a plugin package::
     def test_conformance(name):
         plugin = get_registry().optimizer(name)
         assert testing.lowers_quadratic(plugin) < 0.5 * testing.QUADRATIC_START_VALUE
-        assert testing.measured_state_multiple(plugin) == pytest.approx(plugin.state_multiple)
+        declared = testing.declared_state_multiple(plugin)
+        assert testing.measured_state_multiple(plugin) == pytest.approx(declared)
         assert testing.state_dict_roundtrip(plugin) == 0.0
         if testing.defines_eval_mode(plugin):  # evaluation weights: swapped in and back out
             assert testing.eval_train_switch(plugin) <= 1e-5
@@ -52,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = [
     "QUADRATIC_START",
     "QUADRATIC_START_VALUE",
+    "SMALL_PROBLEM_PARAMS",
+    "declared_state_multiple",
     "defines_eval_mode",
     "eval_train_switch",
     "eval_weights_shift",
@@ -66,6 +71,9 @@ QUADRATIC_START = (4.0, 3.0)
 
 QUADRATIC_START_VALUE = 106.0
 """f(4, 3) = 16 + 90."""
+
+SMALL_PROBLEM_PARAMS = 8 * 16 + 16 + 16 * 1 + 1
+"""Parameters of the small MLP (8-16-1) the state and state-dict checks train."""
 
 
 @contextlib.contextmanager
@@ -101,7 +109,8 @@ def _step(
     plugin: OptimizerPlugin, optimizer: torch.optim.Optimizer, loss_fn: Callable[[], Any]
 ) -> None:
     """One optimizer step on ``loss_fn``, the training loop's own (:func:`optimizer_step`)."""
-    optimizer_step(optimizer, lambda _: loss_fn(), needs_closure=plugin.needs_closure)
+    optimizer_step(optimizer, lambda _: loss_fn(), needs_closure=plugin.needs_closure,
+                   flat_loss=plugin.wants_flat_loss)
 
 
 @_single_threaded
@@ -150,6 +159,12 @@ def _small_problem(
         return torch.nn.functional.mse_loss(model(inputs), targets)
 
     return model, loss_fn
+
+
+def declared_state_multiple(plugin: OptimizerPlugin) -> float:
+    """The state multiple the plugin declares for the small MLP of
+    :func:`measured_state_multiple` (:data:`SMALL_PROBLEM_PARAMS` parameters)."""
+    return plugin.state_multiple_at(SMALL_PROBLEM_PARAMS)
 
 
 @_single_threaded

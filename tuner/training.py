@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import TunerError, describe_exception
+from tuner.objective import EvaluationCounts
 from tuner.steps import DEVICES, StepError, batches, optimizer_step, resolve_device
 
 __all__ = [
@@ -83,6 +84,13 @@ class RunResult:
     ``trajectory`` is the path of the model's point, start included, for tasks that record one
     (2-D test functions). ``options`` are the training options actually used (the task's defaults
     filled in), ``stopped_early`` tells whether early stopping ended the run.
+
+    ``function_evals``, ``gradient_evals`` and ``hessian_evals`` count, over the whole run, the
+    forward passes of the training loss, the backward passes, and the dense Hessians: the loop
+    counts them at every call (:class:`tuner.objective.EvaluationCounts`), so a method that
+    evaluates several times per step (a line search, L-BFGS's inner iterations) is charged for
+    each. A full-batch first-order run makes one of each per step (``accumulate`` per step on
+    mini-batches). Evaluations of the metric are not counted.
     """
 
     task: str
@@ -107,6 +115,9 @@ class RunResult:
     trajectory: list[tuple[float, float]] | None = None
     stopped_early: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    function_evals: int = 0
+    gradient_evals: int = 0
+    hessian_evals: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -344,6 +355,12 @@ class _Run:
                 f"optimizer {plugin.name!r} only works on full batches, and task {task.name!r} "
                 f"trains on mini-batches of {self.batch_size}"
             )
+        if plugin.wants_flat_loss and options.clip_norm is not None:
+            raise TrainOptionsError(
+                f"optimizer {plugin.name!r} searches along its own directions on the loss "
+                "itself; gradient clipping (clip_norm) does not apply to it"
+            )
+        self.counts = EvaluationCounts()
         used = asdict(options)
         used.update(budget=self.budget, eval_every=self.eval_every, batch_size=self.batch_size,
                     device=str(self.device))
@@ -388,6 +405,9 @@ class _Run:
                 result.status = "failed"
                 result.error = describe_exception(error)
         finally:
+            result.function_evals = self.counts.function
+            result.gradient_evals = self.counts.gradient
+            result.hessian_evals = self.counts.hessian
             result.wall_seconds = time.perf_counter() - started
             if cuda:
                 result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(self.device))
@@ -417,6 +437,7 @@ class _Run:
         parameters = [p for p in model.parameters() if p.requires_grad]
         result.param_count = sum(p.numel() for p in parameters)
         result.param_bytes = sum(p.numel() * p.element_size() for p in parameters)
+        self._check_size(result.param_count)
         optimizer = self.optimizer = self.plugin.create(parameters, self.hyperparams)
         per_step_schedule, plateau = self._schedules(optimizer)
         warmup = options.warmup
@@ -428,6 +449,8 @@ class _Run:
             self._positions.append(task.position(model).detach().clone())
         loss_of = functools.partial(task.loss, model)  # takes what ``order`` yields
         needs_closure = self.plugin.needs_closure
+        flat_loss = self.plugin.wants_flat_loss
+        counts = self.counts
         readback_every = LOSS_READBACK_EVERY.get(self.device.type, LOSS_READBACK_DEFAULT)
         read_each_step = readback_every == 1
         pending: list[torch.Tensor] = []
@@ -441,7 +464,8 @@ class _Run:
 
         for step in range(budget):
             loss = optimizer_step(optimizer, loss_of, next(order), needs_closure=needs_closure,
-                                  clip_norm=clip_norm, parameters=parameters)
+                                  clip_norm=clip_norm, parameters=parameters,
+                                  flat_loss=flat_loss, counts=counts)
             done = self.done = step + 1
             evaluating = done % eval_every == 0 or done == budget
             if evaluating:
@@ -471,6 +495,15 @@ class _Run:
                 if self._stop:
                     break
         result.steps = done
+
+    def _check_size(self, param_count: int) -> None:
+        """Refuse a model larger than the optimizer's declared limit (a dense Hessian)."""
+        limit = self.plugin.max_params
+        if limit is not None and param_count > limit:
+            raise TrainOptionsError(
+                f"optimizer {self.plugin.name!r} handles at most {limit:,} parameters, and "
+                f"task {self.task.name!r} has {param_count:,}"
+            )
 
     def _threshold_from(self, first: float, step: int) -> float:
         """The divergence threshold from the first loss (a non-finite one is divergence)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tuner.commands._output import output_options, print_json, print_table
+from tuner.commands._output import format_value, output_options, print_json, print_table
 
 
 @click.command(name="plugins")
@@ -38,9 +38,13 @@ def _describe(plugin) -> dict:
         "summary": plugin.summary,
         "plugin": plugin.plugin,
         "version": plugin.version,
-        "state_multiple": plugin.state_multiple,
+        "state_multiple": None if callable(plugin.state_multiple) else plugin.state_multiple,
+        "state": plugin.state_text,
         "needs_closure": plugin.needs_closure,
         "full_batch_only": plugin.full_batch_only,
+        "wants_flat_loss": plugin.wants_flat_loss,
+        "max_params": plugin.max_params,
+        "presets": {kind: dict(values) for kind, values in plugin.presets.items()},
         "reference": plugin.reference,
         "space_hash": plugin.space.fingerprint(),
         "space": plugin.space.to_dicts(),
@@ -68,7 +72,7 @@ def list_optimizers(as_json: bool) -> None:
         )
         return
     rows = [
-        [p.name, f"{p.state_multiple:g}n", ", ".join(p.space.names), p.summary] for p in found
+        [p.name, p.state_text, ", ".join(p.space.names), p.summary] for p in found
     ]
     rows += [[f"{w.name}-<optimizer>", "+1n", "", w.summary] for w in registry.wrappers.values()]
     print_table(rows, ["name", "state", "hyperparameters", "summary"])
@@ -87,12 +91,16 @@ def show_optimizer(name: str, as_json: bool) -> None:
         return
     click.echo(f"{plugin.name}: {plugin.summary}")
     click.echo(
-        f"plugin {plugin.plugin} {plugin.version}; optimizer state {plugin.state_multiple:g}n"
+        f"plugin {plugin.plugin} {plugin.version}; optimizer state {plugin.state_text}"
         + ("; needs a closure" if plugin.needs_closure else "")
         + ("; full batch only" if plugin.full_batch_only else "")
+        + (f"; at most {plugin.max_params:,} parameters" if plugin.max_params else "")
     )
     if plugin.reference:
         click.echo(f"reference: {plugin.reference}")
+    for kind, values in plugin.presets.items():
+        shown = ", ".join(f"{name}={format_value(value)}" for name, value in values.items())
+        click.echo(f"preset for {kind} tasks (a study's recommended trial): {shown}")
     print_table(
         (
             [p.name, p.kind, p.range_text, p.default, p.recommended, p.when, p.help]
