@@ -235,6 +235,10 @@ class Run(Base):
     non-finite coordinate is stored as null), ``options`` the training options it used and
     ``stopped_early`` whether early stopping ended it. All three are None on runs recorded
     before migration 0005.
+
+    ``function_evals``, ``gradient_evals`` and ``hessian_evals`` are the loss, gradient and
+    Hessian evaluations the training loop counted (a line search makes several per step); None
+    on runs recorded before migration 0007.
     """
 
     __tablename__ = "tuner_runs"
@@ -280,6 +284,9 @@ class Run(Base):
     trajectory: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     options: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     stopped_early: Mapped[bool | None] = mapped_column(Boolean)
+    function_evals: Mapped[int | None] = mapped_column(BigInteger)
+    gradient_evals: Mapped[int | None] = mapped_column(BigInteger)
+    hessian_evals: Mapped[int | None] = mapped_column(BigInteger)
 
     trial: Mapped["Trial | None"] = relationship(back_populates="runs")
     curve: Mapped[list["CurveRow"]] = relationship(

@@ -181,7 +181,8 @@ def run_row(
     numbers stored as null (:mod:`tuner.store.values`); empty ``options`` are stored as None
     ("not recorded"). ``config_hash`` is the configuration key of ``result.params`` and
     ``result.options`` (:mod:`tuner.store.config_key`), ``params_hash`` that of the params
-    alone.
+    alone. The evaluation counts are ``result.function_evals``, ``gradient_evals`` and
+    ``hessian_evals``.
     """
     if result.status not in RUN_STATUSES:
         raise StoreError(
@@ -223,7 +224,16 @@ def run_row(
         else None,
         "options": options,
         "stopped_early": bool(result.stopped_early),
+        "function_evals": _count(result, "function_evals"),
+        "gradient_evals": _count(result, "gradient_evals"),
+        "hessian_evals": _count(result, "hessian_evals"),
     }
+
+
+def _count(result: RunResult, name: str) -> int | None:
+    """An evaluation count of the run (None for a result that carries none)."""
+    value = getattr(result, name, None)
+    return None if value is None else int(value)
 
 
 def _param_bytes(result: RunResult) -> int | None:
