@@ -10,6 +10,12 @@ write with :func:`record_run` and friends, read with ORM sessions over the model
     with store.session() as session:
         runs = session.scalars(select(Run).where(Run.task == "quadratic")).all()
 
+``open_store(url, readonly=True)`` opens a store that is only read (an unwritable file, a
+PostgreSQL role that may only SELECT). What advice needs of a task is its record
+(:mod:`tuner.store.tasks`); a configuration is keyed by :func:`config_hash`
+(:mod:`tuner.store.config_key`); every read of advice and reports is in
+:mod:`tuner.store.queries`; non-finite numbers follow one rule (:mod:`tuner.store.values`).
+
 Optuna shares the database: :func:`optuna_storage` gives its ``RDBStorage`` on the same URL.
 Schema changes are alembic migrations (``tuner db upgrade`` / :func:`upgrade`).
 """
