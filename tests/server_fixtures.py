@@ -33,16 +33,6 @@ SEEDS = 2
 POSTGRES_SERVER_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def tuner(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
-    """Run ``tuner ARGS`` in a subprocess; returns its output, fails the test on an error."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tuner", *args], capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-    )
-    assert result.returncode == 0, f"tuner {' '.join(args)}: {result.stderr}{result.stdout}"
-    return result.stdout
-
-
 def create_study(url: str, name: str = STUDY, trials: int = TRIALS, budget: int = 40) -> None:
     """``tuner study create NAME --task quadratic ...`` (the command's own function)."""
     from tuner.driver import create_study as driver_create_study

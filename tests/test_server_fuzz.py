@@ -2,13 +2,12 @@
 
 Every operation in ``/api/openapi.json`` is called with generated path and query parameters
 (values of the declared type, and values of any other) and, for writes, generated bodies (the
-declared fields with values of any JSON type, plus unknown ones), with the token. Bounded to
-about 30 s in all.
+declared fields with values of any JSON type, plus unknown ones), with the token. 40 examples
+per operation: about 30 s in all.
 """
 
 from __future__ import annotations
 
-import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -22,10 +21,11 @@ from starlette.testclient import TestClient
 from tuner.server import create_app
 
 TOKEN = "fuzz-token"
-SECONDS_PER_OPERATION = 1.8
+EXAMPLES_PER_OPERATION = 40  # about 30 s for the whole schema on this machine
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+NUMBERS = st.integers() | st.floats(allow_nan=False, allow_infinity=False)  # what JSON can say
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    st.none() | st.booleans() | NUMBERS | TEXT,
     lambda children: st.lists(children, max_size=3)
     | st.dictionaries(TEXT, children, max_size=3),
     max_leaves=6,
@@ -94,17 +94,10 @@ OPERATIONS = operations()
 def test_no_server_errors_and_json_errors(
     client: TestClient, path: str, method: str, operation: dict[str, Any]
 ) -> None:
-    deadline = time.monotonic() + SECONDS_PER_OPERATION
-    calls = 0
-
-    @settings(max_examples=60, deadline=None, database=None,
+    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(request=requests(path, operation))
     def check(request: dict[str, Any]) -> None:
-        nonlocal calls
-        if time.monotonic() > deadline:
-            return
-        calls += 1
         answer = client.request(
             method.upper(), request["url"], params=request["params"], json=request["json"],
             headers={"Authorization": f"Bearer {TOKEN}"},
@@ -116,7 +109,6 @@ def test_no_server_errors_and_json_errors(
             assert "\n" not in body["error"] and "Traceback" not in body["error"]
 
     check()
-    assert calls > 0
 
 
 def test_the_fuzzed_schema_covers_reads_and_writes() -> None:
