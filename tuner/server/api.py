@@ -1,4 +1,4 @@
-"""The JSON API: one data function per URL; each page is a template over the same data.
+"""The JSON API's reads: one data function per URL; each page is a template over the same data.
 
 A data function takes the request and returns a JSON-ready dict; :func:`json_view` serves it
 under ``/api/`` and :func:`tuner.server.pages.page_view` renders it into a page (datasette's
@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tuner.errors import TunerError, UnknownNameError
+from tuner.errors import TunerError
 from tuner.server import sources
-from tuner.server.security import ApiError, BodyTooLarge, handle_error, require_writer
+from tuner.server.security import ApiError, BodyTooLarge, handle_error
 
 DataFunction = Callable[[Request], dict[str, Any]]
 
@@ -30,13 +30,6 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 POLL_SECONDS = 2.0
 """How often the live pages ask for fresh data."""
-
-CREATE_KEYS = (
-    "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
-    "param_range", "seed", "description", "warm_start",
-)
-"""The fields of a create request: ``tuner study create``'s flags, by the same names."""
-
 
 # -- responses -----------------------------------------------------------------------------------
 
@@ -97,7 +90,8 @@ async def read(function: DataFunction, request: Request) -> dict[str, Any]:
     )
 
 
-def _wrote(request: Request) -> None:
+def wrote(request: Request) -> None:
+    """Forget remembered reads after a write, so its author sees it at once."""
     request.app.state.cache.clear()
 
 
@@ -142,7 +136,7 @@ def _task(request: Request) -> sources.TaskView:
     return sources.get_task(request.app.state.store, int(request.path_params["task_id"]))
 
 
-def _study_name(request: Request) -> str:
+def study_name(request: Request) -> str:
     return str(request.path_params["name"])
 
 
@@ -202,10 +196,6 @@ def tasks(request: Request) -> dict[str, Any]:
     """
     store = request.app.state.store
     return {"tasks": [_task_summary(store, task) for task in sources.list_tasks(store)]}
-
-
-TASK_ID = {"name": "task_id", "in": "path", "required": True,
-           "schema": {"type": "integer", "minimum": 1}}
 
 
 def task_detail(request: Request) -> dict[str, Any]:
@@ -398,7 +388,7 @@ def study_detail(request: Request) -> dict[str, Any]:
       404: {description: no such study}
     """
     store = request.app.state.store
-    name = _study_name(request)
+    name = study_name(request)
     status = sources.study_status(store, name)
     from tuner.store.browse import trials_page
 
@@ -434,7 +424,7 @@ def study_trials(request: Request) -> dict[str, Any]:
     """
     from tuner.store.browse import trials_page
 
-    name = _study_name(request)
+    name = study_name(request)
     sources.check_study_name(name)
     return trials_page(request.app.state.store, name, **_page_args(request)).to_dict()
 
@@ -455,7 +445,7 @@ def study_runs(request: Request) -> dict[str, Any]:
     """
     from tuner.store.browse import runs_page
 
-    name = _study_name(request)
+    name = study_name(request)
     sources.check_study_name(name)
     return runs_page(request.app.state.store, name, **_page_args(request)).to_dict()
 
@@ -475,7 +465,7 @@ async def study_export(request: Request) -> Response:
         fmt = text_param(request, "format") or "csv"
         if fmt not in ("csv", "json"):
             raise ApiError(400, f"format must be csv or json, got {fmt!r}")
-        name = _study_name(request)
+        name = study_name(request)
         rows = await run_in_threadpool(sources.export_rows, request.app.state.store, name)
     except Exception as error:
         return await handle_error(request, error)
@@ -491,161 +481,3 @@ async def study_export(request: Request) -> Response:
         buffer.getvalue(), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
     )
-
-
-# -- writes --------------------------------------------------------------------------------------
-
-
-def _create_settings(body: Any) -> tuple[dict[str, Any], bool]:
-    """The flags of ``tuner study create`` from a request body, with their types checked."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object of study settings")
-    unknown = sorted(set(body) - set(CREATE_KEYS))
-    if unknown:
-        raise ApiError(
-            400, f"unknown field {unknown[0]!r}; the fields are: {', '.join(CREATE_KEYS)}"
-        )
-    settings = {key: body.get(key) for key in CREATE_KEYS if key != "warm_start"}
-    for key in ("name", "task", "sampler", "pruner", "schedule", "description"):
-        value = settings[key]
-        if value is not None and not isinstance(value, str):
-            raise ApiError(400, f"{key} must be a string, got {value!r}")
-    for key in ("trials", "seeds", "budget", "seed"):
-        value = settings[key]
-        # the range of the store's integer columns; resolve() checks the rest, as for the CLI
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**31 - 1:
-            raise ApiError(400, f"{key} must be at most {2**31 - 1}, got {value!r}")
-    optimizers = settings["optimizers"]
-    if isinstance(optimizers, list) and all(isinstance(name, str) for name in optimizers):
-        settings["optimizers"] = ",".join(optimizers)
-    elif optimizers is not None and not isinstance(optimizers, str):
-        raise ApiError(400, "optimizers must be a list of names or a string 'a,b'")
-    ranges = settings["param_range"]
-    if ranges is None:
-        settings["param_range"] = []
-    elif not isinstance(ranges, list) or not all(isinstance(text, str) for text in ranges):
-        raise ApiError(400, "param_range must be a list of strings like 'adamw.lr=1e-4:1e-1'")
-    for key, value in settings.items():
-        if isinstance(value, str) and "\x00" in value:
-            raise ApiError(400, f"{key} must not contain a NUL character")
-    task = settings["task"]
-    if task is not None and not sources.PLAIN_NAME.match(task):
-        raise ApiError(
-            400, f"task {task!r} is not an installed task's name: the server creates studies "
-            "of installed tasks only (tuner tasks list), never of a file or module reference",
-        )
-    warm_start = body.get("warm_start", False)
-    if not isinstance(warm_start, bool):
-        raise ApiError(400, f"warm_start must be true or false, got {warm_start!r}")
-    return settings, warm_start
-
-
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "the request body is not valid JSON") from None
-
-
-async def create_study(request: Request) -> Response:
-    """Create a study, checked as ``tuner study create`` checks it; it is run by workers.
-    ---
-    summary: Create a study (needs the token)
-    security: [{bearer: []}]
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            additionalProperties: false
-            required: [name, task, optimizers, trials, seeds]
-            properties:
-              name: {type: string}
-              task: {type: string, description: an installed task's name}
-              optimizers: {type: array, items: {type: string}}
-              trials: {type: integer, minimum: 1}
-              seeds: {type: integer, minimum: 1}
-              sampler: {type: string, enum: [tpe, random, qmc, grid]}
-              pruner: {type: string, enum: [none, median, hyperband, wilcoxon]}
-              budget: {type: integer, minimum: 1}
-              schedule: {type: string}
-              param_range: {type: array, items: {type: string}}
-              seed: {type: integer, minimum: 0}
-              description: {type: string}
-              warm_start: {type: boolean}
-    responses:
-      201: {description: "{study, commands}: the study and the commands that run it"}
-      400: {description: a setting that cannot be used (the CLI's message)}
-      401: {description: missing or wrong token}
-      403: {description: the server is read-only}
-      409: {description: the name is taken}
-      413: {description: body too large}
-    """
-    try:
-        require_writer(request)
-        settings, warm_start = _create_settings(await _json_body(request))
-        store = request.app.state.store
-        try:
-            name = await run_in_threadpool(
-                sources.create_study, store, settings, warm_start=warm_start
-            )
-        except UnknownNameError as error:  # a task or optimizer named in the body: bad input
-            raise ApiError(400, str(error)) from None
-        _wrote(request)
-        status = await run_in_threadpool(sources.study_status, store, name)
-    except BodyTooLarge:
-        raise
-    except Exception as error:
-        return await handle_error(request, error)
-    return DataResponse(
-        {"study": status, "commands": study_commands(request, name)}, status_code=201
-    )
-
-
-async def stop_study(request: Request) -> Response:
-    """Ask a study's workers to finish the trial in hand and exit; ``tuner study run`` resumes.
-    ---
-    summary: Stop a study (needs the token)
-    security: [{bearer: []}]
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-    responses:
-      200: {description: "{study}: its status after the stop"}
-      401: {description: missing or wrong token}
-      403: {description: the server is read-only}
-      404: {description: no such study}
-    """
-    try:
-        require_writer(request)
-        store, name = request.app.state.store, _study_name(request)
-        await run_in_threadpool(sources.stop_study, store, name)
-        _wrote(request)
-        status = await run_in_threadpool(sources.study_status, store, name)
-    except Exception as error:
-        return await handle_error(request, error)
-    return DataResponse({"study": status})
-
-
-async def delete_study(request: Request) -> Response:
-    """Delete a study: its trials, runs, curves and Optuna studies.
-    ---
-    summary: Delete a study (needs the token)
-    security: [{bearer: []}]
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-    responses:
-      200: {description: "{deleted, runs}"}
-      401: {description: missing or wrong token}
-      403: {description: the server is read-only}
-      404: {description: no such study}
-    """
-    try:
-        require_writer(request)
-        name = _study_name(request)
-        runs = await run_in_threadpool(sources.delete_study, request.app.state.store, name)
-        _wrote(request)
-    except Exception as error:
-        return await handle_error(request, error)
-    return DataResponse({"deleted": name, "runs": runs})

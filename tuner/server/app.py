@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 
-from tuner.server import api, sources
+from tuner.server import api, sources, writes
 from tuner.server.api import json_view
 from tuner.server.cache import FRESH_SECONDS, ReadCache
 from tuner.server.pages import page_view
@@ -108,9 +108,9 @@ ROUTES: list[BaseRoute] = [
     Route("/api/tasks/{task_id:int}/curves", json_view(api.task_curves), methods=["GET"]),
     Route("/api/compare", json_view(api.compare_tasks), methods=["GET"]),
     Route("/api/studies", json_view(api.studies), methods=["GET"]),
-    Route("/api/studies", api.create_study, methods=["POST"]),
-    Route("/api/studies/{name}", api.delete_study, methods=["DELETE"]),
-    Route("/api/studies/{name}/stop", api.stop_study, methods=["POST"]),
+    Route("/api/studies", writes.create_study, methods=["POST"]),
+    Route("/api/studies/{name}", writes.delete_study, methods=["DELETE"]),
+    Route("/api/studies/{name}/stop", writes.stop_study, methods=["POST"]),
     Route("/api/studies/{name}/trials", json_view(api.study_trials), methods=["GET"]),
     Route("/api/studies/{name}/runs", json_view(api.study_runs), methods=["GET"]),
     Route("/api/studies/{name}/export", api.study_export, methods=["GET"]),
