@@ -7,6 +7,7 @@ from typing import IO, Any
 import click
 
 from tuner.commands import advice as advice_commands
+from tuner.commands import plot as plot_commands
 from tuner.commands import tasks as tasks_commands
 from tuner.commands.db import db
 from tuner.commands.plugins import optimizers, plugins_command
@@ -83,3 +84,4 @@ cli.add_command(advice_commands.report_command)
 cli.add_command(tasks_commands.tasks)
 cli.add_command(tasks_commands.train_command)
 cli.add_command(serve_command)
+cli.add_command(plot_commands.plot)

@@ -71,8 +71,8 @@ class Float:
     def __post_init__(self) -> None:
         object.__setattr__(self, "when", _as_when(self.when))
 
-    def problems(self) -> Iterator[str]:
-        if not self.low < self.high:
+    def problems(self, allow_fixed: bool = False) -> Iterator[str]:
+        if not (self.low < self.high or (allow_fixed and self.low == self.high)):
             yield f"low {self.low:g} must be below high {self.high:g}"
         if self.log and self.low <= 0:
             yield f"a log range needs low > 0, got {self.low:g}"
@@ -97,9 +97,14 @@ class Float:
 
         return FloatDistribution(self.low, self.high, log=self.log)
 
+    @property
+    def fixed(self) -> bool:
+        """A range of one value (low = high): a study trains it at that value only."""
+        return self.low == self.high
+
     def grid(self, points: int) -> list[float]:
         """``points`` values spread evenly over the range (on a log scale for a log parameter)."""
-        if points == 1:
+        if points == 1 or self.fixed:
             return [self.default]
         if self.log:
             lo, hi = math.log10(self.low), math.log10(self.high)
@@ -112,7 +117,7 @@ class Float:
 
     @property
     def range_text(self) -> str:
-        return f"{self.low:g} .. {self.high:g}"
+        return f"{self.low:g} (fixed)" if self.fixed else f"{self.low:g} .. {self.high:g}"
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ class Categorical:
         object.__setattr__(self, "choices", tuple(self.choices))
         object.__setattr__(self, "when", _as_when(self.when))
 
-    def problems(self) -> Iterator[str]:
+    def problems(self, allow_fixed: bool = False) -> Iterator[str]:
         if len(self.choices) < 1:
             yield "needs at least one choice"
         for label, value in (("default", self.default), ("recommended", self.recommended)):
@@ -191,6 +196,11 @@ class Categorical:
         from optuna.distributions import CategoricalDistribution
 
         return CategoricalDistribution(list(self.choices))
+
+    @property
+    def fixed(self) -> bool:
+        """Only one choice."""
+        return len(self.choices) == 1
 
     def grid(self, points: int) -> list:
         return list(self.choices)
@@ -236,8 +246,12 @@ class SearchSpace:
     def names(self) -> list[str]:
         return [p.name for p in self.params]
 
-    def validate(self, owner: str) -> None:
-        """Raise :class:`SpaceError` naming ``owner`` and the parameter at the first problem."""
+    def validate(self, owner: str, allow_fixed: bool = False) -> None:
+        """Raise :class:`SpaceError` naming ``owner`` and the parameter at the first problem.
+
+        A plugin's space needs ranges with low < high; a study's may fix a numeric parameter
+        at one value (``allow_fixed``: low = high).
+        """
         seen: set[str] = set()
         for param in self.params:
             where = f"{owner}: parameter {param.name!r}"
@@ -251,7 +265,7 @@ class SearchSpace:
                     )
                 if param.when.op not in _OPERATORS:
                     raise SpaceError(f"{where}: unknown condition operator {param.when.op!r}")
-            for problem in param.problems():
+            for problem in param.problems(allow_fixed):
                 raise SpaceError(f"{where}: {problem}")
             seen.add(param.name)
 
@@ -265,6 +279,18 @@ class SearchSpace:
     def defaults(self) -> dict[str, Any]:
         """The default value of every parameter that is active at the defaults."""
         return self._resolve(lambda p, _: p.default)
+
+    def fixed_point(self) -> dict[str, Any] | None:
+        """The one configuration of a space whose every active parameter is fixed (a range of
+        one value, a single choice), or None when anything is left to tune."""
+        values: dict[str, Any] = {}
+        for param in self.params:
+            if param.when is None or param.when.holds(values):
+                if not param.fixed:
+                    return None
+                is_choice = isinstance(param, Categorical)
+                values[param.name] = param.choices[0] if is_choice else param.low
+        return values
 
     def recommended(self) -> dict[str, Any]:
         """The literature's value where there is one, else the default."""
@@ -352,7 +378,8 @@ class SearchSpace:
 
     def with_range(self, name: str, low: float, high: float, owner: str = "") -> SearchSpace:
         """A copy with one numeric parameter's range replaced; default and recommended are clipped
-        into the new range. Raises :class:`SpaceError` for a bad range or unknown name."""
+        into the new range; ``low == high`` fixes the parameter at that value. Raises
+        :class:`SpaceError` for a bad range or unknown name."""
         if name not in self:
             self.complete({name: None}, owner)
         param = self[name]
@@ -365,7 +392,7 @@ class SearchSpace:
             default=clip(param.default), recommended=clip(param.recommended),
         )
         space = SearchSpace(new if p.name == name else p for p in self.params)
-        space.validate(owner or "override")
+        space.validate(owner or "override", allow_fixed=True)
         return space
 
     def to_dicts(self) -> list[dict[str, Any]]:

@@ -15,6 +15,12 @@ A study file names a task, the optimizers to compare and the tuning budget each 
     [ranges]             # narrower or wider ranges than the plugins declare
     lr = [1e-4, 1e-1]    # every optimizer that has an ``lr``
     sgd.lr = [1e-3, 1.0] # only sgd
+    momentum.momentum = 0.9  # a fixed value (the same as [0.9, 0.9])
+
+A range whose low equals its high fixes the parameter at that value (``--param-range
+lr=0.1:0.1``; in the file ``lr = [0.1, 0.1]`` or ``lr = 0.1``). An optimizer whose every
+parameter is fixed has nothing to tune: it runs one trial (:meth:`StudySpec.trials_for`), not
+``trials`` copies of the same one.
 
 Command-line flags override the file. :func:`resolve` checks everything (task and optimizer names
 through the plugin registry, positive counts, ranges through ``SearchSpace.with_range``, sampler
@@ -71,6 +77,8 @@ class RangeOverride:
     @property
     def label(self) -> str:
         where = f"{self.optimizer}.{self.param}" if self.optimizer else self.param
+        if self.low == self.high:
+            return f"{where}={self.low:g}"
         return f"{where}={self.low:g}:{self.high:g}"
 
 
@@ -99,6 +107,8 @@ class StudySpec:
     "origin": "warm_start" | "recommended"}``; the slots after them are sampled."""
     space_hashes: dict[str, str] = field(default_factory=dict)
     """Per optimizer, the fingerprint of its search space when the study was created."""
+    fixed: list[str] = field(default_factory=list)
+    """The optimizers whose whole search space is fixed: each runs one trial."""
     id: int | None = None
     """The study's id in the store (None until it is written)."""
     status: str = "created"
@@ -107,6 +117,10 @@ class StudySpec:
     def seed_list(self) -> list[int]:
         """The training seeds of every trial: 0 .. seeds - 1."""
         return list(range(self.seeds))
+
+    def trials_for(self, optimizer: str) -> int:
+        """The trials ``optimizer`` runs: one when its whole space is fixed, else ``trials``."""
+        return 1 if optimizer in self.fixed else self.trials
 
     def space(self, optimizer: str) -> Any:
         """The effective search space of ``optimizer`` (its plugin's, with overrides applied)."""
@@ -120,7 +134,7 @@ class StudySpec:
         return {
             "budget": self.budget, "schedule": self.schedule, "seed": self.seed,
             "description": self.description, "initial_configs": self.initial_configs,
-            "space_hashes": self.space_hashes,
+            "space_hashes": self.space_hashes, "fixed": self.fixed,
         }
 
 
@@ -190,16 +204,21 @@ def _ranges_from_table(table: Mapping[str, Any], where: str) -> list[RangeOverri
 
 def _range(optimizer: str | None, param: str, bounds: Any, where: str) -> RangeOverride:
     label = f"{optimizer}.{param}" if optimizer else param
+    if isinstance(bounds, (int, float)) and not isinstance(bounds, bool):
+        bounds = [bounds, bounds]  # a fixed value
     if (
         not isinstance(bounds, list) or len(bounds) != 2
         or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
     ):
-        raise StudyFileError(f"{where}: range {label} must be [low, high], got {bounds!r}")
+        raise StudyFileError(
+            f"{where}: range {label} must be [low, high] or a fixed value, got {bounds!r}"
+        )
     return RangeOverride(optimizer, param, float(bounds[0]), float(bounds[1]))
 
 
 def parse_range_flag(text: str) -> RangeOverride:
-    """``lr=1e-4:1e-1`` or ``adamw.lr=1e-4:1e-1`` -> a :class:`RangeOverride`."""
+    """``lr=1e-4:1e-1`` or ``adamw.lr=1e-4:1e-1`` -> a :class:`RangeOverride`; ``lr=0.1:0.1``
+    fixes the parameter at 0.1."""
     target, sep, bounds = text.partition("=")
     low_text, colon, high_text = bounds.partition(":")
     if not sep or not colon or not target.strip():
@@ -293,11 +312,16 @@ def resolve(
                 raise StudyFileError(f"range {optimizer}.{param}: bounds must be finite numbers")
         apply_ranges(plugins[optimizer].space, overrides, f"optimizer {optimizer!r}")
 
+    fixed = [
+        optimizer for optimizer, plugin in plugins.items()
+        if apply_ranges(plugin.space, per_optimizer.get(optimizer, {}), optimizer).fixed_point()
+        is not None
+    ]
     return StudySpec(
         name=name, task=task.name, optimizers=optimizers, trials=merged["trials"],
         seeds=merged["seeds"], sampler=sampler, pruner=pruner, budget=merged.get("budget"),
         schedule=schedule, seed=merged.get("seed") or 0, ranges=per_optimizer,
-        description=merged.get("description") or "",
+        description=merged.get("description") or "", fixed=fixed,
     )
 
 

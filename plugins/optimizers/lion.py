@@ -166,6 +166,8 @@ LION = OptimizerPlugin(
     build=_build_lion,
     state_multiple=1,
     reference=LION_REFERENCE,
+    # the paper's language-model settings: betas (0.95, 0.98) for stability
+    presets={"sequence": {"beta1": 0.95, "beta2": 0.98}},
 )
 
 TIGER = OptimizerPlugin(
@@ -183,6 +185,7 @@ TIGER = OptimizerPlugin(
     build=_build_tiger,
     state_multiple=1,
     reference=TIGER_REFERENCE,
+    presets={"vision": {"beta": 0.945}, "sequence": {"beta": 0.965}},  # the author's advice
 )
 
 

@@ -76,6 +76,8 @@ def create_command(
         f"{len(spec.optimizers)} optimizers x {spec.trials} trials x "
         f"{spec.seeds} seeds ({spec.sampler} sampler, {spec.pruner} pruner)."
     )
+    if spec.fixed:
+        click.echo(f"Fixed settings, one trial each: {', '.join(spec.fixed)}.")
     if spec.pruner == "wilcoxon" and spec.seeds < 4:
         click.echo("Note: the wilcoxon pruner compares seeds and cannot prune with fewer than 4.")
     click.echo(f"Run it with: tuner study run {spec.name}")

@@ -41,12 +41,23 @@ def initial_configs(
     spec: StudySpec, warm_starts: Mapping[str, Sequence[Mapping[str, Any]]] | None
 ) -> dict[str, list[dict[str, Any]]]:
     """Per optimizer, the configurations of its first slots: the best known ones (a warm
-    start), then its recommended one (unless it is among them)."""
+    start), then its recommended one for the task's kind (the plugin's preset for that kind
+    over its recommended values), unless it is among them. An optimizer whose whole space is
+    fixed has its one configuration only."""
+    from tuner.plugins import get_registry
+
+    registry = get_registry()
+    kind = registry.task(spec.task).kind
     configs = {}
     for optimizer in spec.optimizers:
+        space = study_space(spec, optimizer)
+        fixed = space.fixed_point()
+        if fixed is not None:
+            configs[optimizer] = [{"params": fixed, "origin": "recommended"}]
+            continue
         first = [{"params": dict(p), "origin": "warm_start"}
                  for p in (warm_starts or {}).get(optimizer, ())]
-        recommended = study_space(spec, optimizer).recommended()
+        recommended = registry.optimizer(optimizer).recommended_for(kind, space)
         if all(c["params"] != recommended for c in first):
             first.append({"params": recommended, "origin": "recommended"})
         configs[optimizer] = first

@@ -8,10 +8,10 @@ the region from the sampler, which would keep proposing learning rates that blow
 is pruned or fails ends it as ``pruned`` or ``failed``; when every seed completes, the trial is
 ``complete`` with the mean of the seeds' final metric.
 
-**Slots.** An optimizer has N slots. Slot ``s`` trains the study's ``s``-th initial
-configuration (the warm starts, then the recommended one) if there is one, a grid point for the
-grid sampler, else a configuration drawn for that slot alone; a retry trains what the slot's
-earlier attempt trained. A slot is given up after too many attempts (see
+**Slots.** An optimizer has N slots, one when its whole space is fixed. Slot ``s`` trains the
+study's ``s``-th initial configuration (the warm starts, then the recommended one) if there is
+one, a grid point for the grid sampler, else a configuration drawn for that slot alone; a retry
+trains what the slot's earlier attempt trained. A slot is given up after too many attempts (see
 :func:`tuner.store.studies.slot_given_up`).
 """
 
@@ -72,6 +72,8 @@ def free_slots(
     free = []
     for slot in range(spec.trials):
         for optimizer in spec.optimizers:
+            if slot >= spec.trials_for(optimizer):  # a fixed space: one trial
+                continue
             key = (optimizer, slot)
             if key not in held and not slot_given_up(tries[key], failed_runs[key]):
                 free.append(key)
@@ -84,7 +86,7 @@ def settled(spec: StudySpec, attempts: Sequence[SlotAttempt], failed_runs: Count
     tries = Counter((a.optimizer, a.slot) for a in attempts if a.status == "failed")
     return all(
         (o, s) in finished or slot_given_up(tries[(o, s)], failed_runs[(o, s)])
-        for o in spec.optimizers for s in range(spec.trials)
+        for o in spec.optimizers for s in range(spec.trials_for(o))
     )
 
 

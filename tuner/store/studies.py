@@ -47,6 +47,7 @@ def _spec(row: Any) -> StudySpec:
         description=options.get("description") or "",
         initial_configs=dict(options.get("initial_configs") or {}),
         space_hashes=dict(options.get("space_hashes") or {}),
+        fixed=list(options.get("fixed") or []),
         id=row.id, status=row.status,
     )
 
@@ -238,12 +239,13 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
         scored = [r for r in mine if r.status == "complete" and r.value is not None]
         best = min(scored, key=lambda r: sign * r.value, default=None)
         given_up = [
-            slot for slot in range(spec.trials)
+            slot for slot in range(spec.trials_for(optimizer))
             if (optimizer, slot) not in finished
             and slot_given_up(attempts[(optimizer, slot)], failures[(optimizer, slot)])
         ]
         per.append(OptimizerStatus(
-            optimizer=optimizer, done=sum(counts[s] for s in FINISHED), total=spec.trials,
+            optimizer=optimizer, done=sum(counts[s] for s in FINISHED),
+            total=spec.trials_for(optimizer),
             running=counts["running"], complete=counts["complete"], pruned=counts["pruned"],
             diverged=counts["diverged"], failed_attempts=counts["failed"], given_up=given_up,
             best_value=best.value if best else None, best_params=best.params if best else None,
