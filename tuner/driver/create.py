@@ -58,6 +58,9 @@ def initial_configs(
         first = [{"params": dict(p), "origin": "warm_start"}
                  for p in (warm_starts or {}).get(optimizer, ())]
         recommended = registry.optimizer(optimizer).recommended_for(kind, space)
+        for config in first:  # a warm start that is the recommended one is the default
+            if config["params"] == recommended:
+                config["origin"] = "recommended"
         if all(c["params"] != recommended for c in first):
             first.append({"params": recommended, "origin": "recommended"})
         configs[optimizer] = first
