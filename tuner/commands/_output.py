@@ -21,18 +21,19 @@ def output_options(function: F) -> F:
     )(function)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A JSON-ready copy: non-finite floats become None, at any depth."""
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN; a missing number reads as null
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(_plain(data), indent=2, default=str))
+    click.echo(json.dumps(plain(data), indent=2, default=str))
 
 
 def format_value(value: Any) -> str:

@@ -10,12 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from typing import Any
 
 import click
 
-from tuner.commands._output import format_value, output_options, print_json, print_table
+from tuner.commands._output import format_value, output_options, plain, print_json, print_table
 from tuner.commands.db import db_option
 
 
@@ -326,7 +325,7 @@ def export_command(name: str, fmt: str, output: str | None, db: str | None) -> N
     with open_store(db, create=False, readonly=True) as store:
         rows = export_rows(store, name)
     if fmt == "json":
-        text = json.dumps([_plain(row) for row in rows], indent=2, default=str) + "\n"
+        text = json.dumps(plain(rows), indent=2, default=str) + "\n"
     else:
         buffer = io.StringIO()
         columns = list(rows[0]) if rows else ["study", "optimizer", "seed", "status"]
@@ -346,9 +345,3 @@ def export_command(name: str, fmt: str, output: str | None, db: str | None) -> N
     else:
         click.echo(text, nl=False)
 
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: None if isinstance(value, float) and not math.isfinite(value) else value
-        for key, value in row.items()
-    }
