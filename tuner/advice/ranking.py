@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tuner.advice.ratios import LrRatio
 from tuner.advice.source import NoRunsError, no_runs_message, open_for_reading, task_record
 from tuner.advice.stats import (
     Tolerance,
@@ -23,7 +24,7 @@ from tuner.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from tuner.store import Store
-    from tuner.store.queries import ConfigRun, OptimizerSummary
+    from tuner.store.queries import ConfigResult, ConfigRun, OptimizerSummary
 
 
 @dataclass
@@ -37,8 +38,11 @@ class OptimizerStanding:
     with ``pruned``/``diverged``/``failed`` among them. ``good_lr`` is the good-lr interval;
     ``state_multiple`` the measured optimizer state of the best configuration as a multiple of
     the parameters' bytes. ``gap`` is how much worse than the winner (metric units, >= 0) and
-    ``gap_relative`` that over ``|winner|``. ``tied_with_winner`` is None when the noise is
-    unknown (one seed). ``config_hash`` is the best configuration's key in the store.
+    ``gap_relative`` that over ``|winner|``. ``p_best`` is the probability that this optimizer
+    is the best on the task and ``tied_with_winner`` whether the winner beats it in fewer than
+    90% of the resamples (:mod:`tuner.advice.bootstrap`); both None when the noise is unknown
+    (one seed everywhere). ``lr_ratio`` is its best lr over the winner's, with an interval.
+    ``config_hash`` is the best configuration's key in the store.
     """
 
     optimizer: str
@@ -64,6 +68,9 @@ class OptimizerStanding:
     gap_relative: float | None = None
     tied_with_winner: bool | None = None
     config_hash: str | None = None
+    p_best: float | None = None
+    lr_ratio: LrRatio | None = None
+    pareto: bool | None = None
 
     @property
     def standard_error(self) -> float | None:
@@ -73,7 +80,22 @@ class OptimizerStanding:
         data = asdict(self)
         data["good_lr"] = list(self.good_lr) if self.good_lr else None
         data["standard_error"] = self.standard_error
+        data["lr_ratio"] = self.lr_ratio.to_dict() if self.lr_ratio else None
         return data
+
+
+@dataclass
+class Certainty:
+    """How sure the ranking is: ``settled`` when the winner's P(best) >= 0.9; else the runner-up
+    (``contender``) and ``more_seeds`` of each best configuration that would settle it (None
+    when the noise is unknown or the two means are equal); ``reason`` in words."""
+
+    settled: bool
+    winner_p_best: float | None
+    contender: str | None
+    more_seeds: int | None
+    reason: str
+    resamples: int
 
 
 @dataclass
@@ -81,7 +103,9 @@ class TaskRanking:
     """Every optimizer measured on a task, best first (what ``tuner best`` prints).
 
     With a ``memory_budget`` only configurations whose measured optimizer state fits it take
-    part (an optimizer with none is not listed).
+    part (an optimizer with none is not listed). ``lr_ratios`` holds every pair of ranked
+    optimizers with an lr (the lower-ranked over the higher-ranked); ``certainty`` says whether
+    the winner is named with P(best) >= 0.9 and, if not, how many more seeds would settle it.
     """
 
     task: str
@@ -94,6 +118,8 @@ class TaskRanking:
     optimizers: list[OptimizerStanding]
     kind: str | None = None
     memory_budget: float | None = field(default=None)
+    lr_ratios: list[LrRatio] = field(default_factory=list)
+    certainty: Certainty | None = None
 
     @property
     def winner(self) -> OptimizerStanding | None:
@@ -113,6 +139,8 @@ class TaskRanking:
             "tolerance": str(self.tolerance), "memory_budget": self.memory_budget,
             "db": self.db, "studies": self.studies,
             "optimizers": [standing.to_dict() for standing in self.optimizers],
+            "lr_ratios": [ratio.to_dict() for ratio in self.lr_ratios],
+            "certainty": asdict(self.certainty) if self.certainty else None,
         }
 
 
@@ -128,8 +156,15 @@ def rank_task(
     is at most that multiple of the parameters' bytes. Raises :class:`NoRunsError` when the
     store holds no run of the task (or no store is there).
     """
+    from tuner.advice.bootstrap import CONTENDERS
     from tuner.store import training_options
-    from tuner.store.queries import config_runs, optimizer_summaries, study_count, tasks_with_runs
+    from tuner.store.queries import (
+        config_runs,
+        contender_configs,
+        optimizer_summaries,
+        study_count,
+        tasks_with_runs,
+    )
 
     chosen = None if tolerance is None else Tolerance.parse(tolerance)
     budget = parse_memory_budget(memory_budget)
@@ -143,6 +178,10 @@ def rank_task(
         runs = config_runs(
             store, task, [(s.optimizer, s.config_hash) for s in summaries if s.config_hash]
         )
+        contenders = contender_configs(
+            store, task, record.direction,
+            [s.optimizer for s in summaries if s.mean is not None], CONTENDERS, budget,
+        )
         studies = study_count(store, task)
         display = store.display_url
     finally:
@@ -155,10 +194,12 @@ def rank_task(
         for summary in summaries
     ]
     order_and_compare(standings, record.direction)
+    ratios, certainty = weigh_evidence(standings, summaries, contenders, record.direction)
+    mark_pareto(standings, record.direction)
     return TaskRanking(
         task=task, metric=record.metric, direction=record.direction, target=record.target,
         tolerance=tol, db=display, studies=studies, optimizers=standings, kind=record.kind,
-        memory_budget=budget,
+        memory_budget=budget, lr_ratios=ratios, certainty=certainty,
     )
 
 
@@ -219,6 +260,107 @@ def order_and_compare(standings: list[OptimizerStanding], direction: str) -> Non
             standing.tied_with_winner = tied_within_noise(
                 winner.mean, winner.standard_error, standing.mean, standing.standard_error
             )
+
+
+def mark_pareto(standings: list[OptimizerStanding], direction: str) -> None:
+    """Mark the optimizers in the Pareto set over quality, steps to target and measured
+    memory (:mod:`tuner.advice.pareto`); those without a result are not part of it."""
+    from tuner.advice.pareto import pareto_set, trade_off
+
+    points = [
+        trade_off(s.optimizer, s.mean, s.steps_to_target, s.state_multiple, direction)
+        for s in standings if s.mean is not None
+    ]
+    members = set(pareto_set(points))
+    for standing in standings:
+        standing.pareto = standing.optimizer in members if standing.mean is not None else None
+
+
+def weigh_evidence(
+    standings: list[OptimizerStanding],
+    summaries: list[OptimizerSummary],
+    contenders: dict[str, list[ConfigResult]],
+    direction: str,
+) -> tuple[list[LrRatio], Certainty | None]:
+    """P(best), ties, lr ratios and how sure the winner is, from the resample of
+    :mod:`tuner.advice.bootstrap` (``standings`` already ordered, best first)."""
+    from tuner.advice.bootstrap import (
+        CONFIDENT,
+        Contender,
+        keep_contenders,
+        pooled_std,
+        resample,
+        seeds_to_settle,
+        spread,
+    )
+
+    ranked = [s for s in standings if s.mean is not None]
+    if not ranked:
+        return [], None
+    task_pooled = pooled_std(sum(s.pooled_squares for s in summaries),
+                             sum(s.pooled_dof for s in summaries))
+    spreads: dict[str, float] = {}
+    resampled_configs: dict[str, list[Contender]] = {}
+    for summary in summaries:
+        pooled = pooled_std(summary.pooled_squares, summary.pooled_dof) or task_pooled
+        if pooled is not None:
+            spreads[summary.optimizer] = pooled
+        found = []
+        for config in contenders.get(summary.optimizer, []):
+            std = spread(config.std, config.seeds, pooled)
+            if std is None or config.mean is None:
+                found = []
+                break
+            found.append(Contender(config.lr, config.mean, std, config.seeds))
+        resampled_configs[summary.optimizer] = keep_contenders(found, direction)
+    known = all(resampled_configs.get(s.optimizer) for s in ranked)
+    result = resample(resampled_configs, direction) if known else None
+    winner = ranked[0]
+    ratios = []
+    for position, standing in enumerate(ranked):
+        if result is not None:
+            standing.p_best = result.p_best.get(standing.optimizer)
+            if standing is not winner:
+                beaten = result.beats.get((winner.optimizer, standing.optimizer), 0.0)
+                standing.tied_with_winner = beaten < CONFIDENT
+        for better in ranked[:position]:
+            if standing.lr is None or better.lr is None:
+                continue
+            interval = (result.ratio_intervals.get((standing.optimizer, better.optimizer))
+                        if result is not None else None)
+            ratio = LrRatio(standing.optimizer, better.optimizer, standing.lr / better.lr,
+                            *(interval or (None, None)))
+            ratios.append(ratio)
+            if better is winner:
+                standing.lr_ratio = ratio
+    return ratios, _certainty(ranked, result, spreads, CONFIDENT, seeds_to_settle)
+
+
+def _certainty(
+    ranked: list[OptimizerStanding], result: Any, spreads: dict[str, float],
+    confident: float, seeds_to_settle: Any,
+) -> Certainty:
+    winner = ranked[0]
+    resamples = result.resamples if result is not None else 0
+    if len(ranked) == 1:
+        return Certainty(True, 1.0, None, None, "only one optimizer measured", resamples)
+    if result is None:
+        return Certainty(False, None, ranked[1].optimizer, None,
+                         "one seed per configuration: the noise is unknown", resamples)
+    p_winner = result.p_best.get(winner.optimizer, 0.0)
+    contender = max(ranked[1:], key=lambda s: (s.p_best or 0.0, -s.rank))
+    if p_winner >= confident:
+        return Certainty(True, p_winner, contender.optimizer, None,
+                         f"P(best) {p_winner:.2f} >= {confident:g}", resamples)
+    more = None
+    if winner.optimizer in spreads and contender.optimizer in spreads:
+        std_w = winner.std if winner.seeds >= 2 and winner.std else spreads[winner.optimizer]
+        std_c = (contender.std if contender.seeds >= 2 and contender.std
+                 else spreads[contender.optimizer])
+        more = seeds_to_settle(abs(winner.mean - contender.mean), std_w, std_c,
+                               min(winner.seeds, contender.seeds))
+    return Certainty(False, p_winner, contender.optimizer, more,
+                     f"P(best) {p_winner:.2f} < {confident:g}", resamples)
 
 
 def best(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.advice.formatting import format_lr, format_metric, format_spread, join_names
 from tuner.advice.ranking import TaskRanking, rank_task
 from tuner.advice.source import open_for_reading
-from tuner.advice.stats import Tolerance, parse_memory_budget, tied_within_noise
+from tuner.advice.stats import AdviceError, Tolerance, parse_memory_budget
 
 if TYPE_CHECKING:
     from tuner.store import Store
@@ -37,6 +37,9 @@ class Advice:
     left_out: list[str]
     ranking: TaskRanking
     training: dict[str, Any] | None = None
+    prefer: str = "quality"
+    p_best: float | None = None
+    pareto: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,7 +48,8 @@ class Advice:
             "good_lr": list(self.good_lr) if self.good_lr else None,
             "mean": self.mean, "std": self.std, "seeds": self.seeds, "trials": self.trials,
             "tied_with": self.tied_with, "memory_budget": self.memory_budget,
-            "left_out_by_memory_budget": self.left_out, "ranking": self.ranking.to_dict(),
+            "left_out_by_memory_budget": self.left_out, "prefer": self.prefer,
+            "p_best": self.p_best, "pareto": self.pareto, "ranking": self.ranking.to_dict(),
         }
 
 
@@ -54,6 +58,7 @@ def advise(
     db: str | Store | None = None,
     memory_budget: str | float | None = None,
     tolerance: str | float | Tolerance | None = None,
+    prefer: str = "quality",
 ) -> Advice:
     """The recommendation for ``task`` (``tuner advise``), optionally within a memory budget.
 
@@ -61,7 +66,16 @@ def advise(
     optimizer state (``optimizer_state_bytes / param_bytes`` of its runs): each optimizer is
     represented by its best configuration within the budget, and an optimizer with none (a
     tuned RMSprop with momentum and centering measures 3n) is left out.
+
+    ``prefer`` (``quality``, the default, ``speed`` or ``memory``) picks the recommended
+    optimizer within the Pareto set over the three (:mod:`tuner.advice.pareto`). The text names
+    the winner's P(best) and says "too few runs" (and how many more seeds would settle it) when
+    it is under 0.9 (:mod:`tuner.advice.bootstrap`), and each other optimizer's lr ratio.
     """
+    from tuner.advice.pareto import PREFERENCES
+
+    if prefer not in PREFERENCES:
+        raise AdviceError(f"cannot prefer {prefer!r}: use one of {', '.join(PREFERENCES)}")
     budget = parse_memory_budget(memory_budget)
     store, opened = open_for_reading(db)
     try:
@@ -87,12 +101,12 @@ def advise(
             optimizer=None, params={}, lr=None, good_lr=None, mean=None, std=None, seeds=0,
             trials=0, tied_with=[], memory_budget=budget, left_out=left_out, ranking=ranking,
         )
-    top = candidates[0]
-    tied = [
-        s.optimizer for s in candidates[1:]
-        if tied_within_noise(top.mean, top.standard_error, s.mean, s.standard_error)
-    ]
+    pareto = [s.optimizer for s in candidates if s.pareto]
+    top = _preferred(candidates, prefer, ranking.direction)
+    tied = [s.optimizer for s in candidates[1:] if top is candidates[0] and s.tied_with_winner]
     text = f"On {task}, use {top.optimizer}"
+    if prefer != "quality" and top is not candidates[0]:
+        text = f"On {task}, for {prefer}, use {top.optimizer}"
     if top.lr is not None:
         text += f" with lr {format_lr(top.lr)}"
         if top.good_lr and top.good_lr[0] < top.good_lr[1]:
@@ -102,12 +116,16 @@ def advise(
         f": {format_metric(top.mean, metric)} ± {format_spread(top.std, metric)} {metric} "
         f"over {seeds}, {top.trials} trials"
     )
-    if tied:
+    if top.p_best is not None and len(candidates) > 1:
+        text += f", P(best) {top.p_best:.2f}"
+    if top is not candidates[0]:
+        text += "; " + _trade_off_clause(top, candidates[0], prefer, metric)
+    elif tied:
         verb = "is" if len(tied) == 1 else "are"
         text += f"; {join_names(tied)} {verb} tied within noise."
     elif len(candidates) > 1:
         second = candidates[1]
-        if top.seeds < 2 or second.seeds < 2:
+        if second.tied_with_winner is None:
             text += f"; next is {second.optimizer} (too few seeds to judge the noise)."
         else:
             relative = (
@@ -119,11 +137,59 @@ def advise(
             )
     else:
         text += "."
+    ratios = [s.lr_ratio.sentence() for s in candidates[1:] if s.lr_ratio is not None]
+    if ratios and prefer == "quality":
+        text += " " + "; ".join(ratios) + "."
+    certainty = ranking.certainty
+    if certainty is not None and not certainty.settled and len(candidates) > 1:
+        text += " " + _too_few_runs(certainty)
     if budget is not None and left_out:
         text += f" Left out by the {budget:g}n memory budget: {join_names(left_out)}."
     return Advice(
         task=task, text=text, optimizer=top.optimizer, params=top.params, lr=top.lr,
         good_lr=top.good_lr, mean=top.mean, std=top.std, seeds=top.seeds, trials=top.trials,
         tied_with=tied, memory_budget=budget, left_out=left_out, ranking=ranking,
-        training=top.training,
+        training=top.training, prefer=prefer, p_best=top.p_best, pareto=pareto,
     )
+
+
+def _preferred(candidates: list, prefer: str, direction: str) -> Any:
+    """The candidate the preference picks within the Pareto set (the winner for quality)."""
+    from tuner.advice.pareto import preferred, trade_off
+
+    points = [trade_off(s.optimizer, s.mean, s.steps_to_target, s.state_multiple, direction)
+              for s in candidates]
+    name = preferred(points, prefer)
+    return next((s for s in candidates if s.optimizer == name), candidates[0])
+
+
+def _trade_off_clause(top: Any, winner: Any, prefer: str, metric: str) -> str:
+    """What the preferred optimizer gives up and gains against the best result."""
+    if prefer == "speed":
+        gain = (f"it reaches the target in {top.steps_to_target:.0f} steps"
+                + (f" against {winner.steps_to_target:.0f} for {winner.optimizer}"
+                   if winner.steps_to_target is not None else
+                   f" ({winner.optimizer} does not)"))
+    else:
+        state = f"{top.state_multiple:.2g}n" if top.state_multiple is not None else "unmeasured"
+        other = (f"{winner.state_multiple:.2g}n" if winner.state_multiple is not None
+                 else "unmeasured")
+        gain = f"its optimizer state is {state} against {other} for {winner.optimizer}"
+    relative = f" ({top.gap_relative * 100:.1f}%)" if top.gap_relative is not None else ""
+    return (f"{gain}, at a cost of {format_spread(top.gap, metric)}{relative} {metric} "
+            f"below {winner.optimizer}'s best.")
+
+
+def _too_few_runs(certainty: Any) -> str:
+    """"Too few runs to name a winner ..." with the seeds that would settle it."""
+    if certainty.winner_p_best is None:
+        return ("Too few runs to name a winner: one seed per configuration, so the noise is "
+                "unknown; run two or more seeds.")
+    text = (f"Too few runs to name a winner: P(best) {certainty.winner_p_best:.2f} < 0.9 "
+            f"against {certainty.contender}")
+    if certainty.more_seeds is None:
+        return text + "; their means are equal, so more seeds will not separate them."
+    return (text + f"; about {certainty.more_seeds} more seed"
+            f"{'s' if certainty.more_seeds != 1 else ''} of each best configuration would "
+            "settle it (n >= 1.28^2 (s1^2 + s2^2) / gap^2).")
+

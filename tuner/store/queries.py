@@ -50,6 +50,14 @@ class OptimizerSummary:
     state_multiple: float | None = None
     good_low: float | None = None
     good_high: float | None = None
+    pooled_squares: float = 0.0
+    pooled_dof: int = 0
+
+    @property
+    def pooled_variance(self) -> float | None:
+        """The within-configuration variance of one seed, pooled over the optimizer's
+        configurations with two or more complete seeds; None when it has none."""
+        return self.pooled_squares / self.pooled_dof if self.pooled_dof else None
 
 
 def _within_budget(stats: Any, max_state_multiple: float | None) -> Any:
@@ -87,6 +95,10 @@ def optimizer_summaries(
     eligible = and_(stats.metric_mean.is_not(None), stats.diverged == 0)
     all_reached = and_(eligible, stats.reached == stats.complete)
     fastest = case((all_reached, stats.steps_sum / stats.reached))
+    repeated = stats.metric_count >= 2
+    squares = case((repeated, stats.metric_sumsq - stats.metric_sum * stats.metric_sum
+                    / stats.metric_count), else_=0.0)
+    dof = case((repeated, stats.metric_count - 1), else_=0)
     maximize = direction == "maximize"
     budget = _within_budget(stats, max_state_multiple)
     with reading(target) as reader:
@@ -99,6 +111,8 @@ def optimizer_summaries(
                 func.sum(stats.diverged).label("diverged"),
                 func.sum(stats.failed).label("failed"),
                 func.min(fastest).label("fastest_steps"),
+                func.sum(squares).label("pooled_squares"),
+                func.sum(dof).label("pooled_dof"),
             )
             .where(stats.task == task, budget)
             .group_by(stats.optimizer)
@@ -112,6 +126,8 @@ def optimizer_summaries(
                 failed=int(total.failed),
                 fastest_steps=(float(total.fastest_steps)
                                if total.fastest_steps is not None else None),
+                pooled_squares=max(float(total.pooled_squares or 0.0), 0.0),
+                pooled_dof=int(total.pooled_dof or 0),
             )
             summaries.append(summary)
             scope = and_(stats.task == task, stats.optimizer == total.optimizer, budget)
@@ -242,6 +258,76 @@ def _result(row: Any) -> ConfigResult:
         optimizer=row.optimizer, config_hash=row.config_hash, lr=row.lr, mean=mean, std=std,
         seeds=n, diverged=int(row.diverged), runs=int(row.runs),
     )
+
+
+def contender_configs(
+    target: Target,
+    task: str,
+    direction: str,
+    optimizers: Iterable[str],
+    limit: int,
+    max_state_multiple: float | None = None,
+) -> dict[str, list[ConfigResult]]:
+    """Per optimizer, its ``limit`` best configurations (a mean, no divergence), best first:
+    one index probe each on (task, optimizer, metric_mean). What the bootstrap resamples."""
+    stats = ConfigStats.__table__.c
+    order = stats.metric_mean.desc() if direction == "maximize" else stats.metric_mean.asc()
+    budget = _within_budget(stats, max_state_multiple)
+    found: dict[str, list[ConfigResult]] = {}
+    with reading(target) as reader:
+        for optimizer in optimizers:
+            rows = reader.execute(
+                select(stats)
+                .where(stats.task == task, stats.optimizer == optimizer, budget,
+                       stats.metric_mean.is_not(None), stats.diverged == 0)
+                .order_by(order, stats.metric_count.desc(), stats.config_hash)
+                .limit(limit)
+            ).all()
+            found[optimizer] = [_result(row) for row in rows]
+    return found
+
+
+def config_means_with_params(
+    target: Target, task: str, optimizer: str
+) -> list[tuple[float, dict[str, Any]]]:
+    """``(mean, params)`` of every configuration of ``optimizer`` on ``task`` with a result and
+    no divergence (the params of its first run): what importance is estimated from."""
+    stats = ConfigStats.__table__.c
+    runs = Run.__table__.c
+    first = (
+        select(runs.config_hash, func.min(runs.id).label("run_id"))
+        .where(runs.task == task, runs.optimizer == optimizer)
+        .group_by(runs.config_hash)
+        .subquery()
+    )
+    statement = (
+        select(stats.metric_mean, runs.params)
+        .join(first, and_(first.c.config_hash == stats.config_hash))
+        .join(Run.__table__, runs.id == first.c.run_id)
+        .where(stats.task == task, stats.optimizer == optimizer,
+               stats.metric_mean.is_not(None), stats.diverged == 0)
+        .order_by(stats.config_hash)
+    )
+    with reading(target) as reader:
+        return [(float(mean), dict(params or {})) for mean, params in reader.execute(statement)]
+
+
+def config_outcomes(target: Target, task: str) -> dict[str, list[float | None]]:
+    """Per optimizer, the mean of every configuration of ``task`` that has a result or
+    diverged (None for a diverged one): the draws a tuning run of K configurations makes."""
+    stats = ConfigStats.__table__.c
+    outcome = case((stats.diverged > 0, None), else_=stats.metric_mean)
+    found: dict[str, list[float | None]] = {}
+    with reading(target) as reader:
+        rows = reader.execute(
+            select(stats.optimizer, outcome)
+            .where(stats.task == task,
+                   or_(stats.metric_mean.is_not(None), stats.diverged > 0))
+            .order_by(stats.optimizer, stats.config_hash)
+        ).all()
+    for optimizer, mean in rows:
+        found.setdefault(optimizer, []).append(mean)
+    return found
 
 
 def recommended_configs(target: Target, task: str) -> dict[str, list[ConfigResult]]:
