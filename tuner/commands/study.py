@@ -89,16 +89,36 @@ def create_command(
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="Start no new trial after this long (running trials finish).")
 @_grace_option
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Run the workers as local processes or as Ray tasks.")
+@click.option("--address", default=None, metavar="auto|ray://HOST:PORT",
+              help="The Ray cluster (--backend ray; default: a local Ray started for the run).")
+@click.option("--cpus-per-worker", type=float, default=None, metavar="C",
+              help="CPUs each Ray worker asks for (--backend ray; default 1).")
+@click.option("--gpus-per-worker", type=float, default=None, metavar="G",
+              help="GPUs each Ray worker asks for, fractions allowed (--backend ray).")
+@click.option("--gpus", default=None, metavar="0,1|all",
+              help="Spread the local workers over these GPUs (several per GPU allowed).")
 @db_option
 def run_command(
-    name: str, workers: int, timeout: float | None, grace: float | None, db: str | None
+    name: str, workers: int, timeout: float | None, grace: float | None, backend: str,
+    address: str | None, cpus_per_worker: float | None, gpus_per_worker: float | None,
+    gpus: str | None, db: str | None,
 ) -> None:
-    """Run a study to the end (or resume it); Ctrl-C stops it cleanly (exit 130)."""
+    """Run a study to the end (or resume it); Ctrl-C stops it cleanly (exit 130).
+
+    Workers are local processes, or Ray tasks with --backend ray (docs/cluster.md)."""
     from tuner.driver import WorkerReport, run_study
     from tuner.driver.processes import current_status
 
     if workers < 1:
         raise click.ClickException(f"--workers must be at least 1, got {workers}")
+    placement = _placement(backend, address, cpus_per_worker, gpus_per_worker, gpus, db)
+    gpu_list: list[str] = []
+    if gpus is not None:
+        from tuner.driver.gpus import parse_gpus
+
+        gpu_list = parse_gpus(gpus)
     if current_status(db, name).status in ("finished", "incomplete"):
         _say_how_it_ended(name, db, WorkerReport(already_finished=True))
         return
@@ -106,12 +126,35 @@ def run_command(
         with _Progress() as bar:
             report = run_study(
                 name, db, workers=workers, timeout=timeout, grace_seconds=grace,
-                on_progress=bar.update,
+                on_progress=bar.update, gpus=gpu_list, backend=backend, ray=placement,
             )
     except KeyboardInterrupt:
         _say_how_it_ended(name, db, WorkerReport(stopped="interrupted"))
         raise SystemExit(130) from None
     _say_how_it_ended(name, db, report)
+
+
+def _placement(
+    backend: str, address: str | None, cpus: float | None, gpus: float | None,
+    local_gpus: str | None, db: str | None,
+) -> Any:
+    """The Ray placement of ``--backend ray`` (checked before anything is written), else None;
+    the Ray flags without it, or ``--gpus`` with it, are refused."""
+    ray_flags = {"--address": address, "--cpus-per-worker": cpus, "--gpus-per-worker": gpus}
+    if backend != "ray":
+        given = [flag for flag, value in ray_flags.items() if value is not None]
+        if given:
+            raise click.ClickException(f"{', '.join(given)} only with --backend ray")
+        return None
+    if local_gpus is not None:
+        raise click.ClickException("--gpus places local workers; with --backend ray use "
+                                   "--gpus-per-worker (Ray assigns the GPUs)")
+    from tuner.driver.ray_backend import RayPlacement, check_database, import_ray
+
+    placement = RayPlacement(address, 1.0 if cpus is None else cpus, gpus or 0.0)
+    check_database(db, placement)
+    import_ray()
+    return placement
 
 
 @click.command(name="worker")

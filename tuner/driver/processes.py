@@ -14,14 +14,19 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.driver.settings import DriverError, WorkerSettings
 from tuner.driver.worker import Worker, WorkerReport
 from tuner.store import open_store
 from tuner.store.studies import StudyStatus, study_status
+
+if TYPE_CHECKING:
+    from tuner.driver.ray_backend import RayPlacement
+
+BACKENDS = ("local", "ray")
 
 
 @contextmanager
@@ -106,19 +111,32 @@ def run_study(
     timeout: float | None = None,
     grace_seconds: float | None = None,
     on_progress: Callable[[StudyStatus], None] | None = None,
+    gpus: Sequence[str] = (),
+    backend: str = "local",
+    ray: RayPlacement | None = None,
 ) -> WorkerReport:
     """Run a study to the end with ``workers`` local workers. ``on_progress`` gets the study's
     status after every trial (one worker) or every second (several). Ctrl-C stops every worker
-    cleanly and raises KeyboardInterrupt once they have stopped."""
+    cleanly and raises KeyboardInterrupt once they have stopped.
+
+    ``gpus`` spreads the worker processes over those GPUs (:mod:`tuner.driver.gpus`).
+    ``backend="ray"`` runs the workers as Ray tasks placed as ``ray`` says
+    (:mod:`tuner.driver.ray_backend`, imported only then)."""
     settings = WorkerSettings.from_env(grace_seconds)
     if workers < 1:
         raise DriverError(f"--workers must be at least 1, got {workers}")
+    if backend not in BACKENDS:
+        raise DriverError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
     def progress() -> None:
         if on_progress is not None:
             on_progress(current_status(url, name))
 
-    if workers == 1:
+    if backend == "ray":
+        from tuner.driver.ray_backend import RayPlacement, run_on_ray
+
+        return run_on_ray(name, url, workers, timeout, settings, progress, ray or RayPlacement())
+    if workers == 1 and not gpus:  # a GPU is given to a spawned process, before torch loads
         with graceful_signals():
             worker = Worker(name, url, settings=settings, timeout=timeout, on_trial=progress)
             progress()
@@ -127,12 +145,32 @@ def run_study(
         if report.stopped == "interrupted":
             raise KeyboardInterrupt
         return report
-    return _run_processes(name, url, workers, timeout, grace_seconds, progress)
+    from tuner.driver.gpus import worker_environments
+
+    environments = worker_environments(workers, gpus)
+    return _run_processes(name, url, workers, timeout, grace_seconds, progress, environments)
+
+
+@contextmanager
+def spawn_environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set ``variables`` in this process's environment while a child is spawned, so the child
+    starts with them (before it imports anything); the previous values come back after."""
+    previous = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _run_processes(
     name: str, url: str | None, workers: int, timeout: float | None,
     grace_seconds: float | None, progress: Callable[[], None],
+    environments: Sequence[Mapping[str, str]],
 ) -> WorkerReport:
     """Spawn ``workers`` local worker processes and show progress until they are done."""
     import multiprocessing
@@ -151,8 +189,9 @@ def _run_processes(
     interrupted = False
     try:
         with graceful_signals():
-            for process in processes:
-                process.start()
+            for process, environment in zip(processes, environments, strict=True):
+                with spawn_environment(environment):
+                    process.start()
             while any(p.is_alive() for p in processes):
                 progress()
                 for process in processes:
