@@ -64,8 +64,11 @@ def compare(
     ``recommended`` (the optimizer's recommended configuration, every study's first trial); the
     store says which, no plugin is asked. When studies under different training options each
     ran one, the one with the most seeds is taken. Per task, the best default (over optimizers)
-    is compared with the tuned best (over optimizers and configurations) within the tolerance.
+    is compared with the tuned best (over optimizers and configurations) within the tolerance,
+    and ``defaults_vs_tuning`` puts the best of the K defaults beside each optimizer tuned with
+    K configurations (:mod:`tuner.advice.defaults`).
     """
+    from tuner.advice.defaults import defaults_against_tuning
     from tuner.store.queries import recommended_configs
 
     store, opened = open_for_reading(db)
@@ -120,6 +123,7 @@ def compare(
                 entry["default_within_tolerance"] = within
                 defaults_tasks += 1
                 within_count += int(within)
+            entry["defaults_vs_tuning"] = defaults_against_tuning(store, ranking)
             per_task[task] = entry
         display = store.display_url
     finally:

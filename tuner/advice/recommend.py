@@ -40,6 +40,7 @@ class Advice:
     prefer: str = "quality"
     p_best: float | None = None
     pareto: list[str] | None = None
+    defaults_vs_tuning: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,7 +50,8 @@ class Advice:
             "mean": self.mean, "std": self.std, "seeds": self.seeds, "trials": self.trials,
             "tied_with": self.tied_with, "memory_budget": self.memory_budget,
             "left_out_by_memory_budget": self.left_out, "prefer": self.prefer,
-            "p_best": self.p_best, "pareto": self.pareto, "ranking": self.ranking.to_dict(),
+            "p_best": self.p_best, "pareto": self.pareto,
+            "defaults_vs_tuning": self.defaults_vs_tuning, "ranking": self.ranking.to_dict(),
         }
 
 
@@ -72,6 +74,7 @@ def advise(
     the winner's P(best) and says "too few runs" (and how many more seeds would settle it) when
     it is under 0.9 (:mod:`tuner.advice.bootstrap`), and each other optimizer's lr ratio.
     """
+    from tuner.advice.defaults import defaults_against_tuning
     from tuner.advice.pareto import PREFERENCES
 
     if prefer not in PREFERENCES:
@@ -83,6 +86,7 @@ def advise(
         ranking = everything if budget is None else rank_task(
             task, db=store, tolerance=tolerance, memory_budget=budget
         )
+        defaults = defaults_against_tuning(store, ranking)
     finally:
         if opened:
             store.dispose()
@@ -142,7 +146,14 @@ def advise(
         text += " " + "; ".join(ratios) + "."
     certainty = ranking.certainty
     if certainty is not None and not certainty.settled and len(candidates) > 1:
-        text += " " + _too_few_runs(certainty)
+        text += " " + too_few_runs_text(certainty)
+    default = defaults["defaults"].get(top.optimizer)
+    if default is not None and default["default"] is not None and default["tuned"] is not None:
+        text += (f" Untuned: at its default {top.optimizer} reaches "
+                 f"{format_metric(default['default'], metric)} "
+                 f"(tuned {format_metric(default['tuned'], metric)}).")
+    elif default is not None and default["diverged"]:
+        text += f" Untuned: {top.optimizer} diverges at its default."
     if budget is not None and left_out:
         text += f" Left out by the {budget:g}n memory budget: {join_names(left_out)}."
     return Advice(
@@ -150,6 +161,7 @@ def advise(
         good_lr=top.good_lr, mean=top.mean, std=top.std, seeds=top.seeds, trials=top.trials,
         tied_with=tied, memory_budget=budget, left_out=left_out, ranking=ranking,
         training=top.training, prefer=prefer, p_best=top.p_best, pareto=pareto,
+        defaults_vs_tuning=defaults,
     )
 
 
@@ -180,7 +192,7 @@ def _trade_off_clause(top: Any, winner: Any, prefer: str, metric: str) -> str:
             f"below {winner.optimizer}'s best.")
 
 
-def _too_few_runs(certainty: Any) -> str:
+def too_few_runs_text(certainty: Any) -> str:
     """"Too few runs to name a winner ..." with the seeds that would settle it."""
     if certainty.winner_p_best is None:
         return ("Too few runs to name a winner: one seed per configuration, so the noise is "

@@ -34,24 +34,43 @@ def _lr_range(standing) -> str:
 
 @click.command(name="best")
 @click.option("--task", required=True, help="The task to rank optimizers on.")
+@click.option(
+    "--importance", "with_importance", is_flag=True,
+    help="Also say which hyperparameters matter, per optimizer (a functional-ANOVA estimate "
+    "over the stored configurations).",
+)
 @tolerance_option
 @db_option
 @output_options
-def best_command(task: str, tolerance: str | None, db: str | None, as_json: bool) -> None:
+def best_command(
+    task: str, with_importance: bool, tolerance: str | None, db: str | None, as_json: bool
+) -> None:
     """Optimizers ranked on a task, each with its best configuration and how forgiving it is.
 
     Built from every study of the task in the store; a configuration is its hyperparameters
     plus the training options that change the result (budget, schedule, ...). Per optimizer:
     the best configuration's mean ± std over seeds, the configurations behind it, the good-lr
     interval (lrs within the tolerance of that optimizer's best), steps to the task's target,
-    the measured optimizer state as a multiple of the parameters' bytes, and the gap to the
-    winner.
+    the measured optimizer state as a multiple of the parameters' bytes, the gap to the
+    winner, the probability of being the best (a resample of the seeds), the best lr against
+    the winner's with its 5%-95% interval, and * for the Pareto set over quality, steps to
+    target and memory.
     """
     from tuner.advice import format_lr, format_metric, format_spread, rank_task
+    from tuner.advice.recommend import too_few_runs_text
 
     ranking = rank_task(task, db=db, tolerance=tolerance)
+    importance = None
+    if with_importance:
+        from tuner.advice.importance import importance as importance_of
+
+        measured = [s.optimizer for s in ranking.optimizers if s.mean is not None]
+        importance = importance_of(task, measured, db=db)
     if as_json:
-        print_json(ranking.to_dict())
+        data = ranking.to_dict()
+        if importance is not None:
+            data["importance"] = [found.to_dict() for found in importance]
+        print_json(data)
         return
     rows = []
     for s in ranking.optimizers:
@@ -70,14 +89,17 @@ def best_command(task: str, tolerance: str | None, db: str | None, as_json: bool
             result = (f"{format_metric(s.mean, ranking.metric)} ± "
                       f"{format_spread(s.std, ranking.metric)}")
         rows.append([
-            s.rank, s.optimizer, result, s.seeds, format_lr(s.lr), _lr_range(s), s.trials,
+            s.rank, s.optimizer + (" *" if s.pareto else ""), result, s.seeds,
+            format_lr(s.lr), _lr_range(s),
+            s.lr_ratio.factor_text() if s.lr_ratio is not None else "-", s.trials,
             f"{s.diverged}/{s.runs}", ttt,
             f"{s.state_multiple:.2g}n" if s.state_multiple is not None else "-", gap,
+            f"{s.p_best:.2f}" if s.p_best is not None else "-",
         ])
     print_table(
         rows,
-        ["#", "optimizer", ranking.metric, "seeds", "lr", "good lr", "trials", "diverged",
-         "to target", "state", "gap to #1"],
+        ["#", "optimizer", ranking.metric, "seeds", "lr", "good lr", "lr vs #1", "trials",
+         "diverged", "to target", "state", "gap to #1", "P(best)"],
         title=(
             f"{task}: {ranking.metric} ({ranking.direction}), tolerance {ranking.tolerance}, "
             f"{ranking.studies} stud{'y' if ranking.studies == 1 else 'ies'}"
@@ -87,6 +109,12 @@ def best_command(task: str, tolerance: str | None, db: str | None, as_json: bool
     if top is not None and top.params:
         click.echo(f"best configuration of {top.optimizer}: {_settings(top.params)}"
                    + (f"; trained with {_training(top.training)}" if top.training else ""))
+    certainty = ranking.certainty
+    if certainty is not None and not certainty.settled:
+        click.echo(too_few_runs_text(certainty))
+    for found in importance or []:
+        shares = ", ".join(f"{name} {share * 100:.0f}%" for name, share in found.shares.items())
+        click.echo(f"importance: {found.sentence()}" + (f" ({shares})" if shares else ""))
 
 
 def _settings(values: dict) -> str:
@@ -109,20 +137,30 @@ def _training(training: dict) -> str:
     help="Only configurations whose measured optimizer state is at most K times the "
     "parameters' bytes (0n, 1n, 2n, 3n).",
 )
+@click.option(
+    "--prefer", default="quality", show_default=True,
+    type=click.Choice(["quality", "speed", "memory"]),
+    help="Recommend, within the Pareto set over quality, steps to target and memory, the "
+    "optimizer best on this.",
+)
 @tolerance_option
 @db_option
 @output_options
 def advise_command(
-    task: str, memory_budget: str | None, tolerance: str | None, db: str | None, as_json: bool
+    task: str, memory_budget: str | None, prefer: str, tolerance: str | None, db: str | None,
+    as_json: bool,
 ) -> None:
     """The recommendation for a task in one or two sentences, with its evidence.
 
-    Says when the top optimizers are tied within noise (means within twice the standard error
-    of their difference). A memory budget judges each configuration by its measured state.
+    Says how sure it is (the winner's probability of being the best, from a resample of the
+    seeds), when the top optimizers are tied and when there are too few runs to name a winner,
+    and how the other optimizers' best lrs compare. A memory budget judges each configuration
+    by its measured state; --prefer speed or memory trades quality for the other two.
     """
     from tuner.advice import advise
 
-    advice = advise(task, db=db, memory_budget=memory_budget, tolerance=tolerance)
+    advice = advise(task, db=db, memory_budget=memory_budget, tolerance=tolerance,
+                    prefer=prefer)
     if as_json:
         print_json(advice.to_dict())
         return
