@@ -220,6 +220,9 @@ def test_importance_finds_the_hyperparameter_that_matters(store):
     assert list(data["importance"][0]["shares"])[0] == "lr"
     table = invoke("best", "--task", ACCURACY.name, "--importance", "--db", store.url)
     assert "importance: for adam on digits-mlp, lr explains" in table.output
+    add_runs(store, ACCURACY, "sgd", {"lr": 1e-2, "momentum": 0.9}, [0.5, 0.51])
+    text = advise(ACCURACY.name, db=store).text
+    assert "For adam on digits-mlp, lr explains 9" in text
 
 
 def test_importance_by_hand():

@@ -39,7 +39,9 @@ class LrRatio:
     def sentence(self) -> str:
         """``lion's best lr is 8x (4x-12x) below adamw's``."""
         if close_to_one(self.ratio):
-            return f"{self.optimizer}'s best lr is about {self.reference}'s ({self.factor_text()})"
+            settled = self.low is None or (close_to_one(self.low) and close_to_one(self.high))
+            return (f"{self.optimizer}'s best lr is about {self.reference}'s"
+                    + ("" if settled else f" ({self.factor_text()})"))
         return f"{self.optimizer}'s best lr is {self.factor_text()} {self.reference}'s"
 
 

@@ -11,7 +11,11 @@ from tuner.advice.source import open_for_reading
 from tuner.advice.stats import AdviceError, Tolerance, parse_memory_budget
 
 if TYPE_CHECKING:
+    from tuner.advice.importance import Importance
     from tuner.store import Store
+
+RATIOS_IN_TEXT = 3
+"""How many other optimizers' lr ratios the advice sentence names (the next best ones)."""
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Advice:
     p_best: float | None = None
     pareto: list[str] | None = None
     defaults_vs_tuning: dict[str, Any] | None = None
+    importance: Importance | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,7 +56,9 @@ class Advice:
             "tied_with": self.tied_with, "memory_budget": self.memory_budget,
             "left_out_by_memory_budget": self.left_out, "prefer": self.prefer,
             "p_best": self.p_best, "pareto": self.pareto,
-            "defaults_vs_tuning": self.defaults_vs_tuning, "ranking": self.ranking.to_dict(),
+            "defaults_vs_tuning": self.defaults_vs_tuning,
+            "importance": self.importance.to_dict() if self.importance else None,
+            "ranking": self.ranking.to_dict(),
         }
 
 
@@ -75,6 +82,7 @@ def advise(
     it is under 0.9 (:mod:`tuner.advice.bootstrap`), and each other optimizer's lr ratio.
     """
     from tuner.advice.defaults import defaults_against_tuning
+    from tuner.advice.importance import importance
     from tuner.advice.pareto import PREFERENCES
 
     if prefer not in PREFERENCES:
@@ -87,6 +95,7 @@ def advise(
             task, db=store, tolerance=tolerance, memory_budget=budget
         )
         defaults = defaults_against_tuning(store, ranking)
+        what_matters = importance(task, [candidates_first(ranking)], db=store)[0]
     finally:
         if opened:
             store.dispose()
@@ -141,12 +150,16 @@ def advise(
             )
     else:
         text += "."
-    ratios = [s.lr_ratio.sentence() for s in candidates[1:] if s.lr_ratio is not None]
+    ratios = [s.lr_ratio.sentence() for s in candidates[1:RATIOS_IN_TEXT + 1]
+              if s.lr_ratio is not None]
     if ratios and prefer == "quality":
         text += " " + "; ".join(ratios) + "."
     certainty = ranking.certainty
     if certainty is not None and not certainty.settled and len(candidates) > 1:
         text += " " + too_few_runs_text(certainty)
+    if what_matters.shares and what_matters.optimizer == top.optimizer:
+        sentence = what_matters.sentence()
+        text += " " + sentence[0].upper() + sentence[1:] + "."
     default = defaults["defaults"].get(top.optimizer)
     if default is not None and default["default"] is not None and default["tuned"] is not None:
         text += (f" Untuned: at its default {top.optimizer} reaches "
@@ -161,8 +174,15 @@ def advise(
         good_lr=top.good_lr, mean=top.mean, std=top.std, seeds=top.seeds, trials=top.trials,
         tied_with=tied, memory_budget=budget, left_out=left_out, ranking=ranking,
         training=top.training, prefer=prefer, p_best=top.p_best, pareto=pareto,
-        defaults_vs_tuning=defaults,
+        defaults_vs_tuning=defaults, importance=what_matters,
     )
+
+
+def candidates_first(ranking: TaskRanking) -> str:
+    """The optimizer with the best result (or the first listed when none has one)."""
+    winner = ranking.winner
+    return winner.optimizer if winner is not None else (
+        ranking.optimizers[0].optimizer if ranking.optimizers else "")
 
 
 def _preferred(candidates: list, prefer: str, direction: str) -> Any:

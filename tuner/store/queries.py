@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 
 from tuner.store.models import ConfigStats, CurveRow, Run, Study, Trial
 from tuner.store.target import Target, reading
@@ -336,22 +336,39 @@ def recommended_configs(target: Target, task: str) -> dict[str, list[ConfigResul
     A configuration counts when any of its runs belongs to a trial of origin ``recommended``
     (the optimizer's recommended configuration, a study's first trial). Studies under different
     training options give one such configuration each. Most seeds first.
+
+    Driven from the trials: the task's recommended trials (one per study and optimizer), then
+    their runs through the (task, optimizer, ...) index, then those configurations' rows, so a
+    store of many configurations is not probed row by row.
     """
     stats = ConfigStats.__table__.c
     runs = Run.__table__.c
     trials = Trial.__table__.c
-    recommended = exists(
-        select(runs.id)
-        .join(Trial.__table__, trials.id == runs.trial_id)
-        .where(runs.task == stats.task, runs.optimizer == stats.optimizer,
-               runs.config_hash == stats.config_hash, trials.origin == "recommended")
-    )
+    studies = Study.__table__.c
     found: dict[str, list[ConfigResult]] = {}
     with reading(target) as reader:
-        rows = reader.execute(
-            select(stats).where(stats.task == task, recommended)
-            .order_by(stats.optimizer, stats.metric_count.desc(), stats.config_hash)
+        recommended = reader.execute(
+            select(trials.optimizer, trials.id)
+            .join(Study.__table__, studies.id == trials.study_id)
+            .where(studies.task == task, trials.origin == "recommended")
         ).all()
+        by_optimizer: dict[str, list[int]] = {}
+        for optimizer, trial_id in recommended:
+            by_optimizer.setdefault(optimizer, []).append(trial_id)
+        keys: set[tuple[str, str]] = set()
+        for optimizer, trial_ids in sorted(by_optimizer.items()):
+            keys.update((row.optimizer, row.config_hash) for row in reader.execute(
+                select(runs.optimizer, runs.config_hash).distinct()
+                .where(runs.task == task, runs.optimizer == optimizer,
+                       runs.trial_id.in_(trial_ids))
+            ))
+        rows = []
+        for optimizer, key in sorted(keys):
+            rows.extend(reader.execute(
+                select(stats).where(stats.task == task, stats.optimizer == optimizer,
+                                    stats.config_hash == key)
+            ).all())
+    rows.sort(key=lambda row: (row.optimizer, -row.metric_count, row.config_hash))
     for row in rows:
         found.setdefault(row.optimizer, []).append(_result(row))
     return found
