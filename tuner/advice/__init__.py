@@ -37,10 +37,26 @@ good-lr interval
     along the way, so the interval is what tuning found forgiving, not a controlled sweep.
 
 tied within noise
-    Two best configurations are tied when their means differ by at most twice the standard error
-    of the difference: ``|m_a - m_b| <= 2 * sqrt(se_a**2 + se_b**2)`` with ``se = std/sqrt(n)``
-    (a two-sided test at about the 5% level). With fewer than two seeds on either side the noise
-    is unknown and no tie is declared.
+    Decided from a resample (:mod:`~tuner.advice.bootstrap`): each configuration's mean is
+    redrawn from ``Normal(mean, s/sqrt(n))`` 1000 times (fixed seed; a one-seed configuration
+    takes its optimizer's pooled spread) and each optimizer's best configuration re-picked.
+    An optimizer is tied with the winner when the winner beats it in fewer than 90% of the
+    resamples. ``P(best)`` is an optimizer's share of the resamples it wins; under 0.9 for the
+    winner the advice says "too few runs" and how many more seeds would settle it. With one
+    seed everywhere the noise is unknown and no tie is declared. (:func:`tied_within_noise`,
+    the older two-standard-error rule, stays as a pure function.)
+
+lr ratio
+    One optimizer's best lr over another's, with the 5%..95% quantiles of the resampled ratio:
+    "lion's best lr is 8x (4x-12x) below adamw's" (:mod:`~tuner.advice.ratios`).
+
+importance
+    Each hyperparameter's share of the variation of an optimizer's configuration means on a
+    task, a bias-corrected one-way functional-ANOVA estimate (:mod:`~tuner.advice.importance`).
+
+Pareto set
+    The optimizers no other beats on quality, steps to target and measured memory at once
+    (:mod:`~tuner.advice.pareto`); ``advise(prefer=...)`` picks within it.
 
 memory
     A configuration's optimizer state as a multiple of its parameters' bytes, as measured by
@@ -55,7 +71,10 @@ The figures come from ``tuner_config_stats`` (one row per configuration, kept ex
 on the runs) through a few index probes per optimizer, so ``tuner best`` stays fast over a
 million runs. The modules: :mod:`~tuner.advice.stats` (the rules, pure functions),
 :mod:`~tuner.advice.ranking` (``tuner best``), :mod:`~tuner.advice.recommend` (``tuner advise``),
-:mod:`~tuner.advice.comparison` (``tuner compare``), :mod:`~tuner.advice.warm_starts`.
+:mod:`~tuner.advice.comparison` (``tuner compare``), :mod:`~tuner.advice.warm_starts`,
+:mod:`~tuner.advice.bootstrap` (P(best), ratio intervals), :mod:`~tuner.advice.ratios`,
+:mod:`~tuner.advice.importance`, :mod:`~tuner.advice.pareto`, :mod:`~tuner.advice.defaults`
+(defaults against tuning).
 """
 
 from __future__ import annotations
@@ -64,9 +83,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names below load on first use (see __getattr__)
+    from tuner.advice.bootstrap import seeds_to_settle
     from tuner.advice.comparison import Comparison, compare, profile_costs, stored_tasks
+    from tuner.advice.defaults import expected_best_of
     from tuner.advice.formatting import format_lr, format_metric, format_spread
-    from tuner.advice.ranking import OptimizerStanding, TaskRanking, best, rank_task
+    from tuner.advice.importance import Importance, importance
+    from tuner.advice.pareto import pareto_set
+    from tuner.advice.ranking import Certainty, OptimizerStanding, TaskRanking, best, rank_task
+    from tuner.advice.ratios import LrRatio
     from tuner.advice.recommend import Advice, advise
     from tuner.advice.source import NoRunsError, NoTaskRecordError, open_for_reading
     from tuner.advice.stats import (
@@ -93,9 +117,14 @@ if TYPE_CHECKING:  # the names below load on first use (see __getattr__)
     from tuner.advice.warm_starts import WarmStart, warm_start, warm_start_spec
 
 _HOMES = {
+    "bootstrap": ("seeds_to_settle",),
+    "defaults": ("expected_best_of",),
+    "importance": ("Importance", "importance"),
+    "pareto": ("pareto_set",),
+    "ratios": ("LrRatio",),
     "comparison": ("Comparison", "compare", "profile_costs", "stored_tasks"),
     "formatting": ("format_lr", "format_metric", "format_spread"),
-    "ranking": ("OptimizerStanding", "TaskRanking", "best", "rank_task"),
+    "ranking": ("Certainty", "OptimizerStanding", "TaskRanking", "best", "rank_task"),
     "recommend": ("Advice", "advise"),
     "source": ("NoRunsError", "NoTaskRecordError", "open_for_reading"),
     "stats": (
@@ -130,7 +159,10 @@ __all__ = [  # noqa: F822 - every name is served by __getattr__
     "Advice",
     "AdviceError",
     "AggregateRank",
+    "Certainty",
     "Comparison",
+    "Importance",
+    "LrRatio",
     "NoRunsError",
     "NoTaskRecordError",
     "OptimizerStanding",
@@ -142,19 +174,23 @@ __all__ = [  # noqa: F822 - every name is served by __getattr__
     "best",
     "compare",
     "default_tolerance",
+    "expected_best_of",
     "format_lr",
     "format_metric",
     "format_spread",
     "good_lr_interval",
+    "importance",
     "is_better",
     "narrow_log_range",
     "open_for_reading",
+    "pareto_set",
     "parse_memory_budget",
     "performance_profile",
     "profile_costs",
     "rank_task",
     "rank_values",
     "sample_std",
+    "seeds_to_settle",
     "standard_error",
     "stored_tasks",
     "tied_within_noise",
