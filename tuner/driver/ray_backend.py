@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -140,10 +141,8 @@ def connected(ray: Any, workers: int, placement: RayPlacement) -> Iterator[None]
             ray.init(address=placement.address, logging_level=logging.WARNING,
                      log_to_driver=False)
         except Exception as error:  # Ray raises ConnectionError, RuntimeError, ...
-            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise DriverError(
-                f"cannot connect to the Ray cluster at {placement.address}: "
-                f"{first or type(error).__name__}"
+                f"cannot connect to the Ray cluster at {placement.address}: {_first_line(error)}"
             ) from None
         try:
             _check_resources(ray.cluster_resources(), placement, placement.address)
@@ -156,19 +155,36 @@ def connected(ray: Any, workers: int, placement: RayPlacement) -> Iterator[None]
 
         if not detect_gpus():
             raise DriverError("--gpus-per-worker: no GPU found on this machine")
-    temp_dir = tempfile.mkdtemp(prefix="tuner-ray-")
+    temp_dir = tempfile.mkdtemp(prefix=f"tuner-ray-{os.getpid()}-", dir=_short_temp_root())
     try:
-        ray.init(
-            num_cpus=max(1, math.ceil(workers * placement.cpus_per_worker)),
-            include_dashboard=False, _temp_dir=temp_dir, logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
+        try:
+            ray.init(
+                num_cpus=max(1, math.ceil(workers * placement.cpus_per_worker)),
+                include_dashboard=False, _temp_dir=temp_dir, logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+        except Exception as error:  # Ray raises OSError, RuntimeError, ...
+            raise DriverError(f"cannot start a local Ray: {_first_line(error)}") from None
         try:
             yield
         finally:
             ray.shutdown()
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _short_temp_root() -> str:
+    """Where the local Ray's session lives: the temporary directory, unless its path is too long
+    for the Unix sockets Ray makes inside (107 bytes with ~70 of Ray's own), then ``/tmp``."""
+    root = tempfile.gettempdir()
+    if len(root) > 30 and os.path.isdir("/tmp"):
+        return "/tmp"
+    return root
 
 
 def _check_resources(resources: dict[str, float], placement: RayPlacement, where: str) -> None:
