@@ -86,9 +86,14 @@ class Registry:
         raise UnknownNameError(f"unknown optimizer {name!r}; {_choices('optimizer', names)}")
 
     def task(self, name: str) -> Task:
-        """The task called ``name``."""
+        """The task called ``name``, or the one a reference (``file.py:Name``,
+        ``module:Name``) names (:mod:`tuner.task_reference`)."""
         if name in self.tasks:
             return self.tasks[name]
+        if ":" in name:
+            from tuner.task_reference import load_reference
+
+            return load_reference(name, self)
         raise UnknownNameError(f"unknown task {name!r}; {_choices('task', sorted(self.tasks))}")
 
 

@@ -109,6 +109,11 @@ class StudySpec:
     """Per optimizer, the fingerprint of its search space when the study was created."""
     fixed: list[str] = field(default_factory=list)
     """The optimizers whose whole search space is fixed: each runs one trial."""
+    task_ref: str | None = None
+    """The task's reference (``/abs/path/file.py:Name`` or ``module:Name``) when it was given
+    by reference; None for a plugin's task."""
+    task_hash: str | None = None
+    """SHA-256 of the referenced source file when the study was created."""
     id: int | None = None
     """The study's id in the store (None until it is written)."""
     status: str = "created"
@@ -135,6 +140,7 @@ class StudySpec:
             "budget": self.budget, "schedule": self.schedule, "seed": self.seed,
             "description": self.description, "initial_configs": self.initial_configs,
             "space_hashes": self.space_hashes, "fixed": self.fixed,
+            "task_ref": self.task_ref, "task_hash": self.task_hash,
         }
 
 
@@ -184,7 +190,17 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
         raise StudyFileError(f"study file {path}: 'optimizers' must be a list of names")
     if "ranges" in data:
         data["ranges"] = _ranges_from_table(data["ranges"], str(path))
+    if "task" in data:
+        data["task"] = _relative_to(data["task"], path.parent)
     return data
+
+
+def _relative_to(task: str, folder: Path) -> str:
+    """A task reference to a relative ``file.py`` in a study file names a file beside it."""
+    source, colon, attribute = task.rpartition(":")
+    if not colon or not (source.endswith(".py") or "/" in source):
+        return task
+    return f"{folder / Path(source).expanduser()}:{attribute}"
 
 
 _TYPE_WORDS = {str: "a string", int: "a whole number", list: "a list", dict: "a table"}
@@ -322,6 +338,7 @@ def resolve(
         seeds=merged["seeds"], sampler=sampler, pruner=pruner, budget=merged.get("budget"),
         schedule=schedule, seed=merged.get("seed") or 0, ranges=per_optimizer,
         description=merged.get("description") or "", fixed=fixed,
+        task_ref=getattr(task, "code_ref", None), task_hash=getattr(task, "code_hash", None),
     )
 
 

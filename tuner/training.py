@@ -371,6 +371,8 @@ class _Run:
                       "tuner": __version__},
             options=used,
         )
+        if getattr(task, "code_hash", None):  # a task by reference: the code this run ran
+            self.result.versions["task_code"] = str(task.code_hash)
 
     # -- the run --------------------------------------------------------------------------
 

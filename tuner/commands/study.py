@@ -26,6 +26,34 @@ def _grace_option(function: Any) -> Any:
     )(function)
 
 
+def _allow_changed_option(function: Any) -> Any:
+    return click.option(
+        "--allow-changed", is_flag=True,
+        help="Run a task given by reference even though its code changed since the study was "
+        "created (each run records the hash of the code it ran).",
+    )(function)
+
+
+def _check_task_code(name: str, db: str | None, allow_changed: bool) -> None:
+    """Refuse, before any worker starts, a study whose task code changed (unless allowed);
+    workers spawned from here inherit the permission through the environment."""
+    import os
+
+    from tuner.store import open_store
+    from tuner.store.studies import get_study
+    from tuner.task_reference import ALLOW_CHANGED_ENV, load_study_task
+
+    if allow_changed:
+        os.environ[ALLOW_CHANGED_ENV] = "1"
+    store = open_store(db, create=False, readonly=True)
+    try:
+        spec = get_study(store, name)
+    finally:
+        store.dispose()
+    if spec.task_ref:
+        load_study_task(spec)
+
+
 @click.group()
 def study() -> None:
     """Studies: every optimizer tuned on one task under an equal budget."""
@@ -99,11 +127,12 @@ def create_command(
               help="GPUs each Ray worker asks for, fractions allowed (--backend ray).")
 @click.option("--gpus", default=None, metavar="0,1|all",
               help="Spread the local workers over these GPUs (several per GPU allowed).")
+@_allow_changed_option
 @db_option
 def run_command(
     name: str, workers: int, timeout: float | None, grace: float | None, backend: str,
     address: str | None, cpus_per_worker: float | None, gpus_per_worker: float | None,
-    gpus: str | None, db: str | None,
+    gpus: str | None, allow_changed: bool, db: str | None,
 ) -> None:
     """Run a study to the end (or resume it); Ctrl-C stops it cleanly (exit 130).
 
@@ -122,6 +151,7 @@ def run_command(
     if current_status(db, name).status in ("finished", "incomplete"):
         _say_how_it_ended(name, db, WorkerReport(already_finished=True))
         return
+    _check_task_code(name, db, allow_changed)
     try:
         with _Progress() as bar:
             report = run_study(
@@ -163,9 +193,11 @@ def _placement(
               help="Start no new trial after this long (running trials finish).")
 @click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
 @_grace_option
+@_allow_changed_option
 @db_option
 def worker_command(
-    name: str, timeout: float | None, threads: int | None, grace: float | None, db: str | None
+    name: str, timeout: float | None, threads: int | None, grace: float | None,
+    allow_changed: bool, db: str | None,
 ) -> None:
     """Join study NAME as one more worker (on any host that reaches the database)."""
     from tuner.driver import Worker, WorkerSettings, graceful_signals
@@ -174,6 +206,7 @@ def worker_command(
     if threads is not None and threads < 1:
         raise click.ClickException(f"--threads must be at least 1, got {threads}")
     settings = WorkerSettings.from_env(grace)
+    _check_task_code(name, db, allow_changed)
     if threads:
         import torch
 

@@ -10,6 +10,7 @@ from tuner.driver.settings import DriverError
 from tuner.store import Store
 from tuner.store.studies import get_study
 from tuner.studyfile import StudySpec, apply_ranges
+from tuner.task_reference import load_study_task
 
 
 def study_space(spec: StudySpec, optimizer: str) -> Any:
@@ -53,14 +54,15 @@ class StudyContext:
 
 
 def open_context(store: Store, name: str) -> StudyContext:
-    """Load study ``name`` for a worker; a changed search space is a one-line error."""
+    """Load study ``name`` for a worker; a changed search space, or a task given by reference
+    whose code changed (unless ``--allow-changed``), is a one-line error."""
     from tuner.plugins import get_registry
 
     registry = get_registry()
     spec = get_study(store, name)
     if not spec.initial_configs:
         spec = replace(spec, initial_configs=recommended_configs(spec))
-    task = registry.task(spec.task)
+    task = load_study_task(spec)
     spaces = {o: study_space(spec, o) for o in spec.optimizers}
     fingerprints = {o: space.fingerprint() for o, space in spaces.items()}
     for optimizer, have in fingerprints.items():

@@ -27,6 +27,7 @@ from tuner.driver.settings import DriverError
 from tuner.store import open_store
 from tuner.store.studies import delete_study_rows, study_exists, write_study
 from tuner.studyfile import StudySpec
+from tuner.task_reference import check_store_identity, load_study_task
 
 CRASH_ENV = "TUNER_CRASH_AT"
 """Fault injection for the kill tests: the name of a step at which ``create`` kills itself."""
@@ -47,7 +48,7 @@ def initial_configs(
     from tuner.plugins import get_registry
 
     registry = get_registry()
-    kind = registry.task(spec.task).kind
+    kind = load_study_task(spec, allowed_changed=True).kind
     configs = {}
     for optimizer in spec.optimizers:
         space = study_space(spec, optimizer)
@@ -67,6 +68,18 @@ def initial_configs(
     return configs
 
 
+def _recorded_ref(store: Any, task: str) -> tuple[bool, str | None]:
+    """Whether the store records ``task``, and the reference its record keeps (None: a
+    plugin's task)."""
+    from tuner.errors import UnknownNameError
+    from tuner.store.tasks import get_task
+
+    try:
+        return True, get_task(store, task).code_ref
+    except UnknownNameError:
+        return False, None
+
+
 def create(
     spec: StudySpec,
     url: str | None = None,
@@ -77,10 +90,9 @@ def create(
     Returns the study as stored. Raises a one-line error, before anything is written, when the
     name is taken.
     """
-    from tuner.plugins import get_registry
     from tuner.store.tasks import TaskRecord
 
-    task = get_registry().task(spec.task)
+    task = load_study_task(spec, allowed_changed=True)
     spec = replace(
         spec,
         initial_configs=initial_configs(spec, warm_starts),
@@ -90,6 +102,7 @@ def create(
     try:
         if study_exists(store, spec.name):
             raise DriverError(f"a study named {spec.name!r} already exists")
+        check_store_identity(task, *_recorded_ref(store, task.name))
         storage = optuna_adapter.storage(store)
         optuna_adapter.delete_studies(storage, optuna_adapter.orphan_studies(storage, spec.name))
         _crash_point("optuna")

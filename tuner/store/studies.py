@@ -48,6 +48,7 @@ def _spec(row: Any) -> StudySpec:
         initial_configs=dict(options.get("initial_configs") or {}),
         space_hashes=dict(options.get("space_hashes") or {}),
         fixed=list(options.get("fixed") or []),
+        task_ref=options.get("task_ref"), task_hash=options.get("task_hash"),
         id=row.id, status=row.status,
     )
 

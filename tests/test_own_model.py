@@ -1,0 +1,232 @@
+"""Your own model: tasks by reference (a file, a module), checked code, the builders, the
+Python Study API and the shipped example, on real files, real stores and real workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tuner.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TASK_SOURCE = '''
+import torch
+from torch import nn
+
+import tuner.task as T
+
+
+class Blobs(T.Task):
+    name = "{name}"
+    summary = "two Gaussian blobs, a linear classifier"
+    kind = "convex"
+    metric = "val_accuracy"
+    direction = "maximize"
+    target = 0.9
+    budget = 20
+    eval_every = 10
+    batch_size = 32
+
+    def build(self, seed, device):
+        generator = torch.Generator().manual_seed(1234)
+        x = torch.randn(300, 2, generator=generator)
+        y = (x[:, 0] + x[:, 1] > 0).long()
+        model = nn.Linear(2, 2)
+        return T.Problem(model=model.to(device), train=(x[:200], y[:200]), val=(x[200:], y[200:]))
+
+
+def make_blobs():
+    return Blobs()
+
+
+blobs = Blobs()
+not_a_task = 42
+'''
+
+
+def write_task(folder: Path, name: str, filename: str = "mytask.py") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / filename
+    path.write_text(TASK_SOURCE.format(name=name))
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def tuner_command() -> list[str]:
+    beside = Path(sys.executable).with_name("tuner")
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", "tuner"]
+
+
+def run_tuner(*args: str, cwd: Path, env: dict[str, str] | None = None):
+    return subprocess.run(
+        [*tuner_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def sqlite_rows(url: str, query: str) -> list[tuple]:
+    connection = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        return connection.execute(query).fetchall()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("attribute", ["Blobs", "blobs", "make_blobs"])
+def test_reference_forms_load_the_task(tmp_path: Path, attribute: str):
+    from tuner.plugins import get_registry
+
+    name = "forms-" + {"Blobs": "class", "blobs": "instance", "make_blobs": "function"}[attribute]
+    path = write_task(tmp_path, name)
+    task = get_registry().task(f"{path}:{attribute}")
+    assert task.name == name
+    assert task.code_ref == f"{path}:{attribute}"
+    import hashlib
+
+    assert task.code_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_file_reference_train_study_best_and_changed_code(tmp_path: Path, sqlite_url: str):
+    path = write_task(tmp_path / "work", "ref-blobs")
+    trained = run_tuner("train", "--task", "mytask.py:Blobs", "--optimizer", "adam",
+                        "--param", "lr=0.05", "--json", cwd=path.parent)
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["task"] == "ref-blobs"
+
+    created = run_tuner("study", "create", "mine", "--task", "mytask.py:Blobs",
+                        "--optimizers", "adam,sgd", "--trials", "2", "--seeds", "2",
+                        "--pruner", "none", "--db", sqlite_url, cwd=path.parent)
+    assert created.returncode == 0, created.stderr
+    ran = run_tuner("study", "run", "mine", "--workers", "2", "--db", sqlite_url, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "finished: 4/4 trials" in ran.stdout
+    record = sqlite_rows(sqlite_url, "SELECT name, code_ref, code_hash FROM tuner_tasks")
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert record == [("ref-blobs", f"{path}:Blobs", digest)]
+    hashes = sqlite_rows(sqlite_url, "SELECT versions FROM tuner_runs")
+    assert len(hashes) == 8 and {json.loads(v)["task_code"] for (v,) in hashes} == {digest}
+
+    best = invoke("best", "--task", "ref-blobs", "--json", "--db", sqlite_url)
+    assert best.exit_code == 0, best.output
+    assert {row["optimizer"] for row in json.loads(best.output)["optimizers"]} == {"adam", "sgd"}
+
+    # the file changes after the study was created: workers refuse, nothing is written
+    invoke("study", "create", "again", "--task", f"{path}:Blobs", "--optimizers", "adam",
+           "--trials", "1", "--seeds", "1", "--db", sqlite_url)
+    path.write_text(path.read_text() + "\n# edited\n")
+    before = sqlite_rows(sqlite_url, "SELECT count(*) FROM tuner_trials")
+    refused = run_tuner("worker", "again", "--db", sqlite_url, cwd=tmp_path)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines() == [
+        f"Error: the code of task 'ref-blobs' ({path}) changed since study 'again' was "
+        "created; restore it, or run with --allow-changed"
+    ]
+    assert sqlite_rows(sqlite_url, "SELECT count(*) FROM tuner_trials") == before
+    allowed = run_tuner("study", "run", "again", "--allow-changed", "--db", sqlite_url,
+                        cwd=tmp_path)
+    assert allowed.returncode == 0, allowed.stderr
+    new_digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    rows = sqlite_rows(sqlite_url, "SELECT r.versions FROM tuner_runs r JOIN tuner_studies s "
+                       "ON r.study_id = s.id WHERE s.name = 'again'")
+    assert [json.loads(v)["task_code"] for (v,) in rows] == [new_digest]
+
+
+def test_module_reference_in_a_study_file_runs_with_workers(tmp_path: Path, sqlite_url: str,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    package = tmp_path / "lib" / "mymodels"
+    write_task(package, "mod-blobs", "tasks.py")
+    (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "lib"))
+    study_file = tmp_path / "study.toml"
+    study_file.write_text(textwrap.dedent('''
+        name = "by-module"
+        task = "mymodels.tasks:make_blobs"
+        optimizers = ["adam"]
+        trials = 2
+        seeds = 1
+        pruner = "none"
+    '''))
+    created = invoke("study", "create", "--from", str(study_file), "--db", sqlite_url)
+    assert created.exit_code == 0, created.output
+    ran = run_tuner("study", "run", "by-module", "--workers", "2", "--db", sqlite_url,
+                    cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "finished: 2/2 trials" in ran.stdout
+    assert sqlite_rows(sqlite_url, "SELECT code_ref FROM tuner_tasks") == [
+        ("mymodels.tasks:make_blobs",)
+    ]
+
+
+def test_study_file_reference_is_relative_to_the_file(tmp_path: Path, sqlite_url: str):
+    path = write_task(tmp_path / "project", "beside-blobs")
+    (tmp_path / "project" / "study.toml").write_text(
+        'name = "beside"\ntask = "mytask.py:Blobs"\noptimizers = ["adam"]\ntrials = 1\n'
+        "seeds = 1\n"
+    )
+    created = invoke("study", "create", "--from", str(tmp_path / "project" / "study.toml"),
+                     "--db", sqlite_url)
+    assert created.exit_code == 0, created.output
+    assert sqlite_rows(sqlite_url, "SELECT code_ref FROM tuner_tasks") == [(f"{path}:Blobs",)]
+
+
+BAD_REFERENCES = {
+    "missing file": ("nowhere.py:Blobs", "no file"),
+    "no such attribute": ("mytask.py:Nope", "no attribute 'Nope' (tasks in it: Blobs, blobs)"),
+    "not a task": ("mytask.py:not_a_task", "int is not a tuner.Task"),
+    "import error": ("broken.py:Blobs", "importing broken.py raised ZeroDivisionError"),
+    "no module": ("no_such_module_here.tasks:Blobs", "no module named 'no_such_module_here'"),
+    "name of a plugin": ("clash.py:Blobs", "task name 'quadratic' is already held by plugin"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REFERENCES))
+def test_bad_references_are_one_line_and_write_nothing(
+    case: str, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    reference, expected = BAD_REFERENCES[case]
+    write_task(tmp_path, "bad-ref-blobs")
+    (tmp_path / "broken.py").write_text("import math\nx = 1 / 0\n")
+    write_task(tmp_path, "quadratic", "clash.py")
+    monkeypatch.chdir(tmp_path)
+    for args in (["train", "--task", reference, "--optimizer", "adam"],
+                 ["study", "create", "bad", "--task", reference, "--optimizers", "adam",
+                  "--trials", "1", "--seeds", "1", "--db", sqlite_url]):
+        result = invoke(*args)
+        assert result.exit_code != 0
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"Error: task reference {reference!r}")
+        assert expected in lines[0]
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+def test_a_name_held_in_the_store_by_other_code_is_refused(tmp_path: Path, sqlite_url: str):
+    first = write_task(tmp_path / "a", "held-blobs")
+    assert invoke("study", "create", "one", "--task", f"{first}:Blobs", "--optimizers", "adam",
+                  "--trials", "1", "--seeds", "1", "--db", sqlite_url).exit_code == 0
+    second = write_task(tmp_path / "b", "held-blobs")
+    from tuner import task_reference
+
+    task_reference._loaded.clear()  # another process: the first file was never loaded there
+    refused = invoke("study", "create", "two", "--task", f"{second}:Blobs", "--optimizers",
+                     "adam", "--trials", "1", "--seeds", "1", "--db", sqlite_url)
+    assert refused.exit_code != 0
+    assert refused.output.strip() == (
+        f"Error: task name 'held-blobs' ({second}:Blobs) is already held in the store by "
+        f"{first}:Blobs; give the task another name"
+    )
+    assert sqlite_rows(sqlite_url, "SELECT name FROM tuner_studies") == [("one",)]

@@ -1,0 +1,294 @@
+"""Tasks named by reference: ``path/to/file.py:NAME`` or ``package.module:NAME``.
+
+``NAME`` is a :class:`tuner.task.Task` subclass (built with no arguments), an instance, or a
+function returning one. The task's identity in the store is its declared ``name``; the
+reference and the SHA-256 of the referenced source file (for ``package.module:NAME``, that
+module's file: helpers it imports are not covered) travel with the study, and every worker loads
+the same reference and checks the hash (:func:`load_study_task`).
+
+A file path is kept absolute, so a worker started from another folder finds the same file.
+Every problem is one line naming the reference (:class:`TaskReferenceError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import TunerError, describe_exception, first_line
+
+if TYPE_CHECKING:
+    from tuner.plugins import Registry
+    from tuner.studyfile import StudySpec
+    from tuner.task import Task
+
+ALLOW_CHANGED_ENV = "TUNER_ALLOW_CHANGED"
+"""Set to 1 (by ``--allow-changed``) to let workers run a task whose code changed."""
+
+
+class TaskReferenceError(TunerError):
+    """A task reference that cannot be loaded; the message names the reference."""
+
+
+class ChangedCodeError(TaskReferenceError):
+    """The code of a study's task differs from the code the study was created with."""
+
+
+def is_reference(text: str) -> bool:
+    """Whether ``text`` names a task by reference rather than by a registered name."""
+    return ":" in text
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed reference: the file or module, and the attribute in it."""
+
+    text: str
+    source: str
+    attribute: str
+    is_file: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        source, _, attribute = text.rpartition(":")
+        source, attribute = source.strip(), attribute.strip()
+        if not source or not attribute or not attribute.replace(".", "_").isidentifier():
+            raise TaskReferenceError(
+                f"task reference {text!r}: expected path/to/file.py:NAME or package.module:NAME"
+            )
+        is_file = source.endswith(".py") or os.sep in source or "/" in source
+        if is_file:
+            source = str(Path(source).expanduser().resolve())
+        return cls(text, source, attribute, is_file)
+
+    @property
+    def canonical(self) -> str:
+        """The reference as stored: an absolute path for a file."""
+        return f"{self.source}:{self.attribute}"
+
+
+def file_hash(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _module_name(path: str) -> str:
+    stem = "".join(c if c.isalnum() else "_" for c in Path(path).stem)
+    return f"tuner_task_{stem}_{hashlib.sha256(path.encode()).hexdigest()[:10]}"
+
+
+def _import_file(ref: Reference) -> ModuleType:
+    path = Path(ref.source)
+    if not path.is_file():
+        raise TaskReferenceError(f"task reference {ref.text!r}: no file {path}")
+    name = _module_name(ref.source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise TaskReferenceError(f"task reference {ref.text!r}: {path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # classes defined in the file can be pickled and found again
+    try:
+        spec.loader.exec_module(module)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:  # SyntaxError, SystemExit: all one line, by reference
+        sys.modules.pop(name, None)
+        raise TaskReferenceError(
+            f"task reference {ref.text!r}: importing {path.name} raised "
+            f"{describe_exception(error)}"
+        ) from None
+    return module
+
+
+def _import_module(ref: Reference) -> tuple[ModuleType, str]:
+    try:
+        module = importlib.import_module(ref.source)
+    except ModuleNotFoundError as error:
+        if error.name and ref.source.startswith(error.name):
+            raise TaskReferenceError(
+                f"task reference {ref.text!r}: no module named {error.name!r}"
+            ) from None
+        raise TaskReferenceError(
+            f"task reference {ref.text!r}: importing {ref.source} raised "
+            f"{describe_exception(error)}"
+        ) from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:
+        raise TaskReferenceError(
+            f"task reference {ref.text!r}: importing {ref.source} raised "
+            f"{describe_exception(error)}"
+        ) from None
+    path = getattr(module, "__file__", None)
+    if not path:
+        raise TaskReferenceError(f"task reference {ref.text!r}: module {ref.source} has no file")
+    return module, path
+
+
+def _attribute(module: ModuleType, ref: Reference) -> Any:
+    found: Any = module
+    for part in ref.attribute.split("."):
+        if not hasattr(found, part):
+            from tuner.task import Task
+
+            tasks = sorted(
+                key for key, value in vars(module).items()
+                if not key.startswith("_") and (
+                    isinstance(value, Task)
+                    or (isinstance(value, type) and issubclass(value, Task) and value is not Task)
+                )
+            )
+            hint = f" (tasks in it: {', '.join(tasks)})" if tasks else ""
+            raise TaskReferenceError(
+                f"task reference {ref.text!r}: no attribute {ref.attribute!r}{hint}"
+            )
+        found = getattr(found, part)
+    return found
+
+
+def _instantiate(found: Any, ref: Reference) -> Task:
+    from tuner.task import Task
+
+    what = "class" if isinstance(found, type) else "function"
+    if isinstance(found, Task):
+        return found
+    if isinstance(found, type) and not issubclass(found, Task):
+        raise TaskReferenceError(
+            f"task reference {ref.text!r}: class {found.__name__} is not a tuner.Task subclass"
+        )
+    if not callable(found):
+        raise TaskReferenceError(
+            f"task reference {ref.text!r}: {type(found).__name__} is not a tuner.Task, a Task "
+            "subclass or a function returning one"
+        )
+    try:
+        task = found()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:
+        raise TaskReferenceError(
+            f"task reference {ref.text!r}: calling the {what} raised {describe_exception(error)}"
+        ) from None
+    if not isinstance(task, Task):
+        raise TaskReferenceError(
+            f"task reference {ref.text!r}: the function returned {type(task).__name__}, "
+            "not a tuner.Task"
+        )
+    return task
+
+
+_loaded: dict[str, tuple[str, Task]] = {}
+"""Loaded references in this process: canonical reference -> (file hash, task)."""
+
+
+def load_reference(text: str, registry: Registry | None = None) -> Task:
+    """The task ``text`` refers to, with ``code_ref`` and ``code_hash`` set.
+
+    Loaded once per process for one version of the file. Raises :class:`TaskReferenceError`
+    (one line naming the reference) for a missing file or module, a missing attribute, an
+    object that is no Task, an error while importing or building it, an invalid declaration,
+    or a declared name that an installed plugin or another reference already holds.
+    """
+    ref = Reference.parse(text)
+    if ref.is_file:
+        path = ref.source
+        if not Path(path).is_file():
+            raise TaskReferenceError(f"task reference {ref.text!r}: no file {path}")
+    else:
+        spec = importlib.util.find_spec(ref.source) if _importable(ref.source) else None
+        path = spec.origin if spec is not None and spec.origin else ""
+    digest = file_hash(path) if path and Path(path).is_file() else ""
+    cached = _loaded.get(ref.canonical)
+    if cached is not None and cached[0] == digest:
+        return cached[1]
+    if ref.is_file:
+        module = _import_file(ref)
+    else:
+        module, path = _import_module(ref)
+        digest = file_hash(path)
+    task = _instantiate(_attribute(module, ref), ref)
+    problems = task.problems()
+    if problems:
+        raise TaskReferenceError(f"task reference {ref.text!r}: {first_line(problems[0])}")
+    _check_name_free(task.name, ref, registry)
+    task.code_ref = ref.canonical  # type: ignore[attr-defined]
+    task.code_hash = digest  # type: ignore[attr-defined]
+    task.plugin = task.plugin or "reference"
+    _loaded[ref.canonical] = (digest, task)
+    return task
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _check_name_free(name: str, ref: Reference, registry: Registry | None) -> None:
+    if registry is None:
+        from tuner.plugins import get_registry
+
+        registry = get_registry()
+    if name in registry.tasks:
+        raise TaskReferenceError(
+            f"task reference {ref.text!r}: task name {name!r} is already held by plugin "
+            f"{registry.tasks[name].plugin!r}; give the task another name"
+        )
+    for canonical, (_, other) in _loaded.items():
+        if other.name == name and canonical != ref.canonical:
+            raise TaskReferenceError(
+                f"task reference {ref.text!r}: task name {name!r} is already held by {canonical}"
+            )
+
+
+def check_store_identity(task: Task, recorded: bool, recorded_ref: str | None) -> None:
+    """One line when the store holds the task's name for other code (a plugin, or another
+    reference): the runs of both would be ranked as one task."""
+    ref = getattr(task, "code_ref", None)
+    if not recorded or recorded_ref == ref:
+        return
+    holder = recorded_ref or "a plugin task"
+    raise TaskReferenceError(
+        f"task name {task.name!r} ({ref or 'a plugin task'}) is already held in the store by "
+        f"{holder}; give the task another name"
+    )
+
+
+def allow_changed() -> bool:
+    """Whether ``--allow-changed`` was given to this worker (or its parent)."""
+    return os.environ.get(ALLOW_CHANGED_ENV, "") not in ("", "0")
+
+
+def load_study_task(spec: StudySpec, *, allowed_changed: bool | None = None) -> Task:
+    """The task of study ``spec``: its registered plugin's, or its reference loaded again.
+
+    A reference whose file hash differs from the study's is refused with one line (the store
+    is not touched), unless changes are allowed (``--allow-changed``); the task then carries
+    the new hash, which each run records.
+    """
+    from tuner.plugins import get_registry
+
+    if not spec.task_ref:
+        return get_registry().task(spec.task)
+    task = load_reference(spec.task_ref)
+    if task.name != spec.task:
+        raise ChangedCodeError(
+            f"task reference {spec.task_ref!r} now declares task {task.name!r}; study "
+            f"{spec.name!r} is of task {spec.task!r}"
+        )
+    changed = spec.task_hash is not None and task.code_hash != spec.task_hash  # type: ignore
+    allowed = allow_changed() if allowed_changed is None else allowed_changed
+    if changed and not allowed:
+        raise ChangedCodeError(
+            f"the code of task {spec.task!r} ({spec.task_ref.rpartition(':')[0]}) changed since "
+            f"study {spec.name!r} was created; restore it, or run with --allow-changed"
+        )
+    return task
