@@ -334,7 +334,7 @@ def test_the_shared_step_drives_a_closure_optimizer_and_returns_the_loss_before_
         loss = optimizer_step(optimizer, lambda _: x[0] ** 2 + 10 * x[1] ** 2,
                               needs_closure=True)
         assert float(loss) == 106.0 and not loss.requires_grad
-        assert float(x[0] ** 2 + 10 * x[1] ** 2) < 106.0
+        assert float((x[0] ** 2 + 10 * x[1] ** 2).detach()) < 106.0
 
 
 def test_the_shared_batches_are_a_seeded_permutation_per_epoch() -> None:
