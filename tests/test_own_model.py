@@ -230,3 +230,79 @@ def test_a_name_held_in_the_store_by_other_code_is_refused(tmp_path: Path, sqlit
         f"{first}:Blobs; give the task another name"
     )
     assert sqlite_rows(sqlite_url, "SELECT name FROM tuner_studies") == [("one",)]
+
+
+class CountingDataset:
+    """A map-style dataset over two tensors that records every index it is asked for."""
+
+    def __init__(self, inputs, labels):
+        self.inputs, self.labels, self.reads = inputs, labels, []
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def __getitem__(self, index: int):
+        self.reads.append(index)
+        return self.inputs[index], self.labels[index]
+
+
+def blob_data():
+    import torch
+
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(600, 4, generator=generator)
+    y = (x.sum(dim=1) > 0).long()
+    return x, y
+
+
+def builder_task(name: str, datasets: list[CountingDataset] | None = None):
+    import torch
+
+    from tuner.task import from_function
+
+    def build(seed):
+        x, y = blob_data()
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+        if datasets is None:
+            return model, (x[:500], y[:500]), (x[500:], y[500:])
+        dataset = CountingDataset(x[:500], y[:500])
+        datasets.append(dataset)
+        return model, dataset, (x[500:], y[500:])
+
+    return from_function(name=name, build=build, metric="val_accuracy", direction="maximize",
+                         budget=12, batch_size=16, eval_every=4, target=0.9)
+
+
+def test_builder_and_dataset_task_same_seed_same_run_and_batches_read_lazily():
+    from tuner.training import train
+
+    tensors = builder_task("builder-tensors")
+    datasets: list[CountingDataset] = []
+    lazy = builder_task("builder-dataset", datasets)
+    runs = {
+        (kind, seed): train(task, "sgd", {"lr": 0.1}, seed)
+        for kind, task in (("tensors", tensors), ("dataset", lazy)) for seed in (0, 0, 1)
+    }
+    assert all(run.status == "complete" for run in runs.values())
+    # the dataset path draws the same batches as the tensors: identical curves
+    for seed in (0, 1):
+        assert len(runs[("tensors", seed)].curve) == 3
+        assert [p.train_loss for p in runs[("tensors", seed)].curve] == [
+            p.train_loss for p in runs[("dataset", seed)].curve
+        ]
+    first, again, other = datasets
+    # each step reads its batch and nothing else: 12 steps x 16 examples of 500
+    assert len(first.reads) == 12 * 16 < len(first)
+    assert first.reads == again.reads  # same seed, same order
+    assert first.reads != other.reads  # another seed, another order
+    assert sorted(first.reads) != first.reads
+
+
+def test_builder_checks_what_build_returns():
+    from tuner.task import from_function
+    from tuner.training import train
+
+    task = from_function(name="builder-bad", build=lambda seed: "model", budget=5)
+    result = train(task, "sgd", {"lr": 0.1}, 0)
+    assert result.status == "failed"
+    assert "build() must return (model, train, val)" in result.error

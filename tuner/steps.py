@@ -87,6 +87,9 @@ def batches(
     per_step = size * accumulate
     steps_per_epoch = n // per_step
     generator = torch.Generator().manual_seed(seed)
+    if problem.dataset is not None:
+        yield from _dataset_batches(problem, n, size, accumulate, generator)
+        return
     tensors = problem.train
     device = tensors[0].device
     while True:
@@ -98,6 +101,29 @@ def batches(
         else:
             for rows in order.view(steps_per_epoch, accumulate, size):
                 yield [tuple([t[index] for t in tensors]) for index in rows]
+
+
+def _dataset_batches(
+    problem: Problem, n: int, size: int, accumulate: int, generator: torch.Generator
+) -> Iterator[Any]:
+    """:func:`batches` over a map-style Dataset: the same seeded permutation, and each batch
+    reads only its own examples."""
+    import torch
+    from torch.utils.data import default_collate
+
+    dataset, device = problem.dataset, next(problem.model.parameters()).device
+    per_step = size * accumulate
+    steps_per_epoch = n // per_step
+
+    def batch(indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        items = default_collate([dataset[i] for i in indices.tolist()])
+        fields = items if isinstance(items, (list, tuple)) else (items,)
+        return tuple(field.to(device, non_blocking=True) for field in fields)
+
+    while True:
+        order = torch.randperm(n, generator=generator)[: steps_per_epoch * per_step]
+        for rows in order.view(steps_per_epoch, accumulate, size):
+            yield batch(rows[0]) if accumulate == 1 else [batch(index) for index in rows]
 
 
 def optimizer_step(

@@ -23,15 +23,22 @@ class Problem:
             by index; a full-batch task uses them whole. Empty when the loss needs no data
             (an analytic test function such as Rosenbrock).
         val: the validation data, in whatever form :meth:`Task.evaluate` wants.
+        dataset: instead of ``train``, a ``torch.utils.data.Dataset`` (map-style) for data that
+            does not fit in memory: each batch reads only its own examples (``dataset[i]``,
+            collated by ``default_collate`` and moved to the device), in the order of the same
+            seeded permutation the tensors would have.
     """
 
     model: torch.nn.Module
     train: tuple[torch.Tensor, ...] = ()
-    val: tuple[torch.Tensor, ...] = ()
+    val: Any = ()
+    dataset: Any = None
 
     @property
     def train_size(self) -> int:
         """Number of training examples (0 when the loss needs no data)."""
+        if self.dataset is not None:
+            return len(self.dataset)
         return int(self.train[0].shape[0]) if self.train else 0
 
 
@@ -46,6 +53,16 @@ def _functional() -> Any:
 
 
 _F: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    """``from_function``, the builder of a task from plain functions
+    (:mod:`tuner.task_builders`), loaded on first use."""
+    if name == "from_function":
+        from tuner.task_builders import from_function
+
+        return from_function
+    raise AttributeError(f"module 'tuner.task' has no attribute {name!r}")
 
 
 class Task:
