@@ -6,7 +6,10 @@ a mix of complete, pruned, diverged and failed runs, each study at one of two bu
 params set under two budgets is two configurations), with the task records a study create
 writes. Then times :func:`tuner.advice.rank_task` (the query behind `tuner best --json`) for each
 task, repeated, against a baseline beside it: the same ranking computed by fetching the task's
-runs into Python (what a naive report does).
+runs into Python (what a naive report does). The ranking includes what issue 12 added: P(best)
+per optimizer and lr ratios with their intervals (a resample of each optimizer's contending
+configurations, B = 1000), and the Pareto set; the part the resample takes is timed apart, and
+``advise`` (defaults against tuning and importance besides) once per task.
 
     python bench/advice_query.py                  # 1,000,000 runs in /tmp
     python bench/advice_query.py --runs 200000 --db /tmp/small.db
@@ -17,6 +20,7 @@ The store file is reused when it already holds the asked-for number of runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import random
@@ -140,6 +144,35 @@ def naive_best(url: str, task: str, maximize: bool) -> dict:
     return best
 
 
+@contextlib.contextmanager
+def _without_resample():
+    """rank_task as it was before issue 12: no contenders read, no resample."""
+    import tuner.advice.ranking as ranking_module
+    import tuner.store.queries as queries
+
+    saved = queries.contender_configs, ranking_module.weigh_evidence
+    queries.contender_configs = lambda *args, **kwargs: {}
+    ranking_module.weigh_evidence = lambda *args, **kwargs: ([], None)
+    try:
+        yield
+    finally:
+        queries.contender_configs, ranking_module.weigh_evidence = saved
+
+
+def _time_resample(store, task: str, ranking) -> float:
+    """Seconds the contenders' read and the resample take, apart from the rest of the ranking."""
+    from tuner.advice.bootstrap import CONTENDERS
+    from tuner.advice.ranking import weigh_evidence
+    from tuner.store.queries import contender_configs
+
+    started = time.perf_counter()
+    contenders = contender_configs(store, task, ranking.direction,
+                                   [s.optimizer for s in ranking.optimizers if s.mean is not None],
+                                   CONTENDERS)
+    weigh_evidence(ranking.optimizers, contenders, ranking.direction)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1_000_000)
@@ -148,7 +181,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args()
 
-    from tuner.advice import rank_task
+    from tuner.advice import advise, rank_task
     from tuner.store import HEAD_REVISION, open_store
 
     path = arguments.db
@@ -181,8 +214,13 @@ def main() -> None:
     naive_times: list[float] = []
     per_task_rows = {}
     per_task_times: dict[str, list[float]] = {task: [] for task in TASKS}
+    plain_times: list[float] = []
     for _ in range(arguments.repeat):
         for task in TASKS:
+            started = time.perf_counter()
+            with _without_resample():
+                rank_task(task, db=store)
+            plain_times.append(time.perf_counter() - started)
             started = time.perf_counter()
             ranking = rank_task(task, db=store)
             advice_times.append(time.perf_counter() - started)
@@ -193,7 +231,25 @@ def main() -> None:
             naive_times.append(time.perf_counter() - started)
             winner = max(naive.values()) if maximize[task] else min(naive.values())
             assert abs(winner - ranking.optimizers[0].mean) < 1e-9, task
+    resample_times = []
+    advise_times = []
+    for task in TASKS:
+        ranking = rank_task(task, db=store)
+        resample_times.append(_time_resample(store, task, ranking))
+        started = time.perf_counter()
+        advise(task, db=store)
+        advise_times.append(time.perf_counter() - started)
+        winner = ranking.optimizers[0]
+        ratio = ranking.optimizers[1].lr_ratio
+        print(f"{task}: winner {winner.optimizer} P(best) {winner.p_best}, "
+              f"{ratio.sentence() if ratio else '-'}; settled {ranking.certainty.settled}")
     store.dispose()
+    print(f"the same ranking without P(best), lr ratios and ties from the resample: median "
+          f"{statistics.median(plain_times) * 1000:.1f} ms (interleaved)")
+    print(f"of which the contenders' read and the resample: median "
+          f"{statistics.median(resample_times) * 1000:.1f} ms")
+    print(f"advise (defaults, importance of the winner besides): median "
+          f"{statistics.median(advise_times) * 1000:.1f} ms, max {max(advise_times) * 1000:.1f}")
     advice_ms = statistics.median(advice_times) * 1000
     naive_ms = statistics.median(naive_times) * 1000
     print(f"runs per task: {min(per_task_rows.values()):,}..{max(per_task_rows.values()):,}")

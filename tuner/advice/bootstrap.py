@@ -6,8 +6,9 @@ default_rng(BOOTSTRAP_SEED)``), re-pick each optimizer's best configuration in e
 and count. The resample is *parametric*, from what ``tuner_config_stats`` stores: a
 configuration's mean over its n seeds is drawn from ``Normal(mean, s / sqrt(n))``, where ``s`` is
 its own sample standard deviation, or, with one seed (the spread unknown), the optimizer's
-*pooled* within-configuration standard deviation (over its configurations with two or more
-seeds; the task's pooled value when the optimizer has none). Draws are made optimizer by
+*pooled* within-configuration standard deviation (over its contending configurations, below,
+with two or more seeds; over every optimizer's when it has none: the spread near the best
+results, and no scan of the task's other configurations). Draws are made optimizer by
 optimizer in name order, each as one ``(B, configurations)`` array, configurations best first.
 
 - ``P(best)`` of an optimizer: the share of resamples whose best result (over the optimizers'
@@ -30,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 12
@@ -63,6 +65,14 @@ class Resampled:
     resamples: int
     beats: dict[tuple[str, str], float]
     """``beats[(a, b)]``: the share of resamples in which a's best result beats b's."""
+
+
+def pooled_squares(configs: Sequence[Any]) -> tuple[float, int]:
+    """``(sum of squared deviations, degrees of freedom)`` of the seeds around their
+    configuration's mean, over ``configs`` (``std``, ``seeds``) with two or more seeds."""
+    squares = sum(c.std**2 * (c.seeds - 1) for c in configs if c.seeds >= 2 and c.std is not None)
+    dof = sum(c.seeds - 1 for c in configs if c.seeds >= 2 and c.std is not None)
+    return squares, dof
 
 
 def pooled_std(squares: float, dof: int) -> float | None:
@@ -124,19 +134,25 @@ def resample(
         axis=1)
     counts = np.bincount(winners, minlength=len(names))
     p_best = {name: float(counts[i]) / resamples for i, name in enumerate(names)}
+    # every ordered pair at once: (B, n, n) arrays of "i beats j" and "lr_i / lr_j"
+    if direction == "maximize":
+        better = best_values[:, :, None] > best_values[:, None, :]
+    else:
+        better = best_values[:, :, None] < best_values[:, None, :]
+    shares = better.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = best_lrs[:, :, None] / best_lrs[:, None, :]
+    finite = np.isfinite(ratios).all(axis=0)
+    low, high = np.quantile(ratios, RATIO_QUANTILES, axis=0)
     intervals: dict[tuple[str, str], tuple[float, float]] = {}
     beats: dict[tuple[str, str], float] = {}
     for i, a in enumerate(names):
         for j, b in enumerate(names):
-            if i != j:
-                better = (best_values[:, i] > best_values[:, j] if direction == "maximize"
-                          else best_values[:, i] < best_values[:, j])
-                beats[(a, b)] = float(better.mean())
-            ratios = best_lrs[:, i] / best_lrs[:, j]
-            if i == j or not np.all(np.isfinite(ratios)):
+            if i == j:
                 continue
-            low, high = np.quantile(ratios, RATIO_QUANTILES)
-            intervals[(a, b)] = (float(low), float(high))
+            beats[(a, b)] = float(shares[i, j])
+            if finite[i, j]:
+                intervals[(a, b)] = (float(low[i, j]), float(high[i, j]))
     return Resampled(p_best, intervals, resamples, beats)
 
 

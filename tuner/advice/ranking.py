@@ -194,7 +194,7 @@ def rank_task(
         for summary in summaries
     ]
     order_and_compare(standings, record.direction)
-    ratios, certainty = weigh_evidence(standings, summaries, contenders, record.direction)
+    ratios, certainty = weigh_evidence(standings, contenders, record.direction)
     mark_pareto(standings, record.direction)
     return TaskRanking(
         task=task, metric=record.metric, direction=record.direction, target=record.target,
@@ -278,16 +278,17 @@ def mark_pareto(standings: list[OptimizerStanding], direction: str) -> None:
 
 def weigh_evidence(
     standings: list[OptimizerStanding],
-    summaries: list[OptimizerSummary],
     contenders: dict[str, list[ConfigResult]],
     direction: str,
 ) -> tuple[list[LrRatio], Certainty | None]:
     """P(best), ties, lr ratios and how sure the winner is, from the resample of
-    :mod:`tuner.advice.bootstrap` (``standings`` already ordered, best first)."""
+    :mod:`tuner.advice.bootstrap` (``standings`` already ordered, best first; ``contenders``
+    each optimizer's best configurations, best first)."""
     from tuner.advice.bootstrap import (
         CONFIDENT,
         Contender,
         keep_contenders,
+        pooled_squares,
         pooled_std,
         resample,
         seeds_to_settle,
@@ -297,22 +298,24 @@ def weigh_evidence(
     ranked = [s for s in standings if s.mean is not None]
     if not ranked:
         return [], None
-    task_pooled = pooled_std(sum(s.pooled_squares for s in summaries),
-                             sum(s.pooled_dof for s in summaries))
+    pooled = {optimizer: pooled_squares(configs) for optimizer, configs in contenders.items()}
+    task_pooled = pooled_std(sum(sq for sq, _ in pooled.values()),
+                             sum(dof for _, dof in pooled.values()))
     spreads: dict[str, float] = {}
     resampled_configs: dict[str, list[Contender]] = {}
-    for summary in summaries:
-        pooled = pooled_std(summary.pooled_squares, summary.pooled_dof) or task_pooled
-        if pooled is not None:
-            spreads[summary.optimizer] = pooled
+    for optimizer, configs in contenders.items():
+        own = pooled_std(*pooled[optimizer])
+        common = own or task_pooled
+        if common is not None:
+            spreads[optimizer] = common
         found = []
-        for config in contenders.get(summary.optimizer, []):
-            std = spread(config.std, config.seeds, pooled)
+        for config in configs:
+            std = spread(config.std, config.seeds, common)
             if std is None or config.mean is None:
                 found = []
                 break
             found.append(Contender(config.lr, config.mean, std, config.seeds))
-        resampled_configs[summary.optimizer] = keep_contenders(found, direction)
+        resampled_configs[optimizer] = keep_contenders(found, direction)
     known = all(resampled_configs.get(s.optimizer) for s in ranked)
     result = resample(resampled_configs, direction) if known else None
     winner = ranked[0]
@@ -352,11 +355,10 @@ def _certainty(
     if p_winner >= confident:
         return Certainty(True, p_winner, contender.optimizer, None,
                          f"P(best) {p_winner:.2f} >= {confident:g}", resamples)
+    std_w = winner.std if winner.seeds >= 2 else spreads.get(winner.optimizer)
+    std_c = contender.std if contender.seeds >= 2 else spreads.get(contender.optimizer)
     more = None
-    if winner.optimizer in spreads and contender.optimizer in spreads:
-        std_w = winner.std if winner.seeds >= 2 and winner.std else spreads[winner.optimizer]
-        std_c = (contender.std if contender.seeds >= 2 and contender.std
-                 else spreads[contender.optimizer])
+    if std_w is not None and std_c is not None:
         more = seeds_to_settle(abs(winner.mean - contender.mean), std_w, std_c,
                                min(winner.seeds, contender.seeds))
     return Certainty(False, p_winner, contender.optimizer, more,

@@ -50,14 +50,6 @@ class OptimizerSummary:
     state_multiple: float | None = None
     good_low: float | None = None
     good_high: float | None = None
-    pooled_squares: float = 0.0
-    pooled_dof: int = 0
-
-    @property
-    def pooled_variance(self) -> float | None:
-        """The within-configuration variance of one seed, pooled over the optimizer's
-        configurations with two or more complete seeds; None when it has none."""
-        return self.pooled_squares / self.pooled_dof if self.pooled_dof else None
 
 
 def _within_budget(stats: Any, max_state_multiple: float | None) -> Any:
@@ -95,10 +87,6 @@ def optimizer_summaries(
     eligible = and_(stats.metric_mean.is_not(None), stats.diverged == 0)
     all_reached = and_(eligible, stats.reached == stats.complete)
     fastest = case((all_reached, stats.steps_sum / stats.reached))
-    repeated = stats.metric_count >= 2
-    squares = case((repeated, stats.metric_sumsq - stats.metric_sum * stats.metric_sum
-                    / stats.metric_count), else_=0.0)
-    dof = case((repeated, stats.metric_count - 1), else_=0)
     maximize = direction == "maximize"
     budget = _within_budget(stats, max_state_multiple)
     with reading(target) as reader:
@@ -111,8 +99,6 @@ def optimizer_summaries(
                 func.sum(stats.diverged).label("diverged"),
                 func.sum(stats.failed).label("failed"),
                 func.min(fastest).label("fastest_steps"),
-                func.sum(squares).label("pooled_squares"),
-                func.sum(dof).label("pooled_dof"),
             )
             .where(stats.task == task, budget)
             .group_by(stats.optimizer)
@@ -126,8 +112,6 @@ def optimizer_summaries(
                 failed=int(total.failed),
                 fastest_steps=(float(total.fastest_steps)
                                if total.fastest_steps is not None else None),
-                pooled_squares=max(float(total.pooled_squares or 0.0), 0.0),
-                pooled_dof=int(total.pooled_dof or 0),
             )
             summaries.append(summary)
             scope = and_(stats.task == task, stats.optimizer == total.optimizer, budget)
