@@ -306,3 +306,58 @@ def test_builder_checks_what_build_returns():
     result = train(task, "sgd", {"lr": 0.1}, 0)
     assert result.status == "failed"
     assert "build() must return (model, train, val)" in result.error
+
+
+def test_example_own_model_study_with_two_workers_then_advice(tmp_path: Path, sqlite_url: str):
+    """The README's "Tuning your own model", as written: a study of the example file, run with
+    2 workers, advice printed."""
+    created = run_tuner("study", "create", "spirals", "--task",
+                        "examples/own-model/model.py:task", "--optimizers", "adam,sgd",
+                        "--trials", "2", "--seeds", "1", "--budget", "40", "--pruner", "none",
+                        "--db", sqlite_url, cwd=ROOT)
+    assert created.returncode == 0, created.stderr
+    ran = run_tuner("study", "run", "spirals", "--workers", "2", "--db", sqlite_url,
+                    cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    advice = run_tuner("advise", "--task", "spirals-mlp", "--db", sqlite_url, cwd=tmp_path)
+    assert advice.returncode == 0, advice.stderr
+    assert "spirals-mlp" in advice.stdout and ("adam" in advice.stdout or "sgd" in advice.stdout)
+
+
+def test_python_study_api(tmp_path: Path, sqlite_url: str):
+    import tuner
+    from tuner.plugins import get_registry
+
+    path = write_task(tmp_path, "api-blobs")
+    task = get_registry().task(f"{path}:blobs")  # an object workers can rebuild
+    study = tuner.Study.create("api", task=task, optimizers=["adam"], trials=2, seeds=1,
+                               budget=10, pruner="none", db=sqlite_url)
+    report = study.run(workers=1)
+    assert report.stopped == "finished"
+    again = tuner.Study.load("api", db=sqlite_url)
+    assert again.task == "api-blobs" and again.status().done == 2
+    ranking = again.best()
+    assert [row.optimizer for row in ranking.optimizers] == ["adam"]
+
+
+def test_python_study_api_refuses_a_task_defined_in_main(tmp_path: Path, sqlite_url: str):
+    script = tmp_path / "notebook.py"
+    script.write_text(TASK_SOURCE.format(name="main-blobs") + textwrap.dedent(f'''
+        import tuner
+        from tuner.errors import TunerError
+        try:
+            tuner.Study.create("nb", task=Blobs(), optimizers=["adam"], trials=1,
+                               db={sqlite_url!r})
+        except TunerError as error:
+            print(error)
+    '''))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "task 'main-blobs' is defined in __main__ (a script or a notebook), which worker "
+        "processes cannot import; move it to a file and pass task='path/to/file.py:NAME' (or "
+        "'package.module:NAME'), NAME being the Task subclass, an instance or a function "
+        "returning one"
+    )
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()

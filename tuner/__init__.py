@@ -13,7 +13,12 @@ from tuner.version import __version__
 
 def __getattr__(name: str) -> Any:
     """``tuner.hookimpl``, the decorator for a plugin's hook implementations
-    (``@tuner.hookimpl``), made on first use: commands that load no plugin skip pluggy."""
+    (``@tuner.hookimpl``), made on first use: commands that load no plugin skip pluggy; and
+    ``tuner.Study`` (:mod:`tuner.study_api`), loaded on first use."""
+    if name == "Study":
+        from tuner.study_api import Study
+
+        return Study
     if name == "hookimpl":
         import pluggy
 
@@ -22,7 +27,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'tuner' has no attribute {name!r}")
 
 
-__all__ = ["__version__", "hookimpl", "advise", "best", "optimizers", "tasks", "train"]
+__all__ = ["__version__", "Study", "hookimpl", "advise", "best", "optimizers", "tasks", "train"]
 
 
 def optimizers() -> dict[str, Any]:
