@@ -255,3 +255,16 @@ def test_defaults_against_tuning(store):
     assert result["tuned_with_k"]["sgd"] == pytest.approx((0.93 + 0.92 + 0.93) / 3)
     text = advise(ACCURACY.name, db=store).text
     assert "at its default adam reaches 95.0% (tuned 97.0%)" in text
+
+
+def test_the_report_shows_probabilities_ratios_pareto_and_defaults(store, tmp_path):
+    from tuner.report import write_report
+
+    add_runs(store, ACCURACY, "adamw", {"lr": 1e-3}, [0.96, 0.96], origin="recommended")
+    add_runs(store, ACCURACY, "adamw", {"lr": 2e-3}, [0.97, 0.971, 0.972])
+    add_runs(store, ACCURACY, "lion", {"lr": 1.25e-4}, [0.95, 0.951, 0.952], state=1.0)
+    report = write_report(ACCURACY.name, tmp_path / "report", db=store)
+    page = report.index.read_text()
+    assert "<th>P(best)</th>" in page and "<th>Pareto</th>" in page
+    assert "16x (16x-16x) below" in page
+    assert "Defaults against tuning: adamw at its default 96.0%, tuned 97.1%." in page

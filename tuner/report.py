@@ -632,14 +632,17 @@ def _html(
         cells = [
             str(s.rank), s.optimizer, format_metric(s.mean, metric),
             format_spread(s.std, metric), str(s.seeds), format_lr(s.lr), interval,
+            s.lr_ratio.factor_text() if s.lr_ratio is not None else "-",
             str(s.trials), f"{s.diverged}/{s.pruned}", ttt, memory, gap,
             "winner" if s.rank == 1 else tied,
+            f"{s.p_best:.2f}" if s.p_best is not None else "-", "yes" if s.pareto else "no",
         ]
         rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
     header = [
-        "rank", "optimizer", metric, "std", "seeds", "best lr", "good lr", "trials",
-        "diverged/pruned runs", "steps to target", "state", "gap", "tied",
+        "rank", "optimizer", metric, "std", "seeds", "best lr", "good lr", "lr vs #1", "trials",
+        "diverged/pruned runs", "steps to target", "state", "gap", "tied", "P(best)", "Pareto",
     ]
+    notes = [*notes, *_defaults_notes(advice, metric)]
     remarks = "\n".join(f'<p class="note">{escape(note)}</p>' for note in notes)
     figures = "\n".join(
         f'<section><h2>{escape(title)}</h2><p>{escape(caption)}</p>'
@@ -677,6 +680,20 @@ stud{"y" if ranking.studies == 1 else "ies"} in {escape(db)}.</p>
 </body>
 </html>
 """
+
+
+def _defaults_notes(advice: Any, metric: str) -> list[str]:
+    """One line per optimizer: its default's result against its tuned best."""
+    from tuner.advice import format_metric
+
+    found = (advice.defaults_vs_tuning or {}).get("defaults", {})
+    lines = []
+    for optimizer, entry in sorted(found.items()):
+        default = ("diverged" if entry["diverged"]
+                   else format_metric(entry["default"], metric))
+        lines.append(f"Defaults against tuning: {optimizer} at its default {default}, tuned "
+                     f"{format_metric(entry['tuned'], metric)}.")
+    return lines
 
 
 class ReportError(TunerError):
