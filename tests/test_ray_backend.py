@@ -137,3 +137,13 @@ def test_placement_flags_are_checked_before_anything_runs(sqlite_url: str, flags
     assert len(lines) == 1 and lines[0].startswith(message), lines
     assert _digest(sqlite_url) == before
     assert time.monotonic() - started < 30, "refused before any Ray start"
+
+
+def test_tuner_settings_reach_the_workers_of_a_cluster(monkeypatch):
+    from tuner.driver.ray_backend import RayPlacement, _runtime_env
+
+    monkeypatch.setenv("TUNER_ALLOW_CHANGED", "1")
+    monkeypatch.setenv("TUNER_DB", "postgresql://user:secret@db/tuner")
+    assert _runtime_env(RayPlacement()) == {}  # a local Ray's workers inherit the environment
+    forwarded = _runtime_env(RayPlacement(address="auto"))["runtime_env"]["env_vars"]
+    assert forwarded["TUNER_ALLOW_CHANGED"] == "1" and "TUNER_DB" not in forwarded

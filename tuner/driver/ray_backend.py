@@ -98,6 +98,7 @@ def run_on_ray(
         task = ray.remote(_worker_task).options(
             num_cpus=placement.cpus_per_worker, num_gpus=placement.gpus_per_worker,
             max_retries=MAX_RETRIES, retry_exceptions=False, name=f"tuner-worker:{name}",
+            **_runtime_env(placement),
         )
         threads = max(1, int(placement.cpus_per_worker))
         pending: list[Any] = []
@@ -119,6 +120,17 @@ def run_on_ray(
         status.status, "stopped" if status.status in ("stopping", "stopped") else "timeout"
     )
     return report
+
+
+def _runtime_env(placement: RayPlacement) -> dict[str, Any]:
+    """On a cluster, the ``TUNER_*`` settings of this process (``--allow-changed``,
+    ``TUNER_PLUGINS``, ...) go to the workers in their runtime environment; a local Ray's
+    workers inherit this process's environment already."""
+    if placement.address is None:
+        return {}
+    forwarded = {key: value for key, value in os.environ.items()
+                 if key.startswith("TUNER_") and key != "TUNER_DB"}
+    return {"runtime_env": {"env_vars": forwarded}} if forwarded else {}
 
 
 def _worker_task(
