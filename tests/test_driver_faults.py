@@ -48,13 +48,13 @@ def trial_rows(url: str, name: str) -> list:
 def test_racing_workers_never_train_one_configuration_in_two_slots(database_url: str):
     """4 workers, many short trials: no two settled slots of an optimizer share parameters."""
     create(database_url, "race", "--task", "quadratic", "--optimizers", "adam,sgd",
-           "--trials", "14", "--seeds", "1", "--budget", "10", "--pruner", "none")
+           "--trials", "10", "--seeds", "1", "--budget", "10", "--pruner", "none")
     report = run_study("race", database_url, workers=4)
     assert report.stopped == "finished"
     rows = [t for t in trial_rows(database_url, "race") if t.status != "failed"]
     for optimizer in ("adam", "sgd"):
         mine = [t for t in rows if t.optimizer == optimizer]
-        assert sorted(t.slot for t in mine) == list(range(14))
+        assert sorted(t.slot for t in mine) == list(range(10))
         params = [json.dumps(t.params, sort_keys=True) for t in mine]
         assert len(set(params)) == len(params), "two slots trained one configuration"
     assert len({t.worker_pid for t in rows}) >= 2
@@ -190,7 +190,7 @@ def _alive(pid: int) -> bool:
 
 def test_stop_lets_the_trial_in_hand_finish_and_run_resumes(sqlite_url: str, monkeypatch):
     create(sqlite_url, "halt", "--task", "logreg", "--optimizers", "adam", "--trials", "3",
-           "--seeds", "1", "--budget", "3000", "--pruner", "none")
+           "--seeds", "1", "--budget", "1500", "--pruner", "none")
     env = {**os.environ, HEARTBEAT_ENV: "0.2", GRACE_ENV: "5"}
     worker = subprocess.Popen([*tuner_command(), "worker", "halt", "--db", sqlite_url], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
