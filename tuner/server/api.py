@@ -329,7 +329,9 @@ def task_compare(request: Request) -> dict[str, Any]:
     for position, first in enumerate(standings):
         for second in standings[position + 1:]:
             tied = None
-            if first.mean is not None and second.mean is not None:
+            if first.rank == 1 or second.rank == 1:  # the advice's own rule (the resample)
+                tied = (second if first.rank == 1 else first).tied_with_winner
+            elif first.mean is not None and second.mean is not None:
                 tied = tied_within_noise(
                     first.mean, first.standard_error, second.mean, second.standard_error
                 )
