@@ -99,7 +99,7 @@ def best_command(
     print_table(
         rows,
         ["#", "optimizer", ranking.metric, "seeds", "lr", "good lr", "lr vs #1", "trials",
-         "diverged", "to target", "state", "gap to #1", "P(best)"],
+         "diverged", "steps to target", "state", "gap to #1", "P(best)"],
         title=(
             f"{task}: {ranking.metric} ({ranking.direction}), tolerance {ranking.tolerance}, "
             f"{ranking.studies} stud{'y' if ranking.studies == 1 else 'ies'}"
