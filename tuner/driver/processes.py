@@ -16,41 +16,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tuner.driver.settings import DriverError, WorkerSettings
+from tuner.driver.supervision import current_status, graceful_signals
 from tuner.driver.worker import Worker, WorkerReport
-from tuner.store import open_store
-from tuner.store.studies import StudyStatus, study_status
+from tuner.store.studies import StudyStatus
 
 if TYPE_CHECKING:
     from tuner.driver.ray_backend import RayPlacement
 
 BACKENDS = ("local", "ray")
-
-
-@contextmanager
-def graceful_signals() -> Iterator[None]:
-    """SIGINT/SIGTERM raise KeyboardInterrupt once; repeats during the clean-up are ignored,
-    so a second Ctrl-C cannot cut the release of the running trial short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    stopping = False
-
-    def handler(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        if stopping:
-            return
-        stopping = True
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def end_with_parent(parent: int) -> None:
@@ -92,15 +68,6 @@ def worker_process(
             Worker(name, url, settings=WorkerSettings.from_env(grace), timeout=timeout).run()
         except KeyboardInterrupt:
             pass
-
-
-def current_status(url: str | None, name: str) -> StudyStatus:
-    """The study's progress, read from a fresh connection."""
-    store = open_store(url, create=False, readonly=True)
-    try:
-        return study_status(store, name)
-    finally:
-        store.dispose()
 
 
 def run_study(

@@ -88,7 +88,7 @@ def run_on_ray(
 ) -> WorkerReport:
     """Run study ``name`` with ``workers`` Ray tasks until it is settled; ``progress`` is called
     every second. Ctrl-C cancels the tasks and raises KeyboardInterrupt once they stopped."""
-    from tuner.driver.processes import current_status, graceful_signals
+    from tuner.driver.supervision import current_status, graceful_signals
 
     resolved = check_database(url, placement)
     ray = import_ray()

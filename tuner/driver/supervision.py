@@ -1,0 +1,46 @@
+"""What a process that supervises workers needs, locally or on Ray: clean signal handling and
+the study's progress read from a fresh read-only connection."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tuner.store import open_store
+from tuner.store.studies import StudyStatus, study_status
+
+
+@contextmanager
+def graceful_signals() -> Iterator[None]:
+    """SIGINT/SIGTERM raise KeyboardInterrupt once; repeats during the clean-up are ignored,
+    so a second Ctrl-C cannot cut the release of the running trial short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = False
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def current_status(url: str | None, name: str) -> StudyStatus:
+    """The study's progress, read from a fresh connection."""
+    store = open_store(url, create=False, readonly=True)
+    try:
+        return study_status(store, name)
+    finally:
+        store.dispose()
