@@ -10,13 +10,10 @@ nothing touches the real default database.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-POSTGRES_SERVER_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,34 +37,13 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'tuner.db'}"
 
 
-def _server_url() -> str:
-    return os.environ.get("TUNER_TEST_POSTGRES", POSTGRES_SERVER_DEFAULT)
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """The URL (psycopg driver) of a new, empty PostgreSQL database, dropped after the test."""
-    try:
-        import psycopg
-        from sqlalchemy.engine import make_url
-    except ImportError as error:  # pragma: no cover - psycopg is a dev dependency
-        pytest.skip(f"PostgreSQL tests need psycopg: {error}")
-    server = make_url(_server_url()).set(drivername="postgresql")
-    conninfo = server.render_as_string(hide_password=False)
-    try:
-        admin = psycopg.connect(conninfo, autocommit=True, connect_timeout=3)
-    except psycopg.Error as error:
-        shown = server.render_as_string(hide_password=True)
-        pytest.skip(f"PostgreSQL server at {shown} is unreachable: {str(error).strip()}")
-    name = f"tuner_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield server.set(drivername="postgresql+psycopg", database=name).render_as_string(
-                hide_password=False
-            )
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    from server_fixtures import postgres_database
+
+    with postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
