@@ -143,12 +143,18 @@ def _training(training: dict) -> str:
     help="Recommend, within the Pareto set over quality, steps to target and memory, the "
     "optimizer best on this.",
 )
+@click.option(
+    "--width", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Predict each optimizer's best lr at this model width from the task's studies at "
+    "three or more widths (a power law fitted in log-log space).",
+)
 @tolerance_option
 @db_option
 @output_options
+@click.pass_context
 def advise_command(
-    task: str, memory_budget: str | None, prefer: str, tolerance: str | None, db: str | None,
-    as_json: bool,
+    ctx: click.Context, task: str, memory_budget: str | None, prefer: str, width: int | None,
+    tolerance: str | None, db: str | None, as_json: bool,
 ) -> None:
     """The recommendation for a task in one or two sentences, with its evidence.
 
@@ -156,7 +162,21 @@ def advise_command(
     seeds), when the top optimizers are tied and when there are too few runs to name a winner,
     and how the other optimizers' best lrs compare. A memory budget judges each configuration
     by its measured state; --prefer speed or memory trades quality for the other two.
+
+    With --width N: each optimizer's best lr against the model's width over the task's studies
+    at different widths (charlm, charlm[width=128], ...), fitted as lr ~ width^b, and the lr it
+    predicts at width N with a 5%-95% prediction interval; says when N lies outside the
+    measured widths, and when an optimizer has fewer than three widths.
     """
+    if width is not None:
+        from click.core import ParameterSource
+
+        given = [f"--{name.replace('_', '-')}" for name in ("memory_budget", "prefer", "tolerance")
+                 if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} cannot be combined with --width")
+        _advise_width(task, width, db, as_json)
+        return
     from tuner.advice import advise
 
     advice = advise(task, db=db, memory_budget=memory_budget, tolerance=tolerance,
@@ -165,6 +185,38 @@ def advise_command(
         print_json(advice.to_dict())
         return
     click.echo(advice.text)
+
+
+def _advise_width(task: str, width: int, db: str | None, as_json: bool) -> None:
+    """``tuner advise --width``: a row per optimizer, then a sentence each."""
+    from tuner.advice import format_lr
+    from tuner.advice.widths import lr_across_widths
+
+    advice = lr_across_widths(task, width, db=db)
+    if as_json:
+        print_json(advice.to_dict())
+        return
+    rows = []
+    for fit in advice.fits:
+        interval = "-"
+        if fit.low is not None and fit.high is not None:
+            interval = f"{format_lr(fit.low)}..{format_lr(fit.high)}"
+        rows.append([
+            fit.optimizer,
+            f"{fit.exponent:.2f}" if fit.exponent is not None else "-",
+            f"{fit.residual:.2f}" if fit.residual is not None else "-",
+            format_lr(fit.predicted_lr), interval,
+            ", ".join(f"{w:g}" for w in fit.widths),
+        ])
+    fixed = ", ".join(f"{k}={v}" for k, v in sorted(advice.fixed.items()))
+    print_table(
+        rows, ["optimizer", "exponent", "residual", f"lr at {width}", "5%-95%", "widths"],
+        title=(f"{advice.task}: best lr ~ width^exponent over {len(advice.tasks)} measured "
+               f"width(s)" + (f" ({fixed})" if fixed else "")),
+    )
+    click.echo(advice.text)
+    if advice.unmeasured:
+        click.echo(f"recorded without runs yet: {', '.join(advice.unmeasured)}")
 
 
 @click.command(name="compare")
