@@ -11,6 +11,8 @@ from tuner.space import SearchSpace, SpaceError
 if TYPE_CHECKING:
     import torch
 
+    from tuner.batched.optimizers import BatchedOptimizer
+
 
 @dataclass(frozen=True)
 class OptimizerPlugin:
@@ -44,6 +46,13 @@ class OptimizerPlugin:
         presets: recommended values per task kind (``{"sequence": {"beta": 0.965}}``), over
             the space's recommended values: a study's recommended trial on a task of that kind
             uses them (:meth:`recommended_for`). Each value must fit the space.
+        build_batched: ``build_batched(groups, hp) ->``
+            :class:`~tuner.batched.optimizers.BatchedOptimizer`, the same update for K
+            configurations at once (batched trials): ``groups`` holds parameters stacked along
+            a leading dimension of size K, ``hp`` every float hyperparameter as a tensor of
+            shape ``(K,)`` and the others as plain values, equal for all K. Optional: a plugin
+            without it runs unbatched. :func:`tuner.testing.batched_difference` checks it
+            against ``build``.
 
     An optimizer that evaluates at different weights from the ones it trains (Schedule-Free)
     defines ``eval()`` and ``train()`` methods on the optimizer object; the training loop calls
@@ -64,6 +73,7 @@ class OptimizerPlugin:
     wants_flat_loss: bool = False
     max_params: int | None = None
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    build_batched: Callable[[list[dict], Mapping[str, Any]], BatchedOptimizer] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, SearchSpace):
