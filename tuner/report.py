@@ -493,7 +493,7 @@ def write_report(
     loss contours under the 2-D paths need the task's plugin, and are left out (with a note)
     where it is not installed.
     """
-    from tuner.advice import advise, open_for_reading, profile_costs
+    from tuner.advice import advise, compare, open_for_reading
     from tuner.store.queries import task_has_paths
 
     store, opened = open_for_reading(db)
@@ -549,7 +549,8 @@ def write_report(
             elif note:
                 notes.append(note)
 
-        costs = profile_costs(profile_tasks, db=store)
+        across = compare(profile_tasks, db=store)
+        costs = across.costs
         if any(c is not None for per in costs.values() for c in per.values()):
             profile = plot_performance_profile(costs, directory / "performance_profile.png")
             sections.append((
@@ -566,7 +567,8 @@ def write_report(
             store.dispose()
 
     index = directory / "index.html"
-    index.write_text(_html(advice, sections, display, notes), encoding="utf-8")
+    index.write_text(_html(advice, sections, display, notes, _across_tasks_html(across)),
+                     encoding="utf-8")
     return Report(directory=directory, index=index, images=[path for _, _, path in sections])
 
 
@@ -614,7 +616,8 @@ def _all_positive(curves: Mapping[str, Sequence[SeedCurve]]) -> bool:
 
 
 def _html(
-    advice: Any, sections: Sequence[tuple[str, str, Path]], db: str, notes: Sequence[str] = ()
+    advice: Any, sections: Sequence[tuple[str, str, Path]], db: str, notes: Sequence[str] = (),
+    across: str = "",
 ) -> str:
     from tuner.advice import format_lr, format_metric, format_spread
 
@@ -677,9 +680,47 @@ stud{"y" if ranking.studies == 1 else "ies"} in {escape(db)}.</p>
 </table>
 {remarks}
 {figures}
+{across}
 </body>
 </html>
 """
+
+
+def _across_tasks_html(comparison: Any) -> str:
+    """The "Across tasks" section: per optimizer its mean rank over the tasks it ran on, its
+    performance profile at a few factors, and, Crowded Valley's question, how often it tuned
+    beats the best of the optimizers at their defaults."""
+    from tuner.advice.comparison import PROFILE_TAUS
+
+    escape = html.escape
+    against = {row.optimizer: row for row in comparison.tuned_against_defaults}
+    header = ["optimizer", "mean rank", "tasks", "wins",
+              *[f"steps within {tau:g}x of the fastest" for tau in PROFILE_TAUS],
+              "tuned beats the best default", "mean gain"]
+    rows = []
+    for rank in comparison.rankings:
+        row = against.get(rank.optimizer)
+        cells = [
+            rank.optimizer, f"{rank.mean_rank:.2f}", str(rank.tasks), str(rank.wins),
+            *[f"{share:.2f}" for share in comparison.profile.get(rank.optimizer, [])],
+            f"{row.beats} of {row.tasks}" if row is not None else "-",
+            f"{row.mean_relative_gain * 100:+.1f}%"
+            if row is not None and row.mean_relative_gain is not None else "-",
+        ]
+        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    count = len(comparison.tasks)
+    return f"""<section><h2>Across tasks</h2>
+<p>Every task in the store ({count} task{"" if count == 1 else "s"}): each optimizer's mean rank by
+tuned result over the tasks it ran on (exact ties share their places), the share of all tasks on
+which its tuned steps to target is within a factor of the fastest optimizer's (the performance
+profile), and how often it, tuned with K configurations, beats the best of the K optimizers at
+their defaults (Crowded Valley's question; the mean gain is relative to that default).</p>
+<table>
+<tr>{"".join(f"<th>{escape(h)}</th>" for h in header)}</tr>
+{chr(10).join(rows)}
+</table>
+<p class="small">Best untuned default within tolerance of the tuned best on
+{comparison.defaults_within_tolerance} of {comparison.defaults_tasks} task(s).</p></section>"""
 
 
 def _defaults_notes(advice: Any, metric: str) -> list[str]:

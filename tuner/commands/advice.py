@@ -227,23 +227,30 @@ def _advise_width(task: str, width: int, db: str | None, as_json: bool) -> None:
 def compare_command(
     tasks: str | None, tolerance: str | None, db: str | None, as_json: bool
 ) -> None:
-    """Optimizers across tasks: rank per task, mean rank, wins; and how good the defaults are.
+    """Optimizers across tasks: rank per task, mean rank, wins; speed; how good the defaults are.
 
-    A default is an optimizer's recommended configuration (every study's first trial, as the
-    store recorded it). The last line counts the tasks where the best untuned default came
-    within the tolerance of the tuned best.
+    Ranks are by tuned result (exact ties share their places); the mean rank is over the tasks
+    an optimizer ran on. "steps <=Nx" is its performance profile: the share of the tasks on
+    which its tuned steps to target is within N times the fastest optimizer's. A default is
+    an optimizer's recommended configuration (every study's first trial, as the store recorded
+    it): one line counts the tasks where the best untuned default came within the tolerance of
+    the tuned best, and the Crowded Valley lines put each optimizer tuned with K configurations
+    against the best of the K optimizers at their defaults, task by task.
     """
     from tuner.advice import compare
+    from tuner.advice.comparison import PROFILE_TAUS
 
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     result = compare(names, db=db, tolerance=tolerance)
     if as_json:
         print_json(result.to_dict())
         return
-    columns = ["optimizer", *result.tasks, "mean rank", "wins"]
+    columns = ["optimizer", *result.tasks, "mean rank", "wins", "tasks",
+               *[f"steps <={tau:g}x" for tau in PROFILE_TAUS]]
     rows = [
         [row.optimizer, *[_rank_text(row.ranks.get(t)) for t in result.tasks],
-         f"{row.mean_rank:.2f}", row.wins]
+         f"{row.mean_rank:.2f}", row.wins, row.tasks,
+         *[f"{share:.2f}" for share in result.profile.get(row.optimizer, [])]]
         for row in result.rankings
     ]
     print_table(rows, columns, title="rank per task (1 = best tuned result)")
@@ -251,6 +258,23 @@ def compare_command(
         f"best untuned default within tolerance of the tuned best on "
         f"{result.defaults_within_tolerance} of {result.defaults_tasks} task(s)"
     )
+    for line in crowded_valley_lines(result):
+        click.echo(line)
+
+
+def crowded_valley_lines(result) -> list[str]:
+    """One line per optimizer: tuned with K configurations against the best of K defaults."""
+    rows = result.tuned_against_defaults
+    if not rows:
+        return []
+    lines = ["one optimizer tuned with K configurations against the best of K optimizers at "
+             "their defaults (expected best of K; K: the optimizers with a default):"]
+    for row in rows:
+        gain = ("" if row.mean_relative_gain is None
+                else f", by {row.mean_relative_gain * 100:+.1f}% on average")
+        lines.append(f"  {row.optimizer} tuned beats the best default on {row.beats} of "
+                     f"{row.tasks} task(s){gain}")
+    return lines
 
 
 def _rank_text(rank: float | None) -> str:
