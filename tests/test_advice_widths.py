@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 from tuner.advice.source import NoRunsError
 from tuner.advice.widths import (
+    WidthFit,
+    WidthPoint,
     WidthSweepError,
     fit_power_law,
     lr_across_widths,
@@ -257,3 +259,13 @@ def test_names_and_a_plain_fit():
     assert law.exponent == pytest.approx(-1.0) and law.residual == pytest.approx(0.0, abs=1e-12)
     assert law.predict(1000) == pytest.approx(1e-3)
     assert law.interval(1000) == (pytest.approx(1e-3), pytest.approx(1e-3))
+
+
+def test_an_exact_fit_says_it_has_no_interval():
+    points = [WidthPoint(w, f"t{w}", 1e-3, 0.9) for w in (32, 64, 128)]
+    law = fit_power_law([p.width for p in points], [p.lr for p in points])
+    fit = WidthFit("adam", 256, points, law, law.predict(256), *law.interval(256), "beyond", 2.0)
+    assert fit.sentence() == (
+        "at width 256, adam's best lr is about 1e-3 (the measured lrs lie exactly on the line: "
+        "no spread to size an interval), extrapolated 2x beyond the widest measured model (128); "
+        "lr ~ width^0.00")

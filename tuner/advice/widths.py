@@ -253,7 +253,13 @@ class WidthFit:
             return (f"{self.optimizer} has too few widths for a fit ({where}; it needs "
                     f"{MIN_WIDTHS} distinct widths: measure {more} more)")
         text = (f"at width {_width(self.width)}, {self.optimizer}'s best lr is about "
-                f"{format_lr(self.predicted_lr)} ({format_lr(self.low)}-{format_lr(self.high)})")
+                f"{format_lr(self.predicted_lr)}")
+        if self.low is not None and self.high is not None and math.isclose(
+            self.low, self.high, rel_tol=1e-9
+        ):
+            text += " (the measured lrs lie exactly on the line: no spread to size an interval)"
+        else:
+            text += f" ({format_lr(self.low)}-{format_lr(self.high)})"
         if self.extrapolated == "beyond":
             text += (f", extrapolated {_factor(self.factor)} beyond the widest measured model "
                      f"({_width(max(self.widths))})")
@@ -262,7 +268,7 @@ class WidthFit:
                      f"({_width(min(self.widths))})")
         else:
             text += f", within the measured widths ({widths})"
-        return text + f"; lr ~ width^{self.law.exponent:.2f}"
+        return text + f"; lr ~ width^{round(self.law.exponent, 2) + 0.0:.2f}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
