@@ -269,3 +269,22 @@ def test_an_exact_fit_says_it_has_no_interval():
         "at width 256, adam's best lr is about 1e-3 (the measured lrs lie exactly on the line: "
         "no spread to size an interval), extrapolated 2x beyond the widest measured model (128); "
         "lr ~ width^0.00")
+
+
+def test_the_width_advice_imports_neither_torch_optuna_nor_the_plugins(swept):
+    """A pure read: the command runs in a fresh process and leaves the heavy modules unloaded."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from tuner.cli import cli\n"
+        f"result = CliRunner().invoke(cli, ['advise', '--task', 'mlp', '--width', '1024', "
+        f"'--db', {swept!r}])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('torch', 'optuna', 'tuner_plugins') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

@@ -74,7 +74,7 @@ million runs. The modules: :mod:`~tuner.advice.stats` (the rules, pure functions
 :mod:`~tuner.advice.comparison` (``tuner compare``), :mod:`~tuner.advice.warm_starts`,
 :mod:`~tuner.advice.bootstrap` (P(best), ratio intervals), :mod:`~tuner.advice.ratios`,
 :mod:`~tuner.advice.importance`, :mod:`~tuner.advice.pareto`, :mod:`~tuner.advice.defaults`
-(defaults against tuning).
+(defaults against tuning), :mod:`~tuner.advice.widths` (the best lr across model widths).
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ if TYPE_CHECKING:  # the names below load on first use (see __getattr__)
         tied_within_noise,
     )
     from tuner.advice.warm_starts import WarmStart, warm_start, warm_start_spec
+    from tuner.advice.widths import WidthAdvice, lr_across_widths
 
 _HOMES = {
     "bootstrap": ("seeds_to_settle",),
@@ -135,6 +136,7 @@ _HOMES = {
         "sample_std", "standard_error", "tied_within_noise",
     ),
     "warm_starts": ("WarmStart", "warm_start", "warm_start_spec"),
+    "widths": ("WidthAdvice", "lr_across_widths"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -169,6 +171,7 @@ __all__ = [  # noqa: F822 - every name is served by __getattr__
     "TaskRanking",
     "Tolerance",
     "WarmStart",
+    "WidthAdvice",
     "advise",
     "aggregate_ranks",
     "best",
@@ -181,6 +184,7 @@ __all__ = [  # noqa: F822 - every name is served by __getattr__
     "good_lr_interval",
     "importance",
     "is_better",
+    "lr_across_widths",
     "narrow_log_range",
     "open_for_reading",
     "pareto_set",
