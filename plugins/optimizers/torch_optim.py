@@ -147,6 +147,37 @@ class TorchBuild:
         return optimizer
 
 
+@dataclass(frozen=True)
+class BatchedBuild:
+    """Builds the batched step of one torch.optim class (the plugin's ``build_batched``):
+    :func:`tuner.batched.torch_optim.batched_torch_optimizer`, with torch's fused kernel called
+    per configuration wherever :func:`fastest_implementation` makes the unbatched optimizer
+    fused, so that both compute the same numbers.
+
+    Attributes:
+        class_name: the class in ``torch.optim``, as in the plugin's :class:`TorchBuild`.
+        fixed: the keyword arguments the plugin pins, as in its :class:`TorchBuild`.
+    """
+
+    class_name: str
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash((self.class_name, tuple(sorted(self.fixed.items()))))
+
+    def __call__(self, groups: list[dict], hyperparams: Mapping[str, Any]) -> Any:
+        import torch
+
+        from tuner.batched.torch_optim import batched_torch_optimizer
+
+        optimizer_class = getattr(torch.optim, self.class_name)
+        slices = [p[0] for group in groups for p in group["params"]]
+        fused = fastest_implementation(optimizer_class, slices).get("fused", False)
+        return batched_torch_optimizer(
+            self.class_name, groups, hyperparams, fixed=self.fixed, fused=fused
+        )
+
+
 def torch_kwargs(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
     """The torch.optim keyword arguments for space values: ``beta1``, ``beta2`` -> ``betas``."""
     kwargs = dict(hyperparams)
@@ -208,6 +239,7 @@ def _plugins() -> list[OptimizerPlugin]:
             summary="Plain stochastic gradient descent, no momentum.",
             space=[_sgd_lr(), _l2()],
             build=TorchBuild("SGD", {"momentum": 0.0}),
+            build_batched=BatchedBuild("SGD", {"momentum": 0.0}),
             state_multiple=0,
             reference="Robbins & Monro 1951, A Stochastic Approximation Method; torch.optim.SGD",
         ),
@@ -221,6 +253,7 @@ def _plugins() -> list[OptimizerPlugin]:
                 _l2(),
             ],
             build=TorchBuild("SGD", {"nesterov": False}),
+            build_batched=BatchedBuild("SGD", {"nesterov": False}),
             state_multiple=1,  # momentum_buffer
             reference="Polyak 1964, Some methods of speeding up the convergence of iteration "
             "methods; torch.optim.SGD",
@@ -230,6 +263,7 @@ def _plugins() -> list[OptimizerPlugin]:
             summary="SGD with Nesterov momentum (look-ahead gradient).",
             space=[_sgd_lr(), _MOMENTUM, _l2()],  # torch's Nesterov needs dampening 0
             build=TorchBuild("SGD", {"nesterov": True}),
+            build_batched=BatchedBuild("SGD", {"nesterov": True}),
             state_multiple=1,  # momentum_buffer
             reference="Sutskever, Martens, Dahl & Hinton 2013, On the importance of "
             "initialization and momentum in deep learning (ICML); Nesterov 1983",
@@ -247,6 +281,7 @@ def _plugins() -> list[OptimizerPlugin]:
                 _l2(),
             ],
             build=TorchBuild("Adagrad"),
+            build_batched=BatchedBuild("Adagrad"),
             state_multiple=1,  # sum
             reference="Duchi, Hazan & Singer 2011, Adaptive Subgradient Methods for Online "
             "Learning and Stochastic Optimization (JMLR 12)",
@@ -267,6 +302,7 @@ def _plugins() -> list[OptimizerPlugin]:
                 _l2(),
             ],
             build=TorchBuild("RMSprop"),
+            build_batched=BatchedBuild("RMSprop"),
             # square_avg at the defaults; a sampled config adds 1 with momentum > 0
             # (momentum_buffer) and 1 with centered (grad_avg), up to 3.
             state_multiple=1,
@@ -286,6 +322,7 @@ def _plugins() -> list[OptimizerPlugin]:
                 _l2(),
             ],
             build=TorchBuild("Adadelta"),
+            build_batched=BatchedBuild("Adadelta"),
             state_multiple=2,  # square_avg, acc_delta
             reference="Zeiler 2012, ADADELTA: An Adaptive Learning Rate Method, "
             "arXiv:1212.5701",
@@ -295,6 +332,7 @@ def _plugins() -> list[OptimizerPlugin]:
             summary="Adaptive moment estimation: bias-corrected first and second moments.",
             space=adam_space,
             build=TorchBuild("Adam"),
+            build_batched=BatchedBuild("Adam"),
             state_multiple=2,  # exp_avg, exp_avg_sq
             reference="Kingma & Ba 2015, Adam: A Method for Stochastic Optimization, "
             "arXiv:1412.6980",
@@ -308,6 +346,7 @@ def _plugins() -> list[OptimizerPlugin]:
                       help="decoupled: shrink by lr * wd per step"),
             ],
             build=TorchBuild("AdamW"),
+            build_batched=BatchedBuild("AdamW"),
             state_multiple=2,  # exp_avg, exp_avg_sq
             reference="Loshchilov & Hutter 2019, Decoupled Weight Decay Regularization (ICLR), "
             "arXiv:1711.05101",
@@ -317,6 +356,7 @@ def _plugins() -> list[OptimizerPlugin]:
             summary="Adam whose denominator never shrinks (running max of the second moment).",
             space=adam_space,
             build=TorchBuild("Adam", {"amsgrad": True}),
+            build_batched=BatchedBuild("Adam", {"amsgrad": True}),
             state_multiple=3,  # exp_avg, exp_avg_sq, max_exp_avg_sq
             reference="Reddi, Kale & Kumar 2018, On the Convergence of Adam and Beyond (ICLR)",
         ),
@@ -325,6 +365,7 @@ def _plugins() -> list[OptimizerPlugin]:
             summary="Adam with the infinity norm in place of the second moment.",
             space=[_adam_lr(default=2e-3, recommended=2e-3), _BETA1, _BETA2, _l2()],
             build=TorchBuild("Adamax"),
+            build_batched=BatchedBuild("Adamax"),
             state_multiple=2,  # exp_avg, exp_inf
             reference="Kingma & Ba 2015, Adam: A Method for Stochastic Optimization, "
             "section 7.1, arXiv:1412.6980",
@@ -339,6 +380,7 @@ def _plugins() -> list[OptimizerPlugin]:
                 _ADAM_DECAY, _DECOUPLED,
             ],
             build=TorchBuild("NAdam"),
+            build_batched=BatchedBuild("NAdam"),
             state_multiple=2,  # exp_avg, exp_avg_sq (mu_product is a scalar)
             reference="Dozat 2016, Incorporating Nesterov Momentum into Adam (ICLR workshop)",
         ),
@@ -347,6 +389,7 @@ def _plugins() -> list[OptimizerPlugin]:
             summary="Adam with the variance of the adaptive step rectified in early steps.",
             space=[_adam_lr(), _BETA1, _BETA2, _ADAM_DECAY, _DECOUPLED],
             build=TorchBuild("RAdam"),
+            build_batched=BatchedBuild("RAdam"),
             state_multiple=2,  # exp_avg, exp_avg_sq
             reference="Liu et al. 2020, On the Variance of the Adaptive Learning Rate and Beyond "
             "(ICLR), arXiv:1908.03265",
