@@ -87,9 +87,15 @@ class Registry:
 
     def task(self, name: str) -> Task:
         """The task called ``name``, or the one a reference (``file.py:Name``,
-        ``module:Name``) names (:mod:`tuner.task_reference`)."""
+        ``module:Name``) names (:mod:`tuner.task_reference`); ``name[key=value,...]`` sets its
+        parameters (:mod:`tuner.task_params`)."""
         if name in self.tasks:
             return self.tasks[name]
+        from tuner.task_params import split_identity
+
+        base, values = split_identity(name)
+        if values:  # ``digits-mlp[width=256]``: the task with those parameters
+            return self.task(base).with_params(values)
         if ":" in name:
             from tuner.task_reference import load_reference
 

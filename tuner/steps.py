@@ -136,6 +136,7 @@ def optimizer_step(
     parameters: list[torch.Tensor] | None = None,
     flat_loss: bool | None = None,
     counts: EvaluationCounts | None = None,
+    scaler: Any = None,
 ) -> torch.Tensor:
     """One optimizer step on ``batch``; returns the loss before the step (detached).
 
@@ -155,6 +156,8 @@ def optimizer_step(
         counts: incremented at every forward pass (function), backward pass (gradient) and
             Hessian: one batch of an accumulated step counts as one of each; a flat objective
             counts each of its evaluations once.
+        scaler: a ``torch.amp.GradScaler`` (fp16): the loss is scaled before the backward
+            pass, the gradients unscaled before clipping, and the step taken through it.
     """
     counts = counts if counts is not None else EvaluationCounts()
     if flat_loss is None:
@@ -185,20 +188,28 @@ def optimizer_step(
         loss = optimizer.step(closure)
         return (last[0] if loss is None else loss).detach()
     optimizer.zero_grad(set_to_none=True)
-    loss = _loss_and_gradient(loss_of, batch, counts)
+    scale = scaler.scale if scaler is not None else None
+    loss = _loss_and_gradient(loss_of, batch, counts, scale)
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     if clip_norm is not None:
         _clip(optimizer, parameters, clip_norm)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     return loss.detach()
 
 
 def _loss_and_gradient(
-    loss_of: Callable[[Any], torch.Tensor], batch: Any, counts: EvaluationCounts
+    loss_of: Callable[[Any], torch.Tensor], batch: Any, counts: EvaluationCounts,
+    scale: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     if not isinstance(batch, list):
         loss = loss_of(batch)
         counts.function += 1
-        loss.backward()
+        (scale(loss) if scale else loss).backward()
         counts.gradient += 1
         return loss
     count = len(batch)
@@ -206,7 +217,7 @@ def _loss_and_gradient(
     for part in batch:
         loss = loss_of(part)
         counts.function += 1
-        (loss / count).backward()
+        (scale(loss / count) if scale else loss / count).backward()
         counts.gradient += 1
         total = total + loss.detach()
     return total / count

@@ -17,6 +17,13 @@ A study file names a task, the optimizers to compare and the tuning budget each 
     sgd.lr = [1e-3, 1.0] # only sgd
     momentum.momentum = 0.9  # a fixed value (the same as [0.9, 0.9])
 
+    [training]           # training options, fixed or tuned (tuner.study_training)
+    warmup = 100
+    batch_size = [16, 256]
+
+    [task_params]        # the task's own parameters (tuner.task_params)
+    width = 256
+
 A range whose low equals its high fixes the parameter at that value (``--param-range
 lr=0.1:0.1``; in the file ``lr = [0.1, 0.1]`` or ``lr = 0.1``). An optimizer whose every
 parameter is fixed has nothing to tune: it runs one trial (:meth:`StudySpec.trials_for`), not
@@ -49,7 +56,7 @@ SAMPLERS = ("tpe", "random", "qmc", "grid")
 PRUNERS = ("none", "median", "hyperband", "wilcoxon")
 STUDY_KEYS = (
     "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
-    "seed", "ranges", "description",
+    "seed", "ranges", "description", "training", "task_params", "budget_unit",
 )
 _STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 LIMITS = {
@@ -114,6 +121,13 @@ class StudySpec:
     by reference; None for a plugin's task."""
     task_hash: str | None = None
     """SHA-256 of the referenced source file when the study was created."""
+    task_params: dict[str, Any] = field(default_factory=dict)
+    """The task parameters the study set (``task`` is then the identity ``base[k=v]``)."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Training options: fixed values, or ``{"range": [lo, hi]}`` / ``{"choices": [...]}`` for
+    tuned ones (:mod:`tuner.study_training`)."""
+    budget_unit: str = "examples"
+    """With a tuned batch size: ``examples`` (equal examples per run) or ``steps``."""
     id: int | None = None
     """The study's id in the store (None until it is written)."""
     status: str = "created"
@@ -141,6 +155,8 @@ class StudySpec:
             "description": self.description, "initial_configs": self.initial_configs,
             "space_hashes": self.space_hashes, "fixed": self.fixed,
             "task_ref": self.task_ref, "task_hash": self.task_hash,
+            "task_params": self.task_params, "training": self.training,
+            "budget_unit": self.budget_unit,
         }
 
 
@@ -179,6 +195,7 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
         "name": (str,), "task": (str,), "optimizers": (list, str), "trials": (int,),
         "seeds": (int,), "sampler": (str,), "pruner": (str,), "budget": (int,),
         "schedule": (str,), "seed": (int,), "ranges": (dict,), "description": (str,),
+        "training": (dict,), "task_params": (dict,), "budget_unit": (str,),
     }
     for key, value in data.items():
         if isinstance(value, bool) or not isinstance(value, expected[key]):
@@ -192,6 +209,10 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
         data["ranges"] = _ranges_from_table(data["ranges"], str(path))
     if "task" in data:
         data["task"] = _relative_to(data["task"], path.parent)
+    if "training" in data:
+        from tuner.study_training import from_file_value
+
+        data["training"] = {k: from_file_value(v) for k, v in data["training"].items()}
     return data
 
 
@@ -262,7 +283,9 @@ def resolve(
 
     merged: dict[str, Any] = dict(file_settings or {})
     for key, value in settings.items():
-        if key != "ranges" and value is not None:
+        if key in ("training", "task_params") and value:
+            merged[key] = {**(merged.get(key) or {}), **value}
+        elif key not in ("ranges", "training", "task_params") and value is not None:
             merged[key] = value
     ranges: list[RangeOverride] = [
         *((file_settings or {}).get("ranges") or []),
@@ -279,7 +302,7 @@ def resolve(
             raise StudyFileError(f"missing {flag} (or {key} = ... in the study file)")
 
     registry = get_registry()
-    task = registry.task(merged["task"])
+    task = registry.task(merged["task"]).with_params(merged.get("task_params") or {})
     optimizers = merged["optimizers"]
     if isinstance(optimizers, str):
         optimizers = [part.strip() for part in optimizers.split(",")]
@@ -316,6 +339,20 @@ def resolve(
     schedule = merged.get("schedule")
     if schedule is not None:
         check_schedule(schedule)
+    from tuner.study_training import BUDGET_UNITS, check_no_clash, check_training
+
+    training = check_training(merged.get("training") or {})
+    budget_unit = merged.get("budget_unit") or "examples"
+    if budget_unit not in BUDGET_UNITS:
+        raise StudyFileError(
+            f"unknown budget_unit {budget_unit!r}; choose from: {', '.join(BUDGET_UNITS)}"
+        )
+    for optimizer, plugin in plugins.items():
+        check_no_clash(training, optimizer, plugin.space.names)
+        if plugin.full_batch_only and "batch_size" in training:
+            raise StudyFileError(
+                f"optimizer {optimizer!r} is full-batch only; the study sets a batch size"
+            )
 
     per_optimizer: dict[str, dict[str, list[float]]] = {}
     for override in ranges:
@@ -339,6 +376,9 @@ def resolve(
         schedule=schedule, seed=merged.get("seed") or 0, ranges=per_optimizer,
         description=merged.get("description") or "", fixed=fixed,
         task_ref=getattr(task, "code_ref", None), task_hash=getattr(task, "code_hash", None),
+        task_params={k: v for k, v in task.task_params.items()
+                     if k in (merged.get("task_params") or {})},
+        training=training, budget_unit=budget_unit,
     )
 
 

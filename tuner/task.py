@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -101,6 +103,10 @@ class Task:
         reference: a configuration known to reach ``target`` within ``budget`` (the tests
             check it): ``{"optimizer": "adam", "params": {"lr": 0.1}}``; empty params mean the
             optimizer's defaults.
+        parameters: the task's own parameters and their defaults (``{"width": 128}``): a
+            study sets them (``--task-param width=256``) and :meth:`build` reads the values in
+            use from ``self.task_params``. They are part of the task's identity in the store
+            (:mod:`tuner.task_params`): ``digits-mlp[width=256]`` is a task of its own.
     """
 
     name: ClassVar[str]
@@ -116,9 +122,12 @@ class Task:
     divergence_threshold: ClassVar[float | None] = None
     records_trajectory: ClassVar[bool] = False
     reference: ClassVar[dict[str, Any]] = {"optimizer": "adam", "params": {}}
+    parameters: ClassVar[dict[str, Any]] = {}
 
     plugin: str = ""
     version: str = ""
+    _task_params: dict[str, Any] | None = None
+    _base_name: str | None = None
 
     # -- what a task implements -------------------------------------------------------------
 
@@ -163,6 +172,44 @@ class Task:
 
     # -- used by tuner ------------------------------------------------------------------------
 
+    @property
+    def task_params(self) -> dict[str, Any]:
+        """The values of the task's parameters in use: the declared defaults, with what a
+        study set (:meth:`with_params`) over them."""
+        return {**self.parameters, **(self._task_params or {})}
+
+    @property
+    def base_name(self) -> str:
+        """The declared name, without the parameters that :meth:`with_params` added."""
+        return self._base_name or self.name
+
+    def param_problems(self, values: Mapping[str, Any]) -> list[str]:
+        """What is wrong with a combination of parameter values (each already of the right
+        type); override to refuse values the model cannot take. The default accepts all."""
+        return []
+
+    def with_params(self, values: Mapping[str, Any]) -> Task:
+        """A copy of this task with parameters set (checked against the declaration and
+        coerced to the defaults' types); its ``name`` becomes the identity in the store,
+        ``base[key=value]`` (:func:`tuner.task_params.identity`). No values: this task."""
+        from tuner.task_params import identity, resolve_values
+
+        if not values:
+            return self
+        base = self.base_name
+        resolved = resolve_values(self.parameters, {**(self._task_params or {}), **values},
+                                  f"task {base!r}")
+        problems = self.param_problems(resolved)
+        if problems:
+            from tuner.task_params import TaskParamError
+
+            raise TaskParamError(f"task {base!r}: {problems[0]}")
+        configured = copy.copy(self)
+        configured._base_name = base
+        configured._task_params = resolved
+        configured.name = identity(base, resolved, self.parameters)  # type: ignore[misc]
+        return configured
+
     def reached(self, value: float) -> bool:
         """Whether a metric value meets the target, in the task's direction."""
         if self.direction == "maximize":
@@ -181,7 +228,7 @@ class Task:
         """The declared attributes, JSON-ready."""
         keys = ("name", "summary", "kind", "data", "metric", "direction", "target", "budget",
                 "eval_every", "batch_size", "reference")
-        return {key: getattr(self, key) for key in keys}
+        return {**{key: getattr(self, key) for key in keys}, "parameters": self.task_params}
 
     def problems(self) -> list[str]:
         """What is wrong with the declaration, for the plugin loader's one-line error."""
@@ -200,4 +247,11 @@ class Task:
         batch_size = getattr(self, "batch_size", None)
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
             found.append("batch_size must be a positive integer or None")
+        parameters = getattr(self, "parameters", {})
+        if not isinstance(parameters, Mapping):
+            found.append("parameters must be a dict of names and default values")
+        else:
+            from tuner.task_params import check_declared
+
+            found.extend(check_declared(parameters, getattr(self, "name", "?")))
         return found

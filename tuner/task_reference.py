@@ -278,7 +278,7 @@ def load_study_task(spec: StudySpec, *, allowed_changed: bool | None = None) -> 
 
     if not spec.task_ref:
         return get_registry().task(spec.task)
-    task = load_reference(spec.task_ref)
+    task = load_reference(spec.task_ref).with_params(spec.task_params)
     if task.name != spec.task:
         raise ChangedCodeError(
             f"task reference {spec.task_ref!r} now declares task {task.name!r}; study "

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 STATUSES = ("complete", "diverged", "pruned", "failed")
 SCHEDULES = ("constant", "cosine", "linear", "step", "plateau")
+PRECISIONS = ("float32", "float64", "bf16", "fp16")
 
 # Steps between two read-backs of the loss (divergence check, mean training loss), by device
 # type. On the CPU it costs nothing to read every step; on a GPU each read-back synchronises.
@@ -91,6 +92,12 @@ class RunResult:
     evaluates several times per step (a line search, L-BFGS's inner iterations) is charged for
     each. A full-batch first-order run makes one of each per step (``accumulate`` per step on
     mini-batches). Evaluations of the metric are not counted.
+
+    ``task_params`` are the task's parameter values (:mod:`tuner.task_params`), ``dtype`` the
+    parameters' dtype (``float64``; ``float32`` under ``bf16``/``fp16`` autocast, which
+    ``options["precision"]`` records) and ``examples_seen`` the training examples that went into
+    the gradients (batch size x accumulation x steps; the training set x steps on a full-batch
+    task): the facts that advice across model sizes and batch sizes reads.
     """
 
     task: str
@@ -118,6 +125,9 @@ class RunResult:
     function_evals: int = 0
     gradient_evals: int = 0
     hessian_evals: int = 0
+    task_params: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
+    examples_seen: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,6 +166,15 @@ class TrainOptions:
         patience: early stopping: stop after this many evaluations without an improvement of
             more than ``min_delta`` over the best metric.
         min_delta: the improvement that counts for early stopping.
+        floor: the lr that the ``cosine`` and ``linear`` schedules end at, as a fraction of the
+            run's lr (0: decay to 0).
+        decay_exclude: weight decay is not applied to biases and normalisation parameters (the
+            parameters with fewer than two dimensions): the optimizer receives two parameter
+            groups, the second with ``weight_decay`` 0. Only for optimizers that have a
+            ``weight_decay`` hyperparameter.
+        precision: ``float32``; ``float64`` (the model and the data in double precision);
+            ``bf16`` (forward pass and loss under bfloat16 autocast, weights and optimizer state
+            in float32); ``fp16`` (float16 autocast with a gradient scaler, CUDA only).
         batch_size: override the task's batch size (examples per gradient, before
             accumulation); on a full-batch task it switches to mini-batches.
         budget: override the task's number of optimizer steps.
@@ -176,6 +195,9 @@ class TrainOptions:
     accumulate: int = 1
     patience: int | None = None
     min_delta: float = 0.0
+    floor: float = 0.0
+    decay_exclude: bool = False
+    precision: str = "float32"
     batch_size: int | None = None
     budget: int | None = None
     eval_every: int | None = None
@@ -209,6 +231,15 @@ class TrainOptions:
                 raise TrainOptionsError(f"{name} must be a positive number, got {value!r}")
         if self.min_delta < 0:
             raise TrainOptionsError(f"min_delta must be >= 0, got {self.min_delta!r}")
+        if not (isinstance(self.floor, (int, float)) and 0.0 <= self.floor < 1.0):
+            raise TrainOptionsError(f"floor must be in [0, 1), got {self.floor!r}")
+        if not isinstance(self.decay_exclude, bool):
+            raise TrainOptionsError(f"decay_exclude must be true or false, got "
+                                    f"{self.decay_exclude!r}")
+        if self.precision not in PRECISIONS:
+            raise TrainOptionsError(
+                f"unknown precision {self.precision!r}; choose from: {', '.join(PRECISIONS)}"
+            )
 
 
 def make_options(options: TrainOptions | None = None, **values: Any) -> TrainOptions:
@@ -264,6 +295,40 @@ def train(
     hyperparams = optimizer.space.complete(params or {}, owner=optimizer.name)
     run = _Run(task, optimizer, hyperparams, seed, options, callback)
     return run.execute()
+
+
+def _autocast(loss_of: Callable[[Any], Any], device_type: str, precision: str) -> Callable:
+    """``loss_of`` with its forward pass and loss under autocast (``bf16`` or ``fp16``); the
+    backward pass runs outside, as torch recommends."""
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+
+    def loss(batch: Any) -> Any:
+        with torch.autocast(device_type, dtype=dtype):
+            value = loss_of(batch)
+        return value.float()
+
+    return loss
+
+
+def _to_double(data: Any) -> Any:
+    """``data`` with every floating tensor in it (tuples, lists, dicts) in float64."""
+    import torch
+
+    if isinstance(data, torch.Tensor):
+        return data.double() if data.is_floating_point() else data
+    if isinstance(data, (tuple, list)):
+        return type(data)(_to_double(item) for item in data)
+    if isinstance(data, dict):
+        return {key: _to_double(value) for key, value in data.items()}
+    return data
+
+
+def _in_double(problem: Problem) -> Problem:
+    """The problem in float64: the model, the training tensors and the validation data."""
+    problem.model.double()
+    return replace(problem, train=_to_double(problem.train), val=_to_double(problem.val))
 
 
 def _is_pruning(error: BaseException) -> bool:
@@ -360,6 +425,7 @@ class _Run:
                 f"optimizer {plugin.name!r} searches along its own directions on the loss "
                 "itself; gradient clipping (clip_norm) does not apply to it"
             )
+        self._check_precision()
         self.counts = EvaluationCounts()
         used = asdict(options)
         used.update(budget=self.budget, eval_every=self.eval_every, batch_size=self.batch_size,
@@ -369,10 +435,29 @@ class _Run:
             status="failed", final_metric=None, best_metric=None, device=str(self.device),
             versions={"torch": torch.__version__, "python": platform.python_version(),
                       "tuner": __version__},
-            options=used,
+            options=used, task_params=dict(getattr(task, "task_params", {}) or {}),
+            dtype="float64" if options.precision == "float64" else "float32",
         )
         if getattr(task, "code_hash", None):  # a task by reference: the code this run ran
             self.result.versions["task_code"] = str(task.code_hash)
+
+    def _check_precision(self) -> None:
+        """Refuse, before training, a precision that cannot work here or with this optimizer."""
+        precision, plugin = self.options.precision, self.plugin
+        if precision == "fp16" and self.device.type != "cuda":
+            raise TrainOptionsError(
+                "precision fp16 needs CUDA (a gradient scaler on a GPU); on the CPU use bf16"
+            )
+        if precision in ("bf16", "fp16") and plugin.wants_flat_loss:
+            raise TrainOptionsError(
+                f"optimizer {plugin.name!r} searches on the loss itself; mixed precision "
+                f"({precision}) does not apply to it: use float32 or float64"
+            )
+        if precision == "fp16" and plugin.needs_closure:
+            raise TrainOptionsError(
+                f"optimizer {plugin.name!r} re-evaluates the loss inside its step; fp16 with a "
+                "gradient scaler does not apply to it: use bf16, float32 or float64"
+            )
 
     # -- the run --------------------------------------------------------------------------
 
@@ -433,23 +518,34 @@ class _Run:
 
         task, options, result = self.task, self.options, self.result
         torch.manual_seed(self.seed)
+        double = options.precision == "float64"
         problem = task.build(self.seed, self.device)
+        if double:
+            problem = _in_double(problem)
         model = problem.model.to(self.device)
         model.train()
         parameters = [p for p in model.parameters() if p.requires_grad]
         result.param_count = sum(p.numel() for p in parameters)
         result.param_bytes = sum(p.numel() * p.element_size() for p in parameters)
         self._check_size(result.param_count)
-        optimizer = self.optimizer = self.plugin.create(parameters, self.hyperparams)
+        optimizer = self.optimizer = self.plugin.create(self._groups(model), self.hyperparams)
         per_step_schedule, plateau = self._schedules(optimizer)
         warmup = options.warmup
         order = self._batches(problem)
+        if double and problem.dataset is not None:
+            order = map(_to_double, order)
+        per_step = (self.batch_size or problem.train_size) * options.accumulate
+        scaler = None
+        if options.precision == "fp16":
+            scaler = torch.amp.GradScaler(self.device.type)
         clip_norm = options.clip_norm
         trajectory = task.records_trajectory
         self._positions = []
         if trajectory:
             self._positions.append(task.position(model).detach().clone())
         loss_of = functools.partial(task.loss, model)  # takes what ``order`` yields
+        if options.precision in ("bf16", "fp16"):
+            loss_of = _autocast(loss_of, self.device.type, options.precision)
         needs_closure = self.plugin.needs_closure
         flat_loss = self.plugin.wants_flat_loss
         counts = self.counts
@@ -467,8 +563,9 @@ class _Run:
         for step in range(budget):
             loss = optimizer_step(optimizer, loss_of, next(order), needs_closure=needs_closure,
                                   clip_norm=clip_norm, parameters=parameters,
-                                  flat_loss=flat_loss, counts=counts)
+                                  flat_loss=flat_loss, counts=counts, scaler=scaler)
             done = self.done = step + 1
+            result.examples_seen = done * per_step
             evaluating = done % eval_every == 0 or done == budget
             if evaluating:
                 lr = float(optimizer.param_groups[0]["lr"])
@@ -497,6 +594,20 @@ class _Run:
                 if self._stop:
                     break
         result.steps = done
+
+    def _groups(self, model) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups: one, or with ``decay_exclude`` (and an optimizer
+        that decays) the biases and normalisation parameters (< 2 dimensions) in a second group
+        with ``weight_decay`` 0."""
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        if not (self.options.decay_exclude and "weight_decay" in self.plugin.space):
+            return [{"params": parameters}]
+        decayed = [p for p in parameters if p.dim() >= 2]
+        excluded = [p for p in parameters if p.dim() < 2]
+        groups = [{"params": decayed}] if decayed else []
+        if excluded:
+            groups.append({"params": excluded, "weight_decay": 0.0})
+        return groups
 
     def _check_size(self, param_count: int) -> None:
         """Refuse a model larger than the optimizer's declared limit (a dense Hessian)."""
@@ -581,9 +692,13 @@ class _Run:
         main = None
         plateau = None
         if schedule == "cosine":
-            main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=after)
+            # eta_min is absolute, the same for every group: the floor of the run's lr
+            main = lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=after,
+                eta_min=options.floor * float(optimizer.param_groups[0]["lr"]),
+            )
         elif schedule == "linear":
-            main = lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.0,
+            main = lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=options.floor,
                                          total_iters=after)
         elif schedule == "step":
             main = lr_scheduler.StepLR(optimizer, step_size=options.step_size or

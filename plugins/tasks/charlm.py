@@ -28,6 +28,9 @@ def _text() -> tuple[np.ndarray, str]:
     return lookup[np.frombuffer(text.encode("ascii"), dtype=np.uint8)], alphabet
 
 
+HEADS = 4
+
+
 class Block(nn.Module):
     """A pre-norm Transformer block: causal self-attention, then an MLP."""
 
@@ -55,7 +58,8 @@ class Block(nn.Module):
 class CharTransformer(nn.Module):
     """Embeddings (characters and positions), a few blocks, a final norm and a linear head."""
 
-    def __init__(self, vocabulary: int, width: int = 64, heads: int = 4, layers: int = 2) -> None:
+    def __init__(self, vocabulary: int, width: int = 64, heads: int = HEADS, layers: int = 2
+                 ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocabulary, width)
         self.position = nn.Parameter(torch.randn(CONTEXT, width) * 0.02)
@@ -75,6 +79,7 @@ class CharLM(Task):
 
     name = "charlm"
     summary = "Character Transformer (2 layers, width 64, context 32) on Genesis (KJV), bits/char"
+    # the model width is a task parameter (--task-param width=128), a multiple of HEADS
     kind = "sequence"
     data = "shipped: the Book of Genesis, King James Version (197 KB, public domain)"
     metric = "val_bpc"
@@ -87,6 +92,13 @@ class CharLM(Task):
     budget = 600
     eval_every = 50
     batch_size = 16
+    parameters = {"width": 64}
+
+    def param_problems(self, values: dict) -> list[str]:
+        if values["width"] % HEADS:
+            return [f"width must be a multiple of the {HEADS} attention heads, got "
+                    f"{values['width']}"]
+        return []
 
     def build(self, seed: int, device: torch.device) -> Problem:
         ids, alphabet = _text()
@@ -99,7 +111,7 @@ class CharLM(Task):
         windows = train_ids[offset: offset + count * (CONTEXT + 1)].reshape(count, CONTEXT + 1)
         starts = np.linspace(0, len(val_ids) - CONTEXT - 1, VALIDATION_WINDOWS).astype(np.int64)
         val = np.stack([val_ids[s: s + CONTEXT + 1] for s in starts])
-        model = CharTransformer(len(alphabet)).to(device)
+        model = CharTransformer(len(alphabet), width=self.task_params["width"]).to(device)
         return Problem(model=model, train=(torch.from_numpy(windows).to(device),),
                        val=(torch.from_numpy(val).to(device),))
 

@@ -11,7 +11,13 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tuner.advice.ratios import LrRatio
-from tuner.advice.source import NoRunsError, no_runs_message, open_for_reading, task_record
+from tuner.advice.source import (
+    NoRunsError,
+    no_runs_message,
+    open_for_reading,
+    task_by_reference,
+    task_record,
+)
 from tuner.advice.stats import (
     Tolerance,
     default_tolerance,
@@ -120,6 +126,8 @@ class TaskRanking:
     memory_budget: float | None = field(default=None)
     lr_ratios: list[LrRatio] = field(default_factory=list)
     certainty: Certainty | None = None
+    where: dict[str, Any] | None = None
+    """The training options the ranking was restricted to (``{"batch_size": 16}``)."""
 
     @property
     def winner(self) -> OptimizerStanding | None:
@@ -137,6 +145,7 @@ class TaskRanking:
             "task": self.task, "kind": self.kind, "metric": self.metric,
             "direction": self.direction, "target": self.target,
             "tolerance": str(self.tolerance), "memory_budget": self.memory_budget,
+            "where": self.where,
             "db": self.db, "studies": self.studies,
             "optimizers": [standing.to_dict() for standing in self.optimizers],
             "lr_ratios": [ratio.to_dict() for ratio in self.lr_ratios],
@@ -149,11 +158,14 @@ def rank_task(
     db: str | Store | None = None,
     tolerance: str | float | Tolerance | None = None,
     memory_budget: str | float | None = None,
+    where: dict[str, Any] | None = None,
 ) -> TaskRanking:
     """Optimizers ranked on ``task`` from every run in the store (``tuner best``).
 
     ``memory_budget`` (``"1n"``, ...) keeps only configurations whose measured optimizer state
-    is at most that multiple of the parameters' bytes. Raises :class:`NoRunsError` when the
+    is at most that multiple of the parameters' bytes; ``where`` (``{"batch_size": 16}``) only
+    those trained with these training options. ``task`` may also be a task reference
+    (``file.py:Name``) that a study of the store was created from. Raises :class:`NoRunsError` when the
     store holds no run of the task (or no store is there).
     """
     from tuner.advice.bootstrap import CONTENDERS
@@ -170,9 +182,11 @@ def rank_task(
     budget = parse_memory_budget(memory_budget)
     store, opened = open_for_reading(db)
     try:
+        task = task_by_reference(store, task)
         record = task_record(store, task)
         tol = chosen if chosen is not None else default_tolerance(record.metric)
-        summaries = optimizer_summaries(store, task, record.direction, tol.margin, budget)
+        summaries = optimizer_summaries(store, task, record.direction, tol.margin, budget,
+                                        where)
         if not summaries and (budget is None or task not in tasks_with_runs(store)):
             raise NoRunsError(no_runs_message(store, task))
         runs = config_runs(
@@ -180,7 +194,7 @@ def rank_task(
         )
         contenders = contender_configs(
             store, task, record.direction,
-            [s.optimizer for s in summaries if s.mean is not None], CONTENDERS, budget,
+            [s.optimizer for s in summaries if s.mean is not None], CONTENDERS, budget, where,
         )
         studies = study_count(store, task)
         display = store.display_url
@@ -200,6 +214,7 @@ def rank_task(
         task=task, metric=record.metric, direction=record.direction, target=record.target,
         tolerance=tol, db=display, studies=studies, optimizers=standings, kind=record.kind,
         memory_budget=budget, lr_ratios=ratios, certainty=certainty,
+        where=dict(where) if where else None,
     )
 
 

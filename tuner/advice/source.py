@@ -79,3 +79,28 @@ def rankable_tasks(store: Store) -> list[str]:
 
     recorded = {record.name for record in list_tasks(store)}
     return [name for name in tasks_with_runs(store) if name in recorded]
+
+
+def task_by_reference(store: Store, text: str) -> str:
+    """The store's name of the task that ``text`` refers to: ``text`` itself when it is a task
+    name; for a reference (``path/file.py:Name``, ``module:Name``, optionally with
+    ``[key=value]`` parameters), the task recorded with that reference. Nothing is imported:
+    the store's task records keep each study's reference."""
+    from tuner.store import list_tasks
+    from tuner.task_params import split_identity
+    from tuner.task_reference import Reference, is_reference
+
+    base, params = split_identity(text)
+    if not is_reference(base):
+        return text
+    canonical = Reference.parse(base).canonical
+    found = [r for r in list_tasks(store) if r.code_ref == canonical]
+    if params:
+        found = [r for r in found
+                 if {k: str(v).lower() for k, v in (r.params or {}).items()}.items()
+                 >= {k: v.lower() for k, v in params.items()}.items()]
+    if not found:
+        raise NoRunsError(f"no study in {store.display_url} was created from task reference "
+                          f"{text!r}; run one first")
+    plain = [r for r in found if "[" not in r.name]
+    return (plain or sorted(found, key=lambda r: r.name))[0].name

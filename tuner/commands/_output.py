@@ -51,15 +51,20 @@ def format_value(value: Any) -> str:
 def print_table(
     rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | None = None
 ) -> None:
-    """A plain-text table (rich draws it; no colour when the output is not a terminal)."""
+    """A plain-text table (rich draws it; no colour when the output is not a terminal).
+
+    Every text is shown as it is, never read as rich markup: a task named
+    ``digits-mlp[width=32]`` keeps its brackets."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, box=None, header_style="bold", pad_edge=False)
+    table = Table(title=Text(title) if title is not None else None, box=None,
+                  header_style="bold", pad_edge=False)
     for index, column in enumerate(columns):
-        table.add_column(column, no_wrap=index == 0)  # names are never wrapped or cut
+        table.add_column(Text(column), no_wrap=index == 0)  # names are never wrapped or cut
     for row in rows:
-        table.add_row(*(format_value(v) for v in row))
+        table.add_row(*(Text(format_value(v)) for v in row))
     # On a terminal, fit it; into a file or a pipe, never wrap a row.
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 400
     Console(width=width).print(table)

@@ -75,6 +75,13 @@ def study() -> None:
 @click.option("--schedule", help="Learning-rate schedule of every run (default constant).")
 @click.option("--param-range", "ranges", multiple=True, metavar="[OPT.]PARAM=LOW:HIGH",
               help="Replace a parameter's range, for every optimizer that has it or for one.")
+@click.option("--train", "training", multiple=True, metavar="OPTION=VALUE|LOW:HIGH|A,B",
+              help="A training option, fixed or tuned: --train warmup=100, --train "
+              "batch_size=16:256, --train schedule=constant,cosine (repeatable).")
+@click.option("--budget-unit", type=click.Choice(["examples", "steps"]), default=None,
+              help="With a tuned batch size, what the equal budget counts (default examples).")
+@click.option("--task-param", "task_params", multiple=True, metavar="NAME=VALUE",
+              help="A parameter of the task, e.g. --task-param width=256 (repeatable).")
 @click.option("--seed", type=int, help="Seed of the sampler (default 0).")
 @click.option("--warm-start", is_flag=True, help="Start from the store's best known "
               "configurations of this task and narrow each lr range to its good interval.")
@@ -82,17 +89,22 @@ def study() -> None:
 def create_command(
     name: str | None, from_file: str | None, task: str | None, optimizers: str | None,
     trials: int | None, seeds: int | None, sampler: str | None, pruner: str | None,
-    budget: int | None, schedule: str | None, ranges: tuple[str, ...], seed: int | None,
-    warm_start: bool, db: str | None,
+    budget: int | None, schedule: str | None, ranges: tuple[str, ...],
+    training: tuple[str, ...], budget_unit: str | None, task_params: tuple[str, ...],
+    seed: int | None, warm_start: bool, db: str | None,
 ) -> None:
     """Create a study NAME; everything is checked before anything is written."""
+    from tuner.study_training import parse_flag
     from tuner.studyfile import load_study_file, parse_range_flag
+    from tuner.task_params import parse_flags
 
     file_settings = load_study_file(from_file) if from_file else None
     flags = {
         "name": name, "task": task, "optimizers": optimizers, "trials": trials,
         "seeds": seeds, "sampler": sampler, "pruner": pruner, "budget": budget,
         "schedule": schedule, "seed": seed, "ranges": [parse_range_flag(r) for r in ranges],
+        "training": dict(parse_flag(t) for t in training), "budget_unit": budget_unit,
+        "task_params": parse_flags(task_params),
     }
     from tuner.driver import create_study
     from tuner.store import display_url, resolve_url
@@ -312,6 +324,16 @@ def list_command(as_json: bool, db: str | None) -> None:
     )
 
 
+def _training_text(value) -> str:
+    """A study training option for people: ``100``, ``16..256`` (tuned), ``a|b`` (tuned)."""
+    if isinstance(value, dict) and "range" in value:
+        low, high = value["range"]
+        return f"{format_value(low)}..{format_value(high)} (tuned)"
+    if isinstance(value, dict):
+        return "|".join(str(v) for v in value["choices"]) + " (tuned)"
+    return format_value(value)
+
+
 @study.command(name="show")
 @click.argument("name")
 @output_options
@@ -330,6 +352,10 @@ def show_command(name: str, as_json: bool, db: str | None) -> None:
         f"({status.direction} {status.metric}), {c.seeds} seeds per trial, "
         f"{c.sampler} sampler, {c.pruner} pruner."
     )
+    if c.training:
+        click.echo("Training: " + ", ".join(
+            f"{key}={_training_text(value)}" for key, value in c.training.items()
+        ) + ".")
     for slot, error in status.errors.items():
         click.echo(f"Given up: {slot}: {error}")
     rows = []

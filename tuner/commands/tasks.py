@@ -97,13 +97,22 @@ def _describe(task: Any) -> dict[str, Any]:
               help="Batches whose gradients make one step.")
 @click.option("--patience", type=int, default=None,
               help="Early stopping: evaluations without improvement before stopping.")
+@click.option("--floor", default=0.0, show_default=True,
+              help="Where cosine and linear schedules end, as a fraction of the lr.")
+@click.option("--decay-exclude", is_flag=True,
+              help="No weight decay on biases and normalisation parameters.")
+@click.option("--precision", type=click.Choice(["float32", "float64", "bf16", "fp16"]),
+              default="float32", show_default=True, help="Numeric precision of training.")
+@click.option("--task-param", "task_params", multiple=True, metavar="NAME=VALUE",
+              help="A parameter of the task, e.g. --task-param width=256 (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--threads", type=int, default=None, help="Torch CPU threads.")
 @output_options
 def train_command(
     task_name: str, optimizer_name: str, params: tuple[str, ...], seed: int, schedule: str,
     warmup: int, budget: int | None, batch_size: int | None, eval_every: int | None,
-    clip_norm: float | None, accumulate: int, patience: int | None, device: str,
+    clip_norm: float | None, accumulate: int, patience: int | None, floor: float,
+    decay_exclude: bool, precision: str, task_params: tuple[str, ...], device: str,
     threads: int | None, as_json: bool,
 ) -> None:
     """Train one task with one optimizer once, and print its curve.
@@ -113,16 +122,18 @@ def train_command(
         tuner train --task digits-mlp --optimizer adam --param lr=3e-3 --schedule cosine
     """
     from tuner.plugins import get_registry
+    from tuner.task_params import parse_flags
     from tuner.training import train
 
     registry = get_registry()
-    task = registry.task(task_name)
+    task = registry.task(task_name).with_params(parse_flags(task_params))
     plugin = registry.optimizer(optimizer_name)
     values = plugin.space.parse(params, owner=plugin.name)
     result = train(
         task, plugin, values, seed, schedule=schedule, warmup=warmup, budget=budget,
         batch_size=batch_size, eval_every=eval_every, clip_norm=clip_norm,
-        accumulate=accumulate, patience=patience, device=device, threads=threads,
+        accumulate=accumulate, patience=patience, floor=floor, decay_exclude=decay_exclude,
+        precision=precision, device=device, threads=threads,
     )
     if as_json:
         print_json(result.to_dict())

@@ -14,12 +14,29 @@ from tuner.task_reference import load_study_task
 
 
 def study_space(spec: StudySpec, optimizer: str) -> Any:
-    """The effective search space of ``optimizer`` in a study (its plugin's, with the study's
-    ranges put in place)."""
+    """The search space a study samples for ``optimizer``: its plugin's, with the study's
+    ranges put in place, and the study's tuned training options as further dimensions
+    (:mod:`tuner.study_training`)."""
+    from tuner.study_training import space_params, tuned
+
+    space = optimizer_space(spec, optimizer)
+    if not tuned(spec.training):
+        return space
+    return space + space_params(spec.training, _task_batch_size(spec))
+
+
+def optimizer_space(spec: StudySpec, optimizer: str) -> Any:
+    """The optimizer's own search space in a study (its plugin's, with the study's ranges)."""
     from tuner.plugins import get_registry
 
     plugin = get_registry().optimizer(optimizer)
     return apply_ranges(plugin.space, spec.ranges.get(optimizer, {}), optimizer)
+
+
+def _task_batch_size(spec: StudySpec) -> int | None:
+    from tuner.task_reference import load_study_task
+
+    return load_study_task(spec, allowed_changed=True).batch_size
 
 
 def recommended_configs(spec: StudySpec) -> dict[str, list[dict[str, Any]]]:
@@ -72,7 +89,8 @@ def open_context(store: Store, name: str) -> StudyContext:
                 f"the search space of optimizer {optimizer!r} changed since study "
                 f"{spec.name!r} was created (plugin upgraded?); create a new study"
             )
-    plugins = {o: replace(registry.optimizer(o), space=space) for o, space in spaces.items()}
+    plugins = {o: replace(registry.optimizer(o), space=optimizer_space(spec, o))
+               for o in spec.optimizers}
     storage = optuna_adapter.storage(store)
     budget = int(spec.budget or task.budget)
     studies = {

@@ -25,6 +25,7 @@ from tuner.driver.context import StudyContext
 from tuner.driver.policy import mean, outcome_after, report_step
 from tuner.store.claims import record_and_close, reuse_runs
 from tuner.store.models import params_hash
+from tuner.study_training import run_plan
 
 LOST = "lost"
 """The outcome of a trial reaped while it ran: the reaper has failed its records already."""
@@ -39,9 +40,13 @@ def run_trial(
 
     spec, budget = context.spec, context.budget
     curve_mode = spec.pruner in ("median", "hyperband")
-    reused = reuse_runs(context.store, claim.row_id, claim.earlier, params_hash(claim.params),
-                        spec.seed_list)
     plugin = context.plugins[claim.optimizer]
+    hyperparams = {k: v for k, v in claim.params.items() if k in plugin.space}
+    plan = run_plan(spec.training, claim.params, budget=budget,
+                    eval_every=context.task.eval_every, task_batch_size=context.task.batch_size,
+                    schedule=spec.schedule, budget_unit=spec.budget_unit)
+    reused = reuse_runs(context.store, claim.row_id, claim.earlier, params_hash(hyperparams),
+                        spec.seed_list)
     finals: list[float] = []
     for index, seed in enumerate(spec.seed_list):
         last = index + 1 == spec.seeds
@@ -51,14 +56,15 @@ def run_trial(
             if curve_mode:
                 for step, metric in run.curve:
                     if metric is not None and math.isfinite(metric):
-                        claim.trial.report(metric, report_step(index, budget, step))
+                        claim.trial.report(
+                            metric, report_step(index, budget, min(round(step * plan.scale),
+                                                                   budget)))
             final = run.final_metric
             outcome = outcome_after(run.status, final, finals, last)
         else:
             result = train(
-                context.task, plugin, claim.params, seed, budget=spec.budget,
-                schedule=spec.schedule or "constant",
-                callback=_on_evaluation(claim, index, budget, curve_mode, lost),
+                context.task, plugin, hyperparams, seed, **plan.options,
+                callback=_on_evaluation(claim, index, budget, curve_mode, lost, plan.scale),
             )
             if lost.is_set():
                 return LOST, None, None
@@ -80,14 +86,19 @@ def run_trial(
 
 
 def _on_evaluation(
-    claim: Claim, index: int, budget: int, curve_mode: bool, lost: threading.Event
+    claim: Claim, index: int, budget: int, curve_mode: bool, lost: threading.Event,
+    scale: float = 1.0,
 ) -> Callable[[Any], bool]:
+    """The run's callback: report each evaluation to a curve pruner, at the study's reference
+    steps (a run at twice the reference batch size is at step ``2 s`` after ``s`` steps)."""
+
     def on_evaluation(point: Any) -> bool:
         if lost.is_set():
             return True
         if curve_mode and math.isfinite(point.metric):
+            step = min(round(point.step * scale), budget)
             return optuna_adapter.report(claim.trial, point.metric,
-                                         report_step(index, budget, point.step))
+                                         report_step(index, budget, step))
         return False
 
     return on_evaluation

@@ -38,6 +38,9 @@ RESULT_OPTIONS: dict[str, Any] = {
     "patience": None,
     "min_delta": 0.0,
     "batch_size": None,
+    "floor": 0.0,
+    "decay_exclude": False,
+    "precision": "float32",
 }
 """The TrainOptions fields that change a run's result, each with its baseline (frozen: a key
 computed today must equal the key computed by any later tuner, so a baseline never changes)."""
@@ -46,6 +49,7 @@ _ONLY_WITH: dict[str, tuple[str, tuple[Any, ...]]] = {
     "step_size": ("schedule", ("step",)),
     "gamma": ("schedule", ("step", "plateau")),
     "plateau_patience": ("schedule", ("plateau",)),
+    "floor": ("schedule", ("cosine", "linear")),
 }
 """Options that change the result only under some values of another option."""
 

@@ -239,6 +239,10 @@ class Run(Base):
     ``function_evals``, ``gradient_evals`` and ``hessian_evals`` are the loss, gradient and
     Hessian evaluations the training loop counted (a line search makes several per step); None
     on runs recorded before migration 0007.
+
+    ``task_params``, ``dtype`` and ``examples_seen`` are facts about the trained model: the
+    task's parameter values (a width), the parameters' dtype and the training examples that
+    went into the gradients; None on runs recorded before migration 0008.
     """
 
     __tablename__ = "tuner_runs"
@@ -287,6 +291,9 @@ class Run(Base):
     function_evals: Mapped[int | None] = mapped_column(BigInteger)
     gradient_evals: Mapped[int | None] = mapped_column(BigInteger)
     hessian_evals: Mapped[int | None] = mapped_column(BigInteger)
+    task_params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    dtype: Mapped[str | None] = mapped_column(String(20))
+    examples_seen: Mapped[int | None] = mapped_column(BigInteger)
 
     trial: Mapped["Trial | None"] = relationship(back_populates="runs")
     curve: Mapped[list["CurveRow"]] = relationship(

@@ -13,11 +13,11 @@ its own, or the caller's Session or Connection. Nothing here writes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select, true
 
 from tuner.store.models import ConfigStats, CurveRow, Run, Study, Trial
 from tuner.store.target import Target, reading
@@ -60,18 +60,40 @@ def _within_budget(stats: Any, max_state_multiple: float | None) -> Any:
                stats.state_multiple <= max_state_multiple + STATE_SLACK)
 
 
+def _matching(stats: Any, task: str, where: Mapping[str, Any] | None) -> Any:
+    """Only the configurations of runs trained with the training options ``where``
+    (``{"batch_size": 16}``): a scan of the task's runs, paid only when filtering."""
+    if not where:
+        return true()
+    clauses = []
+    for name, value in where.items():
+        field = Run.options[name]
+        if isinstance(value, bool):
+            clauses.append(field.as_boolean() == value)
+        elif isinstance(value, int):
+            clauses.append(field.as_integer() == value)
+        elif isinstance(value, float):
+            clauses.append(field.as_float() == value)
+        else:
+            clauses.append(field.as_string() == str(value))
+    chosen = select(Run.config_hash).where(Run.task == task, *clauses)
+    return stats.config_hash.in_(chosen)
+
+
 def optimizer_summaries(
     target: Target,
     task: str,
     direction: str,
     margin: Callable[[float], float],
     max_state_multiple: float | None = None,
+    where: Mapping[str, Any] | None = None,
 ) -> list[OptimizerSummary]:
     """Each optimizer's totals, best configuration and good-lr interval on ``task``.
 
     ``margin(best)`` is how far from the best mean a configuration may be and still be good
     (the tolerance). With ``max_state_multiple`` only configurations whose measured optimizer
-    state is at most that multiple of the parameter bytes take part.
+    state is at most that multiple of the parameter bytes take part; with ``where`` only those
+    trained with these training options (``{"batch_size": 16}``).
 
     One scan of the task's configurations for the totals, then per optimizer four index probes
     that touch only the rows they need:
@@ -88,7 +110,7 @@ def optimizer_summaries(
     all_reached = and_(eligible, stats.reached == stats.complete)
     fastest = case((all_reached, stats.steps_sum / stats.reached))
     maximize = direction == "maximize"
-    budget = _within_budget(stats, max_state_multiple)
+    budget = and_(_within_budget(stats, max_state_multiple), _matching(stats, task, where))
     with reading(target) as reader:
         totals = reader.execute(
             select(
@@ -251,12 +273,14 @@ def contender_configs(
     optimizers: Iterable[str],
     limit: int,
     max_state_multiple: float | None = None,
+    where: Mapping[str, Any] | None = None,
 ) -> dict[str, list[ConfigResult]]:
     """Per optimizer, its ``limit`` best configurations (a mean, no divergence), best first:
-    one index probe each on (task, optimizer, metric_mean). What the bootstrap resamples."""
+    one index probe each on (task, optimizer, metric_mean). What the bootstrap resamples.
+    ``where`` filters by training options as :func:`optimizer_summaries` does."""
     stats = ConfigStats.__table__.c
     order = stats.metric_mean.desc() if direction == "maximize" else stats.metric_mean.asc()
-    budget = _within_budget(stats, max_state_multiple)
+    budget = and_(_within_budget(stats, max_state_multiple), _matching(stats, task, where))
     found: dict[str, list[ConfigResult]] = {}
     with reading(target) as reader:
         for optimizer in optimizers:

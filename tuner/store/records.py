@@ -182,7 +182,8 @@ def run_row(
     ("not recorded"). ``config_hash`` is the configuration key of ``result.params`` and
     ``result.options`` (:mod:`tuner.store.config_key`), ``params_hash`` that of the params
     alone. The evaluation counts are ``result.function_evals``, ``gradient_evals`` and
-    ``hessian_evals``.
+    ``hessian_evals``; the model's facts ``result.task_params`` (None when empty), ``dtype`` and
+    ``examples_seen``.
     """
     if result.status not in RUN_STATUSES:
         raise StoreError(
@@ -227,6 +228,9 @@ def run_row(
         "function_evals": _count(result, "function_evals"),
         "gradient_evals": _count(result, "gradient_evals"),
         "hessian_evals": _count(result, "hessian_evals"),
+        "task_params": plain_json(dict(getattr(result, "task_params", None) or {})) or None,
+        "dtype": getattr(result, "dtype", None),
+        "examples_seen": _count(result, "examples_seen"),
     }
 
 

@@ -49,6 +49,9 @@ def _spec(row: Any) -> StudySpec:
         space_hashes=dict(options.get("space_hashes") or {}),
         fixed=list(options.get("fixed") or []),
         task_ref=options.get("task_ref"), task_hash=options.get("task_hash"),
+        task_params=dict(options.get("task_params") or {}),
+        training=dict(options.get("training") or {}),
+        budget_unit=options.get("budget_unit") or "examples",
         id=row.id, status=row.status,
     )
 
@@ -194,6 +197,7 @@ class StudyStatus:
             "status": self.status, "optimizers": s.optimizers, "trials_per_optimizer": s.trials,
             "seeds": s.seeds, "sampler": s.sampler, "pruner": s.pruner, "budget": s.budget,
             "schedule": s.schedule, "ranges": s.ranges, "description": s.description,
+            "training": s.training, "task_params": s.task_params,
             "trials_done": self.done, "trials_total": self.total,
             "slots_given_up": self.given_up, "errors": self.errors,
             "per_optimizer": [o.describe() for o in self.optimizers],

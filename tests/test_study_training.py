@@ -1,0 +1,280 @@
+"""Study-level training options (fixed or tuned) and task parameters.
+
+Each option is checked where it acts: the run records the value it used, and something the loop
+does differs when it is set. Then one small study with tuned options checks the sampling (inside
+the ranges), the equal budget in examples, the records of the model's facts, and a ranking
+filtered by batch size; task parameters change the model and the task's identity.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tuner.errors import TunerError
+from tuner.plugins import get_registry
+from tuner.study_training import check_training, parse_flag, run_plan
+from tuner.training import train
+
+FAST = {"budget": 22, "eval_every": 11}
+
+
+def _lrs(result):
+    return [point.lr for point in result.curve]
+
+
+def _run(optimizer="sgd", params=None, **options):
+    return train("digits-mlp", optimizer, params or {"lr": 0.05}, 0, **{**FAST, **options})
+
+
+# -- each option reaches the loop ---------------------------------------------------------
+
+
+def test_batch_size_and_accumulation_set_the_examples_each_step_sees():
+    base = _run()
+    smaller = _run(batch_size=32)
+    assert base.examples_seen == 22 * 64 and smaller.examples_seen == 22 * 32
+    assert smaller.options["batch_size"] == 32
+    assert smaller.curve[-1].train_loss != base.curve[-1].train_loss
+    # two accumulated halves of the same permutation make the step of one batch of 64
+    halves = _run(batch_size=32, accumulate=2)
+    assert halves.examples_seen == 22 * 32 * 2 and halves.options["accumulate"] == 2
+    assert halves.gradient_evals == 2 * base.gradient_evals
+    assert halves.curve[-1].train_loss == pytest.approx(base.curve[-1].train_loss, rel=1e-5)
+
+
+def test_warmup_ramps_the_lr_and_the_schedules_end_at_their_floor():
+    warm = _run(warmup=20, eval_every=1)
+    assert _lrs(warm)[0] == pytest.approx(0.05 * 1 / 21)  # the lr of the first step (s = 0)
+    assert _lrs(warm)[20] == pytest.approx(0.05)
+    assert warm.options["warmup"] == 20
+    for schedule in ("cosine", "linear"):
+        floored = _run(schedule=schedule, floor=0.2, eval_every=1)
+        assert floored.options["floor"] == 0.2
+        assert 0.2 * 0.05 <= min(_lrs(floored)) < 0.2 * 0.05 * 1.25  # ends at the floor
+        plain = _run(schedule=schedule, eval_every=1)
+        assert min(_lrs(plain)) < 0.2 * 0.05
+
+
+def test_step_and_plateau_schedules_decay_by_gamma():
+    stepped = _run(schedule="step", step_size=5, gamma=0.5, eval_every=1)
+    assert _lrs(stepped)[4] == pytest.approx(0.05)
+    assert _lrs(stepped)[5] == pytest.approx(0.025)  # after 5 steps: one decay
+    assert stepped.options["step_size"] == 5 and stepped.options["gamma"] == 0.5
+    # An lr of 1e-4 barely moves the metric: the plateau schedule cuts it after patience.
+    stuck = train("digits-mlp", "sgd", {"lr": 1e-4}, 0, budget=8, eval_every=1,
+                  schedule="plateau", plateau_patience=1, gamma=0.5)
+    assert stuck.curve[-1].lr < 1e-4
+    assert stuck.options["plateau_patience"] == 1
+
+
+def test_clipping_and_early_stopping_change_the_run():
+    clipped = _run(clip_norm=1e-3)
+    assert clipped.options["clip_norm"] == 1e-3
+    assert clipped.curve[-1].train_loss > _run().curve[-1].train_loss  # tiny steps: less fit
+    stopped = train("digits-mlp", "sgd", {"lr": 0.05}, 0, budget=44, eval_every=11,
+                    patience=1, min_delta=1.0)
+    assert stopped.stopped_early and stopped.steps == 22
+    assert stopped.options["patience"] == 1 and stopped.options["min_delta"] == 1.0
+
+
+def test_precision_float64_and_bf16_are_used_and_fp16_needs_cuda():
+    single = _run()
+    double = _run(precision="float64")
+    assert double.dtype == "float64" and double.param_bytes == 2 * single.param_bytes
+    assert double.curve[0].train_loss != single.curve[0].train_loss
+    assert double.curve[0].train_loss == pytest.approx(single.curve[0].train_loss, rel=1e-4)
+    half = _run(precision="bf16")
+    assert half.dtype == "float32" and half.options["precision"] == "bf16"
+    assert half.curve[0].train_loss != single.curve[0].train_loss
+    with pytest.raises(TunerError, match="fp16 needs CUDA"):
+        train("digits-mlp", "sgd", {}, 0, precision="fp16", device="cpu")
+    with pytest.raises(TunerError, match="mixed precision"):
+        train("rosenbrock", "newton", {}, 0, precision="bf16")
+
+
+@pytest.mark.gpu
+def test_fp16_trains_with_a_gradient_scaler_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here: fp16 needs one")
+    result = train("digits-mlp", "adam", {"lr": 3e-3}, 0, budget=44, precision="fp16",
+                   device="cuda")
+    assert result.status == "complete" and result.options["precision"] == "fp16"
+    assert result.final_metric > 0.5
+
+
+def _decaying_optimizers():
+    registry = get_registry()
+    names = [name for name in registry.optimizers
+             if "weight_decay" in registry.optimizer(name).space]
+    return sorted(names) + ["lookahead-adamw"]
+
+
+@pytest.mark.parametrize("name", _decaying_optimizers())
+def test_weight_decay_exclusion_leaves_biases_and_norms_alone(name):
+    """One step with a zero gradient: only weight decay moves the parameters. With
+    ``decay_exclude`` the biases and the LayerNorm's weight stay; the matrices shrink."""
+    from tuner.training import TrainOptions, _Run
+
+    plugin = get_registry().optimizer(name)
+    hp = plugin.space.complete({"weight_decay": plugin.space["weight_decay"].high},
+                               owner=name)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4),
+                                torch.nn.Linear(4, 2))
+    run = _Run(get_registry().task("digits-mlp"), plugin, hp, 0,
+               TrainOptions(decay_exclude=True), None)
+    groups = run._groups(model)
+    assert [len(g["params"]) for g in groups] == [2, 4]
+    optimizer = plugin.create(groups, hp)
+    before = [p.detach().clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    for p, old in zip(model.parameters(), before):
+        if p.dim() < 2:
+            assert torch.equal(p, old), name
+        else:
+            assert not torch.equal(p, old), name
+
+
+# -- the study file, the flags and a study with tuned options -----------------------------
+
+
+def test_training_options_are_checked_with_one_line_each():
+    assert check_training({"warmup": 10, "batch_size": {"range": [16, 128]}}) == {
+        "warmup": 10, "batch_size": {"range": [16, 128]}}
+    assert parse_flag("schedule=constant,cosine") == (
+        "schedule", {"choices": ["constant", "cosine"]})
+    assert parse_flag("batch_size=16:128") == ("batch_size", {"range": [16, 128]})
+    for bad, message in [
+        ({"warmupp": 1}, "unknown training option 'warmupp'"),
+        ({"batch_size": 0}, "batch_size must be in"),
+        ({"batch_size": {"range": [64, 16]}}, "low 64 must be below high 16"),
+        ({"schedule": {"range": [1, 2]}}, "not a number"),
+        ({"precision": "fp8"}, "'fp8' is not one of"),
+        ({"clip_norm": -1.0}, "clip_norm must be in"),
+    ]:
+        with pytest.raises(TunerError, match=message):
+            check_training(bad)
+
+
+def test_the_budget_counts_examples_when_the_batch_size_is_tuned():
+    tuned = {"batch_size": {"range": [16, 256]}}
+    plan = run_plan(tuned, {"batch_size": 128}, budget=100, eval_every=10, task_batch_size=64)
+    assert plan.options["budget"] == 50 and plan.options["eval_every"] == 5
+    assert plan.scale == 2.0
+    steps = run_plan(tuned, {"batch_size": 128}, budget=100, eval_every=10,
+                     task_batch_size=64, budget_unit="steps")
+    assert steps.options["budget"] == 100 and steps.scale == 1.0
+
+
+def _tuner(*args, db):
+    return subprocess.run([sys.executable, "-m", "tuner", *args, "--db", db],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tuned_study(tmp_path_factory):
+    """A study with tuned batch size and warm-up, fixed precision and exclusion, on digits-mlp
+    at width 32: run with 2 workers. Shared by the checks below."""
+    folder = tmp_path_factory.mktemp("tuned")
+    db = f"sqlite:///{folder / 'tuner.db'}"
+    created = _tuner(
+        "study", "create", "tuned", "--task", "digits-mlp", "--task-param", "width=32",
+        "--optimizers", "adam,sgd", "--trials", "4", "--seeds", "1", "--budget", "44",
+        "--sampler", "random", "--pruner", "none",
+        "--train", "batch_size=16:128", "--train", "warmup=0:10",
+        "--train", "precision=bf16", "--train", "decay_exclude=true", db=db,
+    )
+    assert created.returncode == 0, created.stderr
+    done = _tuner("study", "run", "tuned", "--workers", "2", db=db)
+    assert done.returncode == 0, done.stderr
+    from tuner.store import open_store
+    from tuner.store.models import Run
+
+    store = open_store(db, readonly=True)
+    with store.session() as session:
+        runs = session.query(Run).all()
+        rows = [(r.task, r.optimizer, r.status, dict(r.options), r.task_params, r.dtype,
+                 r.examples_seen, r.param_count, r.steps, r.config_hash) for r in runs]
+    store.dispose()
+    return db, rows
+
+
+def test_tuned_options_are_sampled_inside_their_ranges_and_recorded(tuned_study):
+    _, rows = tuned_study
+    assert len(rows) == 8
+    sizes = set()
+    for task, _, status, options, task_params, dtype, seen, count, steps, _ in rows:
+        assert task == "digits-mlp[width=32]" and task_params == {"width": 32}
+        assert 16 <= options["batch_size"] <= 128 and 0 <= options["warmup"] <= 10
+        assert options["precision"] == "bf16" and options["decay_exclude"] is True
+        assert dtype == "float32" and count == 64 * 32 + 32 + 32 * 10 + 10
+        sizes.add(options["batch_size"])
+        # equal budget in examples: 44 steps of the task's 64 examples, give or take a step
+        assert options["budget"] == round(44 * 64 / options["batch_size"])
+        if status == "complete":
+            assert abs(seen - 44 * 64) <= options["batch_size"] / 2
+    assert len(sizes) > 2  # sampled, not one value
+
+
+def test_a_ranking_filtered_by_batch_size_uses_only_those_runs(tuned_study):
+    from tuner.advice import rank_task
+
+    db, rows = tuned_study
+    size = next(options["batch_size"] for _, _, status, options, *_ in rows
+                if status == "complete")
+    ranking = rank_task("digits-mlp[width=32]", db, where={"batch_size": size})
+    hashes = {row[-1] for row in rows if row[3]["batch_size"] == size}
+    chosen = [s for s in ranking.optimizers if s.mean is not None]
+    assert chosen and all(s.config_hash in hashes for s in chosen)
+    assert ranking.where == {"batch_size": size}
+    everything = rank_task("digits-mlp[width=32]", db)
+    assert sum(s.trials for s in everything.optimizers) == 8
+    assert sum(s.trials for s in ranking.optimizers) == len(hashes)
+
+
+# -- task parameters ------------------------------------------------------------------------
+
+
+def test_task_parameters_change_the_model_and_the_identity():
+    registry = get_registry()
+    task = registry.task("digits-mlp")
+    wide = task.with_params({"width": "256"})
+    assert wide.name == "digits-mlp[width=256]" and wide.task_params == {"width": 256}
+    assert task.with_params({"width": 128}).name == "digits-mlp"  # the default: same task
+    assert registry.task("digits-mlp[width=256]").task_params == {"width": 256}
+    result = train(wide, "sgd", {"lr": 0.05}, 0, budget=2)
+    assert result.task == "digits-mlp[width=256]" and result.task_params == {"width": 256}
+    assert result.param_count == 64 * 256 + 256 + 256 * 10 + 10
+    for bad, message in [({"depth": 2}, "no task parameter 'depth'; its parameters are: width"),
+                         ({"width": "wide"}, "must be a whole number"),
+                         ({"width": 0}, "positive whole number")]:
+        with pytest.raises(TunerError, match=message):
+            task.with_params(bad)
+    with pytest.raises(TunerError, match="multiple of the 4 attention heads"):
+        registry.task("charlm").with_params({"width": 30})
+
+
+def test_task_params_in_a_study_file(tmp_path, sqlite_url):
+    (tmp_path / "s.toml").write_text(
+        'name = "w"\ntask = "digits-mlp"\noptimizers = ["sgd"]\ntrials = 1\nseeds = 1\n'
+        "[task_params]\nwidth = 16\n[training]\nbatch_size = [16, 64]\nwarmup = 5\n"
+    )
+    created = _tuner("study", "create", "--from", str(tmp_path / "s.toml"), db=sqlite_url)
+    assert created.returncode == 0, created.stderr
+    shown = _tuner("study", "show", "w", "--json", db=sqlite_url)
+    described = json.loads(shown.stdout)
+    assert described["task"] == "digits-mlp[width=16]"
+    assert described["training"] == {"batch_size": {"range": [16, 64]}, "warmup": 5}
+    bad = _tuner("study", "create", "x", "--task", "digits-mlp", "--optimizers", "sgd",
+                 "--trials", "1", "--seeds", "1", "--train", "schedule=weekly", db=sqlite_url)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+    assert "'weekly' is not one of" in bad.stderr
+    listed = _tuner("study", "list", "--json", db=sqlite_url)
+    assert [s["name"] for s in json.loads(listed.stdout)] == ["w"]  # the store as it was
