@@ -24,9 +24,12 @@ class OptimizerPlugin:
         space: the search space (a :class:`~tuner.space.SearchSpace` or a list of parameters).
             ``lr`` should be its first parameter: the advice speaks of learning rates.
         build: ``build(params, hyperparams) -> torch.optim.Optimizer``. ``params`` is the model's
-            parameters (a list of tensors); ``hyperparams`` holds a value for every parameter of
-            the space that is active. Build the fastest implementation torch offers for the
-            parameters' device: ``fused=True`` where torch supports it, otherwise whichever of
+            parameters as torch parameter groups, ``[{"params": [tensors]}]``, with a second
+            group ``{"params": [...], "weight_decay": 0.0}`` when the run excludes biases and
+            normalisation parameters from weight decay (pass it to a ``torch.optim.Optimizer``
+            subclass as is: it takes groups; :func:`parameters_of` lists the tensors);
+            ``hyperparams`` holds a value for every parameter of the space that is active.
+            Build the fastest implementation torch offers for the parameters' device: ``fused=True`` where torch supports it, otherwise whichever of
             ``foreach=True`` and the single-tensor loop measures faster.
         state_multiple: optimizer-state size as a multiple of the parameter count (SGD 0,
             momentum 1, Adam 2, AMSGrad 3), or a callable ``n -> multiple`` for a state that
@@ -177,6 +180,17 @@ class OptimizerWrapper:
     wrap: Callable[[OptimizerPlugin], OptimizerPlugin]
     plugin: str = field(default="", compare=False)
     version: str = field(default="", compare=False)
+
+
+def parameters_of(params: Iterable[Any]) -> list[torch.Tensor]:
+    """The tensors of ``params``: a list of tensors, or of parameter groups (dicts)."""
+    found: list[torch.Tensor] = []
+    for item in params:
+        if isinstance(item, Mapping):
+            found.extend(item["params"])
+        else:
+            found.append(item)
+    return found
 
 
 def eval_mode(optimizer: Any) -> None:

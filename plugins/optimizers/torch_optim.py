@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import tuner
-from tuner.optimizer import OptimizerPlugin
+from tuner.optimizer import OptimizerPlugin, parameters_of
 from tuner.space import Categorical, Float, Int
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ def fastest_implementation(
 
     if not _accepts(optimizer_class, "foreach"):
         return {}
+    params = parameters_of(params)
     devices = {p.device.type for p in params}
     if len(devices) != 1:
         return {}
