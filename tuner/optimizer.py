@@ -29,8 +29,9 @@ class OptimizerPlugin:
             normalisation parameters from weight decay (pass it to a ``torch.optim.Optimizer``
             subclass as is: it takes groups; :func:`parameters_of` lists the tensors);
             ``hyperparams`` holds a value for every parameter of the space that is active.
-            Build the fastest implementation torch offers for the parameters' device: ``fused=True`` where torch supports it, otherwise whichever of
-            ``foreach=True`` and the single-tensor loop measures faster.
+            Build the fastest implementation torch offers for the parameters' device:
+            ``fused=True`` where torch supports it, otherwise whichever of ``foreach=True`` and
+            the single-tensor loop measures faster.
         state_multiple: optimizer-state size as a multiple of the parameter count (SGD 0,
             momentum 1, Adam 2, AMSGrad 3), or a callable ``n -> multiple`` for a state that
             grows with the parameter count ``n`` (a dense n x n matrix: see
