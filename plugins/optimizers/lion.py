@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from tuner import hookimpl
+from tuner.batched.sign import build_lion, build_tiger
 from tuner.optimizer import OptimizerPlugin
 from tuner.space import Categorical, Float
 from tuner_plugins.optimizers._sign_descent import Batch, SignDescent, check_hyperparameters
@@ -150,6 +151,10 @@ def _build_tiger(params: list[torch.Tensor], hp: dict[str, Any]) -> Tiger:
                  nan_guard=hp["nan_guard"])
 
 
+def _build_tiger_batched(groups: list[dict], hp: dict[str, Any]) -> Any:
+    return build_tiger(groups, hp, shrink=TIGER_SHRINK)
+
+
 LION = OptimizerPlugin(
     name="lion",
     summary="Lion: sign of a momentum/gradient blend; 1 buffer; lr 3-10x below AdamW's.",
@@ -164,6 +169,7 @@ LION = OptimizerPlugin(
               help="decoupled; 3-10x larger than AdamW's (0.1-1)"),
     ],
     build=_build_lion,
+    build_batched=build_lion,
     state_multiple=1,
     reference=LION_REFERENCE,
     # the paper's language-model settings: betas (0.95, 0.98) for stability
@@ -183,6 +189,7 @@ TIGER = OptimizerPlugin(
                     help=f"on a non-finite gradient: skip, shrink by {TIGER_SHRINK} to centre"),
     ],
     build=_build_tiger,
+    build_batched=_build_tiger_batched,
     state_multiple=1,
     reference=TIGER_REFERENCE,
     presets={"vision": {"beta": 0.945}, "sequence": {"beta": 0.965}},  # the author's advice

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 
 from tuner import hookimpl
+from tuner.batched.adaptive import BatchedRAdam
+from tuner.batched.lookahead import BatchedLookahead, inner_hyperparams
 from tuner.optimizer import OptimizerPlugin, OptimizerWrapper
 from tuner.space import Float, Int, SpaceError
 
@@ -205,12 +207,20 @@ def wrap_in_lookahead(inner: OptimizerPlugin) -> OptimizerPlugin:
         inner_hp = {name: value for name, value in hp.items() if name not in own_names}
         return Lookahead(inner.build(params, inner_hp), k=hp["k"], alpha=hp["alpha"])
 
+    build_batched = None
+    if inner.build_batched is not None:  # batched exactly when the inner optimizer is
+        inner_batched = inner.build_batched
+
+        def build_batched(groups: list[dict], hp: Mapping[str, Any]) -> BatchedLookahead:
+            return BatchedLookahead(inner_batched(groups, inner_hyperparams(hp)), hp)
+
     return replace(
         inner,
         name=f"lookahead-{inner.name}",
         summary=f"Lookahead (k steps forward, 1 back) over {inner.name}.",
         space=inner.space + own,
         build=build,
+        build_batched=build_batched,
         state_multiple=inner.state_multiple + 1,
         reference=LOOKAHEAD_REFERENCE + (f"; inner: {inner.reference}" if inner.reference else ""),
     )
@@ -225,6 +235,12 @@ def build_ranger(params: list[torch.Tensor], hp: Mapping[str, Any]) -> Lookahead
     return Lookahead(radam, k=hp["k"], alpha=hp["alpha"])
 
 
+def build_ranger_batched(groups: list[dict], hp: Mapping[str, Any]) -> BatchedLookahead:
+    """Ranger's batched step: batched Lookahead over batched RAdam with decoupled decay."""
+    radam = BatchedRAdam(groups, inner_hyperparams(hp), decoupled=True)
+    return BatchedLookahead(radam, hp)
+
+
 RANGER = OptimizerPlugin(
     name="ranger",
     summary="Ranger: Lookahead (k=6, alpha=0.5) over RAdam with betas (0.95, 0.999).",
@@ -237,6 +253,7 @@ RANGER = OptimizerPlugin(
         Float("alpha", 0.1, 1.0, default=0.5, recommended=0.5, help="slow-weight step size"),
     ],
     build=build_ranger,
+    build_batched=build_ranger_batched,
     state_multiple=3,
     reference=RANGER_REFERENCE,
 )

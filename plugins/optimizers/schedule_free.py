@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from tuner import hookimpl
+from tuner.batched.schedule_free import BatchedScheduleFreeAdamW
 from tuner.optimizer import OptimizerPlugin
 from tuner.space import Float, Int
 from tuner_plugins.optimizers._blocks import (
@@ -210,6 +211,7 @@ SCHEDULE_FREE_ADAMW = OptimizerPlugin(
               help="lr power of averaging"),
     ],
     build=_build,
+    build_batched=BatchedScheduleFreeAdamW,
     state_multiple=2,
     reference=REFERENCE,
 )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tuner import hookimpl
+from tuner.batched.sign import build_signsgd, build_signum
 from tuner.optimizer import OptimizerPlugin
 from tuner.space import Float
 from tuner_plugins.optimizers._sign_descent import SignDescent, check_hyperparameters
@@ -84,6 +85,7 @@ SIGNSGD = OptimizerPlugin(
         Float("weight_decay", 0.0, 1.0, default=0.0, help="decoupled"),
     ],
     build=lambda params, hp: SignSGD(params, lr=hp["lr"], weight_decay=hp["weight_decay"]),
+    build_batched=build_signsgd,
     state_multiple=0,
     reference=REFERENCE,
 )
@@ -99,6 +101,7 @@ SIGNUM = OptimizerPlugin(
     build=lambda params, hp: Signum(
         params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"]
     ),
+    build_batched=build_signum,
     state_multiple=1,
     reference=REFERENCE,
 )

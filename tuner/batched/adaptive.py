@@ -357,9 +357,10 @@ class BatchedRMSprop(_Adaptive):
         super().__init__(groups, hp)
         self.centered = bool(hp.get("centered", False))
         momentum = self.float_hp("momentum", 0.0)
-        # A configuration with momentum 0 keeps no buffer in torch and steps by g / d; here it
-        # shares the buffer, which then holds 0 * b + g / d = g / d exactly.
+        # A configuration with momentum 0 keeps no buffer in torch and steps by -lr * g / d,
+        # rounded differently from -lr * b: in a batch that mixes both, each takes its own.
         self.has_momentum = bool((momentum > 0).any())
+        self.mixed_momentum = self.has_momentum and not bool((momentum > 0).all())
 
     def init_state(self, param: torch.Tensor, state: dict[str, Any]) -> None:
         state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
@@ -380,6 +381,7 @@ class BatchedRMSprop(_Adaptive):
             "one_minus_alpha": 1.0 - alpha,
             "eps": self.float_hp("eps", 1e-8),
             "momentum": momentum,
+            "uses_momentum": (momentum > 0).to(torch.float64),
         }
 
     def update(
@@ -402,12 +404,18 @@ class BatchedRMSprop(_Adaptive):
         else:
             average = square_avg.sqrt()
         average.add_(factors.at("eps", param))
+        neg_lr = factors.at("neg_lr", param)
         if not self.has_momentum:
-            param.addcmul_(grad / average, factors.at("neg_lr", param))
+            param.addcdiv_(grad * neg_lr, average)
             return
         buffer = state["momentum_buffer"]
         buffer.mul_(factors.at("momentum", param)).addcdiv_(grad, average)
-        param.addcmul_(buffer, factors.at("neg_lr", param))
+        if not self.mixed_momentum:
+            param.addcmul_(buffer, neg_lr)
+            return
+        plain = param.addcdiv(grad * neg_lr, average)
+        param.addcmul_(buffer, neg_lr)
+        param.copy_(torch.where(factors.at("uses_momentum", param) > 0, param, plain))
 
 
 class BatchedAdadelta(_Adaptive):
