@@ -123,6 +123,13 @@ def test_file_reference_train_study_best_and_changed_code(tmp_path: Path, sqlite
     best = invoke("best", "--task", "ref-blobs", "--json", "--db", sqlite_url)
     assert best.exit_code == 0, best.output
     assert {row["optimizer"] for row in json.loads(best.output)["optimizers"]} == {"adam", "sgd"}
+    # the reference names the same task (read from the store's records, nothing imported)
+    by_reference = run_tuner("best", "--task", "mytask.py:Blobs", "--json", "--db", sqlite_url,
+                             cwd=path.parent)
+    assert by_reference.returncode == 0, by_reference.stderr
+    assert json.loads(by_reference.stdout)["optimizers"] == json.loads(best.output)["optimizers"]
+    unknown = run_tuner("best", "--task", "other.py:Blobs", "--db", sqlite_url, cwd=path.parent)
+    assert unknown.returncode != 0 and "no study in" in unknown.stderr
 
     # the file changes after the study was created: workers refuse, nothing is written
     invoke("study", "create", "again", "--task", f"{path}:Blobs", "--optimizers", "adam",

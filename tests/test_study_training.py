@@ -234,6 +234,11 @@ def test_a_ranking_filtered_by_batch_size_uses_only_those_runs(tuned_study):
     chosen = [s for s in ranking.optimizers if s.mean is not None]
     assert chosen and all(s.config_hash in hashes for s in chosen)
     assert ranking.where == {"batch_size": size}
+    printed = _tuner("best", "--task", "digits-mlp[width=32]", "--where",
+                     f"batch_size={size}", "--json", db=db)
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)["where"] == {"batch_size": size}
+    assert {o["config_hash"] for o in json.loads(printed.stdout)["optimizers"]} <= hashes
     everything = rank_task("digits-mlp[width=32]", db)
     assert sum(s.trials for s in everything.optimizers) == 8
     assert sum(s.trials for s in ranking.optimizers) == len(hashes)

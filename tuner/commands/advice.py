@@ -33,7 +33,11 @@ def _lr_range(standing) -> str:
 
 
 @click.command(name="best")
-@click.option("--task", required=True, help="The task to rank optimizers on.")
+@click.option("--task", required=True, help="The task to rank optimizers on: its name, or the "
+              "reference (file.py:Name, module:Name) its studies were created from.")
+@click.option("--where", "where", multiple=True, metavar="OPTION=VALUE",
+              help="Only runs trained with this training option, e.g. --where batch_size=16 "
+              "(repeatable).")
 @click.option(
     "--importance", "with_importance", is_flag=True,
     help="Also say which hyperparameters matter, per optimizer (a functional-ANOVA estimate "
@@ -43,7 +47,8 @@ def _lr_range(standing) -> str:
 @db_option
 @output_options
 def best_command(
-    task: str, with_importance: bool, tolerance: str | None, db: str | None, as_json: bool
+    task: str, where: tuple[str, ...], with_importance: bool, tolerance: str | None,
+    db: str | None, as_json: bool,
 ) -> None:
     """Optimizers ranked on a task, each with its best configuration and how forgiving it is.
 
@@ -59,7 +64,8 @@ def best_command(
     from tuner.advice import format_lr, format_metric, format_spread, rank_task
     from tuner.advice.recommend import too_few_runs_text
 
-    ranking = rank_task(task, db=db, tolerance=tolerance)
+    ranking = rank_task(task, db=db, tolerance=tolerance, where=_where(where))
+    task = ranking.task
     importance = None
     if with_importance:
         from tuner.advice.importance import importance as importance_of
@@ -103,6 +109,7 @@ def best_command(
         title=(
             f"{task}: {ranking.metric} ({ranking.direction}), tolerance {ranking.tolerance}, "
             f"{ranking.studies} stud{'y' if ranking.studies == 1 else 'ies'}"
+            + (f", runs with {_settings(ranking.where)}" if ranking.where else "")
         ),
     )
     top = ranking.optimizers[0] if ranking.optimizers else None
@@ -115,6 +122,20 @@ def best_command(
     for found in importance or []:
         shares = ", ".join(f"{name} {share * 100:.0f}%" for name, share in found.shares.items())
         click.echo(f"importance: {found.sentence()}" + (f" ({shares})" if shares else ""))
+
+
+def _where(texts: tuple[str, ...]) -> dict | None:
+    """``--where batch_size=16`` flags -> ``{"batch_size": 16}`` (numbers and booleans typed
+    as the runs record them); a name that is no training option is an error."""
+    from tuner.study_training import check_training, parse_flag
+
+    if not texts:
+        return None
+    pairs = dict(parse_flag(text) for text in texts)
+    for name, value in pairs.items():
+        if isinstance(value, dict):
+            raise click.ClickException(f"--where {name}: give one value, not a range or choices")
+    return check_training(pairs, "--where")
 
 
 def _settings(values: dict) -> str:
@@ -294,12 +315,15 @@ def _rank_text(rank: float | None) -> str:
     "--param", "assignments", multiple=True, metavar="NAME=VALUE",
     help="Fix another hyperparameter (repeatable); the rest take recommended values.",
 )
+@click.option("--task-param", "task_params", multiple=True, metavar="NAME=VALUE",
+              help="A parameter of the task, e.g. --task-param width=256 (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the plot here.")
 @output_options
 def lr_find_command(
     task: str, optimizer: str, start: float, end: float, steps: int, seed: int,
-    assignments: tuple[str, ...], device: str, out: str | None, as_json: bool,
+    assignments: tuple[str, ...], task_params: tuple[str, ...], device: str, out: str | None,
+    as_json: bool,
 ) -> None:
     """The learning-rate range test: raise the lr every step, watch the smoothed loss.
 
@@ -309,9 +333,13 @@ def lr_find_command(
     from tuner.lr_find import lr_find
     from tuner.plugins import get_registry
 
-    params = get_registry().optimizer(optimizer).space.parse(assignments, owner=optimizer)
+    from tuner.task_params import parse_flags
+
+    registry = get_registry()
+    params = registry.optimizer(optimizer).space.parse(assignments, owner=optimizer)
+    chosen = registry.task(task).with_params(parse_flags(task_params))
     result = lr_find(
-        task, optimizer, start=start, end=end, steps=steps, params=params, seed=seed,
+        chosen, optimizer, start=start, end=end, steps=steps, params=params, seed=seed,
         device=device,
     )
     if out:
