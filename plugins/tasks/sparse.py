@@ -79,6 +79,10 @@ class Sparse(Task):
     budget = 1560
     eval_every = 78
     batch_size = 64
+    unbatchable = (
+        "torch's embedding bag has no vmap rule: a batch would run it once per configuration "
+        "in a loop, slower than training them one by one"
+    )
 
     def build(self, seed: int, device: torch.device) -> Problem:
         words, labels = _dataset()
