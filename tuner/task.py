@@ -107,6 +107,11 @@ class Task:
             study sets them (``--task-param width=256``) and :meth:`build` reads the values in
             use from ``self.task_params``. They are part of the task's identity in the store
             (:mod:`tuner.task_params`): ``digits-mlp[width=256]`` is a task of its own.
+        unbatchable: why the model cannot be trained as a batch of configurations (stacked
+            parameters under ``torch.func.vmap``: :mod:`tuner.batched.training`), or None when
+            it can. A model can be batched when its forward pass has no Python control flow
+            on tensor values and every operation has a vmap rule; otherwise its runs are
+            trained one by one (a model whose first vectorised step fails falls back too).
     """
 
     name: ClassVar[str]
@@ -123,6 +128,7 @@ class Task:
     records_trajectory: ClassVar[bool] = False
     reference: ClassVar[dict[str, Any]] = {"optimizer": "adam", "params": {}}
     parameters: ClassVar[dict[str, Any]] = {}
+    unbatchable: ClassVar[str | None] = None
 
     plugin: str = ""
     version: str = ""

@@ -98,6 +98,11 @@ class RunResult:
     ``options["precision"]`` records) and ``examples_seen`` the training examples that went into
     the gradients (batch size x accumulation x steps; the training set x steps on a full-batch
     task): the facts that advice across model sizes and batch sizes reads.
+
+    ``batch`` is the number of runs trained together in one vectorised run
+    (:func:`tuner.batched.training.train_batched`; also ``options["batch"]``): above 1,
+    ``wall_seconds``, ``peak_memory_bytes`` and the curve's ``seconds`` are the whole batch's,
+    shared by its runs, and the advice leaves them out of time and memory figures.
     """
 
     task: str
@@ -128,6 +133,7 @@ class RunResult:
     task_params: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float32"
     examples_seen: int = 0
+    batch: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
