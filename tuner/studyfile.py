@@ -24,6 +24,11 @@ A study file names a task, the optimizers to compare and the tuning budget each 
     [task_params]        # the task's own parameters (tuner.task_params)
     width = 256
 
+A ``[sweep]`` table with one task parameter and a list of values (``width = [32, 64, 128]``)
+makes one study per value, each named ``NAME-width32`` and so on, with the same optimizers,
+trials, seeds and budget: the equal-budget studies that advice across model sizes fits
+(``tuner advise --width``). :func:`sweep` expands it.
+
 A range whose low equals its high fixes the parameter at that value (``--param-range
 lr=0.1:0.1``; in the file ``lr = [0.1, 0.1]`` or ``lr = 0.1``). An optimizer whose every
 parameter is fixed has nothing to tune: it runs one trial (:meth:`StudySpec.trials_for`), not
@@ -56,7 +61,7 @@ SAMPLERS = ("tpe", "random", "qmc", "grid")
 PRUNERS = ("none", "median", "hyperband", "wilcoxon")
 STUDY_KEYS = (
     "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
-    "seed", "ranges", "description", "training", "task_params", "budget_unit",
+    "seed", "ranges", "description", "training", "task_params", "budget_unit", "sweep",
 )
 _STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 LIMITS = {
@@ -195,7 +200,7 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
         "name": (str,), "task": (str,), "optimizers": (list, str), "trials": (int,),
         "seeds": (int,), "sampler": (str,), "pruner": (str,), "budget": (int,),
         "schedule": (str,), "seed": (int,), "ranges": (dict,), "description": (str,),
-        "training": (dict,), "task_params": (dict,), "budget_unit": (str,),
+        "training": (dict,), "task_params": (dict,), "budget_unit": (str,), "sweep": (dict,),
     }
     for key, value in data.items():
         if isinstance(value, bool) or not isinstance(value, expected[key]):
@@ -214,6 +219,32 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
 
         data["training"] = {k: from_file_value(v) for k, v in data["training"].items()}
     return data
+
+
+def sweep(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The settings of each study of a sweep: ``settings`` without ``sweep``, once per value
+    of its task parameter, named ``{name}-{param}{value}`` with that value among the task
+    parameters; ``[settings]`` when there is no sweep."""
+    table = settings.get("sweep")
+    if not table:
+        return [dict(settings)]
+    if len(table) != 1:
+        raise StudyFileError(f"a sweep varies one task parameter, got: {', '.join(table)}")
+    (param, values), = table.items()
+    if not isinstance(values, list) or len(values) < 2 or len(set(map(str, values))) != len(values):
+        raise StudyFileError(
+            f"sweep {param}: give a list of two or more different values, got {values!r}"
+        )
+    name = settings.get("name")
+    if not name:
+        raise StudyFileError("give the sweep a name (name = ... in the study file)")
+    studies = []
+    for value in values:
+        one = {key: item for key, item in settings.items() if key != "sweep"}
+        one["name"] = f"{name}-{param}{value}"
+        one["task_params"] = {**(settings.get("task_params") or {}), param: value}
+        studies.append(one)
+    return studies
 
 
 def _relative_to(task: str, folder: Path) -> str:

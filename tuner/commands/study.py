@@ -106,12 +106,20 @@ def create_command(
         "training": dict(parse_flag(t) for t in training), "budget_unit": budget_unit,
         "task_params": parse_flags(task_params),
     }
-    from tuner.driver import create_study
+    from tuner.driver.create import create_studies
     from tuner.store import display_url, resolve_url
 
-    spec = create_study(flags, db, file_settings=file_settings, warm_start=warm_start)
+    specs = create_studies(flags, db, file_settings=file_settings, warm_start=warm_start)
+    for spec in specs:
+        _say_created(spec, display_url(resolve_url(db)))
+    if len(specs) > 1:
+        click.echo("Run the sweep with: " + " && ".join(f"tuner study run {s.name}"
+                                                        for s in specs))
+
+
+def _say_created(spec, where: str) -> None:
     click.echo(
-        f"Created study {spec.name!r} in {display_url(resolve_url(db))}: task {spec.task}, "
+        f"Created study {spec.name!r} in {where}: task {spec.task}, "
         f"{len(spec.optimizers)} optimizers x {spec.trials} trials x "
         f"{spec.seeds} seeds ({spec.sampler} sampler, {spec.pruner} pruner)."
     )

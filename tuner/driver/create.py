@@ -138,6 +138,35 @@ def create_study(
     return create(spec, db, warm_starts=warm)
 
 
+def create_studies(
+    settings: Mapping[str, Any],
+    db: str | None = None,
+    *,
+    file_settings: Mapping[str, Any] | None = None,
+    warm_start: bool = False,
+) -> list[StudySpec]:
+    """:func:`create_study`, or for a study file with a ``[sweep]``, one study per value
+    (:func:`tuner.studyfile.sweep`). Every study of a sweep is checked, and its name found
+    free, before the first is created."""
+    from tuner.studyfile import StudyFileError, resolve, sweep
+
+    if not (file_settings or {}).get("sweep"):
+        return [create_study(settings, db, file_settings=file_settings, warm_start=warm_start)]
+    named = {**file_settings, "name": settings.get("name") or file_settings.get("name")}
+    flags = {**settings, "name": None}
+    each = sweep(named)
+    for one in each:
+        resolve(flags, one)
+    store = open_store(db)
+    try:
+        taken = [one["name"] for one in each if study_exists(store, one["name"])]
+    finally:
+        store.dispose()
+    if taken:
+        raise StudyFileError(f"study {taken[0]!r} already exists; delete it or rename the sweep")
+    return [create_study(flags, db, file_settings=one, warm_start=warm_start) for one in each]
+
+
 def delete_study(name: str, url: str | None = None) -> int:
     """Delete a study: its rows (trials, runs, curves), then its Optuna studies. Returns the
     number of runs deleted."""
