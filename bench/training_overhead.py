@@ -7,10 +7,17 @@ checks that it ended at exactly the same validation accuracy, so the two do the 
 Rounds are interleaved (alternating which goes first) and the medians reported; the machine
 is shared, so repeat.
 
+With ``--dataloader``, the same comparison for a task fed by a ``torch.utils.data.Dataset``
+(the digits as a map-style Dataset, through :func:`tuner.task.from_function`): ``train()``
+against a bare loop over a ``DataLoader`` on the same Dataset, with a sampler that yields the
+same seeded permutation, so both read the same examples in the same batches (checked again by
+the final accuracy). Target: train()/bare <= 1.05.
+
 Then, with ``--tasks``, one run of every reference task with adam at its defaults (median of
 ``--task-repeats``), the figure that says what one trial costs.
 
-    python bench/training_overhead.py [--repeats 21] [--threads 1] [--budget STEPS] [--tasks]
+    python bench/training_overhead.py [--repeats 21] [--threads 1] [--budget STEPS]
+        [--dataloader] [--tasks]
 """
 
 from __future__ import annotations
@@ -57,6 +64,122 @@ def bare_loop(seed: int, budget: int, eval_every: int, batch_size: int) -> float
     return accuracy
 
 
+class Digits(torch.utils.data.Dataset):
+    """The digits' training split as a map-style Dataset: one (image, label) per index."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[index], self.y[index]
+
+
+def digits_split(seed: int) -> tuple[Digits, tuple[torch.Tensor, torch.Tensor]]:
+    from tuner.plugins import get_registry
+
+    torch.manual_seed(seed)
+    problem = get_registry().task("digits-mlp").build(seed, torch.device("cpu"))
+    return Digits(*problem.train), problem.val
+
+
+def _mlp() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 128), torch.nn.ReLU(),
+                               torch.nn.Linear(128, 10))
+
+
+def dataset_task(budget: int, eval_every: int, batch_size: int):
+    """digits-mlp's model and split, fed through a Dataset."""
+    from tuner.task import from_function
+
+    def build(seed: int):
+        train, val = digits_split(seed)
+        torch.manual_seed(seed)
+        return _mlp(), train, val
+
+    return from_function(name="digits-dataset", build=build, metric="val_accuracy",
+                         direction="maximize", budget=budget, batch_size=batch_size,
+                         eval_every=eval_every)
+
+
+class SeededOrder(torch.utils.data.Sampler):
+    """Indices in the order tuner's loop draws them: a permutation from a generator seeded with
+    the run's seed, once per epoch, cut to whole batches."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epochs: int) -> None:
+        self.n, self.batch_size, self.epochs = n, batch_size, epochs
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        whole = (self.n // self.batch_size) * self.batch_size
+        for _ in range(self.epochs):
+            yield from torch.randperm(self.n, generator=self.generator)[:whole].tolist()
+
+    def __len__(self) -> int:
+        return self.epochs * (self.n // self.batch_size) * self.batch_size
+
+
+def bare_dataloader_loop(seed: int, budget: int, eval_every: int, batch_size: int) -> float:
+    """The Dataset task's training written out over a plain DataLoader."""
+    from tuner.plugins import get_registry
+
+    train, (val_x, val_y) = digits_split(seed)
+    torch.manual_seed(seed)
+    model = _mlp()
+    optimizer = get_registry().optimizer("adam").create(model.parameters(), {})
+    epochs = -(-budget // (len(train) // batch_size))
+    loader = torch.utils.data.DataLoader(
+        train, batch_size=batch_size, drop_last=True,
+        sampler=SeededOrder(len(train), batch_size, seed, epochs),
+    )
+    accuracy = 0.0
+    for step, (x, y) in enumerate(loader, start=1):
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        if step % eval_every == 0 or step == budget:
+            model.eval()
+            with torch.no_grad():
+                accuracy = float((model(val_x).argmax(-1) == val_y).float().mean())
+            model.train()
+        if step == budget:
+            break
+    return accuracy
+
+
+def compare(label: str, ours, bare, repeats: int) -> None:
+    """Interleaved rounds of two loops that must end at the same accuracy; print the ratio."""
+    ours_times, bare_times, ratios = [], [], []
+    accuracy = None
+    for round_index in range(repeats + 1):  # round 0 warms up both
+        # alternate which one goes first, so that neither always runs on a warmer cache
+        timed = [("ours", ours), ("bare", bare)]
+        if round_index % 2:
+            timed.reverse()
+        seconds, finals = {}, {}
+        for name, loop in timed:
+            start = time.perf_counter()
+            finals[name] = loop()
+            seconds[name] = time.perf_counter() - start
+        if finals["ours"] != finals["bare"]:
+            raise SystemExit(f"{label}: the two loops disagree: train() {finals['ours']} vs "
+                             f"bare {finals['bare']}")
+        accuracy = finals["ours"]
+        if round_index:
+            ours_times.append(seconds["ours"])
+            bare_times.append(seconds["bare"])
+            ratios.append(seconds["ours"] / seconds["bare"])
+    print(f"{label}, {repeats} interleaved rounds; final accuracy {accuracy:.4f} in both")
+    print(f"  train():   median {statistics.median(ours_times) * 1000:7.1f} ms")
+    print(f"  bare loop: median {statistics.median(bare_times) * 1000:7.1f} ms")
+    quartiles = statistics.quantiles(ratios, n=4)
+    print(f"  ratio train()/bare: median of the rounds' ratios {statistics.median(ratios):.3f} "
+          f"(quartiles {quartiles[0]:.3f} .. {quartiles[2]:.3f}); ratio of the medians "
+          f"{statistics.median(ours_times) / statistics.median(bare_times):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
@@ -64,6 +187,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=None, help="steps (default: the task's)")
     parser.add_argument("--tasks", action="store_true", help="also time every reference task")
+    parser.add_argument("--dataloader", action="store_true",
+                        help="also compare a Dataset-fed task with a bare DataLoader loop")
     parser.add_argument("--task-repeats", type=int, default=3)
     args = parser.parse_args()
 
@@ -74,37 +199,18 @@ def main() -> None:
     task = get_registry().task("digits-mlp")
     budget = args.budget or task.budget
     shape = (budget, task.eval_every, task.batch_size)
-    ours_times, bare_times, ratios = [], [], []
-    def time_ours() -> tuple[float, float]:
-        start = time.perf_counter()
-        result = train("digits-mlp", "adam", {}, args.seed, budget=budget)
-        return time.perf_counter() - start, result.final_metric
-
-    def time_bare() -> tuple[float, float]:
-        start = time.perf_counter()
-        accuracy = bare_loop(args.seed, *shape)
-        return time.perf_counter() - start, accuracy
-
-    for round_index in range(args.repeats + 1):  # round 0 warms up both
-        # alternate which one goes first, so that neither always runs on a warmer cache
-        if round_index % 2:
-            (bare, accuracy), (ours, final) = time_bare(), time_ours()
-        else:
-            (ours, final), (bare, accuracy) = time_ours(), time_bare()
-        if final != accuracy:
-            raise SystemExit(f"the two loops disagree: train() {final} vs bare {accuracy}")
-        if round_index:
-            ours_times.append(ours)
-            bare_times.append(bare)
-            ratios.append(ours / bare)
-    print(f"digits-mlp, adam defaults, {budget} steps, {args.threads} thread(s), "
-          f"{args.repeats} interleaved rounds; final accuracy {accuracy:.4f} in both")
-    print(f"  train():   median {statistics.median(ours_times) * 1000:7.1f} ms")
-    print(f"  bare loop: median {statistics.median(bare_times) * 1000:7.1f} ms")
-    quartiles = statistics.quantiles(ratios, n=4)
-    print(f"  ratio train()/bare: median of the rounds' ratios {statistics.median(ratios):.3f} "
-          f"(quartiles {quartiles[0]:.3f} .. {quartiles[2]:.3f}); ratio of the medians "
-          f"{statistics.median(ours_times) / statistics.median(bare_times):.3f}")
+    compare(
+        f"digits-mlp, adam defaults, {budget} steps, {args.threads} thread(s)",
+        lambda: train("digits-mlp", "adam", {}, args.seed, budget=budget).final_metric,
+        lambda: bare_loop(args.seed, *shape), args.repeats,
+    )
+    if args.dataloader:
+        fed = dataset_task(*shape)
+        compare(
+            f"digits through a Dataset, adam defaults, {budget} steps, {args.threads} thread(s)",
+            lambda: train(fed, "adam", {}, args.seed).final_metric,
+            lambda: bare_dataloader_loop(args.seed, *shape), args.repeats,
+        )
 
     if not args.tasks:
         return
