@@ -64,8 +64,12 @@ class WidthSweepError(AdviceError):
 
 def task_base(name: str) -> str:
     """The task's base name: ``charlm`` for ``charlm[width=256]`` and for ``charlm``."""
-    head, bracket, _ = name.partition("[")
-    return head if bracket and name.endswith("]") else name
+    from tuner.task_params import TaskParamError, split_identity
+
+    try:
+        return split_identity(name)[0]
+    except TaskParamError:
+        return name
 
 
 # -- the statistics (pure functions) -----------------------------------------------------------
@@ -423,16 +427,13 @@ def _sweep(
 def task_overrides(name: str) -> dict[str, str]:
     """The parameters a task's name sets, as written: ``{"width": "256"}`` for
     ``charlm[width=256]``, ``{}`` for ``charlm``."""
-    if task_base(name) == name:
-        return {}
-    inside = name[name.index("[") + 1 : -1]
-    found = {}
-    for part in filter(None, (piece.strip() for piece in inside.split(","))):
-        key, equals, value = part.partition("=")
-        if not equals:
-            raise AdviceError(f"cannot read task name {name!r}: write base[key=value,...]")
-        found[key.strip()] = value.strip()
-    return found
+    from tuner.task_params import TaskParamError, split_identity
+
+    try:
+        return split_identity(name)[1]
+    except TaskParamError:
+        raise AdviceError(f"cannot read task name {name!r}: write base[key=value,...]") \
+            from None
 
 
 def _as_written(value: Any) -> str:
