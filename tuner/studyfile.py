@@ -11,6 +11,7 @@ A study file names a task, the optimizers to compare and the tuning budget each 
     budget = 600         # optimizer steps per run (default: the task's own budget)
     schedule = "cosine"  # learning-rate schedule of every run (default: the training loop's)
     seed = 0             # seed of the sampler
+    batch = 4            # trials of one optimizer a worker trains together (--batch)
 
     [ranges]             # narrower or wider ranges than the plugins declare
     lr = [1e-4, 1e-1]    # every optimizer that has an ``lr``
@@ -61,7 +62,7 @@ SAMPLERS = ("tpe", "random", "qmc", "grid")
 PRUNERS = ("none", "median", "hyperband", "wilcoxon")
 STUDY_KEYS = (
     "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
-    "seed", "ranges", "description", "training", "task_params", "budget_unit", "sweep",
+    "seed", "ranges", "description", "training", "task_params", "budget_unit", "sweep", "batch",
 )
 _STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 LIMITS = {
@@ -69,6 +70,7 @@ LIMITS = {
     "seeds": (1, 1_000),
     "budget": (1, 2**31 - 1),
     "seed": (0, 2**31 - 1),
+    "batch": (1, 4096),
 }
 """(least, most) of each whole-number setting: every value fits the store's 32-bit columns."""
 
@@ -133,6 +135,9 @@ class StudySpec:
     tuned ones (:mod:`tuner.study_training`)."""
     budget_unit: str = "examples"
     """With a tuned batch size: ``examples`` (equal examples per run) or ``steps``."""
+    batch: int | None = None
+    """How many trials of one optimizer a worker trains together (``--batch`` overrides it);
+    how runs are carried out, not what they give (:mod:`tuner.driver.batch`)."""
     id: int | None = None
     """The study's id in the store (None until it is written)."""
     status: str = "created"
@@ -161,7 +166,7 @@ class StudySpec:
             "space_hashes": self.space_hashes, "fixed": self.fixed,
             "task_ref": self.task_ref, "task_hash": self.task_hash,
             "task_params": self.task_params, "training": self.training,
-            "budget_unit": self.budget_unit,
+            "budget_unit": self.budget_unit, "batch": self.batch,
         }
 
 
@@ -201,6 +206,7 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
         "seeds": (int,), "sampler": (str,), "pruner": (str,), "budget": (int,),
         "schedule": (str,), "seed": (int,), "ranges": (dict,), "description": (str,),
         "training": (dict,), "task_params": (dict,), "budget_unit": (str,), "sweep": (dict,),
+        "batch": (int,),
     }
     for key, value in data.items():
         if isinstance(value, bool) or not isinstance(value, expected[key]):
@@ -409,7 +415,7 @@ def resolve(
         task_ref=getattr(task, "code_ref", None), task_hash=getattr(task, "code_hash", None),
         task_params={k: v for k, v in task.task_params.items()
                      if k in (merged.get("task_params") or {})},
-        training=training, budget_unit=budget_unit,
+        training=training, budget_unit=budget_unit, batch=merged.get("batch"),
     )
 
 

@@ -26,6 +26,14 @@ def _grace_option(function: Any) -> Any:
     )(function)
 
 
+def _batch_option(function: Any) -> Any:
+    return click.option(
+        "--batch", type=int, default=None, metavar="K",
+        help="Train up to K trials of one optimizer together, as one vectorised run (each "
+        "run as it would be alone; default: the study's batch, else 1).",
+    )(function)
+
+
 def _allow_changed_option(function: Any) -> Any:
     return click.option(
         "--allow-changed", is_flag=True,
@@ -147,12 +155,13 @@ def _say_created(spec, where: str) -> None:
               help="GPUs each Ray worker asks for, fractions allowed (--backend ray).")
 @click.option("--gpus", default=None, metavar="0,1|all",
               help="Spread the local workers over these GPUs (several per GPU allowed).")
+@_batch_option
 @_allow_changed_option
 @db_option
 def run_command(
     name: str, workers: int, timeout: float | None, grace: float | None, backend: str,
     address: str | None, cpus_per_worker: float | None, gpus_per_worker: float | None,
-    gpus: str | None, allow_changed: bool, db: str | None,
+    gpus: str | None, batch: int | None, allow_changed: bool, db: str | None,
 ) -> None:
     """Run a study to the end (or resume it); Ctrl-C stops it cleanly (exit 130).
 
@@ -162,6 +171,9 @@ def run_command(
 
     if workers < 1:
         raise click.ClickException(f"--workers must be at least 1, got {workers}")
+    from tuner.driver.settings import check_batch
+
+    check_batch(batch)
     placement = _placement(backend, address, cpus_per_worker, gpus_per_worker, gpus, db)
     gpu_list: list[str] = []
     if gpus is not None:
@@ -177,6 +189,7 @@ def run_command(
             report = run_study(
                 name, db, workers=workers, timeout=timeout, grace_seconds=grace,
                 on_progress=bar.update, gpus=gpu_list, backend=backend, ray=placement,
+                batch=batch,
             )
     except KeyboardInterrupt:
         _say_how_it_ended(name, db, WorkerReport(stopped="interrupted"))
@@ -213,11 +226,12 @@ def _placement(
               help="Start no new trial after this long (running trials finish).")
 @click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
 @_grace_option
+@_batch_option
 @_allow_changed_option
 @db_option
 def worker_command(
     name: str, timeout: float | None, threads: int | None, grace: float | None,
-    allow_changed: bool, db: str | None,
+    batch: int | None, allow_changed: bool, db: str | None,
 ) -> None:
     """Join study NAME as one more worker (on any host that reaches the database)."""
     from tuner.driver import Worker, WorkerSettings, graceful_signals
@@ -225,7 +239,7 @@ def worker_command(
 
     if threads is not None and threads < 1:
         raise click.ClickException(f"--threads must be at least 1, got {threads}")
-    settings = WorkerSettings.from_env(grace)
+    settings = WorkerSettings.from_env(grace, batch)
     _check_task_code(name, db, allow_changed)
     if threads:
         import torch

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,15 +56,32 @@ class Claimer:
         _, attempts, failed = self._attempts()
         return settled(self.context.spec, attempts, failed)
 
-    def claim(self) -> Claim | None:
-        """Claim the first free slot; None when no slot is free (others may hold them)."""
+    def claim(self, only: str | None = None) -> Claim | None:
+        """Claim the first free slot (of optimizer ``only`` if given); None when no slot is
+        free (others may hold them)."""
         rows, attempts, failed = self._attempts()
-        for optimizer, slot in free_slots(self.context.spec, attempts, failed):
+        for optimizer, slot in free_slots(self.context.spec, attempts, failed, only):
             earlier = [r for r in rows if r.optimizer == optimizer and r.slot == slot]
             claim = self._try(optimizer, slot, earlier)
             if claim is not None:
                 return claim
         return None
+
+    def claim_batch(self, most: int, batchable: Callable[[str], bool]) -> list[Claim]:
+        """Claim the first free slot, then up to ``most - 1`` more free slots of its optimizer
+        when ``batchable(optimizer)`` (each one claimed alone, as :meth:`claim` does); an
+        empty list when no slot is free."""
+        first = self.claim()
+        if first is None:
+            return []
+        claims = [first]
+        if batchable(first.optimizer):
+            while len(claims) < most:
+                more = self.claim(first.optimizer)
+                if more is None:
+                    break
+                claims.append(more)
+        return claims
 
     def _try(self, optimizer: str, slot: int, earlier: list[Any]) -> Claim | None:
         context, spec = self.context, self.context.spec

@@ -1,10 +1,11 @@
 """Liveness: a worker's heartbeat, the reaping of silent workers' trials, and stop requests.
 
 One heartbeat thread per worker touches the running trial's ``heartbeat_at`` every interval
-(nothing is written between trials) and reads the study's status in the same transaction: a
-``stopping`` study sets :attr:`Liveness.stop_requested`. A trial row that is no longer ours (it
-was reaped) sets that trial's *lost* flag, which stops its training at the next evaluation.
-Any worker that finds a running trial silent for longer than the grace period reaps it.
+(the trials of a batch together; nothing is written between trials) and reads the study's
+status in the same transaction: a ``stopping`` study sets :attr:`Liveness.stop_requested`. A
+trial row that is no longer ours (it was reaped) sets that trial's *lost* flag, which stops its
+training at the next evaluation. Any worker that finds a running trial silent for longer than
+the grace period reaps it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import timedelta
 
 from tuner.driver.settings import WorkerSettings
 from tuner.store import Store
-from tuner.store.claims import heartbeat, reap_stale
+from tuner.store.claims import heartbeat, heartbeat_many, reap_stale
 from tuner.store.models import utcnow
 from tuner.store.studies import STOPPING
 
@@ -32,7 +33,7 @@ class Liveness:
     def __init__(self, store: Store, study_id: int, settings: WorkerSettings) -> None:
         self.store, self.study_id, self.settings = store, study_id, settings
         self.stop_requested = threading.Event()
-        self._watched: tuple[int, threading.Event] | None = None
+        self._watched: tuple[tuple[int, threading.Event], ...] | None = None
         self._last_reap = -math.inf
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -50,9 +51,13 @@ class Liveness:
 
     def watch(self, row_id: int) -> threading.Event:
         """Keep trial ``row_id`` alive until :meth:`unwatch`; returns its *lost* flag."""
-        lost = threading.Event()
-        self._watched = (row_id, lost)
-        return lost
+        return self.watch_all([row_id])[0]
+
+    def watch_all(self, row_ids: list[int]) -> list[threading.Event]:
+        """Keep the trials of a batch alive until :meth:`unwatch`; returns their *lost* flags."""
+        watched = tuple((row_id, threading.Event()) for row_id in row_ids)
+        self._watched = watched
+        return [lost for _, lost in watched]
 
     def unwatch(self) -> None:
         self._watched = None
@@ -62,16 +67,21 @@ class Liveness:
             watched = self._watched
             if watched is None:
                 continue
-            row_id, lost = watched
             try:
-                ours, status = heartbeat(self.store, row_id)
+                if len(watched) == 1:
+                    alive, status = heartbeat(self.store, watched[0][0])
+                    ours = {watched[0][0]} if alive else set()
+                else:
+                    ours, status = heartbeat_many(self.store, [row for row, _ in watched])
             except Exception as error:  # retried already; try again at the next beat
                 log.warning("heartbeat failed: %s", str(error).splitlines()[0])
                 continue
             if status == STOPPING:
                 self.stop_requested.set()
-            if not ours and self._watched is watched:
-                lost.set()
+            if self._watched is watched:
+                for row_id, lost in watched:
+                    if row_id not in ours:
+                        lost.set()
 
     def reap(self, on_reaped: Callable[[str, int | None], None]) -> int:
         """Fail the running trials whose worker has been silent longer than the grace period;

@@ -63,15 +63,19 @@ class SlotAttempt:
 
 
 def free_slots(
-    spec: StudySpec, attempts: Sequence[SlotAttempt], failed_runs: Counter
+    spec: StudySpec, attempts: Sequence[SlotAttempt], failed_runs: Counter,
+    only: str | None = None,
 ) -> list[tuple[str, int]]:
     """The slots a worker may claim, as (optimizer, slot), in the order to run them: slot by
-    slot across optimizers, so every optimizer advances at the same pace."""
+    slot across optimizers, so every optimizer advances at the same pace (``only``: the
+    slots of that optimizer)."""
     held = {(a.optimizer, a.slot) for a in attempts if a.status != "failed"}
     tries = Counter((a.optimizer, a.slot) for a in attempts)
     free = []
     for slot in range(spec.trials):
         for optimizer in spec.optimizers:
+            if only is not None and optimizer != only:
+                continue
             if slot >= spec.trials_for(optimizer):  # a fixed space: one trial
                 continue
             key = (optimizer, slot)

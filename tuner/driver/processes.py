@@ -58,14 +58,15 @@ def _set_threads(workers: int) -> None:
 
 def worker_process(
     name: str, url: str | None, workers: int, timeout: float | None, grace: float | None,
-    parent: int,
+    parent: int, batch: int | None = None,
 ) -> None:
     """The body of one spawned local worker process."""
     with graceful_signals():
         end_with_parent(parent)
         try:
             _set_threads(workers)
-            Worker(name, url, settings=WorkerSettings.from_env(grace), timeout=timeout).run()
+            settings = WorkerSettings.from_env(grace, batch)
+            Worker(name, url, settings=settings, timeout=timeout).run()
         except KeyboardInterrupt:
             pass
 
@@ -81,6 +82,7 @@ def run_study(
     gpus: Sequence[str] = (),
     backend: str = "local",
     ray: RayPlacement | None = None,
+    batch: int | None = None,
 ) -> WorkerReport:
     """Run a study to the end with ``workers`` local workers. ``on_progress`` gets the study's
     status after every trial (one worker) or every second (several). Ctrl-C stops every worker
@@ -88,8 +90,9 @@ def run_study(
 
     ``gpus`` spreads the worker processes over those GPUs (:mod:`tuner.driver.gpus`).
     ``backend="ray"`` runs the workers as Ray tasks placed as ``ray`` says
-    (:mod:`tuner.driver.ray_backend`, imported only then)."""
-    settings = WorkerSettings.from_env(grace_seconds)
+    (:mod:`tuner.driver.ray_backend`, imported only then). ``batch`` trains up to that many
+    trials of one optimizer together in each worker (None: the study's ``batch``, else 1)."""
+    settings = WorkerSettings.from_env(grace_seconds, batch)
     if workers < 1:
         raise DriverError(f"--workers must be at least 1, got {workers}")
     if backend not in BACKENDS:
@@ -115,7 +118,8 @@ def run_study(
     from tuner.driver.gpus import worker_environments
 
     environments = worker_environments(workers, gpus)
-    return _run_processes(name, url, workers, timeout, grace_seconds, progress, environments)
+    return _run_processes(name, url, workers, timeout, grace_seconds, progress, environments,
+                          batch)
 
 
 @contextmanager
@@ -137,7 +141,7 @@ def spawn_environment(variables: Mapping[str, str]) -> Iterator[None]:
 def _run_processes(
     name: str, url: str | None, workers: int, timeout: float | None,
     grace_seconds: float | None, progress: Callable[[], None],
-    environments: Sequence[Mapping[str, str]],
+    environments: Sequence[Mapping[str, str]], batch: int | None = None,
 ) -> WorkerReport:
     """Spawn ``workers`` local worker processes and show progress until they are done."""
     import multiprocessing
@@ -148,7 +152,7 @@ def _run_processes(
     processes = [
         context.Process(
             target=worker_process,
-            args=(name, url, workers, timeout, grace_seconds, os.getpid()),
+            args=(name, url, workers, timeout, grace_seconds, os.getpid(), batch),
             name=f"tuner-worker-{index}",
         )
         for index in range(workers)

@@ -26,21 +26,41 @@ def _seconds(text: str, name: str) -> float:
     return value
 
 
+BATCH_LIMIT = 4096
+"""The most trials one worker may train together (``--batch``)."""
+
+
+def check_batch(batch: int | None) -> int | None:
+    """``--batch``: None (the study's own setting), or a whole number from 1 to the limit."""
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int)
+                              or not 1 <= batch <= BATCH_LIMIT):
+        raise DriverError(f"--batch must be a whole number from 1 to {BATCH_LIMIT}, got {batch!r}")
+    return batch
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
-    """How often a worker proves it is alive, and how long a silent worker is waited for.
+    """How often a worker proves it is alive, how long a silent worker is waited for, and how
+    many trials a worker trains together.
 
     ``grace_seconds`` must be comfortably longer than ``heartbeat_seconds`` (and than any clock
     difference between hosts: heartbeats are UTC timestamps written by the workers).
+    ``batch`` is ``--batch``: claim up to that many slots of one optimizer and train them as
+    one vectorised run (:mod:`tuner.driver.batch`); None takes the study's ``batch`` (else 1).
+    It changes how runs are carried out, never their results.
     """
 
     heartbeat_seconds: float = 10.0
     grace_seconds: float = 60.0
+    batch: int | None = None
 
     @classmethod
-    def from_env(cls, grace_seconds: float | None = None) -> WorkerSettings:
+    def from_env(
+        cls, grace_seconds: float | None = None, batch: int | None = None
+    ) -> WorkerSettings:
         """Defaults, overridden by ``$TUNER_HEARTBEAT_SECONDS`` / ``$TUNER_GRACE_SECONDS``, the
-        grace period by ``grace_seconds`` (``--grace-period``) when given."""
+        grace period by ``grace_seconds`` (``--grace-period``) when given; ``batch`` is
+        ``--batch``."""
         heartbeat = _seconds(os.environ.get(HEARTBEAT_ENV, str(cls.heartbeat_seconds)),
                              f"${HEARTBEAT_ENV}")
         if grace_seconds is not None:
@@ -52,4 +72,4 @@ class WorkerSettings:
                 f"the grace period ({grace:g} s) must be longer than the heartbeat interval "
                 f"({heartbeat:g} s)"
             )
-        return cls(heartbeat, grace)
+        return cls(heartbeat, grace, check_batch(batch))

@@ -38,51 +38,94 @@ def run_trial(
     ``closed`` says whether the trial row was closed with its last run (None: not yet)."""
     from tuner.training import train
 
-    spec, budget = context.spec, context.budget
-    curve_mode = spec.pruner in ("median", "hyperband")
-    plugin = context.plugins[claim.optimizer]
-    hyperparams = {k: v for k, v in claim.params.items() if k in plugin.space}
-    plan = run_plan(spec.training, claim.params, budget=budget,
-                    eval_every=context.task.eval_every, task_batch_size=context.task.batch_size,
-                    schedule=spec.schedule, budget_unit=spec.budget_unit)
-    reused = reuse_runs(context.store, claim.row_id, claim.earlier, params_hash(hyperparams),
-                        spec.seed_list)
-    finals: list[float] = []
-    for index, seed in enumerate(spec.seed_list):
-        last = index + 1 == spec.seeds
-        closed = None
-        if seed in reused:
-            run = reused[seed]
-            if curve_mode:
-                for step, metric in run.curve:
-                    if metric is not None and math.isfinite(metric):
-                        claim.trial.report(
-                            metric, report_step(index, budget, min(round(step * plan.scale),
-                                                                   budget)))
-            final = run.final_metric
-            outcome = outcome_after(run.status, final, finals, last)
+    trial = TrialSeeds(context, claim, lost)
+    for index, seed in enumerate(context.spec.seed_list):
+        if trial.reuses(index):
+            trial.replay(index)
         else:
-            result = train(
-                context.task, plugin, hyperparams, seed, **plan.options,
-                callback=_on_evaluation(claim, index, budget, curve_mode, lost, plan.scale),
-            )
-            if lost.is_set():
-                return LOST, None, None
-            final = result.final_metric
-            outcome = outcome_after(result.status, final, finals, last)
-            closed = record_and_close(
-                context.store, claim.row_id, result, plugin_version=plugin.version or None,
-                space_hash=context.fingerprints[claim.optimizer], closing=outcome,
-            )
+            result = train(context.task, trial.plugin, trial.hyperparams, seed,
+                           **trial.plan.options, callback=trial.callback(index))
+            trial.record(index, result)
+        if trial.ended is not None:
+            return trial.ended
+    return "complete", mean(trial.finals), None
+
+
+class TrialSeeds:
+    """One claimed trial on its way through the study's seeds, one seed at a time:
+    :func:`run_trial` takes one through them; a batch (:mod:`tuner.driver.batch`) takes
+    several together, training their runs of each seed at once.
+
+    ``ended`` is None while seeds are left to run, then the trial's (outcome, value, closed).
+    """
+
+    def __init__(self, context: StudyContext, claim: Claim, lost: threading.Event) -> None:
+        spec = context.spec
+        self.context, self.claim, self.lost = context, claim, lost
+        self.budget = context.budget
+        self.curve_mode = spec.pruner in ("median", "hyperband")
+        self.plugin = context.plugins[claim.optimizer]
+        self.hyperparams = {k: v for k, v in claim.params.items() if k in self.plugin.space}
+        self.plan = run_plan(spec.training, claim.params, budget=self.budget,
+                             eval_every=context.task.eval_every,
+                             task_batch_size=context.task.batch_size,
+                             schedule=spec.schedule, budget_unit=spec.budget_unit)
+        self.reused = reuse_runs(context.store, claim.row_id, claim.earlier,
+                                 params_hash(self.hyperparams), spec.seed_list)
+        self.finals: list[float] = []
+        self.ended: tuple[str, float | None, bool | None] | None = None
+
+    def reuses(self, index: int) -> bool:
+        """Whether an earlier attempt at the slot finished seed ``index`` already."""
+        return self.context.spec.seed_list[index] in self.reused
+
+    def replay(self, index: int) -> None:
+        """Take seed ``index`` from the earlier attempt: its curve to the pruner, its outcome."""
+        run = self.reused[self.context.spec.seed_list[index]]
+        if self.curve_mode:
+            for step, metric in run.curve:
+                if metric is not None and math.isfinite(metric):
+                    self.claim.trial.report(metric, report_step(
+                        index, self.budget, min(round(step * self.plan.scale), self.budget)))
+        last = index + 1 == self.context.spec.seeds
+        self._after_seed(index, outcome_after(run.status, run.final_metric, self.finals, last),
+                         run.final_metric, None)
+
+    def callback(self, index: int) -> Callable[[Any], bool]:
+        """The callback of seed ``index``'s run (pruning, and stopping a reaped trial)."""
+        return _on_evaluation(self.claim, index, self.budget, self.curve_mode, self.lost,
+                              self.plan.scale)
+
+    def record(self, index: int, result: Any) -> None:
+        """Store seed ``index``'s run (closing the trial row with it when it ends the trial)."""
+        if self.lost.is_set():
+            self.ended = (LOST, None, None)
+            return
+        outcome = outcome_after(result.status, result.final_metric, self.finals,
+                                index + 1 == self.context.spec.seeds)
+        closed = record_and_close(
+            self.context.store, self.claim.row_id, result,
+            plugin_version=self.plugin.version or None,
+            space_hash=self.context.fingerprints[self.claim.optimizer], closing=outcome,
+        )
+        self._after_seed(index, outcome, result.final_metric, closed)
+
+    def _after_seed(self, index: int, outcome: tuple[str, float | None] | None,
+                    final: float | None, closed: bool | None) -> None:
+        """Seed ``index`` ended with ``outcome`` (None: more seeds to run): end the trial, or
+        keep its final for the mean (and the wilcoxon pruner)."""
+        spec = self.context.spec
+        last = index + 1 == spec.seeds
         if outcome is not None and outcome[0] != "complete":
-            return (*outcome, closed)
-        finals.append(float(final or 0.0))  # finite here: outcome_after checked it
+            self.ended = (*outcome, closed)
+            return
+        self.finals.append(float(final or 0.0))  # finite here: outcome_after checked it
         if spec.pruner == "wilcoxon":  # every seed's final is reported; the last is not pruned
-            if optuna_adapter.report(claim.trial, finals[-1], index) and not last:
-                return "pruned", mean(finals), None
+            if optuna_adapter.report(self.claim.trial, self.finals[-1], index) and not last:
+                self.ended = ("pruned", mean(self.finals), None)
+                return
         if outcome is not None:
-            return (*outcome, closed)  # the last seed: complete
-    return "complete", mean(finals), None
+            self.ended = (*outcome, closed)  # the last seed: complete
 
 
 def _on_evaluation(

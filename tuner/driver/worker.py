@@ -3,8 +3,9 @@
 Any number of workers, in any number of processes on any number of hosts, may run the same
 study against the same database; they coordinate only through their claims
 (:mod:`tuner.driver.claiming`) and heartbeats (:mod:`tuner.driver.liveness`). The loop itself
-is a few lines over those parts, :mod:`tuner.driver.trial` (running one trial) and
-:mod:`tuner.driver.policy` (the rules).
+is a few lines over those parts, :mod:`tuner.driver.trial` (running one trial),
+:mod:`tuner.driver.batch` (with ``--batch K``: up to K trials of one optimizer trained
+together) and :mod:`tuner.driver.policy` (the rules).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from tuner.driver import optuna_adapter
+from tuner.driver.batch import Ended, run_batch
 from tuner.driver.claiming import Claim, Claimer
 from tuner.driver.context import StudyContext, open_context
 from tuner.driver.liveness import Liveness
@@ -85,8 +87,8 @@ class Worker:
             if liveness.stop_requested.is_set():
                 return "stopped"
             liveness.reap(lambda optimizer, trial_id: _fail_reaped(context, optimizer, trial_id))
-            claim = claimer.claim()
-            if claim is None:
+            claims = self._claim(context, claimer)
+            if not claims:
                 if claimer.settled():
                     _mark_settled(context)
                     return "finished"
@@ -94,28 +96,78 @@ class Worker:
                     return "waiting"
                 time.sleep(min(self.settings.heartbeat_seconds, 2.0))
                 continue
-            self._run(context, claim, liveness)
-            report.trials += 1
+            if len(claims) == 1:
+                self._run(context, claims[0], liveness)
+            else:
+                self._run_batch(context, claims, liveness)
+            report.trials += len(claims)
             if self.on_trial is not None:
                 self.on_trial()
+
+    def _claim(self, context: StudyContext, claimer: Claimer) -> list[Claim]:
+        """The next slot, or with a batch size above 1, up to that many of one optimizer (one
+        slot when its runs cannot be batched: the optimizer or the task says why, once)."""
+        size = self.settings.batch or getattr(context.spec, "batch", None) or 1
+        if size == 1:
+            claim = claimer.claim()
+            return [] if claim is None else [claim]
+        from tuner.batched.training import note_once, unbatched_reason
+
+        def batchable(optimizer: str) -> bool:
+            reason = unbatched_reason(context.task, context.plugins[optimizer])
+            if reason is not None:
+                note_once(reason)
+            return reason is None
+
+        return claimer.claim_batch(size, batchable)
 
     def _run(self, context: StudyContext, claim: Claim, liveness: Liveness) -> None:
         lost = liveness.watch(claim.row_id)
         try:
-            outcome, value, closed = run_trial(context, claim, lost)
+            ended = run_trial(context, claim, lost)
         except BaseException:  # Ctrl-C, or training refused its options: free the slot
-            release(context.store, claim.row_id)
-            optuna_adapter.fail_trial(claim.study, optuna_adapter.trial_id(claim.trial),
-                                      note="interrupted")
+            _give_back(context, claim)
             raise
         finally:
             liveness.unwatch()
-        if outcome == LOST:
-            return
-        if closed is None:  # not closed with its last run (reused seeds, pruned by wilcoxon)
-            closed = close_trial(context.store, claim.row_id, outcome, value)
-        if closed:  # else reaped after its last run: the slot is someone else's now
-            optuna_adapter.tell(claim.study, claim.trial, outcome, value, context.direction)
+        _settle(context, claim, ended)
+
+    def _run_batch(self, context: StudyContext, claims: list[Claim], liveness: Liveness
+                   ) -> None:
+        losts = liveness.watch_all([claim.row_id for claim in claims])
+        settled: set[int] = set()
+
+        def on_end(claim: Claim, ended: Ended) -> None:
+            settled.add(claim.row_id)
+            _settle(context, claim, ended)
+
+        try:
+            run_batch(context, claims, losts, on_end)
+        except BaseException:  # Ctrl-C, or training refused its options: free the slots
+            for claim in claims:
+                if claim.row_id not in settled:
+                    _give_back(context, claim)
+            raise
+        finally:
+            liveness.unwatch()
+
+
+def _give_back(context: StudyContext, claim: Claim) -> None:
+    """Free an interrupted trial's slot: its row and its Optuna trial are failed."""
+    release(context.store, claim.row_id)
+    optuna_adapter.fail_trial(claim.study, optuna_adapter.trial_id(claim.trial),
+                              note="interrupted")
+
+
+def _settle(context: StudyContext, claim: Claim, ended: Ended) -> None:
+    """Close a trial that ended (unless it was reaped) and tell Optuna its outcome."""
+    outcome, value, closed = ended
+    if outcome == LOST:
+        return
+    if closed is None:  # not closed with its last run (reused seeds, pruned by wilcoxon)
+        closed = close_trial(context.store, claim.row_id, outcome, value)
+    if closed:  # else reaped after its last run: the slot is someone else's now
+        optuna_adapter.tell(claim.study, claim.trial, outcome, value, context.direction)
 
 
 def _fail_reaped(context: StudyContext, optimizer: str, trial_id: int | None) -> None:

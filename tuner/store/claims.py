@@ -142,6 +142,30 @@ def heartbeat(store: Store, trial_id: int) -> tuple[bool, str | None]:
     return retrying(beat)
 
 
+def heartbeat_many(store: Store, trial_ids: Sequence[int]) -> tuple[set[int], str | None]:
+    """:func:`heartbeat` for the trials of one batch (one study) in one transaction; returns
+    the ids still ours and the study's status. Safe to retry, as :func:`heartbeat`."""
+    ids = list(trial_ids)
+
+    def beat() -> tuple[set[int], str | None]:
+        with store.engine.begin() as connection:
+            ours = set(connection.scalars(
+                select(Trial.id).where(Trial.id.in_(ids), Trial.status == "running")
+            ))
+            if ours:
+                connection.execute(
+                    update(Trial).where(Trial.id.in_(ours), Trial.status == "running")
+                    .values(heartbeat_at=utcnow())
+                )
+            status = connection.execute(
+                select(Study.status).join(Trial, Trial.study_id == Study.id)
+                .where(Trial.id == ids[0])
+            ).scalar()
+        return ours, status
+
+    return retrying(beat)
+
+
 def reap_stale(store: Store, study_id: int, cutoff: datetime) -> list[tuple[str, int | None]]:
     """Fail the running trials whose heartbeat is older than ``cutoff``.
 

@@ -183,7 +183,12 @@ def optimizer_summaries(
 
 @dataclass
 class ConfigRun:
-    """One run of a configuration, as the advice reads it."""
+    """One run of a configuration, as the advice reads it.
+
+    ``seconds_to_target`` is None for a run trained in a batch with others
+    (``options["batch"]`` above 1): its clock was the whole batch's, so it says nothing about
+    the optimizer's own speed and stays out of the time advice.
+    """
 
     optimizer: str
     config_hash: str
@@ -194,6 +199,12 @@ class ConfigRun:
     seconds_to_target: float | None
     params: dict[str, Any]
     options: dict[str, Any] | None
+
+
+def shared_clock(options: dict[str, Any] | None) -> bool:
+    """Whether a run's time and memory were shared with a batch (``options["batch"]`` > 1)."""
+    batch = (options or {}).get("batch")
+    return isinstance(batch, int) and batch > 1
 
 
 def config_runs(
@@ -217,7 +228,8 @@ def config_runs(
             found.setdefault((row.optimizer, row.config_hash), []).append(ConfigRun(
                 optimizer=row.optimizer, config_hash=row.config_hash, seed=int(row.seed),
                 status=row.status, final_metric=row.final_metric,
-                steps_to_target=row.steps_to_target, seconds_to_target=row.seconds_to_target,
+                steps_to_target=row.steps_to_target,
+                seconds_to_target=None if shared_clock(row.options) else row.seconds_to_target,
                 params=dict(row.params or {}),
                 options=dict(row.options) if row.options is not None else None,
             ))

@@ -51,7 +51,7 @@ def _spec(row: Any) -> StudySpec:
         task_ref=options.get("task_ref"), task_hash=options.get("task_hash"),
         task_params=dict(options.get("task_params") or {}),
         training=dict(options.get("training") or {}),
-        budget_unit=options.get("budget_unit") or "examples",
+        budget_unit=options.get("budget_unit") or "examples", batch=options.get("batch"),
         id=row.id, status=row.status,
     )
 
