@@ -175,25 +175,27 @@ def test_stack_hyperparams_stacks_floats_and_refuses_mixed_batches():
         stack_hyperparams([first, adam.space.complete({"weight_decay": 0.0})], "cpu", None)
 
 
-def _stacked_mlp(count: int) -> list[torch.Tensor]:
+MLP_SHAPES = [(16, 8), (16,), (1, 16), (1,)]
+
+
+def _stacked_mlp(count: int, shapes=MLP_SHAPES) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
-    shapes = [(16, 8), (16,), (1, 16), (1,)]
     return [torch.randn(count, *shape, generator=generator).requires_grad_() for shape in shapes]
 
 
-def _random_gradient_runs(name, configs, steps=6, lr_scale=None, poison=None):
+def _random_gradient_runs(name, configs, steps=6, lr_scale=None, poison=None, shapes=MLP_SHAPES):
     """Both runs on the same random gradients (independent of the parameters, so any
     difference shows as it is): the batched parameters and each configuration's alone.
     ``poison=(step, k)`` puts a NaN in configuration k's gradient at that step."""
     plugin = _plugin(name)
     count = len(configs)
     completed = [plugin.space.complete(c) for c in configs]
-    stacked = _stacked_mlp(count)
+    stacked = _stacked_mlp(count, shapes)
     generator = torch.Generator().manual_seed(1)
     gradients = [[torch.randn(p.shape, generator=generator) for p in stacked]
                  for _ in range(steps)]
     if poison is not None:
-        gradients[poison[0]][0][poison[1], 0, 0] = float("nan")
+        gradients[poison[0]][0][poison[1]].view(-1)[0] = float("nan")
     scales = [1.0] * count if lr_scale is None else lr_scale
     alone = []
     for k, config in enumerate(completed):
@@ -285,6 +287,25 @@ def test_tiger_guard_skips_only_the_configuration_with_a_non_finite_gradient():
             assert torch.equal(whole[k], param)  # each as alone, the poisoned one included
     assert torch.isfinite(stacked[0]).all()
     assert not torch.equal(stacked[0][2], before[2])
+
+
+@pytest.mark.parametrize(("name", "variant"), [
+    ("rmsprop", {}), ("adadelta", {}), ("adamax", {}), ("nadam", {}), ("radam", {}),
+    ("lion", {}), ("signum", {}), ("tiger", {"nan_guard": True}),
+])
+def test_parameters_stepped_in_blocks_of_configurations_match_too(name, variant):
+    """A parameter above CPU_BLOCK_ELEMENTS per block is stepped a few configurations at a
+    time on CPU; each configuration still steps as alone (RMSprop here mixes momentum 0 and
+    > 0, Tiger's guard fires for one configuration)."""
+    from tuner.batched.optimizers import CPU_BLOCK_ELEMENTS
+
+    shapes = [(CPU_BLOCK_ELEMENTS // 2 - 7,), (3,)]  # two configurations per block
+    configs = _configs(_plugin(name), variant)
+    poison = (2, 3) if variant.get("nan_guard") else None
+    _, stacked, alone = _random_gradient_runs(name, configs, shapes=shapes, poison=poison)
+    for k, params in enumerate(alone):
+        for whole, param in zip(stacked, params, strict=True):
+            assert torch.equal(whole[k], param)
 
 
 @pytest.mark.parametrize("name", ["momentum", "adam", "amsgrad", "nadam", "tiger",

@@ -154,6 +154,40 @@ class Factors:
     def __contains__(self, name: object) -> bool:
         return name in self.values
 
+    def rows(self, part: slice) -> Factors:
+        """The same numbers for the configurations in ``part`` (a block of rows)."""
+        return Factors({name: value[part] for name, value in self.values.items()})
+
+
+CPU_BLOCK_ELEMENTS = 1 << 16
+"""On CPU, a stacked parameter larger than this is stepped in blocks of whole configurations
+(rows of the leading dimension) of about this many elements (256 KiB of float32 per tensor), so
+that a block, its gradient and its state stay in cache through all the ops of a step instead of
+streaming from memory once per op. Measured on a 64-128-10 MLP at K=64, 1 thread, a loaded
+2-core machine (noisy): RMSprop's step 3.3 -> 1.6-2.8 ms, RAdam's 4.6-5.0 -> 2.0-3.9 ms, NAdam's
+5.9-7.0 -> 2.8-4.6 ms; at K=16 (below one block per tensor for most) no change."""
+
+
+def _rows_per_block(param: torch.Tensor) -> int:
+    """Configurations per block for ``param`` (all of them off the CPU)."""
+    size = param.shape[0]
+    if param.device.type != "cpu" or size == 0:
+        return size
+    per_row = max(param.numel() // size, 1)
+    return max(1, min(size, CPU_BLOCK_ELEMENTS // per_row))
+
+
+def _state_rows(state: dict[str, Any], part: slice, size: int) -> dict[str, Any]:
+    """``state`` with every tensor that runs along the leading dimension cut to ``part``."""
+    import torch
+
+    return {
+        name: value[part]
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == size
+        else value
+        for name, value in state.items()
+    }
+
 
 class BatchedOptimizer:
     """K configurations' optimizer state and step, along the leading dimension.
@@ -234,6 +268,7 @@ class BatchedOptimizer:
             self.hp[name] = value
         self.lr_scale: torch.Tensor = torch.ones(size, dtype=torch.float64, device=device)
         self.state: dict[torch.Tensor, dict[str, Any]] = {}
+        self._rows = slice(None)
 
     # -- what a subclass provides -------------------------------------------------------------
 
@@ -267,14 +302,23 @@ class BatchedOptimizer:
     ) -> None:
         """Update one stacked parameter in place (and its state).
 
+        On CPU a large parameter comes in blocks of configurations: ``param``, ``grad``, the
+        state tensors and the factors are then the block's rows (``(k1 - k0, *S)``), so an
+        update must only assign into the state's tensors, never add entries (create them in
+        :meth:`init_state`), and read any other ``(K,)`` vector through :meth:`rows_of`.
+
         Args:
-            param: the stacked parameter ``(K, *S)``.
+            param: the stacked parameter ``(K, *S)``, or a block of its rows.
             grad: its gradient.
             state: its state dict (``state["step"]`` already counts this step).
             factors: this step's numbers from :meth:`factors`, viewed with ``factors.at``.
             decay: False for a parameter in a group excluded from weight decay.
         """
         raise NotImplementedError
+
+    def rows_of(self, values: torch.Tensor) -> torch.Tensor:
+        """The rows of a ``(K, ...)`` tensor that the current :meth:`update` call steps."""
+        return values[self._rows]
 
     # -- the step ---------------------------------------------------------------------------
 
@@ -304,7 +348,7 @@ class BatchedOptimizer:
         with torch.no_grad():
             self.before_step()
             lr = self.learning_rates()
-            by_count: dict[int, Factors] = {}
+            by_count: dict[Any, Factors] = {}
             for group in self.param_groups:
                 for param in group["params"]:
                     grad = param.grad
@@ -323,7 +367,19 @@ class BatchedOptimizer:
                     factors = by_count.get(count)
                     if factors is None:
                         factors = by_count[count] = Factors(self.factors(lr, count))
-                    self.update(param, grad, state, factors, group["decay"])
+                    rows = _rows_per_block(param)
+                    if rows >= self.size:
+                        self.update(param, grad, state, factors, group["decay"])
+                        continue
+                    for start in range(0, self.size, rows):
+                        part = self._rows = slice(start, start + rows)
+                        key = (count, start, rows)
+                        block = by_count.get(key)
+                        if block is None:
+                            block = by_count[key] = factors.rows(part)
+                        self.update(param[part], grad[part], _state_rows(state, part, self.size),
+                                    block, group["decay"])
+                    self._rows = slice(None)
             self.after_step()
 
     def before_step(self) -> None:

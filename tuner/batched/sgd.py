@@ -40,6 +40,10 @@ class BatchedSGD(BatchedOptimizer):
             (self.float_hp("weight_decay") != 0).any()
         )
 
+    def init_state(self, param: torch.Tensor, state: dict[str, Any]) -> None:
+        if self.has_momentum:
+            state["momentum_buffer"] = torch.empty_like(param)
+
     def factors(self, lr: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         values = {"neg_lr": -lr}
         if self.has_decay:
@@ -62,9 +66,9 @@ class BatchedSGD(BatchedOptimizer):
         if decay and self.has_decay:
             grad = grad.addcmul(param, factors.at("weight_decay", param))
         if self.has_momentum:
-            buffer = state.get("momentum_buffer")
-            if buffer is None:
-                buffer = state["momentum_buffer"] = grad.detach().clone()
+            buffer = state["momentum_buffer"]
+            if state["step"] == 1:
+                buffer.copy_(grad)
             else:
                 momentum = factors.at("momentum", param)
                 buffer.mul_(momentum).addcmul_(grad, factors.at("keep", param))

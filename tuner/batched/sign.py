@@ -109,10 +109,8 @@ class BatchedSignDescent(BatchedOptimizer):
         decay: bool,
     ) -> None:
         momentum = state.get("exp_avg")
-        skip = self._skip
+        skip = None if self._skip is None else self.rows_of(self._skip)
         if skip is not None:
-            if "centre" not in state:
-                state["centre"] = param.detach().flatten(1).mean(dim=1)
             before = param.detach().clone()
             momentum_before = momentum.clone() if momentum is not None else None
         if momentum is None:
