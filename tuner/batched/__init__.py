@@ -16,10 +16,12 @@ slices, each with its own hyperparameters.
   batch, because they change the update's form rather than its numbers.
 - The batched steps of the built-in optimizers, by family: :mod:`tuner.batched.sgd` (SGD with
   and without momentum), :mod:`tuner.batched.adaptive` (Adagrad, RMSprop, Adadelta and the Adam
-  family), :mod:`tuner.batched.sign` (Lion, Tiger, signSGD, Signum),
-  :mod:`tuner.batched.schedule_free` and :mod:`tuner.batched.lookahead`. Each computes, slice by
-  slice, the update of its unbatched optimizer; :func:`tuner.testing.batched_difference` checks
-  that against the plugin's own optimizer.
+  family), :mod:`tuner.batched.torch_optim` (which of those each ``torch.optim`` class takes,
+  and torch's fused kernels called per configuration where the unbatched optimizer is fused),
+  :mod:`tuner.batched.sign` (Lion, Tiger, signSGD, Signum), :mod:`tuner.batched.schedule_free`
+  and :mod:`tuner.batched.lookahead`. Each computes, slice by slice, the update of its unbatched
+  optimizer (bit-identical on CPU); :func:`tuner.testing.batched_difference` checks that against
+  the plugin's own optimizer.
 
 An optimizer plugin opts in through ``OptimizerPlugin.build_batched``; one without it runs
 unbatched.
