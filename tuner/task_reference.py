@@ -17,12 +17,18 @@ import importlib
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from tuner.errors import TunerError, describe_exception, first_line
+from tuner.errors import describe_exception, first_line
+from tuner.reference import Reference, TaskReferenceError, is_reference
+
+__all__ = [
+    "ALLOW_CHANGED_ENV", "ChangedCodeError", "Reference", "TaskReferenceError",
+    "allow_changed", "check_store_identity", "is_reference", "load_reference",
+    "load_study_task",
+]
 
 if TYPE_CHECKING:
     from tuner.plugins import Registry
@@ -33,45 +39,8 @@ ALLOW_CHANGED_ENV = "TUNER_ALLOW_CHANGED"
 """Set to 1 (by ``--allow-changed``) to let workers run a task whose code changed."""
 
 
-class TaskReferenceError(TunerError):
-    """A task reference that cannot be loaded; the message names the reference."""
-
-
 class ChangedCodeError(TaskReferenceError):
     """The code of a study's task differs from the code the study was created with."""
-
-
-def is_reference(text: str) -> bool:
-    """Whether ``text`` names a task by reference rather than by a registered name."""
-    return ":" in text
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A parsed reference: the file or module, and the attribute in it."""
-
-    text: str
-    source: str
-    attribute: str
-    is_file: bool
-
-    @classmethod
-    def parse(cls, text: str) -> Reference:
-        source, _, attribute = text.rpartition(":")
-        source, attribute = source.strip(), attribute.strip()
-        if not source or not attribute or not attribute.replace(".", "_").isidentifier():
-            raise TaskReferenceError(
-                f"task reference {text!r}: expected path/to/file.py:NAME or package.module:NAME"
-            )
-        is_file = source.endswith(".py") or os.sep in source or "/" in source
-        if is_file:
-            source = str(Path(source).expanduser().resolve())
-        return cls(text, source, attribute, is_file)
-
-    @property
-    def canonical(self) -> str:
-        """The reference as stored: an absolute path for a file."""
-        return f"{self.source}:{self.attribute}"
 
 
 def file_hash(path: str | Path) -> str:

@@ -86,9 +86,9 @@ def task_by_reference(store: Store, text: str) -> str:
     name; for a reference (``path/file.py:Name``, ``module:Name``, optionally with
     ``[key=value]`` parameters), the task recorded with that reference. Nothing is imported:
     the store's task records keep each study's reference."""
+    from tuner.reference import Reference, is_reference
     from tuner.store import list_tasks
     from tuner.task_params import split_identity
-    from tuner.task_reference import Reference, is_reference
 
     base, params = split_identity(text)
     if not is_reference(base):
