@@ -135,7 +135,7 @@ def test_weight_decay_exclusion_leaves_biases_and_norms_alone(name):
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     optimizer.step()
-    for p, old in zip(model.parameters(), before):
+    for p, old in zip(model.parameters(), before, strict=True):
         if p.dim() < 2:
             assert torch.equal(p, old), name
         else:
@@ -210,7 +210,7 @@ def test_tuned_options_are_sampled_inside_their_ranges_and_recorded(tuned_study)
     _, rows = tuned_study
     assert len(rows) == 8
     sizes = set()
-    for task, _, status, options, task_params, dtype, seen, count, steps, _ in rows:
+    for task, _, status, options, task_params, dtype, seen, count, _, _ in rows:
         assert task == "digits-mlp[width=32]" and task_params == {"width": 32}
         assert 16 <= options["batch_size"] <= 128 and 0 <= options["warmup"] <= 10
         assert options["precision"] == "bf16" and options["decay_exclude"] is True

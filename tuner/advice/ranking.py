@@ -165,8 +165,8 @@ def rank_task(
     ``memory_budget`` (``"1n"``, ...) keeps only configurations whose measured optimizer state
     is at most that multiple of the parameters' bytes; ``where`` (``{"batch_size": 16}``) only
     those trained with these training options. ``task`` may also be a task reference
-    (``file.py:Name``) that a study of the store was created from. Raises :class:`NoRunsError` when the
-    store holds no run of the task (or no store is there).
+    (``file.py:Name``) that a study of the store was created from. Raises
+    :class:`NoRunsError` when the store holds no run of the task (or no store is there).
     """
     from tuner.advice.bootstrap import CONTENDERS
     from tuner.store import training_options

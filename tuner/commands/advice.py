@@ -332,7 +332,6 @@ def lr_find_command(
     """
     from tuner.lr_find import lr_find
     from tuner.plugins import get_registry
-
     from tuner.task_params import parse_flags
 
     registry = get_registry()
