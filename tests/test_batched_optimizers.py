@@ -351,3 +351,45 @@ def test_bad_input_is_one_line(groups, hp, message):
     with pytest.raises(BatchedError, match=message) as caught:
         adam.build_batched(groups(stacked), full)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("class_name", "fixed", "name"), [
+    ("SGD", {"momentum": 0.0}, "sgd"),
+    ("SGD", {"nesterov": False}, "momentum"),
+    ("SGD", {"nesterov": True}, "nesterov"),
+    ("Adagrad", {}, "adagrad"),
+    ("Adam", {}, "adam"),
+    ("Adam", {"amsgrad": True}, "amsgrad"),
+    ("AdamW", {}, "adamw"),
+])
+def test_elementwise_steps_where_no_fused_kernel_is_used_follow_torchs_single_tensor_loop(
+    class_name, fixed, name
+):
+    """Off the fused kernels' devices the fused classes take the elementwise batched step;
+    checked here, on CPU, against torch's single-tensor implementation."""
+    from tuner.batched.torch_optim import batched_torch_optimizer
+    from tuner_plugins.optimizers.torch_optim import torch_kwargs
+
+    plugin = _plugin(name)
+    configs = _configs(plugin, {"decoupled_weight_decay": True} if name == "adam" else {})
+    stacked = _stacked_mlp(4)
+    generator = torch.Generator().manual_seed(2)
+    gradients = [[torch.randn(p.shape, generator=generator) for p in stacked] for _ in range(5)]
+    batched = batched_torch_optimizer(class_name, [{"params": stacked}],
+                                      stack_hyperparams(configs), fixed=fixed, fused=False)
+    assert "Fused" not in type(batched).__name__
+    for step in gradients:
+        for param, gradient in zip(stacked, step, strict=True):
+            param.grad = gradient.clone()
+        batched.step()
+    for k, config in enumerate(configs):
+        params = [p[k].detach().clone().requires_grad_() for p in _stacked_mlp(4)]
+        optimizer = getattr(torch.optim, class_name)(
+            params, **{**fixed, **torch_kwargs(config)}, foreach=False
+        )
+        for step in gradients:
+            for param, gradient in zip(params, step, strict=True):
+                param.grad = gradient[k].clone()
+            optimizer.step()
+        for whole, param in zip(stacked, params, strict=True):
+            assert torch.equal(whole[k], param)
