@@ -56,7 +56,7 @@ class _Kind:
 
 
 def _kinds() -> dict[str, _Kind]:
-    from tuner.training import PRECISIONS, SCHEDULES
+    from tuner.train_options import PRECISIONS, SCHEDULES
 
     return {
         "batch_size": _Kind("int", 1, 2**20, log=True),
@@ -228,7 +228,7 @@ def space_params(training: Mapping[str, Any], task_batch_size: int | None) -> li
     """The search-space dimensions of the tuned options (named as the options), each with a
     default inside its range: the training loop's own default where it fits, the task's batch
     size for ``batch_size``, else the low end."""
-    from tuner.training import TrainOptions
+    from tuner.train_options import TrainOptions
 
     kinds, baseline = _kinds(), TrainOptions()
     params: list[Any] = []

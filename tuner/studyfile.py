@@ -237,7 +237,8 @@ def sweep(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     if len(table) != 1:
         raise StudyFileError(f"a sweep varies one task parameter, got: {', '.join(table)}")
     (param, values), = table.items()
-    if not isinstance(values, list) or len(values) < 2 or len(set(map(str, values))) != len(values):
+    distinct = isinstance(values, list) and len(set(map(str, values))) == len(values)
+    if not distinct or len(values) < 2:
         raise StudyFileError(
             f"sweep {param}: give a list of two or more different values, got {values!r}"
         )
@@ -452,11 +453,10 @@ def check_study_name(name: str) -> None:
 
 
 def check_schedule(schedule: str) -> None:
-    """Check a learning-rate schedule name against the training loop's list, if it has one."""
-    import tuner.training as training
+    """Check a learning-rate schedule name against the training loop's list."""
+    from tuner.train_options import SCHEDULES as known
 
-    known = getattr(training, "SCHEDULES", None)
-    if known is not None and schedule not in known:
+    if schedule not in known:
         raise StudyFileError(
             f"unknown schedule {schedule!r}; choose from: {', '.join(known)}"
         )
