@@ -11,8 +11,6 @@ from tuner.space import SearchSpace, SpaceError
 if TYPE_CHECKING:
     import torch
 
-    from tuner.batched.optimizers import BatchedOptimizer
-
 
 @dataclass(frozen=True)
 class OptimizerPlugin:
@@ -77,7 +75,7 @@ class OptimizerPlugin:
     wants_flat_loss: bool = False
     max_params: int | None = None
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
-    build_batched: Callable[[list[dict], Mapping[str, Any]], BatchedOptimizer] | None = None
+    build_batched: Callable[[list[dict], Mapping[str, Any]], Any] | None = None  # BatchedOptimizer
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, SearchSpace):
