@@ -345,6 +345,10 @@ def test_python_study_api(tmp_path: Path, sqlite_url: str):
     assert again.task == "api-blobs" and again.status().done == 2
     ranking = again.best()
     assert [row.optimizer for row in ranking.optimizers] == ["adam"]
+    tuned = tuner.Study.create("api-tuned", task=task, optimizers=["sgd"], trials=1, seeds=1,
+                               budget=10, db=sqlite_url,
+                               training={"warmup": 3, "batch_size": (8, 32)})
+    assert tuned.spec().training == {"warmup": 3, "batch_size": {"range": [8, 32]}}
 
 
 def test_python_study_api_refuses_a_task_defined_in_main(tmp_path: Path, sqlite_url: str):

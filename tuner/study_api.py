@@ -84,10 +84,18 @@ class Study:
         """Create a study of ``task`` (a registered name, a reference ``file.py:NAME`` or
         ``module:NAME``, or a Task object workers can import); ``settings`` are the other
         study settings (``budget``, ``sampler``, ``pruner``, ``schedule``, ``seed``,
-        ``description``)."""
+        ``description``, ``task_params``, ``budget_unit``, and ``training``: the training
+        options as in a study file, ``{"warmup": 100, "batch_size": (16, 256)}``, a pair of
+        numbers being a tuned range and any other list tuned choices)."""
         from tuner.driver import create_study
+        from tuner.study_training import from_file_value
 
         task_name = task if isinstance(task, str) else task_reference_of(task)
+        if "training" in settings:
+            settings["training"] = {
+                key: from_file_value(list(value) if isinstance(value, tuple) else value)
+                for key, value in settings["training"].items()
+            }
         values = {"name": name, "task": task_name, "optimizers": list(optimizers),
                   "trials": trials, "seeds": seeds, **settings}
         create_study(values, db)
