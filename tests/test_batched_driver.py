@@ -93,23 +93,24 @@ def test_the_time_advice_leaves_batched_runs_out(sqlite_url: str):
 
 
 def test_a_worker_killed_mid_batch_is_reaped_and_retried_counting_nothing_twice(
-        sqlite_url: str, monkeypatch: pytest.MonkeyPatch):
-    create(sqlite_url, "killed", *STUDY[:3], "sgd", "--trials", "2", *STUDY[6:])
+        database_url: str, monkeypatch: pytest.MonkeyPatch):
+    """On SQLite and PostgreSQL (the batch's heartbeats are one transaction)."""
+    create(database_url, "killed", *STUDY[:3], "sgd", "--trials", "2", *STUDY[6:])
     env = {**os.environ, HEARTBEAT_ENV: "0.2", GRACE_ENV: "1.5", CRASH_ENV: "batch-seed"}
     killed = subprocess.run([*tuner_command(), "worker", "killed", "--batch", "4",
-                             "--db", sqlite_url], env=env, capture_output=True, text=True,
+                             "--db", database_url], env=env, capture_output=True, text=True,
                             timeout=120)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    trials, runs = rows(sqlite_url, "killed")
+    trials, runs = rows(database_url, "killed")
     assert sorted((t.slot, t.status) for t in trials) == [(0, "running"), (1, "running")]
     assert sorted((r.trial_id, r.seed) for r in runs) == sorted((t.id, 0) for t in trials)
     first_seed_runs = {r.id: r.trial_id for r in runs}
 
     monkeypatch.setenv(HEARTBEAT_ENV, "0.2")
     monkeypatch.setenv(GRACE_ENV, "1.5")
-    assert run_study("killed", sqlite_url, batch=4).stopped == "finished"
-    check_consistent(sqlite_url, "killed")
-    trials, runs = rows(sqlite_url, "killed")
+    assert run_study("killed", database_url, batch=4).stopped == "finished"
+    check_consistent(database_url, "killed")
+    trials, runs = rows(database_url, "killed")
     dead = {t.id for t in trials if t.id in first_seed_runs.values()}
     assert {t.status for t in trials if t.id in dead} == {"failed"}  # reaped
     retries = {t.id: t for t in trials if t.id not in dead}

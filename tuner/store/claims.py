@@ -154,7 +154,7 @@ def heartbeat_many(store: Store, trial_ids: Sequence[int]) -> tuple[set[int], st
             ))
             if ours:
                 connection.execute(
-                    update(Trial).where(Trial.id.in_(ours), Trial.status == "running")
+                    update(Trial).where(Trial.id.in_(sorted(ours)), Trial.status == "running")
                     .values(heartbeat_at=utcnow())
                 )
             status = connection.execute(
