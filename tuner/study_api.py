@@ -132,7 +132,8 @@ class Study:
         import os
 
         from tuner.driver import run_study
-        from tuner.task_reference import ALLOW_CHANGED_ENV, load_study_task
+        from tuner.driver.study_task import load_study_task
+        from tuner.task_reference import ALLOW_CHANGED_ENV
 
         if allow_changed:
             os.environ[ALLOW_CHANGED_ENV] = "1"

@@ -27,12 +27,9 @@ from tuner.reference import Reference, TaskReferenceError, is_reference
 __all__ = [
     "ALLOW_CHANGED_ENV", "ChangedCodeError", "Reference", "TaskReferenceError",
     "allow_changed", "check_store_identity", "is_reference", "load_reference",
-    "load_study_task",
 ]
 
 if TYPE_CHECKING:
-    from tuner.plugins import Registry
-    from tuner.studyfile import StudySpec
     from tuner.task import Task
 
 ALLOW_CHANGED_ENV = "TUNER_ALLOW_CHANGED"
@@ -157,8 +154,9 @@ _loaded: dict[str, tuple[str, Task]] = {}
 """Loaded references in this process: canonical reference -> (file hash, task)."""
 
 
-def load_reference(text: str, registry: Registry | None = None) -> Task:
-    """The task ``text`` refers to, with ``code_ref`` and ``code_hash`` set.
+def load_reference(text: str, registry: Any) -> Task:
+    """The task ``text`` refers to, with ``code_ref`` and ``code_hash`` set; ``registry`` (a
+    :class:`tuner.plugins.Registry`) holds the plugins' task names it must not take.
 
     Loaded once per process for one version of the file. Raises :class:`TaskReferenceError`
     (one line naming the reference) for a missing file or module, a missing attribute, an
@@ -201,11 +199,7 @@ def _importable(module: str) -> bool:
         return False
 
 
-def _check_name_free(name: str, ref: Reference, registry: Registry | None) -> None:
-    if registry is None:
-        from tuner.plugins import get_registry
-
-        registry = get_registry()
+def _check_name_free(name: str, ref: Reference, registry: Any) -> None:
     if name in registry.tasks:
         raise TaskReferenceError(
             f"task reference {ref.text!r}: task name {name!r} is already held by plugin "
@@ -234,30 +228,3 @@ def check_store_identity(task: Task, recorded: bool, recorded_ref: str | None) -
 def allow_changed() -> bool:
     """Whether ``--allow-changed`` was given to this worker (or its parent)."""
     return os.environ.get(ALLOW_CHANGED_ENV, "") not in ("", "0")
-
-
-def load_study_task(spec: StudySpec, *, allowed_changed: bool | None = None) -> Task:
-    """The task of study ``spec``: its registered plugin's, or its reference loaded again.
-
-    A reference whose file hash differs from the study's is refused with one line (the store
-    is not touched), unless changes are allowed (``--allow-changed``); the task then carries
-    the new hash, which each run records.
-    """
-    from tuner.plugins import get_registry
-
-    if not spec.task_ref:
-        return get_registry().task(spec.task)
-    task = load_reference(spec.task_ref).with_params(spec.task_params)
-    if task.name != spec.task:
-        raise ChangedCodeError(
-            f"task reference {spec.task_ref!r} now declares task {task.name!r}; study "
-            f"{spec.name!r} is of task {spec.task!r}"
-        )
-    changed = spec.task_hash is not None and task.code_hash != spec.task_hash  # type: ignore
-    allowed = allow_changed() if allowed_changed is None else allowed_changed
-    if changed and not allowed:
-        raise ChangedCodeError(
-            f"the code of task {spec.task!r} ({spec.task_ref.rpartition(':')[0]}) changed since "
-            f"study {spec.name!r} was created; restore it, or run with --allow-changed"
-        )
-    return task

@@ -47,9 +47,10 @@ def _check_task_code(name: str, db: str | None, allow_changed: bool) -> None:
     workers spawned from here inherit the permission through the environment."""
     import os
 
+    from tuner.driver.study_task import load_study_task
     from tuner.store import open_store
     from tuner.store.studies import get_study
-    from tuner.task_reference import ALLOW_CHANGED_ENV, load_study_task
+    from tuner.task_reference import ALLOW_CHANGED_ENV
 
     if allow_changed:
         os.environ[ALLOW_CHANGED_ENV] = "1"

@@ -7,10 +7,10 @@ from typing import Any
 
 from tuner.driver import optuna_adapter
 from tuner.driver.settings import DriverError
+from tuner.driver.study_task import load_study_task
 from tuner.store import Store
 from tuner.store.studies import get_study
 from tuner.studyfile import StudySpec, apply_ranges
-from tuner.task_reference import load_study_task
 
 
 def study_space(spec: StudySpec, optimizer: str) -> Any:
@@ -34,8 +34,6 @@ def optimizer_space(spec: StudySpec, optimizer: str) -> Any:
 
 
 def _task_batch_size(spec: StudySpec) -> int | None:
-    from tuner.task_reference import load_study_task
-
     return load_study_task(spec, allowed_changed=True).batch_size
 
 

@@ -24,10 +24,11 @@ from typing import Any
 from tuner.driver import optuna_adapter
 from tuner.driver.context import study_space
 from tuner.driver.settings import DriverError
+from tuner.driver.study_task import load_study_task
 from tuner.store import open_store
 from tuner.store.studies import delete_study_rows, study_exists, write_study
 from tuner.studyfile import StudySpec
-from tuner.task_reference import check_store_identity, load_study_task
+from tuner.task_reference import check_store_identity
 
 CRASH_ENV = "TUNER_CRASH_AT"
 """Fault injection for the kill tests: the name of a step at which ``create`` kills itself."""
