@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from tuner.task import Task
     from tuner.training import CurvePoint, RunResult, TrainOptions
 
-__all__ = ["train_batched", "unbatched_reason"]
+__all__ = ["SHARED_OPTIONS", "note_once", "train_batched", "unbatched_reason"]
 
 log = logging.getLogger(__name__)
 
