@@ -107,7 +107,7 @@ class Worker:
     def _claim(self, context: StudyContext, claimer: Claimer) -> list[Claim]:
         """The next slot, or with a batch size above 1, up to that many of one optimizer (one
         slot when its runs cannot be batched: the optimizer or the task says why, once)."""
-        size = self.settings.batch or getattr(context.spec, "batch", None) or 1
+        size = self.settings.batch or context.spec.batch or 1
         if size == 1:
             claim = claimer.claim()
             return [] if claim is None else [claim]
