@@ -337,14 +337,21 @@ def test_python_study_api(tmp_path: Path, sqlite_url: str):
 
     path = write_task(tmp_path, "api-blobs")
     task = get_registry().task(f"{path}:blobs")  # an object workers can rebuild
-    study = tuner.Study.create("api", task=task, optimizers=["adam"], trials=2, seeds=1,
+    study = tuner.Study.create("api", task=task, optimizers=["sgd"], trials=2, seeds=1,
                                budget=10, pruner="none", db=sqlite_url)
-    report = study.run(workers=1)
+    report = study.run(workers=1, batch=2)
     assert report.stopped == "finished"
     again = tuner.Study.load("api", db=sqlite_url)
     assert again.task == "api-blobs" and again.status().done == 2
+    from tuner.store import open_store
+    from tuner.store.models import Run
+
+    store = open_store(sqlite_url, readonly=True)
+    with store.session() as session:  # the two trials trained together, as one batch
+        assert [r.options["batch"] for r in session.query(Run)] == [2, 2]
+    store.dispose()
     ranking = again.best()
-    assert [row.optimizer for row in ranking.optimizers] == ["adam"]
+    assert [row.optimizer for row in ranking.optimizers] == ["sgd"]
     tuned = tuner.Study.create("api-tuned", task=task, optimizers=["sgd"], trials=1, seeds=1,
                                budget=10, db=sqlite_url,
                                training={"warmup": 3, "batch_size": (8, 32)})

@@ -125,10 +125,11 @@ class Study:
         return str(self.spec().task)
 
     def run(self, workers: int = 1, timeout: float | None = None,
-            allow_changed: bool = False) -> Any:
+            allow_changed: bool = False, batch: int | None = None) -> Any:
         """Run the study to the end with ``workers`` local processes; returns the
         :class:`~tuner.driver.WorkerReport`. The task's code is checked first (one line if it
-        changed, unless ``allow_changed``)."""
+        changed, unless ``allow_changed``). ``batch`` K trains up to K trials of one optimizer
+        together (``tuner study run --batch K``)."""
         import os
 
         from tuner.driver import run_study
@@ -140,7 +141,7 @@ class Study:
         spec = self.spec()
         if spec.task_ref:
             load_study_task(spec)
-        return run_study(self.name, self.db, workers=workers, timeout=timeout)
+        return run_study(self.name, self.db, workers=workers, timeout=timeout, batch=batch)
 
     def status(self) -> Any:
         """Progress and best result per optimizer (:class:`tuner.store.studies.StudyStatus`)."""
