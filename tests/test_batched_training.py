@@ -227,3 +227,30 @@ def test_configurations_with_different_step_options_are_separate_batches():
     for index in (0, 1, 3):
         assert_same_run(batched[index], single[index])
     assert_same_parameters(batched_params, single_params)
+
+
+def _batched_optimizers() -> list[str]:
+    registry = get_registry()
+    names = [name for name in registry.optimizers
+             if registry.optimizer(name).build_batched is not None]
+    return sorted(names) + ["lookahead-adam"]
+
+
+@pytest.mark.parametrize("optimizer", _batched_optimizers())
+def test_every_batched_optimizer_gives_its_unbatched_parameters_after_20_steps(optimizer):
+    """Through the whole loop (vmap's gradients included): the recommended configuration at
+    half, once and twice its lr, batched against one by one, parameters within rtol 1e-5."""
+    task = Recording()
+    plugin = get_registry().optimizer(optimizer)
+    recommended = plugin.space.recommended()
+    configs = []
+    for factor in (0.5, 1.0, 2.0):
+        lr = plugin.space["lr"]
+        configs.append({**recommended,
+                        "lr": min(max(recommended["lr"] * factor, lr.low), lr.high)})
+    batched, single, batched_params, single_params = both(task, plugin, configs, TWENTY)
+    assert all(r.batch == 3 for r in batched), "the three configurations share one batch"
+    assert [r.status for r in batched] == [r.status for r in single]
+    assert_same_parameters(batched_params, single_params)
+    for ours, theirs in zip(batched, single, strict=True):
+        assert ours.final_metric == pytest.approx(theirs.final_metric, abs=1e-6)

@@ -22,6 +22,14 @@ early, stops: its ``lr_scale`` is set to 0 and its result is frozen, while the o
 Nothing crosses slices (the loss sum's gradient, the clipping norms and the optimizer steps are
 per configuration), so a slice that went NaN does not touch the others.
 
+How close a batched run is to its run alone, by optimizer family (measured on this CPU; the
+tests check the first two): the parameters after 20 steps within rtol 1e-5 for every
+optimizer with a batched step, and the final metric of a digits-mlp run equal (within 1e-6);
+over long runs, rounding differences of the vectorised gradients (about 1e-8) grow: after
+2,000 steps of logreg the final loss is within a relative 1e-6 for the SGD, adaptive and Adam
+families and within 1e-3 for the sign-based ones (signSGD, Signum, Lion, Tiger), whose updates
+turn a rounding difference near zero into a full step.
+
 What the K runs share is marked: ``RunResult.batch`` (and ``options["batch"]``) is K, and
 ``wall_seconds``, ``peak_memory_bytes`` and every ``seconds`` of the curve are those of the
 whole batch; ``optimizer_state_bytes`` is one configuration's share.
