@@ -224,6 +224,35 @@ def test_writes_need_the_token_and_change_nothing_without_it(store_url: str) -> 
         assert client.get("/api/studies/made-by-api").status_code == 404
 
 
+def test_create_takes_training_options_and_task_params_and_the_page_shows_them(
+    sqlite_url: str,
+) -> None:
+    """On a store of its own: the study's task record would stay in a shared one."""
+    from tuner.store import open_store
+
+    open_store(sqlite_url).dispose()
+    store_url = sqlite_url
+    body = {"name": "with-training", "task": "digits-mlp", "optimizers": ["sgd"], "trials": 1,
+            "seeds": 1, "training": {"warmup": 10, "batch_size": [16, 64],
+                                     "schedule": ["constant", "cosine"]},
+            "task_params": {"width": 32}}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(store_url, token=TOKEN)) as client:
+        created = client.post("/api/studies", json=body, headers=auth)
+        assert created.status_code == 201, created.text
+        study = created.json()["study"]
+        assert study["task"] == "digits-mlp[width=32]"
+        assert study["training"] == {"warmup": 10, "batch_size": {"range": [16, 64]},
+                                     "schedule": {"choices": ["constant", "cosine"]}}
+        page = client.get("/studies/with-training").text
+        assert "batch_size 16..64 (tuned)" in page and "schedule constant|cosine (tuned)" in page
+        assert "warmup 10" in page
+        bad = client.post("/api/studies", json={**body, "name": "bad",
+                                                 "training": {"warmup": {"x": 1}}}, headers=auth)
+        assert bad.status_code == 400 and "training option 'warmup'" in bad.json()["error"]
+        client.delete("/api/studies/with-training", headers=auth)
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [
@@ -246,6 +275,10 @@ def test_writes_need_the_token_and_change_nothing_without_it(store_url: str) -> 
         ({"name": "x", "task": "quadratic", "optimizers": ["sgd"], "trials": 1, "seeds": 1,
           "command": "rm -rf /"}, "unknown field 'command'"),
         ([1, 2], "must be a JSON object"),
+        ({"name": "x", "task": "quadratic", "optimizers": ["sgd"], "trials": 1, "seeds": 1,
+          "training": {"warmupp": 1}}, "unknown training option 'warmupp'"),
+        ({"name": "x", "task": "digits-mlp", "optimizers": ["sgd"], "trials": 1, "seeds": 1,
+          "task_params": {"width": "<b>"}}, "width must be a whole number"),
     ],
 )
 def test_create_checks_like_the_cli(store_url: str, body: object, words: str) -> None:

@@ -21,7 +21,7 @@ from tuner.server.security import ApiError, BodyTooLarge, handle_error, require_
 
 CREATE_KEYS = (
     "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
-    "param_range", "seed", "description", "warm_start",
+    "param_range", "seed", "description", "warm_start", "training", "task_params",
 )
 """The fields of a create request: ``tuner study create``'s flags, by the same names."""
 
@@ -59,6 +59,13 @@ def _create_settings(body: Any) -> tuple[dict[str, Any], bool]:
     for key, value in settings.items():
         if isinstance(value, str) and "\x00" in value:
             raise ApiError(400, f"{key} must not contain a NUL character")
+    for key in ("training", "task_params"):
+        value = settings[key]
+        if value is None:
+            settings[key] = {}
+        elif not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ApiError(400, f"{key} must be a JSON object of names and values")
+    settings["training"] = _training(settings["training"])
     task = settings["task"]
     if task is not None and not sources.PLAIN_NAME.match(task):
         raise ApiError(
@@ -69,6 +76,20 @@ def _create_settings(body: Any) -> tuple[dict[str, Any], bool]:
     if not isinstance(warm_start, bool):
         raise ApiError(400, f"warm_start must be true or false, got {warm_start!r}")
     return settings, warm_start
+
+
+def _training(values: dict[str, Any]) -> dict[str, Any]:
+    """Training options as a study file writes them: a value, ``[low, high]`` (tuned) or a list
+    of choices; each value a number, a bool or a string."""
+    from tuner.study_training import from_file_value
+
+    plain = (int, float, bool, str)
+    for name, value in values.items():
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(item, plain) for item in items):
+            raise ApiError(400, f"training option {name!r}: give a value, [low, high] or a "
+                           f"list of choices, got {value!r}")
+    return {name: from_file_value(value) for name, value in values.items()}
 
 
 async def _json_body(request: Request) -> Any:
@@ -106,6 +127,11 @@ async def create_study(request: Request) -> Response:
               seed: {type: integer, minimum: 0}
               description: {type: string}
               warm_start: {type: boolean}
+              training:
+                type: object
+                description: "training options, fixed (a value) or tuned ([low, high], or a
+                  list of choices), as a study file's [training] table"
+              task_params: {type: object, description: "the task's parameters (width, ...)"}
     responses:
       201: {description: "{study, commands}: the study and the commands that run it"}
       400: {description: a setting that cannot be used (the CLI's message)}
