@@ -279,6 +279,38 @@ class _CpuPeakMemory:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
+class _Measurement:
+    """The wall time and peak memory of a stretch of training on ``device``, started at
+    construction (after the lazily loaded modules are imported and the thread count set).
+
+    The peak is ``torch.cuda.max_memory_allocated`` on CUDA, after a reset; on the CPU the
+    process's peak resident set (:class:`_CpuPeakMemory`)."""
+
+    def __init__(self, device: torch.device, threads: int | None) -> None:
+        import torch
+
+        _import_lazily_loaded_modules()
+        if threads:
+            torch.set_num_threads(threads)
+        self.device, self.cuda = device, device.type == "cuda"
+        self.memory = _CpuPeakMemory()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        else:
+            self.memory.start()
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def peak(self) -> int | None:
+        if self.cuda:
+            import torch
+
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return self.memory.peak()
+
+
 class _Run:
     """The state of one training run; :meth:`execute` fills in the result."""
 
@@ -361,16 +393,7 @@ class _Run:
         import torch
 
         result = self.result
-        _import_lazily_loaded_modules()
-        if self.options.threads:
-            torch.set_num_threads(self.options.threads)
-        cuda = self.device.type == "cuda"
-        memory = _CpuPeakMemory()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            memory.start()
-        started = time.perf_counter()
+        measured = _Measurement(self.device, self.options.threads)
         try:
             self._train()
             result.status = "complete"
@@ -391,11 +414,8 @@ class _Run:
             result.function_evals = self.counts.function
             result.gradient_evals = self.counts.gradient
             result.hessian_evals = self.counts.hessian
-            result.wall_seconds = time.perf_counter() - started
-            if cuda:
-                result.peak_memory_bytes = int(torch.cuda.max_memory_allocated(self.device))
-            else:
-                result.peak_memory_bytes = memory.peak()
+            result.wall_seconds = measured.seconds()
+            result.peak_memory_bytes = measured.peak()
             if self.optimizer is not None:
                 from tuner.optimizer import optimizer_state_bytes
 

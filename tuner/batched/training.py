@@ -240,18 +240,9 @@ class _Batch:
     def execute(self) -> list[RunResult]:
         import torch
 
-        from tuner.training import TrainOptionsError, _CpuPeakMemory, _import_lazily_loaded_modules
+        from tuner.training import TrainOptionsError, _Measurement
 
-        _import_lazily_loaded_modules()
-        if self.options.threads:
-            torch.set_num_threads(self.options.threads)
-        cuda = self.device.type == "cuda"
-        memory = _CpuPeakMemory()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            memory.start()
-        started = time.perf_counter()
+        measured = _Measurement(self.device, self.options.threads)
         try:
             self._train()
         except (_Unvectorisable, TrainOptionsError, StepError):
@@ -260,9 +251,7 @@ class _Batch:
             for k in list(self.training):
                 self._finish(k, "failed", error=describe_exception(error))
         finally:
-            wall = time.perf_counter() - started
-            peak = (int(torch.cuda.max_memory_allocated(self.device)) if cuda
-                    else memory.peak())
+            wall, peak = measured.seconds(), measured.peak()
             state = 0
             if self.optimizer is not None:
                 try:
