@@ -283,3 +283,27 @@ def test_task_params_in_a_study_file(tmp_path, sqlite_url):
     assert "'weekly' is not one of" in bad.stderr
     listed = _tuner("study", "list", "--json", db=sqlite_url)
     assert [s["name"] for s in json.loads(listed.stdout)] == ["w"]  # the store as it was
+
+
+def test_every_fixed_option_of_a_study_reaches_its_runs(sqlite_url):
+    """Each training option set on a study arrives in the run's recorded options, through the
+    driver and a worker."""
+    fixed = {"batch_size": 32, "warmup": 3, "schedule": "step", "step_size": 5, "gamma": 0.5,
+             "plateau_patience": 3, "floor": 0.1, "clip_norm": 2.0, "accumulate": 2,
+             "patience": 4, "min_delta": 0.01, "decay_exclude": True, "precision": "float64"}
+    flags = [arg for name, value in fixed.items()
+             for arg in ("--train", f"{name}={str(value).lower()}")]
+    created = _tuner("study", "create", "all", "--task", "digits-mlp", "--optimizers", "adamw",
+                     "--trials", "1", "--seeds", "1", "--budget", "11", *flags, db=sqlite_url)
+    assert created.returncode == 0, created.stderr
+    assert _tuner("study", "run", "all", db=sqlite_url).returncode == 0
+    from tuner.store import open_store
+    from tuner.store.models import Run
+
+    store = open_store(sqlite_url, readonly=True)
+    with store.session() as session:
+        (run,) = session.query(Run).all()
+        options, dtype, seen = dict(run.options), run.dtype, run.examples_seen
+    store.dispose()
+    assert {name: options[name] for name in fixed} == fixed
+    assert dtype == "float64" and seen == 11 * 32 * 2
