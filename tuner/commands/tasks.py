@@ -27,11 +27,16 @@ def list_tasks(as_json: bool) -> None:
     print_table(
         (
             [t.name, t.kind, f"{t.metric} ({_arrow(t.direction)})", t.target, t.budget,
-             t.batch_size or "full", t.summary]
+             t.batch_size or "full", _parameters(t) or "-", t.summary]
             for t in found
         ),
-        ["name", "kind", "metric", "target", "steps", "batch", "summary"],
+        ["name", "kind", "metric", "target", "steps", "batch", "parameters", "summary"],
     )
+
+
+def _parameters(task) -> str:
+    """A task's parameters and their defaults: ``width=128``."""
+    return ", ".join(f"{name}={value}" for name, value in task.task_params.items())
 
 
 @tasks.command(name="show")
@@ -54,6 +59,8 @@ def show_task(name: str, as_json: bool) -> None:
         ["target", task.target],
         ["budget", f"{task.budget} steps, evaluated every {task.eval_every}"],
         ["batch size", task.batch_size or "full batch"],
+        ["parameters", (_parameters(task) + " (--task-param NAME=VALUE)")
+         if task.task_params else "none"],
         ["reference", described["reference_text"]],
         ["plugin", f"{task.plugin} {task.version}".strip()],
     ]
