@@ -307,3 +307,42 @@ def test_every_fixed_option_of_a_study_reaches_its_runs(sqlite_url):
     store.dispose()
     assert {name: options[name] for name in fixed} == fixed
     assert dtype == "float64" and seen == 11 * 32 * 2
+
+
+def test_an_optimizer_with_fixed_hyperparameters_but_tuned_options_is_tuned(sqlite_url):
+    from tuner.studyfile import RangeOverride, resolve
+
+    settings = {"name": "s", "task": "digits-mlp", "optimizers": "sgd", "trials": 5,
+                "seeds": 1, "ranges": [RangeOverride(None, "lr", 0.1, 0.1),
+                                       RangeOverride(None, "weight_decay", 0.0, 0.0)]}
+    assert resolve(settings).trials_for("sgd") == 1  # nothing to tune: one trial
+    tuned = resolve({**settings, "training": {"warmup": {"range": [0, 20]}}})
+    assert tuned.fixed == [] and tuned.trials_for("sgd") == 5
+
+
+def test_a_retried_slot_reuses_only_runs_of_the_same_tuned_options(sqlite_url):
+    """Two attempts at one slot with equal hyperparameters but another warm-up are two
+    configurations: the second must not take the first's run as its own."""
+    from tuner.driver import create
+    from tuner.store import open_store, record_run
+    from tuner.store.claims import close_trial, insert_claim, reuse_runs
+    from tuner.store.models import params_hash
+    from tuner.studyfile import resolve
+
+    spec = create(resolve({"name": "r", "task": "digits-mlp", "optimizers": "sgd",
+                           "trials": 2, "seeds": 1,
+                           "training": {"warmup": {"range": [0, 20]}}}), sqlite_url)
+    hp = {"lr": 0.05, "weight_decay": 0.0}
+    store = open_store(sqlite_url)
+    row = {"study_id": spec.id, "optimizer": "sgd", "optuna_study_name": "x", "slot": 0,
+           "params": {**hp, "warmup": 5}}
+    first = insert_claim(store, {**row, "optuna_trial_number": 0})
+    result = train("digits-mlp", "sgd", hp, 0, budget=2, warmup=5)
+    record_run(store, first, result)
+    close_trial(store, first, "failed", None)
+    second = insert_claim(store, {**row, "optuna_trial_number": 1})
+    key = params_hash(hp)
+    assert reuse_runs(store, second, [first], key, [0], options={"warmup": 7}) == {}
+    reused = reuse_runs(store, second, [first], key, [0], options={"warmup": 5})
+    assert list(reused) == [0] and reused[0].status == "complete"
+    store.dispose()

@@ -403,9 +403,12 @@ def resolve(
                 raise StudyFileError(f"range {optimizer}.{param}: bounds must be finite numbers")
         apply_ranges(plugins[optimizer].space, overrides, f"optimizer {optimizer!r}")
 
-    fixed = [
+    from tuner.study_training import tuned
+
+    fixed = [  # nothing to tune: every hyperparameter and training option fixed
         optimizer for optimizer, plugin in plugins.items()
-        if apply_ranges(plugin.space, per_optimizer.get(optimizer, {}), optimizer).fixed_point()
+        if not tuned(training)
+        and apply_ranges(plugin.space, per_optimizer.get(optimizer, {}), optimizer).fixed_point()
         is not None
     ]
     return StudySpec(

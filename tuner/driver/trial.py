@@ -25,7 +25,7 @@ from tuner.driver.context import StudyContext
 from tuner.driver.policy import mean, outcome_after, report_step
 from tuner.store.claims import record_and_close, reuse_runs
 from tuner.store.models import params_hash
-from tuner.study_training import run_plan
+from tuner.study_training import run_plan, tuned
 
 LOST = "lost"
 """The outcome of a trial reaped while it ran: the reaper has failed its records already."""
@@ -71,7 +71,9 @@ class TrialSeeds:
                              task_batch_size=context.task.batch_size,
                              schedule=spec.schedule, budget_unit=spec.budget_unit)
         self.reused = reuse_runs(context.store, claim.row_id, claim.earlier,
-                                 params_hash(self.hyperparams), spec.seed_list)
+                                 params_hash(self.hyperparams), spec.seed_list,
+                                 options={k: v for k, v in claim.params.items()
+                                          if k in tuned(spec.training)})
         self.finals: list[float] = []
         self.ended: tuple[str, float | None, bool | None] | None = None
 

@@ -268,11 +268,16 @@ def record_and_close(
 
 
 def reuse_runs(
-    store: Store, trial_id: int, earlier: Sequence[int], params_key: str, seeds: Sequence[int]
+    store: Store, trial_id: int, earlier: Sequence[int], params_key: str, seeds: Sequence[int],
+    options: Mapping[str, Any] | None = None,
 ) -> dict[int, ReusedRun]:
     """Move the finished seeds of earlier attempts at a slot (same configuration) to the new
     attempt ``trial_id``: a killed worker loses nothing it had committed, and nothing is counted
     twice (a run belongs to one trial). Returns them by seed.
+
+    The same configuration is the same hyperparameters (``params_key``, their
+    ``params_hash``) and, for a study that tunes training options, the same values of those
+    (``options``, compared with each run's recorded options).
 
     Safe to retry: moving a run to the trial it already belongs to changes nothing.
     """
@@ -282,14 +287,15 @@ def reuse_runs(
     def move() -> dict[int, ReusedRun]:
         with store.engine.begin() as connection:
             found = connection.execute(
-                select(Run.id, Run.seed, Run.status, Run.final_metric)
+                select(Run.id, Run.seed, Run.status, Run.final_metric, Run.options)
                 .where(Run.trial_id.in_([*earlier, trial_id]), Run.params_hash == params_key,
                        Run.status.in_(("complete", "diverged")))
                 .order_by(Run.id)
             ).all()
             chosen: dict[int, tuple[int, str, float | None]] = {}
-            for run_id, seed, status, final in found:
-                if seed in seeds and seed not in chosen:
+            for run_id, seed, status, final, recorded in found:
+                same = all((recorded or {}).get(k) == v for k, v in (options or {}).items())
+                if same and seed in seeds and seed not in chosen:
                     chosen[seed] = (run_id, status, final)
             if not chosen:
                 return {}
