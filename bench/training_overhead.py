@@ -30,6 +30,15 @@ import torch
 import torch.nn.functional as F
 
 
+def val_accuracy(model: torch.nn.Module, val_x: torch.Tensor, val_y: torch.Tensor) -> float:
+    """The validation accuracy, evaluated as the task does (eval mode, no gradients)."""
+    model.eval()
+    with torch.no_grad():
+        accuracy = float((model(val_x).argmax(-1) == val_y).float().mean())
+    model.train()
+    return accuracy
+
+
 def bare_loop(seed: int, budget: int, eval_every: int, batch_size: int) -> float:
     """The same training as ``train("digits-mlp", "adam", seed=seed)``, written out by hand."""
     from tuner.plugins import get_registry
@@ -55,10 +64,7 @@ def bare_loop(seed: int, budget: int, eval_every: int, batch_size: int) -> float
             optimizer.step()
             step += 1
             if step % eval_every == 0 or step == budget:
-                model.eval()
-                with torch.no_grad():
-                    accuracy = float((model(val_x).argmax(-1) == val_y).float().mean())
-                model.train()
+                accuracy = val_accuracy(model, val_x, val_y)
             if step == budget:
                 break
     return accuracy
@@ -140,10 +146,7 @@ def bare_dataloader_loop(seed: int, budget: int, eval_every: int, batch_size: in
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
         if step % eval_every == 0 or step == budget:
-            model.eval()
-            with torch.no_grad():
-                accuracy = float((model(val_x).argmax(-1) == val_y).float().mean())
-            model.train()
+            accuracy = val_accuracy(model, val_x, val_y)
         if step == budget:
             break
     return accuracy

@@ -332,6 +332,7 @@ class _Run:
         self.options = options
         self.optimizer: Any = None
         self.done = 0  # optimizer steps taken so far
+        self._per_step = 0  # training examples per step, known once the task is built
         self._positions: list[torch.Tensor] = []
         self._stop = False
         self.device = resolve_device(options.device)
@@ -414,6 +415,7 @@ class _Run:
             result.function_evals = self.counts.function
             result.gradient_evals = self.counts.gradient
             result.hessian_evals = self.counts.hessian
+            result.examples_seen = self.done * self._per_step
             result.wall_seconds = measured.seconds()
             result.peak_memory_bytes = measured.peak()
             if self.optimizer is not None:
@@ -450,7 +452,7 @@ class _Run:
         order = self._batches(problem)
         if double and problem.dataset is not None:
             order = map(_to_double, order)
-        per_step = (self.batch_size or problem.train_size) * options.accumulate
+        self._per_step = (self.batch_size or problem.train_size) * options.accumulate
         scaler = None
         if options.precision == "fp16":
             scaler = torch.amp.GradScaler(self.device.type)
@@ -481,7 +483,6 @@ class _Run:
                                   clip_norm=clip_norm, parameters=parameters,
                                   flat_loss=flat_loss, counts=counts, scaler=scaler)
             done = self.done = step + 1
-            result.examples_seen = done * per_step
             evaluating = done % eval_every == 0 or done == budget
             if evaluating:
                 lr = float(optimizer.param_groups[0]["lr"])

@@ -30,7 +30,7 @@ import torch
 from tuner import hookimpl
 from tuner.batched.adaptive import BatchedRAdam
 from tuner.batched.lookahead import BatchedLookahead, inner_hyperparams
-from tuner.optimizer import OptimizerPlugin, OptimizerWrapper
+from tuner.optimizer import OptimizerPlugin, OptimizerWrapper, eval_mode, train_mode
 from tuner.space import Float, Int, SpaceError
 
 LOOKAHEAD_REFERENCE = (
@@ -133,15 +133,11 @@ class Lookahead(torch.optim.Optimizer):
 
     def eval(self) -> None:
         """Switch the inner optimizer to its evaluation weights, if it has any."""
-        switch = getattr(self.inner, "eval", None)
-        if callable(switch):
-            switch()
+        eval_mode(self.inner)
 
     def train(self) -> None:
         """Switch the inner optimizer back to its training weights, if it has any."""
-        switch = getattr(self.inner, "train", None)
-        if callable(switch):
-            switch()
+        train_mode(self.inner)
 
     def state_dict(self) -> dict[str, Any]:
         """The inner state dict, with each parameter's slow weights and the step counter."""

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from tuner.batched.optimizers import BatchedError, BatchedOptimizer
+from tuner.optimizer import eval_mode, train_mode
 
 OWN_HYPERPARAMETERS = ("k", "alpha")
 """Lookahead's own hyperparameters; the rest of a configuration belongs to the inner optimizer."""
@@ -93,15 +94,11 @@ class BatchedLookahead(BatchedOptimizer):
 
     def eval(self) -> None:
         """Switch the inner optimizer to its evaluation weights, if it has any."""
-        switch = getattr(self.inner, "eval", None)
-        if callable(switch):
-            switch()
+        eval_mode(self.inner)
 
     def train(self) -> None:
         """Switch the inner optimizer back to its training weights, if it has any."""
-        switch = getattr(self.inner, "train", None)
-        if callable(switch):
-            switch()
+        train_mode(self.inner)
 
     def __repr__(self) -> str:
         return f"BatchedLookahead(k={self.k}, inner={self.inner!r})"
