@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
+from test_batched_training import ONE_EXAMPLE
 from test_workers import check_consistent, tuner_command
 
 from tuner.cli import cli
@@ -68,7 +69,9 @@ def test_two_batched_workers_settle_exactly_n_trials_each_run_as_alone(batched_s
     for run in runs:
         alone = train("digits-mlp", run.optimizer, run.params, run.seed, budget=44, threads=1)
         assert alone.status == run.status == "complete"
-        assert run.final_metric == pytest.approx(alone.final_metric, abs=1e-6)
+        # a batched run equals its run alone up to float32 summation order (vmap's batched
+        # products), so one validation example near a tie may go either way
+        assert run.final_metric == pytest.approx(alone.final_metric, abs=ONE_EXAMPLE)
         assert run.steps_to_target == alone.steps_to_target
 
 

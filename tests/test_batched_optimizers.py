@@ -1,11 +1,18 @@
 """Batched optimizer steps: K configurations stepped at once, each as its unbatched optimizer.
 
 Tolerance, every family: parameters after 20 steps within rtol 1e-5 (atol 1e-8) of the
-unbatched run (:func:`tuner.testing.batched_difference`). On CPU every built-in family measures
+unbatched run (:func:`tuner.testing.batched_difference`, :func:`assert_as_alone`). What it is
+made of: the batched step repeats the unbatched arithmetic op for op on a stacked tensor, so the
+only freedom left is how a processor's vector units evaluate one element-wise expression in the
+body of a vector against its tail (a fused multiply-add or not: one rounding of float32's
+``2**-24`` more or less per operation); about 8 such operations per step over 20 steps give
+``20 * 8 * 2**-24 ~ 1e-5``. On this project's x86-64 machines every built-in family measures
 0.0, bit-identical: the fused torch.optim classes (SGD, Adagrad, Adam, AdamW) call the same
-kernel per configuration, and the others repeat the unbatched arithmetic op for op, which the
-sign-based updates (Lion, Tiger, signSGD, Signum) need, since a sign turns any rounding
-difference near zero into a step of ``lr``.
+kernel per configuration, and the others repeat the unbatched arithmetic, which the sign-based
+updates (Lion, Tiger, signSGD, Signum) need, since a sign turns a rounding difference at a value
+within one rounding of zero into a step of ``lr`` (with the tests' random gradients, about one
+chance in 10**7 per element and step). Exactness stays asserted where it is a property, not a
+rounding: a configuration with lr scale 0, or a group with weight decay 0, does not move at all.
 """
 
 from __future__ import annotations
@@ -29,7 +36,14 @@ from tuner.plugins import get_registry
 from tuner.space import Categorical, Float, Int
 
 TOLERANCE = 1e-5
-"""rtol of every family's batched step against its unbatched optimizer (measured: 0.0)."""
+"""rtol of every family's batched step against its unbatched optimizer (measured: 0.0); see the
+module docstring for what it is made of."""
+
+
+def assert_as_alone(batched: torch.Tensor, alone: torch.Tensor) -> None:
+    """One configuration's slice of a batched parameter against the same parameter stepped
+    alone: within :data:`TOLERANCE` (rtol, and ``TOLERANCE * 1e-3`` atol near zero)."""
+    torch.testing.assert_close(batched, alone, rtol=TOLERANCE, atol=TOLERANCE * 1e-3)
 
 BATCHED = [
     "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw",
@@ -224,7 +238,7 @@ def test_lr_scale_multiplies_each_configurations_learning_rate(name):
     _, stacked, alone = _random_gradient_runs(name, configs, lr_scale=[1.0, 0.5, 0.25, 2.0])
     for k, params in enumerate(alone):
         for whole, param in zip(stacked, params, strict=True):
-            assert torch.equal(whole[k], param)
+            assert_as_alone(whole[k], param)
 
 
 @pytest.mark.parametrize("name", BATCHED)
@@ -275,6 +289,8 @@ def test_schedule_free_eval_and_train_match_the_unbatched_optimizer(name):
         batched.step()
     train_mode(batched)
     for p, t in zip(stacked, training, strict=True):
+        # back from the averaged weights: two interpolations, each a few float32 roundings
+        # (2**-24 ~ 6e-8) of the larger of |x| and |z|: within 16 roundings
         torch.testing.assert_close(p, t, rtol=1e-6, atol=1e-7)
 
 
@@ -284,7 +300,7 @@ def test_tiger_guard_skips_only_the_configuration_with_a_non_finite_gradient():
     batched, stacked, alone = _random_gradient_runs("tiger", configs, poison=(3, 2))
     for k, params in enumerate(alone):
         for whole, param in zip(stacked, params, strict=True):
-            assert torch.equal(whole[k], param)  # each as alone, the poisoned one included
+            assert_as_alone(whole[k], param)  # each as alone, the poisoned one included
     assert torch.isfinite(stacked[0]).all()
     assert not torch.equal(stacked[0][2], before[2])
 
@@ -305,7 +321,7 @@ def test_parameters_stepped_in_blocks_of_configurations_match_too(name, variant)
     _, stacked, alone = _random_gradient_runs(name, configs, shapes=shapes, poison=poison)
     for k, params in enumerate(alone):
         for whole, param in zip(stacked, params, strict=True):
-            assert torch.equal(whole[k], param)
+            assert_as_alone(whole[k], param)
 
 
 @pytest.mark.parametrize("name", ["momentum", "adam", "amsgrad", "nadam", "tiger",
@@ -392,4 +408,4 @@ def test_elementwise_steps_where_no_fused_kernel_is_used_follow_torchs_single_te
                 param.grad = gradient[k].clone()
             optimizer.step()
         for whole, param in zip(stacked, params, strict=True):
-            assert torch.equal(whole[k], param)
+            assert_as_alone(whole[k], param)

@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -163,12 +164,137 @@ def test_the_readme_main_job_is_a_tuner_command_chain():
                            "studies/quickstart.toml"], capture_output=True).returncode == 0
 
 
+# The sample is compared by what it says, not by its digits: the training is seeded, but
+# another processor's vector units round float32 differently, and after the first trials the
+# sampler may then draw other configurations.
+
+METRIC_TOLERANCE = 0.03
+"""How far a best val_accuracy on another processor may be from the sample's. Measured between
+two x86-64 processors on this job: up to 0.0042 (lion's best of 4 trials, 0.9681 and 0.9639) and
+0.0014 (adam); 0.03 is about 11 of digits' 360 validation examples, seven times that."""
+
+PROGRESS = re.compile(r"^(?P<name>\S+) ━ (?P<done>\d+)/(?P<total>\d+)"
+                      r"(?: best (?P<metric>\S+) (?P<best>[-\d.]+))?")
+NUMBER = re.compile(r"(?<![A-Za-z])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+@dataclass
+class Sample:
+    """What a main job's output says: per optimizer (in order) its trials and best value, the
+    closing line, and the advice: its winner, the winner's value, the optimizers it names as
+    tied, and the shape of its sentences (names and numbers masked)."""
+
+    progress: list[tuple[str, int, int, str | None, float | None]]
+    closing: str
+    winner: str
+    winner_value: float
+    tied: set[str]
+    shape: list[str]
+
+
+def read_sample(lines: list[str]) -> Sample:
+    lines = comparable(lines)
+    progress = []
+    for line in lines:
+        found = PROGRESS.match(line)
+        if found:
+            best = found["best"]
+            progress.append((found["name"], int(found["done"]), int(found["total"]),
+                             found["metric"], float(best) if best else None))
+    closing = next(line for line in lines if line.startswith("Study "))
+    advice = next(line for line in lines if line.startswith("On "))
+    names = [name for name, *_ in progress if name != "all"]
+    opening = re.match(r"On \S+, use (\S+) with lr \S+: (\S+?)%", advice)
+    tied = re.findall(r"(\S+(?:, \S+)*(?: and \S+)?) (?:is|are) tied within noise", advice)
+    return Sample(
+        progress=progress, closing=closing, winner=opening[1],
+        winner_value=float(opening[2]) / 100,
+        tied={name for group in tied for name in re.split(r", | and ", group)},
+        shape=advice_shape(advice, names),
+    )
+
+
+def advice_shape(advice: str, names: list[str]) -> list[str]:
+    """The advice's clauses with optimizer names and numbers masked (``NAME``, ``#``), a list of
+    names as one, and singular and plural alike: what it says, not which or how much."""
+    pattern = r"\b(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")\b"
+    masked = re.sub(pattern, "NAME", advice)
+    masked = NUMBER.sub("#", masked)
+    masked = re.sub(r"NAME(?:, NAME)*(?: and NAME)?", "NAME", masked)
+    masked = re.sub(r"\b(seed|trial|run)s\b", r"\1", masked)
+    return [" ".join(clause.split()) for clause in re.split(r"(?<=[.;])\s+", masked)]
+
+
+def meaning_differences(sample: Sample, printed: Sample) -> list[str]:
+    """How ``printed`` says something else than ``sample`` (empty: the same meaning).
+
+    The same optimizers in the same order with the same trial counts and metric, each best value
+    within :data:`METRIC_TOLERANCE`; the same closing line; advice of the same shape whose winner
+    is the sample's or one the sample names as tied with it (a tie may break the other way on
+    another processor), its value within the tolerance.
+    """
+    problems = []
+    shown = [(name, done, total, metric) for name, done, total, metric, _ in sample.progress]
+    got = [(name, done, total, metric) for name, done, total, metric, _ in printed.progress]
+    if shown != got:
+        problems.append(f"progress lines {got} instead of {shown}")
+    else:
+        for (name, *_, want), (*_, value) in zip(sample.progress, printed.progress, strict=True):
+            if (want is None) != (value is None) or (
+                    want is not None and abs(value - want) > METRIC_TOLERANCE):
+                problems.append(f"{name}: best {value} is not within {METRIC_TOLERANCE} of "
+                                f"{want}")
+    if printed.closing != sample.closing:
+        problems.append(f"closing line {printed.closing!r} instead of {sample.closing!r}")
+    if printed.winner not in {sample.winner} | sample.tied:
+        problems.append(f"winner {printed.winner} is neither {sample.winner} nor tied with it")
+    if abs(printed.winner_value - sample.winner_value) > METRIC_TOLERANCE:
+        problems.append(f"the winner's {printed.winner_value} is not within {METRIC_TOLERANCE} "
+                        f"of {sample.winner_value}")
+    if printed.shape != sample.shape:
+        problems.append(f"advice shaped {printed.shape} instead of {sample.shape}")
+    return problems
+
+
+def perturbed(lines: list[str], by: float) -> list[str]:
+    """The sample with every best value and percentage moved by ``by`` (a fraction)."""
+    moved = []
+    for line in lines:
+        line = re.sub(r"(best \S+ )([\d.]+)", lambda m: f"{m[1]}{float(m[2]) + by:.4f}", line)
+        line = re.sub(r"([\d.]+)%", lambda m: f"{float(m[1]) + 100 * by:.1f}%", line)
+        moved.append(line)
+    return moved
+
+
+def test_the_sample_comparison_allows_rounding_and_catches_a_changed_meaning():
+    lines = readme_sample()
+    sample = read_sample(lines)
+    assert [name for name, *_ in sample.progress] == ["adam", "adamw", "momentum", "lion", "all"]
+    assert meaning_differences(sample, read_sample(lines)) == []
+    within = 0.8 * METRIC_TOLERANCE
+    assert meaning_differences(sample, read_sample(perturbed(lines, within))) == []
+    assert meaning_differences(sample, read_sample(perturbed(lines, -within))) == []
+    assert meaning_differences(sample, read_sample(perturbed(lines, 1.5 * METRIC_TOLERANCE)))
+
+    swapped = [lines[1], lines[0], *lines[2:]]
+    assert any("progress lines" in p for p in meaning_differences(sample, read_sample(swapped)))
+    counted = [lines[0].replace("4/4", "3/4", 1), *lines[1:]]
+    assert any("progress lines" in p for p in meaning_differences(sample, read_sample(counted)))
+    dropped = [line for line in lines if not line.startswith("lion")]
+    assert any("progress lines" in p for p in meaning_differences(sample, read_sample(dropped)))
+    advice = next(i for i, line in enumerate(lines) if line.startswith("On "))
+    untied = [*lines[:advice],
+              lines[advice].replace(f"use {sample.winner} ", "use adam ", 1)]
+    assert "adam" not in sample.tied | {sample.winner}
+    assert any("winner adam" in p for p in meaning_differences(sample, read_sample(untied)))
+    shorter = [*lines[:advice], lines[advice].rsplit(". ", 1)[0] + "."]
+    assert any("advice shaped" in p for p in meaning_differences(sample, read_sample(shorter)))
+
+
 @pytest.mark.slow
 def test_the_readme_sample_output_is_what_the_main_job_prints(tmp_path):
     """Runs the main job as the README gives it, on a fresh default store (``XDG_DATA_HOME``),
-    and compares everything the sample shows but times: the progress lines (optimizers, trial
-    counts, best values), the final line and the advice. The run is deterministic (one worker,
-    seeded samplers and training), so a change in the results means regenerating the sample."""
+    and compares what it prints with the sample by meaning (:func:`meaning_differences`)."""
     env = {key: value for key, value in os.environ.items() if key != "TUNER_DB"}
     env["XDG_DATA_HOME"] = str(tmp_path / "data")
     output: list[str] = []
@@ -178,10 +304,5 @@ def test_the_readme_sample_output_is_what_the_main_job_prints(tmp_path):
         assert done.returncode == 0, (args, done.stdout, done.stderr)
         output += done.stdout.splitlines()
     assert (tmp_path / "data" / "tuner" / "tuner.db").exists()  # the default store was used
-
-    sample, printed = comparable(readme_sample()), comparable(output)
-    first = next(i for i, line in enumerate(printed) if line.startswith(sample[0].split()[0]))
-    assert printed[first:] == sample
-    assert sample[-2].startswith("Study 'quickstart' finished: 16/16 trials")
-    assert [line.split()[0] for line in sample[:5]] == ["adam", "adamw", "momentum", "lion",
-                                                        "all"]
+    problems = meaning_differences(read_sample(readme_sample()), read_sample(output))
+    assert not problems, "\n".join(problems) + "\n" + "\n".join(output)

@@ -262,7 +262,10 @@ def test_plugin_matches_torch_optim_step_by_step(name, param):
     assert effect > 1e-5, f"{param} at {values[param]!r} barely changes the run ({effect:.1e})"
     for step, (mine, theirs) in enumerate(zip(ours_steps, reference_steps, strict=True), start=1):
         for a, b in zip(mine, theirs, strict=True):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=f"step {step}")
+            # the plugin may build the fused or foreach kernel, the reference torch's default
+            # one: the same rule in float32 in another order (2**-24 per rounding, ~20
+            # roundings a step, 10 steps, values of order 1): within 1e-5, 1e-6 near zero
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"step {step}")
     group = ours.param_groups[0]
     for key, value in {**torch_defaults, **torch_changes}.items():
         assert group[key] == value, key
