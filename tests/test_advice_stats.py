@@ -266,5 +266,7 @@ def test_the_report_shows_probabilities_ratios_pareto_and_defaults(store, tmp_pa
     report = write_report(ACCURACY.name, tmp_path / "report", db=store)
     page = report.index.read_text()
     assert "<th>P(best)</th>" in page and "<th>Pareto</th>" in page
-    assert "16x (16x-16x) below" in page
+    # adamw's best lr is 2e-3, but with one trial (lion has one) a repeated study picks its
+    # 1e-3 configuration half the time: the interval counts the luck of the draw
+    assert "16x (8x-16x) below" in page
     assert "Defaults against tuning: adamw at its default 96.0%, tuned 97.1%." in page

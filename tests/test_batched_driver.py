@@ -20,7 +20,7 @@ from tuner.driver import GRACE_ENV, HEARTBEAT_ENV, run_study
 from tuner.driver.create import CRASH_ENV
 from tuner.store import Run, Trial, open_store
 from tuner.store.config_key import config_hash
-from tuner.store.queries import config_runs
+from tuner.store.queries import Scope, config_runs
 from tuner.store.records import record_run
 from tuner.store.studies import get_study
 from tuner.training import RunResult, train
@@ -88,7 +88,7 @@ def test_the_time_advice_leaves_batched_runs_out(sqlite_url: str):
                                options={"budget": 44, "batch": batch})
             record_run(store, None, result)
         key = config_hash({"lr": 1e-3}, {"budget": 44})
-        found = config_runs(store, "digits-mlp", [("adam", key)])[("adam", key)]
+        found = config_runs(store, Scope("digits-mlp"), [("adam", key)])[("adam", key)]
     finally:
         store.dispose()
     assert [(r.seed, r.steps_to_target, r.seconds_to_target) for r in found] == [

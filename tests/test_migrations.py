@@ -404,7 +404,7 @@ def _stats_0006(url: str) -> dict[str, tuple]:
 def test_a_populated_0005_store_upgrades_to_0006_keeping_runs_stats_and_advice(database_url):
     from tuner.advice import best
     from tuner.store import config_hash, get_task, record_run
-    from tuner.store.queries import recommended_configs
+    from tuner.store.queries import Scope, recommended_configs
     from tuner.training import RunResult
 
     populated_at_0005(database_url)
@@ -443,12 +443,13 @@ def test_a_populated_0005_store_upgrades_to_0006_keeping_runs_stats_and_advice(d
     task = get_task(store, "quadratic")  # Optuna said loss/minimize; the plugin kind/target
     assert (task.metric, task.direction, task.kind, task.target) == (
         "loss", "minimize", "analytic", pytest.approx(1e-2))
-    ranking = best("quadratic", db=store)
+    ranking = best("quadratic", db=store)  # four runs under three protocols (budgets)
+    assert ranking.protocol.budget == 200 and len(ranking.other_protocols) == 2
     adamw = ranking.standing("adamw")
-    assert (adamw.trials, adamw.runs, adamw.diverged) == (4, 4, 1)
+    assert (adamw.trials, adamw.runs, adamw.diverged) == (1, 1, 0)
     assert adamw.mean == pytest.approx(0.1) and adamw.training["budget"] == 200
     assert adamw.state_multiple == pytest.approx(2.0)
-    defaults = {c.config_hash for c in recommended_configs(store, "quadratic")["adamw"]}
+    defaults = {c.config_hash for c in recommended_configs(store, Scope("quadratic"))["adamw"]}
     assert defaults == {by_id[1].config_hash, by_id[2].config_hash, by_id[4].config_hash}
 
     # the new triggers count a run recorded after the upgrade under its configuration key
@@ -462,7 +463,7 @@ def test_a_populated_0005_store_upgrades_to_0006_keeping_runs_stats_and_advice(d
         optimizer_state_bytes=800,
     ))
     adamw = best("quadratic", db=store).standing("adamw")
-    assert (adamw.seeds, adamw.trials) == (2, 4) and adamw.mean == pytest.approx(0.2)
+    assert (adamw.seeds, adamw.trials) == (2, 1) and adamw.mean == pytest.approx(0.2)
     store.dispose()
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from tuner.advice import TaskRanking
     from tuner.lr_find import LrFindResult
     from tuner.store import Store
+    from tuner.store.queries import Scope
 
 DPI = 110
 
@@ -370,8 +371,9 @@ def plot_performance_profile(
 # -- what the plots need, read from the store (tuner.store.queries) -----------------------------
 
 
-def lr_points(store: Store, task: str) -> dict[str, list[LrPoint]]:
-    """Every configuration of every optimizer on ``task``: lr, mean, std over seeds, divergence.
+def lr_points(store: Store, scope: Scope) -> dict[str, list[LrPoint]]:
+    """Every configuration of every optimizer within ``scope`` (a ranking's task and protocol):
+    lr, mean, std over seeds, divergence.
 
     Read from ``tuner_config_stats`` (one row per configuration); configurations with only
     pruned or failed runs have nothing to plot and are left out.
@@ -379,7 +381,7 @@ def lr_points(store: Store, task: str) -> dict[str, list[LrPoint]]:
     from tuner.store.queries import lr_results
 
     found: dict[str, list[LrPoint]] = {}
-    for result in lr_results(store, task):
+    for result in lr_results(store, scope):
         if result.mean is None and not result.diverged:
             continue
         found.setdefault(result.optimizer, []).append(
@@ -417,7 +419,7 @@ def stored_trajectories(
         if not standing.config_hash or standing.mean is None:
             continue
         rows = config_trajectories(
-            store, ranking.task, standing.optimizer, standing.config_hash, seeds
+            store, ranking.scope, standing.optimizer, standing.config_hash, seeds
         )
         for seed, stored in rows:
             points = _finite_prefix(stored or [])
@@ -506,7 +508,7 @@ def write_report(
         notes: list[str] = []
 
         sensitivity = plot_lr_sensitivity(
-            lr_points(store, task), ranking.metric, ranking.direction,
+            lr_points(store, ranking.scope), ranking.metric, ranking.direction,
             directory / "lr_sensitivity.png",
             good_lr={s.optimizer: s.good_lr for s in ranking.optimizers},
             best_lr={s.optimizer: s.lr for s in ranking.optimizers},

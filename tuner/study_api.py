@@ -150,13 +150,15 @@ class Study:
         return current_status(self.db, self.name)
 
     def best(self, **options: Any) -> Any:
-        """Optimizers ranked on the study's task (:func:`tuner.advice.best`)."""
-        from tuner.advice import best
+        """Optimizers ranked on this study's runs alone (:func:`tuner.advice.rank_task` with
+        ``study``); ``tuner.best(task)`` ranks every study of the task."""
+        from tuner.advice import rank_task
 
-        return best(self.task, db=self.db, **options)
+        return rank_task(self.task, db=self.db, study=self.name, **options)
 
     def advise(self, **options: Any) -> Any:
-        """The recommendation for the study's task (:func:`tuner.advice.advise`)."""
+        """The recommendation from this study's runs alone (:func:`tuner.advice.advise` with
+        ``study``)."""
         from tuner.advice import advise
 
-        return advise(self.task, db=self.db, **options)
+        return advise(self.task, db=self.db, study=self.name, **options)

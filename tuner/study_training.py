@@ -299,3 +299,19 @@ def run_plan(
         options["budget"] = max(1, round(budget / scale))
         options["eval_every"] = max(1, round(eval_every / scale))
     return RunPlan(options, scale)
+
+
+def run_protocol(
+    training: Mapping[str, Any], options: Mapping[str, Any], study_budget: int | None,
+    budget_unit: str = "examples",
+) -> dict[str, Any]:
+    """The protocol one run of a study was trained under (:func:`tuner.store.config_key.
+    protocol_key`): with a tuned batch size and equal examples, the study's budget as given
+    (``study_budget``, None for the task's own) in examples; else the run's budget in steps;
+    and the result-changing options the study fixed (the tuned ones are left out)."""
+    from tuner.store.config_key import protocol_key
+
+    names = set(tuned(training))
+    if "batch_size" in names and budget_unit == "examples":
+        return protocol_key(study_budget, "examples", options, names)
+    return protocol_key(options.get("budget"), "steps", options, names)

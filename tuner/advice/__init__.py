@@ -84,8 +84,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the names below load on first use (see __getattr__)
     from tuner.advice.bootstrap import seeds_to_settle
+    from tuner.advice.budgets import BudgetCurve, budget_curves, expected_best_of
     from tuner.advice.comparison import Comparison, compare, profile_costs, stored_tasks
-    from tuner.advice.defaults import expected_best_of
     from tuner.advice.formatting import format_lr, format_metric, format_spread
     from tuner.advice.importance import Importance, importance
     from tuner.advice.pareto import pareto_set
@@ -119,7 +119,7 @@ if TYPE_CHECKING:  # the names below load on first use (see __getattr__)
 
 _HOMES = {
     "bootstrap": ("seeds_to_settle",),
-    "defaults": ("expected_best_of",),
+    "budgets": ("BudgetCurve", "budget_curves", "expected_best_of"),
     "importance": ("Importance", "importance"),
     "pareto": ("pareto_set",),
     "ratios": ("LrRatio",),
@@ -159,6 +159,7 @@ __all__ = [  # noqa: F822 - every name is served by __getattr__
     "TIE_STANDARD_ERRORS",
     "WARM_START_MARGIN",
     "Advice",
+    "BudgetCurve",
     "AdviceError",
     "AggregateRank",
     "Certainty",
@@ -175,6 +176,7 @@ __all__ = [  # noqa: F822 - every name is served by __getattr__
     "advise",
     "aggregate_ranks",
     "best",
+    "budget_curves",
     "compare",
     "default_tolerance",
     "expected_best_of",

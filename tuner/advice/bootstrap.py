@@ -1,45 +1,75 @@
-"""How sure the ranking is: P(best) per optimizer and lr-ratio intervals from a resample.
+"""How sure the ranking is: P(best), ties, lr-ratio intervals and the winner's-curse correction,
+from a nested resample of each optimizer's tuning.
 
-The statistic (issue 12, pinned so that two implementations give the same numbers): resample
-every configuration's result B = 1000 times with a fixed generator (``numpy.random.
-default_rng(BOOTSTRAP_SEED)``), re-pick each optimizer's best configuration in every resample,
-and count. The resample is *parametric*, from what ``tuner_config_stats`` stores: a
-configuration's mean over its n seeds is drawn from ``Normal(mean, s / sqrt(n))``, where ``s`` is
-its own sample standard deviation, or, with one seed (the spread unknown), the optimizer's
-*pooled* within-configuration standard deviation (over its contending configurations, below,
-with two or more seeds; over every optimizer's when it has none: the spread near the best
-results, and no scan of the task's other configurations). Draws are made optimizer by
-optimizer in name order, each as one ``(B, configurations)`` array, configurations best first.
+Two kinds of luck decide which optimizer a study names: the seeds each configuration was
+trained with, and which configurations the sampler happened to try. The resample counts both,
+so that an optimizer's P(best) estimates the share of repeated studies (new sampler seed, new
+training seeds, the same trials per optimizer) that would name it.
 
-- ``P(best)`` of an optimizer: the share of resamples whose best result (over the optimizers'
-  re-picked best configurations) is its own.
-- the lr ratio of two optimizers: ``lr_a / lr_b`` of their best configurations; its interval is
-  the 5%..95% quantiles of that ratio over the resamples (the re-picked best lrs).
-- which configurations are resampled: an optimizer's :data:`CONTENDERS` best by mean whose mean
-  is within :data:`CONTENDER_STANDARD_ERRORS` standard errors of the difference from its best
-  (a configuration further behind wins a resample with probability below 1e-9).
+The statistic (pinned, so that two implementations give the same numbers): B =
+:data:`BOOTSTRAP_RESAMPLES` resamples from ``numpy.random.default_rng(BOOTSTRAP_SEED)``; the
+optimizers in name order, each drawing first its seed noise, one ``(B, T)`` array of standard
+normals, then, for each number of trials asked for in increasing order, its configuration
+counts, one ``(B, T + 1)`` multinomial array. For one optimizer:
 
-"Too few runs" when the winner's P(best) is under :data:`CONFIDENT`. How many more seeds would
-settle it (rough, two optimizers, equal seeds n on both best configurations, the gap and the
-spreads as measured): the winner is named with probability ``Phi(gap / sqrt((s_1^2 + s_2^2) /
-n))``, which reaches 0.9 when ``n >= z^2 (s_1^2 + s_2^2) / gap^2`` with ``z = 1.2816`` (the
-standard normal's 90% quantile); the seeds to add are that n less the fewer seeds measured.
+1. **Its tuning.** The N configurations its tuning made under the ranking's protocol (those with
+   a result, the diverged and the pruned; failed ones carry no outcome and are left out). A
+   repeated study of k trials is k draws with replacement from them; k is the number of trials
+   compared at: by default the fewest any ranked optimizer has, so that an optimizer given more
+   trials is not favoured. The :data:`TOP` best configurations by mean (a result, no
+   divergence) are drawn one by one; the others form one category whose draw counts as the
+   best of them (the next configuration's mean, or the worst outcome when they are all pruned
+   or diverged). That is exact when N <= T, and otherwise wrong only when none of the top T is
+   drawn, which happens with probability ``(1 - T/N)^k``.
+2. **Its seeds.** A drawn configuration's value is ``mean + s / sqrt(n) * z``: ``s`` its own
+   standard deviation over its n >= 2 seeds, or for a one-seed configuration the optimizer's
+   pooled within-configuration deviation (over its top configurations with two or more seeds;
+   the task's pooled one when it has none). A pruned or diverged draw is the worst (minus
+   infinity when maximising).
+3. **Its best** in the resample is its best drawn value, with that configuration's lr.
+
+Then ``P(best)`` of an optimizer is the share of resamples whose overall best is its own (a
+resample every optimizer of which drew only pruned or diverged configurations names nobody);
+``beats[(a, b)]`` the share in which a's best beats b's (a tie with the winner: the winner
+beats it in fewer than :data:`CONFIDENT` of them); the lr ratio of two optimizers' best
+configurations has the 5%..95% quantiles of the re-picked lrs' ratio as its interval.
+
+**Which luck is missing, and what would settle it.** The same resample with seed noise alone
+(every configuration drawn once, as measured) and with the draws alone (no seed noise) gives
+each optimizer's P(best) under one kind of luck (``p_best_seeds_only``,
+``p_best_draws_only``). What would settle an unsettled ranking is read off the same resample
+with more of each, assuming further runs find what the measured ones did: more trials per
+optimizer in contention, k' on the grid ``k * (1.5, 2, 3, 4, 6, 8)`` (the draws of the
+resample); more seeds of each configuration, m in (1, 2, 4, 8) (standard errors
+``s / sqrt(n + m)``); or, when neither alone reaches :data:`CONFIDENT`, the first of their
+combinations that does (:func:`remedies`). :func:`seeds_to_settle` keeps the closed form for
+two configurations: the winner is named with probability ``Phi(gap / sqrt((s_1^2 + s_2^2) /
+n))``, which reaches 0.9 when ``n >= z^2 (s_1^2 + s_2^2) / gap^2`` with ``z = 1.2816``.
+
+**The winner's curse.** An optimizer's best configuration was picked by the same seeds that
+measured it, so its mean is biased upwards. With seed noise alone, its selection bias is the
+mean over resamples of (the best drawn value minus the mean of the configuration that drew it);
+the reported ``corrected`` value is the measured mean less that bias (in the task's direction).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_SEED = 12
+BOOTSTRAP_SEED = 20
 CONFIDENT = 0.9
 CONFIDENT_Z = 1.2815515655446004  # the standard normal's 0.9 quantile
-CONTENDERS = 32
-CONTENDER_STANDARD_ERRORS = 6.0
+TOP = 64
 RATIO_QUANTILES = (0.05, 0.95)
+MORE_TRIALS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+"""The multiples of the compared trials at which "how many more trials" is looked for."""
+MORE_SEEDS = (1, 2, 4, 8)
+"""The numbers of more seeds per configuration at which "how many more seeds" is looked for."""
 
 
 @dataclass(frozen=True)
@@ -56,15 +86,33 @@ class Contender:
         return self.std / math.sqrt(max(self.seeds, 1))
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """One optimizer's tuning as the resample sees it: its best configurations, best first (at
+    most :data:`TOP`, each spread known), how many configurations it drew in all
+    (``draws``, >= len(configs)), and the mean of the best configuration after them (None: the
+    rest are pruned or diverged)."""
+
+    configs: Sequence[Contender]
+    draws: int
+    rest: float | None = None
+
+
 @dataclass
 class Resampled:
-    """What the resample found: P(best) per optimizer and lr-ratio intervals per pair."""
+    """What the resample found at ``trials`` trials per optimizer (see the module docstring)."""
 
     p_best: dict[str, float]
     ratio_intervals: dict[tuple[str, str], tuple[float, float]]
     resamples: int
     beats: dict[tuple[str, str], float]
     """``beats[(a, b)]``: the share of resamples in which a's best result beats b's."""
+    trials: int = 0
+    p_best_seeds_only: dict[str, float] = field(default_factory=dict)
+    p_best_draws_only: dict[str, float] = field(default_factory=dict)
+    selection_bias: dict[str, float] = field(default_factory=dict)
+    """Per optimizer, how much its best configuration's mean is flattered by having been picked
+    (metric units, in the task's direction: subtract when maximising, add when minimising)."""
 
 
 def pooled_squares(configs: Sequence[Any]) -> tuple[float, int]:
@@ -88,72 +136,199 @@ def spread(std: float | None, seeds: int, pooled: float | None) -> float | None:
     return pooled
 
 
-def keep_contenders(contenders: Sequence[Contender], direction: str) -> list[Contender]:
-    """The configurations that can win a resample: within :data:`CONTENDER_STANDARD_ERRORS`
-    standard errors of the difference from the best (``contenders`` best first)."""
-    if not contenders:
-        return []
-    best = contenders[0]
-    sign = 1.0 if direction == "maximize" else -1.0
-    kept = []
-    for candidate in contenders:
-        behind = sign * (best.mean - candidate.mean)
-        noise = math.hypot(best.standard_error, candidate.standard_error)
-        if candidate is best or behind <= CONTENDER_STANDARD_ERRORS * noise:
-            kept.append(candidate)
-    return kept
+class _Draws:
+    """The resample's random numbers for one optimizer, drawn once in the pinned order."""
+
+    def __init__(self, tuning: Tuning, sign: float, rng: Any, resamples: int) -> None:
+        import numpy as np
+
+        self.tuning = tuning
+        self.means = sign * np.array([c.mean for c in tuning.configs], dtype=float)
+        self.errors = np.array([c.standard_error for c in tuning.configs], dtype=float)
+        self.lrs = np.array([c.lr if c.lr is not None else np.nan for c in tuning.configs])
+        self.noise = rng.standard_normal((resamples, len(tuning.configs)))
+        self.rest = -np.inf if tuning.rest is None else sign * tuning.rest
+
+    def counts(self, rng: Any, trials: int, resamples: int) -> Any:
+        """How often each top configuration (and the rest) is drawn in each resample."""
+        import numpy as np
+
+        top = len(self.tuning.configs)
+        share = 1.0 / max(self.tuning.draws, top, 1)
+        probabilities = np.full(top + 1, share)
+        probabilities[top] = max(0.0, 1.0 - share * top)
+        probabilities /= probabilities.sum()
+        return rng.multinomial(trials, probabilities, size=resamples)
+
+    def best(self, counts: Any | None, seed_noise: bool) -> tuple[Any, Any]:
+        """Each resample's best value and its lr; ``counts`` None: every configuration once."""
+        import numpy as np
+
+        values = self.means + (self.errors * self.noise if seed_noise else 0.0)
+        values = np.broadcast_to(values, self.noise.shape)
+        if counts is not None:
+            values = np.where(counts[:, :-1] > 0, values, -np.inf)
+        if values.shape[1] == 0:
+            best = np.full(values.shape[0], -np.inf)
+            lrs = np.full(values.shape[0], np.nan)
+        else:
+            picked = values.argmax(axis=1)
+            rows = np.arange(values.shape[0])
+            best = values[rows, picked]
+            lrs = self.lrs[picked]
+        if counts is not None:
+            rest_only = counts[:, -1] > 0
+            rest_wins = rest_only & (best < self.rest)
+            best = np.where(rest_wins, self.rest, best)
+            lrs = np.where(rest_wins, np.nan, lrs)
+        return best, lrs
+
+    def selection_bias(self) -> float:
+        """Mean over resamples of the best noisy value less the picked configuration's mean."""
+        import numpy as np
+
+        if not len(self.means):
+            return 0.0
+        values = self.means + self.errors * self.noise
+        picked = values.argmax(axis=1)
+        rows = np.arange(values.shape[0])
+        return float(np.mean(values[rows, picked] - self.means[picked]))
+
+
+def _shares(best: Any) -> Any:
+    """Each column's share of the rows whose maximum (finite) it holds."""
+    import numpy as np
+
+    finite = np.isfinite(best).any(axis=1)
+    winners = best.argmax(axis=1)
+    return np.bincount(winners[finite], minlength=best.shape[1]) / best.shape[0]
 
 
 def resample(
-    contenders: Mapping[str, Sequence[Contender]],
+    tunings: Mapping[str, Tuning],
     direction: str,
+    trials: int | Sequence[int] | None = None,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
-) -> Resampled:
-    """P(best) of each optimizer and the lr-ratio interval of each ordered pair (see the module
-    docstring); ``contenders[optimizer]`` best first, every spread known."""
+    configurations: bool = True,
+    full: bool = True,
+) -> Resampled | dict[int, Resampled]:
+    """The nested resample of the module docstring, at ``trials`` trials per optimizer (default:
+    the fewest draws any optimizer made); for a sequence of trial counts, one
+    :class:`Resampled` per count (the same seed noise at each: common random numbers).
+    ``configurations=False`` leaves the draws out (every configuration once, as measured):
+    the seeds-only resample, for comparison; ``full=False`` computes P(best) alone."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    names = sorted(name for name, found in contenders.items() if found)
-    best_values = np.empty((resamples, len(names)))
-    best_lrs = np.empty((resamples, len(names)))
-    rows = np.arange(resamples)
-    for column, name in enumerate(names):
-        found = contenders[name]
-        means = np.array([c.mean for c in found])
-        errors = np.array([c.standard_error for c in found])
-        lrs = np.array([c.lr if c.lr is not None else np.nan for c in found])
-        draws = rng.normal(means, errors, size=(resamples, len(found)))
-        picked = draws.argmax(axis=1) if direction == "maximize" else draws.argmin(axis=1)
-        best_values[:, column] = draws[rows, picked]
-        best_lrs[:, column] = lrs[picked]
+    names = sorted(name for name, tuning in tunings.items() if tuning.draws > 0)
+    sign = 1.0 if direction == "maximize" else -1.0
+    default = min((tunings[n].draws for n in names), default=0)
+    many = isinstance(trials, Sequence)
+    asked = sorted({int(k) for k in trials}) if many else [int(trials or default)]
     if not names:
-        return Resampled({}, {}, resamples, {})
-    winners = best_values.argmax(axis=1) if direction == "maximize" else best_values.argmin(
-        axis=1)
-    counts = np.bincount(winners, minlength=len(names))
-    p_best = {name: float(counts[i]) / resamples for i, name in enumerate(names)}
-    # every ordered pair at once: (B, n, n) arrays of "i beats j" and "lr_i / lr_j"
-    if direction == "maximize":
-        better = best_values[:, :, None] > best_values[:, None, :]
-    else:
-        better = best_values[:, :, None] < best_values[:, None, :]
-    shares = better.mean(axis=0)
+        empty = {k: Resampled({}, {}, resamples, {}, trials=k) for k in asked}
+        return empty if many else empty[asked[0]]
+    rng = np.random.default_rng(seed)
+    draws = [_Draws(tunings[name], sign, rng, resamples) for name in names]
+    counts = {k: [d.counts(rng, k, resamples) for d in draws] for k in asked}
+
+    seeds_only = _shares(np.column_stack([d.best(None, True)[0] for d in draws]))
+    bias = {name: sign * d.selection_bias() for name, d in zip(names, draws, strict=True)}
+    found = {}
+    for k in asked:
+        drawn_only = _shares(np.column_stack(
+            [d.best(c, False)[0] for d, c in zip(draws, counts[k], strict=True)]))
+        pairs = [d.best(c if configurations else None, True)
+                 for d, c in zip(draws, counts[k], strict=True)]
+        best = np.column_stack([value for value, _ in pairs])
+        lrs = np.column_stack([lr for _, lr in pairs])
+        found[k] = _summary(names, best, lrs, resamples, k, full)
+        found[k].p_best_seeds_only = dict(zip(names, map(float, seeds_only), strict=True))
+        found[k].p_best_draws_only = dict(zip(names, map(float, drawn_only), strict=True))
+        found[k].selection_bias = bias
+    return found if many else found[asked[0]]
+
+
+def _summary(names: list[str], best: Any, lrs: Any, resamples: int, trials: int,
+             full: bool) -> Resampled:
+    import numpy as np
+
+    shares = _shares(best)
+    p_best = {name: float(shares[i]) for i, name in enumerate(names)}
+    if not full:
+        return Resampled(p_best, {}, resamples, {}, trials=trials)
+    beats_share = (best[:, :, None] > best[:, None, :]).mean(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratios = best_lrs[:, :, None] / best_lrs[:, None, :]
-    finite = np.isfinite(ratios).all(axis=0)
-    low, high = np.quantile(ratios, RATIO_QUANTILES, axis=0)
+        ratios = lrs[:, :, None] / lrs[:, None, :]
+    ratios[~np.isfinite(ratios)] = np.nan
+    known = np.isfinite(ratios).sum(axis=0)
+    with warnings.catch_warnings():  # a pair without any known ratio: nan, left out below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanquantile(ratios, RATIO_QUANTILES, axis=0)
     intervals: dict[tuple[str, str], tuple[float, float]] = {}
     beats: dict[tuple[str, str], float] = {}
     for i, a in enumerate(names):
         for j, b in enumerate(names):
             if i == j:
                 continue
-            beats[(a, b)] = float(shares[i, j])
-            if finite[i, j]:
+            beats[(a, b)] = float(beats_share[i, j])
+            if known[i, j] >= 0.9 * resamples:  # the rest's lr is unknown: too many, none
                 intervals[(a, b)] = (float(low[i, j]), float(high[i, j]))
-    return Resampled(p_best, intervals, resamples, beats)
+    return Resampled(p_best, intervals, resamples, beats, trials=trials)
+
+
+def with_more_seeds(tuning: Tuning, seeds: int) -> Tuning:
+    """The tuning as it would be with ``seeds`` more seeds of each of its configurations (the
+    same means and spreads, smaller standard errors)."""
+    configs = [Contender(c.lr, c.mean, c.std, c.seeds + seeds) for c in tuning.configs]
+    return Tuning(configs, tuning.draws, tuning.rest)
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """What would settle a ranking: ``trials`` per optimizer in contention (the total, not the
+    addition; None: as now) and ``seeds`` more of each configuration (0: none), and the
+    winner's P(best) they would give."""
+
+    trials: int | None
+    seeds: int
+    p_best: float
+
+
+def remedies(
+    tunings: Mapping[str, Tuning], direction: str, winner: str, trials: int
+) -> list[Remedy]:
+    """The ways to settle the ranking on the grids (:data:`MORE_TRIALS` times ``trials``;
+    :data:`MORE_SEEDS` more seeds), assuming what is measured is what more runs would find:
+    the fewest more trials alone, the fewest more seeds alone, and, when neither alone
+    reaches :data:`CONFIDENT`, the first combination that does. Empty: nothing on the grids
+    settles it (the contenders may be equally good)."""
+    grid = sorted({max(trials + 1, math.ceil(trials * factor)) for factor in MORE_TRIALS})
+
+    def settling(at: Mapping[int, Resampled], ks: Sequence[int]) -> int | None:
+        return next((k for k in ks if at[k].p_best.get(winner, 0.0) >= CONFIDENT), None)
+
+    def seeded(seeds: int) -> dict[str, Tuning]:
+        return {name: with_more_seeds(t, seeds) for name, t in tunings.items()}
+
+    found: list[Remedy] = []
+    more = resample(tunings, direction, grid, full=False)
+    k_alone = settling(more, grid)
+    if k_alone is not None:
+        found.append(Remedy(k_alone, 0, more[k_alone].p_best[winner]))
+    for seeds in MORE_SEEDS:
+        at = resample(seeded(seeds), direction, [trials], full=False)
+        if settling(at, [trials]) is not None:
+            found.append(Remedy(None, seeds, at[trials].p_best[winner]))
+            return found
+    if found:
+        return found
+    for seeds in MORE_SEEDS:
+        at = resample(seeded(seeds), direction, grid, full=False)
+        both = settling(at, grid)
+        if both is not None:
+            return [Remedy(both, seeds, at[both].p_best[winner])]
+    return []
 
 
 def seeds_to_settle(gap: float, std_a: float, std_b: float, seeds: int) -> int | None:

@@ -123,10 +123,13 @@ def compare(
     tasks: Sequence[str] | None = None,
     db: str | Store | None = None,
     tolerance: str | float | Tolerance | None = None,
+    budget: int | None = None,
 ) -> Comparison:
     """Optimizers x tasks: rank per task, mean rank and wins, and how good the defaults are.
 
-    ``tasks`` defaults to every task with runs and a task record. Also the performance
+    ``tasks`` defaults to every task with runs and a task record. On each task the ranking is
+    of one protocol (:func:`tuner.advice.rank_task`: the most measured, or the one at
+    ``budget``), and its entry says which and what else was measured. Also the performance
     profile of the tuned steps to target and the Crowded Valley view across the tasks (the
     module docstring).
 
@@ -150,14 +153,21 @@ def compare(
         per_task: dict[str, dict[str, Any]] = {}
         per_optimizer_defaults: dict[str, dict[str, Any]] = {}
         within_count = defaults_tasks = 0
-        for task in names:
-            ranking = rank_task(task, db=store, tolerance=tolerance)
+        for task in list(names):
+            try:
+                ranking = rank_task(task, db=store, tolerance=tolerance, budget=budget)
+            except NoRunsError:
+                if budget is None:
+                    raise
+                names.remove(task)  # not measured at this budget: left out
+                continue
             tol = ranking.tolerance
             per_task_ranks[task] = rank_values(
-                {s.optimizer: s.mean for s in ranking.optimizers}, ranking.direction
+                {s.optimizer: s.expected if s.expected is not None else s.mean
+                 for s in ranking.optimizers}, ranking.direction
             )
             defaults = {}
-            for optimizer, found in recommended_configs(store, task).items():
+            for optimizer, found in recommended_configs(store, ranking.scope).items():
                 default = found[0]
                 usable = default.seeds > 0 and not default.diverged and default.mean is not None
                 if usable:
@@ -176,7 +186,9 @@ def compare(
             winner = ranking.winner
             entry: dict[str, Any] = {
                 "metric": ranking.metric, "direction": ranking.direction,
-                "tolerance": str(tol),
+                "tolerance": str(tol), "protocol": ranking.protocol_text(),
+                "also_measured": ranking.others_text(),
+                "trials_compared": ranking.trials_compared,
                 "ranks": per_task_ranks[task],
                 "tuned_best": (
                     {"optimizer": winner.optimizer, "mean": winner.mean, "lr": winner.lr,
@@ -198,6 +210,8 @@ def compare(
                 s.optimizer: s.fastest_steps_to_target for s in ranking.optimizers
             }
             per_task[task] = entry
+        if not names:
+            raise NoRunsError(f"no task in {store.display_url} was measured at budget {budget}")
         display = store.display_url
     finally:
         if opened:

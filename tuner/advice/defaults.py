@@ -11,34 +11,20 @@ replacement (order-free, so it does not depend on which sampler found what; Dodg
     E[best of K] = sum_i C(i - 1, K - 1) / C(N, K) * x_(i)
 
 over its N configurations sorted worst first (``x_(i)`` the i-th). A diverged configuration is
-the worst possible draw; a draw whose K configurations all diverged counts as the worst result
-the optimizer measured.
+the worst possible draw, and so is a pruned one: each counts as the worst result the optimizer
+measured (:func:`tuner.advice.budgets.expected_best_of`). Both sides are read under the
+ranking's protocol.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from tuner.advice.budgets import expected_best_of
 
 if TYPE_CHECKING:
     from tuner.advice.ranking import TaskRanking
     from tuner.store import Store
-
-
-def expected_best_of(outcomes: Sequence[float | None], k: int, direction: str) -> float | None:
-    """The expected best of ``k`` of ``outcomes`` drawn without replacement (None: diverged)."""
-    results = [x for x in outcomes if x is not None]
-    n = len(outcomes)
-    if not results or k < 1:
-        return None
-    k = min(k, n)
-    maximize = direction == "maximize"
-    worst = min(results) if maximize else max(results)
-    ordered = sorted(results, reverse=not maximize)  # worst first
-    ordered = [worst] * (n - len(results)) + ordered  # diverged ones below the worst result
-    total = math.comb(n, k)
-    return sum(math.comb(i, k - 1) * x for i, x in enumerate(ordered)) / total
 
 
 def defaults_against_tuning(store: Store, ranking: TaskRanking) -> dict[str, Any]:
@@ -49,7 +35,7 @@ def defaults_against_tuning(store: Store, ranking: TaskRanking) -> dict[str, Any
     direction = ranking.direction
     per_optimizer: dict[str, dict[str, Any]] = {}
     usable: dict[str, float] = {}
-    for optimizer, found in recommended_configs(store, ranking.task).items():
+    for optimizer, found in recommended_configs(store, ranking.scope).items():
         default = found[0]
         tuned = next((s.mean for s in ranking.optimizers if s.optimizer == optimizer), None)
         mean = default.mean if not default.diverged else None
@@ -67,7 +53,7 @@ def defaults_against_tuning(store: Store, ranking: TaskRanking) -> dict[str, Any
         best_default = {"optimizer": name, "mean": usable[name]}
     tuned_with_k = {}
     if k:
-        for optimizer, outcomes in config_outcomes(store, ranking.task).items():
+        for optimizer, outcomes in config_outcomes(store, ranking.scope).items():
             tuned_with_k[optimizer] = expected_best_of(outcomes, k, direction)
     return {"defaults": per_optimizer, "best_default": best_default, "k": k,
             "tuned_with_k": tuned_with_k}

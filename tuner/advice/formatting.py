@@ -15,9 +15,10 @@ def format_metric(value: float | None, metric: str) -> str:
 
 
 def format_spread(value: float | None, metric: str) -> str:
-    """A standard deviation in the same units as :func:`format_metric` (without the % sign)."""
+    """A standard deviation in the same units as :func:`format_metric` (without the % sign);
+    ``?`` when it is unknown (one seed)."""
     if value is None:
-        return "-"
+        return "?"
     if "acc" in metric.lower():
         return f"{value * 100:.1f}"
     return f"{value:.2g}"

@@ -27,6 +27,7 @@ from tuner.advice.formatting import join_names
 
 if TYPE_CHECKING:
     from tuner.store import Store
+    from tuner.store.queries import Scope
 
 BINS = 8
 MIN_CONFIGURATIONS = 10
@@ -113,17 +114,20 @@ def importance_shares(points: Sequence[tuple[float, dict[str, Any]]]) -> dict[st
 
 
 def importance(
-    task: str, optimizers: Sequence[str], db: str | Store | None = None
+    task: str, optimizers: Sequence[str], db: str | Store | None = None,
+    scope: Scope | None = None,
 ) -> list[Importance]:
-    """The importance of each optimizer's hyperparameters on ``task`` (in memory, on demand)."""
+    """The importance of each optimizer's hyperparameters on ``task`` (in memory, on demand),
+    over the configurations of ``scope`` (a ranking's protocol; default: every configuration
+    of the task)."""
     from tuner.advice.source import open_for_reading
-    from tuner.store.queries import config_means_with_params
+    from tuner.store.queries import Scope, config_means_with_params
 
     store, opened = open_for_reading(db)
     try:
         found = []
         for optimizer in optimizers:
-            points = config_means_with_params(store, task, optimizer)
+            points = config_means_with_params(store, scope or Scope(task), optimizer)
             found.append(Importance(task, optimizer, len(points), importance_shares(points)))
         return found
     finally:

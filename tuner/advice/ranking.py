@@ -2,7 +2,17 @@
 
 The ranking is a read of the store (:mod:`tuner.store.queries`) under the rules of
 :mod:`tuner.advice.stats`; the task's metric, direction and target come from its record in the
-store. Every study of the task counts, not only the last one.
+store. Every study of the task counts, not only the last one, but only configurations trained
+under one *protocol* (budget, unit, fixed training options: :func:`tuner.store.config_key.
+protocol_key`) are compared: by default the protocol with the most observations, ties to the
+larger budget; ``budget=`` picks another, and the ranking names the others.
+
+Optimizers are compared at an equal number of trials k: the fewest any of them has under the
+protocol (or ``trials_budget``), by their expected best result after k trials
+(:mod:`tuner.advice.budgets`), which is their best configuration's mean when every optimizer
+had k trials; P(best), ties and lr-ratio intervals come from the nested resample at k
+(:mod:`tuner.advice.bootstrap`), which counts both the seeds and the luck of which
+configurations the sampler drew.
 """
 
 from __future__ import annotations
@@ -24,30 +34,43 @@ from tuner.advice.stats import (
     parse_memory_budget,
     sample_std,
     standard_error,
-    tied_within_noise,
 )
 from tuner.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from tuner.store import Store
-    from tuner.store.queries import ConfigResult, ConfigRun, OptimizerSummary
+    from tuner.store.queries import (
+        ConfigResult,
+        ConfigRun,
+        OptimizerSummary,
+        ProtocolCount,
+        Scope,
+    )
+
+BUDGET_GRID = (1, 2, 3, 5, 8, 13, 20, 30, 50, 100, 200, 500, 1000)
+"""Trial counts at which the ranking looks for a leader that changes with the budget."""
 
 
 @dataclass
 class OptimizerStanding:
     """One optimizer on one task: its best configuration and what surrounds it.
 
-    ``mean``/``std`` are over the complete seeds of the best configuration; ``params`` are its
-    hyperparameters and ``training`` the training options that change the result (budget,
-    schedule, ...; None for runs recorded before the store kept options). ``trials`` counts the
-    distinct configurations tried (across every study of the task) and ``runs`` all their seeds,
-    with ``pruned``/``diverged``/``failed`` among them. ``good_lr`` is the good-lr interval;
-    ``state_multiple`` the measured optimizer state of the best configuration as a multiple of
-    the parameters' bytes. ``gap`` is how much worse than the winner (metric units, >= 0) and
-    ``gap_relative`` that over ``|winner|``. ``p_best`` is the probability that this optimizer
-    is the best on the task and ``tied_with_winner`` whether the winner beats it in fewer than
-    90% of the resamples (:mod:`tuner.advice.bootstrap`); both None when the noise is unknown
-    (one seed everywhere). ``lr_ratio`` is its best lr over the winner's, with an interval.
+    ``mean``/``std`` are over the seeds of the best configuration (one observation per seed,
+    however often it was replayed; ``std`` None with one seed: the spread is unknown);
+    ``corrected`` is ``mean`` less its winner's-curse bias (it was picked by the same seeds
+    that measured it). ``replays`` counts runs that repeated one of its seeds and
+    ``replay_std`` their disagreement (measurement noise, None without replays). ``params`` are
+    its hyperparameters and ``training`` the training options that change the result.
+    ``trials`` counts the distinct configurations tried under the ranking's protocol,
+    ``outcomes`` those with an outcome (a result, a divergence, a pruning), and ``runs`` all
+    their runs, with ``pruned``/``diverged``/``failed`` among them. ``expected`` is its
+    expected best result after the ranking's ``trials_compared`` trials (what it is ranked
+    by). ``good_lr`` is the good-lr interval; ``state_multiple`` the measured optimizer state of
+    the best configuration as a multiple of the parameters' bytes. ``gap`` is how much worse
+    than the winner's expected best (metric units, >= 0) and ``gap_relative`` that over
+    ``|winner|``. ``p_best`` is the share of repeated studies that would name it and
+    ``tied_with_winner`` whether the winner beats it in fewer than 90% of them; both None when
+    the noise is unknown (one seed everywhere). ``lr_ratio`` is its best lr over the winner's.
     ``config_hash`` is the best configuration's key in the store.
     """
 
@@ -77,6 +100,11 @@ class OptimizerStanding:
     p_best: float | None = None
     lr_ratio: LrRatio | None = None
     pareto: bool | None = None
+    outcomes: int = 0
+    expected: float | None = None
+    corrected: float | None = None
+    replays: int = 0
+    replay_std: float | None = None
 
     @property
     def standard_error(self) -> float | None:
@@ -93,8 +121,13 @@ class OptimizerStanding:
 @dataclass
 class Certainty:
     """How sure the ranking is: ``settled`` when the winner's P(best) >= 0.9; else the runner-up
-    (``contender``) and ``more_seeds`` of each best configuration that would settle it (None
-    when the noise is unknown or the two means are equal); ``reason`` in words."""
+    (``contender``), the optimizers still in ``contention`` and what would settle it, read off
+    the resample (:func:`tuner.advice.bootstrap.remedies`): ``more_trials`` more trials of each
+    optimizer in contention, or ``more_seeds`` more seeds of each of their best configurations
+    (each None when that alone would not), or, when neither alone would, ``together``:
+    ``(more trials, more seeds)`` (None when nothing on the grids would: they may be equally
+    good). ``p_seeds_only`` and ``p_draws_only`` are the winner's P(best) under each kind of
+    luck alone; ``reason`` in words."""
 
     settled: bool
     winner_p_best: float | None
@@ -102,16 +135,35 @@ class Certainty:
     more_seeds: int | None
     reason: str
     resamples: int
+    more_trials: int | None = None
+    contention: list[str] = field(default_factory=list)
+    together: tuple[int, int] | None = None
+    p_seeds_only: float | None = None
+    p_draws_only: float | None = None
+
+
+@dataclass
+class BudgetLeader:
+    """The leader at one number of trials per optimizer, and its P(best) there."""
+
+    trials: int
+    optimizer: str
+    p_best: float
 
 
 @dataclass
 class TaskRanking:
-    """Every optimizer measured on a task, best first (what ``tuner best`` prints).
+    """Every optimizer measured on a task under one protocol, best first (``tuner best``).
 
     With a ``memory_budget`` only configurations whose measured optimizer state fits it take
-    part (an optimizer with none is not listed). ``lr_ratios`` holds every pair of ranked
-    optimizers with an lr (the lower-ranked over the higher-ranked); ``certainty`` says whether
-    the winner is named with P(best) >= 0.9 and, if not, how many more seeds would settle it.
+    part (an optimizer with none is not listed). ``protocol`` is what every ranked
+    configuration was trained under and ``other_protocols`` what else the task was measured
+    under (``--budget`` selects one); ``study`` names the study whose runs alone were ranked
+    (None: every study of the task). ``trials_compared`` is the number of trials per optimizer
+    the ranking compares at. ``lr_ratios`` holds every pair of ranked optimizers with an lr
+    (the lower-ranked over the higher-ranked); ``certainty`` says whether the winner is named
+    with P(best) >= 0.9 and, if not, what would settle it; ``budget_leaders`` holds, when the
+    confident leader changes with the number of trials, the first and last such leader.
     """
 
     task: str
@@ -128,6 +180,12 @@ class TaskRanking:
     certainty: Certainty | None = None
     where: dict[str, Any] | None = None
     """The training options the ranking was restricted to (``{"batch_size": 16}``)."""
+    protocol: ProtocolCount | None = None
+    other_protocols: list[ProtocolCount] = field(default_factory=list)
+    study: str | None = None
+    trials_compared: int = 0
+    budget_leaders: list[BudgetLeader] = field(default_factory=list)
+    scope: Scope | None = field(default=None, repr=False)
 
     @property
     def winner(self) -> OptimizerStanding | None:
@@ -140,16 +198,37 @@ class TaskRanking:
                 return standing
         raise UnknownNameError(f"no runs of optimizer {optimizer!r} on task {self.task!r}")
 
+    def protocol_text(self) -> str | None:
+        """``300 steps`` (what every ranked configuration was trained under)."""
+        return self.protocol.describe() if self.protocol else None
+
+    def others_text(self) -> str | None:
+        """``also measured: 200 steps (--budget 200)``, or None."""
+        if not self.other_protocols:
+            return None
+        shown = []
+        for other in self.other_protocols:
+            flag = f" (--budget {other.budget})" if other.budget is not None else ""
+            shown.append(f"{other.describe()}{flag}")
+        return "also measured under: " + "; ".join(shown)
+
     def to_dict(self) -> dict[str, Any]:
+        def protocol(p: ProtocolCount | None) -> dict[str, Any] | None:
+            return None if p is None else {**asdict(p), "text": p.describe()}
+
         return {
             "task": self.task, "kind": self.kind, "metric": self.metric,
             "direction": self.direction, "target": self.target,
             "tolerance": str(self.tolerance), "memory_budget": self.memory_budget,
             "where": self.where,
-            "db": self.db, "studies": self.studies,
+            "db": self.db, "studies": self.studies, "study": self.study,
+            "protocol": protocol(self.protocol),
+            "other_protocols": [protocol(p) for p in self.other_protocols],
+            "trials_compared": self.trials_compared,
             "optimizers": [standing.to_dict() for standing in self.optimizers],
             "lr_ratios": [ratio.to_dict() for ratio in self.lr_ratios],
             "certainty": asdict(self.certainty) if self.certainty else None,
+            "budget_leaders": [asdict(leader) for leader in self.budget_leaders],
         }
 
 
@@ -159,78 +238,152 @@ def rank_task(
     tolerance: str | float | Tolerance | None = None,
     memory_budget: str | float | None = None,
     where: dict[str, Any] | None = None,
+    budget: int | None = None,
+    study: str | None = None,
+    trials_budget: int | None = None,
 ) -> TaskRanking:
-    """Optimizers ranked on ``task`` from every run in the store (``tuner best``).
+    """Optimizers ranked on ``task`` under one protocol (``tuner best``).
 
     ``memory_budget`` (``"1n"``, ...) keeps only configurations whose measured optimizer state
     is at most that multiple of the parameters' bytes; ``where`` (``{"batch_size": 16}``) only
-    those trained with these training options. ``task`` may also be a task reference
+    those trained with these training options; ``budget`` the protocols of that budget;
+    ``study`` only the runs of that study; ``trials_budget`` compares at that many trials per
+    optimizer instead of the fewest measured. ``task`` may also be a task reference
     (``file.py:Name``) that a study of the store was created from. Raises
-    :class:`NoRunsError` when the store holds no run of the task (or no store is there).
+    :class:`NoRunsError` when the store holds no run of the task (or no store is there), or
+    none matching what was asked.
     """
-    from tuner.advice.bootstrap import CONTENDERS
     from tuner.store import training_options
-    from tuner.store.queries import (
-        config_runs,
-        contender_configs,
-        optimizer_summaries,
-        study_count,
-        tasks_with_runs,
-    )
 
-    chosen = None if tolerance is None else Tolerance.parse(tolerance)
-    budget = parse_memory_budget(memory_budget)
+    chosen_tolerance = None if tolerance is None else Tolerance.parse(tolerance)
+    state_budget = parse_memory_budget(memory_budget)
     store, opened = open_for_reading(db)
     try:
         task = task_by_reference(store, task)
         record = task_record(store, task)
-        tol = chosen if chosen is not None else default_tolerance(record.metric)
-        summaries = optimizer_summaries(store, task, record.direction, tol.margin, budget,
-                                        where)
-        if not summaries and (budget is None or task not in tasks_with_runs(store)):
-            raise NoRunsError(no_runs_message(store, task))
-        runs = config_runs(
-            store, task, [(s.optimizer, s.config_hash) for s in summaries if s.config_hash]
-        )
-        contenders = contender_configs(
-            store, task, record.direction,
-            [s.optimizer for s in summaries if s.mean is not None], CONTENDERS, budget, where,
-        )
-        studies = study_count(store, task)
+        tol = chosen_tolerance if chosen_tolerance is not None else default_tolerance(
+            record.metric)
+        read = _read(store, task, record.direction, tol, state_budget, where, budget, study)
         display = store.display_url
+        standings = [
+            _standing(summary, read.runs.get((summary.optimizer, summary.config_hash or ""),
+                                             []), training_options)
+            for summary in read.summaries
+        ]
+        trials = trials_budget or min(
+            (s.outcomes for s in standings if s.mean is not None), default=0)
+        _expect(store, read, standings, trials, record.direction, state_budget, where)
     finally:
         if opened:
             store.dispose()
 
-    standings = [
-        _standing(summary, runs.get((summary.optimizer, summary.config_hash or ""), []),
-                  training_options)
-        for summary in summaries
-    ]
     order_and_compare(standings, record.direction)
-    ratios, certainty = weigh_evidence(standings, contenders, record.direction)
+    ratios, certainty, leaders = weigh_evidence(standings, read.contenders, record.direction,
+                                                trials, read.summaries)
     mark_pareto(standings, record.direction)
     return TaskRanking(
         task=task, metric=record.metric, direction=record.direction, target=record.target,
-        tolerance=tol, db=display, studies=studies, optimizers=standings, kind=record.kind,
-        memory_budget=budget, lr_ratios=ratios, certainty=certainty,
-        where=dict(where) if where else None,
+        tolerance=tol, db=display, studies=read.studies, optimizers=standings,
+        kind=record.kind, memory_budget=state_budget, lr_ratios=ratios, certainty=certainty,
+        where=dict(where) if where else None, protocol=read.protocol,
+        other_protocols=read.others, study=study, trials_compared=trials,
+        budget_leaders=leaders, scope=read.scope,
     )
+
+
+@dataclass
+class _Read:
+    """What a ranking reads from the store, in one go."""
+
+    scope: Scope
+    protocol: ProtocolCount
+    others: list[ProtocolCount]
+    summaries: list[OptimizerSummary]
+    runs: dict[tuple[str, str], list[ConfigRun]]
+    contenders: dict[str, list[ConfigResult]]
+    studies: int
+
+
+def _read(
+    store: Store, task: str, direction: str, tolerance: Tolerance,
+    state_budget: float | None, where: dict[str, Any] | None, budget: int | None,
+    study: str | None,
+) -> _Read:
+    from tuner.advice.bootstrap import TOP
+    from tuner.store.queries import (
+        Scope,
+        config_runs,
+        contender_configs,
+        optimizer_summaries,
+        protocols,
+        study_count,
+        study_id_of,
+    )
+
+    study_id = None
+    if study is not None:
+        study_id = study_id_of(store, study)
+        if study_id is None:
+            raise NoRunsError(f"no study named {study!r} in {store.display_url}")
+    available = protocols(store, task, where, study_id)
+    if not available:
+        raise NoRunsError(_nothing_matches(store, task, where, study))
+    matching = [p for p in available if budget is None or p.budget == budget]
+    if not matching:
+        budgets = sorted({p.budget for p in available if p.budget is not None})
+        raise NoRunsError(
+            f"no runs of task {task!r} at budget {budget} in {store.display_url}; it was "
+            f"measured at: {', '.join(map(str, budgets)) or 'the task budget only'}")
+    chosen = matching[0]
+    scope = Scope(task, chosen.key, study_id)
+    summaries = optimizer_summaries(store, scope, direction, tolerance.margin, state_budget,
+                                    where)
+    if not summaries:
+        raise NoRunsError(_nothing_matches(store, task, where, study))
+    runs = config_runs(store, scope,
+                       [(s.optimizer, s.config_hash) for s in summaries if s.config_hash])
+    contenders = contender_configs(
+        store, scope, direction, [s.optimizer for s in summaries if s.mean is not None],
+        TOP + 1, state_budget, where,
+    )
+    return _Read(scope, chosen, [p for p in available if p is not chosen], summaries, runs,
+                 contenders, 1 if study is not None else study_count(store, task))
+
+
+def _nothing_matches(store: Store, task: str, where: dict[str, Any] | None,
+                     study: str | None) -> str:
+    if study is not None:
+        return f"study {study!r} has no runs of task {task!r} in {store.display_url} yet"
+    if where:
+        shown = ", ".join(f"{k}={v}" for k, v in where.items())
+        return f"no runs of task {task!r} in {store.display_url} match --where {shown}"
+    return no_runs_message(store, task)
 
 
 def _standing(
     summary: OptimizerSummary, measured: list[ConfigRun], training_options: Any
 ) -> OptimizerStanding:
+    """One optimizer's standing from its summary and the runs of its best configuration: each
+    seed one observation (the mean of its replays)."""
     complete = [r for r in measured if r.status == "complete" and r.final_metric is not None]
-    finals = [r.final_metric for r in complete]
-    reached = [r for r in complete if r.steps_to_target is not None]
-    seconds = [r.seconds_to_target for r in reached if r.seconds_to_target is not None]
+    by_seed: dict[int, list[ConfigRun]] = {}
+    for run in complete:
+        by_seed.setdefault(run.seed, []).append(run)
+    values = [_mean([r.final_metric for r in runs]) for runs in by_seed.values()]
+    replays = sum(len(runs) - 1 for runs in by_seed.values())
+    squares = sum((r.final_metric - _mean([x.final_metric for x in runs])) ** 2
+                  for runs in by_seed.values() for r in runs)
+    reached = [_mean([float(r.steps_to_target) for r in runs if r.steps_to_target is not None])
+               for runs in by_seed.values()
+               if any(r.steps_to_target is not None for r in runs)]
+    seconds = [r.seconds_to_target for r in complete if r.seconds_to_target is not None]
+    std = sample_std(values) if len(values) >= 2 else None
     return OptimizerStanding(
         optimizer=summary.optimizer,
         rank=0,
-        mean=_mean(finals),
-        std=sample_std(finals),
-        seeds=len(finals),
+        mean=_mean(values),
+        std=std,
+        seeds=len(values),
         params=dict(measured[0].params) if measured else {},
         lr=summary.lr,
         trials=summary.trials,
@@ -241,13 +394,16 @@ def _standing(
         good_lr=(
             (summary.good_low, summary.good_high) if summary.good_low is not None else None
         ),
-        steps_to_target=_mean([float(r.steps_to_target) for r in reached]),
+        steps_to_target=_mean(reached),
         seconds_to_target=_mean(seconds),
         reached_target=len(reached),
         fastest_steps_to_target=summary.fastest_steps,
         state_multiple=summary.state_multiple,
         training=training_options(measured[0].options) if measured else None,
         config_hash=summary.config_hash,
+        outcomes=summary.outcomes,
+        replays=replays,
+        replay_std=(squares / replays) ** 0.5 if replays else None,
     )
 
 
@@ -255,26 +411,54 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _expect(
+    store: Store, read: _Read, standings: list[OptimizerStanding], trials: int,
+    direction: str, state_budget: float | None, where: dict[str, Any] | None,
+) -> None:
+    """Each standing's expected best after ``trials`` trials: from its best configurations
+    when the rest cannot matter, else from every outcome it has (one more read)."""
+    from tuner.advice.bootstrap import TOP
+    from tuner.advice.budgets import expected_best_from_top, expected_best_of
+    from tuner.store.queries import config_outcomes
+
+    needs_all = []
+    for standing in standings:
+        if standing.mean is None or trials < 1:
+            continue
+        top = [c.mean for c in read.contenders.get(standing.optimizer, [])
+               if c.mean is not None]
+        every_result = len(top) <= TOP
+        standing.expected = expected_best_from_top(top[:TOP], standing.outcomes, trials,
+                                                   every_result)
+        if standing.expected is None:
+            needs_all.append(standing)
+    if needs_all:
+        outcomes = config_outcomes(store, read.scope, [s.optimizer for s in needs_all],
+                                   state_budget, where)
+        for standing in needs_all:
+            standing.expected = expected_best_of(outcomes.get(standing.optimizer, []),
+                                                 trials, direction)
+
+
 def order_and_compare(standings: list[OptimizerStanding], direction: str) -> None:
-    """Sort best first, number the ranks, and measure each one against the winner."""
+    """Sort best first by the expected best at the compared trials (their best mean when
+    that is missing), number the ranks, and measure each one against the winner."""
     sign = -1.0 if direction == "maximize" else 1.0
-    standings.sort(
-        key=lambda s: (s.mean is None, sign * s.mean if s.mean is not None else 0.0, s.optimizer)
-    )
+
+    def score(s: OptimizerStanding) -> float | None:
+        return s.expected if s.expected is not None else s.mean
+
+    standings.sort(key=lambda s: (s.mean is None, sign * (score(s) or 0.0),
+                                  sign * (s.mean or 0.0), s.optimizer))
     winner = standings[0] if standings and standings[0].mean is not None else None
     for position, standing in enumerate(standings, start=1):
         standing.rank = position
         if winner is None or standing.mean is None:
             continue
-        gap = (winner.mean - standing.mean) * (1 if direction == "maximize" else -1)
+        gap = (score(winner) - score(standing)) * (1 if direction == "maximize" else -1)
         standing.gap = max(gap, 0.0)
-        standing.gap_relative = standing.gap / abs(winner.mean) if winner.mean else None
-        if standing is winner:
-            standing.tied_with_winner = True
-        else:
-            standing.tied_with_winner = tied_within_noise(
-                winner.mean, winner.standard_error, standing.mean, standing.standard_error
-            )
+        standing.gap_relative = standing.gap / abs(score(winner)) if score(winner) else None
+        standing.tied_with_winner = True if standing is winner else None
 
 
 def mark_pareto(standings: list[OptimizerStanding], direction: str) -> None:
@@ -283,7 +467,8 @@ def mark_pareto(standings: list[OptimizerStanding], direction: str) -> None:
     from tuner.advice.pareto import pareto_set, trade_off
 
     points = [
-        trade_off(s.optimizer, s.mean, s.steps_to_target, s.state_multiple, direction)
+        trade_off(s.optimizer, s.expected if s.expected is not None else s.mean,
+                  s.steps_to_target, s.state_multiple, direction)
         for s in standings if s.mean is not None
     ]
     members = set(pareto_set(points))
@@ -291,53 +476,61 @@ def mark_pareto(standings: list[OptimizerStanding], direction: str) -> None:
         standing.pareto = standing.optimizer in members if standing.mean is not None else None
 
 
+def tunings(
+    contenders: dict[str, list[ConfigResult]], summaries: list[OptimizerSummary],
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Each optimizer's tuning for the resample (:class:`~tuner.advice.bootstrap.Tuning`), and
+    the per-seed spread used for its one-seed configurations; an optimizer whose spread is
+    unknown (one seed everywhere) gets no tuning."""
+    from tuner.advice.bootstrap import TOP, Contender, Tuning, pooled_squares, pooled_std, spread
+
+    draws = {s.optimizer: s.outcomes for s in summaries}
+    pooled = {name: pooled_squares(configs[:TOP]) for name, configs in contenders.items()}
+    task_pooled = pooled_std(sum(sq for sq, _ in pooled.values()),
+                             sum(dof for _, dof in pooled.values()))
+    found: dict[str, Any] = {}
+    spreads: dict[str, float] = {}
+    for name, configs in contenders.items():
+        common = pooled_std(*pooled[name]) or task_pooled
+        if common is None or not configs:
+            continue
+        spreads[name] = common
+        top = []
+        for config in configs[:TOP]:
+            std = spread(config.std, config.seeds, common)
+            top.append(Contender(config.lr, config.mean, std, config.seeds))
+        rest = configs[TOP].mean if len(configs) > TOP else None
+        found[name] = Tuning(top, max(draws.get(name, len(top)), len(top)), rest)
+    return found, spreads
+
+
 def weigh_evidence(
     standings: list[OptimizerStanding],
     contenders: dict[str, list[ConfigResult]],
     direction: str,
-) -> tuple[list[LrRatio], Certainty | None]:
-    """P(best), ties, lr ratios and how sure the winner is, from the resample of
-    :mod:`tuner.advice.bootstrap` (``standings`` already ordered, best first; ``contenders``
-    each optimizer's best configurations, best first)."""
-    from tuner.advice.bootstrap import (
-        CONFIDENT,
-        Contender,
-        keep_contenders,
-        pooled_squares,
-        pooled_std,
-        resample,
-        seeds_to_settle,
-        spread,
-    )
+    trials: int,
+    summaries: list[OptimizerSummary],
+) -> tuple[list[LrRatio], Certainty | None, list[BudgetLeader]]:
+    """P(best), ties, lr ratios, the winner's-curse correction, how sure the winner is and
+    whether the leader changes with the number of trials, from the nested resample of
+    :mod:`tuner.advice.bootstrap` (``standings`` ordered best first)."""
+    from tuner.advice.bootstrap import CONFIDENT, resample
 
     ranked = [s for s in standings if s.mean is not None]
     if not ranked:
-        return [], None
-    pooled = {optimizer: pooled_squares(configs) for optimizer, configs in contenders.items()}
-    task_pooled = pooled_std(sum(sq for sq, _ in pooled.values()),
-                             sum(dof for _, dof in pooled.values()))
-    spreads: dict[str, float] = {}
-    resampled_configs: dict[str, list[Contender]] = {}
-    for optimizer, configs in contenders.items():
-        own = pooled_std(*pooled[optimizer])
-        common = own or task_pooled
-        if common is not None:
-            spreads[optimizer] = common
-        found = []
-        for config in configs:
-            std = spread(config.std, config.seeds, common)
-            if std is None or config.mean is None:
-                found = []
-                break
-            found.append(Contender(config.lr, config.mean, std, config.seeds))
-        resampled_configs[optimizer] = keep_contenders(found, direction)
-    known = all(resampled_configs.get(s.optimizer) for s in ranked)
-    result = resample(resampled_configs, direction) if known else None
+        return [], None, []
+    found, _ = tunings(contenders, summaries)
+    known = all(s.optimizer in found for s in ranked)
+    result = resample({s.optimizer: found[s.optimizer] for s in ranked}, direction,
+                      trials) if known and trials > 0 else None
     winner = ranked[0]
+    sign = 1.0 if direction == "maximize" else -1.0
     ratios = []
     for position, standing in enumerate(ranked):
         if result is not None:
             standing.p_best = result.p_best.get(standing.optimizer)
+            standing.corrected = standing.mean - sign * result.selection_bias.get(
+                standing.optimizer, 0.0)
             if standing is not winner:
                 beaten = result.beats.get((winner.optimizer, standing.optimizer), 0.0)
                 standing.tied_with_winner = beaten < CONFIDENT
@@ -351,13 +544,41 @@ def weigh_evidence(
             ratios.append(ratio)
             if better is winner:
                 standing.lr_ratio = ratio
-    return ratios, _certainty(ranked, result, spreads, CONFIDENT, seeds_to_settle)
+    leaders = budget_leaders(found, ranked, direction, trials) if result is not None else []
+    certainty = _certainty(ranked, result, found, direction, trials)
+    return ratios, certainty, leaders
+
+
+def budget_leaders(
+    found: dict[str, Any], ranked: list[OptimizerStanding], direction: str, trials: int
+) -> list[BudgetLeader]:
+    """The confident leaders (P(best) >= 0.9) at the trial counts of :data:`BUDGET_GRID` up
+    to ``trials``: the first and the last when they differ, else none."""
+    from tuner.advice.bootstrap import CONFIDENT, resample
+
+    grid = sorted({k for k in BUDGET_GRID if k < trials} | {trials})
+    if len(grid) < 2:
+        return []
+    at = resample({s.optimizer: found[s.optimizer] for s in ranked}, direction, grid,
+                  full=False)
+    confident = []
+    for k in grid:
+        name, p = max(at[k].p_best.items(), key=lambda item: (item[1], item[0]))
+        if p >= CONFIDENT:
+            confident.append(BudgetLeader(k, name, p))
+    if len({leader.optimizer for leader in confident}) < 2:
+        return []
+    first = confident[0]
+    last = next(leader for leader in reversed(confident) if leader.optimizer != first.optimizer)
+    return [first, last]
 
 
 def _certainty(
-    ranked: list[OptimizerStanding], result: Any, spreads: dict[str, float],
-    confident: float, seeds_to_settle: Any,
+    ranked: list[OptimizerStanding], result: Any, found: dict[str, Any], direction: str,
+    trials: int,
 ) -> Certainty:
+    from tuner.advice.bootstrap import CONFIDENT, remedies
+
     winner = ranked[0]
     resamples = result.resamples if result is not None else 0
     if len(ranked) == 1:
@@ -367,17 +588,23 @@ def _certainty(
                          "one seed per configuration: the noise is unknown", resamples)
     p_winner = result.p_best.get(winner.optimizer, 0.0)
     contender = max(ranked[1:], key=lambda s: (s.p_best or 0.0, -s.rank))
-    if p_winner >= confident:
+    p_seeds = result.p_best_seeds_only.get(winner.optimizer)
+    p_draws = result.p_best_draws_only.get(winner.optimizer)
+    if p_winner >= CONFIDENT:
         return Certainty(True, p_winner, contender.optimizer, None,
-                         f"P(best) {p_winner:.2f} >= {confident:g}", resamples)
-    std_w = winner.std if winner.seeds >= 2 else spreads.get(winner.optimizer)
-    std_c = contender.std if contender.seeds >= 2 else spreads.get(contender.optimizer)
-    more = None
-    if std_w is not None and std_c is not None:
-        more = seeds_to_settle(abs(winner.mean - contender.mean), std_w, std_c,
-                               min(winner.seeds, contender.seeds))
-    return Certainty(False, p_winner, contender.optimizer, more,
-                     f"P(best) {p_winner:.2f} < {confident:g}", resamples)
+                         f"P(best) {p_winner:.2f} >= {CONFIDENT:g}", resamples,
+                         p_seeds_only=p_seeds, p_draws_only=p_draws)
+    contention = [s.optimizer for s in ranked
+                  if s is winner or (s.p_best or 0.0) >= 0.05 or s.tied_with_winner]
+    ways = remedies({name: found[name] for name in contention}, direction, winner.optimizer,
+                    trials)
+    more_trials = next((r.trials - trials for r in ways if r.trials and not r.seeds), None)
+    more_seeds = next((r.seeds for r in ways if r.seeds and r.trials is None), None)
+    together = next(((r.trials - trials, r.seeds) for r in ways if r.trials and r.seeds), None)
+    return Certainty(False, p_winner, contender.optimizer, more_seeds,
+                     f"P(best) {p_winner:.2f} < {CONFIDENT:g}", resamples,
+                     more_trials=more_trials, contention=contention, together=together,
+                     p_seeds_only=p_seeds, p_draws_only=p_draws)
 
 
 def best(

@@ -68,6 +68,10 @@ def advise(
     memory_budget: str | float | None = None,
     tolerance: str | float | Tolerance | None = None,
     prefer: str = "quality",
+    budget: int | None = None,
+    study: str | None = None,
+    trials_budget: int | None = None,
+    where: dict[str, Any] | None = None,
 ) -> Advice:
     """The recommendation for ``task`` (``tuner advise``), optionally within a memory budget.
 
@@ -78,8 +82,10 @@ def advise(
 
     ``prefer`` (``quality``, the default, ``speed`` or ``memory``) picks the recommended
     optimizer within the Pareto set over the three (:mod:`tuner.advice.pareto`). The text names
-    the winner's P(best) and says "too few runs" (and how many more seeds would settle it) when
-    it is under 0.9 (:mod:`tuner.advice.bootstrap`), and each other optimizer's lr ratio.
+    the winner's P(best) and says "too few runs" (and what would settle it: more trials, more
+    seeds) when it is under 0.9 (:mod:`tuner.advice.bootstrap`), and each other optimizer's lr
+    ratio. ``budget``, ``study``, ``trials_budget`` and ``where`` choose what is ranked as in
+    :func:`tuner.advice.rank_task`; the text names the protocol ranked and the others measured.
     """
     from tuner.advice.defaults import defaults_against_tuning
     from tuner.advice.importance import importance
@@ -87,15 +93,17 @@ def advise(
 
     if prefer not in PREFERENCES:
         raise AdviceError(f"cannot prefer {prefer!r}: use one of {', '.join(PREFERENCES)}")
-    budget = parse_memory_budget(memory_budget)
+    state_budget = parse_memory_budget(memory_budget)
+    chosen = {"budget": budget, "study": study, "trials_budget": trials_budget, "where": where}
     store, opened = open_for_reading(db)
     try:
-        everything = rank_task(task, db=store, tolerance=tolerance)
-        ranking = everything if budget is None else rank_task(
-            task, db=store, tolerance=tolerance, memory_budget=budget
+        everything = rank_task(task, db=store, tolerance=tolerance, **chosen)
+        ranking = everything if state_budget is None else rank_task(
+            task, db=store, tolerance=tolerance, memory_budget=state_budget, **chosen
         )
         defaults = defaults_against_tuning(store, ranking)
-        what_matters = importance(task, [candidates_first(ranking)], db=store)[0]
+        what_matters = importance(task, [candidates_first(ranking)], db=store,
+                                  scope=ranking.scope)[0]
     finally:
         if opened:
             store.dispose()
@@ -104,22 +112,26 @@ def advise(
                 if s.mean is not None and s.optimizer not in fitting]
     candidates = [s for s in ranking.optimizers if s.mean is not None]
     metric = ranking.metric
+    protocol = ranking.protocol_text()  # named when other protocols could be confused with it
+    where_run = f"On {task} ({protocol})" if ranking.other_protocols else f"On {task}"
     if not candidates:
         why = (
-            f"within a memory budget of {budget:g}n" if budget is not None and left_out
+            f"within a memory budget of {state_budget:g}n"
+            if state_budget is not None and left_out
             else "that completed without diverging"
         )
         return Advice(
-            task=task, text=f"On {task}, no measured optimizer {why}; run a study first.",
+            task=task, text=f"{where_run}, no measured optimizer {why}; run a study first.",
             optimizer=None, params={}, lr=None, good_lr=None, mean=None, std=None, seeds=0,
-            trials=0, tied_with=[], memory_budget=budget, left_out=left_out, ranking=ranking,
+            trials=0, tied_with=[], memory_budget=state_budget, left_out=left_out,
+            ranking=ranking,
         )
     pareto = [s.optimizer for s in candidates if s.pareto]
     top = _preferred(candidates, prefer, ranking.direction)
     tied = [s.optimizer for s in candidates[1:] if top is candidates[0] and s.tied_with_winner]
-    text = f"On {task}, use {top.optimizer}"
+    text = f"{where_run}, use {top.optimizer}"
     if prefer != "quality" and top is not candidates[0]:
-        text = f"On {task}, for {prefer}, use {top.optimizer}"
+        text = f"{where_run}, for {prefer}, use {top.optimizer}"
     if top.lr is not None:
         text += f" with lr {format_lr(top.lr)}"
         if top.good_lr and top.good_lr[0] < top.good_lr[1]:
@@ -127,8 +139,9 @@ def advise(
     seeds = f"{top.seeds} seed" + ("s" if top.seeds != 1 else "")
     text += (
         f": {format_metric(top.mean, metric)} ± {format_spread(top.std, metric)} {metric} "
-        f"over {seeds}, {top.trials} trials"
+        f"over {seeds}, {top.trials} trial{'s' if top.trials != 1 else ''}"
     )
+    text += _measured_how(top, metric)
     if top.p_best is not None and len(candidates) > 1:
         text += f", P(best) {top.p_best:.2f}"
     if top is not candidates[0]:
@@ -157,6 +170,8 @@ def advise(
     certainty = ranking.certainty
     if certainty is not None and not certainty.settled and len(candidates) > 1:
         text += " " + too_few_runs_text(certainty)
+    if ranking.budget_leaders:
+        text += " " + budget_text(ranking.budget_leaders)
     if what_matters.shares and what_matters.optimizer == top.optimizer:
         sentence = what_matters.sentence()
         text += " " + sentence[0].upper() + sentence[1:] + "."
@@ -167,12 +182,14 @@ def advise(
                  f"(tuned {format_metric(default['tuned'], metric)}).")
     elif default is not None and default["diverged"]:
         text += f" Untuned: {top.optimizer} diverges at its default."
-    if budget is not None and left_out:
-        text += f" Left out by the {budget:g}n memory budget: {join_names(left_out)}."
+    if state_budget is not None and left_out:
+        text += f" Left out by the {state_budget:g}n memory budget: {join_names(left_out)}."
+    if ranking.other_protocols:
+        text += " " + ranking.others_text()[0].upper() + ranking.others_text()[1:] + "."
     return Advice(
         task=task, text=text, optimizer=top.optimizer, params=top.params, lr=top.lr,
         good_lr=top.good_lr, mean=top.mean, std=top.std, seeds=top.seeds, trials=top.trials,
-        tied_with=tied, memory_budget=budget, left_out=left_out, ranking=ranking,
+        tied_with=tied, memory_budget=state_budget, left_out=left_out, ranking=ranking,
         training=top.training, prefer=prefer, p_best=top.p_best, pareto=pareto,
         defaults_vs_tuning=defaults, importance=what_matters,
     )
@@ -212,16 +229,57 @@ def _trade_off_clause(top: Any, winner: Any, prefer: str, metric: str) -> str:
             f"below {winner.optimizer}'s best.")
 
 
+def _measured_how(top: Any, metric: str) -> str:
+    """How the winner's value was measured: the winner's-curse correction, and its replays."""
+    text = ""
+    if top.corrected is not None and format_metric(top.corrected, metric) != format_metric(
+            top.mean, metric):
+        text += (f" (about {format_metric(top.corrected, metric)} once the luck of picking the "
+                 f"best of {top.outcomes} trials on the same seeds is taken out)")
+    if top.replays:
+        spread = format_spread(top.replay_std, metric)
+        again = f"{top.replays} replay" + ("s" if top.replays != 1 else "")
+        text += (f" ({again} of its seeds agree)" if top.replay_std == 0 else
+                 f" ({again} of its seeds differ by ± {spread}: the runs are not deterministic)")
+    return text
+
+
 def too_few_runs_text(certainty: Any) -> str:
-    """"Too few runs to name a winner ..." with the seeds that would settle it."""
+    """"Too few runs to name a winner ..." and what would settle it: more trials of the
+    optimizers in contention, more seeds of their best configurations, or both."""
     if certainty.winner_p_best is None:
         return ("Too few runs to name a winner: one seed per configuration, so the noise is "
                 "unknown; run two or more seeds.")
     text = (f"Too few runs to name a winner: P(best) {certainty.winner_p_best:.2f} < 0.9 "
             f"against {certainty.contender}")
-    if certainty.more_seeds is None:
-        return text + "; their means are equal, so more seeds will not separate them."
-    return (text + f"; about {certainty.more_seeds} more seed"
-            f"{'s' if certainty.more_seeds != 1 else ''} of each best configuration would "
-            "settle it (n >= 1.28^2 (s1^2 + s2^2) / gap^2).")
+    who = join_names(certainty.contention)
+    trials = certainty.more_trials
+    seeds = certainty.more_seeds
+    if trials is not None and seeds is not None:
+        way = (f"either {_count(trials, 'more trial')} of each of {who} or "
+               f"{_count(seeds, 'more seed')} of each best configuration would settle it")
+    elif trials is not None:
+        way = f"{_count(trials, 'more trial')} of each of {who} would settle it"
+    elif seeds is not None:
+        way = f"{_count(seeds, 'more seed')} of each best configuration would settle it"
+    elif certainty.together is not None:
+        more, seeded = certainty.together
+        way = (f"{_count(more, 'more trial')} of each of {who} and "
+               f"{_count(seeded, 'more seed')} of each configuration together would settle it")
+    else:
+        return (text + f"; not even eight times the trials and 8 more seeds would separate "
+                f"{who}: they may be equally good.")
+    return text + f"; about {way} (if further runs find what these did)."
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("s" if number != 1 else "")
+
+
+def budget_text(leaders: Any) -> str:
+    """``The answer depends on the tuning budget: with 1 trial, adam (P(best) 0.93); with 6
+    trials, momentum (P(best) 0.91).``"""
+    parts = [f"with {leader.trials} trial{'s' if leader.trials != 1 else ''}, "
+             f"{leader.optimizer} (P(best) {leader.p_best:.2f})" for leader in leaders]
+    return "The answer depends on the tuning budget: " + "; ".join(parts) + "."
 

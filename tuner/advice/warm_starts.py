@@ -65,7 +65,7 @@ def warm_start(
             return empty
         if standing.mean is None:
             return empty
-        found = best_config_params(store, task, optimizer, ranking.direction, top * 4)
+        found = best_config_params(store, ranking.scope, optimizer, ranking.direction, top * 4)
     finally:
         if opened:
             store.dispose()

@@ -23,6 +23,24 @@ def tolerance_option(function):
     return click.option("--tolerance", default=None, metavar="TOL", help=TOLERANCE_HELP)(function)
 
 
+def budget_option(function):
+    """Add ``--budget`` (which protocol is ranked) to a command."""
+    return click.option(
+        "--budget", type=click.IntRange(min=1), default=None, metavar="STEPS",
+        help="Rank the runs trained with this budget (default: the protocol with the most "
+        "observations; the output names the others).",
+    )(function)
+
+
+def trials_budget_option(function):
+    """Add ``--trials-budget`` (how many trials per optimizer to compare at)."""
+    return click.option(
+        "--trials-budget", type=click.IntRange(min=1), default=None, metavar="K",
+        help="Rank by the expected best result after K trials of tuning (default: the fewest "
+        "trials any optimizer has, so more trials favour no one).",
+    )(function)
+
+
 def _lr_range(standing) -> str:
     from tuner.advice import format_lr
 
@@ -43,41 +61,49 @@ def _lr_range(standing) -> str:
     help="Also say which hyperparameters matter, per optimizer (a functional-ANOVA estimate "
     "over the stored configurations).",
 )
+@budget_option
+@trials_budget_option
 @tolerance_option
 @db_option
 @output_options
 def best_command(
-    task: str, where: tuple[str, ...], with_importance: bool, tolerance: str | None,
-    db: str | None, as_json: bool,
+    task: str, where: tuple[str, ...], with_importance: bool, budget: int | None,
+    trials_budget: int | None, tolerance: str | None, db: str | None, as_json: bool,
 ) -> None:
     """Optimizers ranked on a task, each with its best configuration and how forgiving it is.
 
-    Built from every study of the task in the store; a configuration is its hyperparameters
-    plus the training options that change the result (budget, schedule, ...). Per optimizer:
-    the best configuration's mean ± std over seeds, the configurations behind it, the good-lr
-    interval (lrs within the tolerance of that optimizer's best), steps to the task's target,
-    the measured optimizer state as a multiple of the parameters' bytes, the gap to the
-    winner, the probability of being the best (a resample of the seeds), the best lr against
-    the winner's with its 5%-95% interval, and * for the Pareto set over quality, steps to
-    target and memory.
+    Built from every study of the task in the store, comparing only configurations trained
+    under one protocol (budget and fixed training options; --budget picks another); a
+    configuration is its hyperparameters plus the training options that change the result.
+    Optimizers are ranked by their expected best result after the same number of trials (the
+    fewest any has, or --trials-budget). Per optimizer: the best configuration's mean ± std
+    over its seeds (± ? with one seed), the configurations behind it, the good-lr interval
+    (lrs within the tolerance of that optimizer's best), steps to the task's target, the
+    measured optimizer state as a multiple of the parameters' bytes, the gap to the winner,
+    the share of repeated studies that would name it (P(best): a resample of both the seeds
+    and the configurations tried), the best lr against the winner's with its 5%-95%
+    interval, and * for the Pareto set over quality, steps to target and memory.
     """
     from tuner.advice import format_lr, format_metric, format_spread, rank_task
-    from tuner.advice.recommend import too_few_runs_text
+    from tuner.advice.recommend import budget_text, too_few_runs_text
 
-    ranking = rank_task(task, db=db, tolerance=tolerance, where=_where(where))
+    ranking = rank_task(task, db=db, tolerance=tolerance, where=_where(where), budget=budget,
+                        trials_budget=trials_budget)
     task = ranking.task
     importance = None
     if with_importance:
         from tuner.advice.importance import importance as importance_of
 
         measured = [s.optimizer for s in ranking.optimizers if s.mean is not None]
-        importance = importance_of(task, measured, db=db)
+        importance = importance_of(task, measured, db=db, scope=ranking.scope)
     if as_json:
         data = ranking.to_dict()
         if importance is not None:
             data["importance"] = [found.to_dict() for found in importance]
         print_json(data)
         return
+    k = ranking.trials_compared
+    compared = trials_budget is not None or any(s.outcomes != k for s in ranking.optimizers)
     rows = []
     for s in ranking.optimizers:
         ttt = "-"
@@ -96,6 +122,7 @@ def best_command(
                       f"{format_spread(s.std, ranking.metric)}")
         rows.append([
             s.rank, s.optimizer + (" *" if s.pareto else ""), result, s.seeds,
+            *([format_metric(s.expected, ranking.metric)] if compared else []),
             format_lr(s.lr), _lr_range(s),
             s.lr_ratio.factor_text() if s.lr_ratio is not None else "-", s.trials,
             f"{s.diverged}/{s.runs}", ttt,
@@ -104,14 +131,19 @@ def best_command(
         ])
     print_table(
         rows,
-        ["#", "optimizer", ranking.metric, "seeds", "lr", "good lr", "lr vs #1", "trials",
+        ["#", "optimizer", ranking.metric, "seeds",
+         *([f"best of {k} trials"] if compared else []), "lr", "good lr", "lr vs #1", "trials",
          "diverged", "steps to target", "state", "gap to #1", "P(best)"],
         title=(
-            f"{task}: {ranking.metric} ({ranking.direction}), tolerance {ranking.tolerance}, "
-            f"{ranking.studies} stud{'y' if ranking.studies == 1 else 'ies'}"
+            f"{task} ({ranking.protocol_text()}): {ranking.metric} ({ranking.direction}), "
+            f"tolerance {ranking.tolerance}, "
+            + (f"study {ranking.study}" if ranking.study else
+               f"{ranking.studies} stud{'y' if ranking.studies == 1 else 'ies'}")
             + (f", runs with {_settings(ranking.where)}" if ranking.where else "")
         ),
     )
+    if ranking.other_protocols:
+        click.echo(ranking.others_text())
     top = ranking.optimizers[0] if ranking.optimizers else None
     if top is not None and top.params:
         click.echo(f"best configuration of {top.optimizer}: {_settings(top.params)}"
@@ -119,6 +151,8 @@ def best_command(
     certainty = ranking.certainty
     if certainty is not None and not certainty.settled:
         click.echo(too_few_runs_text(certainty))
+    if ranking.budget_leaders:
+        click.echo(budget_text(ranking.budget_leaders))
     for found in importance or []:
         shares = ", ".join(f"{name} {share * 100:.0f}%" for name, share in found.shares.items())
         click.echo(f"importance: {found.sentence()}" + (f" ({shares})" if shares else ""))
@@ -169,20 +203,26 @@ def _training(training: dict) -> str:
     help="Predict each optimizer's best lr at this model width from the task's studies at "
     "three or more widths (a power law fitted in log-log space).",
 )
+@budget_option
+@trials_budget_option
 @tolerance_option
 @db_option
 @output_options
 @click.pass_context
 def advise_command(
     ctx: click.Context, task: str, memory_budget: str | None, prefer: str, width: int | None,
-    tolerance: str | None, db: str | None, as_json: bool,
+    budget: int | None, trials_budget: int | None, tolerance: str | None, db: str | None,
+    as_json: bool,
 ) -> None:
     """The recommendation for a task in one or two sentences, with its evidence.
 
-    Says how sure it is (the winner's probability of being the best, from a resample of the
-    seeds), when the top optimizers are tied and when there are too few runs to name a winner,
-    and how the other optimizers' best lrs compare. A memory budget judges each configuration
-    by its measured state; --prefer speed or memory trades quality for the other two.
+    Says under which protocol (budget, fixed training options) it compares, how sure it is
+    (the share of repeated studies that would name the winner: a resample of both the seeds
+    and the configurations tried), when the top optimizers are tied, when there are too few
+    runs to name a winner and what would settle it, when the answer depends on the tuning
+    budget, and how the other optimizers' best lrs compare. A memory budget judges each
+    configuration by its measured state; --prefer speed or memory trades quality for the
+    other two.
 
     With --width N: each optimizer's best lr against the model's width over the task's studies
     at different widths (charlm, charlm[width=128], ...), fitted as lr ~ width^b, and the lr it
@@ -192,7 +232,8 @@ def advise_command(
     if width is not None:
         from click.core import ParameterSource
 
-        given = [f"--{name.replace('_', '-')}" for name in ("memory_budget", "prefer", "tolerance")
+        given = [f"--{name.replace('_', '-')}"
+                 for name in ("memory_budget", "prefer", "tolerance", "budget", "trials_budget")
                  if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)]
         if given:
             raise click.UsageError(f"{', '.join(given)} cannot be combined with --width")
@@ -201,7 +242,7 @@ def advise_command(
     from tuner.advice import advise
 
     advice = advise(task, db=db, memory_budget=memory_budget, tolerance=tolerance,
-                    prefer=prefer)
+                    prefer=prefer, budget=budget, trials_budget=trials_budget)
     if as_json:
         print_json(advice.to_dict())
         return
@@ -242,14 +283,18 @@ def _advise_width(task: str, width: int, db: str | None, as_json: bool) -> None:
 
 @click.command(name="compare")
 @click.option("--tasks", default=None, metavar="A,B", help="Tasks to compare on (default: all).")
+@budget_option
 @tolerance_option
 @db_option
 @output_options
 def compare_command(
-    tasks: str | None, tolerance: str | None, db: str | None, as_json: bool
+    tasks: str | None, budget: int | None, tolerance: str | None, db: str | None,
+    as_json: bool,
 ) -> None:
     """Optimizers across tasks: rank per task, mean rank, wins; speed; how good the defaults are.
 
+    On each task one protocol is ranked (the most measured, or --budget; a task not measured at
+    that budget is left out), and a line names each task's protocol when they differ.
     Ranks are by tuned result (exact ties share their places); the mean rank is over the tasks
     an optimizer ran on. "steps <=Nx" is its performance profile: the share of the tasks on
     which its tuned steps to target is within N times the fastest optimizer's. A default is
@@ -262,10 +307,14 @@ def compare_command(
     from tuner.advice.comparison import PROFILE_TAUS
 
     names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
-    result = compare(names, db=db, tolerance=tolerance)
+    result = compare(names, db=db, tolerance=tolerance, budget=budget)
     if as_json:
         print_json(result.to_dict())
         return
+    for task in result.tasks:
+        entry = result.per_task[task]
+        also = f"; {entry['also_measured']}" if entry.get("also_measured") else ""
+        click.echo(f"{task}: ranked under {entry['protocol']}{also}")
     columns = ["optimizer", *result.tasks, "mean rank", "wins", "tasks",
                *[f"steps <={tau:g}x" for tau in PROFILE_TAUS]]
     rows = [

@@ -396,6 +396,19 @@ def show_command(name: str, as_json: bool, db: str | None) -> None:
         ["optimizer", "done", "complete", "pruned", "diverged",
          f"best mean {status.metric} ({direction})", "its parameters"],
     )
+    advice = _study_advice(name, c.task, db)
+    if advice is not None:
+        click.echo(f"From this study's runs alone: {advice}")
+
+
+def _study_advice(name: str, task: str, db: str | None) -> str | None:
+    """The advice drawn from one study's runs (None before any run of it completed)."""
+    from tuner.advice import NoRunsError, advise
+
+    try:
+        return advise(task, db=db, study=name).text
+    except NoRunsError:
+        return None
 
 
 @study.command(name="stop")

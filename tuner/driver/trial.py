@@ -25,7 +25,7 @@ from tuner.driver.context import StudyContext
 from tuner.driver.policy import mean, outcome_after, report_step
 from tuner.store.claims import record_and_close, reuse_runs
 from tuner.store.models import params_hash
-from tuner.study_training import run_plan, tuned
+from tuner.study_training import run_plan, run_protocol, tuned
 
 LOST = "lost"
 """The outcome of a trial reaped while it ran: the reaper has failed its records already."""
@@ -109,6 +109,8 @@ class TrialSeeds:
             self.context.store, self.claim.row_id, result,
             plugin_version=self.plugin.version or None,
             space_hash=self.context.fingerprints[self.claim.optimizer], closing=outcome,
+            protocol=run_protocol(self.context.spec.training, result.options or {},
+                                  self.context.spec.budget, self.context.spec.budget_unit),
         )
         self._after_seed(index, outcome, result.final_metric, closed)
 

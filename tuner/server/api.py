@@ -112,6 +112,11 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
     return value
 
 
+def budget_param(request: Request) -> int | None:
+    """The ``budget`` query parameter (which protocol to rank), None when absent."""
+    return int_param(request, "budget", 0, 1, 2**31 - 1) or None
+
+
 def text_param(request: Request, name: str) -> str | None:
     """A text query parameter, None when absent or empty."""
     raw = request.query_params.get(name)
@@ -205,18 +210,22 @@ def task_detail(request: Request) -> dict[str, Any]:
     parameters:
       - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
       - {name: tolerance, in: query, schema: {type: string}, description: "2% or 0.05"}
+      - {name: budget, in: query, schema: {type: integer, minimum: 1}, description: "the
+        protocol's budget (default: the most measured)"}
     responses:
       200: {description: "{task, ranking, advice, lr_points, curves, problem}"}
       404: {description: no such task}
     """
     store = request.app.state.store
     task = _task(request)
+    budget = budget_param(request)
     data: dict[str, Any] = {
         "task": task.to_dict(), "ranking": None, "advice": None, "lr_points": {},
         "curves": {}, "problem": None,
     }
     try:
-        advice = sources.advice(store, task.name, tolerance=text_param(request, "tolerance"))
+        advice = sources.advice(store, task.name, tolerance=text_param(request, "tolerance"),
+                                budget=budget)
     except TunerError as error:
         if type(error).__name__ == "AdviceError":
             raise
@@ -224,7 +233,8 @@ def task_detail(request: Request) -> dict[str, Any]:
         return data
     data["advice"] = advice.to_dict()
     data["ranking"] = advice.ranking.to_dict()
-    data["lr_points"] = sources.lr_points(store, task.name, advice.ranking.direction)
+    protocol = advice.ranking.protocol.key if advice.ranking.protocol else None
+    data["lr_points"] = sources.lr_points(store, task.name, advice.ranking.direction, protocol)
     data["curves"] = sources.curves(store, advice.ranking)
     return data
 
@@ -236,13 +246,15 @@ def task_ranking(request: Request) -> dict[str, Any]:
     parameters:
       - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
       - {name: tolerance, in: query, schema: {type: string}, description: "2% or 0.05"}
+      - {name: budget, in: query, schema: {type: integer, minimum: 1}}
     responses:
       200: {description: the ranking}
       404: {description: no such task, or no runs of it}
     """
     task = _task(request)
     return sources.ranking(
-        request.app.state.store, task.name, text_param(request, "tolerance")
+        request.app.state.store, task.name, text_param(request, "tolerance"),
+        budget_param(request),
     ).to_dict()
 
 
@@ -254,6 +266,7 @@ def task_advice(request: Request) -> dict[str, Any]:
       - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
       - {name: memory_budget, in: query, schema: {type: string}, description: "0n, 1n, 2n"}
       - {name: tolerance, in: query, schema: {type: string}, description: "2% or 0.05"}
+      - {name: budget, in: query, schema: {type: integer, minimum: 1}}
     responses:
       200: {description: the advice, its sentence in "advice"}
       404: {description: no such task, or no runs of it}
@@ -261,7 +274,7 @@ def task_advice(request: Request) -> dict[str, Any]:
     task = _task(request)
     return sources.advice(
         request.app.state.store, task.name, memory_budget=text_param(request, "memory_budget"),
-        tolerance=text_param(request, "tolerance"),
+        tolerance=text_param(request, "tolerance"), budget=budget_param(request),
     ).to_dict()
 
 
@@ -278,10 +291,13 @@ def task_lr_points(request: Request) -> dict[str, Any]:
       404: {description: no such task}
     """
     task = _task(request)
-    direction = task.direction or sources.ranking(request.app.state.store, task.name).direction
+    ranked = sources.ranking(request.app.state.store, task.name, budget=budget_param(request))
+    protocol = ranked.protocol.key if ranked.protocol else None
     return {
-        "task": task.name, "direction": direction,
-        "points": sources.lr_points(request.app.state.store, task.name, direction),
+        "task": task.name, "direction": ranked.direction,
+        "protocol": ranked.protocol_text(),
+        "points": sources.lr_points(request.app.state.store, task.name, ranked.direction,
+                                    protocol),
     }
 
 

@@ -85,20 +85,24 @@ def get_task(store: Store, task_id: int) -> TaskView:
 # -- advice --------------------------------------------------------------------------------------
 
 
-def ranking(store: Store, task: str, tolerance: str | None = None) -> TaskRanking:
+def ranking(
+    store: Store, task: str, tolerance: str | None = None, budget: int | None = None
+) -> TaskRanking:
     """``tuner best --json``: the optimizers ranked on ``task``."""
     from tuner.advice import rank_task
 
-    return rank_task(task, db=store, tolerance=tolerance)
+    return rank_task(task, db=store, tolerance=tolerance, budget=budget)
 
 
 def advice(
-    store: Store, task: str, memory_budget: str | None = None, tolerance: str | None = None
+    store: Store, task: str, memory_budget: str | None = None, tolerance: str | None = None,
+    budget: int | None = None,
 ) -> Advice:
     """``tuner advise --json``: the recommendation for ``task``."""
     from tuner.advice import advise
 
-    return advise(task, db=store, memory_budget=memory_budget, tolerance=tolerance)
+    return advise(task, db=store, memory_budget=memory_budget, tolerance=tolerance,
+                  budget=budget)
 
 
 def comparison(
@@ -110,13 +114,16 @@ def comparison(
     return compare(tasks, db=store, tolerance=tolerance)
 
 
-def lr_points(store: Store, task: str, direction: str) -> dict[str, list[dict[str, Any]]]:
-    """Each optimizer's configurations as (lr, mean, spread) points with their parameters."""
+def lr_points(
+    store: Store, task: str, direction: str, protocol: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Each optimizer's configurations as (lr, mean, spread) points with their parameters (under
+    ``protocol``: what the ranking compares)."""
     # integrate: tuner.store.queries.lr_results reads the same statistics for the report but
     # without each configuration's parameters, which the chart's hover shows.
     from tuner.store.browse import lr_sensitivity
 
-    return lr_sensitivity(store, task, direction)
+    return lr_sensitivity(store, task, direction, protocol=protocol)
 
 
 def curves(store: Store, task_ranking: TaskRanking) -> dict[str, list[dict[str, Any]]]:

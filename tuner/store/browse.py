@@ -145,9 +145,11 @@ def runs_page(
 
 
 def lr_sensitivity(
-    store: Store, task: str, direction: str, *, per_optimizer: int = 300
+    store: Store, task: str, direction: str, *, per_optimizer: int = 300,
+    protocol: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Each optimizer's configurations on ``task`` as lr-sensitivity points, with parameters.
+    """Each optimizer's configurations on ``task`` as lr-sensitivity points, with parameters;
+    with ``protocol``, only those trained under it (what a ranking compares).
 
     One point per configuration that has a final result or diverged: its lr, mean and sample
     standard deviation over complete seeds (from ``tuner_config_stats``), seeds, whether it
@@ -160,7 +162,7 @@ def lr_sensitivity(
         select(runs.params)
         .where(
             runs.task == stats.task, runs.optimizer == stats.optimizer,
-            runs.config_hash == stats.config_hash,
+            runs.protocol == stats.protocol, runs.config_hash == stats.config_hash,
         )
         .limit(1)
         .correlate(ConfigStats.__table__)
@@ -171,9 +173,12 @@ def lr_sensitivity(
         stats.lr.is_not(None), (stats.metric_count > 0) | (stats.diverged > 0)
     )
     found: dict[str, list[dict[str, Any]]] = {}
+    scope = stats.task == task
+    if protocol is not None:
+        scope = and_(scope, stats.protocol == protocol)
     with store.engine.connect() as connection:
         optimizers = connection.execute(
-            select(stats.optimizer).where(stats.task == task).distinct()
+            select(stats.optimizer).where(scope).distinct()
         ).scalars().all()
         for optimizer in sorted(optimizers):
             rows = connection.execute(
@@ -182,7 +187,7 @@ def lr_sensitivity(
                     stats.metric_count, stats.diverged, stats.config_hash,
                     params.label("params"),
                 )
-                .where(stats.task == task, stats.optimizer == optimizer, has_point)
+                .where(scope, stats.optimizer == optimizer, has_point)
                 .order_by(case((stats.diverged > 0, 1), else_=0), order, stats.config_hash)
                 .limit(per_optimizer)
             ).all()
@@ -192,10 +197,8 @@ def lr_sensitivity(
 
 def _lr_point(row: Any) -> dict[str, Any]:
     n = int(row.metric_count or 0)
-    std = None
-    if n == 1:
-        std = 0.0
-    elif n > 1 and row.metric_mean is not None:
+    std = None  # unknown with one seed
+    if n > 1 and row.metric_mean is not None:
         variance = (row.metric_sumsq - n * row.metric_mean**2) / (n - 1)
         std = math.sqrt(max(variance, 0.0))
     diverged = bool(row.diverged)

@@ -244,9 +244,11 @@ def record_and_close(
     plugin_version: str | None,
     space_hash: str | None,
     closing: tuple[str, float | None] | None,
+    protocol: Mapping[str, Any] | None = None,
 ) -> bool | None:
     """Store one run; when it ends the trial (``closing`` is its outcome and value), close the
     trial row in the same transaction. Returns whether the row was closed (None: not asked).
+    ``protocol``: what the run was trained under (:func:`tuner.store.records.run_row`).
 
     Safe to retry: a try that finds this trial's run of this seed already stored (an earlier
     try committed before its connection dropped) stores nothing more.
@@ -259,7 +261,7 @@ def record_and_close(
             ).first()
             if stored is None:
                 record_run(connection, trial_id, result, plugin_version=plugin_version,
-                           space_hash=space_hash)
+                           space_hash=space_hash, protocol=protocol)
             if closing is None:
                 return None
             return _close(connection, trial_id, *closing)

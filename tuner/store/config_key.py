@@ -103,3 +103,54 @@ def config_hash(params: Mapping[str, Any], options: Mapping[str, Any] | None = N
         config_key(params, options), sort_keys=True, separators=(",", ":"), default=str
     )
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+# -- the protocol: what configurations must share to be ranked together ---------------------
+
+BUDGET_UNITS = ("steps", "examples")
+
+
+def protocol_key(
+    budget: int | None,
+    unit: str = "steps",
+    options: Mapping[str, Any] | None = None,
+    tuned: frozenset[str] | set[str] = frozenset(),
+) -> dict[str, Any]:
+    """The canonical form of a protocol: ``{"budget": ..., "unit": ..., "training": ...}``.
+
+    A protocol is what every configuration of one ranking was trained under: the budget, in its
+    unit (``steps``, or ``examples`` when a study tunes the batch size and keeps the examples
+    per run equal; the budget is then the study's nominal steps at the task's own batch size),
+    and the result-changing training options that were held fixed (``options`` less the
+    ``tuned`` names, which are part of each configuration instead). Configurations of one task
+    under two protocols are two experiments, never ranked against each other.
+    """
+    if unit not in BUDGET_UNITS:
+        raise ValueError(f"unknown budget unit {unit!r}")
+    fixed = {k: v for k, v in (options or {}).items() if k not in tuned and k != "budget"}
+    return {
+        "budget": None if budget is None else int(budget),
+        "unit": unit,
+        "training": plain_json(_relevant(fixed)),
+    }
+
+
+def protocol_hash(key: Mapping[str, Any]) -> str:
+    """16 hex digits of the SHA-1 of a :func:`protocol_key`'s canonical JSON (as
+    :func:`config_hash`); migration 0009 carries a frozen copy, keep the two identical."""
+    text = json.dumps(dict(key), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def describe_protocol(key: Mapping[str, Any]) -> str:
+    """``300 steps``, ``9600 examples`` or ``300 steps, schedule=cosine, warmup=100``."""
+    budget = key.get("budget")
+    unit = key.get("unit") or "steps"
+    if budget is None:
+        head = "the task's budget"
+    elif unit == "examples":
+        head = f"{budget} steps' worth of examples"
+    else:
+        head = f"{budget} steps"
+    training = key.get("training") or {}
+    return ", ".join([head, *(f"{k}={v}" for k, v in sorted(training.items()))])

@@ -243,6 +243,10 @@ class Run(Base):
     ``task_params``, ``dtype`` and ``examples_seen`` are facts about the trained model: the
     task's parameter values (a width), the parameters' dtype and the training examples that
     went into the gradients; None on runs recorded before migration 0008.
+
+    ``protocol`` is the key of what the run was trained under (budget, unit, the fixed
+    result-changing options: :class:`Protocol`); runs are ranked only against runs of their
+    protocol.
     """
 
     __tablename__ = "tuner_runs"
@@ -294,6 +298,7 @@ class Run(Base):
     task_params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     dtype: Mapped[str | None] = mapped_column(String(20))
     examples_seen: Mapped[int | None] = mapped_column(BigInteger)
+    protocol: Mapped[str | None] = mapped_column(String(16))
 
     trial: Mapped["Trial | None"] = relationship(back_populates="runs")
     curve: Mapped[list["CurveRow"]] = relationship(
@@ -330,28 +335,81 @@ class CurveRow(Base):
     run: Mapped[Run] = relationship(back_populates="curve")
 
 
-class ConfigStats(Base):
-    """Per-configuration totals of the runs, maintained by database triggers (migration 0006).
+class Protocol(Base):
+    """What a protocol key on runs and statistics stands for (:func:`tuner.store.config_key.
+    protocol_key`): the budget, its unit, and the result-changing training options held fixed.
+    Written with the first run trained under it (migration 0009 filled it in)."""
 
-    One row per (task, optimizer, config_hash): run counts by status; the count, sum, sum of
-    squares and mean of the complete runs' ``final_metric`` (the mean is indexed, so the best
-    configuration is one index probe); the count and sum of their ``steps_to_target``; and the
-    measured optimizer-state multiple (``optimizer_state_bytes / param_bytes``) of the complete
-    runs: its sum, how many runs measured it, and their mean ``state_multiple``. Never written
-    by tuner's code: the triggers on ``tuner_runs`` keep it exact, so advice reads one row per
-    configuration instead of every run.
+    __tablename__ = "tuner_protocols"
+
+    key: Mapped[str] = mapped_column(String(16), primary_key=True)
+    budget: Mapped[int | None] = mapped_column(BigInteger)
+    unit: Mapped[str] = mapped_column(String(10))
+    training: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SeedStats(Base):
+    """Per-(configuration, seed) totals of the runs, maintained by database triggers (0009).
+
+    One row per (task, optimizer, protocol, config_hash, seed): the same sums as
+    :class:`ConfigStats` keeps, over the runs of one seed of one configuration. A second run of
+    a (configuration, seed) is a replay and lands in the same row: it adds no observation.
+    Never written by tuner's code.
+    """
+
+    __tablename__ = "tuner_seed_stats"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    task: Mapped[str] = mapped_column(String(100), primary_key=True)
+    optimizer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    protocol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    config_hash: Mapped[str] = mapped_column(String(16), primary_key=True)
+    seed: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lr: Mapped[float | None] = mapped_column(Float)
+    runs: Mapped[int] = mapped_column(Integer)
+    complete: Mapped[int] = mapped_column(Integer)
+    diverged: Mapped[int] = mapped_column(Integer)
+    pruned: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    metric_count: Mapped[int] = mapped_column(Integer)
+    reached: Mapped[int] = mapped_column(Integer)
+    state_measured: Mapped[int] = mapped_column(Integer)
+    metric_sum: Mapped[float] = mapped_column(Float)
+    metric_sumsq: Mapped[float] = mapped_column(Float)
+    steps_sum: Mapped[float] = mapped_column(Float)
+    state_multiple_sum: Mapped[float] = mapped_column(Float)
+
+
+class ConfigStats(Base):
+    """Per-configuration figures, recomputed from its :class:`SeedStats` rows by database
+    triggers at every write of a run (migration 0009).
+
+    One row per (task, optimizer, protocol, config_hash). Run counts by status (``runs``,
+    ``complete``, ``diverged``, ``pruned``, ``failed``) are over runs, replays included. The
+    result is over *seeds*, one observation each however often it was replayed:
+    ``metric_count`` is the number of seeds with a complete run, ``metric_sum`` and
+    ``metric_sumsq`` the sum and sum of squares of those seeds' means, ``metric_mean`` their
+    mean (indexed, so the best configuration is one index probe). ``replays`` counts the
+    complete runs beyond the first of their seed, and ``replay_sumsq`` their squared deviations
+    from their seed's mean: the disagreement of replays (non-deterministic code, another
+    device), kept apart as measurement noise. ``reached`` is the number of seeds that reached
+    the target and ``steps_sum`` the sum of their mean steps to it. The measured optimizer-state
+    multiple (``optimizer_state_bytes / param_bytes``) is over runs: ``state_multiple_sum``,
+    ``state_measured`` and their mean ``state_multiple``. Never written by tuner's code.
     """
 
     __tablename__ = "tuner_config_stats"
     __table_args__ = (
-        Index("ix_tuner_config_stats_task_optimizer_lr", "task", "optimizer", "lr"),
-        Index("ix_tuner_config_stats_task_optimizer_metric_mean", "task", "optimizer",
-              "metric_mean"),
+        Index("ix_tuner_config_stats_task_protocol_optimizer_lr", "task", "protocol",
+              "optimizer", "lr"),
+        Index("ix_tuner_config_stats_task_protocol_optimizer_metric_mean", "task", "protocol",
+              "optimizer", "metric_mean"),
         {"sqlite_with_rowid": False},
     )
 
     task: Mapped[str] = mapped_column(String(100), primary_key=True)
     optimizer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    protocol: Mapped[str] = mapped_column(String(16), primary_key=True)
     config_hash: Mapped[str] = mapped_column(String(16), primary_key=True)
     lr: Mapped[float | None] = mapped_column(Float)
     runs: Mapped[int] = mapped_column(Integer)
@@ -361,10 +419,12 @@ class ConfigStats(Base):
     failed: Mapped[int] = mapped_column(Integer)
     metric_count: Mapped[int] = mapped_column(Integer)
     reached: Mapped[int] = mapped_column(Integer)
+    state_measured: Mapped[int] = mapped_column(Integer)
+    replays: Mapped[int] = mapped_column(Integer)
     metric_sum: Mapped[float] = mapped_column(Float)
     metric_sumsq: Mapped[float] = mapped_column(Float)
     steps_sum: Mapped[float] = mapped_column(Float)
-    metric_mean: Mapped[float | None] = mapped_column(Float)
-    state_measured: Mapped[int] = mapped_column(Integer)
     state_multiple_sum: Mapped[float] = mapped_column(Float)
+    replay_sumsq: Mapped[float] = mapped_column(Float)
+    metric_mean: Mapped[float | None] = mapped_column(Float)
     state_multiple: Mapped[float | None] = mapped_column(Float)

@@ -7,7 +7,9 @@ configuration and a few index probes, however many runs the store holds. Only th
 configurations asked for are read (their seeds, curves, paths).
 
 Functions take a *target* (:mod:`tuner.store.target`): a Store or Engine, read on a connection of
-its own, or the caller's Session or Connection. Nothing here writes.
+its own, or the caller's Session or Connection, and a :class:`Scope`: the task, the protocol
+whose configurations are compared (configurations trained under two protocols are never ranked
+together), and optionally one study whose runs alone count. Nothing here writes.
 """
 
 from __future__ import annotations
@@ -19,22 +21,113 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, true
 
-from tuner.store.models import ConfigStats, CurveRow, Run, Study, Trial
+from tuner.store.models import ConfigStats, CurveRow, Protocol, Run, Study, Trial
 from tuner.store.target import Target, reading
 
 STATE_SLACK = 1e-9
 """How far over a memory budget a measured state multiple may be and still count as within it."""
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Which configurations a read covers: those of ``task`` under ``protocol`` (None: every
+    protocol, for reads that do not compare), from the whole store or from the runs of study
+    ``study_id`` alone (then recomputed from its runs, :mod:`tuner.store.observations`)."""
+
+    task: str
+    protocol: str | None = None
+    study_id: int | None = None
+
+    def stats(self) -> Any:
+        """The table (or, for one study, the subquery) of per-configuration figures."""
+        if self.study_id is None:
+            return ConfigStats.__table__
+        from tuner.store.observations import study_config_stats
+
+        return study_config_stats(self.study_id)
+
+    def covers(self, stats: Any) -> Any:
+        """The condition on ``stats`` rows: this task, and this protocol when one is set."""
+        condition = stats.task == self.task
+        if self.protocol is not None:
+            condition = and_(condition, stats.protocol == self.protocol)
+        return condition
+
+    def covers_runs(self) -> Any:
+        """The same condition on ``tuner_runs``."""
+        runs = Run.__table__.c
+        condition = runs.task == self.task
+        if self.protocol is not None:
+            condition = and_(condition, runs.protocol == self.protocol)
+        if self.study_id is not None:
+            condition = and_(condition, runs.study_id == self.study_id)
+        return condition
+
+
+@dataclass
+class ProtocolCount:
+    """One protocol a task was measured under: its key, what it stands for, and how much was
+    measured (``observations``: complete (configuration, seed) pairs; ``configurations``)."""
+
+    key: str
+    budget: int | None
+    unit: str
+    training: dict[str, Any]
+    observations: int
+    configurations: int
+
+    def describe(self) -> str:
+        from tuner.store.config_key import describe_protocol
+
+        return describe_protocol({"budget": self.budget, "unit": self.unit,
+                                  "training": self.training})
+
+
+def protocols(
+    target: Target, task: str, where: Mapping[str, Any] | None = None,
+    study_id: int | None = None,
+) -> list[ProtocolCount]:
+    """The protocols ``task`` was measured under (within the ``where`` filter and the study),
+    most observations first, then the larger budget: the first is what a ranking compares by
+    default. One scan of the task's configurations."""
+    scope = Scope(task, None, study_id)
+    stats = scope.stats().c
+    known = Protocol.__table__.c
+    with reading(target) as reader:
+        rows = reader.execute(
+            select(stats.protocol, func.sum(stats.metric_count), func.count())
+            .where(scope.covers(stats), _matching(stats, scope, where))
+            .group_by(stats.protocol)
+        ).all()
+        described = {
+            row.key: row for row in reader.execute(
+                select(known).where(known.key.in_([row[0] for row in rows]))
+            )
+        } if rows else {}
+    found = []
+    for key, observations, configurations in rows:
+        meaning = described.get(key)
+        found.append(ProtocolCount(
+            key=key, budget=meaning.budget if meaning else None,
+            unit=meaning.unit if meaning else "steps",
+            training=dict(meaning.training or {}) if meaning else {},
+            observations=int(observations or 0), configurations=int(configurations),
+        ))
+    found.sort(key=lambda p: (-p.observations, -(p.budget or 0), p.key))
+    return found
+
+
 @dataclass
 class OptimizerSummary:
-    """One optimizer on one task as ``tuner_config_stats`` sums it up.
+    """One optimizer on one task, under one protocol, as the statistics sum it up.
 
-    Totals over its configurations (``trials`` is the number of configurations), then its best
-    configuration (``config_hash``, ``lr``, ``mean``, measured ``state_multiple``) and the
-    good-lr interval around it (``good_low``..``good_high``); those are None when no
-    configuration has a result without divergence. ``fastest_steps`` is the smallest mean
-    steps-to-target among configurations whose every complete seed reached the target.
+    Totals over its configurations (``trials`` is the number of configurations; ``outcomes``
+    those with a result, a divergence or a pruning: the draws its tuning made, failed ones left
+    out), then its best configuration (``config_hash``, ``lr``, ``mean``, measured
+    ``state_multiple``) and the good-lr interval around it (``good_low``..``good_high``); those
+    are None when no configuration has a result without divergence. ``worst`` is its worst
+    result without divergence (what a pruned or diverged draw counts as). ``fastest_steps`` is
+    the smallest mean steps-to-target among configurations whose every seed reached the target.
     """
 
     optimizer: str
@@ -44,6 +137,8 @@ class OptimizerSummary:
     diverged: int
     failed: int
     fastest_steps: float | None
+    outcomes: int = 0
+    worst: float | None = None
     config_hash: str | None = None
     lr: float | None = None
     mean: float | None = None
@@ -60,7 +155,7 @@ def _within_budget(stats: Any, max_state_multiple: float | None) -> Any:
                stats.state_multiple <= max_state_multiple + STATE_SLACK)
 
 
-def _matching(stats: Any, task: str, where: Mapping[str, Any] | None) -> Any:
+def _matching(stats: Any, scope: Scope, where: Mapping[str, Any] | None) -> Any:
     """Only the configurations of runs trained with the training options ``where``
     (``{"batch_size": 16}``): a scan of the task's runs, paid only when filtering."""
     if not where:
@@ -76,19 +171,19 @@ def _matching(stats: Any, task: str, where: Mapping[str, Any] | None) -> Any:
             clauses.append(field.as_float() == value)
         else:
             clauses.append(field.as_string() == str(value))
-    chosen = select(Run.config_hash).where(Run.task == task, *clauses)
+    chosen = select(Run.config_hash).where(scope.covers_runs(), *clauses)
     return stats.config_hash.in_(chosen)
 
 
 def optimizer_summaries(
     target: Target,
-    task: str,
+    scope: Scope,
     direction: str,
     margin: Callable[[float], float],
     max_state_multiple: float | None = None,
     where: Mapping[str, Any] | None = None,
 ) -> list[OptimizerSummary]:
-    """Each optimizer's totals, best configuration and good-lr interval on ``task``.
+    """Each optimizer's totals, best configuration and good-lr interval within ``scope``.
 
     ``margin(best)`` is how far from the best mean a configuration may be and still be good
     (the tolerance). With ``max_state_multiple`` only configurations whose measured optimizer
@@ -105,12 +200,15 @@ def optimizer_summaries(
     3. the break above, walking it up;
     4. the lowest and highest good lr strictly between the breaks.
     """
-    stats = ConfigStats.__table__.c
+    stats = scope.stats().c
     eligible = and_(stats.metric_mean.is_not(None), stats.diverged == 0)
-    all_reached = and_(eligible, stats.reached == stats.complete)
+    all_reached = and_(eligible, stats.reached == stats.metric_count)
     fastest = case((all_reached, stats.steps_sum / stats.reached))
+    drawn = or_(stats.metric_mean.is_not(None), stats.diverged > 0, stats.pruned > 0)
     maximize = direction == "maximize"
-    budget = and_(_within_budget(stats, max_state_multiple), _matching(stats, task, where))
+    worst = func.min if maximize else func.max
+    budget = and_(scope.covers(stats), _within_budget(stats, max_state_multiple),
+                  _matching(stats, scope, where))
     with reading(target) as reader:
         totals = reader.execute(
             select(
@@ -121,8 +219,10 @@ def optimizer_summaries(
                 func.sum(stats.diverged).label("diverged"),
                 func.sum(stats.failed).label("failed"),
                 func.min(fastest).label("fastest_steps"),
+                func.sum(case((drawn, 1), else_=0)).label("outcomes"),
+                worst(case((eligible, stats.metric_mean))).label("worst"),
             )
-            .where(stats.task == task, budget)
+            .where(budget)
             .group_by(stats.optimizer)
             .order_by(stats.optimizer)
         ).all()
@@ -134,12 +234,13 @@ def optimizer_summaries(
                 failed=int(total.failed),
                 fastest_steps=(float(total.fastest_steps)
                                if total.fastest_steps is not None else None),
+                outcomes=int(total.outcomes or 0), worst=total.worst,
             )
             summaries.append(summary)
-            scope = and_(stats.task == task, stats.optimizer == total.optimizer, budget)
+            scope_of = and_(stats.optimizer == total.optimizer, budget)
             best = reader.execute(
                 select(stats.config_hash, stats.lr, stats.metric_mean, stats.state_multiple)
-                .where(scope, eligible)
+                .where(scope_of, eligible)
                 .order_by(
                     stats.metric_mean.desc() if maximize else stats.metric_mean.asc(),
                     stats.metric_count.desc(),
@@ -161,14 +262,14 @@ def optimizer_summaries(
             good = and_(eligible, within)
             bad = or_(stats.diverged > 0, and_(stats.metric_mean.is_not(None), ~within))
             below = reader.execute(
-                select(stats.lr).where(scope, stats.lr < best.lr, bad)
+                select(stats.lr).where(scope_of, stats.lr < best.lr, bad)
                 .order_by(stats.lr.desc()).limit(1)
             ).scalar()
             above = reader.execute(
-                select(stats.lr).where(scope, stats.lr > best.lr, bad)
+                select(stats.lr).where(scope_of, stats.lr > best.lr, bad)
                 .order_by(stats.lr.asc()).limit(1)
             ).scalar()
-            between = [scope, good, stats.lr.is_not(None)]
+            between = [scope_of, good, stats.lr.is_not(None)]
             if below is not None:
                 between.append(stats.lr > below)
             if above is not None:
@@ -208,9 +309,9 @@ def shared_clock(options: dict[str, Any] | None) -> bool:
 
 
 def config_runs(
-    target: Target, task: str, configurations: Iterable[tuple[str, str]]
+    target: Target, scope: Scope, configurations: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], list[ConfigRun]]:
-    """The runs of the given ``(optimizer, config_hash)`` configurations of ``task``."""
+    """The runs of the given ``(optimizer, config_hash)`` configurations within ``scope``."""
     wanted = sorted(set(configurations))
     found: dict[tuple[str, str], list[ConfigRun]] = {pair: [] for pair in wanted}
     if not wanted:
@@ -220,7 +321,7 @@ def config_runs(
         runs.optimizer, runs.config_hash, runs.seed, runs.status, runs.final_metric,
         runs.steps_to_target, runs.seconds_to_target, runs.params, runs.options,
     ).where(
-        runs.task == task,
+        scope.covers_runs(),
         or_(*(and_(runs.optimizer == o, runs.config_hash == h) for o, h in wanted)),
     ).order_by(runs.id)
     with reading(target) as reader:
@@ -252,7 +353,11 @@ def tasks_with_runs(target: Target) -> list[str]:
 
 @dataclass
 class ConfigResult:
-    """One configuration's result: mean and sample std of its complete seeds' final metric."""
+    """One configuration's result over its seeds: the mean and sample std of its seeds' values
+    (a seed's value: the mean of its complete runs); ``std`` None with fewer than two seeds
+    (the spread is unknown). ``replays`` counts the runs that repeated a seed, and
+    ``replay_std`` their pooled spread around their seed's value (measurement noise; None
+    without replays)."""
 
     optimizer: str
     config_hash: str
@@ -262,25 +367,29 @@ class ConfigResult:
     seeds: int
     diverged: int
     runs: int
+    pruned: int = 0
+    replays: int = 0
+    replay_std: float | None = None
 
 
 def _result(row: Any) -> ConfigResult:
     n = int(row.metric_count)
     mean = row.metric_mean if n else None
     std = None
-    if n == 1:
-        std = 0.0
-    elif n > 1 and mean is not None:
+    if n > 1 and mean is not None:
         std = math.sqrt(max(row.metric_sumsq - n * mean * mean, 0.0) / (n - 1))
+    replays = int(row.replays)
     return ConfigResult(
         optimizer=row.optimizer, config_hash=row.config_hash, lr=row.lr, mean=mean, std=std,
-        seeds=n, diverged=int(row.diverged), runs=int(row.runs),
+        seeds=n, diverged=int(row.diverged), runs=int(row.runs), pruned=int(row.pruned),
+        replays=replays,
+        replay_std=math.sqrt(max(row.replay_sumsq, 0.0) / replays) if replays else None,
     )
 
 
 def contender_configs(
     target: Target,
-    task: str,
+    scope: Scope,
     direction: str,
     optimizers: Iterable[str],
     limit: int,
@@ -290,15 +399,16 @@ def contender_configs(
     """Per optimizer, its ``limit`` best configurations (a mean, no divergence), best first:
     one index probe each on (task, optimizer, metric_mean). What the bootstrap resamples.
     ``where`` filters by training options as :func:`optimizer_summaries` does."""
-    stats = ConfigStats.__table__.c
+    stats = scope.stats().c
     order = stats.metric_mean.desc() if direction == "maximize" else stats.metric_mean.asc()
-    budget = and_(_within_budget(stats, max_state_multiple), _matching(stats, task, where))
+    budget = and_(scope.covers(stats), _within_budget(stats, max_state_multiple),
+                  _matching(stats, scope, where))
     found: dict[str, list[ConfigResult]] = {}
     with reading(target) as reader:
         for optimizer in optimizers:
             rows = reader.execute(
                 select(stats)
-                .where(stats.task == task, stats.optimizer == optimizer, budget,
+                .where(stats.optimizer == optimizer, budget,
                        stats.metric_mean.is_not(None), stats.diverged == 0)
                 .order_by(order, stats.metric_count.desc(), stats.config_hash)
                 .limit(limit)
@@ -308,23 +418,26 @@ def contender_configs(
 
 
 def config_means_with_params(
-    target: Target, task: str, optimizer: str
+    target: Target, scope: Scope, optimizer: str
 ) -> list[tuple[float, dict[str, Any]]]:
-    """``(mean, params)`` of every configuration of ``optimizer`` on ``task`` with a result and
-    no divergence (the params of its first run): what importance is estimated from."""
-    stats = ConfigStats.__table__.c
+    """``(mean, params)`` of every configuration of ``optimizer`` within ``scope`` with a
+    result and no divergence (the params of its first run): what importance is estimated
+    from."""
+    table = scope.stats()
+    stats = table.c
     runs = Run.__table__.c
     first = (
         select(runs.config_hash, func.min(runs.id).label("run_id"))
-        .where(runs.task == task, runs.optimizer == optimizer)
+        .where(scope.covers_runs(), runs.optimizer == optimizer)
         .group_by(runs.config_hash)
         .subquery()
     )
     statement = (
         select(stats.metric_mean, runs.params)
-        .join(first, and_(first.c.config_hash == stats.config_hash))
+        .select_from(table)
+        .join(first, first.c.config_hash == stats.config_hash)
         .join(Run.__table__, runs.id == first.c.run_id)
-        .where(stats.task == task, stats.optimizer == optimizer,
+        .where(scope.covers(stats), stats.optimizer == optimizer,
                stats.metric_mean.is_not(None), stats.diverged == 0)
         .order_by(stats.config_hash)
     )
@@ -332,17 +445,25 @@ def config_means_with_params(
         return [(float(mean), dict(params or {})) for mean, params in reader.execute(statement)]
 
 
-def config_outcomes(target: Target, task: str) -> dict[str, list[float | None]]:
-    """Per optimizer, the mean of every configuration of ``task`` that has a result or
-    diverged (None for a diverged one): the draws a tuning run of K configurations makes."""
-    stats = ConfigStats.__table__.c
+def config_outcomes(
+    target: Target, scope: Scope, optimizers: Iterable[str] | None = None,
+    max_state_multiple: float | None = None, where: Mapping[str, Any] | None = None,
+) -> dict[str, list[float | None]]:
+    """Per optimizer, the mean of every configuration within ``scope`` that has a result, or
+    None for one that diverged or was only pruned: the draws a tuning run of K configurations
+    makes (a pruned or diverged draw is the worst)."""
+    stats = scope.stats().c
     outcome = case((stats.diverged > 0, None), else_=stats.metric_mean)
+    chosen = [and_(scope.covers(stats), _within_budget(stats, max_state_multiple),
+                   _matching(stats, scope, where))]
+    if optimizers is not None:
+        chosen.append(stats.optimizer.in_(list(optimizers)))
     found: dict[str, list[float | None]] = {}
     with reading(target) as reader:
         rows = reader.execute(
             select(stats.optimizer, outcome)
-            .where(stats.task == task,
-                   or_(stats.metric_mean.is_not(None), stats.diverged > 0))
+            .where(*chosen, or_(stats.metric_mean.is_not(None), stats.diverged > 0,
+                                stats.pruned > 0))
             .order_by(stats.optimizer, stats.config_hash)
         ).all()
     for optimizer, mean in rows:
@@ -350,7 +471,7 @@ def config_outcomes(target: Target, task: str) -> dict[str, list[float | None]]:
     return found
 
 
-def recommended_configs(target: Target, task: str) -> dict[str, list[ConfigResult]]:
+def recommended_configs(target: Target, scope: Scope) -> dict[str, list[ConfigResult]]:
     """Per optimizer, the configurations of ``task`` that ran as its recommended configuration.
 
     A configuration counts when any of its runs belongs to a trial of origin ``recommended``
@@ -361,16 +482,18 @@ def recommended_configs(target: Target, task: str) -> dict[str, list[ConfigResul
     their runs through the (task, optimizer, ...) index, then those configurations' rows, so a
     store of many configurations is not probed row by row.
     """
-    stats = ConfigStats.__table__.c
+    task = scope.task
+    stats = scope.stats().c
     runs = Run.__table__.c
     trials = Trial.__table__.c
     studies = Study.__table__.c
     found: dict[str, list[ConfigResult]] = {}
+    in_study = [] if scope.study_id is None else [studies.id == scope.study_id]
     with reading(target) as reader:
         recommended = reader.execute(
             select(trials.optimizer, trials.id)
             .join(Study.__table__, studies.id == trials.study_id)
-            .where(studies.task == task, trials.origin == "recommended")
+            .where(studies.task == task, trials.origin == "recommended", *in_study)
         ).all()
         by_optimizer: dict[str, list[int]] = {}
         for optimizer, trial_id in recommended:
@@ -379,13 +502,13 @@ def recommended_configs(target: Target, task: str) -> dict[str, list[ConfigResul
         for optimizer, trial_ids in sorted(by_optimizer.items()):
             keys.update((row.optimizer, row.config_hash) for row in reader.execute(
                 select(runs.optimizer, runs.config_hash).distinct()
-                .where(runs.task == task, runs.optimizer == optimizer,
+                .where(scope.covers_runs(), runs.optimizer == optimizer,
                        runs.trial_id.in_(trial_ids))
             ))
         rows = []
         for optimizer, key in sorted(keys):
             rows.extend(reader.execute(
-                select(stats).where(stats.task == task, stats.optimizer == optimizer,
+                select(stats).where(scope.covers(stats), stats.optimizer == optimizer,
                                     stats.config_hash == key)
             ).all())
     rows.sort(key=lambda row: (row.optimizer, -row.metric_count, row.config_hash))
@@ -395,17 +518,18 @@ def recommended_configs(target: Target, task: str) -> dict[str, list[ConfigResul
 
 
 def best_config_params(
-    target: Target, task: str, optimizer: str, direction: str, limit: int
+    target: Target, scope: Scope, optimizer: str, direction: str, limit: int
 ) -> list[dict[str, Any]]:
     """The hyperparameters of the ``limit`` best configurations (mean, no divergence), best
     first; configurations that differ only in training options give the same params twice."""
-    stats = ConfigStats.__table__.c
+    task = scope.task
+    stats = scope.stats().c
     runs = Run.__table__.c
     order = stats.metric_mean.desc() if direction == "maximize" else stats.metric_mean.asc()
     with reading(target) as reader:
         hashes = reader.execute(
             select(stats.config_hash)
-            .where(stats.task == task, stats.optimizer == optimizer,
+            .where(scope.covers(stats), stats.optimizer == optimizer,
                    stats.metric_mean.is_not(None), stats.diverged == 0)
             .order_by(order, stats.metric_count.desc(), stats.config_hash)
             .limit(limit)
@@ -420,26 +544,26 @@ def best_config_params(
     return found
 
 
-def lr_results(target: Target, task: str) -> list[ConfigResult]:
-    """Every configuration of ``task`` that has an lr, with its result (for lr plots)."""
-    stats = ConfigStats.__table__.c
+def lr_results(target: Target, scope: Scope) -> list[ConfigResult]:
+    """Every configuration within ``scope`` that has an lr, with its result (for lr plots)."""
+    stats = scope.stats().c
     with reading(target) as reader:
         rows = reader.execute(
-            select(stats).where(stats.task == task, stats.lr.is_not(None))
+            select(stats).where(scope.covers(stats), stats.lr.is_not(None))
             .order_by(stats.optimizer, stats.lr)
         ).all()
     return [_result(row) for row in rows]
 
 
 def config_curves(
-    target: Target, task: str, optimizer: str, config_hash: str
+    target: Target, scope: Scope, optimizer: str, config_hash: str
 ) -> dict[int, list[tuple[int, float | None]]]:
     """The curves of a configuration's complete runs: ``{run id: [(step, metric), ...]}``."""
     with reading(target) as reader:
         run_ids = reader.execute(
             select(Run.id).where(
-                Run.task == task, Run.optimizer == optimizer, Run.config_hash == config_hash,
-                Run.status == "complete",
+                scope.covers_runs(), Run.optimizer == optimizer,
+                Run.config_hash == config_hash, Run.status == "complete",
             ).order_by(Run.seed, Run.id)
         ).scalars().all()
         rows = reader.execute(
@@ -460,7 +584,7 @@ def best_config_curves(target: Target, ranking: Any) -> dict[str, list[dict[str,
     for standing in ranking.optimizers:
         if not standing.config_hash or standing.mean is None:
             continue
-        curves = config_curves(target, ranking.task, standing.optimizer, standing.config_hash)
+        curves = config_curves(target, ranking.scope, standing.optimizer, standing.config_hash)
         if curves:
             found[standing.optimizer] = [
                 {"steps": [step for step, _ in points], "values": [v for _, v in points]}
@@ -470,13 +594,13 @@ def best_config_curves(target: Target, ranking: Any) -> dict[str, list[dict[str,
 
 
 def config_trajectories(
-    target: Target, task: str, optimizer: str, config_hash: str, limit: int
+    target: Target, scope: Scope, optimizer: str, config_hash: str, limit: int
 ) -> list[tuple[int, list[Any] | None]]:
     """``(seed, stored path)`` of a configuration's first ``limit`` complete runs by seed."""
     with reading(target) as reader:
         rows = reader.execute(
             select(Run.seed, Run.trajectory)
-            .where(Run.task == task, Run.optimizer == optimizer,
+            .where(scope.covers_runs(), Run.optimizer == optimizer,
                    Run.config_hash == config_hash, Run.status == "complete")
             .order_by(Run.seed, Run.id)
             .limit(limit)
@@ -490,3 +614,9 @@ def task_has_paths(target: Target, task: str) -> bool:
         return reader.execute(
             select(Run.id).where(Run.task == task, Run.trajectory.is_not(None)).limit(1)
         ).first() is not None
+
+
+def study_id_of(target: Target, name: str) -> int | None:
+    """The id of the study named ``name``, or None."""
+    with reading(target) as reader:
+        return reader.execute(select(Study.id).where(Study.name == name)).scalar()

@@ -17,13 +17,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tuner.errors import UnknownNameError
-from tuner.store.config_key import config_hash
+from tuner.store.config_key import config_hash, protocol_hash, protocol_key
 from tuner.store.database import Store, StoreError
 from tuner.store.models import (
     RUN_STATUSES,
     TRIAL_ORIGINS,
     TRIAL_STATUSES,
     CurveRow,
+    Protocol,
     Run,
     Study,
     Trial,
@@ -172,8 +173,13 @@ def run_row(
     *,
     plugin_version: str | None = None,
     space_hash: str | None = None,
+    protocol: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``tuner_runs`` column values for a RunResult (without ``study_id``).
+
+    ``protocol`` is what the run was trained under (:func:`~tuner.store.config_key.
+    protocol_key`; a study's driver gives it); without it, every result-changing option of the
+    run counts as fixed and its budget is in steps. Its key is the ``protocol`` column.
 
     ``plugin_version`` and ``space_hash`` default to ``result.versions["plugin"]`` and
     ``result.versions["space_hash"]``; ``torch_version`` is ``result.versions["torch"]``.
@@ -231,7 +237,28 @@ def run_row(
         "task_params": plain_json(dict(getattr(result, "task_params", None) or {})) or None,
         "dtype": getattr(result, "dtype", None),
         "examples_seen": _count(result, "examples_seen"),
+        "protocol": protocol_hash(protocol or run_protocol(options)),
     }
+
+
+def run_protocol(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The protocol of a run outside a study: its own budget in steps, all options fixed."""
+    return protocol_key((options or {}).get("budget"), "steps", options or {})
+
+
+def remember_protocol(target: Target, protocol: Mapping[str, Any]) -> str:
+    """Store what a protocol key stands for, once (concurrent writers welcome); its key."""
+    key = protocol_hash(protocol)
+    values = {"key": key, "budget": protocol.get("budget"), "unit": protocol["unit"],
+              "training": dict(protocol.get("training") or {})}
+    with writing(target) as writer:
+        bind = writer if isinstance(writer, Connection) else writer.get_bind()
+        if bind.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        writer.execute(upsert(Protocol.__table__).values(values).on_conflict_do_nothing())
+    return key
 
 
 def _count(result: RunResult, name: str) -> int | None:
@@ -256,16 +283,22 @@ def record_run(
     *,
     plugin_version: str | None = None,
     space_hash: str | None = None,
+    protocol: Mapping[str, Any] | None = None,
 ) -> int:
     """Store one run and its curve in one transaction; returns the run's id.
+
+    ``protocol``: what the run was trained under (see :func:`run_row`), stored once in
+    ``tuner_protocols``.
 
     The run row takes ``study_id`` from its trial (None when ``trial_id`` is None: a run
     recorded outside any study). The curve goes in as one executemany INSERT. If any part
     fails, nothing of the run is stored (with an Engine/Store target; with a Session or
     Connection the caller's transaction decides).
     """
+    protocol = protocol or run_protocol(result.options)
     values = run_row(
-        result, trial_id, plugin_version=plugin_version, space_hash=space_hash
+        result, trial_id, plugin_version=plugin_version, space_hash=space_hash,
+        protocol=protocol,
     )
     values["study_id"] = (
         select(Trial.study_id).where(Trial.id == trial_id).scalar_subquery()
@@ -284,6 +317,7 @@ def record_run(
     ]
     try:
         with writing(target) as writer:
+            remember_protocol(writer, protocol)
             inserted = writer.execute(insert(Run.__table__).values(values))
             run_id = int(inserted.inserted_primary_key[0])
             if curve:
