@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -172,7 +173,12 @@ def test_an_exception_inside_the_run_is_a_failed_result() -> None:
 
     result = train(Broken([1.0]), "sgd", {"lr": 0.1}, **FAST)
     assert result.status == "failed"
-    assert result.error == "RuntimeError: the validation set fell over"
+    # the first line of the message, and where it was raised in the task's code
+    line = inspect.getsourcelines(Broken.evaluate)[1] + 1
+    assert result.error.startswith("RuntimeError: the validation set fell over (at ")
+    assert result.error.endswith(
+        f'test_training.py:{line} in evaluate: raise RuntimeError("the validation set fell '
+        'over\\nsecond line"))')
     assert result.steps == 10
 
 

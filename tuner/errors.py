@@ -21,10 +21,10 @@ class UnknownNameError(TunerError, KeyError):
         return str(self.args[0])
 
 
-def first_line(text: str) -> str:
-    """The first non-blank line of ``text``, stripped and cut to :data:`LONGEST_LINE`."""
+def first_line(text: str, longest: int = LONGEST_LINE) -> str:
+    """The first non-blank line of ``text``, stripped and cut to ``longest`` characters."""
     line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
-    return line if len(line) <= LONGEST_LINE else line[: LONGEST_LINE - 3] + "..."
+    return line if len(line) <= longest else line[: longest - 3] + "..."
 
 
 def describe_exception(error: BaseException) -> str:

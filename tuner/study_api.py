@@ -11,6 +11,13 @@
 A task may be given as an object too; worker processes rebuild it from a reference they can
 import (its file, or ``module:name``), so a task defined in ``__main__`` (a script run
 directly, a notebook cell) is refused with a line that says how to make it importable.
+
+With ``workers`` above 1, each worker process re-runs the calling script as it starts, so a
+script must keep its study calls under ``if __name__ == "__main__":``; one that does not is
+stopped with one line that says so (:mod:`tuner.script_guard`). ``run`` returns only when the
+study finished or stopped as asked (a stop, a timeout); when a worker process failed, or slots
+were given up because their training failed again and again, it raises
+:class:`StudyRunError` with the error, which says where it happened in the task's code.
 """
 
 from __future__ import annotations
@@ -20,10 +27,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from tuner.errors import TunerError
+from tuner.script_guard import refuse_in_starting_worker
 
 
 class NotImportableError(TunerError):
     """A task object that worker processes could not rebuild."""
+
+
+class StudyRunError(TunerError):
+    """A study run that ended without its trials done, for a reason nobody asked for."""
 
 
 def task_reference_of(task: Any) -> str:
@@ -87,6 +99,7 @@ class Study:
         ``description``, ``task_params``, ``budget_unit``, and ``training``: the training
         options as in a study file, ``{"warmup": 100, "batch_size": (16, 256)}``, a pair of
         numbers being a tuned range and any other list tuned choices)."""
+        refuse_in_starting_worker()
         from tuner.driver import create_study
         from tuner.study_training import from_file_value
 
@@ -129,19 +142,32 @@ class Study:
         """Run the study to the end with ``workers`` local processes; returns the
         :class:`~tuner.driver.WorkerReport`. The task's code is checked first (one line if it
         changed, unless ``allow_changed``). ``batch`` K trains up to K trials of one optimizer
-        together (``tuner study run --batch K``)."""
+        together (``tuner study run --batch K``).
+
+        Raises :class:`StudyRunError` when the study ends with trials not done for a reason
+        other than a stop or the ``timeout``: a worker process failed, or slots were given up
+        after their training failed again and again (their errors are in the message)."""
         import os
 
-        from tuner.driver import run_study
+        from tuner.driver import WorkerProcessError, run_study
         from tuner.driver.study_task import load_study_task
         from tuner.task_reference import ALLOW_CHANGED_ENV
 
+        refuse_in_starting_worker()
         if allow_changed:
             os.environ[ALLOW_CHANGED_ENV] = "1"
         spec = self.spec()
         if spec.task_ref:
             load_study_task(spec)
-        return run_study(self.name, self.db, workers=workers, timeout=timeout, batch=batch)
+        try:
+            report = run_study(self.name, self.db, workers=workers, timeout=timeout,
+                               batch=batch)
+        except WorkerProcessError as error:
+            raise StudyRunError(f"study {self.name!r}: {error}") from None
+        problem = unfinished_run_problem(self.status(), report.stopped)
+        if problem is not None:
+            raise StudyRunError(problem)
+        return report
 
     def status(self) -> Any:
         """Progress and best result per optimizer (:class:`tuner.store.studies.StudyStatus`)."""
@@ -162,3 +188,31 @@ class Study:
         from tuner.advice import advise
 
         return advise(self.task, db=self.db, study=self.name, **options)
+
+
+STOPS_ASKED_FOR = ("stopped", "timeout")
+"""How a run may end with trials not done and still return: a stop was asked for
+(``tuner study stop``), or the timeout given passed."""
+
+
+def unfinished_run_problem(status: Any, stopped: str) -> str | None:
+    """The one line on why a run that ended at ``status`` (a
+    :class:`~tuner.store.studies.StudyStatus`) after its workers ``stopped`` as they did did
+    not do its work, or None when it did, or stopped as asked."""
+    done = f"{status.done}/{status.total} trials"
+    if status.status == "incomplete":
+        groups = status.grouped_errors()
+        slots, error = groups[0]
+        more = f" and {len(slots) - 3} more" if len(slots) > 3 else ""
+        others = f" (and {len(groups) - 1} other errors)" if len(groups) > 1 else ""
+        return (
+            f"study {status.name!r} ended incomplete at {done}: {status.given_up} slot(s) "
+            f"given up after their training failed again and again; {', '.join(slots[:3])}"
+            f"{more}: {error}{others}"
+        )
+    if status.status == "finished" or stopped in STOPS_ASKED_FOR:
+        return None
+    return (
+        f"study {status.name!r} ended at {done} ({stopped}): its workers stopped before it "
+        f"was done; see tuner study show {status.name}"
+    )

@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import describe_exception, first_line
+from tuner.failures import describe_failure
 from tuner.reference import Reference, TaskReferenceError, is_reference
 
 __all__ = [
@@ -68,7 +69,7 @@ def _import_file(ref: Reference) -> ModuleType:
         sys.modules.pop(name, None)
         raise TaskReferenceError(
             f"task reference {ref.text!r}: importing {path.name} raised "
-            f"{describe_exception(error)}"
+            f"{describe_failure(error)}"
         ) from None
     return module
 
@@ -140,7 +141,7 @@ def _instantiate(found: Any, ref: Reference) -> Task:
         raise
     except BaseException as error:
         raise TaskReferenceError(
-            f"task reference {ref.text!r}: calling the {what} raised {describe_exception(error)}"
+            f"task reference {ref.text!r}: calling the {what} raised {describe_failure(error)}"
         ) from None
     if not isinstance(task, Task):
         raise TaskReferenceError(

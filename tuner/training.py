@@ -2,7 +2,8 @@
 
 :func:`train` is the only entry point. It never raises once training has started: a loss that
 blows up ends the run as ``diverged``, a callback can stop it as ``pruned``, and any other
-exception makes it ``failed`` with a one-line ``error``. Bad arguments (an unknown task or
+exception makes it ``failed`` with a one-line ``error`` that says where it happened in the user's
+code (:func:`tuner.failures.describe_failure`). Bad arguments (an unknown task or
 optimizer, a hyperparameter outside its range, an impossible option, too few examples for the
 batch size) raise a :class:`~tuner.errors.TunerError` before the first step is taken.
 
@@ -24,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from tuner.errors import describe_exception
+from tuner.failures import describe_failure
 from tuner.objective import EvaluationCounts
 from tuner.steps import StepError, batches, optimizer_step, resolve_device
 from tuner.train_options import (
@@ -410,7 +411,7 @@ class _Run:
                 result.status = "pruned"
             else:
                 result.status = "failed"
-                result.error = describe_exception(error)
+                result.error = describe_failure(error)
         finally:
             result.function_evals = self.counts.function
             result.gradient_evals = self.counts.gradient

@@ -52,6 +52,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import describe_exception
+from tuner.failures import describe_failure
 from tuner.steps import StepError
 
 if TYPE_CHECKING:
@@ -249,7 +250,7 @@ class _Batch:
             raise
         except Exception as error:  # the shared step failed: every run still training fails
             for k in list(self.training):
-                self._finish(k, "failed", error=describe_exception(error))
+                self._finish(k, "failed", error=describe_failure(error))
         finally:
             wall, peak = measured.seconds(), measured.peak()
             state = 0
@@ -484,7 +485,7 @@ class _Batch:
             if _is_pruning(error):
                 self._finish(k, "pruned")
             else:
-                self._finish(k, "failed", error=describe_exception(error))
+                self._finish(k, "failed", error=describe_failure(error))
             return
         plateau = schedule.plateau
         if plateau is not None and after_warmup:

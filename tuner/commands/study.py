@@ -264,8 +264,9 @@ def _say_how_it_ended(name: str, db: str | None, report: Any) -> None:
     status = current_status(db, name)
     done = f"{status.done}/{status.total} trials"
     if status.status == "incomplete":
-        shown = "; ".join(f"{slot}: {error}" for slot, error in list(status.errors.items())[:3])
-        more = f" (and {len(status.errors) - 3} more)" if len(status.errors) > 3 else ""
+        groups = status.grouped_errors()
+        shown = "; ".join(f"{_slots_text(slots)}: {error}" for slots, error in groups[:3])
+        more = f" (and {len(groups) - 3} other errors)" if len(groups) > 3 else ""
         click.echo(
             f"Study {name!r} ended incomplete: {done}, {status.given_up} slot(s) given up "
             f"after failing again and again ({shown}{more}). See: tuner study show {name}",
@@ -283,6 +284,12 @@ def _say_how_it_ended(name: str, db: str | None, report: Any) -> None:
     else:
         click.echo(f"Study {name!r} paused at {done} ({report.stopped or 'stopped'}); "
                    "run it again to resume.")
+
+
+def _slots_text(slots: list[str], shown: int = 4) -> str:
+    """``adam/0, adam/1, sgd/0, sgd/1 and 6 more``."""
+    more = f" and {len(slots) - shown} more" if len(slots) > shown else ""
+    return ", ".join(slots[:shown]) + more
 
 
 class _Progress:
@@ -379,8 +386,8 @@ def show_command(name: str, as_json: bool, db: str | None) -> None:
         click.echo("Training: " + ", ".join(
             f"{key}={_training_text(value)}" for key, value in c.training.items()
         ) + ".")
-    for slot, error in status.errors.items():
-        click.echo(f"Given up: {slot}: {error}")
+    for slots, error in status.grouped_errors():
+        click.echo(f"Given up: {', '.join(slots)}: {error}")
     rows = []
     for item in status.optimizers:
         params = ", ".join(

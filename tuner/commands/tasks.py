@@ -127,6 +127,17 @@ def train_command(
     A first look at a task, or a check of one configuration:
 
         tuner train --task digits-mlp --optimizer adam --param lr=3e-3 --schedule cosine
+
+    The curve and the result are printed however the run ends; the exit status says how it
+    ended:
+
+    \b
+    0  the run completed (early stopping included)
+    1  nothing was trained: an unknown name or an invalid value (one line says which)
+    2  a usage error: an unknown or missing option
+    3  the run failed: an exception in the task's or the optimizer's code (printed
+       with the file and line where it happened in the task's code)
+    4  the run diverged: its loss blew up or became NaN
     """
     from tuner.plugins import get_registry
     from tuner.task_params import parse_flags
@@ -144,6 +155,7 @@ def train_command(
     )
     if as_json:
         print_json(result.to_dict())
+        _exit_unless_complete(result)
         return
     hyper = " ".join(f"{k}={format_value(v)}" for k, v in result.params.items())
     click.echo(f"{task.name} with {plugin.name} ({hyper}), seed {seed}, on {result.device}")
@@ -166,5 +178,22 @@ def train_command(
     if result.stopped_early:
         summary += " (stopped early)"
     click.echo(summary)
-    if result.error:
-        click.echo(f"error: {result.error}")
+    _exit_unless_complete(result)
+
+
+EXIT_FAILED = 3
+"""``tuner train``'s exit status when the run failed (an exception in training)."""
+
+EXIT_DIVERGED = 4
+"""``tuner train``'s exit status when the run diverged."""
+
+
+def _exit_unless_complete(result: Any) -> None:
+    """One line on standard error and a non-zero exit for a run that failed or diverged."""
+    if result.status == "failed":
+        click.echo(f"Error: the run failed: {result.error or 'no error was recorded'}", err=True)
+        raise SystemExit(EXIT_FAILED)
+    if result.status == "diverged":
+        click.echo(f"Error: the run diverged at step {result.steps}: its loss blew up or "
+                   "became NaN (a smaller learning rate may help)", err=True)
+        raise SystemExit(EXIT_DIVERGED)

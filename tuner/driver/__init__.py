@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from tuner.driver.create import create, create_study, delete_study
 from tuner.driver.optuna_adapter import study_name as optuna_study_name
-from tuner.driver.processes import graceful_signals, run_study
+from tuner.driver.processes import WorkerProcessError, graceful_signals, run_study
 from tuner.driver.settings import GRACE_ENV, HEARTBEAT_ENV, DriverError, WorkerSettings
 from tuner.driver.worker import Worker, WorkerReport
 
@@ -30,6 +30,7 @@ __all__ = [
     "HEARTBEAT_ENV",
     "DriverError",
     "Worker",
+    "WorkerProcessError",
     "WorkerReport",
     "WorkerSettings",
     "create",

@@ -122,3 +122,29 @@ def plan_slot(
     if spec.sampler == "grid" and grid is not None:
         return SlotPlan(grid(slot - len(initial)), "sampled")
     return SlotPlan(None, "sampled")
+
+
+STOP_PRECEDENCE = ("interrupted", "stopped", "timeout", "waiting")
+"""How a run of several workers stopped, when they disagree: the first of these that any of them
+reports."""
+
+
+def how_it_stopped(status: str, stops: Sequence[str], timeout: float | None) -> str:
+    """How a run of several workers ended (what a
+    :class:`~tuner.driver.worker.WorkerReport` calls ``stopped``), from the study's ``status``
+    and each worker's own reason to stop, ``stops`` (empty: unknown).
+
+    ``finished`` when every slot is settled; else the workers' reason; with none known,
+    ``stopped`` for a study asked to stop, ``timeout`` only when a ``timeout`` was given, and
+    ``unfinished`` when the workers ended for no reason known (they failed or were killed).
+    """
+    if status in ("finished", "incomplete"):
+        return "finished"
+    for reason in STOP_PRECEDENCE:
+        if reason in stops:
+            return reason
+    if status == "stopping":
+        return "stopped"
+    if timeout is not None:
+        return "timeout"
+    return "stopped" if status == "stopped" and not stops else "unfinished"

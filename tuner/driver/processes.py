@@ -5,6 +5,12 @@ processes. Ctrl-C (SIGINT) or SIGTERM stops every worker cleanly: each releases 
 the next run retries. A worker process also ends when its parent dies, however it died
 (``PR_SET_PDEATHSIG`` on Linux, a watcher thread elsewhere): killing ``tuner study run`` never
 leaves workers behind.
+
+Each worker process sends its report, or its error, back to the parent, which combines them
+(:func:`combined_report`): a worker process that failed makes :func:`run_study` raise
+:class:`WorkerProcessError`, and workers that stopped while starting because the script they
+re-ran calls the study API unguarded make it raise
+:class:`~tuner.script_guard.UnguardedScriptError`, once.
 """
 
 from __future__ import annotations
@@ -16,17 +22,46 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
+from tuner.driver.policy import how_it_stopped
 from tuner.driver.settings import DriverError, WorkerSettings
 from tuner.driver.supervision import current_status, graceful_signals
 from tuner.driver.worker import Worker, WorkerReport
+from tuner.errors import TunerError, first_line
+from tuner.failures import LONGEST_FAILURE, describe_failure
+from tuner.script_guard import (
+    UNGUARDED_EXIT_CODE,
+    WORKER_NAME_PREFIX,
+    UnguardedScriptError,
+    guard_message,
+)
 from tuner.store.studies import StudyStatus
 
 if TYPE_CHECKING:
     from tuner.driver.ray_backend import RayPlacement
 
 BACKENDS = ("local", "ray")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Signals that stop a worker process cleanly: one killed by them before it could install its
+handler was stopped, not broken."""
+
+
+class WorkerProcessError(DriverError):
+    """A local worker process failed: an error in it, or it exited or was killed otherwise."""
+
+
+@dataclass(frozen=True)
+class ProcessEnd:
+    """How one worker process ended: its name, exit code (negative: killed by that signal),
+    and what it sent back: its report, or the one line of its error (None: nothing)."""
+
+    name: str
+    exitcode: int | None
+    report: WorkerReport | None = None
+    error: str | None = None
 
 
 def end_with_parent(parent: int) -> None:
@@ -58,17 +93,32 @@ def _set_threads(workers: int) -> None:
 
 def worker_process(
     name: str, url: str | None, workers: int, timeout: float | None, grace: float | None,
-    parent: int, batch: int | None = None,
+    parent: int, batch: int | None, results: Any,
 ) -> None:
-    """The body of one spawned local worker process."""
+    """The body of one spawned local worker process: run a worker and put its report on
+    ``results`` (a queue the parent reads), or the one line of its error and exit 1 (a
+    traceback too for an error that is not tuner's own one-line kind: a bug)."""
+    import multiprocessing
+
+    me = multiprocessing.current_process().name
     with graceful_signals():
         end_with_parent(parent)
         try:
             _set_threads(workers)
             settings = WorkerSettings.from_env(grace, batch)
-            Worker(name, url, settings=settings, timeout=timeout).run()
+            report = Worker(name, url, settings=settings, timeout=timeout).run()
         except KeyboardInterrupt:
-            pass
+            report = WorkerReport(stopped="interrupted")
+        except TunerError as error:
+            results.put(ProcessEnd(me, None, error=first_line(str(error), LONGEST_FAILURE)))
+            raise SystemExit(1) from None
+        except Exception as error:
+            import traceback
+
+            traceback.print_exc()
+            results.put(ProcessEnd(me, None, error=describe_failure(error)))
+            raise SystemExit(1) from None
+        results.put(ProcessEnd(me, None, report=report))
 
 
 def run_study(
@@ -149,11 +199,13 @@ def _run_processes(
     if current_status(url, name).status in ("finished", "incomplete"):
         return WorkerReport(already_finished=True, stopped="finished")
     context = multiprocessing.get_context("spawn")
+    results = _Results(context)
     processes = [
         context.Process(
             target=worker_process,
-            args=(name, url, workers, timeout, grace_seconds, os.getpid(), batch),
-            name=f"tuner-worker-{index}",
+            args=(name, url, workers, timeout, grace_seconds, os.getpid(), batch,
+                  results.queue),
+            name=f"{WORKER_NAME_PREFIX}{index}",
         )
         for index in range(workers)
     ]
@@ -167,20 +219,82 @@ def _run_processes(
                 progress()
                 for process in processes:
                     process.join(timeout=1.0 / workers)
+                results.read()
     except KeyboardInterrupt:
         interrupted = True
         for process in processes:
             if process.is_alive() and process.pid is not None:
                 with suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGINT)
-        for process in processes:
-            process.join(timeout=60)
+        deadline = time.monotonic() + 60
+        while any(p.is_alive() for p in processes) and time.monotonic() < deadline:
+            results.read()
+            for process in processes:
+                process.join(timeout=0.1)
     progress()
     if interrupted:
         raise KeyboardInterrupt
-    status = current_status(url, name)
-    report = WorkerReport(trials=status.done)
-    report.stopped = {"finished": "finished", "incomplete": "finished"}.get(
-        status.status, "stopped" if status.status in ("stopping", "stopped") else "timeout"
-    )
-    return report
+    return combined_report(results.ends(processes), current_status(url, name).status, timeout)
+
+
+class _Results:
+    """The queue on which worker processes send how they ended, read by the parent as it
+    waits (a pipe holds only so much: a worker must never block on a full one)."""
+
+    def __init__(self, context: Any) -> None:
+        self.queue = context.SimpleQueue()
+        self.sent: dict[str, ProcessEnd] = {}
+
+    def read(self) -> None:
+        while not self.queue.empty():
+            end = self.queue.get()
+            self.sent[end.name] = end
+
+    def ends(self, processes: Sequence[Any]) -> list[ProcessEnd]:
+        """How each of ``processes`` (ended) ended: its exit code and what it sent."""
+        self.read()
+        return [replace(self.sent[p.name], exitcode=p.exitcode) if p.name in self.sent
+                else ProcessEnd(p.name, p.exitcode) for p in processes]
+
+
+def combined_report(
+    ends: Sequence[ProcessEnd], status: str, timeout: float | None
+) -> WorkerReport:
+    """One report for the worker processes that ended as ``ends``, the study being at
+    ``status`` (:class:`~tuner.store.studies.StudyStatus`) and ``timeout`` the one given.
+
+    Raises :class:`~tuner.script_guard.UnguardedScriptError` when workers stopped while
+    starting because the script they re-ran calls the study API unguarded, and
+    :class:`WorkerProcessError` (the first failure's line, and how many) when any failed."""
+    if any(end.exitcode == UNGUARDED_EXIT_CODE and end.report is None for end in ends):
+        raise UnguardedScriptError(guard_message())
+    failures = [f"{end.name}: {problem}" for end in ends
+                if (problem := process_failure(end)) is not None]
+    if failures:
+        others = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise WorkerProcessError(
+            f"{len(failures)} of {len(ends)} worker processes failed; {failures[0]}{others}"
+        )
+    reports = [end.report for end in ends if end.report is not None]
+    stops = [report.stopped for report in reports]
+    stops += ["interrupted" for end in ends if end.report is None]  # killed by a stop signal
+    return WorkerReport(trials=sum(report.trials for report in reports),
+                        stopped=how_it_stopped(status, stops, timeout))
+
+
+def process_failure(end: ProcessEnd) -> str | None:
+    """What went wrong in a worker process that ended as ``end``, or None (it ran to its end,
+    or was stopped by SIGINT/SIGTERM before it could report)."""
+    if end.error is not None:
+        return end.error
+    if end.report is not None:
+        return None
+    code = end.exitcode
+    if code is not None and code < 0:
+        if -code in STOP_SIGNALS:
+            return None
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code} without a report"

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuner.driver.policy import how_it_stopped
 from tuner.driver.settings import DriverError, WorkerSettings
 from tuner.driver.worker import Worker, WorkerReport
 
@@ -115,11 +116,7 @@ def run_on_ray(
             raise
         progress()
     status = current_status(resolved, name)
-    report = WorkerReport(trials=status.done)
-    report.stopped = {"finished": "finished", "incomplete": "finished"}.get(
-        status.status, "stopped" if status.status in ("stopping", "stopped") else "timeout"
-    )
-    return report
+    return WorkerReport(trials=status.done, stopped=how_it_stopped(status.status, [], timeout))
 
 
 def _runtime_env(placement: RayPlacement) -> dict[str, Any]:

@@ -31,7 +31,9 @@ from tuner.store.studies import set_status
 @dataclass
 class WorkerReport:
     """What one worker did. ``stopped``: finished, interrupted, stopped (a stop was asked
-    for), timeout, or waiting (nothing free to claim and ``wait_for_others`` off)."""
+    for), timeout, or waiting (nothing free to claim and ``wait_for_others`` off); for
+    several workers together also unfinished (they ended for no reason known:
+    :func:`tuner.driver.policy.how_it_stopped`)."""
 
     trials: int = 0
     stopped: str = ""

@@ -190,6 +190,14 @@ class StudyStatus:
     def given_up(self) -> int:
         return sum(len(o.given_up) for o in self.optimizers)
 
+    def grouped_errors(self) -> list[tuple[list[str], str]]:
+        """The given-up slots grouped by their last error, as (slots, error) in the order the
+        errors first appear: a task that always fails fails every slot alike."""
+        groups: dict[str, list[str]] = {}
+        for slot, error in self.errors.items():
+            groups.setdefault(error, []).append(slot)
+        return [(slots, error) for error, slots in groups.items()]
+
     def describe(self) -> dict[str, Any]:
         s = self.spec
         return {
