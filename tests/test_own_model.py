@@ -372,10 +372,78 @@ def test_python_study_api_refuses_a_task_defined_in_main(tmp_path: Path, sqlite_
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+    # no variable holds the object, but its class, built with no arguments, is the same task
     assert result.stdout.strip() == (
-        "task 'main-blobs' is defined in __main__ (a script or a notebook), which worker "
-        "processes cannot import; move it to a file and pass task='path/to/file.py:NAME' (or "
-        "'package.module:NAME'), NAME being the Task subclass, an instance or a function "
-        "returning one"
+        "worker processes rebuild task 'main-blobs' from a reference, and cannot import this "
+        'script as __main__; pass task=__file__ + ":Blobs" (they import the file: keep the '
+        'code that creates and runs the study under if __name__ == "__main__":)'
+    )
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+SCRIPT_TASK = '''
+import torch
+from torch import nn
+
+import tuner
+from tuner.errors import TunerError
+from tuner.task import from_function
+
+
+def build(seed):
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(120, 3, generator=generator)
+    y = (x[:, 0] > 0).long()
+    return nn.Linear(3, 2), (x[:100], y[:100]), (x[100:], y[100:])
+
+
+wine = from_function(name="script-wine", build=build, budget=6, batch_size=20, eval_every=3)
+'''
+
+
+def test_a_task_built_in_a_script_is_answered_with_the_reference_that_works(
+    tmp_path: Path, sqlite_url: str
+):
+    """from_function's object (a class of tuner's own) in a script: the error names the
+    script's variable, never tuner's modules, and the reference it gives trains with a
+    worker."""
+    script = tmp_path / "train_wine.py"
+    script.write_text(SCRIPT_TASK + textwrap.dedent(f'''
+        if __name__ == "__main__":
+            try:
+                tuner.Study.create("by-object", task=wine, optimizers=["sgd"], trials=1,
+                                   db={sqlite_url!r})
+            except TunerError as error:
+                print(error)
+            study = tuner.Study.create("by-file", task=__file__ + ":wine", optimizers=["sgd"],
+                                       trials=1, pruner="none", db={sqlite_url!r})
+            print(study.run(workers=1).stopped)
+    '''))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    refused, finished = result.stdout.strip().splitlines()
+    assert 'pass task=__file__ + ":wine"' in refused and "tuner." not in refused
+    assert 'if __name__ == "__main__":' in refused
+    assert finished == "finished"
+    assert sqlite_rows(sqlite_url, "SELECT task, status FROM tuner_runs") == [
+        ("script-wine", "complete")
+    ]
+    assert sqlite_rows(sqlite_url, "SELECT name FROM tuner_studies") == [("by-file",)]
+
+
+def test_a_script_that_loads_itself_at_import_is_told_to_guard_it(tmp_path: Path,
+                                                                   sqlite_url: str):
+    script = tmp_path / "unguarded.py"
+    script.write_text(SCRIPT_TASK + textwrap.dedent(f'''
+        tuner.Study.create("loop", task=__file__ + ":wine", optimizers=["sgd"], trials=1,
+                           db={sqlite_url!r})
+    '''))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        f"task reference '{script}:wine': importing unguarded.py loads the same reference "
+        'again; keep the code that creates or runs a study under if __name__ == "__main__":'
     )
     assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()

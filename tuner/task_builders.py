@@ -84,6 +84,13 @@ class FunctionTask(Task):
         self._build, self._loss, self._evaluate = build, loss, evaluate
         self._wants_device = "device" in inspect.signature(build).parameters
 
+    @property
+    def defined_in(self) -> str | None:
+        """The module of the build function: where the user's code of this task lives (the
+        task's class is tuner's own, so its module says nothing of it)."""
+        module = getattr(self._build, "__module__", None)
+        return module if isinstance(module, str) else None
+
     def build(self, seed: int, device: torch.device) -> Problem:
         built = self._build(seed, device=device) if self._wants_device else self._build(seed)
         if not (isinstance(built, tuple) and len(built) == 3):
