@@ -447,3 +447,43 @@ def test_a_script_that_loads_itself_at_import_is_told_to_guard_it(tmp_path: Path
         'again; keep the code that creates or runs a study under if __name__ == "__main__":'
     )
     assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+def test_a_task_without_a_kind_is_no_kind_and_gets_no_kind_preset(tmp_path: Path,
+                                                                   sqlite_url: str):
+    from tuner.plugins import get_registry
+    from tuner.reference import TaskReferenceError
+
+    path = tmp_path / "kinds.py"
+    path.write_text(SCRIPT_TASK + textwrap.dedent('''
+        sequence = from_function(name="kind-sequence", build=build, budget=6, batch_size=20,
+                                 kind="sequence")
+        wrong = from_function(name="kind-wrong", build=build, kind="mlp")
+    '''))
+    shown = invoke("tasks", "show", f"{path}:wine", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["kind"] is None
+    table = invoke("tasks", "show", f"{path}:wine")
+    assert "convex" not in table.output
+    assert next(line.split() for line in table.output.splitlines()
+                if line.startswith("kind")) == ["kind", "-"]
+    with pytest.raises(TaskReferenceError, match="kind must be one of analytic, convex, "
+                       "vision, sequence, sparse, or None"):
+        get_registry().task(f"{path}:wrong")
+
+    for study, attribute in (("kindless", "wine"), ("sequence", "sequence")):
+        created = invoke("study", "create", study, "--task", f"{path}:{attribute}",
+                         "--optimizers", "lion", "--trials", "1", "--seeds", "1",
+                         "--pruner", "none", "--db", sqlite_url)
+        assert created.exit_code == 0, created.output
+    assert sorted(sqlite_rows(sqlite_url, "SELECT name, kind FROM tuner_tasks")) == [
+        ("kind-sequence", "sequence"), ("script-wine", None)
+    ]
+    # the recommended first trial: Lion's plain values without a kind, its preset with one
+    import tuner
+
+    lion = get_registry().optimizer("lion")
+    assert lion.recommended_for(None) != lion.recommended_for("sequence")
+    for study, kind in (("kindless", None), ("sequence", "sequence")):
+        first = tuner.Study.load(study, db=sqlite_url).spec().initial_configs["lion"][0]
+        assert first["params"] == lion.recommended_for(kind)
