@@ -487,3 +487,118 @@ def test_a_task_without_a_kind_is_no_kind_and_gets_no_kind_preset(tmp_path: Path
     for study, kind in (("kindless", None), ("sequence", "sequence")):
         first = tuner.Study.load(study, db=sqlite_url).spec().initial_configs["lion"][0]
         assert first["params"] == lion.recommended_for(kind)
+
+
+WINE_FILE = '''
+from pathlib import Path
+
+Path(__file__).with_name("imported").write_text("the file ran")  # a hint must not import it
+
+import tuner.task as T
+from tuner.task import from_function
+
+
+def build(seed):
+    raise RuntimeError("never built here")
+
+
+task = from_function(name="wine-mlp", build=build)
+'''
+
+
+def test_a_file_named_without_its_task_is_answered_with_the_names_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "wine.py").write_text(WINE_FILE)
+    result = run_tuner("train", "--task", "wine.py", "--optimizer", "adam", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: unknown task 'wine.py' (a task in a file or a module is named "
+        "path/to/file.py:NAME or package.module:NAME); did you mean wine.py:task?"
+    ]
+    monkeypatch.chdir(tmp_path)
+    for written, shown in (("wine", "wine.py"), (str(tmp_path / "wine.py"), None)):
+        for args in (["train", "--task", written, "--optimizer", "adam"],
+                     ["study", "create", "w", "--task", written, "--optimizers", "adam",
+                      "--trials", "1", "--seeds", "1", "--db", f"sqlite:///{tmp_path / 'w.db'}"],
+                     ["tasks", "show", written]):
+            refused = invoke(*args)
+            assert refused.exit_code == 1
+            lines = refused.output.strip().splitlines()
+            assert len(lines) == 1 and f"did you mean {shown or written}:task?" in lines[0]
+    assert not (tmp_path / "imported").exists()
+    assert not (tmp_path / "w.db").exists()
+
+
+def test_a_module_named_without_its_task_is_answered_without_importing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    package = tmp_path / "shapes"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        'from pathlib import Path\nPath(__file__).with_name("imported").write_text("ran")\n'
+    )
+    (package / "models.py").write_text(TASK_SOURCE.format(name="shapes-blobs"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = invoke("train", "--task", "shapes.models", "--optimizer", "adam")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: unknown task 'shapes.models' (a task in a file or a module is named "
+        "path/to/file.py:NAME or package.module:NAME); did you mean shapes.models:blobs? "
+        "(tasks in it: blobs, make_blobs, Blobs)"
+    ]
+    assert not (package / "imported").exists() and "shapes" not in sys.modules
+    nothing = invoke("train", "--task", "shapes.nothing", "--optimizer", "adam")
+    assert "did you mean shapes.nothing:NAME?" in nothing.output
+    plain = invoke("train", "--task", "digits-mpl", "--optimizer", "adam")
+    assert plain.exit_code == 1
+    assert "choose from: " in plain.output and "digits-mlp" in plain.output
+    assert "or a task of your own: path/to/file.py:NAME or package.module:NAME" in plain.output
+
+
+CANDIDATES_SOURCE = '''
+import tuner
+import tuner.task as T
+from tuner.task import Task, from_function
+
+
+class Base(T.Task):
+    """No name: a base for the others, not a task by itself."""
+
+
+class Digits(Base):
+    name = "digits-x"
+
+
+class Other:
+    name = "not a task"
+
+
+def make() -> "tuner.Task":
+    ...
+
+
+def make_small():
+    return Digits()
+
+
+def helper():
+    return 3
+
+
+task = from_function(name="x", build=None)
+typed: Task = Digits()
+_private = Digits()
+number = 3
+'''
+
+
+def test_task_candidates_are_read_from_the_source(tmp_path: Path):
+    from tuner.task_hints import task_candidates
+
+    path = tmp_path / "many.py"
+    path.write_text(CANDIDATES_SOURCE)
+    assert task_candidates(path) == ["task", "typed", "make", "make_small", "Digits"]
+    (tmp_path / "broken.py").write_text("def (:\n")
+    assert task_candidates(tmp_path / "broken.py") == []
+    assert task_candidates(tmp_path / "missing.py") == []

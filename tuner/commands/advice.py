@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from tuner.commands import _task_help as task_help
 from tuner.commands._output import output_options, print_json, print_table
 from tuner.commands.db import db_option
 
@@ -33,8 +34,7 @@ def _lr_range(standing) -> str:
 
 
 @click.command(name="best")
-@click.option("--task", required=True, help="The task to rank optimizers on: its name, or the "
-              "reference (file.py:Name, module:Name) its studies were created from.")
+@click.option("--task", required=True, help=task_help.IN_STORE)
 @click.option("--where", "where", multiple=True, metavar="OPTION=VALUE",
               help="Only runs trained with this training option, e.g. --where batch_size=16 "
               "(repeatable).")
@@ -152,7 +152,7 @@ def _training(training: dict) -> str:
 
 
 @click.command(name="advise")
-@click.option("--task", required=True, help="The task to advise on.")
+@click.option("--task", required=True, help=task_help.IN_STORE)
 @click.option(
     "--memory-budget", default=None, metavar="Kn",
     help="Only configurations whose measured optimizer state is at most K times the "
@@ -305,7 +305,7 @@ def _rank_text(rank: float | None) -> str:
 
 
 @click.command(name="lr-find")
-@click.option("--task", required=True, help="The task whose model and data to use.")
+@click.option("--task", required=True, help=task_help.TO_TRAIN)
 @click.option("--optimizer", required=True, help="The optimizer to sweep the lr of.")
 @click.option("--start", default=1e-7, show_default=True, type=float, help="First lr.")
 @click.option("--end", default=10.0, show_default=True, type=float, help="Last lr.")
@@ -364,7 +364,7 @@ def lr_find_command(
 
 
 @click.command(name="report")
-@click.option("--task", required=True, help="The task to report on.")
+@click.option("--task", required=True, help=task_help.IN_STORE)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @tolerance_option
 @db_option
