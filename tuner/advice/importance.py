@@ -113,9 +113,11 @@ def importance_shares(points: Sequence[tuple[float, dict[str, Any]]]) -> dict[st
 
 
 def importance(
-    task: str, optimizers: Sequence[str], db: str | Store | None = None
+    task: str, optimizers: Sequence[str], db: str | Store | None = None,
+    where: dict[str, Any] | None = None,
 ) -> list[Importance]:
-    """The importance of each optimizer's hyperparameters on ``task`` (in memory, on demand)."""
+    """The importance of each optimizer's hyperparameters on ``task`` (in memory, on demand),
+    from the configurations trained as ``where`` says (all when None)."""
     from tuner.advice.source import open_for_reading
     from tuner.store.queries import config_means_with_params
 
@@ -123,7 +125,7 @@ def importance(
     try:
         found = []
         for optimizer in optimizers:
-            points = config_means_with_params(store, task, optimizer)
+            points = config_means_with_params(store, task, optimizer, where)
             found.append(Importance(task, optimizer, len(points), importance_shares(points)))
         return found
     finally:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.advice.ratios import LrRatio
 from tuner.advice.source import (
     NoRunsError,
+    no_match_message,
     no_runs_message,
     open_for_reading,
     task_by_reference,
@@ -163,10 +164,12 @@ def rank_task(
     """Optimizers ranked on ``task`` from every run in the store (``tuner best``).
 
     ``memory_budget`` (``"1n"``, ...) keeps only configurations whose measured optimizer state
-    is at most that multiple of the parameters' bytes; ``where`` (``{"batch_size": 16}``) only
-    those trained with these training options. ``task`` may also be a task reference
-    (``file.py:Name``) that a study of the store was created from. Raises
-    :class:`NoRunsError` when the store holds no run of the task (or no store is there).
+    is at most that multiple of the parameters' bytes; ``where`` only those trained with these
+    training options: a value (``{"batch_size": 16}``) or an inclusive range of numbers
+    (``{"batch_size": (16, 64)}``, or ``{"range": [16, 64]}``). ``task`` may also be a task
+    reference (``file.py:Name``) that a study of the store was created from. Raises
+    :class:`NoRunsError` when the store holds no run of the task (or no store is there), or
+    none that ``where`` keeps (naming the filter and what the runs have).
     """
     from tuner.advice.bootstrap import CONTENDERS
     from tuner.store import training_options
@@ -175,11 +178,12 @@ def rank_task(
         contender_configs,
         optimizer_summaries,
         study_count,
-        tasks_with_runs,
     )
+    from tuner.study_training import check_where
 
     chosen = None if tolerance is None else Tolerance.parse(tolerance)
     budget = parse_memory_budget(memory_budget)
+    where = check_where(where) if where else None
     store, opened = open_for_reading(db)
     try:
         task = task_by_reference(store, task)
@@ -187,8 +191,8 @@ def rank_task(
         tol = chosen if chosen is not None else default_tolerance(record.metric)
         summaries = optimizer_summaries(store, task, record.direction, tol.margin, budget,
                                         where)
-        if not summaries and (budget is None or task not in tasks_with_runs(store)):
-            raise NoRunsError(no_runs_message(store, task))
+        if not summaries:
+            _check_runs(store, task, where, budget)
         runs = config_runs(
             store, task, [(s.optimizer, s.config_hash) for s in summaries if s.config_hash]
         )
@@ -216,6 +220,23 @@ def rank_task(
         memory_budget=budget, lr_ratios=ratios, certainty=certainty,
         where=dict(where) if where else None,
     )
+
+
+def _check_runs(
+    store: Store, task: str, where: dict[str, Any] | None, budget: float | None
+) -> None:
+    """Why a ranking found no configuration, when that is an error: the task has no runs, or
+    none trained as ``where`` says. (Runs that the memory budget alone leaves out make an
+    empty ranking, which the advice words itself.)"""
+    from tuner.store.queries import runs_match, tasks_with_runs
+
+    measured = tasks_with_runs(store)
+    if task not in measured:
+        raise NoRunsError(no_runs_message(store, task, measured))
+    if where and not runs_match(store, task, where):
+        raise NoRunsError(no_match_message(store, task, where))
+    if budget is None:
+        raise NoRunsError(no_runs_message(store, task, measured))
 
 
 def _standing(
@@ -384,6 +405,8 @@ def best(
     task: str,
     db: str | Store | None = None,
     tolerance: str | float | Tolerance | None = None,
+    where: dict[str, Any] | None = None,
 ) -> TaskRanking:
-    """Optimizers ranked on ``task``, each with its best configuration; see :func:`rank_task`."""
-    return rank_task(task, db=db, tolerance=tolerance)
+    """Optimizers ranked on ``task``, each with its best configuration, among the runs trained
+    as ``where`` says (``{"batch_size": (16, 64)}``); see :func:`rank_task`."""
+    return rank_task(task, db=db, tolerance=tolerance, where=where)

@@ -68,6 +68,7 @@ def advise(
     memory_budget: str | float | None = None,
     tolerance: str | float | Tolerance | None = None,
     prefer: str = "quality",
+    where: dict[str, Any] | None = None,
 ) -> Advice:
     """The recommendation for ``task`` (``tuner advise``), optionally within a memory budget.
 
@@ -80,22 +81,27 @@ def advise(
     optimizer within the Pareto set over the three (:mod:`tuner.advice.pareto`). The text names
     the winner's P(best) and says "too few runs" (and how many more seeds would settle it) when
     it is under 0.9 (:mod:`tuner.advice.bootstrap`), and each other optimizer's lr ratio.
+
+    ``where`` (``{"batch_size": (16, 64)}``) draws all of it from the runs trained with those
+    training options, as :func:`~tuner.advice.ranking.rank_task` does.
     """
     from tuner.advice.defaults import defaults_against_tuning
     from tuner.advice.importance import importance
     from tuner.advice.pareto import PREFERENCES
+    from tuner.study_training import describe_where
 
     if prefer not in PREFERENCES:
         raise AdviceError(f"cannot prefer {prefer!r}: use one of {', '.join(PREFERENCES)}")
     budget = parse_memory_budget(memory_budget)
     store, opened = open_for_reading(db)
     try:
-        everything = rank_task(task, db=store, tolerance=tolerance)
+        everything = rank_task(task, db=store, tolerance=tolerance, where=where)
         ranking = everything if budget is None else rank_task(
-            task, db=store, tolerance=tolerance, memory_budget=budget
+            task, db=store, tolerance=tolerance, memory_budget=budget, where=where
         )
         defaults = defaults_against_tuning(store, ranking)
-        what_matters = importance(task, [candidates_first(ranking)], db=store)[0]
+        what_matters = importance(ranking.task, [candidates_first(ranking)], db=store,
+                                  where=ranking.where)[0]
     finally:
         if opened:
             store.dispose()
@@ -104,22 +110,23 @@ def advise(
                 if s.mean is not None and s.optimizer not in fitting]
     candidates = [s for s in ranking.optimizers if s.mean is not None]
     metric = ranking.metric
+    on = f"On {task}" + (f" (runs with {describe_where(ranking.where)})" if ranking.where else "")
     if not candidates:
         why = (
             f"within a memory budget of {budget:g}n" if budget is not None and left_out
             else "that completed without diverging"
         )
         return Advice(
-            task=task, text=f"On {task}, no measured optimizer {why}; run a study first.",
+            task=task, text=f"{on}, no measured optimizer {why}; run a study first.",
             optimizer=None, params={}, lr=None, good_lr=None, mean=None, std=None, seeds=0,
             trials=0, tied_with=[], memory_budget=budget, left_out=left_out, ranking=ranking,
         )
     pareto = [s.optimizer for s in candidates if s.pareto]
     top = _preferred(candidates, prefer, ranking.direction)
     tied = [s.optimizer for s in candidates[1:] if top is candidates[0] and s.tied_with_winner]
-    text = f"On {task}, use {top.optimizer}"
+    text = f"{on}, use {top.optimizer}"
     if prefer != "quality" and top is not candidates[0]:
-        text = f"On {task}, for {prefer}, use {top.optimizer}"
+        text = f"{on}, for {prefer}, use {top.optimizer}"
     if top.lr is not None:
         text += f" with lr {format_lr(top.lr)}"
         if top.good_lr and top.good_lr[0] < top.good_lr[1]:

@@ -19,6 +19,12 @@ TOLERANCE_HELP = (
 )
 
 
+WHERE_HELP = (
+    "Only runs trained with this training option: a value (--where batch_size=16) or a range "
+    "of numbers, both ends included (--where batch_size=16:64); repeatable."
+)
+
+
 def tolerance_option(function):
     """Add ``--tolerance`` to a command."""
     return click.option("--tolerance", default=None, metavar="TOL", help=TOLERANCE_HELP)(function)
@@ -35,9 +41,8 @@ def _lr_range(standing) -> str:
 
 @click.command(name="best")
 @click.option("--task", required=True, help=task_help.IN_STORE)
-@click.option("--where", "where", multiple=True, metavar="OPTION=VALUE",
-              help="Only runs trained with this training option, e.g. --where batch_size=16 "
-              "(repeatable).")
+@click.option("--where", "where", multiple=True, metavar="OPTION=VALUE|LOW:HIGH",
+              help=WHERE_HELP)
 @click.option(
     "--importance", "with_importance", is_flag=True,
     help="Also say which hyperparameters matter, per optimizer (a functional-ANOVA estimate "
@@ -63,6 +68,7 @@ def best_command(
     """
     from tuner.advice import format_lr, format_metric, format_spread, rank_task
     from tuner.advice.recommend import too_few_runs_text
+    from tuner.study_training import describe_where
 
     ranking = rank_task(task, db=db, tolerance=tolerance, where=_where(where))
     task = ranking.task
@@ -71,7 +77,7 @@ def best_command(
         from tuner.advice.importance import importance as importance_of
 
         measured = [s.optimizer for s in ranking.optimizers if s.mean is not None]
-        importance = importance_of(task, measured, db=db)
+        importance = importance_of(task, measured, db=db, where=ranking.where)
     if as_json:
         data = ranking.to_dict()
         if importance is not None:
@@ -109,7 +115,7 @@ def best_command(
         title=(
             f"{task}: {ranking.metric} ({ranking.direction}), tolerance {ranking.tolerance}, "
             f"{ranking.studies} stud{'y' if ranking.studies == 1 else 'ies'}"
-            + (f", runs with {_settings(ranking.where)}" if ranking.where else "")
+            + (f", runs with {describe_where(ranking.where)}" if ranking.where else "")
         ),
     )
     top = ranking.optimizers[0] if ranking.optimizers else None
@@ -125,17 +131,15 @@ def best_command(
 
 
 def _where(texts: tuple[str, ...]) -> dict | None:
-    """``--where batch_size=16`` flags -> ``{"batch_size": 16}`` (numbers and booleans typed
-    as the runs record them); a name that is no training option is an error."""
-    from tuner.study_training import check_training, parse_flag
+    """``--where batch_size=16`` / ``--where batch_size=16:64`` flags -> ``{"batch_size": 16}``
+    / ``{"batch_size": {"range": [16, 64]}}`` (numbers and booleans typed as the runs record
+    them); a name that is no training option is an error."""
+    from tuner.study_training import check_where, parse_flag
 
     if not texts:
         return None
-    pairs = dict(parse_flag(text) for text in texts)
-    for name, value in pairs.items():
-        if isinstance(value, dict):
-            raise click.ClickException(f"--where {name}: give one value, not a range or choices")
-    return check_training(pairs, "--where")
+    return check_where(dict(parse_flag(text, "--where", "OPTION=VALUE or OPTION=LOW:HIGH")
+                            for text in texts))
 
 
 def _settings(values: dict) -> str:
@@ -153,6 +157,8 @@ def _training(training: dict) -> str:
 
 @click.command(name="advise")
 @click.option("--task", required=True, help=task_help.IN_STORE)
+@click.option("--where", "where", multiple=True, metavar="OPTION=VALUE|LOW:HIGH",
+              help=WHERE_HELP)
 @click.option(
     "--memory-budget", default=None, metavar="Kn",
     help="Only configurations whose measured optimizer state is at most K times the "
@@ -174,15 +180,16 @@ def _training(training: dict) -> str:
 @output_options
 @click.pass_context
 def advise_command(
-    ctx: click.Context, task: str, memory_budget: str | None, prefer: str, width: int | None,
-    tolerance: str | None, db: str | None, as_json: bool,
+    ctx: click.Context, task: str, where: tuple[str, ...], memory_budget: str | None,
+    prefer: str, width: int | None, tolerance: str | None, db: str | None, as_json: bool,
 ) -> None:
     """The recommendation for a task in one or two sentences, with its evidence.
 
     Says how sure it is (the winner's probability of being the best, from a resample of the
     seeds), when the top optimizers are tied and when there are too few runs to name a winner,
     and how the other optimizers' best lrs compare. A memory budget judges each configuration
-    by its measured state; --prefer speed or memory trades quality for the other two.
+    by its measured state; --prefer speed or memory trades quality for the other two;
+    --where draws it all from the runs trained with those options (batch_size=16:64).
 
     With --width N: each optimizer's best lr against the model's width over the task's studies
     at different widths (charlm, charlm[width=128], ...), fitted as lr ~ width^b, and the lr it
@@ -192,7 +199,8 @@ def advise_command(
     if width is not None:
         from click.core import ParameterSource
 
-        given = [f"--{name.replace('_', '-')}" for name in ("memory_budget", "prefer", "tolerance")
+        given = [f"--{name.replace('_', '-')}"
+                 for name in ("where", "memory_budget", "prefer", "tolerance")
                  if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)]
         if given:
             raise click.UsageError(f"{', '.join(given)} cannot be combined with --width")
@@ -201,7 +209,7 @@ def advise_command(
     from tuner.advice import advise
 
     advice = advise(task, db=db, memory_budget=memory_budget, tolerance=tolerance,
-                    prefer=prefer)
+                    prefer=prefer, where=_where(where))
     if as_json:
         print_json(advice.to_dict())
         return
