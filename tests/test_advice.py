@@ -37,6 +37,7 @@ from tuner.store import (
     resolve_url,
     start_trial,
 )
+from tuner.store.config_key import protocol_key
 from tuner.training import RunResult
 
 ACCURACY_TASK = "digits-mlp"  # val_accuracy, maximize
@@ -52,12 +53,13 @@ def invoke(*args: str):
 
 
 def add_runs(store, task, optimizer, params, finals, statuses=None, steps_to_target=None,
-             state=2.0, options=None, origin=None):
+             state=2.0, options=None, origin=None, tuned=()):
     """Record one configuration's seeds (a None final with no status means diverged).
 
     ``state`` is the measured optimizer state as a multiple of the parameters' bytes; with an
     ``origin`` the runs belong to a trial of their own study that says where the configuration
-    came from (``recommended`` for an optimizer's default).
+    came from (``recommended`` for an optimizer's default). ``tuned`` names the training
+    options a study tuned (they are part of the configuration, not of the protocol).
     """
     record_task(store, TASKS[task])
     trial_id = None
@@ -75,7 +77,8 @@ def add_runs(store, task, optimizer, params, finals, statuses=None, steps_to_tar
             final_metric=final if status == "complete" else None, best_metric=final,
             steps_to_target=steps_to_target, optimizer_state_bytes=int(state * 4 * 100),
             param_count=100, options=dict(options or {}),
-        ))
+        ), protocol=protocol_key((options or {}).get("budget"), "steps", options or {},
+                                 set(tuned)))
 
 
 @pytest.fixture
@@ -229,6 +232,101 @@ def test_one_params_set_under_two_budgets_is_two_configurations(database_url):
     assert at_100["optimizers"][0]["mean"] == pytest.approx(0.55)
     assert [p["budget"] for p in at_100["other_protocols"]] == [200]
     store.dispose()
+
+
+BATCH_MEANS = {16: 0.90, 32: 0.95, 64: 0.93, 128: 0.97}
+"""adam's mean at each batch size of the ``by_batch_size`` store (sgd's is 0.1 lower)."""
+
+
+@pytest.fixture
+def by_batch_size(database_url):
+    """One adam and one sgd configuration per batch size of BATCH_MEANS, two seeds each, as a
+    study that tunes the batch size records them (one protocol); adam's runs at 32 and 128 are
+    its recommended configuration; another task has runs too."""
+    store = open_store(database_url)
+    for size, mean in BATCH_MEANS.items():
+        origin = "recommended" if size in (32, 128) else None
+        add_runs(store, ACCURACY_TASK, "adam", {"lr": 1e-3}, [mean - 0.005, mean + 0.005],
+                 options={"batch_size": size}, origin=origin, tuned={"batch_size"})
+        add_runs(store, ACCURACY_TASK, "sgd", {"lr": 1e-2}, [mean - 0.105, mean - 0.095],
+                 options={"batch_size": size}, state=0.0, tuned={"batch_size"})
+    add_runs(store, LOSS_TASK, "adam", {"lr": 0.1}, [1e-3], options={"batch_size": 16})
+    yield store, database_url
+    store.dispose()
+
+
+def test_where_a_range_keeps_the_runs_inside_it_both_ends_included(by_batch_size):
+    store, url = by_batch_size
+    for low, high in ((16, 64), (32, 32), (17, 127), (16, 128)):
+        inside = {size: mean for size, mean in BATCH_MEANS.items() if low <= size <= high}
+        ranking = best(ACCURACY_TASK, db=store, where={"batch_size": (low, high)})
+        assert ranking.where == {"batch_size": {"range": [low, high]}}
+        adam = ranking.standing("adam")
+        assert (adam.trials, adam.runs) == (len(inside), 2 * len(inside))
+        # the mean of two seeds placed symmetrically around it: equal up to float rounding
+        assert adam.mean == pytest.approx(max(inside.values()), rel=1e-9)
+        assert adam.training["batch_size"] == max(inside, key=inside.get)
+    data = json.loads(invoke("best", "--task", ACCURACY_TASK, "--where", "batch_size=16:64",
+                             "--json", "--db", url).output)
+    assert data["where"] == {"batch_size": {"range": [16, 64]}}
+    assert {o["optimizer"]: o["trials"] for o in data["optimizers"]} == {"adam": 3, "sgd": 3}
+    table = invoke("best", "--task", ACCURACY_TASK, "--where", "batch_size=16:64", "--db", url)
+    assert table.exit_code == 0 and "runs with batch_size=16:64" in table.output
+    exact = best(ACCURACY_TASK, db=store, where={"batch_size": 64})
+    assert exact.standing("adam").trials == 1
+
+
+def test_advise_where_draws_the_ranking_and_the_defaults_from_the_range(by_batch_size):
+    _, url = by_batch_size
+    advice = advise(ACCURACY_TASK, db=url, where={"batch_size": (16, 64)})
+    assert advice.text.startswith(f"On {ACCURACY_TASK} (runs with batch_size=16:64), use adam")
+    assert advice.mean == pytest.approx(BATCH_MEANS[32], rel=1e-9)
+    # of adam's two recommended configurations only the one at 32 lies in the range
+    defaults = advice.defaults_vs_tuning["defaults"]
+    assert defaults["adam"]["default"] == pytest.approx(BATCH_MEANS[32], rel=1e-9)
+    printed = json.loads(invoke("advise", "--task", ACCURACY_TASK, "--where",
+                                "batch_size=64:128", "--json", "--db", url).output)
+    assert printed["ranking"]["where"] == {"batch_size": {"range": [64, 128]}}
+    assert printed["mean"] == pytest.approx(BATCH_MEANS[128], rel=1e-9)
+    assert printed["defaults_vs_tuning"]["defaults"]["adam"]["default"] == pytest.approx(
+        BATCH_MEANS[128], rel=1e-9)
+
+
+@pytest.mark.parametrize("command", ["best", "advise"])
+def test_where_matching_nothing_names_the_task_the_filter_and_what_its_runs_have(
+    command, by_batch_size
+):
+    _, url = by_batch_size
+    span = f"{min(BATCH_MEANS)}..{max(BATCH_MEANS)}"
+    for flags, said in (
+        (["batch_size=17:31"], f"batch_size=17:31 (its runs have batch_size {span})"),
+        (["batch_size=24"], f"batch_size=24 (its runs have batch_size {span})"),
+        (["batch_size=16", "schedule=cosine"],
+         f"batch_size=16, schedule=cosine (its runs have batch_size {span}, no schedule "
+         "recorded)"),
+    ):
+        result = invoke(command, "--task", ACCURACY_TASK, "--db", url,
+                        *[arg for flag in flags for arg in ("--where", flag)])
+        assert result.exit_code == 1
+        assert result.output.strip().splitlines() == [
+            f"Error: no runs of task '{ACCURACY_TASK}' match --where {said}"
+        ]
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("batch_size=64:16", "--where batch_size: low 64 is above high 16"),
+    ("batch_size=16,32", "--where batch_size: give one value or a range LOW:HIGH, not choices"),
+    ("schedule=constant:cosine", "--where schedule: not a number, so give one value"),
+    ("batch_size=1.5:4", "--where: training option batch_size must be a whole number"),
+    ("widht=3", "--where: unknown training option 'widht'"),
+    ("batch_size", "--where 'batch_size': expected OPTION=VALUE or OPTION=LOW:HIGH"),
+])
+def test_a_bad_where_is_one_line(flag, message, by_batch_size):
+    _, url = by_batch_size
+    result = invoke("best", "--task", ACCURACY_TASK, "--where", flag, "--db", url)
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
 
 
 def test_a_store_without_the_task_plugin_still_answers(sqlite_url):

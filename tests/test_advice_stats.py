@@ -115,7 +115,7 @@ def test_p_best_of_two_identical_optimizers_is_a_coin(store):
     assert not ranking.certainty.settled and ranking.certainty.more_seeds is None
     assert ranking.optimizers[1].tied_with_winner is True
     text = advise(LOSS.name, db=store).text
-    assert "Too few runs to name a winner" in text and "more seeds will not separate" in text
+    assert "Too few runs to name a winner" in text and "they may be equally good" in text
 
 
 def test_p_best_matches_the_analytic_probability(store):
@@ -128,9 +128,12 @@ def test_p_best_matches_the_analytic_probability(store):
     assert p["a"] == pytest.approx(analytic, abs=0.05)
     certainty = ranking.certainty
     assert not certainty.settled and certainty.contender == "b"
-    # n >= z^2 (1 + 1) / gap^2 seeds; 3 measured
-    assert certainty.more_seeds == math.ceil(CONFIDENT_Z**2 * 2 / gap**2) - 3
-    assert seeds_to_settle(gap, 1.0, 1.0, 3) == certainty.more_seeds
+    # n >= z^2 (1 + 1) / gap^2 seeds; 3 measured: 15 more; the resample looks on its grid of
+    # more seeds (1, 2, 4, 8, 16, 32): at 16 more it gives Phi(gap / sqrt(2 / 19)) = 0.906,
+    # within a share's standard error (0.009) of 0.9, so 16 or the next point, 32
+    closed_form = math.ceil(CONFIDENT_Z**2 * 2 / gap**2) - 3
+    assert seeds_to_settle(gap, 1.0, 1.0, 3) == closed_form == 15
+    assert certainty.more_seeds in (16, 32) and certainty.more_trials is None
     text = advise(LOSS.name, db=store).text
     assert f"P(best) {p['a']:.2f} < 0.9 against b" in text
     assert f"about {certainty.more_seeds} more seeds" in text

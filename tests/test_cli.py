@@ -52,6 +52,26 @@ def test_every_command_has_help_text():
                 assert param.help, f"{' '.join(path)} {param.opts[0]} has no help"
 
 
+def test_every_task_option_says_how_to_name_a_task_of_ones_own():
+    def walk(command, path):
+        yield path, command
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    with_task = []
+    for path, command in walk(cli, []):
+        for param in command.params:
+            if isinstance(param, click.Option) and "--task" in param.opts:
+                with_task.append(" ".join(path))
+                assert "path/to/file.py:NAME" in param.help, path
+                assert "package.module:NAME" in param.help, path
+    assert {"train", "lr-find", "study create", "best", "advise", "report",
+            "plot curves"} <= set(with_task)
+    for path in (["train"], ["study", "create"]):
+        shown = CliRunner().invoke(cli, [*path, "--help"]).output
+        assert "path/to/file.py:NAME" in shown and "package.module:NAME" in shown
+
+
 def test_every_hook_is_documented():
     hooks = [f for name, f in inspect.getmembers(hookspecs, inspect.isfunction)
              if name.startswith("register_")]

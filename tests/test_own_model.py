@@ -372,10 +372,233 @@ def test_python_study_api_refuses_a_task_defined_in_main(tmp_path: Path, sqlite_
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+    # no variable holds the object, but its class, built with no arguments, is the same task
     assert result.stdout.strip() == (
-        "task 'main-blobs' is defined in __main__ (a script or a notebook), which worker "
-        "processes cannot import; move it to a file and pass task='path/to/file.py:NAME' (or "
-        "'package.module:NAME'), NAME being the Task subclass, an instance or a function "
-        "returning one"
+        "worker processes rebuild task 'main-blobs' from a reference, and cannot import this "
+        'script as __main__; pass task=__file__ + ":Blobs" (they import the file: keep the '
+        'code that creates and runs the study under if __name__ == "__main__":)'
     )
     assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+SCRIPT_TASK = '''
+import torch
+from torch import nn
+
+import tuner
+from tuner.errors import TunerError
+from tuner.task import from_function
+
+
+def build(seed):
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(120, 3, generator=generator)
+    y = (x[:, 0] > 0).long()
+    return nn.Linear(3, 2), (x[:100], y[:100]), (x[100:], y[100:])
+
+
+wine = from_function(name="script-wine", build=build, budget=6, batch_size=20, eval_every=3)
+'''
+
+
+def test_a_task_built_in_a_script_is_answered_with_the_reference_that_works(
+    tmp_path: Path, sqlite_url: str
+):
+    """from_function's object (a class of tuner's own) in a script: the error names the
+    script's variable, never tuner's modules, and the reference it gives trains with a
+    worker."""
+    script = tmp_path / "train_wine.py"
+    script.write_text(SCRIPT_TASK + textwrap.dedent(f'''
+        if __name__ == "__main__":
+            try:
+                tuner.Study.create("by-object", task=wine, optimizers=["sgd"], trials=1,
+                                   db={sqlite_url!r})
+            except TunerError as error:
+                print(error)
+            study = tuner.Study.create("by-file", task=__file__ + ":wine", optimizers=["sgd"],
+                                       trials=1, pruner="none", db={sqlite_url!r})
+            print(study.run(workers=1).stopped)
+    '''))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    refused, finished = result.stdout.strip().splitlines()
+    assert 'pass task=__file__ + ":wine"' in refused and "tuner." not in refused
+    assert 'if __name__ == "__main__":' in refused
+    assert finished == "finished"
+    assert sqlite_rows(sqlite_url, "SELECT task, status FROM tuner_runs") == [
+        ("script-wine", "complete")
+    ]
+    assert sqlite_rows(sqlite_url, "SELECT name FROM tuner_studies") == [("by-file",)]
+
+
+def test_a_script_that_loads_itself_at_import_is_told_to_guard_it(tmp_path: Path,
+                                                                   sqlite_url: str):
+    script = tmp_path / "unguarded.py"
+    script.write_text(SCRIPT_TASK + textwrap.dedent(f'''
+        tuner.Study.create("loop", task=__file__ + ":wine", optimizers=["sgd"], trials=1,
+                           db={sqlite_url!r})
+    '''))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        f"task reference '{script}:wine': importing unguarded.py loads the same reference "
+        'again; keep the code that creates or runs a study under if __name__ == "__main__":'
+    )
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
+
+
+def test_a_task_without_a_kind_is_no_kind_and_gets_no_kind_preset(tmp_path: Path,
+                                                                   sqlite_url: str):
+    from tuner.plugins import get_registry
+    from tuner.reference import TaskReferenceError
+
+    path = tmp_path / "kinds.py"
+    path.write_text(SCRIPT_TASK + textwrap.dedent('''
+        sequence = from_function(name="kind-sequence", build=build, budget=6, batch_size=20,
+                                 kind="sequence")
+        wrong = from_function(name="kind-wrong", build=build, kind="mlp")
+    '''))
+    shown = invoke("tasks", "show", f"{path}:wine", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["kind"] is None
+    table = invoke("tasks", "show", f"{path}:wine")
+    assert "convex" not in table.output
+    assert next(line.split() for line in table.output.splitlines()
+                if line.startswith("kind")) == ["kind", "-"]
+    with pytest.raises(TaskReferenceError, match="kind must be one of analytic, convex, "
+                       "vision, sequence, sparse, or None"):
+        get_registry().task(f"{path}:wrong")
+
+    for study, attribute in (("kindless", "wine"), ("sequence", "sequence")):
+        created = invoke("study", "create", study, "--task", f"{path}:{attribute}",
+                         "--optimizers", "lion", "--trials", "1", "--seeds", "1",
+                         "--pruner", "none", "--db", sqlite_url)
+        assert created.exit_code == 0, created.output
+    assert sorted(sqlite_rows(sqlite_url, "SELECT name, kind FROM tuner_tasks")) == [
+        ("kind-sequence", "sequence"), ("script-wine", None)
+    ]
+    # the recommended first trial: Lion's plain values without a kind, its preset with one
+    import tuner
+
+    lion = get_registry().optimizer("lion")
+    assert lion.recommended_for(None) != lion.recommended_for("sequence")
+    for study, kind in (("kindless", None), ("sequence", "sequence")):
+        first = tuner.Study.load(study, db=sqlite_url).spec().initial_configs["lion"][0]
+        assert first["params"] == lion.recommended_for(kind)
+
+
+WINE_FILE = '''
+from pathlib import Path
+
+Path(__file__).with_name("imported").write_text("the file ran")  # a hint must not import it
+
+import tuner.task as T
+from tuner.task import from_function
+
+
+def build(seed):
+    raise RuntimeError("never built here")
+
+
+task = from_function(name="wine-mlp", build=build)
+'''
+
+
+def test_a_file_named_without_its_task_is_answered_with_the_names_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "wine.py").write_text(WINE_FILE)
+    result = run_tuner("train", "--task", "wine.py", "--optimizer", "adam", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: unknown task 'wine.py' (a task in a file or a module is named "
+        "path/to/file.py:NAME or package.module:NAME); did you mean wine.py:task?"
+    ]
+    monkeypatch.chdir(tmp_path)
+    for written, shown in (("wine", "wine.py"), (str(tmp_path / "wine.py"), None)):
+        for args in (["train", "--task", written, "--optimizer", "adam"],
+                     ["study", "create", "w", "--task", written, "--optimizers", "adam",
+                      "--trials", "1", "--seeds", "1", "--db", f"sqlite:///{tmp_path / 'w.db'}"],
+                     ["tasks", "show", written]):
+            refused = invoke(*args)
+            assert refused.exit_code == 1
+            lines = refused.output.strip().splitlines()
+            assert len(lines) == 1 and f"did you mean {shown or written}:task?" in lines[0]
+    assert not (tmp_path / "imported").exists()
+    assert not (tmp_path / "w.db").exists()
+
+
+def test_a_module_named_without_its_task_is_answered_without_importing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    package = tmp_path / "shapes"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        'from pathlib import Path\nPath(__file__).with_name("imported").write_text("ran")\n'
+    )
+    (package / "models.py").write_text(TASK_SOURCE.format(name="shapes-blobs"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = invoke("train", "--task", "shapes.models", "--optimizer", "adam")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: unknown task 'shapes.models' (a task in a file or a module is named "
+        "path/to/file.py:NAME or package.module:NAME); did you mean shapes.models:blobs? "
+        "(tasks in it: blobs, make_blobs, Blobs)"
+    ]
+    assert not (package / "imported").exists() and "shapes" not in sys.modules
+    nothing = invoke("train", "--task", "shapes.nothing", "--optimizer", "adam")
+    assert "did you mean shapes.nothing:NAME?" in nothing.output
+    plain = invoke("train", "--task", "digits-mpl", "--optimizer", "adam")
+    assert plain.exit_code == 1
+    assert "choose from: " in plain.output and "digits-mlp" in plain.output
+    assert "or a task of your own: path/to/file.py:NAME or package.module:NAME" in plain.output
+
+
+CANDIDATES_SOURCE = '''
+import tuner
+import tuner.task as T
+from tuner.task import Task, from_function
+
+
+class Base(T.Task):
+    """No name: a base for the others, not a task by itself."""
+
+
+class Digits(Base):
+    name = "digits-x"
+
+
+class Other:
+    name = "not a task"
+
+
+def make() -> "tuner.Task":
+    ...
+
+
+def make_small():
+    return Digits()
+
+
+def helper():
+    return 3
+
+
+task = from_function(name="x", build=None)
+typed: Task = Digits()
+_private = Digits()
+number = 3
+'''
+
+
+def test_task_candidates_are_read_from_the_source(tmp_path: Path):
+    from tuner.task_hints import task_candidates
+
+    path = tmp_path / "many.py"
+    path.write_text(CANDIDATES_SOURCE)
+    assert task_candidates(path) == ["task", "typed", "make", "make_small", "Digits"]
+    (tmp_path / "broken.py").write_text("def (:\n")
+    assert task_candidates(tmp_path / "broken.py") == []
+    assert task_candidates(tmp_path / "missing.py") == []

@@ -204,7 +204,8 @@ def test_a_registry_without_tasks_says_so_instead_of_an_empty_list(monkeypatch):
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "Error: unknown task 'quadratic'; no task is registered by the loaded plugins "
-        "(TUNER_PLUGINS=torch_optim loads only those plugins)"
+        "(TUNER_PLUGINS=torch_optim loads only those plugins); or a task of your own: "
+        "path/to/file.py:NAME or package.module:NAME"
     )
 
 

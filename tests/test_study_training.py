@@ -244,6 +244,28 @@ def test_a_ranking_filtered_by_batch_size_uses_only_those_runs(tuned_study):
     assert sum(s.trials for s in ranking.optimizers) == len(hashes)
 
 
+def test_a_ranking_over_a_range_of_batch_sizes_uses_the_runs_inside_it(tuned_study):
+    db, rows = tuned_study
+    sizes = sorted({options["batch_size"] for _, _, _, options, *_ in rows})
+    low, high = sizes[0], sizes[len(sizes) // 2]  # the smallest sizes in, the largest out
+    inside = {row[-1] for row in rows if low <= row[3]["batch_size"] <= high}
+    printed = _tuner("best", "--task", "digits-mlp[width=32]", "--where",
+                     f"batch_size={low}:{high}", "--json", db=db)
+    assert printed.returncode == 0, printed.stderr
+    data = json.loads(printed.stdout)
+    assert data["where"] == {"batch_size": {"range": [low, high]}}
+    assert sum(o["trials"] for o in data["optimizers"]) == len(inside) < len(rows)
+    assert {o["config_hash"] for o in data["optimizers"] if o["config_hash"]} <= inside
+    above = sizes[-1] + 1
+    nothing = _tuner("best", "--task", "digits-mlp[width=32]", "--where",
+                     f"batch_size={above}:{above + 10}", db=db)
+    assert nothing.returncode == 1
+    assert nothing.stderr.strip() == (
+        f"Error: no runs of task 'digits-mlp[width=32]' match --where "
+        f"batch_size={above}:{above + 10} (its runs have batch_size {sizes[0]}..{sizes[-1]})"
+    )
+
+
 # -- task parameters ------------------------------------------------------------------------
 
 

@@ -189,4 +189,5 @@ def test_tasks_list_and_show() -> None:
     assert missing.exit_code == 1
     assert missing.output.strip().splitlines() == [
         "Error: unknown task 'nope'; choose from: " + ", ".join(sorted(get_registry().tasks))
+        + "; or a task of your own: path/to/file.py:NAME or package.module:NAME"
     ]

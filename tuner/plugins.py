@@ -100,7 +100,20 @@ class Registry:
             from tuner.task_reference import load_reference
 
             return load_reference(name, self)
-        raise UnknownNameError(f"unknown task {name!r}; {_choices('task', sorted(self.tasks))}")
+        raise UnknownNameError(self._unknown_task(name))
+
+    def _unknown_task(self, name: str) -> str:
+        """``unknown task 'x'; choose from: ...`` and how a task of one's own is named; for a
+        file or a module without its ``:NAME``, the names it could take."""
+        from tuner.reference import REFERENCE_FORMS
+        from tuner.task_hints import reference_hint
+
+        hint = reference_hint(name)
+        if hint is not None:
+            return (f"unknown task {name!r} (a task in a file or a module is named "
+                    f"{REFERENCE_FORMS}); {hint}")
+        return (f"unknown task {name!r}; {_choices('task', sorted(self.tasks))}; or a task of "
+                f"your own: {REFERENCE_FORMS}")
 
 
 def _choices(kind: str, names: list[str]) -> str:

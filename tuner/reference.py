@@ -13,6 +13,9 @@ from pathlib import Path
 
 from tuner.errors import TunerError
 
+REFERENCE_FORMS = "path/to/file.py:NAME or package.module:NAME"
+"""How a task of one's own is named, for help texts and errors."""
+
 
 class TaskReferenceError(TunerError):
     """A task reference that cannot be loaded; the message names the reference."""
@@ -38,7 +41,7 @@ class Reference:
         source, attribute = source.strip(), attribute.strip()
         if not source or not attribute or not attribute.replace(".", "_").isidentifier():
             raise TaskReferenceError(
-                f"task reference {text!r}: expected path/to/file.py:NAME or package.module:NAME"
+                f"task reference {text!r}: expected {REFERENCE_FORMS}"
             )
         is_file = source.endswith(".py") or os.sep in source or "/" in source
         if is_file:

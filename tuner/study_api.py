@@ -9,8 +9,9 @@
     tuner.Study.load("mine").advise()
 
 A task may be given as an object too; worker processes rebuild it from a reference they can
-import (its file, or ``module:name``), so a task defined in ``__main__`` (a script run
-directly, a notebook cell) is refused with a line that says how to make it importable.
+import (its file, or ``module:name``), so a task built in ``__main__`` (a script run directly, a
+notebook cell) is refused with the line that works instead: ``task=__file__ + ":task"`` in a
+script, naming the variable that holds the task.
 
 With ``workers`` above 1, each worker process re-runs the calling script as it starts, so a
 script must keep its study calls under ``if __name__ == "__main__":``; one that does not is
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 from tuner.errors import TunerError
@@ -39,37 +41,70 @@ class StudyRunError(TunerError):
 
 
 def task_reference_of(task: Any) -> str:
-    """The reference workers load ``task`` from: its own (a task loaded by reference), the
-    module attribute that holds it, or its class (built with no arguments)."""
+    """The reference workers load ``task`` from: its own (a task loaded by reference), or the
+    name that holds it in the importable module that built it (a variable, or its class when
+    built with no arguments it is the same task).
+
+    A task built in ``__main__`` (a script run directly, a notebook) has no such reference:
+    :class:`NotImportableError` says what to pass instead (:func:`_how_to_name`)."""
     ref = getattr(task, "code_ref", None)
     if ref:
         return str(ref)
-    cls = type(task)
-    module_name = cls.__module__
-    how = (
-        "move it to a file and pass task='path/to/file.py:NAME' (or 'package.module:NAME'), "
-        "NAME being the Task subclass, an instance or a function returning one"
-    )
-    if module_name == "__main__" or module_name not in sys.modules:
-        raise NotImportableError(
-            f"task {task.name!r} is defined in {module_name} (a script or a notebook), which "
-            f"worker processes cannot import; {how}"
-        )
-    module = sys.modules[module_name]
+    home = _home_module(task)
+    if home is not None and home != "__main__" and home in sys.modules:
+        name = _name_in(sys.modules[home], task)
+        if name is not None:
+            return f"{home}:{name}"
+    raise NotImportableError(_how_to_name(task, home))
+
+
+def _home_module(task: Any) -> str | None:
+    """The module whose code built ``task``: its class's; for a task made by tuner's own
+    builders (:func:`tuner.task.from_function`), its build function's; None when unknown."""
+    module = type(task).__module__
+    if module.partition(".")[0] != "tuner":
+        return module
+    defined_in = getattr(task, "defined_in", None)
+    return defined_in if isinstance(defined_in, str) else None
+
+
+def _name_in(module: ModuleType, task: Any) -> str | None:
+    """The public name of ``module`` that a reference can use for ``task``: a variable holding
+    it, or its class defined there when that class, built with no arguments, gives a task of
+    the same name."""
     for attribute, value in vars(module).items():
         if value is task and not attribute.startswith("_"):
-            return f"{module_name}:{attribute}"
-    if "<locals>" not in cls.__qualname__:
-        try:
-            rebuilt = cls()
-        except Exception:
-            rebuilt = None
-        if rebuilt is not None and getattr(rebuilt, "name", None) == task.name:
-            return f"{module_name}:{cls.__qualname__}"
-    raise NotImportableError(
-        f"task {task.name!r} is not held by a name in module {module_name}, and its class "
-        f"cannot be rebuilt without arguments, so worker processes cannot load it; {how}"
-    )
+            return attribute
+    cls = type(task)
+    if cls.__module__ != module.__name__ or "<locals>" in cls.__qualname__:
+        return None
+    try:
+        rebuilt = cls()
+    except Exception:
+        return None
+    return cls.__qualname__ if getattr(rebuilt, "name", None) == task.name else None
+
+
+def _how_to_name(task: Any, home: str | None) -> str:
+    """Why workers cannot load ``task``, and the ``task=`` that works: the script's own file
+    and the name holding the task in it when there is one."""
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    name = _name_in(main, task) if main is not None else None
+    why = f"worker processes rebuild task {task.name!r} from a reference"
+    guard = ("(they import the file: keep the code that creates and runs the study under "
+             "if __name__ == \"__main__\":)")
+    if name is not None and script:
+        return (f"{why}, and cannot import this script as __main__; pass "
+                f"task=__file__ + \":{name}\" {guard}")
+    if name is not None:
+        return (f"{why}, and cannot import a notebook or an interactive session; move the code "
+                f"that builds {name} to a file and pass task=\"path/to/file.py:{name}\"")
+    held = "no module-level name holds it" + (
+        f" in {home}" if home is not None and home != "__main__" else "")
+    return (f"{why}, and {held}; hold it in a variable of a file and pass "
+            "task=\"path/to/file.py:NAME\" (or \"package.module:NAME\"; in a script, "
+            "task=__file__ + \":NAME\")")
 
 
 class Study:

@@ -176,6 +176,51 @@ def _check_one(name: str, kind: _Kind, value: Any) -> Any:
     return _check_value(name, kind, value)
 
 
+def check_where(raw: Mapping[str, Any], flag: str = "--where") -> dict[str, Any]:
+    """Check a filter on the training options runs recorded (``tuner best --where``):
+    ``{name: value}`` keeps the runs trained with that value, ``{name: {"range": [low,
+    high]}}`` (or a pair ``(low, high)``) those with a number from low to high, both included.
+    Returns it in that canonical form.
+
+    Raises :class:`TrainingOptionError` (one line, naming ``flag`` and the option) for an
+    unknown option, a value it cannot take, a reversed range, a range over an option that is
+    no number, or choices.
+    """
+    kinds = _kinds()
+    checked: dict[str, Any] = {}
+    for name, value in raw.items():
+        if isinstance(value, (tuple, list)):
+            value = {"range": list(value)}
+        if not isinstance(value, Mapping):
+            checked.update(check_training({name: value}, flag))
+            continue
+        bounds = value.get("range") if set(value) == {"range"} else None
+        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+            raise TrainingOptionError(
+                f"{flag} {name}: give one value or a range LOW:HIGH, not choices"
+            )
+        if name in kinds and kinds[name].type not in ("int", "float"):
+            raise TrainingOptionError(f"{flag} {name}: not a number, so give one value, not a "
+                                      "range")
+        low, high = (check_training({name: bound}, flag)[name] for bound in bounds)
+        if low > high:
+            raise TrainingOptionError(f"{flag} {name}: low {low} is above high {high}")
+        checked[name] = {"range": [low, high]}
+    return checked
+
+
+def describe_where(where: Mapping[str, Any]) -> str:
+    """A filter as the flags write it: ``batch_size=16:64, precision=bf16``."""
+    def text(value: Any) -> str:
+        if isinstance(value, Mapping):
+            return ":".join(text(bound) for bound in value["range"])
+        if isinstance(value, bool):
+            return str(value).lower()
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{name}={text(value)}" for name, value in where.items())
+
+
 def from_file_value(value: Any) -> Any:
     """A study file's value in the canonical form: ``[a, b]`` of two numbers is a range, any
     other list is choices."""
@@ -187,15 +232,17 @@ def from_file_value(value: Any) -> Any:
     return value
 
 
-def parse_flag(text: str) -> tuple[str, Any]:
+def parse_flag(
+    text: str, flag: str = "--train",
+    forms: str = "NAME=VALUE, NAME=LOW:HIGH or NAME=A,B,...",
+) -> tuple[str, Any]:
     """``--train NAME=VALUE`` -> ``(name, value)``: ``LOW:HIGH`` is a range, ``A,B,C``
-    choices; values stay text until :func:`check_training` coerces them."""
+    choices; values stay text until :func:`check_training` coerces them. ``flag`` and the
+    ``forms`` it takes are named in the error."""
     name, sep, value = text.partition("=")
     name, value = name.strip(), value.strip()
     if not sep or not name or not value:
-        raise TrainingOptionError(
-            f"--train {text!r}: expected NAME=VALUE, NAME=LOW:HIGH or NAME=A,B,..."
-        )
+        raise TrainingOptionError(f"{flag} {text!r}: expected {forms}")
     if "," in value:
         return name, {"choices": [_number_or_text(v) for v in value.split(",")]}
     if ":" in value:

@@ -86,7 +86,8 @@ class Task:
         name: lower-case name used on the command line.
         summary: one line for ``tuner tasks list``.
         kind: one of ``analytic`` (a test function without data, such as Rosenbrock),
-            ``convex``, ``vision``, ``sequence``, ``sparse``.
+            ``convex``, ``vision``, ``sequence``, ``sparse``; or None when it is none of these
+            or not said: such a task gets no kind presets and shows its kind as ``-``.
         data: where the data comes from: ``generated``, or the shipped file and its licence.
         metric: name of the reported metric (``val_accuracy``, ``val_bpc``, ``loss``).
         direction: ``minimize`` or ``maximize`` for the metric.
@@ -116,7 +117,7 @@ class Task:
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    kind: ClassVar[str]
+    kind: ClassVar[str | None]
     data: ClassVar[str] = "generated"
     metric: ClassVar[str]
     direction: ClassVar[str]
@@ -239,11 +240,11 @@ class Task:
     def problems(self) -> list[str]:
         """What is wrong with the declaration, for the plugin loader's one-line error."""
         found = []
-        for key in ("name", "summary", "metric", "target", "budget", "eval_every"):
+        for key in ("name", "summary", "kind", "metric", "target", "budget", "eval_every"):
             if not hasattr(self, key):
                 found.append(f"missing attribute {key!r}")
-        if getattr(self, "kind", None) not in KINDS:
-            found.append(f"kind must be one of {', '.join(KINDS)}")
+        if hasattr(self, "kind") and self.kind is not None and self.kind not in KINDS:
+            found.append(f"kind must be one of {', '.join(KINDS)}, or None")
         if getattr(self, "direction", None) not in DIRECTIONS:
             found.append(f"direction must be one of {', '.join(DIRECTIONS)}")
         if isinstance(getattr(self, "budget", None), int) and self.budget <= 0:

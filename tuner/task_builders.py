@@ -3,9 +3,13 @@
 The common case of "my model, my data" without writing a :class:`~tuner.task.Task` subclass::
 
     task = tuner.task.from_function(
-        name="my-mlp", build=build, metric="val_accuracy", direction="maximize",
-        budget=500, batch_size=64,
+        name="my-cnn", build=build, metric="val_accuracy", direction="maximize",
+        budget=500, batch_size=64, kind="vision",
     )
+
+``kind`` is said, never guessed: without it the task's kind is None (shown as ``-``), and a
+study's recommended trial uses each optimizer's plain recommended values, without the preset of
+a kind the model may not be.
 
 ``train`` is a tuple of tensors (examples along the first dimension), or a map-style
 ``torch.utils.data.Dataset`` for data that does not fit in memory: the training loop then reads
@@ -69,7 +73,7 @@ class FunctionTask(Task):
         batch_size: int | None = 64,
         eval_every: int | None = None,
         target: float | None = None,
-        kind: str = "convex",
+        kind: str | None = None,
         summary: str = "",
         data: str = "generated",
     ) -> None:
@@ -83,6 +87,13 @@ class FunctionTask(Task):
         self.summary = summary or f"{name} (built by {builder})"  # type: ignore[misc]
         self._build, self._loss, self._evaluate = build, loss, evaluate
         self._wants_device = "device" in inspect.signature(build).parameters
+
+    @property
+    def defined_in(self) -> str | None:
+        """The module of the build function: where the user's code of this task lives (the
+        task's class is tuner's own, so its module says nothing of it)."""
+        module = getattr(self._build, "__module__", None)
+        return module if isinstance(module, str) else None
 
     def build(self, seed: int, device: torch.device) -> Problem:
         built = self._build(seed, device=device) if self._wants_device else self._build(seed)
@@ -120,7 +131,10 @@ def from_function(**declaration: Any) -> FunctionTask:
         loss: ``loss(model, batch) -> scalar tensor``; default cross-entropy on
             ``(inputs, labels)``.
         evaluate: ``evaluate(model, val) -> float``; default classification accuracy.
-        budget, batch_size, eval_every, target, kind, summary, data: as on
+        kind: ``analytic``, ``convex``, ``vision``, ``sequence`` or ``sparse``, which picks
+            the optimizers' presets for that kind of task; None (the default) when it is none
+            of these or unknown: no presets, and the kind shows as ``-``.
+        budget, batch_size, eval_every, target, summary, data: as on
             :class:`~tuner.task.Task` (``batch_size=None`` trains on the full batch).
     """
     return FunctionTask(**declaration)

@@ -51,19 +51,38 @@ def _module_name(path: str) -> str:
     return f"tuner_task_{stem}_{hashlib.sha256(path.encode()).hexdigest()[:10]}"
 
 
+class _ImportLoop(TaskReferenceError):
+    """A file that, while imported, loads its own reference again (a script that creates a
+    study of ``__file__ + ":task"`` at its top level)."""
+
+
+_importing: set[str] = set()
+"""Module names of the files being imported now, to stop a file that loads itself."""
+
+
 def _import_file(ref: Reference) -> ModuleType:
     path = Path(ref.source)
     if not path.is_file():
         raise TaskReferenceError(f"task reference {ref.text!r}: no file {path}")
     name = _module_name(ref.source)
+    if name in _importing:
+        raise _ImportLoop(
+            f"task reference {ref.text!r}: importing {path.name} loads the same reference "
+            "again; keep the code that creates or runs a study under "
+            "if __name__ == \"__main__\":"
+        )
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise TaskReferenceError(f"task reference {ref.text!r}: {path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # classes defined in the file can be pickled and found again
+    _importing.add(name)
     try:
         spec.loader.exec_module(module)
     except KeyboardInterrupt:
+        raise
+    except _ImportLoop:
+        sys.modules.pop(name, None)
         raise
     except BaseException as error:  # SyntaxError, SystemExit: all one line, by reference
         sys.modules.pop(name, None)
@@ -71,6 +90,8 @@ def _import_file(ref: Reference) -> ModuleType:
             f"task reference {ref.text!r}: importing {path.name} raised "
             f"{describe_failure(error)}"
         ) from None
+    finally:
+        _importing.discard(name)
     return module
 
 

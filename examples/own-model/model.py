@@ -40,6 +40,9 @@ def build(seed: int) -> tuple[nn.Module, tuple[torch.Tensor, ...], tuple[torch.T
     return model, (inputs[:1000], labels[:1000]), (inputs[1000:], labels[1000:])
 
 
+# No ``kind``: two spirals in the plane are none of tuner's kinds (analytic, convex, vision,
+# sequence, sparse), so the optimizers' recommended trials use no kind's preset. A CNN on images
+# would say ``kind="vision"``, a character model ``kind="sequence"``.
 task = from_function(
     name="spirals-mlp", build=build, metric="val_accuracy", direction="maximize",
     budget=300, batch_size=32, eval_every=50, target=0.9,

@@ -40,7 +40,7 @@ each optimizer's P(best) under one kind of luck (``p_best_seeds_only``,
 ``p_best_draws_only``). What would settle an unsettled ranking is read off the same resample
 with more of each, assuming further runs find what the measured ones did: more trials per
 optimizer in contention, k' on the grid ``k * (1.5, 2, 3, 4, 6, 8)`` (the draws of the
-resample); more seeds of each configuration, m in (1, 2, 4, 8) (standard errors
+resample); more seeds of each configuration, m in (1, 2, 4, 8, 16, 32) (standard errors
 ``s / sqrt(n + m)``); or, when neither alone reaches :data:`CONFIDENT`, the first of their
 combinations that does (:func:`remedies`). :func:`seeds_to_settle` keeps the closed form for
 two configurations: the winner is named with probability ``Phi(gap / sqrt((s_1^2 + s_2^2) /
@@ -68,7 +68,7 @@ TOP = 64
 RATIO_QUANTILES = (0.05, 0.95)
 MORE_TRIALS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 """The multiples of the compared trials at which "how many more trials" is looked for."""
-MORE_SEEDS = (1, 2, 4, 8)
+MORE_SEEDS = (1, 2, 4, 8, 16, 32)
 """The numbers of more seeds per configuration at which "how many more seeds" is looked for."""
 
 

@@ -35,7 +35,7 @@ def defaults_against_tuning(store: Store, ranking: TaskRanking) -> dict[str, Any
     direction = ranking.direction
     per_optimizer: dict[str, dict[str, Any]] = {}
     usable: dict[str, float] = {}
-    for optimizer, found in recommended_configs(store, ranking.scope).items():
+    for optimizer, found in recommended_configs(store, ranking.scope, ranking.where).items():
         default = found[0]
         tuned = next((s.mean for s in ranking.optimizers if s.optimizer == optimizer), None)
         mean = default.mean if not default.diverged else None
@@ -53,7 +53,8 @@ def defaults_against_tuning(store: Store, ranking: TaskRanking) -> dict[str, Any
         best_default = {"optimizer": name, "mean": usable[name]}
     tuned_with_k = {}
     if k:
-        for optimizer, outcomes in config_outcomes(store, ranking.scope).items():
+        for optimizer, outcomes in config_outcomes(store, ranking.scope,
+                                                   where=ranking.where).items():
             tuned_with_k[optimizer] = expected_best_of(outcomes, k, direction)
     return {"defaults": per_optimizer, "best_default": best_default, "k": k,
             "tuned_with_k": tuned_with_k}

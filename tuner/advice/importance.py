@@ -116,10 +116,11 @@ def importance_shares(points: Sequence[tuple[float, dict[str, Any]]]) -> dict[st
 def importance(
     task: str, optimizers: Sequence[str], db: str | Store | None = None,
     scope: Scope | None = None,
+    where: dict[str, Any] | None = None,
 ) -> list[Importance]:
     """The importance of each optimizer's hyperparameters on ``task`` (in memory, on demand),
     over the configurations of ``scope`` (a ranking's protocol; default: every configuration
-    of the task)."""
+    of the task) trained as ``where`` says (all when None)."""
     from tuner.advice.source import open_for_reading
     from tuner.store.queries import Scope, config_means_with_params
 
@@ -127,7 +128,7 @@ def importance(
     try:
         found = []
         for optimizer in optimizers:
-            points = config_means_with_params(store, scope or Scope(task), optimizer)
+            points = config_means_with_params(store, scope or Scope(task), optimizer, where)
             found.append(Importance(task, optimizer, len(points), importance_shares(points)))
         return found
     finally:

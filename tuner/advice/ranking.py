@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.advice.ratios import LrRatio
 from tuner.advice.source import (
     NoRunsError,
+    no_match_message,
     no_runs_message,
     open_for_reading,
     task_by_reference,
@@ -245,18 +246,21 @@ def rank_task(
     """Optimizers ranked on ``task`` under one protocol (``tuner best``).
 
     ``memory_budget`` (``"1n"``, ...) keeps only configurations whose measured optimizer state
-    is at most that multiple of the parameters' bytes; ``where`` (``{"batch_size": 16}``) only
-    those trained with these training options; ``budget`` the protocols of that budget;
-    ``study`` only the runs of that study; ``trials_budget`` compares at that many trials per
-    optimizer instead of the fewest measured. ``task`` may also be a task reference
+    is at most that multiple of the parameters' bytes; ``where`` only those trained with these
+    training options: a value (``{"batch_size": 16}``) or an inclusive range of numbers
+    (``{"batch_size": (16, 64)}``, or ``{"range": [16, 64]}``); ``budget`` the protocols of
+    that budget; ``study`` only the runs of that study; ``trials_budget`` compares at that many
+    trials per optimizer instead of the fewest measured. ``task`` may also be a task reference
     (``file.py:Name``) that a study of the store was created from. Raises
     :class:`NoRunsError` when the store holds no run of the task (or no store is there), or
-    none matching what was asked.
+    none matching what was asked (naming the filter and what the runs have).
     """
     from tuner.store import training_options
+    from tuner.study_training import check_where
 
     chosen_tolerance = None if tolerance is None else Tolerance.parse(tolerance)
     state_budget = parse_memory_budget(memory_budget)
+    where = check_where(where) if where else None
     store, opened = open_for_reading(db)
     try:
         task = task_by_reference(store, task)
@@ -352,12 +356,16 @@ def _read(
 
 def _nothing_matches(store: Store, task: str, where: dict[str, Any] | None,
                      study: str | None) -> str:
+    """Why a ranking found nothing: the study has no runs yet, the task has none, or none
+    trained as ``where`` says (naming the filter and what the runs have)."""
+    from tuner.store.queries import runs_match, tasks_with_runs
+
     if study is not None:
         return f"study {study!r} has no runs of task {task!r} in {store.display_url} yet"
-    if where:
-        shown = ", ".join(f"{k}={v}" for k, v in where.items())
-        return f"no runs of task {task!r} in {store.display_url} match --where {shown}"
-    return no_runs_message(store, task)
+    measured = tasks_with_runs(store)
+    if task in measured and where and not runs_match(store, task, where):
+        return no_match_message(store, task, where)
+    return no_runs_message(store, task, measured)
 
 
 def _standing(
@@ -611,6 +619,8 @@ def best(
     task: str,
     db: str | Store | None = None,
     tolerance: str | float | Tolerance | None = None,
+    where: dict[str, Any] | None = None,
 ) -> TaskRanking:
-    """Optimizers ranked on ``task``, each with its best configuration; see :func:`rank_task`."""
-    return rank_task(task, db=db, tolerance=tolerance)
+    """Optimizers ranked on ``task``, each with its best configuration, among the runs trained
+    as ``where`` says (``{"batch_size": (16, 64)}``); see :func:`rank_task`."""
+    return rank_task(task, db=db, tolerance=tolerance, where=where)

@@ -86,10 +86,14 @@ def advise(
     seeds) when it is under 0.9 (:mod:`tuner.advice.bootstrap`), and each other optimizer's lr
     ratio. ``budget``, ``study``, ``trials_budget`` and ``where`` choose what is ranked as in
     :func:`tuner.advice.rank_task`; the text names the protocol ranked and the others measured.
+
+    ``where`` (``{"batch_size": (16, 64)}``) draws all of it from the runs trained with those
+    training options, as :func:`~tuner.advice.ranking.rank_task` does.
     """
     from tuner.advice.defaults import defaults_against_tuning
     from tuner.advice.importance import importance
     from tuner.advice.pareto import PREFERENCES
+    from tuner.study_training import describe_where
 
     if prefer not in PREFERENCES:
         raise AdviceError(f"cannot prefer {prefer!r}: use one of {', '.join(PREFERENCES)}")
@@ -102,8 +106,8 @@ def advise(
             task, db=store, tolerance=tolerance, memory_budget=state_budget, **chosen
         )
         defaults = defaults_against_tuning(store, ranking)
-        what_matters = importance(task, [candidates_first(ranking)], db=store,
-                                  scope=ranking.scope)[0]
+        what_matters = importance(ranking.task, [candidates_first(ranking)], db=store,
+                                  scope=ranking.scope, where=ranking.where)[0]
     finally:
         if opened:
             store.dispose()
@@ -113,7 +117,9 @@ def advise(
     candidates = [s for s in ranking.optimizers if s.mean is not None]
     metric = ranking.metric
     protocol = ranking.protocol_text()  # named when other protocols could be confused with it
-    where_run = f"On {task} ({protocol})" if ranking.other_protocols else f"On {task}"
+    on = f"On {task}" + (f" ({protocol})" if ranking.other_protocols else "")
+    if ranking.where:
+        on += f" (runs with {describe_where(ranking.where)})"
     if not candidates:
         why = (
             f"within a memory budget of {state_budget:g}n"
@@ -121,7 +127,7 @@ def advise(
             else "that completed without diverging"
         )
         return Advice(
-            task=task, text=f"{where_run}, no measured optimizer {why}; run a study first.",
+            task=task, text=f"{on}, no measured optimizer {why}; run a study first.",
             optimizer=None, params={}, lr=None, good_lr=None, mean=None, std=None, seeds=0,
             trials=0, tied_with=[], memory_budget=state_budget, left_out=left_out,
             ranking=ranking,
@@ -129,9 +135,9 @@ def advise(
     pareto = [s.optimizer for s in candidates if s.pareto]
     top = _preferred(candidates, prefer, ranking.direction)
     tied = [s.optimizer for s in candidates[1:] if top is candidates[0] and s.tied_with_winner]
-    text = f"{where_run}, use {top.optimizer}"
+    text = f"{on}, use {top.optimizer}"
     if prefer != "quality" and top is not candidates[0]:
-        text = f"{where_run}, for {prefer}, use {top.optimizer}"
+        text = f"{on}, for {prefer}, use {top.optimizer}"
     if top.lr is not None:
         text += f" with lr {format_lr(top.lr)}"
         if top.good_lr and top.good_lr[0] < top.good_lr[1]:
@@ -267,8 +273,10 @@ def too_few_runs_text(certainty: Any) -> str:
         way = (f"{_count(more, 'more trial')} of each of {who} and "
                f"{_count(seeded, 'more seed')} of each configuration together would settle it")
     else:
-        return (text + f"; not even eight times the trials and 8 more seeds would separate "
-                f"{who}: they may be equally good.")
+        from tuner.advice.bootstrap import MORE_SEEDS, MORE_TRIALS
+
+        return (text + f"; not even {MORE_TRIALS[-1]:g} times the trials and "
+                f"{MORE_SEEDS[-1]} more seeds would separate {who}: they may be equally good.")
     return text + f"; about {way} (if further runs find what these did)."
 
 

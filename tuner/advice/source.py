@@ -7,12 +7,14 @@ and answers on a store copied to a machine without them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import TunerError, UnknownNameError
 
 if TYPE_CHECKING:
     from tuner.store import Store, TaskRecord
+    from tuner.store.queries import RecordedOption
 
 
 class NoRunsError(TunerError):
@@ -70,6 +72,29 @@ def no_runs_message(store: Store, task: str, measured: list[str] | None = None) 
               if name != task]
     text = f"no runs for task {task!r} in {store.display_url}; run a study first"
     return text + (f" (tasks with runs: {', '.join(others)})" if others else "")
+
+
+def no_match_message(store: Store, task: str, where: Mapping[str, Any]) -> str:
+    """``no runs of task 'x' match --where batch_size=16 (its runs have batch_size 32..128)``:
+    the task, the filter, and what the task's runs recorded for each option of it."""
+    from tuner.store.queries import recorded_options
+    from tuner.study_training import describe_where
+
+    have = ", ".join(_recorded_text(option) for option in recorded_options(store, task, where))
+    return (f"no runs of task {task!r} match --where {describe_where(where)} "
+            f"(its runs have {have})")
+
+
+def _recorded_text(option: RecordedOption) -> str:
+    """``batch_size 32..128``, ``schedule constant, cosine``, ``no warmup recorded``."""
+    if not option.recorded:
+        return f"no {option.name} recorded"
+    if option.values:
+        shown = ", ".join(str(v).lower() if isinstance(v, bool) else str(v)
+                          for v in option.values)
+        return f"{option.name} {shown}"
+    low, high = (f"{bound:g}" for bound in (option.low, option.high))
+    return f"{option.name} {low}" if low == high else f"{option.name} {low}..{high}"
 
 
 def rankable_tasks(store: Store) -> list[str]:

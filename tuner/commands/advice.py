@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import click
 
+from tuner.commands import _task_help as task_help
 from tuner.commands._output import output_options, print_json, print_table
 from tuner.commands.db import db_option
 
 TOLERANCE_HELP = (
     "How close to the best counts as equally good: 2% (relative, the default) or an absolute "
     "number in the metric's units such as 0.05 (the default for bpc metrics)."
+)
+
+
+WHERE_HELP = (
+    "Only runs trained with this training option: a value (--where batch_size=16) or a range "
+    "of numbers, both ends included (--where batch_size=16:64); repeatable."
 )
 
 
@@ -51,11 +58,9 @@ def _lr_range(standing) -> str:
 
 
 @click.command(name="best")
-@click.option("--task", required=True, help="The task to rank optimizers on: its name, or the "
-              "reference (file.py:Name, module:Name) its studies were created from.")
-@click.option("--where", "where", multiple=True, metavar="OPTION=VALUE",
-              help="Only runs trained with this training option, e.g. --where batch_size=16 "
-              "(repeatable).")
+@click.option("--task", required=True, help=task_help.IN_STORE)
+@click.option("--where", "where", multiple=True, metavar="OPTION=VALUE|LOW:HIGH",
+              help=WHERE_HELP)
 @click.option(
     "--importance", "with_importance", is_flag=True,
     help="Also say which hyperparameters matter, per optimizer (a functional-ANOVA estimate "
@@ -86,6 +91,7 @@ def best_command(
     """
     from tuner.advice import format_lr, format_metric, format_spread, rank_task
     from tuner.advice.recommend import budget_text, too_few_runs_text
+    from tuner.study_training import describe_where
 
     ranking = rank_task(task, db=db, tolerance=tolerance, where=_where(where), budget=budget,
                         trials_budget=trials_budget)
@@ -95,7 +101,8 @@ def best_command(
         from tuner.advice.importance import importance as importance_of
 
         measured = [s.optimizer for s in ranking.optimizers if s.mean is not None]
-        importance = importance_of(task, measured, db=db, scope=ranking.scope)
+        importance = importance_of(task, measured, db=db, scope=ranking.scope,
+                                   where=ranking.where)
     if as_json:
         data = ranking.to_dict()
         if importance is not None:
@@ -139,7 +146,7 @@ def best_command(
             f"tolerance {ranking.tolerance}, "
             + (f"study {ranking.study}" if ranking.study else
                f"{ranking.studies} stud{'y' if ranking.studies == 1 else 'ies'}")
-            + (f", runs with {_settings(ranking.where)}" if ranking.where else "")
+            + (f", runs with {describe_where(ranking.where)}" if ranking.where else "")
         ),
     )
     if ranking.other_protocols:
@@ -159,17 +166,15 @@ def best_command(
 
 
 def _where(texts: tuple[str, ...]) -> dict | None:
-    """``--where batch_size=16`` flags -> ``{"batch_size": 16}`` (numbers and booleans typed
-    as the runs record them); a name that is no training option is an error."""
-    from tuner.study_training import check_training, parse_flag
+    """``--where batch_size=16`` / ``--where batch_size=16:64`` flags -> ``{"batch_size": 16}``
+    / ``{"batch_size": {"range": [16, 64]}}`` (numbers and booleans typed as the runs record
+    them); a name that is no training option is an error."""
+    from tuner.study_training import check_where, parse_flag
 
     if not texts:
         return None
-    pairs = dict(parse_flag(text) for text in texts)
-    for name, value in pairs.items():
-        if isinstance(value, dict):
-            raise click.ClickException(f"--where {name}: give one value, not a range or choices")
-    return check_training(pairs, "--where")
+    return check_where(dict(parse_flag(text, "--where", "OPTION=VALUE or OPTION=LOW:HIGH")
+                            for text in texts))
 
 
 def _settings(values: dict) -> str:
@@ -186,7 +191,9 @@ def _training(training: dict) -> str:
 
 
 @click.command(name="advise")
-@click.option("--task", required=True, help="The task to advise on.")
+@click.option("--task", required=True, help=task_help.IN_STORE)
+@click.option("--where", "where", multiple=True, metavar="OPTION=VALUE|LOW:HIGH",
+              help=WHERE_HELP)
 @click.option(
     "--memory-budget", default=None, metavar="Kn",
     help="Only configurations whose measured optimizer state is at most K times the "
@@ -210,9 +217,9 @@ def _training(training: dict) -> str:
 @output_options
 @click.pass_context
 def advise_command(
-    ctx: click.Context, task: str, memory_budget: str | None, prefer: str, width: int | None,
-    budget: int | None, trials_budget: int | None, tolerance: str | None, db: str | None,
-    as_json: bool,
+    ctx: click.Context, task: str, where: tuple[str, ...], memory_budget: str | None,
+    prefer: str, width: int | None, budget: int | None, trials_budget: int | None,
+    tolerance: str | None, db: str | None, as_json: bool,
 ) -> None:
     """The recommendation for a task in one or two sentences, with its evidence.
 
@@ -222,7 +229,8 @@ def advise_command(
     runs to name a winner and what would settle it, when the answer depends on the tuning
     budget, and how the other optimizers' best lrs compare. A memory budget judges each
     configuration by its measured state; --prefer speed or memory trades quality for the
-    other two.
+    other two; --where draws it all from the runs trained with those options
+    (batch_size=16:64).
 
     With --width N: each optimizer's best lr against the model's width over the task's studies
     at different widths (charlm, charlm[width=128], ...), fitted as lr ~ width^b, and the lr it
@@ -233,7 +241,8 @@ def advise_command(
         from click.core import ParameterSource
 
         given = [f"--{name.replace('_', '-')}"
-                 for name in ("memory_budget", "prefer", "tolerance", "budget", "trials_budget")
+                 for name in ("where", "memory_budget", "prefer", "tolerance", "budget",
+                              "trials_budget")
                  if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)]
         if given:
             raise click.UsageError(f"{', '.join(given)} cannot be combined with --width")
@@ -242,7 +251,8 @@ def advise_command(
     from tuner.advice import advise
 
     advice = advise(task, db=db, memory_budget=memory_budget, tolerance=tolerance,
-                    prefer=prefer, budget=budget, trials_budget=trials_budget)
+                    prefer=prefer, budget=budget, trials_budget=trials_budget,
+                    where=_where(where))
     if as_json:
         print_json(advice.to_dict())
         return
@@ -354,7 +364,7 @@ def _rank_text(rank: float | None) -> str:
 
 
 @click.command(name="lr-find")
-@click.option("--task", required=True, help="The task whose model and data to use.")
+@click.option("--task", required=True, help=task_help.TO_TRAIN)
 @click.option("--optimizer", required=True, help="The optimizer to sweep the lr of.")
 @click.option("--start", default=1e-7, show_default=True, type=float, help="First lr.")
 @click.option("--end", default=10.0, show_default=True, type=float, help="Last lr.")
@@ -413,7 +423,7 @@ def lr_find_command(
 
 
 @click.command(name="report")
-@click.option("--task", required=True, help="The task to report on.")
+@click.option("--task", required=True, help=task_help.IN_STORE)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @tolerance_option
 @db_option

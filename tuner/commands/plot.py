@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from tuner.commands import _task_help as task_help
 from tuner.commands._output import output_options, print_json, print_table
 
 
@@ -20,8 +21,7 @@ def plot() -> None:
 
 def _plot_options(function: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--task", "task_name", required=True,
-                     help="Task name (see `tuner tasks list`)."),
+        click.option("--task", "task_name", required=True, help=task_help.TO_TRAIN),
         click.option("--run", "runs", multiple=True, required=True,
                      metavar="OPTIMIZER[:NAME=VALUE,...]",
                      help="A setting to train and draw, e.g. --run momentum:lr=0.01 "

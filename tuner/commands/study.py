@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from tuner.commands import _task_help as task_help
 from tuner.commands._output import format_value, output_options, plain, print_json, print_table
 from tuner.commands.db import db_option
 
@@ -72,7 +73,7 @@ def study() -> None:
 @click.argument("name", required=False)
 @click.option("--from", "from_file", metavar="FILE", help="Read the study from a TOML file; "
               "flags given as well override it.")
-@click.option("--task", help="The task to train (tuner tasks list).")
+@click.option("--task", help=task_help.TO_TRAIN)
 @click.option("--optimizers", metavar="A,B,...", help="Comma-separated optimizer names.")
 @click.option("--trials", type=int, help="Optuna trials per optimizer (the equal budget).")
 @click.option("--seeds", type=int, help="Training runs (seeds) per trial.")

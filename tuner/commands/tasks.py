@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from tuner.commands import _task_help as task_help
 from tuner.commands._output import format_value, output_options, print_json, print_table
 
 
@@ -43,7 +44,10 @@ def _parameters(task) -> str:
 @click.argument("name")
 @output_options
 def show_task(name: str, as_json: bool) -> None:
-    """Show one task: its data, metric, target, budget and a configuration known to work."""
+    """Show one task: its data, metric, target, budget and a configuration known to work.
+
+    NAME is a registered task, or your own as path/to/file.py:NAME or package.module:NAME.
+    """
     from tuner.plugins import get_registry
 
     task = get_registry().task(name)
@@ -86,7 +90,7 @@ def _describe(task: Any) -> dict[str, Any]:
 
 
 @click.command(name="train")
-@click.option("--task", "task_name", required=True, help="Task name (see `tuner tasks list`).")
+@click.option("--task", "task_name", required=True, help=task_help.TO_TRAIN)
 @click.option("--optimizer", "optimizer_name", required=True,
               help="Optimizer name (see `tuner optimizers list`).")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",

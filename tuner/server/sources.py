@@ -168,9 +168,22 @@ def create_study(store: Store, settings: dict[str, Any], *, warm_start: bool = F
     from tuner.driver import create_study as driver_create_study
     from tuner.studyfile import parse_range_flag
 
+    _check_installed(settings.get("task"))
     flags = dict(settings)
     flags["ranges"] = [parse_range_flag(text) for text in flags.pop("param_range", None) or []]
     return driver_create_study(flags, store.url, warm_start=warm_start).name
+
+
+def _check_installed(task: Any) -> None:
+    """A study over HTTP is of an installed task: any other name is answered with the
+    installed ones, never read as a file or a module of the server's machine."""
+    from tuner.plugins import get_registry
+
+    installed = get_registry().tasks
+    if isinstance(task, str) and task not in installed:
+        raise UnknownNameError(
+            f"unknown task {task!r}; the installed tasks are: {', '.join(sorted(installed))}"
+        )
 
 
 def stop_study(store: Store, name: str) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, true
@@ -155,24 +155,89 @@ def _within_budget(stats: Any, max_state_multiple: float | None) -> Any:
                stats.state_multiple <= max_state_multiple + STATE_SLACK)
 
 
+def _option_clause(name: str, value: Any) -> Any:
+    """Runs whose recorded training option ``name`` is ``value``, or lies in
+    ``{"range": [low, high]}`` (both included)."""
+    option = Run.options[name]
+    if isinstance(value, Mapping):
+        low, high = value["range"]
+        numbers = option.as_integer() if all(isinstance(b, int) for b in (low, high)) \
+            else option.as_float()
+        return numbers.between(low, high)
+    if isinstance(value, bool):
+        return option.as_boolean() == value
+    if isinstance(value, int):
+        return option.as_integer() == value
+    if isinstance(value, float):
+        return option.as_float() == value
+    return option.as_string() == str(value)
+
+
 def _matching(stats: Any, scope: Scope, where: Mapping[str, Any] | None) -> Any:
     """Only the configurations of runs trained with the training options ``where``
-    (``{"batch_size": 16}``): a scan of the task's runs, paid only when filtering."""
+    (``{"batch_size": 16}``, ``{"batch_size": {"range": [16, 64]}}``): a scan of the task's
+    runs, paid only when filtering."""
     if not where:
         return true()
-    clauses = []
-    for name, value in where.items():
-        field = Run.options[name]
-        if isinstance(value, bool):
-            clauses.append(field.as_boolean() == value)
-        elif isinstance(value, int):
-            clauses.append(field.as_integer() == value)
-        elif isinstance(value, float):
-            clauses.append(field.as_float() == value)
-        else:
-            clauses.append(field.as_string() == str(value))
+    clauses = [_option_clause(name, value) for name, value in where.items()]
     chosen = select(Run.config_hash).where(scope.covers_runs(), *clauses)
     return stats.config_hash.in_(chosen)
+
+
+def runs_match(target: Target, task: str, where: Mapping[str, Any]) -> bool:
+    """Whether any run of ``task`` was trained with the training options ``where``."""
+    clauses = [_option_clause(name, value) for name, value in where.items()]
+    with reading(target) as reader:
+        return reader.execute(
+            select(Run.id).where(Run.task == task, *clauses).limit(1)
+        ).first() is not None
+
+
+@dataclass
+class RecordedOption:
+    """What the runs of a task recorded for one training option: the lowest and highest
+    number, or its distinct values (names, booleans); ``recorded`` False when no run has it."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    values: list[Any] = field(default_factory=list)
+
+    @property
+    def recorded(self) -> bool:
+        return self.low is not None or bool(self.values)
+
+
+DISTINCT_SHOWN = 10
+"""Distinct values of a non-numeric option read for :func:`recorded_options` (enough to say
+what the runs have without reading a store's worth of them)."""
+
+
+def recorded_options(
+    target: Target, task: str, where: Mapping[str, Any]
+) -> list[RecordedOption]:
+    """For each option of the filter ``where``, what the task's runs recorded: the span of
+    the numbers (for a number or a range), else the distinct values. One aggregate each."""
+    found = []
+    with reading(target) as reader:
+        for name, value in where.items():
+            option = Run.options[name]
+            if isinstance(value, Mapping) or (
+                isinstance(value, (int, float)) and not isinstance(value, bool)
+            ):
+                low, high = reader.execute(
+                    select(func.min(option.as_float()), func.max(option.as_float()))
+                    .where(Run.task == task)
+                ).one()
+                found.append(RecordedOption(name, low=low, high=high))
+                continue
+            typed = option.as_boolean() if isinstance(value, bool) else option.as_string()
+            values = reader.execute(
+                select(typed).where(Run.task == task, typed.is_not(None)).distinct()
+                .order_by(typed).limit(DISTINCT_SHOWN)
+            ).scalars().all()
+            found.append(RecordedOption(name, values=list(values)))
+    return found
 
 
 def optimizer_summaries(
@@ -418,11 +483,11 @@ def contender_configs(
 
 
 def config_means_with_params(
-    target: Target, scope: Scope, optimizer: str
+    target: Target, scope: Scope, optimizer: str, where: Mapping[str, Any] | None = None
 ) -> list[tuple[float, dict[str, Any]]]:
     """``(mean, params)`` of every configuration of ``optimizer`` within ``scope`` with a
     result and no divergence (the params of its first run): what importance is estimated
-    from."""
+    from. ``where`` filters by training options as :func:`optimizer_summaries` does."""
     table = scope.stats()
     stats = table.c
     runs = Run.__table__.c
@@ -438,7 +503,8 @@ def config_means_with_params(
         .join(first, first.c.config_hash == stats.config_hash)
         .join(Run.__table__, runs.id == first.c.run_id)
         .where(scope.covers(stats), stats.optimizer == optimizer,
-               stats.metric_mean.is_not(None), stats.diverged == 0)
+               stats.metric_mean.is_not(None), stats.diverged == 0,
+               _matching(stats, scope, where))
         .order_by(stats.config_hash)
     )
     with reading(target) as reader:
@@ -471,8 +537,11 @@ def config_outcomes(
     return found
 
 
-def recommended_configs(target: Target, scope: Scope) -> dict[str, list[ConfigResult]]:
-    """Per optimizer, the configurations of ``task`` that ran as its recommended configuration.
+def recommended_configs(
+    target: Target, scope: Scope, where: Mapping[str, Any] | None = None
+) -> dict[str, list[ConfigResult]]:
+    """Per optimizer, the configurations within ``scope`` that ran as its recommended
+    configuration (among those trained as ``where`` says, when given).
 
     A configuration counts when any of its runs belongs to a trial of origin ``recommended``
     (the optimizer's recommended configuration, a study's first trial). Studies under different
@@ -509,7 +578,7 @@ def recommended_configs(target: Target, scope: Scope) -> dict[str, list[ConfigRe
         for optimizer, key in sorted(keys):
             rows.extend(reader.execute(
                 select(stats).where(scope.covers(stats), stats.optimizer == optimizer,
-                                    stats.config_hash == key)
+                                    stats.config_hash == key, _matching(stats, scope, where))
             ).all())
     rows.sort(key=lambda row: (row.optimizer, -row.metric_count, row.config_hash))
     for row in rows:
