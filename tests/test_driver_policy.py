@@ -7,7 +7,13 @@ from collections import Counter
 
 import pytest
 
-from tuner.driver.policy import SlotAttempt, free_slots, outcome_after, plan_slot, settled
+from tuner.driver.policy import (
+    SlotAttempt,
+    free_slots,
+    outcome_after,
+    plan_slot,
+    settled,
+)
 from tuner.store.studies import MAX_ATTEMPTS, MAX_FAILED_ATTEMPTS, slot_given_up
 from tuner.studyfile import StudySpec
 
@@ -62,3 +68,19 @@ def test_a_slot_trains_its_initial_configuration_its_retry_or_its_own_draw():
     assert retry.params == {"lr": 0.02} and retry.origin == "sampled"
     grid = spec(sampler="grid", initial_configs={"sgd": [{"params": {}, "origin": "recommended"}]})
     assert plan_slot(grid, "sgd", 2, [], grid=lambda i: {"lr": i}).params == {"lr": 1}
+
+
+def test_attempts_made_before_a_slot_was_reopened_do_not_give_it_up():
+    """A reopened slot (``--retry-given-up``) is free again although its failed attempts stay;
+    the attempts after the reopening count as before."""
+    one = spec(optimizers=["adam"], trials=1)
+    before = [SlotAttempt("adam", 0, "failed", {"lr": 1.0}, counted=False)]
+    before *= MAX_FAILED_ATTEMPTS
+    assert free_slots(one, before, Counter()) == [("adam", 0)]
+    assert not settled(one, before, Counter())
+    after = [SlotAttempt("adam", 0, "failed", {"lr": 1.0})] * MAX_FAILED_ATTEMPTS
+    again = Counter({("adam", 0): MAX_FAILED_ATTEMPTS})
+    assert free_slots(one, before + after, again) == []
+    assert settled(one, before + after, again)
+    # the retry trains what the failed attempts trained
+    assert plan_slot(one, "adam", 0, before).params == {"lr": 1.0}

@@ -125,15 +125,19 @@ class Study:
         return str(self.spec().task)
 
     def run(self, workers: int = 1, timeout: float | None = None,
-            allow_changed: bool = False, batch: int | None = None) -> Any:
+            allow_changed: bool = False, batch: int | None = None,
+            retry_given_up: bool = False) -> Any:
         """Run the study to the end with ``workers`` local processes; returns the
         :class:`~tuner.driver.WorkerReport`. The task's code is checked first (one line if it
         changed, unless ``allow_changed``). ``batch`` K trains up to K trials of one optimizer
-        together (``tuner study run --batch K``)."""
+        together (``tuner study run --batch K``). ``retry_given_up`` first reopens the slots
+        given up after failing again and again (``--retry-given-up``; the report's
+        ``reopened`` lists them), keeping their failed attempts on record."""
         import os
 
         from tuner.driver import run_study
         from tuner.driver.study_task import load_study_task
+        from tuner.driver.supervision import retry_given_up as reopen
         from tuner.task_reference import ALLOW_CHANGED_ENV
 
         if allow_changed:
@@ -141,7 +145,10 @@ class Study:
         spec = self.spec()
         if spec.task_ref:
             load_study_task(spec)
-        return run_study(self.name, self.db, workers=workers, timeout=timeout, batch=batch)
+        reopened = reopen(self.db, self.name) if retry_given_up else []
+        report = run_study(self.name, self.db, workers=workers, timeout=timeout, batch=batch)
+        report.reopened = reopened
+        return report
 
     def status(self) -> Any:
         """Progress and best result per optimizer (:class:`tuner.store.studies.StudyStatus`)."""

@@ -42,6 +42,26 @@ def _allow_changed_option(function: Any) -> Any:
     )(function)
 
 
+def _retry_given_up_option(function: Any) -> Any:
+    return click.option(
+        "--retry-given-up", is_flag=True,
+        help="Once the cause is fixed, retry the slots given up after failing again and again "
+        "(their failed attempts stay on record).",
+    )(function)
+
+
+def _reopen_given_up(name: str, db: str | None) -> None:
+    """Reopen the study's given-up slots and say how many."""
+    from tuner.driver.supervision import retry_given_up
+
+    reopened = retry_given_up(db, name)
+    if not reopened:
+        click.echo(f"Study {name!r} has no given-up slots to retry.")
+        return
+    click.echo(f"Reopened {len(reopened)} given-up slot(s) of study {name!r} "
+               f"({', '.join(reopened)}); their failed attempts stay on record.")
+
+
 def _check_task_code(name: str, db: str | None, allow_changed: bool) -> None:
     """Refuse, before any worker starts, a study whose task code changed (unless allowed);
     workers spawned from here inherit the permission through the environment."""
@@ -158,11 +178,13 @@ def _say_created(spec, where: str) -> None:
               help="Spread the local workers over these GPUs (several per GPU allowed).")
 @_batch_option
 @_allow_changed_option
+@_retry_given_up_option
 @db_option
 def run_command(
     name: str, workers: int, timeout: float | None, grace: float | None, backend: str,
     address: str | None, cpus_per_worker: float | None, gpus_per_worker: float | None,
-    gpus: str | None, batch: int | None, allow_changed: bool, db: str | None,
+    gpus: str | None, batch: int | None, allow_changed: bool, retry_given_up: bool,
+    db: str | None,
 ) -> None:
     """Run a study to the end (or resume it); Ctrl-C stops it cleanly (exit 130).
 
@@ -181,10 +203,15 @@ def run_command(
         from tuner.driver.gpus import parse_gpus
 
         gpu_list = parse_gpus(gpus)
-    if current_status(db, name).status in ("finished", "incomplete"):
+    if not retry_given_up and current_status(db, name).status in ("finished", "incomplete"):
         _say_how_it_ended(name, db, WorkerReport(already_finished=True))
         return
     _check_task_code(name, db, allow_changed)
+    if retry_given_up:
+        _reopen_given_up(name, db)
+        if current_status(db, name).status in ("finished", "incomplete"):
+            _say_how_it_ended(name, db, WorkerReport(already_finished=True))
+            return
     try:
         with _Progress() as bar:
             report = run_study(
@@ -229,10 +256,11 @@ def _placement(
 @_grace_option
 @_batch_option
 @_allow_changed_option
+@_retry_given_up_option
 @db_option
 def worker_command(
     name: str, timeout: float | None, threads: int | None, grace: float | None,
-    batch: int | None, allow_changed: bool, db: str | None,
+    batch: int | None, allow_changed: bool, retry_given_up: bool, db: str | None,
 ) -> None:
     """Join study NAME as one more worker (on any host that reaches the database)."""
     from tuner.driver import Worker, WorkerSettings, graceful_signals
@@ -242,6 +270,8 @@ def worker_command(
         raise click.ClickException(f"--threads must be at least 1, got {threads}")
     settings = WorkerSettings.from_env(grace, batch)
     _check_task_code(name, db, allow_changed)
+    if retry_given_up:
+        _reopen_given_up(name, db)
     if threads:
         import torch
 
@@ -268,7 +298,8 @@ def _say_how_it_ended(name: str, db: str | None, report: Any) -> None:
         more = f" (and {len(status.errors) - 3} more)" if len(status.errors) > 3 else ""
         click.echo(
             f"Study {name!r} ended incomplete: {done}, {status.given_up} slot(s) given up "
-            f"after failing again and again ({shown}{more}). See: tuner study show {name}",
+            f"after failing again and again ({shown}{more}). See: tuner study show {name}; "
+            f"once fixed, retry them: tuner study run {name} --retry-given-up",
             err=True,
         )
         raise SystemExit(1)

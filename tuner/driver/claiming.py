@@ -46,7 +46,8 @@ class Claimer:
 
     def _attempts(self) -> tuple[list[Any], list[SlotAttempt], Any]:
         rows = slot_rows(self.context.store, self.context.spec.id)
-        attempts = [SlotAttempt(r.optimizer, r.slot, r.status, r.params) for r in rows]
+        attempts = [SlotAttempt(r.optimizer, r.slot, r.status, r.params, r.counted)
+                    for r in rows]
         failed = failed_runs_per_slot(self.context.store, self.context.spec.id) if any(
             r.status == "failed" for r in rows) else Counter()
         return rows, attempts, failed

@@ -12,7 +12,8 @@ is pruned or fails ends it as ``pruned`` or ``failed``; when every seed complete
 study's ``s``-th initial configuration (the warm starts, then the recommended one) if there is
 one, a grid point for the grid sampler, else a configuration drawn for that slot alone; a retry
 trains what the slot's earlier attempt trained. A slot is given up after too many attempts (see
-:func:`tuner.store.studies.slot_given_up`).
+:func:`tuner.store.studies.slot_given_up`); the attempts made before a slot was reopened
+(``--retry-given-up``) do not count.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class SlotAttempt:
     slot: int
     status: str
     params: dict[str, Any]
+    counted: bool = True  # False: made before the slot was reopened
 
 
 def free_slots(
@@ -70,7 +72,7 @@ def free_slots(
     slot across optimizers, so every optimizer advances at the same pace (``only``: the
     slots of that optimizer)."""
     held = {(a.optimizer, a.slot) for a in attempts if a.status != "failed"}
-    tries = Counter((a.optimizer, a.slot) for a in attempts)
+    tries = Counter((a.optimizer, a.slot) for a in attempts if a.counted)
     free = []
     for slot in range(spec.trials):
         for optimizer in spec.optimizers:
@@ -87,7 +89,8 @@ def free_slots(
 def settled(spec: StudySpec, attempts: Sequence[SlotAttempt], failed_runs: Counter) -> bool:
     """Whether every slot is finished or given up: nothing is left to run."""
     finished = {(a.optimizer, a.slot) for a in attempts if a.status in FINISHED}
-    tries = Counter((a.optimizer, a.slot) for a in attempts if a.status == "failed")
+    tries = Counter((a.optimizer, a.slot) for a in attempts
+                    if a.status == "failed" and a.counted)
     return all(
         (o, s) in finished or slot_given_up(tries[(o, s)], failed_runs[(o, s)])
         for o in spec.optimizers for s in range(spec.trials_for(o))

@@ -135,6 +135,22 @@ def stop_study(store: Store, name: str) -> StudySpec:
     return spec
 
 
+def reopen_given_up(store: Store, spec_or_name: StudySpec | str) -> list[str]:
+    """Make the study's given-up slots claimable again, once their cause is fixed: their failed
+    attempts (rows and runs) stay on record as they are, and stop counting towards giving the
+    slots up (:func:`tuner.store.claims.reopen_slots`). Returns the slots reopened
+    (``adamw/0``, ...)."""
+    from tuner.store.claims import reopen_slots, slot_key
+
+    status = study_status(store, spec_or_name)
+    slots = [(o.optimizer, slot) for o in status.optimizers for slot in o.given_up]
+    if not slots:
+        return []
+    reopen_slots(store, status.spec.id, slots)
+    set_status(store, status.spec.id, "stopped", unless=STOPPING)
+    return [slot_key(optimizer, slot) for optimizer, slot in slots]
+
+
 @dataclass
 class OptimizerStatus:
     """One optimizer's progress in a study and its best trial so far."""
@@ -212,13 +228,13 @@ def slot_given_up(attempts: int, failed_runs: int) -> bool:
 
 def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
     """Progress and best result per optimizer, from the trial rows alone."""
-    from tuner.store.claims import failed_runs_per_slot, last_errors
+    from tuner.store.claims import counts, failed_runs_per_slot, last_errors, reopened_marks
     from tuner.store.tasks import get_task
 
     spec = get_study(store, spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     task = get_task(store, spec.task)
 
-    def read() -> tuple[list[Any], dict[int, int]]:
+    def read() -> tuple[list[Any], dict[int, int], dict[tuple[str, int], int]]:
         with store.engine.connect() as connection:
             rows = connection.execute(
                 select(Trial.optimizer, Trial.slot, Trial.status, Trial.value, Trial.params,
@@ -229,13 +245,15 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
                 select(Run.trial_id, func.count()).where(Run.study_id == spec.id)
                 .group_by(Run.trial_id)
             ).all())
-        return rows, seeds
+            marks = reopened_marks(connection, spec.id)
+        return rows, seeds, marks
 
-    rows, seeds_per_trial = retrying(read)
+    rows, seeds_per_trial, marks = retrying(read)
     failures = failed_runs_per_slot(store, spec.id) if any(
         r.status == "failed" for r in rows) else Counter()
     finished = {(r.optimizer, r.slot) for r in rows if r.status in FINISHED}
-    attempts = Counter((r.optimizer, r.slot) for r in rows if r.status == "failed")
+    attempts = Counter((r.optimizer, r.slot) for r in rows
+                       if r.status == "failed" and counts(marks, r.optimizer, r.slot, r.id))
     sign = 1.0 if task.direction == "minimize" else -1.0
     per: list[OptimizerStatus] = []
     for optimizer in spec.optimizers:
