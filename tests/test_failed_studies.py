@@ -1,4 +1,5 @@
-"""Studies that fail: slots given up and retried once the code is fixed. Real task files, real
+"""Studies that fail: slots given up and retried once the code is fixed, and a task whose every
+run is NaN from the start, told apart from a bad learning rate. Real task files, real
 `python -m tuner` processes, real SQLite stores."""
 
 from __future__ import annotations
@@ -167,3 +168,96 @@ def test_python_api_retries_given_up_slots(tmp_path: Path, sqlite_url: str, monk
     status = study.status()
     assert status.status == "finished" and status.done == status.total == 1
     assert status.optimizers[0].failed_attempts == 3  # kept on record
+
+
+# -- a task broken from the first step --------------------------------------------------------
+
+
+def test_a_task_whose_loss_is_nan_from_the_start_is_reported_as_broken(
+    tmp_path: Path, sqlite_url: str
+):
+    """Every lr of every optimizer diverges at step 1: `study run` exits non-zero with one
+    line saying the task is broken, and `study show`, `advise` and `best` say the same."""
+    path = write_task(tmp_path, "nan-blobs", BROKEN=False, LOSS_SCALE='float("nan")')
+    created = cli("study", "create", "nan", "--task", f"{path}:task", "--optimizers",
+                  "adamw,sgd", "--trials", "3", "--seeds", "1", db=sqlite_url)
+    assert created.exit_code == 0, created.output
+    done = tuner("study", "run", "nan", db=sqlite_url, cwd=tmp_path)
+    no_traceback(done)
+    configurations = rows(sqlite_url, "select count(distinct config_hash) from tuner_runs")[0][0]
+    assert configurations == 6  # 2 optimizers x 3 trials, each its own configuration
+    line = ("every run of task 'nan-blobs' diverged at its first evaluation (loss not finite "
+            f"at step 1) for all {configurations} configurations: the task itself is broken "
+            "(check its loss and data), not the learning rate")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"Study 'nan' at 6/6 trials: {line}."]
+
+    shown = cli("study", "show", "nan", db=sqlite_url)
+    assert f"Task problem: {line}." in shown.stdout
+    shown_json = json.loads(cli("study", "show", "nan", "--json", db=sqlite_url).stdout)
+    assert shown_json["task_problem"] == line
+    advised = cli("advise", "--task", "nan-blobs", db=sqlite_url)
+    assert advised.stdout.strip() == line[0].upper() + line[1:] + "."
+    assert "run a study first" not in advised.stdout
+    best = json.loads(cli("best", "--task", "nan-blobs", "--json", db=sqlite_url).stdout)
+    assert best["task_problem"] == line
+    table = cli("best", "--task", "nan-blobs", db=sqlite_url)
+    assert table.stdout.strip().splitlines()[-1] == line[0].upper() + line[1:] + "."
+    again = tuner("study", "run", "nan", db=sqlite_url, cwd=tmp_path)
+    assert again.returncode == 1 and line in again.stderr
+
+    # the same answers are pure reads of the store: no torch, Optuna or plugin is imported
+    script = (
+        "import sys\nfrom tuner.advice import advise, best\n"
+        "from tuner.driver.supervision import current_status\n"
+        f"db = {sqlite_url!r}\n"
+        "answers = [advise('nan-blobs', db=db).text, best('nan-blobs', db=db).task_problem,\n"
+        "           current_status(db, 'nan').task_problem]\n"
+        "heavy = [m for m in ('torch', 'optuna', 'tuner_plugins', 'tuner.plugins')\n"
+        "         if m in sys.modules]\n"
+        "print(all(answers), heavy)\n"
+    )
+    pure = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert pure.stdout.strip() == "True []", pure.stderr
+
+
+def test_the_broken_task_rule(sqlite_url: str, tmp_path: Path):
+    """The rule on recorded runs: NaN at step 1 is the task's fault even for one
+    configuration; a metric that is NaN at the first evaluation of every configuration too;
+    one configuration that blows up later is not; one finite result clears the task."""
+    from tuner import train
+    from tuner.store import open_store, record_run
+    from tuner.store.broken_task import broken_task
+
+    def runs(name: str, lrs: list[float], **settings: object) -> list:
+        write_task(tmp_path / name, name, BROKEN=False, **settings)
+        reference = f"{tmp_path / name / 'blobs.py'}:task"
+        return [train(reference, "sgd", {"lr": lr}, 0) for lr in lrs]
+
+    store = open_store(sqlite_url)
+    try:
+        for result in runs("loss-nan", [0.1], LOSS_SCALE='float("nan")'):
+            record_run(store, None, result)
+        found = broken_task(store, "loss-nan", "val_loss")
+        assert found is not None and found.loss_steps == (1, 1)
+        assert "(loss not finite at step 1) for the one configuration tried" in found.message()
+
+        for result in runs("metric-nan", [0.01, 0.1], METRIC_SCALE='float("nan")'):
+            record_run(store, None, result)
+        found = broken_task(store, "metric-nan", "val_loss")
+        assert found is not None and found.metric_steps == (10, 10)
+        assert "(val_loss not finite at step 10) for all 2 configurations" in found.message()
+
+        # one lr so large that the loss passes the divergence limit before the first
+        # evaluation: that lr is too large, the task may well be fine
+        late = train("quadratic", "sgd", {"lr": 1.0}, 0)
+        assert late.status == "diverged" and 1 < late.steps and not late.curve
+        record_run(store, None, late)
+        assert broken_task(store, "quadratic", "loss") is None
+
+        for result in runs("metric-nan", [1e-3], METRIC_SCALE="1.0"):
+            record_run(store, None, result)  # the task was fixed: one finite result
+        assert broken_task(store, "metric-nan", "val_loss") is None
+    finally:
+        store.dispose()

@@ -128,6 +128,9 @@ class TaskRanking:
     certainty: Certainty | None = None
     where: dict[str, Any] | None = None
     """The training options the ranking was restricted to (``{"batch_size": 16}``)."""
+    task_problem: str | None = None
+    """Set when no optimizer has a result because every run of the task diverged at its first
+    evaluation: the task itself is broken (:mod:`tuner.store.broken_task`), in one line."""
 
     @property
     def winner(self) -> OptimizerStanding | None:
@@ -150,6 +153,7 @@ class TaskRanking:
             "optimizers": [standing.to_dict() for standing in self.optimizers],
             "lr_ratios": [ratio.to_dict() for ratio in self.lr_ratios],
             "certainty": asdict(self.certainty) if self.certainty else None,
+            "task_problem": self.task_problem,
         }
 
 
@@ -198,6 +202,7 @@ def rank_task(
         )
         studies = study_count(store, task)
         display = store.display_url
+        problem = _task_problem(store, task, record.metric, summaries)
     finally:
         if opened:
             store.dispose()
@@ -214,8 +219,18 @@ def rank_task(
         task=task, metric=record.metric, direction=record.direction, target=record.target,
         tolerance=tol, db=display, studies=studies, optimizers=standings, kind=record.kind,
         memory_budget=budget, lr_ratios=ratios, certainty=certainty,
-        where=dict(where) if where else None,
+        where=dict(where) if where else None, task_problem=problem,
     )
+
+
+def _task_problem(store: Store, task: str, metric: str, summaries: list[Any]) -> str | None:
+    """The broken-task line when no optimizer has a result and the task's runs say why."""
+    from tuner.store.broken_task import broken_task
+
+    if any(s.mean is not None for s in summaries):
+        return None
+    found = broken_task(store, task, metric)
+    return found.message() if found is not None else None
 
 
 def _standing(

@@ -112,6 +112,8 @@ def best_command(
             + (f", runs with {_settings(ranking.where)}" if ranking.where else "")
         ),
     )
+    if ranking.task_problem is not None:
+        click.echo(ranking.task_problem[0].upper() + ranking.task_problem[1:] + ".")
     top = ranking.optimizers[0] if ranking.optimizers else None
     if top is not None and top.params:
         click.echo(f"best configuration of {top.optimizer}: {_settings(top.params)}"

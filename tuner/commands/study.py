@@ -288,11 +288,16 @@ def worker_command(
 
 
 def _say_how_it_ended(name: str, db: str | None, report: Any) -> None:
-    """One line on how the run ended; exit 1 when slots were given up."""
+    """One line on how the run ended; exit 1 when slots were given up or when every run
+    diverged at its first evaluation (the task is broken)."""
     from tuner.driver.processes import current_status
 
     status = current_status(db, name)
     done = f"{status.done}/{status.total} trials"
+    if status.task_problem is not None:
+        click.echo(f"Study {name!r} at {done}: {status.task_problem}.", err=True)
+        if status.status != "incomplete":
+            raise SystemExit(1)
     if status.status == "incomplete":
         shown = "; ".join(f"{slot}: {error}" for slot, error in list(status.errors.items())[:3])
         more = f" (and {len(status.errors) - 3} more)" if len(status.errors) > 3 else ""
@@ -410,6 +415,8 @@ def show_command(name: str, as_json: bool, db: str | None) -> None:
         click.echo("Training: " + ", ".join(
             f"{key}={_training_text(value)}" for key, value in c.training.items()
         ) + ".")
+    if status.task_problem is not None:
+        click.echo(f"Task problem: {status.task_problem}.")
     for slot, error in status.errors.items():
         click.echo(f"Given up: {slot}: {error}")
     rows = []

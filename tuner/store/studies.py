@@ -189,6 +189,9 @@ class StudyStatus:
     status: str
     optimizers: list[OptimizerStatus] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    task_problem: str | None = None
+    """Set when every run so far diverged at its first evaluation: the task itself is broken
+    (the rule is :mod:`tuner.store.broken_task`'s), in one line."""
 
     @property
     def name(self) -> str:
@@ -216,6 +219,7 @@ class StudyStatus:
             "training": s.training, "task_params": s.task_params,
             "trials_done": self.done, "trials_total": self.total,
             "slots_given_up": self.given_up, "errors": self.errors,
+            "task_problem": self.task_problem,
             "per_optimizer": [o.describe() for o in self.optimizers],
         }
 
@@ -295,7 +299,20 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
         status = "stopped"
     else:
         status = "created"
-    return StudyStatus(spec, task.metric, task.direction, status, per, errors)
+    return StudyStatus(spec, task.metric, task.direction, status, per, errors,
+                       _task_problem(store, spec, task.metric, rows))
+
+
+def _task_problem(store: Store, spec: StudySpec, metric: str, rows: list[Any]) -> str | None:
+    """The broken-task line of a study whose trials so far all diverged (None otherwise; the
+    runs are read only then)."""
+    from tuner.store.broken_task import broken_task
+
+    statuses = {r.status for r in rows}
+    if "diverged" not in statuses or statuses & {"complete", "pruned"}:
+        return None
+    found = broken_task(store, spec.task, metric, study_id=spec.id)
+    return found.message() if found is not None else None
 
 
 def list_studies(store: Store) -> list[StudyStatus]:
