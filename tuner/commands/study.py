@@ -154,6 +154,11 @@ def _say_created(spec, where: str) -> None:
     )
     if spec.fixed:
         click.echo(f"Fixed settings, one trial each: {', '.join(spec.fixed)}.")
+    from tuner.driver.create import untried_choices_warning
+
+    warning = untried_choices_warning(spec)
+    if warning is not None:
+        click.echo(warning, err=True)
     if spec.pruner == "wilcoxon" and spec.seeds < 4:
         click.echo("Note: the wilcoxon pruner compares seeds and cannot prune with fewer than 4.")
     click.echo(f"Run it with: tuner study run {spec.name}")
@@ -383,13 +388,15 @@ def list_command(as_json: bool, db: str | None) -> None:
     )
 
 
-def _training_text(value) -> str:
-    """A study training option for people: ``100``, ``16..256`` (tuned), ``a|b`` (tuned)."""
+def _training_text(value, untried=()) -> str:
+    """A study training option for people: ``100``, ``16..256`` (tuned), ``a|b`` (tuned), and
+    the choices no finished trial has tried: ``a|b (tuned; b not tried)``."""
     if isinstance(value, dict) and "range" in value:
         low, high = value["range"]
         return f"{format_value(low)}..{format_value(high)} (tuned)"
     if isinstance(value, dict):
-        return "|".join(str(v) for v in value["choices"]) + " (tuned)"
+        note = f"; {', '.join(map(str, untried))} not tried" if untried else ""
+        return "|".join(str(v) for v in value["choices"]) + f" (tuned{note})"
     return format_value(value)
 
 
@@ -413,7 +420,8 @@ def show_command(name: str, as_json: bool, db: str | None) -> None:
     )
     if c.training:
         click.echo("Training: " + ", ".join(
-            f"{key}={_training_text(value)}" for key, value in c.training.items()
+            f"{key}={_training_text(value, status.untried_choices.get(key, ()))}"
+            for key, value in c.training.items()
         ) + ".")
     if status.task_problem is not None:
         click.echo(f"Task problem: {status.task_problem}.")

@@ -189,6 +189,9 @@ class StudyStatus:
     status: str
     optimizers: list[OptimizerStatus] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    untried_choices: dict[str, list[Any]] = field(default_factory=dict)
+    """Per tuned training option with choices, the choices no finished trial has trained yet
+    (empty for a study with no finished trial)."""
     task_problem: str | None = None
     """Set when every run so far diverged at its first evaluation: the task itself is broken
     (the rule is :mod:`tuner.store.broken_task`'s), in one line."""
@@ -219,7 +222,7 @@ class StudyStatus:
             "training": s.training, "task_params": s.task_params,
             "trials_done": self.done, "trials_total": self.total,
             "slots_given_up": self.given_up, "errors": self.errors,
-            "task_problem": self.task_problem,
+            "untried_choices": self.untried_choices, "task_problem": self.task_problem,
             "per_optimizer": [o.describe() for o in self.optimizers],
         }
 
@@ -300,7 +303,22 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
     else:
         status = "created"
     return StudyStatus(spec, task.metric, task.direction, status, per, errors,
-                       _task_problem(store, spec, task.metric, rows))
+                       _untried_choices(spec, rows), _task_problem(store, spec, task.metric, rows))
+
+
+def _untried_choices(spec: StudySpec, rows: list[Any]) -> dict[str, list[Any]]:
+    """Per tuned training option with choices, those that no finished trial trained."""
+    finished = [dict(r.params or {}) for r in rows if r.status in FINISHED]
+    if not finished:
+        return {}
+    untried = {}
+    for name, value in spec.training.items():
+        if isinstance(value, dict) and "choices" in value:
+            tried = [params.get(name) for params in finished]
+            left = [choice for choice in value["choices"] if choice not in tried]
+            if left:
+                untried[name] = left
+    return untried
 
 
 def _task_problem(store: Store, spec: StudySpec, metric: str, rows: list[Any]) -> str | None:
