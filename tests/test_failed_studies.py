@@ -90,6 +90,12 @@ def rows(db: str, query: str) -> list[tuple]:
         return connection.execute(query).fetchall()
 
 
+def dialect(url: str) -> str:
+    """``sqlite`` or ``postgresql``: a suffix that keeps task names apart between the two runs
+    of a test in one process (a task name belongs to one file per process)."""
+    return url.split(":")[0].split("+")[0]
+
+
 def no_traceback(done: subprocess.CompletedProcess) -> None:
     assert "Traceback" not in done.stderr, done.stderr
 
@@ -151,18 +157,18 @@ def test_given_up_slots_are_retried_after_a_fix_and_the_failures_stay_on_record(
     assert "already finished (4/4 trials)" in again.stdout
 
 
-def test_python_api_retries_given_up_slots(tmp_path: Path, sqlite_url: str, monkeypatch):
+def test_python_api_retries_given_up_slots(tmp_path: Path, database_url: str, monkeypatch):
     """``Study.run(retry_given_up=True)``: the report lists the reopened slots."""
     import tuner
     from tuner.task_reference import ALLOW_CHANGED_ENV
 
     monkeypatch.delenv(ALLOW_CHANGED_ENV, raising=False)  # Study.run sets it; restored after
-    path = write_task(tmp_path, "blobs-api")
+    path = write_task(tmp_path, f"blobs-api-{dialect(database_url)}")
     study = tuner.Study.create("api", task=f"{path}:task", optimizers=["sgd"], trials=1,
-                               seeds=1, db=sqlite_url, pruner="none")
+                               seeds=1, db=database_url, pruner="none")
     study.run()
     assert study.status().status == "incomplete"
-    write_task(tmp_path, "blobs-api", BROKEN=False)
+    write_task(tmp_path, f"blobs-api-{dialect(database_url)}", BROKEN=False)
     report = study.run(allow_changed=True, retry_given_up=True)
     assert report.reopened == ["sgd/0"]
     status = study.status()
@@ -222,7 +228,7 @@ def test_a_task_whose_loss_is_nan_from_the_start_is_reported_as_broken(
     assert pure.stdout.strip() == "True []", pure.stderr
 
 
-def test_the_broken_task_rule(sqlite_url: str, tmp_path: Path):
+def test_the_broken_task_rule(database_url: str, tmp_path: Path):
     """The rule on recorded runs: NaN at step 1 is the task's fault even for one
     configuration; a metric that is NaN at the first evaluation of every configuration too;
     one configuration that blows up later is not; one finite result clears the task."""
@@ -230,22 +236,24 @@ def test_the_broken_task_rule(sqlite_url: str, tmp_path: Path):
     from tuner.store import open_store, record_run
     from tuner.store.broken_task import broken_task
 
+    suffix = dialect(database_url)
+
     def runs(name: str, lrs: list[float], **settings: object) -> list:
-        write_task(tmp_path / name, name, BROKEN=False, **settings)
+        write_task(tmp_path / name, f"{name}-{suffix}", BROKEN=False, **settings)
         reference = f"{tmp_path / name / 'blobs.py'}:task"
         return [train(reference, "sgd", {"lr": lr}, 0) for lr in lrs]
 
-    store = open_store(sqlite_url)
+    store = open_store(database_url)
     try:
         for result in runs("loss-nan", [0.1], LOSS_SCALE='float("nan")'):
             record_run(store, None, result)
-        found = broken_task(store, "loss-nan", "val_loss")
+        found = broken_task(store, f"loss-nan-{suffix}", "val_loss")
         assert found is not None and found.loss_steps == (1, 1)
         assert "(loss not finite at step 1) for the one configuration tried" in found.message()
 
         for result in runs("metric-nan", [0.01, 0.1], METRIC_SCALE='float("nan")'):
             record_run(store, None, result)
-        found = broken_task(store, "metric-nan", "val_loss")
+        found = broken_task(store, f"metric-nan-{suffix}", "val_loss")
         assert found is not None and found.metric_steps == (10, 10)
         assert "(val_loss not finite at step 10) for all 2 configurations" in found.message()
 
@@ -258,6 +266,6 @@ def test_the_broken_task_rule(sqlite_url: str, tmp_path: Path):
 
         for result in runs("metric-nan", [1e-3], METRIC_SCALE="1.0"):
             record_run(store, None, result)  # the task was fixed: one finite result
-        assert broken_task(store, "metric-nan", "val_loss") is None
+        assert broken_task(store, f"metric-nan-{suffix}", "val_loss") is None
     finally:
         store.dispose()
