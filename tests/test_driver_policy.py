@@ -7,7 +7,17 @@ from collections import Counter
 
 import pytest
 
-from tuner.driver.policy import SlotAttempt, free_slots, outcome_after, plan_slot, settled
+from tuner.driver.policy import (
+    SlotAttempt,
+    choices_left_out,
+    choices_to_spread,
+    free_slots,
+    outcome_after,
+    pinned_choices,
+    plan_slot,
+    settled,
+)
+from tuner.space import Categorical, Float, SearchSpace
 from tuner.store.studies import MAX_ATTEMPTS, MAX_FAILED_ATTEMPTS, slot_given_up
 from tuner.studyfile import StudySpec
 
@@ -62,3 +72,63 @@ def test_a_slot_trains_its_initial_configuration_its_retry_or_its_own_draw():
     assert retry.params == {"lr": 0.02} and retry.origin == "sampled"
     grid = spec(sampler="grid", initial_configs={"sgd": [{"params": {}, "origin": "recommended"}]})
     assert plan_slot(grid, "sgd", 2, [], grid=lambda i: {"lr": i}).params == {"lr": 1}
+
+
+def test_attempts_made_before_a_slot_was_reopened_do_not_give_it_up():
+    """A reopened slot (``--retry-given-up``) is free again although its failed attempts stay;
+    the attempts after the reopening count as before."""
+    one = spec(optimizers=["adam"], trials=1)
+    before = [SlotAttempt("adam", 0, "failed", {"lr": 1.0}, counted=False)]
+    before *= MAX_FAILED_ATTEMPTS
+    assert free_slots(one, before, Counter()) == [("adam", 0)]
+    assert not settled(one, before, Counter())
+    after = [SlotAttempt("adam", 0, "failed", {"lr": 1.0})] * MAX_FAILED_ATTEMPTS
+    again = Counter({("adam", 0): MAX_FAILED_ATTEMPTS})
+    assert free_slots(one, before + after, again) == []
+    assert settled(one, before + after, again)
+    # the retry trains what the failed attempts trained
+    assert plan_slot(one, "adam", 0, before).params == {"lr": 1.0}
+
+
+def test_the_first_sampled_slots_try_every_categorical_choice():
+    """Slot 0 is the recommended configuration (schedule constant, centered False); slots 1 and
+    2 are pinned to the untried choices in declared order, slot 3 is drawn freely."""
+    choices = choices_to_spread(SearchSpace([
+        Float("lr", 1e-4, 1.0, default=1e-2, log=True),
+        Categorical("centered", (False, True), default=False),
+        Float("momentum", 0.0, 0.9, default=0.0),
+        Categorical("nesterov", (False, True), default=False, when=("momentum", ">", 0)),
+        Categorical("schedule", ("constant", "cosine", "linear"), default="constant"),
+        Categorical("precision", ("float32",), default="float32"),
+    ]))
+    assert choices == {"centered": (False, True), "schedule": ("constant", "cosine", "linear")}
+    initial = [{"params": {"lr": 1e-2, "centered": False, "schedule": "constant"},
+                "origin": "recommended"}]
+    study = spec(optimizers=["adam"], trials=4, initial_configs={"adam": initial})
+    plans = [plan_slot(study, "adam", slot, [], choices=choices) for slot in range(4)]
+    assert plans[0].params == initial[0]["params"]
+    assert [p.pinned for p in plans[1:]] == [
+        {"centered": True, "schedule": "cosine"}, {"schedule": "linear"}, {}]
+    assert all(p.params is None for p in plans[1:])  # the rest is drawn by the sampler
+    tried = {"centered": set(), "schedule": set()}
+    for plan in plans[:3]:
+        for name, value in {**(plan.params or {}), **plan.pinned}.items():
+            if name in tried:
+                tried[name].add(value)
+    assert {name: set(values) for name, values in choices.items()} == tried
+    # a retry keeps what its slot trained; a warm start that takes a choice counts as tried
+    failed = [SlotAttempt("adam", 1, "failed", {"lr": 0.3, "schedule": "linear"})]
+    assert plan_slot(study, "adam", 1, failed, choices=choices).pinned == {}
+    warm = [{"params": {"schedule": "cosine"}, "origin": "warm_start"}, *initial]
+    assert pinned_choices(choices, warm, 2) == {"centered": True, "schedule": "linear"}
+
+
+def test_too_few_trials_leave_choices_untried():
+    initial = [{"params": {"schedule": "constant"}, "origin": "recommended"}]
+    choices = {"schedule": ("constant", "cosine", "linear")}
+    assert choices_left_out(choices, initial, 1) == {"schedule": ["cosine", "linear"]}
+    assert choices_left_out(choices, initial, 2) == {"schedule": ["linear"]}
+    assert choices_left_out(choices, initial, 3) == {}
+    warm = [{"params": {"schedule": "linear"}, "origin": "warm_start"}, *initial]
+    assert choices_left_out(choices, warm, 1) == {"schedule": ["constant", "cosine"]}
+    assert choices_left_out(choices, warm, 3) == {}

@@ -368,3 +368,72 @@ def test_a_retried_slot_reuses_only_runs_of_the_same_tuned_options(sqlite_url):
     reused = reuse_runs(store, second, [first], key, [0], options={"warmup": 5})
     assert list(reused) == [0] and reused[0].status == "complete"
     store.dispose()
+
+
+# -- every tuned choice is tried ------------------------------------------------------------
+
+
+def _trained(db: str, study: str) -> list[tuple[str, dict, dict]]:
+    """(optimizer, hyperparameters, training options) of each run of ``study``."""
+    from tuner.store import open_store
+    from tuner.store.models import Run, Study
+
+    store = open_store(db, readonly=True)
+    try:
+        with store.session() as session:
+            runs = session.query(Run).join(Study, Run.study_id == Study.id).filter(
+                Study.name == study).order_by(Run.optimizer, Run.id).all()
+            return [(r.optimizer, dict(r.params), dict(r.options)) for r in runs]
+    finally:
+        store.dispose()
+
+
+def _cli(*args, db):
+    """``tuner ...`` in this process (the create and show steps: no training)."""
+    from click.testing import CliRunner
+
+    from tuner.cli import cli
+
+    return CliRunner().invoke(cli, [*args, "--db", db], catch_exceptions=False)
+
+
+def test_every_tuned_choice_is_tried_in_the_first_trials(sqlite_url):
+    """schedule=constant,cosine with 3 trials: each optimizer trains both schedules (its
+    recommended configuration, slot 0, takes constant; the first sampled slot cosine), and
+    RMSprop's own categorical ``centered`` gets both values too. The same study created again
+    trains the same configurations: the pinning and the sampler's seeds are deterministic."""
+    for name in ("first", "again"):
+        created = _cli("study", "create", name, "--task", "logreg", "--optimizers",
+                       "adamw,rmsprop", "--trials", "3", "--seeds", "1", "--budget", "20",
+                       "--pruner", "none", "--train", "schedule=constant,cosine", db=sqlite_url)
+        assert created.exit_code == 0 and created.stderr == "", created.output
+    done = _tuner("study", "run", "first", db=sqlite_url)
+    assert done.returncode == 0, done.stderr
+    assert _cli("study", "run", "again", db=sqlite_url).exit_code == 0
+    runs = _trained(sqlite_url, "first")
+    assert len(runs) == 6
+    for optimizer in ("adamw", "rmsprop"):
+        schedules = {options["schedule"] for o, _, options in runs if o == optimizer}
+        assert schedules == {"constant", "cosine"}
+    assert {params["centered"] for o, params, _ in runs if o == "rmsprop"} == {False, True}
+    assert _trained(sqlite_url, "again") == runs
+    shown = _cli("study", "show", "first", db=sqlite_url)
+    assert "Training: schedule=constant|cosine (tuned)." in shown.stdout
+
+
+def test_too_few_trials_for_every_tuned_choice_warn_at_create(sqlite_url):
+    created = _cli("study", "create", "few", "--task", "logreg", "--optimizers", "adamw",
+                   "--trials", "1", "--seeds", "1", "--budget", "20",
+                   "--train", "schedule=constant,cosine,linear", db=sqlite_url)
+    assert created.exit_code == 0, created.output
+    assert created.stderr.strip().splitlines() == [
+        "Warning: with 1 trial per optimizer, not every tuned choice gets a trial: schedule "
+        "(cosine, linear) may go untried; use --trials 3 or more."]
+    assert _tuner("study", "run", "few", db=sqlite_url).returncode == 0
+    shown = _cli("study", "show", "few", db=sqlite_url)
+    assert ("Training: schedule=constant|cosine|linear (tuned; cosine, linear not tried)."
+            in shown.stdout)
+    enough = _cli("study", "create", "enough", "--task", "logreg", "--optimizers", "adamw",
+                  "--trials", "3", "--seeds", "1", "--train", "schedule=constant,cosine,linear",
+                  db=sqlite_url)
+    assert enough.exit_code == 0 and enough.stderr == "", enough.output

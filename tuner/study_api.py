@@ -173,11 +173,14 @@ class Study:
         return str(self.spec().task)
 
     def run(self, workers: int = 1, timeout: float | None = None,
-            allow_changed: bool = False, batch: int | None = None) -> Any:
+            allow_changed: bool = False, batch: int | None = None,
+            retry_given_up: bool = False) -> Any:
         """Run the study to the end with ``workers`` local processes; returns the
         :class:`~tuner.driver.WorkerReport`. The task's code is checked first (one line if it
         changed, unless ``allow_changed``). ``batch`` K trains up to K trials of one optimizer
-        together (``tuner study run --batch K``).
+        together (``tuner study run --batch K``). ``retry_given_up`` first reopens the slots
+        given up after failing again and again (``--retry-given-up``; the report's
+        ``reopened`` lists them), keeping their failed attempts on record.
 
         Raises :class:`StudyRunError` when the study ends with trials not done for a reason
         other than a stop or the ``timeout``: a worker process failed, or slots were given up
@@ -186,6 +189,7 @@ class Study:
 
         from tuner.driver import WorkerProcessError, run_study
         from tuner.driver.study_task import load_study_task
+        from tuner.driver.supervision import retry_given_up as reopen
         from tuner.task_reference import ALLOW_CHANGED_ENV
 
         refuse_in_starting_worker()
@@ -194,11 +198,13 @@ class Study:
         spec = self.spec()
         if spec.task_ref:
             load_study_task(spec)
+        reopened = reopen(self.db, self.name) if retry_given_up else []
         try:
             report = run_study(self.name, self.db, workers=workers, timeout=timeout,
                                batch=batch)
         except WorkerProcessError as error:
             raise StudyRunError(f"study {self.name!r}: {error}") from None
+        report.reopened = reopened
         problem = unfinished_run_problem(self.status(), report.stopped)
         if problem is not None:
             raise StudyRunError(problem)

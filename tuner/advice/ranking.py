@@ -187,6 +187,9 @@ class TaskRanking:
     trials_compared: int = 0
     budget_leaders: list[BudgetLeader] = field(default_factory=list)
     scope: Scope | None = field(default=None, repr=False)
+    task_problem: str | None = None
+    """Set when no optimizer has a result because every run of the task diverged at its first
+    evaluation: the task itself is broken (:mod:`tuner.store.broken_task`), in one line."""
 
     @property
     def winner(self) -> OptimizerStanding | None:
@@ -230,6 +233,7 @@ class TaskRanking:
             "lr_ratios": [ratio.to_dict() for ratio in self.lr_ratios],
             "certainty": asdict(self.certainty) if self.certainty else None,
             "budget_leaders": [asdict(leader) for leader in self.budget_leaders],
+            "task_problem": self.task_problem,
         }
 
 
@@ -277,6 +281,7 @@ def rank_task(
         trials = trials_budget or min(
             (s.outcomes for s in standings if s.mean is not None), default=0)
         _expect(store, read, standings, trials, record.direction, state_budget, where)
+        problem = _task_problem(store, task, record.metric, read.summaries)
     finally:
         if opened:
             store.dispose()
@@ -291,7 +296,7 @@ def rank_task(
         kind=record.kind, memory_budget=state_budget, lr_ratios=ratios, certainty=certainty,
         where=dict(where) if where else None, protocol=read.protocol,
         other_protocols=read.others, study=study, trials_compared=trials,
-        budget_leaders=leaders, scope=read.scope,
+        budget_leaders=leaders, scope=read.scope, task_problem=problem,
     )
 
 
@@ -366,6 +371,16 @@ def _nothing_matches(store: Store, task: str, where: dict[str, Any] | None,
     if task in measured and where and not runs_match(store, task, where):
         return no_match_message(store, task, where)
     return no_runs_message(store, task, measured)
+
+
+def _task_problem(store: Store, task: str, metric: str, summaries: list[Any]) -> str | None:
+    """The broken-task line when no optimizer has a result and the task's runs say why."""
+    from tuner.store.broken_task import broken_task
+
+    if any(s.mean is not None for s in summaries):
+        return None
+    found = broken_task(store, task, metric)
+    return found.message() if found is not None else None
 
 
 def _standing(

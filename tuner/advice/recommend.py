@@ -126,8 +126,11 @@ def advise(
             if state_budget is not None and left_out
             else "that completed without diverging"
         )
+        text = f"{on}, no measured optimizer {why}; run a study first."
+        if everything.task_problem is not None:
+            text = everything.task_problem[0].upper() + everything.task_problem[1:] + "."
         return Advice(
-            task=task, text=f"{on}, no measured optimizer {why}; run a study first.",
+            task=task, text=text,
             optimizer=None, params={}, lr=None, good_lr=None, mean=None, std=None, seeds=0,
             trials=0, tied_with=[], memory_budget=state_budget, left_out=left_out,
             ranking=ranking,

@@ -151,6 +151,8 @@ def best_command(
     )
     if ranking.other_protocols:
         click.echo(ranking.others_text())
+    if ranking.task_problem is not None:
+        click.echo(ranking.task_problem[0].upper() + ranking.task_problem[1:] + ".")
     top = ranking.optimizers[0] if ranking.optimizers else None
     if top is not None and top.params:
         click.echo(f"best configuration of {top.optimizer}: {_settings(top.params)}"

@@ -43,6 +43,26 @@ def _allow_changed_option(function: Any) -> Any:
     )(function)
 
 
+def _retry_given_up_option(function: Any) -> Any:
+    return click.option(
+        "--retry-given-up", is_flag=True,
+        help="Once the cause is fixed, retry the slots given up after failing again and again "
+        "(their failed attempts stay on record).",
+    )(function)
+
+
+def _reopen_given_up(name: str, db: str | None) -> None:
+    """Reopen the study's given-up slots and say how many."""
+    from tuner.driver.supervision import retry_given_up
+
+    reopened = retry_given_up(db, name)
+    if not reopened:
+        click.echo(f"Study {name!r} has no given-up slots to retry.")
+        return
+    click.echo(f"Reopened {len(reopened)} given-up slot(s) of study {name!r} "
+               f"({', '.join(reopened)}); their failed attempts stay on record.")
+
+
 def _check_task_code(name: str, db: str | None, allow_changed: bool) -> None:
     """Refuse, before any worker starts, a study whose task code changed (unless allowed);
     workers spawned from here inherit the permission through the environment."""
@@ -135,6 +155,11 @@ def _say_created(spec, where: str) -> None:
     )
     if spec.fixed:
         click.echo(f"Fixed settings, one trial each: {', '.join(spec.fixed)}.")
+    from tuner.driver.create import untried_choices_warning
+
+    warning = untried_choices_warning(spec)
+    if warning is not None:
+        click.echo(warning, err=True)
     if spec.pruner == "wilcoxon" and spec.seeds < 4:
         click.echo("Note: the wilcoxon pruner compares seeds and cannot prune with fewer than 4.")
     click.echo(f"Run it with: tuner study run {spec.name}")
@@ -159,11 +184,13 @@ def _say_created(spec, where: str) -> None:
               help="Spread the local workers over these GPUs (several per GPU allowed).")
 @_batch_option
 @_allow_changed_option
+@_retry_given_up_option
 @db_option
 def run_command(
     name: str, workers: int, timeout: float | None, grace: float | None, backend: str,
     address: str | None, cpus_per_worker: float | None, gpus_per_worker: float | None,
-    gpus: str | None, batch: int | None, allow_changed: bool, db: str | None,
+    gpus: str | None, batch: int | None, allow_changed: bool, retry_given_up: bool,
+    db: str | None,
 ) -> None:
     """Run a study to the end (or resume it); Ctrl-C stops it cleanly (exit 130).
 
@@ -182,10 +209,15 @@ def run_command(
         from tuner.driver.gpus import parse_gpus
 
         gpu_list = parse_gpus(gpus)
-    if current_status(db, name).status in ("finished", "incomplete"):
+    if not retry_given_up and current_status(db, name).status in ("finished", "incomplete"):
         _say_how_it_ended(name, db, WorkerReport(already_finished=True))
         return
     _check_task_code(name, db, allow_changed)
+    if retry_given_up:
+        _reopen_given_up(name, db)
+        if current_status(db, name).status in ("finished", "incomplete"):
+            _say_how_it_ended(name, db, WorkerReport(already_finished=True))
+            return
     try:
         with _Progress() as bar:
             report = run_study(
@@ -230,10 +262,11 @@ def _placement(
 @_grace_option
 @_batch_option
 @_allow_changed_option
+@_retry_given_up_option
 @db_option
 def worker_command(
     name: str, timeout: float | None, threads: int | None, grace: float | None,
-    batch: int | None, allow_changed: bool, db: str | None,
+    batch: int | None, allow_changed: bool, retry_given_up: bool, db: str | None,
 ) -> None:
     """Join study NAME as one more worker (on any host that reaches the database)."""
     from tuner.driver import Worker, WorkerSettings, graceful_signals
@@ -243,6 +276,8 @@ def worker_command(
         raise click.ClickException(f"--threads must be at least 1, got {threads}")
     settings = WorkerSettings.from_env(grace, batch)
     _check_task_code(name, db, allow_changed)
+    if retry_given_up:
+        _reopen_given_up(name, db)
     if threads:
         import torch
 
@@ -259,18 +294,24 @@ def worker_command(
 
 
 def _say_how_it_ended(name: str, db: str | None, report: Any) -> None:
-    """One line on how the run ended; exit 1 when slots were given up."""
+    """One line on how the run ended; exit 1 when slots were given up or when every run
+    diverged at its first evaluation (the task is broken)."""
     from tuner.driver.processes import current_status
 
     status = current_status(db, name)
     done = f"{status.done}/{status.total} trials"
+    if status.task_problem is not None:
+        click.echo(f"Study {name!r} at {done}: {status.task_problem}.", err=True)
+        if status.status != "incomplete":
+            raise SystemExit(1)
     if status.status == "incomplete":
         groups = status.grouped_errors()
         shown = "; ".join(f"{_slots_text(slots)}: {error}" for slots, error in groups[:3])
         more = f" (and {len(groups) - 3} other errors)" if len(groups) > 3 else ""
         click.echo(
             f"Study {name!r} ended incomplete: {done}, {status.given_up} slot(s) given up "
-            f"after failing again and again ({shown}{more}). See: tuner study show {name}",
+            f"after failing again and again ({shown}{more}). See: tuner study show {name}; "
+            f"once fixed, retry them: tuner study run {name} --retry-given-up",
             err=True,
         )
         raise SystemExit(1)
@@ -355,13 +396,15 @@ def list_command(as_json: bool, db: str | None) -> None:
     )
 
 
-def _training_text(value) -> str:
-    """A study training option for people: ``100``, ``16..256`` (tuned), ``a|b`` (tuned)."""
+def _training_text(value, untried=()) -> str:
+    """A study training option for people: ``100``, ``16..256`` (tuned), ``a|b`` (tuned), and
+    the choices no finished trial has tried: ``a|b (tuned; b not tried)``."""
     if isinstance(value, dict) and "range" in value:
         low, high = value["range"]
         return f"{format_value(low)}..{format_value(high)} (tuned)"
     if isinstance(value, dict):
-        return "|".join(str(v) for v in value["choices"]) + " (tuned)"
+        note = f"; {', '.join(map(str, untried))} not tried" if untried else ""
+        return "|".join(str(v) for v in value["choices"]) + f" (tuned{note})"
     return format_value(value)
 
 
@@ -385,8 +428,11 @@ def show_command(name: str, as_json: bool, db: str | None) -> None:
     )
     if c.training:
         click.echo("Training: " + ", ".join(
-            f"{key}={_training_text(value)}" for key, value in c.training.items()
+            f"{key}={_training_text(value, status.untried_choices.get(key, ()))}"
+            for key, value in c.training.items()
         ) + ".")
+    if status.task_problem is not None:
+        click.echo(f"Task problem: {status.task_problem}.")
     for slots, error in status.grouped_errors():
         click.echo(f"Given up: {', '.join(slots)}: {error}")
     rows = []

@@ -18,7 +18,13 @@ from typing import Any
 from tuner.driver import optuna_adapter
 from tuner.driver.context import StudyContext
 from tuner.driver.grid import grid_config
-from tuner.driver.policy import SlotAttempt, free_slots, plan_slot, settled
+from tuner.driver.policy import (
+    SlotAttempt,
+    choices_to_spread,
+    free_slots,
+    plan_slot,
+    settled,
+)
 from tuner.store.claims import failed_runs_per_slot, insert_claim, slot_rows
 from tuner.store.models import utcnow
 
@@ -46,7 +52,8 @@ class Claimer:
 
     def _attempts(self) -> tuple[list[Any], list[SlotAttempt], Any]:
         rows = slot_rows(self.context.store, self.context.spec.id)
-        attempts = [SlotAttempt(r.optimizer, r.slot, r.status, r.params) for r in rows]
+        attempts = [SlotAttempt(r.optimizer, r.slot, r.status, r.params, r.counted)
+                    for r in rows]
         failed = failed_runs_per_slot(self.context.store, self.context.spec.id) if any(
             r.status == "failed" for r in rows) else Counter()
         return rows, attempts, failed
@@ -90,13 +97,15 @@ class Claimer:
             spec, optimizer, slot,
             [SlotAttempt(r.optimizer, r.slot, r.status, r.params) for r in earlier],
             grid=lambda index: grid_config(space, spec.trials, spec.seed, index),
+            choices=choices_to_spread(space),
         )
         study = context.studies[optimizer]
         attrs = {"slot": slot, "origin": plan.origin, **({"retry": True} if earlier else {})}
         if plan.params is None:
             sampler = optuna_adapter.make_sampler(spec.sampler, spec.seed, optimizer, slot,
                                                   spec.trials)
-            trial = optuna_adapter.new_trial(study, sampler=sampler, user_attrs=attrs)
+            trial = optuna_adapter.new_trial(study, sampler=sampler,
+                                             fixed_params=plan.pinned or None, user_attrs=attrs)
         else:
             trial = optuna_adapter.new_trial(study, fixed_params=plan.params, user_attrs=attrs)
         params = space.suggest(trial)  # drawn before the claim: the row is written once

@@ -69,6 +69,38 @@ def initial_configs(
     return configs
 
 
+def untried_choices_warning(spec: StudySpec) -> str | None:
+    """One line when the study has too few trials for every choice of a tuned training option
+    to get a trial of its own (:func:`tuner.driver.policy.choices_left_out`), else None.
+
+    Only the options the study tunes are warned about: a categorical hyperparameter of an
+    optimizer is spread over the first trials too, but nobody asked for it by name.
+    """
+    from tuner.driver.policy import choices_left_out, choices_to_spread
+    from tuner.study_training import tuned
+
+    options = set(tuned(spec.training))
+    left_out: dict[str, list[Any]] = {}
+    needed = spec.trials
+    for optimizer in spec.optimizers:
+        choices = {name: values for name, values in
+                   choices_to_spread(study_space(spec, optimizer)).items() if name in options}
+        initial = spec.initial_configs.get(optimizer) or []
+        trials = spec.trials_for(optimizer)
+        for name, values in choices_left_out(choices, initial, trials).items():
+            left_out.setdefault(name, [])
+            left_out[name] += [v for v in values if v not in left_out[name]]
+        while choices_left_out(choices, initial, needed):
+            needed += 1
+    if not left_out:
+        return None
+    named = ", ".join(f"{name} ({', '.join(str(v) for v in values)})"
+                      for name, values in left_out.items())
+    trials = f"{spec.trials} trial" + ("s" if spec.trials != 1 else "")
+    return (f"Warning: with {trials} per optimizer, not every tuned choice gets a trial: "
+            f"{named} may go untried; use --trials {needed} or more.")
+
+
 def _recorded_ref(store: Any, task: str) -> tuple[bool, str | None]:
     """Whether the store records ``task``, and the reference its record keeps (None: a
     plugin's task)."""

@@ -11,8 +11,20 @@ is pruned or fails ends it as ``pruned`` or ``failed``; when every seed complete
 **Slots.** An optimizer has N slots, one when its whole space is fixed. Slot ``s`` trains the
 study's ``s``-th initial configuration (the warm starts, then the recommended one) if there is
 one, a grid point for the grid sampler, else a configuration drawn for that slot alone; a retry
-trains what the slot's earlier attempt trained. A slot is given up after too many attempts (see
-:func:`tuner.store.studies.slot_given_up`).
+trains what the slot's earlier attempt trained.
+
+**Every choice tried.** A categorical dimension of an optimizer's study space (a tuned training
+option such as ``schedule=constant,cosine``, or a categorical hyperparameter of the optimizer
+such as RMSprop's ``centered``) has each of its choices tried in the first trials: the first
+sampled slots are pinned, one choice each, to the choices that no initial configuration takes,
+in their declared order, while the sampler draws the rest of the configuration as usual (its
+seed is the slot's, so a study is as reproducible as before). With an optimizer's recommended
+configuration as slot 0, a dimension of ``k`` choices has every choice tried within its first
+``k`` slots. Conditional categoricals (``when=``) are left to the sampler: whether they are
+active is only known once the rest is drawn. Grid studies enumerate the choices themselves.
+A slot is given up after too many attempts (see
+:func:`tuner.store.studies.slot_given_up`); the attempts made before a slot was reopened
+(``--retry-given-up``) do not count.
 """
 
 from __future__ import annotations
@@ -20,10 +32,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from tuner.space import Categorical
 from tuner.store.studies import FINISHED, slot_given_up
 from tuner.studyfile import StudySpec
 
@@ -60,6 +73,7 @@ class SlotAttempt:
     slot: int
     status: str
     params: dict[str, Any]
+    counted: bool = True  # False: made before the slot was reopened
 
 
 def free_slots(
@@ -70,7 +84,7 @@ def free_slots(
     slot across optimizers, so every optimizer advances at the same pace (``only``: the
     slots of that optimizer)."""
     held = {(a.optimizer, a.slot) for a in attempts if a.status != "failed"}
-    tries = Counter((a.optimizer, a.slot) for a in attempts)
+    tries = Counter((a.optimizer, a.slot) for a in attempts if a.counted)
     free = []
     for slot in range(spec.trials):
         for optimizer in spec.optimizers:
@@ -87,30 +101,77 @@ def free_slots(
 def settled(spec: StudySpec, attempts: Sequence[SlotAttempt], failed_runs: Counter) -> bool:
     """Whether every slot is finished or given up: nothing is left to run."""
     finished = {(a.optimizer, a.slot) for a in attempts if a.status in FINISHED}
-    tries = Counter((a.optimizer, a.slot) for a in attempts if a.status == "failed")
+    tries = Counter((a.optimizer, a.slot) for a in attempts
+                    if a.status == "failed" and a.counted)
     return all(
         (o, s) in finished or slot_given_up(tries[(o, s)], failed_runs[(o, s)])
         for o in spec.optimizers for s in range(spec.trials_for(o))
     )
 
 
+def choices_to_spread(space: Any) -> dict[str, tuple]:
+    """The categorical dimensions of a study space whose choices the first trials spread over:
+    unconditional, with two choices or more."""
+    return {p.name: tuple(p.choices) for p in space
+            if isinstance(p, Categorical) and p.when is None and len(p.choices) > 1}
+
+
+def untried_choices(
+    choices: Mapping[str, Sequence[Any]], initial: Sequence[Mapping[str, Any]]
+) -> dict[str, list[Any]]:
+    """Per dimension, the choices that no initial configuration takes, in declared order."""
+    untried = {}
+    for name, options in choices.items():
+        taken = [config["params"].get(name) for config in initial if name in config["params"]]
+        untried[name] = [choice for choice in options if choice not in taken]
+    return untried
+
+
+def pinned_choices(
+    choices: Mapping[str, Sequence[Any]], initial: Sequence[Mapping[str, Any]], slot: int
+) -> dict[str, Any]:
+    """The choices pinned in sampled slot ``slot``: the ``i``-th sampled slot (``slot`` minus
+    the initial configurations) takes the ``i``-th untried choice of each dimension that has
+    one left."""
+    index = slot - len(initial)
+    if index < 0:
+        return {}
+    return {name: left[index] for name, left in untried_choices(choices, initial).items()
+            if index < len(left)}
+
+
+def choices_left_out(
+    choices: Mapping[str, Sequence[Any]], initial: Sequence[Mapping[str, Any]], trials: int
+) -> dict[str, list[Any]]:
+    """Per dimension, the choices that ``trials`` slots are too few to try for sure (the
+    sampler may still draw them); empty when every choice gets a slot."""
+    first = list(initial[:trials])
+    room = trials - len(first)
+    left_out = {name: left[room:] for name, left in untried_choices(choices, first).items()}
+    return {name: left for name, left in left_out.items() if left}
+
+
 @dataclass(frozen=True)
 class SlotPlan:
     """What a slot trains: ``params`` fixed (a retry, an initial configuration, a grid point),
-    or None to draw them for this slot; ``origin`` is recorded with the trial."""
+    or None to draw them for this slot, with the values of ``pinned`` (its choices to try, see
+    :func:`pinned_choices`) fixed; ``origin`` is recorded with the trial."""
 
     params: dict[str, Any] | None
     origin: str
+    pinned: dict[str, Any] = field(default_factory=dict)
 
 
 def plan_slot(
     spec: StudySpec, optimizer: str, slot: int, earlier: Sequence[SlotAttempt],
-    grid: Any = None,
+    grid: Any = None, choices: Mapping[str, Sequence[Any]] | None = None,
 ) -> SlotPlan:
     """The configuration of a slot's next attempt.
 
     ``earlier`` are the slot's previous attempts (a retry keeps their configuration);
-    ``grid(index)`` gives the grid point of a sampled slot when the sampler is ``grid``.
+    ``grid(index)`` gives the grid point of a sampled slot when the sampler is ``grid``;
+    ``choices`` are the categorical dimensions whose choices the first sampled slots try
+    (:func:`choices_to_spread`).
     """
     retry = next((a for a in reversed(earlier) if a.params), None)
     initial = spec.initial_configs.get(optimizer) or []
@@ -121,7 +182,7 @@ def plan_slot(
         return SlotPlan(dict(initial[slot]["params"]), initial[slot]["origin"])
     if spec.sampler == "grid" and grid is not None:
         return SlotPlan(grid(slot - len(initial)), "sampled")
-    return SlotPlan(None, "sampled")
+    return SlotPlan(None, "sampled", pinned_choices(choices or {}, initial, slot))
 
 
 STOP_PRECEDENCE = ("interrupted", "stopped", "timeout", "waiting")

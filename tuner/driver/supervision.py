@@ -1,5 +1,6 @@
-"""What a process that supervises workers needs, locally or on Ray: clean signal handling and
-the study's progress read from a fresh read-only connection."""
+"""What a process that supervises workers needs, locally or on Ray: clean signal handling, the
+study's progress read from a fresh read-only connection, and reopening given-up slots before
+the workers start."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tuner.store import open_store
-from tuner.store.studies import StudyStatus, study_status
+from tuner.store.studies import StudyStatus, reopen_given_up, study_status
 
 
 @contextmanager
@@ -42,5 +43,15 @@ def current_status(url: str | None, name: str) -> StudyStatus:
     store = open_store(url, create=False, readonly=True)
     try:
         return study_status(store, name)
+    finally:
+        store.dispose()
+
+
+def retry_given_up(url: str | None, name: str) -> list[str]:
+    """Reopen the study's given-up slots (``--retry-given-up``), keeping their failed attempts
+    on record; returns the slots reopened (``adamw/0``, ...)."""
+    store = open_store(url, create=False)
+    try:
+        return reopen_given_up(store, name)
     finally:
         store.dispose()

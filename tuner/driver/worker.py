@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from tuner.driver import optuna_adapter
@@ -33,11 +33,13 @@ class WorkerReport:
     """What one worker did. ``stopped``: finished, interrupted, stopped (a stop was asked
     for), timeout, or waiting (nothing free to claim and ``wait_for_others`` off); for
     several workers together also unfinished (they ended for no reason known:
-    :func:`tuner.driver.policy.how_it_stopped`)."""
+    :func:`tuner.driver.policy.how_it_stopped`). ``reopened``: the given-up slots reopened
+    before the run (``retry_given_up``)."""
 
     trials: int = 0
     stopped: str = ""
     already_finished: bool = False
+    reopened: list[str] = field(default_factory=list)
 
 
 class Worker:

@@ -6,6 +6,12 @@ optimizer and slot) makes the claim atomic on SQLite and PostgreSQL alike: two w
 hold the same slot, and a finished slot is never run again. Every function here is one short
 transaction, retried on transient errors (:mod:`tuner.store.retry`); each says why running it
 twice is safe.
+
+**Reopened slots.** A slot given up after failing again and again can be reopened once its cause
+is fixed (``tuner study run --retry-given-up``): its failed attempts stay on record, failed, with
+their runs, and the study's options remember, per reopened slot, the id of its latest attempt
+then (``options["reopened"]["<optimizer>/<slot>"]``). Attempts up to that id no longer count
+towards giving the slot up (:attr:`SlotRow.counted`), so the slot is claimable again.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class SlotRow:
     status: str
     params: dict[str, Any]
     optuna_trial_id: int | None
+    counted: bool = True
+    """Whether it counts towards giving the slot up (False: made before the slot reopened)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,33 @@ class ReusedRun:
     status: str
     final_metric: float | None
     curve: list[tuple[int, float | None]]
+
+
+REOPENED = "reopened"
+"""The key of the study's options that holds its reopened slots (see the module's docstring)."""
+
+
+def slot_key(optimizer: str, slot: int) -> str:
+    """How a slot is named in the study's options and in messages: ``adamw/0``."""
+    return f"{optimizer}/{slot}"
+
+
+def reopened_marks(connection: Any, study_id: int) -> dict[tuple[str, int], int]:
+    """Per reopened slot, the id of its latest attempt when it was reopened: attempts up to it
+    no longer count towards giving the slot up (read on ``connection``)."""
+    options = connection.scalar(select(Study.options).where(Study.id == study_id)) or {}
+    marks = {}
+    for key, last_id in (options.get(REOPENED) or {}).items():
+        optimizer, _, slot = str(key).rpartition("/")
+        marks[(optimizer, int(slot))] = int(last_id)
+    return marks
+
+
+def counts(marks: Mapping[tuple[str, int], int], optimizer: str, slot: int,
+           trial_id: int) -> bool:
+    """Whether attempt ``trial_id`` at a slot counts towards giving it up (it was made after
+    the slot's latest reopening, if any)."""
+    return trial_id > marks.get((optimizer, slot), 0)
 
 
 def slot_rows(store: Store, study_id: int) -> list[SlotRow]:
@@ -61,27 +96,61 @@ def slot_rows(store: Store, study_id: int) -> list[SlotRow]:
                 .where(Trial.study_id == study_id, Trial.slot.is_not(None))
                 .order_by(Trial.id)
             ).all()
+            marks = reopened_marks(connection, study_id)
         return [SlotRow(r.id, r.optimizer, r.slot, r.status, dict(r.params or {}),
-                        r.optuna_trial_id) for r in rows]
+                        r.optuna_trial_id, counts(marks, r.optimizer, r.slot, r.id))
+                for r in rows]
 
     return retrying(read)
 
 
 def failed_runs_per_slot(store: Store, study_id: int) -> Counter[tuple[str, int]]:
-    """Per (optimizer, slot), the attempts that ended because a run failed (a read)."""
+    """Per (optimizer, slot), the attempts that ended because a run failed, since the slot was
+    last reopened (a read)."""
 
     def read() -> Counter[tuple[str, int]]:
         with store.engine.connect() as connection:
             rows = connection.execute(
-                select(Trial.optimizer, Trial.slot, func.count(func.distinct(Trial.id)))
+                select(Trial.optimizer, Trial.slot, Trial.id)
                 .join(Run, Run.trial_id == Trial.id)
                 .where(Trial.study_id == study_id, Trial.status == "failed",
                        Run.status == "failed")
-                .group_by(Trial.optimizer, Trial.slot)
+                .distinct()
             ).all()
-        return Counter({(o, s): int(n) for o, s, n in rows})
+            marks = reopened_marks(connection, study_id)
+        return Counter((o, s) for o, s, trial_id in rows if counts(marks, o, s, trial_id))
 
     return retrying(read)
+
+
+def reopen_slots(store: Store, study_id: int, slots: Sequence[tuple[str, int]]) -> int:
+    """Reopen given-up ``slots`` (optimizer, slot): their attempts so far stop counting towards
+    giving them up; the attempts' rows and runs stay as they are. Returns how many were
+    reopened (a slot without attempts is left alone).
+
+    Safe to retry: a slot's mark is the id of its latest attempt, the same on a second try.
+    """
+    wanted = set(slots)
+
+    def write() -> int:
+        with store.engine.begin() as connection:
+            latest = connection.execute(
+                select(Trial.optimizer, Trial.slot, func.max(Trial.id))
+                .where(Trial.study_id == study_id, Trial.slot.is_not(None))
+                .group_by(Trial.optimizer, Trial.slot)
+            ).all()
+            marks = {slot_key(o, s): int(last_id) for o, s, last_id in latest
+                     if (o, s) in wanted}
+            if not marks:
+                return 0
+            options = dict(connection.scalar(  # locked on PostgreSQL: no reopening is lost
+                select(Study.options).where(Study.id == study_id).with_for_update()) or {})
+            options[REOPENED] = {**(options.get(REOPENED) or {}), **marks}
+            connection.execute(update(Study).where(Study.id == study_id)
+                               .values(options=options))
+        return len(marks)
+
+    return retrying(write)
 
 
 def last_errors(store: Store, study_id: int) -> dict[tuple[str, int], str]:

@@ -135,6 +135,22 @@ def stop_study(store: Store, name: str) -> StudySpec:
     return spec
 
 
+def reopen_given_up(store: Store, spec_or_name: StudySpec | str) -> list[str]:
+    """Make the study's given-up slots claimable again, once their cause is fixed: their failed
+    attempts (rows and runs) stay on record as they are, and stop counting towards giving the
+    slots up (:func:`tuner.store.claims.reopen_slots`). Returns the slots reopened
+    (``adamw/0``, ...)."""
+    from tuner.store.claims import reopen_slots, slot_key
+
+    status = study_status(store, spec_or_name)
+    slots = [(o.optimizer, slot) for o in status.optimizers for slot in o.given_up]
+    if not slots:
+        return []
+    reopen_slots(store, status.spec.id, slots)
+    set_status(store, status.spec.id, "stopped", unless=STOPPING)
+    return [slot_key(optimizer, slot) for optimizer, slot in slots]
+
+
 @dataclass
 class OptimizerStatus:
     """One optimizer's progress in a study and its best trial so far."""
@@ -173,6 +189,12 @@ class StudyStatus:
     status: str
     optimizers: list[OptimizerStatus] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    untried_choices: dict[str, list[Any]] = field(default_factory=dict)
+    """Per tuned training option with choices, the choices no finished trial has trained yet
+    (empty for a study with no finished trial)."""
+    task_problem: str | None = None
+    """Set when every run so far diverged at its first evaluation: the task itself is broken
+    (the rule is :mod:`tuner.store.broken_task`'s), in one line."""
 
     @property
     def name(self) -> str:
@@ -208,6 +230,7 @@ class StudyStatus:
             "training": s.training, "task_params": s.task_params,
             "trials_done": self.done, "trials_total": self.total,
             "slots_given_up": self.given_up, "errors": self.errors,
+            "untried_choices": self.untried_choices, "task_problem": self.task_problem,
             "per_optimizer": [o.describe() for o in self.optimizers],
         }
 
@@ -220,13 +243,13 @@ def slot_given_up(attempts: int, failed_runs: int) -> bool:
 
 def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
     """Progress and best result per optimizer, from the trial rows alone."""
-    from tuner.store.claims import failed_runs_per_slot, last_errors
+    from tuner.store.claims import counts, failed_runs_per_slot, last_errors, reopened_marks
     from tuner.store.tasks import get_task
 
     spec = get_study(store, spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     task = get_task(store, spec.task)
 
-    def read() -> tuple[list[Any], dict[int, int]]:
+    def read() -> tuple[list[Any], dict[int, int], dict[tuple[str, int], int]]:
         with store.engine.connect() as connection:
             rows = connection.execute(
                 select(Trial.optimizer, Trial.slot, Trial.status, Trial.value, Trial.params,
@@ -237,13 +260,15 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
                 select(Run.trial_id, func.count()).where(Run.study_id == spec.id)
                 .group_by(Run.trial_id)
             ).all())
-        return rows, seeds
+            marks = reopened_marks(connection, spec.id)
+        return rows, seeds, marks
 
-    rows, seeds_per_trial = retrying(read)
+    rows, seeds_per_trial, marks = retrying(read)
     failures = failed_runs_per_slot(store, spec.id) if any(
         r.status == "failed" for r in rows) else Counter()
     finished = {(r.optimizer, r.slot) for r in rows if r.status in FINISHED}
-    attempts = Counter((r.optimizer, r.slot) for r in rows if r.status == "failed")
+    attempts = Counter((r.optimizer, r.slot) for r in rows
+                       if r.status == "failed" and counts(marks, r.optimizer, r.slot, r.id))
     sign = 1.0 if task.direction == "minimize" else -1.0
     per: list[OptimizerStatus] = []
     for optimizer in spec.optimizers:
@@ -285,7 +310,35 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
         status = "stopped"
     else:
         status = "created"
-    return StudyStatus(spec, task.metric, task.direction, status, per, errors)
+    return StudyStatus(spec, task.metric, task.direction, status, per, errors,
+                       _untried_choices(spec, rows), _task_problem(store, spec, task.metric, rows))
+
+
+def _untried_choices(spec: StudySpec, rows: list[Any]) -> dict[str, list[Any]]:
+    """Per tuned training option with choices, those that no finished trial trained."""
+    finished = [dict(r.params or {}) for r in rows if r.status in FINISHED]
+    if not finished:
+        return {}
+    untried = {}
+    for name, value in spec.training.items():
+        if isinstance(value, dict) and "choices" in value:
+            tried = [params.get(name) for params in finished]
+            left = [choice for choice in value["choices"] if choice not in tried]
+            if left:
+                untried[name] = left
+    return untried
+
+
+def _task_problem(store: Store, spec: StudySpec, metric: str, rows: list[Any]) -> str | None:
+    """The broken-task line of a study whose trials so far all diverged (None otherwise; the
+    runs are read only then)."""
+    from tuner.store.broken_task import broken_task
+
+    statuses = {r.status for r in rows}
+    if "diverged" not in statuses or statuses & {"complete", "pruned"}:
+        return None
+    found = broken_task(store, spec.task, metric, study_id=spec.id)
+    return found.message() if found is not None else None
 
 
 def list_studies(store: Store) -> list[StudyStatus]:
