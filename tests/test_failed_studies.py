@@ -160,13 +160,15 @@ def test_given_up_slots_are_retried_after_a_fix_and_the_failures_stay_on_record(
 def test_python_api_retries_given_up_slots(tmp_path: Path, database_url: str, monkeypatch):
     """``Study.run(retry_given_up=True)``: the report lists the reopened slots."""
     import tuner
+    from tuner.study_api import StudyRunError
     from tuner.task_reference import ALLOW_CHANGED_ENV
 
     monkeypatch.delenv(ALLOW_CHANGED_ENV, raising=False)  # Study.run sets it; restored after
     path = write_task(tmp_path, f"blobs-api-{dialect(database_url)}")
     study = tuner.Study.create("api", task=f"{path}:task", optimizers=["sgd"], trials=1,
                                seeds=1, db=database_url, pruner="none")
-    study.run()
+    with pytest.raises(StudyRunError, match="given up .*retry_given_up=True"):
+        study.run()  # the user's code failed in every attempt: the run says so, loudly
     assert study.status().status == "incomplete"
     write_task(tmp_path, f"blobs-api-{dialect(database_url)}", BROKEN=False)
     report = study.run(allow_changed=True, retry_given_up=True)

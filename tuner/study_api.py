@@ -249,7 +249,7 @@ def unfinished_run_problem(status: Any, stopped: str) -> str | None:
         return (
             f"study {status.name!r} ended incomplete at {done}: {status.given_up} slot(s) "
             f"given up after their training failed again and again; {', '.join(slots[:3])}"
-            f"{more}: {error}{others}"
+            f"{more}: {error}{others}; once fixed, run(retry_given_up=True) retries them"
         )
     if status.status == "finished" or stopped in STOPS_ASKED_FOR:
         return None
