@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from math import comb
 from pathlib import Path
 
 import pytest
@@ -88,9 +87,11 @@ def test_the_winners_curse_is_measured_on_near_ties():
 
 
 def by_hand(values: list[float], k: int) -> float:
-    """E[max of k drawn without replacement] = sum_i C(i, k-1) / C(n, k) x_(i), worst first."""
+    """E[max of k draws with replacement] = sum_i ((i/n)^k - ((i-1)/n)^k) x_(i), worst first
+    (i from 1): the chance that the best of k is the i-th worst, times it."""
     ordered = sorted(values)
-    return sum(comb(i, k - 1) * x for i, x in enumerate(ordered)) / comb(len(ordered), k)
+    n = len(ordered)
+    return sum(((i / n) ** k - ((i - 1) / n) ** k) * x for i, x in enumerate(ordered, start=1))
 
 
 def test_the_expected_best_of_k_equals_the_order_statistics_formula():
@@ -98,7 +99,10 @@ def test_the_expected_best_of_k_equals_the_order_statistics_formula():
     filled = [0.5 if x is None else x for x in outcomes]
     curve = expected_best_curve(outcomes, "maximize")
     assert curve == pytest.approx([by_hand(filled, k) for k in range(1, 7)], rel=1e-12)
-    assert curve[0] == pytest.approx(sum(filled) / 6) and curve[-1] == pytest.approx(0.9)
+    assert curve[0] == pytest.approx(sum(filled) / 6)  # one trial: the mean
+    # six draws of six miss the best (0.9) with probability (5/6)^6: below it, and rising with k
+    assert curve[-1] < 0.9 and curve == sorted(curve)
+    assert expected_best_of(outcomes, 60, "maximize") == pytest.approx(0.9, abs=1e-4)
     assert expected_best_of(outcomes, 3, "maximize") == pytest.approx(by_hand(filled, 3))
     losses = [0.1, 0.4, None, 0.2]  # minimising: the worst is the largest, 0.4
     assert expected_best_of(losses, 2, "minimize") == pytest.approx(
@@ -111,7 +115,7 @@ def test_the_expected_best_of_k_equals_the_order_statistics_formula():
 
 
 def test_budget_curves_have_intervals_around_the_expected_values():
-    outcomes = {"a": [0.9, 0.5, 0.6, None], "b": [0.8, 0.79, 0.81, 0.8]}
+    outcomes = {"a": [0.99, 0.5, 0.6, None], "b": [0.8, 0.79, 0.81, 0.8]}
     errors = {"a": [0.01, 0.01, 0.01, 0.0], "b": [0.01] * 4}
     curves = budget_curves(outcomes, errors, "maximize")
     a, b = curves["a"], curves["b"]

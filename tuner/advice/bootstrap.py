@@ -8,19 +8,23 @@ training seeds, the same trials per optimizer) that would name it.
 
 The statistic (pinned, so that two implementations give the same numbers): B =
 :data:`BOOTSTRAP_RESAMPLES` resamples from ``numpy.random.default_rng(BOOTSTRAP_SEED)``; the
-optimizers in name order, each drawing first its seed noise, one ``(B, T)`` array of standard
-normals, then, for each number of trials asked for in increasing order, its configuration
-counts, one ``(B, T + 1)`` multinomial array. For one optimizer:
+optimizers in name order, each drawing its seed noise, one ``(B, T)`` array of standard
+normals; then, for each number of trials asked for in increasing order, each optimizer in name
+order draws one ``(B,)`` array of uniforms that picks which of its configurations the resample
+drew (below). For one optimizer:
 
 1. **Its tuning.** The N configurations its tuning made under the ranking's protocol (those with
    a result, the diverged and the pruned; failed ones carry no outcome and are left out). A
    repeated study of k trials is k draws with replacement from them; k is the number of trials
    compared at: by default the fewest any ranked optimizer has, so that an optimizer given more
-   trials is not favoured. The :data:`TOP` best configurations by mean (a result, no
-   divergence) are drawn one by one; the others form one category whose draw counts as the
-   best of them (the next configuration's mean, or the worst outcome when they are all pruned
-   or diverged). That is exact when N <= T, and otherwise wrong only when none of the top T is
-   drawn, which happens with probability ``(1 - T/N)^k``.
+   trials is not favoured. Only the best drawn configuration matters, so the draws are not
+   made one by one: with its top T (:data:`RESAMPLED`) configurations by mean (a result, no
+   divergence) sorted by their redrawn values, the first of them that k draws include is at
+   position j with probability ``q_j * prod_{l<j} (1 - q_l)``, ``q_j = 1 - (1 - 1/(N - j))^k``
+   (given the first j were missed, the draws are uniform over the other N - j), sampled by
+   one uniform per resample. Past the top T, the resample drew none of them, with probability
+   ``((N - T)/N)^k``, and its best counts as the best of the rest (the next configuration's
+   mean, an upper bound, or the worst outcome when the rest were all pruned or diverged).
 2. **Its seeds.** A drawn configuration's value is ``mean + s / sqrt(n) * z``: ``s`` its own
    standard deviation over its n >= 2 seeds, or for a one-seed configuration the optimizer's
    pooled within-configuration deviation (over its top configurations with two or more seeds;
@@ -41,10 +45,11 @@ each optimizer's P(best) under one kind of luck (``p_best_seeds_only``,
 with more of each, assuming further runs find what the measured ones did: more trials per
 optimizer in contention, k' on the grid ``k * (1.5, 2, 3, 4, 6, 8)`` (the draws of the
 resample); more seeds of each configuration, m in (1, 2, 4, 8, 16, 32) (standard errors
-``s / sqrt(n + m)``); or, when neither alone reaches :data:`CONFIDENT`, the first of their
-combinations that does (:func:`remedies`). :func:`seeds_to_settle` keeps the closed form for
-two configurations: the winner is named with probability ``Phi(gap / sqrt((s_1^2 + s_2^2) /
-n))``, which reaches 0.9 when ``n >= z^2 (s_1^2 + s_2^2) / gap^2`` with ``z = 1.2816``.
+``s / sqrt(n + m)``); or, when neither alone reaches :data:`CONFIDENT`, the first pair along
+both grids together that does (:func:`remedies`, B = :data:`REMEDY_RESAMPLES`).
+:func:`seeds_to_settle` keeps the closed form for two configurations: the winner is named
+with probability ``Phi(gap / sqrt((s_1^2 + s_2^2) / n))``, which reaches 0.9 when
+``n >= z^2 (s_1^2 + s_2^2) / gap^2`` with ``z = 1.2816``.
 
 **The winner's curse.** An optimizer's best configuration was picked by the same seeds that
 measured it, so its mean is biased upwards. With seed noise alone, its selection bias is the
@@ -56,7 +61,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,11 +70,17 @@ BOOTSTRAP_SEED = 20
 CONFIDENT = 0.9
 CONFIDENT_Z = 1.2815515655446004  # the standard normal's 0.9 quantile
 TOP = 64
+"""How many of an optimizer's best configurations a ranking reads (its expected best at k
+trials is computed from them when the rest cannot matter: :mod:`tuner.advice.budgets`)."""
+RESAMPLED = 32
+"""How many of them the resample redraws one by one; the others stand as one rest."""
 RATIO_QUANTILES = (0.05, 0.95)
 MORE_TRIALS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 """The multiples of the compared trials at which "how many more trials" is looked for."""
 MORE_SEEDS = (1, 2, 4, 8, 16, 32)
 """The numbers of more seeds per configuration at which "how many more seeds" is looked for."""
+REMEDY_RESAMPLES = 400
+"""Resamples behind each figure of what would settle a ranking (a rough amount)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ class Contender:
 @dataclass(frozen=True)
 class Tuning:
     """One optimizer's tuning as the resample sees it: its best configurations, best first (at
-    most :data:`TOP`, each spread known), how many configurations it drew in all
+    most :data:`RESAMPLED`, each spread known), how many configurations it drew in all
     (``draws``, >= len(configs)), and the mean of the best configuration after them (None: the
     rest are pruned or diverged)."""
 
@@ -137,62 +148,67 @@ def spread(std: float | None, seeds: int, pooled: float | None) -> float | None:
 
 
 class _Draws:
-    """The resample's random numbers for one optimizer, drawn once in the pinned order."""
+    """The resample's random numbers for one optimizer, drawn once in the pinned order, and
+    each resample's configurations sorted by their redrawn values, best first."""
 
     def __init__(self, tuning: Tuning, sign: float, rng: Any, resamples: int) -> None:
         import numpy as np
 
         self.tuning = tuning
+        self.top = len(tuning.configs)
         self.means = sign * np.array([c.mean for c in tuning.configs], dtype=float)
         self.errors = np.array([c.standard_error for c in tuning.configs], dtype=float)
         self.lrs = np.array([c.lr if c.lr is not None else np.nan for c in tuning.configs])
-        self.noise = rng.standard_normal((resamples, len(tuning.configs)))
+        self.noise = rng.standard_normal((resamples, self.top))
         self.rest = -np.inf if tuning.rest is None else sign * tuning.rest
+        noisy = self.means + self.errors * self.noise
+        self.order = np.argsort(-noisy, axis=1)
+        self.sorted = np.take_along_axis(noisy, self.order, axis=1)
+        self.plain_order = np.argsort(-self.means, kind="stable")
 
-    def counts(self, rng: Any, trials: int, resamples: int) -> Any:
-        """How often each top configuration (and the rest) is drawn in each resample."""
+    def first_drawn(self, uniforms: Any, trials: int) -> Any:
+        """Per resample, the position (in its best-first order) of the best configuration that
+        ``trials`` draws with replacement include: given the first j were not drawn, the
+        draws are uniform over the other N - j, so position j is drawn with probability
+        ``1 - (1 - 1 / (N - j))^k``; ``top`` stands for the rest. One uniform per resample."""
         import numpy as np
 
-        top = len(self.tuning.configs)
-        share = 1.0 / max(self.tuning.draws, top, 1)
-        probabilities = np.full(top + 1, share)
-        probabilities[top] = max(0.0, 1.0 - share * top)
-        probabilities /= probabilities.sum()
-        return rng.multinomial(trials, probabilities, size=resamples)
+        n = max(self.tuning.draws, self.top, 1)
+        positions = np.arange(self.top)
+        drawn = 1.0 - (1.0 - 1.0 / (n - positions)) ** trials
+        missed = np.cumprod(1.0 - drawn)
+        return np.searchsorted(1.0 - missed, uniforms, side="right")
 
-    def best(self, counts: Any | None, seed_noise: bool) -> tuple[Any, Any]:
-        """Each resample's best value and its lr; ``counts`` None: every configuration once."""
+    def best(self, first: Any | None, seed_noise: bool) -> tuple[Any, Any]:
+        """Each resample's best value and its lr; ``first`` (positions from
+        :meth:`first_drawn`) None: every configuration drawn once, the best of them."""
         import numpy as np
 
-        values = self.means + (self.errors * self.noise if seed_noise else 0.0)
-        values = np.broadcast_to(values, self.noise.shape)
-        if counts is not None:
-            values = np.where(counts[:, :-1] > 0, values, -np.inf)
-        if values.shape[1] == 0:
-            best = np.full(values.shape[0], -np.inf)
-            lrs = np.full(values.shape[0], np.nan)
+        resamples = self.noise.shape[0]
+        if first is None:
+            first = np.zeros(resamples, dtype=int)
+        if self.top == 0:
+            return np.full(resamples, self.rest), np.full(resamples, np.nan)
+        inside = first < self.top
+        at = np.minimum(first, self.top - 1)
+        if seed_noise:
+            rows = np.arange(resamples)
+            values = self.sorted[rows, at]
+            picked = self.order[rows, at]
         else:
-            picked = values.argmax(axis=1)
-            rows = np.arange(values.shape[0])
-            best = values[rows, picked]
-            lrs = self.lrs[picked]
-        if counts is not None:
-            rest_only = counts[:, -1] > 0
-            rest_wins = rest_only & (best < self.rest)
-            best = np.where(rest_wins, self.rest, best)
-            lrs = np.where(rest_wins, np.nan, lrs)
+            picked = self.plain_order[at]
+            values = self.means[picked]
+        best = np.where(inside, values, self.rest)
+        lrs = np.where(inside, self.lrs[picked], np.nan)
         return best, lrs
 
     def selection_bias(self) -> float:
         """Mean over resamples of the best noisy value less the picked configuration's mean."""
         import numpy as np
 
-        if not len(self.means):
+        if not self.top:
             return 0.0
-        values = self.means + self.errors * self.noise
-        picked = values.argmax(axis=1)
-        rows = np.arange(values.shape[0])
-        return float(np.mean(values[rows, picked] - self.means[picked]))
+        return float(np.mean(self.sorted[:, 0] - self.means[self.order[:, 0]]))
 
 
 def _shares(best: Any) -> Any:
@@ -211,13 +227,15 @@ def resample(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     configurations: bool = True,
-    full: bool = True,
+    full: bool | Collection[int] = True,
 ) -> Resampled | dict[int, Resampled]:
     """The nested resample of the module docstring, at ``trials`` trials per optimizer (default:
     the fewest draws any optimizer made); for a sequence of trial counts, one
     :class:`Resampled` per count (the same seed noise at each: common random numbers).
     ``configurations=False`` leaves the draws out (every configuration once, as measured):
-    the seeds-only resample, for comparison; ``full=False`` computes P(best) alone."""
+    the seeds-only resample, for comparison; ``full=False`` computes P(best) alone, and a
+    collection of trial counts computes the rest (ties, lr intervals, the luck alone, the
+    winner's curse) at those only."""
     import numpy as np
 
     names = sorted(name for name, tuning in tunings.items() if tuning.draws > 0)
@@ -230,22 +248,26 @@ def resample(
         return empty if many else empty[asked[0]]
     rng = np.random.default_rng(seed)
     draws = [_Draws(tunings[name], sign, rng, resamples) for name in names]
-    counts = {k: [d.counts(rng, k, resamples) for d in draws] for k in asked}
+    counts = {k: [d.first_drawn(rng.random(resamples), k) for d in draws] for k in asked}
 
-    seeds_only = _shares(np.column_stack([d.best(None, True)[0] for d in draws]))
-    bias = {name: sign * d.selection_bias() for name, d in zip(names, draws, strict=True)}
     found = {}
     for k in asked:
-        drawn_only = _shares(np.column_stack(
-            [d.best(c, False)[0] for d, c in zip(draws, counts[k], strict=True)]))
         pairs = [d.best(c if configurations else None, True)
                  for d, c in zip(draws, counts[k], strict=True)]
         best = np.column_stack([value for value, _ in pairs])
         lrs = np.column_stack([lr for _, lr in pairs])
-        found[k] = _summary(names, best, lrs, resamples, k, full)
-        found[k].p_best_seeds_only = dict(zip(names, map(float, seeds_only), strict=True))
-        found[k].p_best_draws_only = dict(zip(names, map(float, drawn_only), strict=True))
-        found[k].selection_bias = bias
+        detailed = full is True or (full is not False and k in full)
+        found[k] = _summary(names, best, lrs, resamples, k, detailed)
+        if detailed:
+            drawn_only = _shares(np.column_stack(
+                [d.best(c, False)[0] for d, c in zip(draws, counts[k], strict=True)]))
+            found[k].p_best_draws_only = dict(zip(names, map(float, drawn_only), strict=True))
+    if full is not False:
+        seeds_only = _shares(np.column_stack([d.best(None, True)[0] for d in draws]))
+        bias = {name: sign * d.selection_bias() for name, d in zip(names, draws, strict=True)}
+        for k in asked:
+            found[k].p_best_seeds_only = dict(zip(names, map(float, seeds_only), strict=True))
+            found[k].selection_bias = bias
     return found if many else found[asked[0]]
 
 
@@ -296,39 +318,54 @@ class Remedy:
 
 
 def remedies(
-    tunings: Mapping[str, Tuning], direction: str, winner: str, trials: int
+    tunings: Mapping[str, Tuning], direction: str, winner: str, trials: int,
+    resamples: int = REMEDY_RESAMPLES,
 ) -> list[Remedy]:
     """The ways to settle the ranking on the grids (:data:`MORE_TRIALS` times ``trials``;
     :data:`MORE_SEEDS` more seeds), assuming what is measured is what more runs would find:
     the fewest more trials alone, the fewest more seeds alone, and, when neither alone
-    reaches :data:`CONFIDENT`, the first combination that does. Empty: nothing on the grids
-    settles it (the contenders may be equally good)."""
+    reaches :data:`CONFIDENT`, the first pair along the two grids together that does. Empty:
+    nothing on the grids settles it (the contenders may be equally good). ``resamples``
+    (:data:`REMEDY_RESAMPLES`, the same seed) is fewer than the ranking's: a remedy is a rough
+    amount. More seeds are searched by halving the grid (P(best) grows with them)."""
     grid = sorted({max(trials + 1, math.ceil(trials * factor)) for factor in MORE_TRIALS})
 
-    def settling(at: Mapping[int, Resampled], ks: Sequence[int]) -> int | None:
-        return next((k for k in ks if at[k].p_best.get(winner, 0.0) >= CONFIDENT), None)
+    def p_at(tuned: Mapping[str, Tuning], ks: Sequence[int]) -> dict[int, float]:
+        at = resample(tuned, direction, ks, resamples=resamples, full=False)
+        return {k: at[k].p_best.get(winner, 0.0) for k in ks}
 
     def seeded(seeds: int) -> dict[str, Tuning]:
         return {name: with_more_seeds(t, seeds) for name, t in tunings.items()}
 
-    found: list[Remedy] = []
-    more = resample(tunings, direction, grid, full=False)
-    k_alone = settling(more, grid)
-    if k_alone is not None:
-        found.append(Remedy(k_alone, 0, more[k_alone].p_best[winner]))
-    for seeds in MORE_SEEDS:
-        at = resample(seeded(seeds), direction, [trials], full=False)
-        if settling(at, [trials]) is not None:
-            found.append(Remedy(None, seeds, at[trials].p_best[winner]))
-            return found
-    if found:
+    def first(values: Sequence[int], settles: Any) -> tuple[int, float] | None:
+        """The first of increasing ``values`` that settles it (by halving), and its P."""
+        low, high, found = 0, len(values) - 1, None
+        while low <= high:
+            middle = (low + high) // 2
+            p = settles(values[middle])
+            if p >= CONFIDENT:
+                found, high = (values[middle], p), middle - 1
+            else:
+                low = middle + 1
         return found
-    for seeds in MORE_SEEDS:
-        at = resample(seeded(seeds), direction, grid, full=False)
-        both = settling(at, grid)
-        if both is not None:
-            return [Remedy(both, seeds, at[both].p_best[winner])]
-    return []
+
+    ways: list[Remedy] = []
+    more = p_at(tunings, grid)
+    k_alone = next((k for k in grid if more[k] >= CONFIDENT), None)
+    if k_alone is not None:
+        ways.append(Remedy(k_alone, 0, more[k_alone]))
+    seeds_alone = first(MORE_SEEDS, lambda m: p_at(seeded(m), [trials])[trials])
+    if seeds_alone is not None:
+        ways.append(Remedy(None, seeds_alone[0], seeds_alone[1]))
+    if ways:
+        return ways
+    pairs = list(zip(grid, MORE_SEEDS, strict=False))
+    together = first(range(len(pairs)), lambda i: p_at(seeded(pairs[i][1]),
+                                                       [pairs[i][0]])[pairs[i][0]])
+    if together is None:
+        return []
+    k, m = pairs[together[0]]
+    return [Remedy(k, m, together[1])]
 
 
 def seeds_to_settle(gap: float, std_a: float, std_b: float, seeds: int) -> int | None:

@@ -2,29 +2,31 @@
 trials, for k from 1 to the trials it was measured with (Dodge et al. 2019, "Show your work").
 
 For an optimizer whose tuning made N configurations with outcomes ``x`` (a pruned or diverged
-one counts as its worst measured result), the expected best of k of them drawn at random
-without replacement is
+one counts as its worst measured result), the expected best of k configurations drawn at
+random from them, with replacement (k independent draws from their empirical distribution, as
+Dodge et al. define it), is
 
-    E[best of k] = sum_i C(i, k - 1) / C(N, k) * x_(i)      (x sorted worst first, i from 0)
+    E[best of k] = sum_i ((i / N)^k - ((i - 1) / N)^k) * x_(i)      (x sorted worst first)
 
-It is exact for random and quasi-random search, whose configurations do not depend on each
-other; under TPE, whose later draws depend on the earlier ones, it is the random-search
-equivalent: what k configurations like those measured would give. Its interval: the 5%..95%
-quantiles over :data:`CURVE_RESAMPLES` resamples of the N configurations with replacement,
-each redrawn with its seed noise (``numpy.random.default_rng(CURVE_SEED)``, optimizers in name
-order).
+It is exact for random and quasi-random search, whose configurations are independent draws
+from the search space, as far as the N measured ones stand for that space; under TPE, whose
+later draws depend on the earlier ones, it is the random-search equivalent: what k
+configurations like those measured would give. It is the same model the nested resample of
+:mod:`tuner.advice.bootstrap` draws repeated studies from, without the seed noise, so the
+ranking's order and its P(best) speak of one thing. Its interval: the 5%..95% quantiles over
+:data:`CURVE_RESAMPLES` resamples of the N configurations with replacement, each redrawn with
+its seed noise (``numpy.random.default_rng(CURVE_SEED)``, optimizers in name order).
 
 When only an optimizer's best T configurations are read (a ranking reads at most
 :data:`tuner.advice.bootstrap.TOP`), the same sum is taken from the top: the best of k is the
-r-th best (0-based) with probability ``C(N - 1 - r, k - 1) / C(N, k)``; what lies beyond the
-top has probability ``C(N - T, k) / C(N, k)``, and :func:`expected_best_from_top` answers only
-when that is below :data:`TAIL_NEGLIGIBLE` or the rest are all pruned or diverged (otherwise
-the caller reads every outcome).
+r-th best (0-based) with probability ``((N - r) / N)^k - ((N - r - 1) / N)^k``; what lies
+beyond the top has probability ``((N - T) / N)^k``, and :func:`expected_best_from_top`
+answers only when that is below :data:`TAIL_NEGLIGIBLE` or the rest are all pruned or
+diverged (otherwise the caller reads every outcome).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,21 +38,14 @@ TAIL_NEGLIGIBLE = 1e-6
 
 
 def _weights(n: int, ks: Sequence[int]) -> Any:
-    """``W[i, j] = C(i, k_j - 1) / C(n, k_j)`` for i < n: the chance that the i-th worst of n is
-    the best of k_j drawn without replacement (from log factorials, so no overflow)."""
+    """``W[i, j] = ((i + 1) / n)^k_j - (i / n)^k_j`` for i < n: the chance that the i-th worst
+    of n is the best of k_j draws with replacement."""
     import numpy as np
 
-    log_factorial = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
-
-    def log_comb(a: Any, b: Any) -> Any:
-        return log_factorial[a] - log_factorial[b] - log_factorial[a - b]
-
-    i = np.arange(n)[:, None]
-    k = np.asarray(ks, dtype=int)[None, :]
-    valid = i >= k - 1
-    below = np.where(valid, k - 1, 0)
-    logs = log_comb(i, below) - log_comb(n, k)
-    return np.where(valid, np.exp(logs), 0.0)
+    i = np.arange(n + 1)[:, None] / n
+    k = np.asarray(ks, dtype=float)[None, :]
+    below = i**k
+    return below[1:] - below[:-1]
 
 
 def _scored(outcomes: Sequence[float | None], direction: str) -> list[float] | None:
@@ -65,8 +60,8 @@ def _scored(outcomes: Sequence[float | None], direction: str) -> list[float] | N
 
 
 def expected_best_of(outcomes: Sequence[float | None], k: int, direction: str) -> float | None:
-    """The expected best of ``k`` of ``outcomes`` drawn without replacement (None: pruned or
-    diverged, counted as the worst result); ``k`` above their number is their best."""
+    """The expected best of ``k`` draws with replacement from ``outcomes`` (None: pruned or
+    diverged, counted as the worst result)."""
     found = expected_best_curve(outcomes, direction, [max(k, 1)])
     return found[0] if found else None
 
@@ -81,7 +76,7 @@ def expected_best_curve(
     if scores is None:
         return None
     n = len(scores)
-    ks = [min(max(int(k), 1), n) for k in (ks or range(1, n + 1))]
+    ks = [max(int(k), 1) for k in (ks or range(1, n + 1))]
     ordered = np.sort(np.asarray(scores))
     sign = 1.0 if direction == "maximize" else -1.0
     return [float(v) * sign for v in ordered @ _weights(n, ks)]
@@ -90,21 +85,21 @@ def expected_best_curve(
 def expected_best_from_top(
     top: Sequence[float], draws: int, k: int, every_result: bool
 ) -> float | None:
-    """The expected best of ``k`` of ``draws`` configurations from the means of the best of
-    them (``top``, best first); None when nothing has a result, or when the configurations
-    beyond the top could matter (see the module docstring). ``every_result``: the top holds
-    every configuration with a result, so what lies beyond it was pruned or diverged and counts
-    as the worst result, the top's last (then the answer is exact)."""
+    """The expected best of ``k`` draws with replacement from ``draws`` configurations, from
+    the means of the best of them (``top``, best first); None when nothing has a result, or
+    when the configurations beyond the top could matter (see the module docstring).
+    ``every_result``: the top holds every configuration with a result, so what lies beyond it
+    was pruned or diverged and counts as the worst result, the top's last (the answer is then
+    exact)."""
     if not top or draws < 1:
         return None
-    k = min(max(k, 1), draws)
+    k = max(k, 1)
     t = min(len(top), draws)
-    total = math.comb(draws, k)
-    beyond = math.comb(draws - t, k) / total if draws - t >= k else 0.0
+    beyond = ((draws - t) / draws) ** k
     if beyond > TAIL_NEGLIGIBLE and not every_result:
         return None
-    value = sum(math.comb(draws - 1 - r, k - 1) / total * mean
-                for r, mean in enumerate(top[:t]) if draws - 1 - r >= k - 1)
+    value = sum((((draws - r) / draws) ** k - ((draws - r - 1) / draws) ** k) * mean
+                for r, mean in enumerate(top[:t]))
     return value + beyond * top[t - 1]
 
 

@@ -4,11 +4,11 @@ Per optimizer on a task: its default configuration's result (the configuration o
 origin ``recommended``, every study's first trial; the one with the most seeds) against its
 tuned best. Then the Crowded Valley question: is "the best of K optimizers at their defaults"
 as good as "one optimizer tuned with the same number of runs" (K configurations)? The second is
-the *expected* best of K of that optimizer's stored configurations drawn at random without
-replacement (order-free, so it does not depend on which sampler found what; Dodge et al.'s
-"expected validation performance", 2019):
+the *expected* best of K of that optimizer's stored configurations drawn at random (order-free,
+so it does not depend on which sampler found what; Dodge et al.'s "expected validation
+performance", 2019; :mod:`tuner.advice.budgets`):
 
-    E[best of K] = sum_i C(i - 1, K - 1) / C(N, K) * x_(i)
+    E[best of K] = sum_i ((i / N)^K - ((i - 1) / N)^K) * x_(i)
 
 over its N configurations sorted worst first (``x_(i)`` the i-th). A diverged configuration is
 the worst possible draw, and so is a pruned one: each counts as the worst result the optimizer

@@ -127,8 +127,9 @@ class Certainty:
     optimizer in contention, or ``more_seeds`` more seeds of each of their best configurations
     (each None when that alone would not), or, when neither alone would, ``together``:
     ``(more trials, more seeds)`` (None when nothing on the grids would: they may be equally
-    good). ``p_seeds_only`` and ``p_draws_only`` are the winner's P(best) under each kind of
-    luck alone; ``reason`` in words."""
+    good). Those are searched for on demand (:func:`what_would_settle`: ``searched``).
+    ``p_seeds_only`` and ``p_draws_only`` are the winner's P(best) under each kind of luck
+    alone; ``reason`` in words."""
 
     settled: bool
     winner_p_best: float | None
@@ -141,6 +142,7 @@ class Certainty:
     together: tuple[int, int] | None = None
     p_seeds_only: float | None = None
     p_draws_only: float | None = None
+    searched: bool = False
 
 
 @dataclass
@@ -187,6 +189,9 @@ class TaskRanking:
     trials_compared: int = 0
     budget_leaders: list[BudgetLeader] = field(default_factory=list)
     scope: Scope | None = field(default=None, repr=False)
+    evidence: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Each ranked optimizer's tuning as the resample saw it (what :func:`what_would_settle`
+    searches with)."""
     task_problem: str | None = None
     """Set when no optimizer has a result because every run of the task diverged at its first
     evaluation: the task itself is broken (:mod:`tuner.store.broken_task`), in one line."""
@@ -286,9 +291,9 @@ def rank_task(
         if opened:
             store.dispose()
 
-    order_and_compare(standings, record.direction)
-    ratios, certainty, leaders = weigh_evidence(standings, read.contenders, record.direction,
-                                                trials, read.summaries)
+    ratios, certainty, leaders, evidence = weigh_evidence(
+        standings, read.contenders, record.direction, trials, read.summaries,
+        by_expected=trials_budget is not None)
     mark_pareto(standings, record.direction)
     return TaskRanking(
         task=task, metric=record.metric, direction=record.direction, target=record.target,
@@ -296,7 +301,7 @@ def rank_task(
         kind=record.kind, memory_budget=state_budget, lr_ratios=ratios, certainty=certainty,
         where=dict(where) if where else None, protocol=read.protocol,
         other_protocols=read.others, study=study, trials_compared=trials,
-        budget_leaders=leaders, scope=read.scope, task_problem=problem,
+        budget_leaders=leaders, scope=read.scope, task_problem=problem, evidence=evidence,
     )
 
 
@@ -463,24 +468,36 @@ def _expect(
                                                  trials, direction)
 
 
-def order_and_compare(standings: list[OptimizerStanding], direction: str) -> None:
-    """Sort best first by the expected best at the compared trials (their best mean when
-    that is missing), number the ranks, and measure each one against the winner."""
+def order_and_compare(
+    standings: list[OptimizerStanding], direction: str, by_expected: bool = False
+) -> None:
+    """Sort best first, number the ranks, and measure each one against the winner.
+
+    The order: by P(best), the share of repeated studies at the compared trials that would
+    name the optimizer (so the winner is the one most often named), then by its best mean;
+    where P(best) is unknown (one seed everywhere), by the best mean. ``by_expected`` (a trials
+    budget was asked for) orders by the expected best after that many trials instead. The gap
+    is in what orders them below P(best): the best mean, or the expected best.
+    """
     sign = -1.0 if direction == "maximize" else 1.0
 
-    def score(s: OptimizerStanding) -> float | None:
-        return s.expected if s.expected is not None else s.mean
+    def value(s: OptimizerStanding) -> float | None:
+        return s.expected if by_expected and s.expected is not None else s.mean
 
-    standings.sort(key=lambda s: (s.mean is None, sign * (score(s) or 0.0),
-                                  sign * (s.mean or 0.0), s.optimizer))
+    def key(s: OptimizerStanding) -> tuple:
+        chance = 0.0 if by_expected or s.p_best is None else -s.p_best
+        return (s.mean is None, chance, sign * (value(s) or 0.0), sign * (s.mean or 0.0),
+                s.optimizer)
+
+    standings.sort(key=key)
     winner = standings[0] if standings and standings[0].mean is not None else None
     for position, standing in enumerate(standings, start=1):
         standing.rank = position
         if winner is None or standing.mean is None:
             continue
-        gap = (score(winner) - score(standing)) * (1 if direction == "maximize" else -1)
+        gap = (value(winner) - value(standing)) * (1 if direction == "maximize" else -1)
         standing.gap = max(gap, 0.0)
-        standing.gap_relative = standing.gap / abs(score(winner)) if score(winner) else None
+        standing.gap_relative = standing.gap / abs(value(winner)) if value(winner) else None
         standing.tied_with_winner = True if standing is winner else None
 
 
@@ -505,10 +522,18 @@ def tunings(
     """Each optimizer's tuning for the resample (:class:`~tuner.advice.bootstrap.Tuning`), and
     the per-seed spread used for its one-seed configurations; an optimizer whose spread is
     unknown (one seed everywhere) gets no tuning."""
-    from tuner.advice.bootstrap import TOP, Contender, Tuning, pooled_squares, pooled_std, spread
+    from tuner.advice.bootstrap import (
+        RESAMPLED,
+        Contender,
+        Tuning,
+        pooled_squares,
+        pooled_std,
+        spread,
+    )
 
     draws = {s.optimizer: s.outcomes for s in summaries}
-    pooled = {name: pooled_squares(configs[:TOP]) for name, configs in contenders.items()}
+    pooled = {name: pooled_squares(configs[:RESAMPLED])
+              for name, configs in contenders.items()}
     task_pooled = pooled_std(sum(sq for sq, _ in pooled.values()),
                              sum(dof for _, dof in pooled.values()))
     found: dict[str, Any] = {}
@@ -519,10 +544,10 @@ def tunings(
             continue
         spreads[name] = common
         top = []
-        for config in configs[:TOP]:
+        for config in configs[:RESAMPLED]:
             std = spread(config.std, config.seeds, common)
             top.append(Contender(config.lr, config.mean, std, config.seeds))
-        rest = configs[TOP].mean if len(configs) > TOP else None
+        rest = configs[RESAMPLED].mean if len(configs) > RESAMPLED else None
         found[name] = Tuning(top, max(draws.get(name, len(top)), len(top)), rest)
     return found, spreads
 
@@ -533,30 +558,37 @@ def weigh_evidence(
     direction: str,
     trials: int,
     summaries: list[OptimizerSummary],
-) -> tuple[list[LrRatio], Certainty | None, list[BudgetLeader]]:
-    """P(best), ties, lr ratios, the winner's-curse correction, how sure the winner is and
-    whether the leader changes with the number of trials, from the nested resample of
-    :mod:`tuner.advice.bootstrap` (``standings`` ordered best first)."""
+    by_expected: bool = False,
+) -> tuple[list[LrRatio], Certainty | None, list[BudgetLeader], dict[str, Any]]:
+    """Resample (:mod:`tuner.advice.bootstrap`), order the standings
+    (:func:`order_and_compare`), then P(best), ties, lr ratios, the winner's-curse correction,
+    how sure the winner is and whether the leader changes with the number of trials; and the
+    tunings it resampled."""
     from tuner.advice.bootstrap import CONFIDENT, resample
 
-    ranked = [s for s in standings if s.mean is not None]
-    if not ranked:
-        return [], None, []
+    measured = [s for s in standings if s.mean is not None]
     found, _ = tunings(contenders, summaries)
-    known = all(s.optimizer in found for s in ranked)
-    result = resample({s.optimizer: found[s.optimizer] for s in ranked}, direction,
-                      trials) if known and trials > 0 else None
-    winner = ranked[0]
+    known = bool(measured) and all(s.optimizer in found for s in measured)
+    grid = sorted({k for k in BUDGET_GRID if k < trials} | {trials})
+    at = resample({s.optimizer: found[s.optimizer] for s in measured}, direction, grid,
+                  full={trials}) if known and trials > 0 else None
+    result = at[trials] if at is not None else None
     sign = 1.0 if direction == "maximize" else -1.0
-    ratios = []
-    for position, standing in enumerate(ranked):
-        if result is not None:
+    if result is not None:
+        for standing in measured:
             standing.p_best = result.p_best.get(standing.optimizer)
             standing.corrected = standing.mean - sign * result.selection_bias.get(
                 standing.optimizer, 0.0)
-            if standing is not winner:
-                beaten = result.beats.get((winner.optimizer, standing.optimizer), 0.0)
-                standing.tied_with_winner = beaten < CONFIDENT
+    order_and_compare(standings, direction, by_expected)
+    ranked = [s for s in standings if s.mean is not None]
+    if not ranked:
+        return [], None, [], {}
+    winner = ranked[0]
+    ratios = []
+    for position, standing in enumerate(ranked):
+        if result is not None and standing is not winner:
+            beaten = result.beats.get((winner.optimizer, standing.optimizer), 0.0)
+            standing.tied_with_winner = beaten < CONFIDENT
         for better in ranked[:position]:
             if standing.lr is None or better.lr is None:
                 continue
@@ -567,25 +599,22 @@ def weigh_evidence(
             ratios.append(ratio)
             if better is winner:
                 standing.lr_ratio = ratio
-    leaders = budget_leaders(found, ranked, direction, trials) if result is not None else []
-    certainty = _certainty(ranked, result, found, direction, trials)
-    return ratios, certainty, leaders
+    leaders = budget_leaders(at) if at is not None else []
+    certainty = _certainty(ranked, result)
+    return ratios, certainty, leaders, {s.optimizer: found[s.optimizer] for s in ranked
+                                        if s.optimizer in found}
 
 
-def budget_leaders(
-    found: dict[str, Any], ranked: list[OptimizerStanding], direction: str, trials: int
-) -> list[BudgetLeader]:
-    """The confident leaders (P(best) >= 0.9) at the trial counts of :data:`BUDGET_GRID` up
-    to ``trials``: the first and the last when they differ, else none."""
-    from tuner.advice.bootstrap import CONFIDENT, resample
+def budget_leaders(at: dict[int, Any]) -> list[BudgetLeader]:
+    """The confident leaders (P(best) >= 0.9) in the resamples ``at`` each trial count (of
+    :data:`BUDGET_GRID`, up to the compared trials): the first and the last when they differ,
+    else none."""
+    from tuner.advice.bootstrap import CONFIDENT
 
-    grid = sorted({k for k in BUDGET_GRID if k < trials} | {trials})
-    if len(grid) < 2:
-        return []
-    at = resample({s.optimizer: found[s.optimizer] for s in ranked}, direction, grid,
-                  full=False)
     confident = []
-    for k in grid:
+    for k in sorted(at):
+        if not at[k].p_best:
+            continue
         name, p = max(at[k].p_best.items(), key=lambda item: (item[1], item[0]))
         if p >= CONFIDENT:
             confident.append(BudgetLeader(k, name, p))
@@ -596,11 +625,8 @@ def budget_leaders(
     return [first, last]
 
 
-def _certainty(
-    ranked: list[OptimizerStanding], result: Any, found: dict[str, Any], direction: str,
-    trials: int,
-) -> Certainty:
-    from tuner.advice.bootstrap import CONFIDENT, remedies
+def _certainty(ranked: list[OptimizerStanding], result: Any) -> Certainty:
+    from tuner.advice.bootstrap import CONFIDENT
 
     winner = ranked[0]
     resamples = result.resamples if result is not None else 0
@@ -619,15 +645,33 @@ def _certainty(
                          p_seeds_only=p_seeds, p_draws_only=p_draws)
     contention = [s.optimizer for s in ranked
                   if s is winner or (s.p_best or 0.0) >= 0.05 or s.tied_with_winner]
-    ways = remedies({name: found[name] for name in contention}, direction, winner.optimizer,
-                    trials)
-    more_trials = next((r.trials - trials for r in ways if r.trials and not r.seeds), None)
-    more_seeds = next((r.seeds for r in ways if r.seeds and r.trials is None), None)
-    together = next(((r.trials - trials, r.seeds) for r in ways if r.trials and r.seeds), None)
-    return Certainty(False, p_winner, contender.optimizer, more_seeds,
+    return Certainty(False, p_winner, contender.optimizer, None,
                      f"P(best) {p_winner:.2f} < {CONFIDENT:g}", resamples,
-                     more_trials=more_trials, contention=contention, together=together,
-                     p_seeds_only=p_seeds, p_draws_only=p_draws)
+                     contention=contention, p_seeds_only=p_seeds, p_draws_only=p_draws)
+
+
+def what_would_settle(ranking: TaskRanking) -> Certainty | None:
+    """The ranking's certainty with what would settle it filled in, when it is not settled
+    (more trials of the optimizers in contention, more seeds of their configurations, or both:
+    :func:`tuner.advice.bootstrap.remedies`); searched once, on demand, since it resamples the
+    ranking several times over."""
+    from tuner.advice.bootstrap import remedies
+
+    certainty = ranking.certainty
+    if (certainty is None or certainty.settled or certainty.searched
+            or certainty.winner_p_best is None or ranking.winner is None):
+        return certainty
+    trials = ranking.trials_compared
+    tunings = {name: ranking.evidence[name] for name in certainty.contention
+               if name in ranking.evidence}
+    ways = remedies(tunings, ranking.direction, ranking.winner.optimizer, trials)
+    certainty.more_trials = next(
+        (r.trials - trials for r in ways if r.trials and not r.seeds), None)
+    certainty.more_seeds = next((r.seeds for r in ways if r.seeds and r.trials is None), None)
+    certainty.together = next(
+        ((r.trials - trials, r.seeds) for r in ways if r.trials and r.seeds), None)
+    certainty.searched = True
+    return certainty
 
 
 def best(

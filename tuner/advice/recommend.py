@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuner.advice.formatting import format_lr, format_metric, format_spread, join_names
-from tuner.advice.ranking import TaskRanking, rank_task
+from tuner.advice.ranking import TaskRanking, rank_task, what_would_settle
 from tuner.advice.source import open_for_reading
 from tuner.advice.stats import AdviceError, Tolerance, parse_memory_budget
 
@@ -176,7 +176,7 @@ def advise(
               if s.lr_ratio is not None]
     if ratios and prefer == "quality":
         text += " " + "; ".join(ratios) + "."
-    certainty = ranking.certainty
+    certainty = what_would_settle(ranking)
     if certainty is not None and not certainty.settled and len(candidates) > 1:
         text += " " + too_few_runs_text(certainty)
     if ranking.budget_leaders:

@@ -90,6 +90,7 @@ def best_command(
     interval, and * for the Pareto set over quality, steps to target and memory.
     """
     from tuner.advice import format_lr, format_metric, format_spread, rank_task
+    from tuner.advice.ranking import what_would_settle
     from tuner.advice.recommend import budget_text, too_few_runs_text
     from tuner.study_training import describe_where
 
@@ -103,6 +104,7 @@ def best_command(
         measured = [s.optimizer for s in ranking.optimizers if s.mean is not None]
         importance = importance_of(task, measured, db=db, scope=ranking.scope,
                                    where=ranking.where)
+    what_would_settle(ranking)
     if as_json:
         data = ranking.to_dict()
         if importance is not None:
@@ -323,10 +325,10 @@ def compare_command(
     if as_json:
         print_json(result.to_dict())
         return
-    for task in result.tasks:
+    for task in result.tasks:  # where a task was measured under several protocols: which
         entry = result.per_task[task]
-        also = f"; {entry['also_measured']}" if entry.get("also_measured") else ""
-        click.echo(f"{task}: ranked under {entry['protocol']}{also}")
+        if entry.get("also_measured"):
+            click.echo(f"{task}: ranked under {entry['protocol']}; {entry['also_measured']}")
     columns = ["optimizer", *result.tasks, "mean rank", "wins", "tasks",
                *[f"steps <={tau:g}x" for tau in PROFILE_TAUS]]
     rows = [
