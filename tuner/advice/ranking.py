@@ -126,7 +126,10 @@ class Certainty:
     optimizer in contention, or ``more_seeds`` more seeds of each of their best configurations
     (each None when that alone would not), or, when neither alone would, ``together``:
     ``(more trials, more seeds)`` (None when nothing on the grids would: they may be equally
-    good). ``p_seeds_only`` and ``p_draws_only`` are the winner's P(best) under each kind of
+    good). ``missing`` names what those remedies need: ``"trials"`` (more trials of the
+    optimizers in contention) and/or ``"seeds"`` (more seeds of their best configurations); with
+    one seed everywhere the noise is unknown, every optimizer is in contention and seeds are
+    missing. ``p_seeds_only`` and ``p_draws_only`` are the winner's P(best) under each kind of
     luck alone; ``reason`` in words."""
 
     settled: bool
@@ -140,6 +143,7 @@ class Certainty:
     together: tuple[int, int] | None = None
     p_seeds_only: float | None = None
     p_draws_only: float | None = None
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -585,7 +589,8 @@ def _certainty(
         return Certainty(True, 1.0, None, None, "only one optimizer measured", resamples)
     if result is None:
         return Certainty(False, None, ranked[1].optimizer, None,
-                         "one seed per configuration: the noise is unknown", resamples)
+                         "one seed per configuration: the noise is unknown", resamples,
+                         contention=[s.optimizer for s in ranked], missing=["seeds"])
     p_winner = result.p_best.get(winner.optimizer, 0.0)
     contender = max(ranked[1:], key=lambda s: (s.p_best or 0.0, -s.rank))
     p_seeds = result.p_best_seeds_only.get(winner.optimizer)
@@ -601,10 +606,12 @@ def _certainty(
     more_trials = next((r.trials - trials for r in ways if r.trials and not r.seeds), None)
     more_seeds = next((r.seeds for r in ways if r.seeds and r.trials is None), None)
     together = next(((r.trials - trials, r.seeds) for r in ways if r.trials and r.seeds), None)
+    missing = [kind for kind, needed in (("trials", more_trials), ("seeds", more_seeds))
+               if needed is not None or together is not None]
     return Certainty(False, p_winner, contender.optimizer, more_seeds,
                      f"P(best) {p_winner:.2f} < {CONFIDENT:g}", resamples,
                      more_trials=more_trials, contention=contention, together=together,
-                     p_seeds_only=p_seeds, p_draws_only=p_draws)
+                     p_seeds_only=p_seeds, p_draws_only=p_draws, missing=missing)
 
 
 def best(
