@@ -6,6 +6,7 @@
                                trials=20, seeds=3)
     study.run(workers=2)
     study.best()          # the ranking (tuner.advice.best)
+    study.extend(until_settled=True, max_trials=60)   # rounds until P(best) >= 0.9
     tuner.Study.load("mine").advise()
 
 A task may be given as an object too; worker processes rebuild it from a reference they can
@@ -84,7 +85,8 @@ class Study:
         """Create a study of ``task`` (a registered name, a reference ``file.py:NAME`` or
         ``module:NAME``, or a Task object workers can import); ``settings`` are the other
         study settings (``budget``, ``sampler``, ``pruner``, ``schedule``, ``seed``,
-        ``description``, ``task_params``, ``budget_unit``, and ``training``: the training
+        ``first_seed``, ``description``, ``task_params``, ``budget_unit``, and ``training``: the
+        training
         options as in a study file, ``{"warmup": 100, "batch_size": (16, 256)}``, a pair of
         numbers being a tuned range and any other list tuned choices)."""
         from tuner.driver import create_study
@@ -130,9 +132,56 @@ class Study:
         :class:`~tuner.driver.WorkerReport`. The task's code is checked first (one line if it
         changed, unless ``allow_changed``). ``batch`` K trains up to K trials of one optimizer
         together (``tuner study run --batch K``)."""
+        from tuner.driver import run_study
+
+        self._check_task_code(allow_changed)
+        return run_study(self.name, self.db, workers=workers, timeout=timeout, batch=batch)
+
+    def extend(
+        self,
+        trials: int | None = None,
+        optimizers: Sequence[str] | None = None,
+        until_settled: bool = False,
+        max_trials: int | None = None,
+        workers: int = 1,
+        *,
+        round_size: int | None = None,
+        batch: int | None = None,
+        allow_changed: bool = False,
+    ) -> Any:
+        """Add trials to the study and run them (``tuner study extend``): ``trials`` more of
+        each of ``optimizers`` (default: every one of the study), or with ``until_settled``,
+        rounds of trials for the optimizers still in contention (and new seeds of their best
+        configurations) until the ranking of the study's own runs names its winner with
+        P(best) >= 0.9 or they have ``max_trials`` trials each (``round_size`` trials a round
+        when given). Returns the :class:`~tuner.driver.extend.ExtendReport` (``summary()``
+        says how it ended; ``rounds`` what each round added)."""
+        from tuner.driver import run_study
+        from tuner.driver.extend import (
+            ExtendReport,
+            Round,
+            add_trials,
+            check_request,
+            extend_until_settled,
+        )
+
+        check_request(trials, optimizers, until_settled, max_trials, round_size)
+        self._check_task_code(allow_changed)
+
+        def run() -> Any:
+            return run_study(self.name, self.db, workers=workers, batch=batch)
+
+        if until_settled:
+            return extend_until_settled(self.name, self.db, run, max_trials=max_trials,
+                                        round_size=round_size)
+        _, additions = add_trials(self.name, self.db, trials, optimizers)
+        return ExtendReport(self.name, [Round(additions, {})], stopped=run().stopped or "finished")
+
+    def _check_task_code(self, allow_changed: bool) -> None:
+        """Refuse, in one line, a study whose task (given by reference) changed since it was
+        created, unless ``allow_changed``."""
         import os
 
-        from tuner.driver import run_study
         from tuner.driver.study_task import load_study_task
         from tuner.task_reference import ALLOW_CHANGED_ENV
 
@@ -141,7 +190,6 @@ class Study:
         spec = self.spec()
         if spec.task_ref:
             load_study_task(spec)
-        return run_study(self.name, self.db, workers=workers, timeout=timeout, batch=batch)
 
     def status(self) -> Any:
         """Progress and best result per optimizer (:class:`tuner.store.studies.StudyStatus`)."""

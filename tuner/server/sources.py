@@ -1,10 +1,11 @@
 """The store functions the server calls, in one place: the same ones the CLI calls.
 
 The server has no query or rule of its own for what the CLI already answers (rankings, advice,
-study progress, export, create, stop, delete): each function here hands over to the function
-behind the matching command. Reads open the store read-only and import neither torch, optuna
-nor the plugins (the store records what advice needs of a task); creating a study loads the
-plugins, as ``tuner study create`` does, on first use. Task URLs carry the task record's id.
+study progress, export, create, extend, stop, delete): each function here hands over to the
+function behind the matching command. Reads open the store read-only and import neither torch,
+optuna nor the plugins (the store records what advice needs of a task); creating a study loads
+the plugins, as ``tuner study create`` does, on first use; extending one loads nothing of
+them. Task URLs carry the task record's id.
 """
 
 from __future__ import annotations
@@ -171,6 +172,16 @@ def create_study(store: Store, settings: dict[str, Any], *, warm_start: bool = F
     flags = dict(settings)
     flags["ranges"] = [parse_range_flag(text) for text in flags.pop("param_range", None) or []]
     return driver_create_study(flags, store.url, warm_start=warm_start).name
+
+
+def extend_study(
+    store: Store, name: str, trials: int, optimizers: list[str] | None = None
+) -> None:
+    """``tuner study extend --trials``: more trials of some optimizers, for workers to run."""
+    from tuner.driver.extend import add_trials
+
+    check_study_name(name)
+    add_trials(name, store.url, trials, optimizers)
 
 
 def stop_study(store: Store, name: str) -> None:
