@@ -132,3 +132,28 @@ def test_too_few_trials_leave_choices_untried():
     warm = [{"params": {"schedule": "linear"}, "origin": "warm_start"}, *initial]
     assert choices_left_out(choices, warm, 1) == {"schedule": ["constant", "cosine"]}
     assert choices_left_out(choices, warm, 3) == {}
+
+
+def test_added_trials_and_seed_slots_are_slots_like_the_others():
+    """adam has two trials more than the base 3 and one seed slot: its slots 3 and 4 come
+    after the slots both optimizers share, its seed slot -1 after every trial slot; the study
+    is settled only once the seed slot is finished too."""
+    seeded = {"params": {"lr": 0.1}, "seeds": [2, 3], "config_hash": "abc"}
+    study = spec(extra_trials={"adam": 2}, seed_slots={"adam": [seeded]})
+    assert study.trials_for("adam") == 5 and study.trials_for("sgd") == 3
+    assert study.slots("adam") == [0, 1, 2, 3, 4, -1]
+    assert study.slot_seeds("adam", -1) == [2, 3] and study.slot_seeds("adam", 4) == [0, 1]
+    assert free_slots(study, [], Counter()) == [
+        ("adam", 0), ("sgd", 0), ("adam", 1), ("sgd", 1), ("adam", 2), ("sgd", 2),
+        ("adam", 3), ("adam", 4), ("adam", -1),
+    ]
+    assert free_slots(study, [], Counter(), only="adam", trial_slots_only=True) == [
+        ("adam", s) for s in range(5)]
+    plan = plan_slot(study, "adam", -1, [])
+    assert (plan.params, plan.origin) == ({"lr": 0.1}, "more_seeds")
+    trials_done = [SlotAttempt(o, s, "complete", {}) for o in ("adam", "sgd")
+                   for s in range(study.trials_for(o))]
+    assert not settled(study, trials_done, Counter())
+    assert settled(study, [*trials_done, SlotAttempt("adam", -1, "complete", {})], Counter())
+    # chosen training seeds: every trial slot trains on them
+    assert spec(first_seed=10, seeds=2).slot_seeds("sgd", 0) == [10, 11]

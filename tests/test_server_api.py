@@ -85,11 +85,14 @@ def test_advice_endpoints_return_what_the_cli_functions_return(
     reader: TestClient, store_url: str
 ) -> None:
     from tuner.advice import advise, rank_task
+    from tuner.advice.ranking import what_would_settle
     from tuner.server.api import plain
 
     ident = task_id(reader)
     ranking = reader.get(f"/api/tasks/{ident}/ranking").json()
-    assert ranking == plain(rank_task("quadratic", db=store_url).to_dict())
+    expected = rank_task("quadratic", db=store_url)
+    what_would_settle(expected)  # as tuner best --json says it
+    assert ranking == plain(expected.to_dict())
     assert {s["optimizer"] for s in ranking["optimizers"]} == set(OPTIMIZERS)
     advice = reader.get(f"/api/tasks/{ident}/advice?memory_budget=2n").json()
     assert advice == plain(advise("quadratic", db=store_url, memory_budget="2n").to_dict())
@@ -177,6 +180,7 @@ def test_a_read_only_server_refuses_every_write(reader: TestClient) -> None:
     answers = [
         reader.post("/api/studies", json=body, headers=headers),
         reader.post(f"/api/studies/{STUDY}/stop", headers=headers),
+        reader.post(f"/api/studies/{STUDY}/extend", json={"trials": 1}, headers=headers),
         reader.delete(f"/api/studies/{STUDY}", headers=headers),
     ]
     for answer in answers:
@@ -195,6 +199,8 @@ def test_writes_need_the_token_and_change_nothing_without_it(store_url: str) -> 
             for answer in (
                 client.post("/api/studies", json=body, headers=headers),
                 client.post(f"/api/studies/{STUDY}/stop", headers=headers),
+                client.post(f"/api/studies/{STUDY}/extend", json={"trials": 1},
+                            headers=headers),
                 client.delete(f"/api/studies/{STUDY}", headers=headers),
             ):
                 assert answer.status_code == 401, answer.text
@@ -212,6 +218,13 @@ def test_writes_need_the_token_and_change_nothing_without_it(store_url: str) -> 
         assert study_names(client) == [*before, "made-by-api"]
         again = client.post("/api/studies", json=body, headers=auth)
         assert again.status_code == 409 and "already exists" in again.json()["error"]
+
+        extended = client.post("/api/studies/made-by-api/extend",
+                               json={"trials": 2, "optimizers": ["adam"]}, headers=auth)
+        assert extended.status_code == 200, extended.text
+        assert extended.json()["study"]["trials"] == {"sgd": 2, "adam": 4}
+        assert extended.json()["commands"]["run"].startswith("tuner study run made-by-api ")
+        assert "(extended: adam +2)" in client.get("/studies/made-by-api").text
 
         stopped = client.post("/api/studies/made-by-api/stop", headers=auth)
         assert stopped.status_code == 200
@@ -291,6 +304,41 @@ def test_create_checks_like_the_cli(store_url: str, body: object, words: str) ->
         assert answer.status_code == 400, answer.text
         assert words in answer.json()["error"]
         assert study_names(client) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "status", "words"),
+    [
+        ("to-extend", {"trials": 0}, 400, "trials must be a positive whole number, got 0"),
+        ("to-extend", {"trials": "2"}, 400, "trials must be a whole number, got '2'"),
+        ("to-extend", {"trials": 1, "optimizers": ["lion"]}, 400,
+         "study 'to-extend' has no optimizer 'lion'"),
+        ("to-extend", {"trials": 1, "optimizers": "sgd"}, 400,
+         "optimizers must be a list of names"),
+        ("to-extend", {"trials": 1, "until_settled": True}, 400, "a command-line and Python "
+         "loop: the server never trains"),
+        ("to-extend", [1], 400, "must be a JSON object"),
+        ("nosuch", {"trials": 1}, 404, "no study named 'nosuch'"),
+    ],
+)
+def test_extend_checks_like_the_cli(sqlite_url: str, name: str, body: object, status: int,
+                                    words: str) -> None:
+    """On a store of its own; every refused request leaves the study as it was."""
+    from tuner.store import open_store
+
+    open_store(sqlite_url).dispose()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(sqlite_url, token=TOKEN)) as client:
+        created = client.post("/api/studies", json={
+            "name": "to-extend", "task": "quadratic", "optimizers": ["sgd"], "trials": 2,
+            "seeds": 1, "first_seed": 3}, headers=auth)
+        assert created.status_code == 201, created.text
+        before = client.get("/api/studies/to-extend").json()["study"]
+        assert before["seed_list"] == [3]
+        answer = client.post(f"/api/studies/{name}/extend", json=body, headers=auth)
+        assert answer.status_code == status, answer.text
+        assert words in answer.json()["error"]
+        assert client.get("/api/studies/to-extend").json()["study"] == before
 
 
 def test_body_limit_and_bad_json(store_url: str) -> None:

@@ -307,7 +307,7 @@ def test_a_trial_records_where_its_configuration_came_from(sqlite_url):
     with store.session() as session:
         assert (session.get(Trial, trial_id).origin, session.get(Trial, trial_id).slot) == (
             "recommended", 0)
-    assert TRIAL_ORIGINS == ("recommended", "warm_start", "sampled")
+    assert TRIAL_ORIGINS == ("recommended", "warm_start", "sampled", "more_seeds")
     with pytest.raises(StoreError, match="unknown trial origin 'guessed'"):
         start_trial(store, study_id=study_id, optimizer="sgd", optuna_study_name="o:sgd",
                     optuna_trial_number=1, params={}, slot=1, origin="guessed")

@@ -154,7 +154,8 @@ def test_study_run_raises_when_the_task_fails_in_every_trial(tmp_path: Path, sql
     expected = expected_failure(path, str(path))  # outside the current directory: absolute
     assert str(raised.value) == (
         "study 'boom-api' ended incomplete at 0/4 trials: 4 slot(s) given up after their "
-        f"training failed again and again; sgd/0, sgd/1, adam/0 and 1 more: {expected}"
+        f"training failed again and again; sgd/0, sgd/1, adam/0 and 1 more: {expected}; "
+        "once fixed, run(retry_given_up=True) retries them"
     )
 
 

@@ -33,8 +33,9 @@ def tuner_command() -> list[str]:
 
 
 def check_consistent(url: str, name: str) -> dict[str, list]:
-    """Exactly N finished trials per optimizer, one per slot; runs agree with their trials;
-    Optuna's trials agree with tuner's. Returns the trial rows per optimizer."""
+    """Exactly one finished trial per slot of each optimizer (its trial slots and seed slots);
+    runs agree with their trials (a complete trial has one run per seed of its slot); Optuna's
+    trials agree with tuner's. Returns the trial rows per optimizer."""
     import optuna
     from optuna.trial import TrialState
 
@@ -49,13 +50,14 @@ def check_consistent(url: str, name: str) -> dict[str, list]:
         for optimizer in config.optimizers:
             mine = [t for t in trials if t.optimizer == optimizer]
             held = [t for t in mine if t.status != "failed"]
-            assert sorted(t.slot for t in held) == list(range(config.trials)), optimizer
+            slots = config.slots(optimizer)
+            assert sorted(t.slot for t in held) == sorted(slots), optimizer
             assert all(t.status in FINISHED for t in held), [t.status for t in held]
             study = optuna.load_study(
                 study_name=optuna_study_name(name, optimizer), storage=storage
             )
             states = Counter(t.state for t in study.trials)
-            assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == config.trials
+            assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == len(slots)
             assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
             by_id = {t._trial_id: t for t in study.trials}
             for trial in mine:
@@ -75,8 +77,12 @@ def check_consistent(url: str, name: str) -> dict[str, list]:
             assert len(seeds) == len(set(seeds)), f"duplicate seeds in trial {trial.id}"
             statuses = {r.status for r in by_trial.get(trial.id, [])}
             if trial.status == "complete":
-                assert sorted(seeds) == config.seed_list and statuses == {"complete"}
-                assert all(r.params == trial.params for r in by_trial[trial.id])
+                assert sorted(seeds) == config.slot_seeds(trial.optimizer, trial.slot)
+                assert statuses == {"complete"}
+                for run in by_trial[trial.id]:  # tuned training options are run options
+                    trained = {**run.params, **{k: v for k, v in (run.options or {}).items()
+                                                if k in trial.params}}
+                    assert trained == trial.params
             if trial.status == "failed":
                 assert not statuses & {"complete", "diverged"}, "finished seeds left behind"
         return per_optimizer

@@ -6,6 +6,7 @@
                                trials=20, seeds=3)
     study.run(workers=2)
     study.best()          # the ranking (tuner.advice.best)
+    study.extend(until_settled=True, max_trials=60)   # rounds until P(best) >= 0.9
     tuner.Study.load("mine").advise()
 
 A task may be given as an object too; worker processes rebuild it from a reference they can
@@ -131,7 +132,8 @@ class Study:
         """Create a study of ``task`` (a registered name, a reference ``file.py:NAME`` or
         ``module:NAME``, or a Task object workers can import); ``settings`` are the other
         study settings (``budget``, ``sampler``, ``pruner``, ``schedule``, ``seed``,
-        ``description``, ``task_params``, ``budget_unit``, and ``training``: the training
+        ``first_seed``, ``description``, ``task_params``, ``budget_unit``, and ``training``: the
+        training
         options as in a study file, ``{"warmup": 100, "batch_size": (16, 256)}``, a pair of
         numbers being a tuned range and any other list tuned choices)."""
         refuse_in_starting_worker()
@@ -185,11 +187,75 @@ class Study:
         Raises :class:`StudyRunError` when the study ends with trials not done for a reason
         other than a stop or the ``timeout``: a worker process failed, or slots were given up
         after their training failed again and again (their errors are in the message)."""
+        from tuner.driver.supervision import retry_given_up as reopen
+
+        self._check_task_code(allow_changed)
+        reopened = reopen(self.db, self.name) if retry_given_up else []
+        report = self._run_workers(workers, timeout, batch)
+        report.reopened = reopened
+        return report
+
+    def extend(
+        self,
+        trials: int | None = None,
+        optimizers: Sequence[str] | None = None,
+        until_settled: bool = False,
+        max_trials: int | None = None,
+        workers: int = 1,
+        *,
+        round_size: int | None = None,
+        batch: int | None = None,
+        allow_changed: bool = False,
+    ) -> Any:
+        """Add trials to the study and run them (``tuner study extend``): ``trials`` more of
+        each of ``optimizers`` (default: every one of the study), or with ``until_settled``,
+        rounds of trials for the optimizers still in contention (and new seeds of their best
+        configurations) until the ranking of the study's own runs names its winner with
+        P(best) >= 0.9 or they have ``max_trials`` trials each (``round_size`` trials a round
+        when given). Returns the :class:`~tuner.driver.extend.ExtendReport` (``summary()``
+        says how it ended; ``rounds`` what each round added). Raises :class:`StudyRunError`
+        as :meth:`run` does."""
+        from tuner.driver.extend import (
+            ExtendReport,
+            Round,
+            add_trials,
+            check_request,
+            extend_until_settled,
+        )
+
+        check_request(trials, optimizers, until_settled, max_trials, round_size)
+        self._check_task_code(allow_changed)
+
+        def run() -> Any:
+            return self._run_workers(workers, None, batch)
+
+        if until_settled:
+            return extend_until_settled(self.name, self.db, run, max_trials=max_trials,
+                                        round_size=round_size)
+        _, additions = add_trials(self.name, self.db, trials, optimizers)
+        return ExtendReport(self.name, [Round(additions, {})], stopped=run().stopped or "finished")
+
+    def _run_workers(self, workers: int, timeout: float | None, batch: int | None) -> Any:
+        """Run the study's free slots with local workers; :class:`StudyRunError` when they
+        failed, or the study ended with trials not done for a reason nobody asked for."""
+        from tuner.driver import WorkerProcessError, run_study
+
+        try:
+            report = run_study(self.name, self.db, workers=workers, timeout=timeout,
+                               batch=batch)
+        except WorkerProcessError as error:
+            raise StudyRunError(f"study {self.name!r}: {error}") from None
+        problem = unfinished_run_problem(self.status(), report.stopped)
+        if problem is not None:
+            raise StudyRunError(problem)
+        return report
+
+    def _check_task_code(self, allow_changed: bool) -> None:
+        """Refuse, in one line, a study whose task (given by reference) changed since it was
+        created, unless ``allow_changed``; and a call made while a worker process starts."""
         import os
 
-        from tuner.driver import WorkerProcessError, run_study
         from tuner.driver.study_task import load_study_task
-        from tuner.driver.supervision import retry_given_up as reopen
         from tuner.task_reference import ALLOW_CHANGED_ENV
 
         refuse_in_starting_worker()
@@ -198,17 +264,6 @@ class Study:
         spec = self.spec()
         if spec.task_ref:
             load_study_task(spec)
-        reopened = reopen(self.db, self.name) if retry_given_up else []
-        try:
-            report = run_study(self.name, self.db, workers=workers, timeout=timeout,
-                               batch=batch)
-        except WorkerProcessError as error:
-            raise StudyRunError(f"study {self.name!r}: {error}") from None
-        report.reopened = reopened
-        problem = unfinished_run_problem(self.status(), report.stopped)
-        if problem is not None:
-            raise StudyRunError(problem)
-        return report
 
     def status(self) -> Any:
         """Progress and best result per optimizer (:class:`tuner.store.studies.StudyStatus`)."""

@@ -6,6 +6,7 @@ A study file names a task, the optimizers to compare and the tuning budget each 
     optimizers = ["adam", "adamw", "sgd", "lion"]
     trials = 20          # Optuna trials per optimizer
     seeds = 3            # training runs (seeds 0..2) per trial; the trial's value is their mean
+    first_seed = 0       # the first training seed (seeds first_seed .. first_seed + seeds - 1)
     sampler = "tpe"      # tpe, random, qmc or grid
     pruner = "median"    # none, median, hyperband or wilcoxon
     budget = 600         # optimizer steps per run (default: the task's own budget)
@@ -35,6 +36,12 @@ lr=0.1:0.1``; in the file ``lr = [0.1, 0.1]`` or ``lr = 0.1``). An optimizer who
 parameter is fixed has nothing to tune: it runs one trial (:meth:`StudySpec.trials_for`), not
 ``trials`` copies of the same one.
 
+``tuner study extend`` adds to a study after it was created: more trials of some optimizers
+(:attr:`StudySpec.extra_trials`; ``trials`` stays the base from which the sampler's and pruner's
+start-up settings derive) and *seed slots* (:attr:`StudySpec.seed_slots`), each of which trains a
+given configuration on given new seeds. Trial slots are numbered 0, 1, ...; an optimizer's i-th
+seed slot is slot ``-(i + 1)`` (:meth:`StudySpec.slots`).
+
 Command-line flags override the file. :func:`resolve` checks everything (task and optimizer names
 through the plugin registry, positive counts, ranges through ``SearchSpace.with_range``, sampler
 and pruner names) without touching a database, and returns a :class:`StudySpec` whose search
@@ -63,6 +70,7 @@ PRUNERS = ("none", "median", "hyperband", "wilcoxon")
 STUDY_KEYS = (
     "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
     "seed", "ranges", "description", "training", "task_params", "budget_unit", "sweep", "batch",
+    "first_seed",
 )
 _STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 LIMITS = {
@@ -71,6 +79,7 @@ LIMITS = {
     "budget": (1, 2**31 - 1),
     "seed": (0, 2**31 - 1),
     "batch": (1, 4096),
+    "first_seed": (0, 2**31 - 1),
 }
 """(least, most) of each whole-number setting: every value fits the store's 32-bit columns."""
 
@@ -138,18 +147,47 @@ class StudySpec:
     batch: int | None = None
     """How many trials of one optimizer a worker trains together (``--batch`` overrides it);
     how runs are carried out, not what they give (:mod:`tuner.driver.batch`)."""
+    first_seed: int = 0
+    """The first training seed: every trial trains on seeds ``first_seed .. first_seed +
+    seeds - 1`` (stored as the ``seeds`` column's list)."""
+    extra_trials: dict[str, int] = field(default_factory=dict)
+    """Per optimizer, the trials added after creation (``tuner study extend``)."""
+    seed_slots: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Per optimizer, its seed slots in order: ``{"params": {...}, "seeds": [...],
+    "config_hash": ...}``, each one a configuration (its trial's parameters, tuned training
+    options included) to train on seeds it does not have yet."""
     id: int | None = None
     """The study's id in the store (None until it is written)."""
     status: str = "created"
 
     @property
     def seed_list(self) -> list[int]:
-        """The training seeds of every trial: 0 .. seeds - 1."""
-        return list(range(self.seeds))
+        """The training seeds of every trial: first_seed .. first_seed + seeds - 1."""
+        return list(range(self.first_seed, self.first_seed + self.seeds))
 
     def trials_for(self, optimizer: str) -> int:
-        """The trials ``optimizer`` runs: one when its whole space is fixed, else ``trials``."""
-        return 1 if optimizer in self.fixed else self.trials
+        """The trials ``optimizer`` runs: one when its whole space is fixed, else ``trials``
+        and those added to it since."""
+        if optimizer in self.fixed:
+            return 1
+        return self.trials + int(self.extra_trials.get(optimizer, 0))
+
+    def slots(self, optimizer: str) -> list[int]:
+        """Every slot of ``optimizer``: its trial slots 0 .. trials_for - 1, then its seed
+        slots -1, -2, ..."""
+        count = len(self.seed_slots.get(optimizer, ()))
+        return [*range(self.trials_for(optimizer)), *(-(i + 1) for i in range(count))]
+
+    def seed_slot(self, optimizer: str, slot: int) -> dict[str, Any]:
+        """The seed slot numbered ``slot`` (negative) of ``optimizer``."""
+        return self.seed_slots[optimizer][-slot - 1]
+
+    def slot_seeds(self, optimizer: str, slot: int) -> list[int]:
+        """The training seeds of a slot: the study's for a trial slot, its own for a seed
+        slot."""
+        if slot >= 0:
+            return self.seed_list
+        return [int(seed) for seed in self.seed_slot(optimizer, slot)["seeds"]]
 
     def space(self, optimizer: str) -> Any:
         """The effective search space of ``optimizer`` (its plugin's, with overrides applied)."""
@@ -167,6 +205,7 @@ class StudySpec:
             "task_ref": self.task_ref, "task_hash": self.task_hash,
             "task_params": self.task_params, "training": self.training,
             "budget_unit": self.budget_unit, "batch": self.batch,
+            "extra_trials": self.extra_trials, "seed_slots": self.seed_slots,
         }
 
 
@@ -206,7 +245,7 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
         "seeds": (int,), "sampler": (str,), "pruner": (str,), "budget": (int,),
         "schedule": (str,), "seed": (int,), "ranges": (dict,), "description": (str,),
         "training": (dict,), "task_params": (dict,), "budget_unit": (str,), "sweep": (dict,),
-        "batch": (int,),
+        "batch": (int,), "first_seed": (int,),
     }
     for key, value in data.items():
         if isinstance(value, bool) or not isinstance(value, expected[key]):
@@ -367,6 +406,12 @@ def resolve(
             raise StudyFileError(f"{key} must be a {word} whole number, got {value!r}")
         if value > most:
             raise StudyFileError(f"{key} must be at most {most:,}, got {value:,}")
+    first_seed = merged.get("first_seed") or 0
+    if first_seed + merged["seeds"] - 1 > LIMITS["first_seed"][1]:
+        raise StudyFileError(
+            f"first_seed + seeds - 1 must be at most {LIMITS['first_seed'][1]:,}, got "
+            f"{first_seed + merged['seeds'] - 1:,}"
+        )
 
     sampler = merged.get("sampler") or "tpe"
     if sampler not in SAMPLERS:
@@ -420,6 +465,7 @@ def resolve(
         task_params={k: v for k, v in task.task_params.items()
                      if k in (merged.get("task_params") or {})},
         training=training, budget_unit=budget_unit, batch=merged.get("batch"),
+        first_seed=first_seed,
     )
 
 

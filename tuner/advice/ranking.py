@@ -127,7 +127,10 @@ class Certainty:
     optimizer in contention, or ``more_seeds`` more seeds of each of their best configurations
     (each None when that alone would not), or, when neither alone would, ``together``:
     ``(more trials, more seeds)`` (None when nothing on the grids would: they may be equally
-    good). Those are searched for on demand (:func:`what_would_settle`: ``searched``).
+    good). Those are searched for on demand (:func:`what_would_settle`: ``searched``), and
+    ``missing`` names what they need: ``"trials"`` (more trials of the optimizers in
+    contention) and/or ``"seeds"`` (more seeds of their best configurations); with one seed
+    everywhere the noise is unknown, every optimizer is in contention and seeds are missing.
     ``p_seeds_only`` and ``p_draws_only`` are the winner's P(best) under each kind of luck
     alone; ``reason`` in words."""
 
@@ -143,6 +146,7 @@ class Certainty:
     p_seeds_only: float | None = None
     p_draws_only: float | None = None
     searched: bool = False
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -634,7 +638,8 @@ def _certainty(ranked: list[OptimizerStanding], result: Any) -> Certainty:
         return Certainty(True, 1.0, None, None, "only one optimizer measured", resamples)
     if result is None:
         return Certainty(False, None, ranked[1].optimizer, None,
-                         "one seed per configuration: the noise is unknown", resamples)
+                         "one seed per configuration: the noise is unknown", resamples,
+                         contention=[s.optimizer for s in ranked], missing=["seeds"])
     p_winner = result.p_best.get(winner.optimizer, 0.0)
     contender = max(ranked[1:], key=lambda s: (s.p_best or 0.0, -s.rank))
     p_seeds = result.p_best_seeds_only.get(winner.optimizer)
@@ -670,6 +675,10 @@ def what_would_settle(ranking: TaskRanking) -> Certainty | None:
     certainty.more_seeds = next((r.seeds for r in ways if r.seeds and r.trials is None), None)
     certainty.together = next(
         ((r.trials - trials, r.seeds) for r in ways if r.trials and r.seeds), None)
+    certainty.missing = [
+        kind for kind, needed in (("trials", certainty.more_trials),
+                                  ("seeds", certainty.more_seeds))
+        if needed is not None or certainty.together is not None]
     certainty.searched = True
     return certainty
 

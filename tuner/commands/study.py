@@ -1,8 +1,10 @@
-"""``tuner study ...`` and ``tuner worker``: create, run, inspect, export and delete studies.
+"""``tuner study ...`` and ``tuner worker``: create, run, extend, inspect, export and delete
+studies.
 
 A study trains every optimizer under the same budget (N trials x K seeds) on one task. ``tuner
 study run NAME --workers W`` runs W local worker processes; ``tuner worker NAME --db URL`` joins
 the same study from any host that reaches the database. The database is the only coordinator.
+``tuner study extend NAME`` adds trials (and seeds) to a study and runs them.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ def study() -> None:
 @click.option("--optimizers", metavar="A,B,...", help="Comma-separated optimizer names.")
 @click.option("--trials", type=int, help="Optuna trials per optimizer (the equal budget).")
 @click.option("--seeds", type=int, help="Training runs (seeds) per trial.")
+@click.option("--first-seed", type=int, metavar="K", help="The first training seed: each trial "
+              "trains on seeds K .. K+seeds-1 (default 0).")
 @click.option("--sampler", metavar="tpe|random|qmc|grid", help="Optuna sampler (default tpe).")
 @click.option("--pruner", metavar="none|median|hyperband|wilcoxon",
               help="Optuna pruner (default median).")
@@ -118,8 +122,8 @@ def study() -> None:
 @db_option
 def create_command(
     name: str | None, from_file: str | None, task: str | None, optimizers: str | None,
-    trials: int | None, seeds: int | None, sampler: str | None, pruner: str | None,
-    budget: int | None, schedule: str | None, ranges: tuple[str, ...],
+    trials: int | None, seeds: int | None, first_seed: int | None, sampler: str | None,
+    pruner: str | None, budget: int | None, schedule: str | None, ranges: tuple[str, ...],
     training: tuple[str, ...], budget_unit: str | None, task_params: tuple[str, ...],
     seed: int | None, warm_start: bool, db: str | None,
 ) -> None:
@@ -134,7 +138,7 @@ def create_command(
         "seeds": seeds, "sampler": sampler, "pruner": pruner, "budget": budget,
         "schedule": schedule, "seed": seed, "ranges": [parse_range_flag(r) for r in ranges],
         "training": dict(parse_flag(t) for t in training), "budget_unit": budget_unit,
-        "task_params": parse_flags(task_params),
+        "task_params": parse_flags(task_params), "first_seed": first_seed,
     }
     from tuner.driver.create import create_studies
     from tuner.store import display_url, resolve_url
@@ -151,7 +155,7 @@ def _say_created(spec, where: str) -> None:
     click.echo(
         f"Created study {spec.name!r} in {where}: task {spec.task}, "
         f"{len(spec.optimizers)} optimizers x {spec.trials} trials x "
-        f"{spec.seeds} seeds ({spec.sampler} sampler, {spec.pruner} pruner)."
+        f"{_seeds_text(spec)} ({spec.sampler} sampler, {spec.pruner} pruner)."
     )
     if spec.fixed:
         click.echo(f"Fixed settings, one trial each: {', '.join(spec.fixed)}.")
@@ -163,6 +167,14 @@ def _say_created(spec, where: str) -> None:
     if spec.pruner == "wilcoxon" and spec.seeds < 4:
         click.echo("Note: the wilcoxon pruner compares seeds and cannot prune with fewer than 4.")
     click.echo(f"Run it with: tuner study run {spec.name}")
+
+
+def _seeds_text(spec) -> str:
+    """``3 seeds``, or ``2 seeds (10..11)`` when they do not start at 0."""
+    text = f"{spec.seeds} seed" + ("s" if spec.seeds != 1 else "")
+    if spec.first_seed:
+        text += f" ({spec.seed_list[0]}..{spec.seed_list[-1]})"
+    return text
 
 
 @study.command(name="run")
@@ -229,6 +241,91 @@ def run_command(
         _say_how_it_ended(name, db, WorkerReport(stopped="interrupted"))
         raise SystemExit(130) from None
     _say_how_it_ended(name, db, report)
+
+
+@study.command(name="extend")
+@click.argument("name")
+@click.option("--trials", type=int, default=None, metavar="N",
+              help="Add N trials to each of --optimizers, then run them.")
+@click.option("--optimizers", metavar="A,B,...", default=None,
+              help="With --trials: the optimizers to add to (default: all of the study's).")
+@click.option("--until-settled", is_flag=True,
+              help="Add rounds of trials to the optimizers still in contention (and seeds to "
+              "their best configurations) until the winner's P(best) reaches 0.9 or the cap.")
+@click.option("--max-trials", type=int, default=None, metavar="N",
+              help="With --until-settled: at most N trials per optimizer (default: 8 times "
+              "the study's trials).")
+@click.option("--round", "round_size", type=int, default=None, metavar="R",
+              help="With --until-settled: add R trials per round (default: as many as the "
+              "ranking says would settle it).")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Local worker processes.")
+@_batch_option
+@_allow_changed_option
+@db_option
+def extend_command(
+    name: str, trials: int | None, optimizers: str | None, until_settled: bool,
+    max_trials: int | None, round_size: int | None, workers: int, batch: int | None,
+    allow_changed: bool, db: str | None,
+) -> None:
+    """Add trials to study NAME and run them: --trials N (of --optimizers), or --until-settled.
+
+    Each round of --until-settled prints what it added and where the ranking of the study's own
+    runs stands after it. A killed extend resumes: run the same command again (or `tuner study
+    run NAME` for the round in flight)."""
+    from tuner.driver.extend import check_request
+    from tuner.driver.settings import check_batch
+
+    check_request(trials, optimizers, until_settled, max_trials, round_size)
+    if workers < 1:
+        raise click.ClickException(f"--workers must be at least 1, got {workers}")
+    check_batch(batch)
+    _check_task_code(name, db, allow_changed)
+    if until_settled:
+        _extend_until_settled(name, db, max_trials, round_size, workers, batch)
+    else:
+        _extend_by(name, db, trials, optimizers, workers, batch)
+
+
+def _extend_by(name: str, db: str | None, trials: int | None, optimizers: str | None,
+               workers: int, batch: int | None) -> None:
+    """``--trials N``: add them, then run the study as ``tuner study run`` does."""
+    from tuner.driver.extend import add_trials, added_text
+
+    spec, additions = add_trials(name, db, trials, optimizers)
+    click.echo(added_text(spec, additions))
+    report = _run_interruptibly(name, db, workers, batch)
+    _say_how_it_ended(name, db, report)
+
+
+def _extend_until_settled(name: str, db: str | None, max_trials: int | None,
+                          round_size: int | None, workers: int, batch: int | None) -> None:
+    """``--until-settled``: rounds until settled or the cap, one line each, then how it
+    ended."""
+    from tuner.driver import WorkerReport
+    from tuner.driver.extend import extend_until_settled
+    from tuner.driver.processes import current_status
+
+    report = extend_until_settled(
+        name, db, lambda: _run_interruptibly(name, db, workers, batch),
+        max_trials=max_trials, round_size=round_size, say=click.echo,
+    )
+    click.echo(f"Study {name!r} {report.summary()}.")
+    if current_status(db, name).status == "incomplete":
+        _say_how_it_ended(name, db, WorkerReport())  # names the slots given up; exit 1
+
+
+def _run_interruptibly(name: str, db: str | None, workers: int, batch: int | None) -> Any:
+    """Run the study's pending slots with a progress display; Ctrl-C says how to resume and
+    exits 130."""
+    from tuner.driver import WorkerReport, run_study
+
+    try:
+        with _Progress() as bar:
+            return run_study(name, db, workers=workers, on_progress=bar.update, batch=batch)
+    except KeyboardInterrupt:
+        _say_how_it_ended(name, db, WorkerReport(stopped="interrupted"))
+        raise SystemExit(130) from None
 
 
 def _placement(
@@ -299,7 +396,7 @@ def _say_how_it_ended(name: str, db: str | None, report: Any) -> None:
     from tuner.driver.processes import current_status
 
     status = current_status(db, name)
-    done = f"{status.done}/{status.total} trials"
+    done = status.progress_text()
     if status.task_problem is not None:
         click.echo(f"Study {name!r} at {done}: {status.task_problem}.", err=True)
         if status.status != "incomplete":
@@ -356,18 +453,22 @@ class _Progress:
         return self
 
     def update(self, status: Any) -> None:
+        """Show ``status``: each optimizer's slots (trial slots and seed slots) done."""
         if not self.tasks:
             for item in status.optimizers:
                 self.tasks[item.optimizer] = self.progress.add_task(
-                    item.optimizer, total=item.total, best="", completed=item.done
+                    item.optimizer, total=item.total + item.seed_slots_total, best="",
+                    completed=item.done + item.seed_slots_done,
                 )
             self.tasks[""] = self.progress.add_task(
-                "all", total=status.total, best="", completed=status.done
+                "all", total=status.total + status.seed_slots_total, best="",
+                completed=status.done + status.seed_slots_done,
             )
         for item in status.optimizers:
             best = "" if item.best_value is None else f"best {status.metric} {item.best_value:.4g}"
-            self.progress.update(self.tasks[item.optimizer], completed=item.done, best=best)
-        self.progress.update(self.tasks[""], completed=status.done)
+            self.progress.update(self.tasks[item.optimizer], best=best,
+                                 completed=item.done + item.seed_slots_done)
+        self.progress.update(self.tasks[""], completed=status.done + status.seed_slots_done)
 
     def __exit__(self, *exc_info: object) -> None:
         self.progress.stop()
@@ -422,8 +523,8 @@ def show_command(name: str, as_json: bool, db: str | None) -> None:
         return
     c = status.spec
     click.echo(
-        f"Study {c.name!r}: {status.status}, {status.done}/{status.total} trials. Task {c.task} "
-        f"({status.direction} {status.metric}), {c.seeds} seeds per trial, "
+        f"Study {c.name!r}: {status.status}, {status.progress_text()}. Task {c.task} "
+        f"({status.direction} {status.metric}), {_seeds_text(c)} per trial, "
         f"{c.sampler} sampler, {c.pruner} pruner."
     )
     if c.training:
@@ -440,15 +541,18 @@ def show_command(name: str, as_json: bool, db: str | None) -> None:
         params = ", ".join(
             f"{key}={format_value(value)}" for key, value in (item.best_params or {}).items()
         )
+        seeded = ([f"{item.seed_slots_done}/{item.seed_slots_total}"]
+                  if status.seed_slots_total else [])
         rows.append([
-            item.optimizer, f"{item.done}/{item.total}", item.complete, item.pruned,
+            item.optimizer, f"{item.done}/{item.total}", *seeded, item.complete, item.pruned,
             item.diverged, item.best_value, params or None,
         ])
     direction = "lowest" if status.direction == "minimize" else "highest"
     print_table(
         rows,
-        ["optimizer", "done", "complete", "pruned", "diverged",
-         f"best mean {status.metric} ({direction})", "its parameters"],
+        ["optimizer", "done", *(["seed slots"] if status.seed_slots_total else []),
+         "complete", "pruned", "diverged", f"best mean {status.metric} ({direction})",
+         "its parameters"],
     )
     advice = _study_advice(name, c.task, db)
     if advice is not None:

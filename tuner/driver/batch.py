@@ -41,7 +41,8 @@ def run_batch(
               for claim, lost in zip(claims, losts, strict=True)]
     plugin = trials[0].plugin
     told: set[int] = set()
-    for index, seed in enumerate(context.spec.seed_list):
+    seeds = trials[0].seeds  # the study's: a batch holds trial slots only
+    for index, seed in enumerate(seeds):
         going = [trial for trial in trials if trial.ended is None]
         if not going:
             break
@@ -63,7 +64,7 @@ def run_batch(
             if trial.ended is not None:
                 told.add(id(trial))
                 on_end(trial.claim, trial.ended)
-        if index + 1 < context.spec.seeds:
+        if index + 1 < len(seeds):
             _crash_point("batch-seed")
     for trial in trials:
         if id(trial) not in told:  # no seeds at all

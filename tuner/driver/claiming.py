@@ -3,7 +3,9 @@
 A fresh configuration is drawn for one slot only, with that slot's sampler seed: if another
 worker wins the slot meanwhile, the draw is given up (its Optuna trial failed as
 ``unclaimed``) and the next free slot gets a draw of its own. So two slots never train one
-drawn configuration, however many workers race for them.
+drawn configuration, however many workers race for them. A seed slot (``tuner study extend``)
+is claimed the same way, as an Optuna trial with its configuration's fixed parameters; its value
+told to Optuna is the mean over its own seeds, a further measurement of that configuration.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ class Claim:
     study: Any
     earlier: list[int]
     params: dict[str, Any]
+    seeds: list[int]
+    """The training seeds of the slot (the study's, or a seed slot's own)."""
+
+    @property
+    def adds_seeds(self) -> bool:
+        """Whether it is a seed slot: new seeds of a measured configuration, never pruned."""
+        return self.slot < 0
 
 
 class Claimer:
@@ -63,11 +72,12 @@ class Claimer:
         _, attempts, failed = self._attempts()
         return settled(self.context.spec, attempts, failed)
 
-    def claim(self, only: str | None = None) -> Claim | None:
-        """Claim the first free slot (of optimizer ``only`` if given); None when no slot is
-        free (others may hold them)."""
+    def claim(self, only: str | None = None, trial_slots_only: bool = False) -> Claim | None:
+        """Claim the first free slot (of optimizer ``only`` if given; a trial slot if
+        ``trial_slots_only``); None when no slot is free (others may hold them)."""
         rows, attempts, failed = self._attempts()
-        for optimizer, slot in free_slots(self.context.spec, attempts, failed, only):
+        for optimizer, slot in free_slots(self.context.spec, attempts, failed, only,
+                                          trial_slots_only):
             earlier = [r for r in rows if r.optimizer == optimizer and r.slot == slot]
             claim = self._try(optimizer, slot, earlier)
             if claim is not None:
@@ -75,16 +85,17 @@ class Claimer:
         return None
 
     def claim_batch(self, most: int, batchable: Callable[[str], bool]) -> list[Claim]:
-        """Claim the first free slot, then up to ``most - 1`` more free slots of its optimizer
-        when ``batchable(optimizer)`` (each one claimed alone, as :meth:`claim` does); an
-        empty list when no slot is free."""
+        """Claim the first free slot, then up to ``most - 1`` more free trial slots of its
+        optimizer when ``batchable(optimizer)`` (each one claimed alone, as :meth:`claim`
+        does); an empty list when no slot is free. A seed slot, whose seeds are its own, is
+        trained alone."""
         first = self.claim()
         if first is None:
             return []
         claims = [first]
-        if batchable(first.optimizer):
+        if not first.adds_seeds and batchable(first.optimizer):
             while len(claims) < most:
-                more = self.claim(first.optimizer)
+                more = self.claim(first.optimizer, trial_slots_only=True)
                 if more is None:
                     break
                 claims.append(more)
@@ -100,8 +111,10 @@ class Claimer:
             choices=choices_to_spread(space),
         )
         study = context.studies[optimizer]
-        attrs = {"slot": slot, "origin": plan.origin, **({"retry": True} if earlier else {})}
-        if plan.params is None:
+        seeds = spec.slot_seeds(optimizer, slot)
+        attrs = {"slot": slot, "origin": plan.origin, **({"retry": True} if earlier else {}),
+                 **({"seeds": seeds} if slot < 0 else {})}
+        if plan.params is None:  # start-up settings from the base trials, however extended
             sampler = optuna_adapter.make_sampler(spec.sampler, spec.seed, optimizer, slot,
                                                   spec.trials)
             trial = optuna_adapter.new_trial(study, sampler=sampler,
@@ -121,5 +134,6 @@ class Claimer:
         if row_id is None:
             optuna_adapter.fail_trial(study, optuna_adapter.trial_id(trial), note="unclaimed")
             return None
-        return Claim(optimizer, slot, row_id, trial, study, [r.id for r in earlier], params)
+        return Claim(optimizer, slot, row_id, trial, study, [r.id for r in earlier], params,
+                     seeds)
 

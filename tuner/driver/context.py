@@ -91,6 +91,7 @@ def open_context(store: Store, name: str) -> StudyContext:
                for o in spec.optimizers}
     storage = optuna_adapter.storage(store)
     budget = int(spec.budget or task.budget)
+    # the pruner's start-up comes from the base trials: trials added later do not change it
     studies = {
         o: optuna_adapter.load_study(
             storage, spec.name, o, task.direction,

@@ -8,10 +8,13 @@ the region from the sampler, which would keep proposing learning rates that blow
 is pruned or fails ends it as ``pruned`` or ``failed``; when every seed completes, the trial is
 ``complete`` with the mean of the seeds' final metric.
 
-**Slots.** An optimizer has N slots, one when its whole space is fixed. Slot ``s`` trains the
-study's ``s``-th initial configuration (the warm starts, then the recommended one) if there is
-one, a grid point for the grid sampler, else a configuration drawn for that slot alone; a retry
-trains what the slot's earlier attempt trained.
+**Slots.** An optimizer has N trial slots (:meth:`~tuner.studyfile.StudySpec.trials_for`), one
+when its whole space is fixed. Slot ``s`` trains the study's ``s``-th initial configuration (the
+warm starts, then the recommended one) if there is one, a grid point for the grid sampler, else
+a configuration drawn for that slot alone; a retry trains what the slot's earlier attempt
+trained. Its seed slots (-1, -2, ...: ``tuner study extend``) each train their own
+configuration on their own seeds, after its trial slots. A slot is given up after too many
+attempts (see :func:`tuner.store.studies.slot_given_up`).
 
 **Every choice tried.** A categorical dimension of an optimizer's study space (a tuned training
 option such as ``schedule=constant,cosine``, or a categorical hyperparameter of the optimizer
@@ -78,24 +81,21 @@ class SlotAttempt:
 
 def free_slots(
     spec: StudySpec, attempts: Sequence[SlotAttempt], failed_runs: Counter,
-    only: str | None = None,
+    only: str | None = None, trial_slots_only: bool = False,
 ) -> list[tuple[str, int]]:
-    """The slots a worker may claim, as (optimizer, slot), in the order to run them: slot by
-    slot across optimizers, so every optimizer advances at the same pace (``only``: the
-    slots of that optimizer)."""
+    """The slots a worker may claim, as (optimizer, slot), in the order to run them: trial slot
+    by trial slot across optimizers, so every optimizer advances at the same pace, then the
+    seed slots (``only``: the slots of that optimizer; ``trial_slots_only``: no seed slots)."""
     held = {(a.optimizer, a.slot) for a in attempts if a.status != "failed"}
     tries = Counter((a.optimizer, a.slot) for a in attempts if a.counted)
-    free = []
-    for slot in range(spec.trials):
-        for optimizer in spec.optimizers:
-            if only is not None and optimizer != only:
-                continue
-            if slot >= spec.trials_for(optimizer):  # a fixed space: one trial
-                continue
-            key = (optimizer, slot)
-            if key not in held and not slot_given_up(tries[key], failed_runs[key]):
-                free.append(key)
-    return free
+    optimizers = [o for o in spec.optimizers if only is None or o == only]
+    order = sorted(
+        ((o, s) for o in optimizers for s in spec.slots(o)
+         if s >= 0 or not trial_slots_only),
+        key=lambda key: (key[1] < 0, abs(key[1]), optimizers.index(key[0])),
+    )
+    return [key for key in order
+            if key not in held and not slot_given_up(tries[key], failed_runs[key])]
 
 
 def settled(spec: StudySpec, attempts: Sequence[SlotAttempt], failed_runs: Counter) -> bool:
@@ -105,7 +105,7 @@ def settled(spec: StudySpec, attempts: Sequence[SlotAttempt], failed_runs: Count
                     if a.status == "failed" and a.counted)
     return all(
         (o, s) in finished or slot_given_up(tries[(o, s)], failed_runs[(o, s)])
-        for o in spec.optimizers for s in range(spec.trials_for(o))
+        for o in spec.optimizers for s in spec.slots(o)
     )
 
 
@@ -171,8 +171,10 @@ def plan_slot(
     ``earlier`` are the slot's previous attempts (a retry keeps their configuration);
     ``grid(index)`` gives the grid point of a sampled slot when the sampler is ``grid``;
     ``choices`` are the categorical dimensions whose choices the first sampled slots try
-    (:func:`choices_to_spread`).
+    (:func:`choices_to_spread`). A seed slot trains its own configuration.
     """
+    if slot < 0:
+        return SlotPlan(dict(spec.seed_slot(optimizer, slot)["params"]), "more_seeds")
     retry = next((a for a in reversed(earlier) if a.params), None)
     initial = spec.initial_configs.get(optimizer) or []
     if retry is not None:

@@ -10,6 +10,10 @@ that needs at least 4 seeds (with 3 paired seeds the smallest possible p-value i
 
 **Retries.** Seeds that an earlier attempt at the slot finished are moved to this attempt and
 not trained again (:func:`tuner.store.claims.reuse_runs`).
+
+**Seed slots** (``tuner study extend``) train a configuration the study measured on seeds it does
+not have yet; they are never pruned (a pruned seed would be a missing observation of the very
+configuration they are there to measure).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def run_trial(
     from tuner.training import train
 
     trial = TrialSeeds(context, claim, lost)
-    for index, seed in enumerate(context.spec.seed_list):
+    for index, seed in enumerate(trial.seeds):
         if trial.reuses(index):
             trial.replay(index)
         else:
@@ -63,7 +67,9 @@ class TrialSeeds:
         spec = context.spec
         self.context, self.claim, self.lost = context, claim, lost
         self.budget = context.budget
-        self.curve_mode = spec.pruner in ("median", "hyperband")
+        self.seeds = list(claim.seeds)
+        self.prunable = not claim.adds_seeds
+        self.curve_mode = self.prunable and spec.pruner in ("median", "hyperband")
         self.plugin = context.plugins[claim.optimizer]
         self.hyperparams = {k: v for k, v in claim.params.items() if k in self.plugin.space}
         self.plan = run_plan(spec.training, claim.params, budget=self.budget,
@@ -71,7 +77,7 @@ class TrialSeeds:
                              task_batch_size=context.task.batch_size,
                              schedule=spec.schedule, budget_unit=spec.budget_unit)
         self.reused = reuse_runs(context.store, claim.row_id, claim.earlier,
-                                 params_hash(self.hyperparams), spec.seed_list,
+                                 params_hash(self.hyperparams), self.seeds,
                                  options={k: v for k, v in claim.params.items()
                                           if k in tuned(spec.training)})
         self.finals: list[float] = []
@@ -79,17 +85,17 @@ class TrialSeeds:
 
     def reuses(self, index: int) -> bool:
         """Whether an earlier attempt at the slot finished seed ``index`` already."""
-        return self.context.spec.seed_list[index] in self.reused
+        return self.seeds[index] in self.reused
 
     def replay(self, index: int) -> None:
         """Take seed ``index`` from the earlier attempt: its curve to the pruner, its outcome."""
-        run = self.reused[self.context.spec.seed_list[index]]
+        run = self.reused[self.seeds[index]]
         if self.curve_mode:
             for step, metric in run.curve:
                 if metric is not None and math.isfinite(metric):
                     self.claim.trial.report(metric, report_step(
                         index, self.budget, min(round(step * self.plan.scale), self.budget)))
-        last = index + 1 == self.context.spec.seeds
+        last = index + 1 == len(self.seeds)
         self._after_seed(index, outcome_after(run.status, run.final_metric, self.finals, last),
                          run.final_metric, None)
 
@@ -104,7 +110,7 @@ class TrialSeeds:
             self.ended = (LOST, None, None)
             return
         outcome = outcome_after(result.status, result.final_metric, self.finals,
-                                index + 1 == self.context.spec.seeds)
+                                index + 1 == len(self.seeds))
         closed = record_and_close(
             self.context.store, self.claim.row_id, result,
             plugin_version=self.plugin.version or None,
@@ -118,13 +124,13 @@ class TrialSeeds:
                     final: float | None, closed: bool | None) -> None:
         """Seed ``index`` ended with ``outcome`` (None: more seeds to run): end the trial, or
         keep its final for the mean (and the wilcoxon pruner)."""
-        spec = self.context.spec
-        last = index + 1 == spec.seeds
+        last = index + 1 == len(self.seeds)
         if outcome is not None and outcome[0] != "complete":
             self.ended = (*outcome, closed)
             return
         self.finals.append(float(final or 0.0))  # finite here: outcome_after checked it
-        if spec.pruner == "wilcoxon":  # every seed's final is reported; the last is not pruned
+        if self.prunable and self.context.spec.pruner == "wilcoxon":
+            # every seed's final is reported; the last is not pruned
             if optuna_adapter.report(self.claim.trial, self.finals[-1], index) and not last:
                 self.ended = ("pruned", mean(self.finals), None)
                 return

@@ -110,6 +110,7 @@ ROUTES: list[BaseRoute] = [
     Route("/api/studies", json_view(api.studies), methods=["GET"]),
     Route("/api/studies", writes.create_study, methods=["POST"]),
     Route("/api/studies/{name}", writes.delete_study, methods=["DELETE"]),
+    Route("/api/studies/{name}/extend", writes.extend_study, methods=["POST"]),
     Route("/api/studies/{name}/stop", writes.stop_study, methods=["POST"]),
     Route("/api/studies/{name}/trials", json_view(api.study_trials), methods=["GET"]),
     Route("/api/studies/{name}/runs", json_view(api.study_runs), methods=["GET"]),

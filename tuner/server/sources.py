@@ -1,10 +1,11 @@
 """The store functions the server calls, in one place: the same ones the CLI calls.
 
 The server has no query or rule of its own for what the CLI already answers (rankings, advice,
-study progress, export, create, stop, delete): each function here hands over to the function
-behind the matching command. Reads open the store read-only and import neither torch, optuna
-nor the plugins (the store records what advice needs of a task); creating a study loads the
-plugins, as ``tuner study create`` does, on first use. Task URLs carry the task record's id.
+study progress, export, create, extend, stop, delete): each function here hands over to the
+function behind the matching command. Reads open the store read-only and import neither torch,
+optuna nor the plugins (the store records what advice needs of a task); creating a study loads
+the plugins, as ``tuner study create`` does, on first use; extending one loads nothing of
+them. Task URLs carry the task record's id.
 """
 
 from __future__ import annotations
@@ -88,10 +89,13 @@ def get_task(store: Store, task_id: int) -> TaskView:
 def ranking(
     store: Store, task: str, tolerance: str | None = None, budget: int | None = None
 ) -> TaskRanking:
-    """``tuner best --json``: the optimizers ranked on ``task``."""
+    """``tuner best --json``: the optimizers ranked on ``task``, with what would settle it."""
     from tuner.advice import rank_task
+    from tuner.advice.ranking import what_would_settle
 
-    return rank_task(task, db=store, tolerance=tolerance, budget=budget)
+    found = rank_task(task, db=store, tolerance=tolerance, budget=budget)
+    what_would_settle(found)
+    return found
 
 
 def advice(
@@ -184,6 +188,16 @@ def _check_installed(task: Any) -> None:
         raise UnknownNameError(
             f"unknown task {task!r}; the installed tasks are: {', '.join(sorted(installed))}"
         )
+
+
+def extend_study(
+    store: Store, name: str, trials: int, optimizers: list[str] | None = None
+) -> None:
+    """``tuner study extend --trials``: more trials of some optimizers, for workers to run."""
+    from tuner.driver.extend import add_trials
+
+    check_study_name(name)
+    add_trials(name, store.url, trials, optimizers)
 
 
 def stop_study(store: Store, name: str) -> None:

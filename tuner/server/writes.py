@@ -1,8 +1,10 @@
-"""The API's writes: create, stop and delete a study; each needs the token (security.py).
+"""The API's writes: create, extend, stop and delete a study; each needs the token
+(security.py).
 
 Creating takes the fields of ``tuner study create`` as JSON and hands them to the same driver
-function, so the checks and their one-line messages are the command's. The server never runs
-a study: the answer names the commands that start its workers.
+function, so the checks and their one-line messages are the command's; extending takes those of
+``tuner study extend --trials``. The server never runs a study: the answer names the commands
+that start its workers.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from tuner.server.security import ApiError, BodyTooLarge, handle_error, require_
 
 CREATE_KEYS = (
     "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
-    "param_range", "seed", "description", "warm_start", "training", "task_params",
+    "param_range", "seed", "description", "warm_start", "training", "task_params", "first_seed",
 )
 """The fields of a create request: ``tuner study create``'s flags, by the same names."""
 
+EXTEND_KEYS = ("trials", "optimizers")
+"""The fields of an extend request: ``tuner study extend --trials N --optimizers A,B``."""
 
 
 def _create_settings(body: Any) -> tuple[dict[str, Any], bool]:
@@ -41,7 +45,7 @@ def _create_settings(body: Any) -> tuple[dict[str, Any], bool]:
         value = settings[key]
         if value is not None and not isinstance(value, str):
             raise ApiError(400, f"{key} must be a string, got {value!r}")
-    for key in ("trials", "seeds", "budget", "seed"):
+    for key in ("trials", "seeds", "budget", "seed", "first_seed"):
         value = settings[key]
         # the range of the store's integer columns; resolve() checks the rest, as for the CLI
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**31 - 1:
@@ -125,6 +129,8 @@ async def create_study(request: Request) -> Response:
               schedule: {type: string}
               param_range: {type: array, items: {type: string}}
               seed: {type: integer, minimum: 0}
+              first_seed: {type: integer, minimum: 0, description: "the first training seed
+                (seeds first_seed .. first_seed + seeds - 1; default 0)"}
               description: {type: string}
               warm_start: {type: boolean}
               training:
@@ -159,6 +165,73 @@ async def create_study(request: Request) -> Response:
     return DataResponse(
         {"study": status, "commands": study_commands(request, name)}, status_code=201
     )
+
+
+def _extend_settings(body: Any) -> tuple[Any, Any]:
+    """``(trials, optimizers)`` of an extend request, with their JSON types checked (the
+    driver checks the rest, as for the command)."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object: {\"trials\": N, "
+                            "\"optimizers\": [...]}")
+    unknown = sorted(set(body) - set(EXTEND_KEYS))
+    if unknown:
+        raise ApiError(
+            400, f"unknown field {unknown[0]!r}; the fields are: {', '.join(EXTEND_KEYS)} "
+            "(--until-settled is a command-line and Python loop: the server never trains)"
+        )
+    trials, optimizers = body.get("trials"), body.get("optimizers")
+    if isinstance(trials, bool) or not isinstance(trials, int):
+        raise ApiError(400, f"trials must be a whole number, got {trials!r}")
+    if optimizers is not None and not (
+            isinstance(optimizers, list) and all(isinstance(o, str) for o in optimizers)):
+        raise ApiError(400, "optimizers must be a list of names")
+    return trials, optimizers
+
+
+async def extend_study(request: Request) -> Response:
+    """Add trials to some optimizers of a study (``tuner study extend --trials``); workers run
+    them. Adding rounds until the ranking is settled (``--until-settled``) is a loop of the
+    command line and of ``tuner.Study.extend``, which train between the rounds: the server
+    never trains, so it has no such request.
+    ---
+    summary: Add trials to a study (needs the token)
+    security: [{bearer: []}]
+    parameters:
+      - {name: name, in: path, required: true, schema: {type: string}}
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema:
+            type: object
+            additionalProperties: false
+            required: [trials]
+            properties:
+              trials: {type: integer, minimum: 1, description: more trials of each optimizer}
+              optimizers:
+                type: array
+                items: {type: string}
+                description: "the optimizers to add to (default: every one of the study)"
+    responses:
+      200: {description: "{study, commands}: the study and the commands that run the trials"}
+      400: {description: a count or an optimizer that cannot be used (the CLI's message)}
+      401: {description: missing or wrong token}
+      403: {description: the server is read-only}
+      404: {description: no such study}
+      413: {description: body too large}
+    """
+    try:
+        require_writer(request)
+        trials, optimizers = _extend_settings(await _json_body(request))
+        store, name = request.app.state.store, study_name(request)
+        await run_in_threadpool(sources.extend_study, store, name, trials, optimizers)
+        wrote(request)
+        status = await run_in_threadpool(sources.study_status, store, name)
+    except BodyTooLarge:
+        raise
+    except Exception as error:
+        return await handle_error(request, error)
+    return DataResponse({"study": status, "commands": study_commands(request, name)})
 
 
 async def stop_study(request: Request) -> Response:

@@ -52,9 +52,10 @@ RUN_STATUSES = ("complete", "pruned", "diverged", "failed")
 TRIAL_STATUSES = ("running", "complete", "pruned", "diverged", "failed")
 """A trial is ``running`` until the driver finishes it with one of the run outcomes."""
 
-TRIAL_ORIGINS = ("recommended", "warm_start", "sampled")
+TRIAL_ORIGINS = ("recommended", "warm_start", "sampled", "more_seeds")
 """Where a trial's configuration came from: the optimizer's recommended configuration (a
-study's first trial), a best known configuration from earlier studies, or the sampler."""
+study's first trial), a best known configuration from earlier studies, the sampler, or a
+configuration of the study given new seeds (a seed slot of ``tuner study extend``)."""
 
 
 def utcnow() -> datetime:
@@ -174,8 +175,9 @@ class Trial(Base):
     ``heartbeat_at`` are optional bookkeeping for the driver (Optuna keeps its own heartbeats).
     ``origin`` says where its configuration came from: ``recommended`` (the optimizer's
     recommended configuration, a study's first trial), ``warm_start`` (a best known
-    configuration from earlier studies) or ``sampled``; None on rows older than migration 0006
-    that it could not classify.
+    configuration from earlier studies), ``sampled`` or ``more_seeds`` (a seed slot: a
+    configuration of the study trained on new seeds, slot -1, -2, ...); None on rows older than
+    migration 0006 that it could not classify.
     """
 
     __tablename__ = "tuner_trials"

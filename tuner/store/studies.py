@@ -7,7 +7,9 @@ no Optuna call, no plugin, no torch, so ``tuner study show`` works on a store co
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,9 @@ MAX_ATTEMPTS = 10
 STOPPING = "stopping"
 """The status that asks every worker of a study to finish its trial and exit."""
 
+KEPT_EXTENSIONS = 16
+"""How many tokens of its latest extensions a study keeps (:func:`extend_study`)."""
+
 
 def _spec(row: Any) -> StudySpec:
     options = dict(row.options or {})
@@ -52,6 +57,9 @@ def _spec(row: Any) -> StudySpec:
         task_params=dict(options.get("task_params") or {}),
         training=dict(options.get("training") or {}),
         budget_unit=options.get("budget_unit") or "examples", batch=options.get("batch"),
+        first_seed=int(row.seeds[0]) if row.seeds else 0,
+        extra_trials={o: int(n) for o, n in (options.get("extra_trials") or {}).items()},
+        seed_slots={o: list(slots) for o, slots in (options.get("seed_slots") or {}).items()},
         id=row.id, status=row.status,
     )
 
@@ -83,6 +91,78 @@ def write_study(store: Store, spec: StudySpec, task: TaskRecord) -> StudySpec:
     except IntegrityError:
         raise StoreError(f"a study named {spec.name!r} already exists") from None
     return get_study(store, spec.name)
+
+
+def extend_study(
+    store: Store,
+    name: str,
+    trials: Mapping[str, int],
+    seed_slots: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> StudySpec:
+    """Add ``trials[o]`` trials to optimizer ``o`` and append ``seed_slots[o]`` to its seed
+    slots, in one transaction; returns the study as stored.
+
+    The study's row is locked first (an UPDATE that changes nothing: PostgreSQL locks the row,
+    SQLite the database), so two extensions in a race both land. Safe to retry: the write
+    records a token of its own (the study keeps the last :data:`KEPT_EXTENSIONS`); a try that
+    finds it stored (an earlier try committed before its connection dropped) adds nothing more.
+    """
+    from tuner.store.values import plain_json
+
+    token = uuid.uuid4().hex
+
+    def write() -> None:
+        with store.engine.begin() as connection:
+            connection.execute(
+                update(Study).where(Study.name == name).values(status=Study.status)
+            )
+            row = connection.execute(select(Study).where(Study.name == name)).first()
+            if row is None:
+                raise UnknownNameError(f"no study named {name!r}")
+            options = dict(row.options or {})
+            done = list(options.get("extensions") or [])
+            if token in done:
+                return
+            extra = {o: int(n) for o, n in (options.get("extra_trials") or {}).items()}
+            for optimizer, count in trials.items():
+                extra[optimizer] = extra.get(optimizer, 0) + int(count)
+            slots = {o: list(v) for o, v in (options.get("seed_slots") or {}).items()}
+            for optimizer, added in seed_slots.items():
+                slots.setdefault(optimizer, []).extend(dict(slot) for slot in added)
+            options.update(extra_trials=extra, seed_slots=slots,
+                           extensions=[*done[-(KEPT_EXTENSIONS - 1):], token])
+            connection.execute(
+                update(Study).where(Study.id == row.id).values(options=plain_json(options))
+            )
+
+    retrying(write)
+    return get_study(store, name)
+
+
+def configuration_in_study(
+    store: Store, spec: StudySpec, optimizer: str, config_hash: str
+) -> tuple[dict[str, Any] | None, set[int]]:
+    """What seed slots need of one configuration (``config_hash``) of ``optimizer``: the
+    parameters the study's trials trained it with (tuned training options included; None when
+    no trial of the study trained it), and every seed the store has a run of it on, in any
+    study (a read)."""
+
+    def read() -> tuple[dict[str, Any] | None, set[int]]:
+        with store.engine.connect() as connection:
+            params = connection.execute(
+                select(Trial.params).join(Run, Run.trial_id == Trial.id)
+                .where(Run.study_id == spec.id, Run.optimizer == optimizer,
+                       Run.config_hash == config_hash)
+                .order_by(Run.id).limit(1)
+            ).scalar()
+            seeds = connection.scalars(
+                select(Run.seed).distinct()
+                .where(Run.task == spec.task, Run.optimizer == optimizer,
+                       Run.config_hash == config_hash)
+            ).all()
+        return (dict(params) if params is not None else None), {int(s) for s in seeds}
+
+    return retrying(read)
 
 
 def study_exists(store: Store, name: str) -> bool:
@@ -153,7 +233,12 @@ def reopen_given_up(store: Store, spec_or_name: StudySpec | str) -> list[str]:
 
 @dataclass
 class OptimizerStatus:
-    """One optimizer's progress in a study and its best trial so far."""
+    """One optimizer's progress in a study and its best trial so far.
+
+    ``done``/``total`` count its trial slots (``total`` is :meth:`StudySpec.trials_for`), and
+    ``complete``, ``pruned``, ``diverged``, ``failed_attempts`` and the best trial are over
+    them; ``seed_slots_done``/``seed_slots_total`` count its seed slots. ``running`` and
+    ``given_up`` (slot numbers, a seed slot's negative) are over both kinds."""
 
     optimizer: str
     done: int
@@ -168,6 +253,14 @@ class OptimizerStatus:
     best_params: dict[str, Any] | None
     best_trial: int | None
     best_seeds: int | None = None
+    seed_slots_done: int = 0
+    seed_slots_total: int = 0
+
+    @property
+    def settled(self) -> bool:
+        """Whether every slot is finished or given up."""
+        return (self.done + self.seed_slots_done + len(self.given_up)
+                >= self.total + self.seed_slots_total)
 
     def describe(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -180,7 +273,8 @@ class StudyStatus:
     ``status``: created (nothing run yet), running (a trial is running), stopping (a stop was
     asked for), stopped (some slots done, nobody running), finished (every slot done) or
     incomplete (every slot settled, but some were given up after failing again and again;
-    ``errors`` holds the last error of each).
+    ``errors`` holds the last error of each). ``done``/``total`` count trial slots,
+    ``seed_slots_done``/``seed_slots_total`` the seed slots ``tuner study extend`` added.
     """
 
     spec: StudySpec
@@ -209,6 +303,14 @@ class StudyStatus:
         return sum(o.total for o in self.optimizers)
 
     @property
+    def seed_slots_done(self) -> int:
+        return sum(o.seed_slots_done for o in self.optimizers)
+
+    @property
+    def seed_slots_total(self) -> int:
+        return sum(o.seed_slots_total for o in self.optimizers)
+
+    @property
     def given_up(self) -> int:
         return sum(len(o.given_up) for o in self.optimizers)
 
@@ -220,15 +322,26 @@ class StudyStatus:
             groups.setdefault(error, []).append(slot)
         return [(slots, error) for error, slots in groups.items()]
 
+    def progress_text(self) -> str:
+        """``10/10 trials`` (and ``, 2/2 seed slots`` when the study has any)."""
+        text = f"{self.done}/{self.total} trials"
+        if self.seed_slots_total:
+            text += f", {self.seed_slots_done}/{self.seed_slots_total} seed slots"
+        return text
+
     def describe(self) -> dict[str, Any]:
         s = self.spec
         return {
             "name": s.name, "task": s.task, "metric": self.metric, "direction": self.direction,
             "status": self.status, "optimizers": s.optimizers, "trials_per_optimizer": s.trials,
-            "seeds": s.seeds, "sampler": s.sampler, "pruner": s.pruner, "budget": s.budget,
+            "trials": {o: s.trials_for(o) for o in s.optimizers},
+            "extra_trials": s.extra_trials, "seeds": s.seeds, "first_seed": s.first_seed,
+            "seed_list": s.seed_list, "seed_slots": s.seed_slots,
+            "sampler": s.sampler, "pruner": s.pruner, "budget": s.budget,
             "schedule": s.schedule, "ranges": s.ranges, "description": s.description,
             "training": s.training, "task_params": s.task_params,
             "trials_done": self.done, "trials_total": self.total,
+            "seed_slots_done": self.seed_slots_done, "seed_slots_total": self.seed_slots_total,
             "slots_given_up": self.given_up, "errors": self.errors,
             "untried_choices": self.untried_choices, "task_problem": self.task_problem,
             "per_optimizer": [o.describe() for o in self.optimizers],
@@ -272,23 +385,27 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
     sign = 1.0 if task.direction == "minimize" else -1.0
     per: list[OptimizerStatus] = []
     for optimizer in spec.optimizers:
-        mine = [r for r in rows if r.optimizer == optimizer]
+        mine = [r for r in rows if r.optimizer == optimizer and r.slot >= 0]
+        seeding = [r for r in rows if r.optimizer == optimizer and r.slot < 0]
         counts = Counter(r.status for r in mine)
         scored = [r for r in mine if r.status == "complete" and r.value is not None]
         best = min(scored, key=lambda r: sign * r.value, default=None)
         given_up = [
-            slot for slot in range(spec.trials_for(optimizer))
+            slot for slot in spec.slots(optimizer)
             if (optimizer, slot) not in finished
             and slot_given_up(attempts[(optimizer, slot)], failures[(optimizer, slot)])
         ]
         per.append(OptimizerStatus(
             optimizer=optimizer, done=sum(counts[s] for s in FINISHED),
             total=spec.trials_for(optimizer),
-            running=counts["running"], complete=counts["complete"], pruned=counts["pruned"],
+            running=counts["running"] + sum(r.status == "running" for r in seeding),
+            complete=counts["complete"], pruned=counts["pruned"],
             diverged=counts["diverged"], failed_attempts=counts["failed"], given_up=given_up,
             best_value=best.value if best else None, best_params=best.params if best else None,
             best_trial=best.optuna_trial_number if best else None,
             best_seeds=seeds_per_trial.get(best.id) if best else None,
+            seed_slots_done=sum(r.status in FINISHED for r in seeding),
+            seed_slots_total=len(spec.seed_slots.get(optimizer, ())),
         ))
     errors: dict[str, str] = {}
     if any(o.given_up for o in per):
@@ -299,7 +416,7 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
                     f"abandoned after {attempts[(o.optimizer, slot)]} attempts "
                     "(workers stopped or died while running it)"
                 )
-    settled = all(o.done + len(o.given_up) >= o.total for o in per)
+    settled = all(o.settled for o in per)
     if settled:
         status = "incomplete" if any(o.given_up for o in per) else "finished"
     elif spec.status == STOPPING:
