@@ -163,7 +163,7 @@ def test_python_api_retries_given_up_slots(tmp_path: Path, database_url: str, mo
     from tuner.study_api import StudyRunError
     from tuner.task_reference import ALLOW_CHANGED_ENV
 
-    monkeypatch.delenv(ALLOW_CHANGED_ENV, raising=False)  # Study.run sets it; restored after
+    monkeypatch.delenv(ALLOW_CHANGED_ENV, raising=False)
     path = write_task(tmp_path, f"blobs-api-{dialect(database_url)}")
     study = tuner.Study.create("api", task=f"{path}:task", optimizers=["sgd"], trials=1,
                                seeds=1, db=database_url, pruner="none")
@@ -173,6 +173,7 @@ def test_python_api_retries_given_up_slots(tmp_path: Path, database_url: str, mo
     write_task(tmp_path, f"blobs-api-{dialect(database_url)}", BROKEN=False)
     report = study.run(allow_changed=True, retry_given_up=True)
     assert report.reopened == ["sgd/0"]
+    assert ALLOW_CHANGED_ENV not in os.environ  # only that run's workers allowed changed code
     status = study.status()
     assert status.status == "finished" and status.done == status.total == 1
     assert status.optimizers[0].failed_attempts == 3  # kept on record

@@ -25,7 +25,8 @@ were given up because their training failed again and again, it raises
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -189,9 +190,9 @@ class Study:
         after their training failed again and again (their errors are in the message)."""
         from tuner.driver.supervision import retry_given_up as reopen
 
-        self._check_task_code(allow_changed)
-        reopened = reopen(self.db, self.name) if retry_given_up else []
-        report = self._run_workers(workers, timeout, batch)
+        with self._running(allow_changed):
+            reopened = reopen(self.db, self.name) if retry_given_up else []
+            report = self._run_workers(workers, timeout, batch)
         report.reopened = reopened
         return report
 
@@ -224,16 +225,17 @@ class Study:
         )
 
         check_request(trials, optimizers, until_settled, max_trials, round_size)
-        self._check_task_code(allow_changed)
 
         def run() -> Any:
             return self._run_workers(workers, None, batch)
 
-        if until_settled:
-            return extend_until_settled(self.name, self.db, run, max_trials=max_trials,
-                                        round_size=round_size)
-        _, additions = add_trials(self.name, self.db, trials, optimizers)
-        return ExtendReport(self.name, [Round(additions, {})], stopped=run().stopped or "finished")
+        with self._running(allow_changed):
+            if until_settled:
+                return extend_until_settled(self.name, self.db, run, max_trials=max_trials,
+                                            round_size=round_size)
+            _, additions = add_trials(self.name, self.db, trials, optimizers)
+            return ExtendReport(self.name, [Round(additions, {})],
+                                stopped=run().stopped or "finished")
 
     def _run_workers(self, workers: int, timeout: float | None, batch: int | None) -> Any:
         """Run the study's free slots with local workers; :class:`StudyRunError` when they
@@ -250,20 +252,31 @@ class Study:
             raise StudyRunError(problem)
         return report
 
-    def _check_task_code(self, allow_changed: bool) -> None:
-        """Refuse, in one line, a study whose task (given by reference) changed since it was
-        created, unless ``allow_changed``; and a call made while a worker process starts."""
+    @contextmanager
+    def _running(self, allow_changed: bool) -> Iterator[None]:
+        """Around a run: refuse, in one line, a call made while a worker process starts and a
+        study whose task (given by reference) changed since it was created, unless
+        ``allow_changed``, which the run's worker processes then inherit; the process's own
+        setting is restored afterwards."""
         import os
 
         from tuner.driver.study_task import load_study_task
         from tuner.task_reference import ALLOW_CHANGED_ENV
 
         refuse_in_starting_worker()
+        before = os.environ.get(ALLOW_CHANGED_ENV)
         if allow_changed:
             os.environ[ALLOW_CHANGED_ENV] = "1"
-        spec = self.spec()
-        if spec.task_ref:
-            load_study_task(spec)
+        try:
+            spec = self.spec()
+            if spec.task_ref:
+                load_study_task(spec)
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(ALLOW_CHANGED_ENV, None)
+            else:
+                os.environ[ALLOW_CHANGED_ENV] = before
 
     def status(self) -> Any:
         """Progress and best result per optimizer (:class:`tuner.store.studies.StudyStatus`)."""
