@@ -258,25 +258,15 @@ class Study:
         study whose task (given by reference) changed since it was created, unless
         ``allow_changed``, which the run's worker processes then inherit; the process's own
         setting is restored afterwards."""
-        import os
-
         from tuner.driver.study_task import load_study_task
-        from tuner.task_reference import ALLOW_CHANGED_ENV
+        from tuner.task_reference import allowing_changed
 
         refuse_in_starting_worker()
-        before = os.environ.get(ALLOW_CHANGED_ENV)
-        if allow_changed:
-            os.environ[ALLOW_CHANGED_ENV] = "1"
-        try:
+        with allowing_changed(allow_changed):
             spec = self.spec()
             if spec.task_ref:
                 load_study_task(spec)
             yield
-        finally:
-            if before is None:
-                os.environ.pop(ALLOW_CHANGED_ENV, None)
-            else:
-                os.environ[ALLOW_CHANGED_ENV] = before
 
     def status(self) -> Any:
         """Progress and best result per optimizer (:class:`tuner.store.studies.StudyStatus`)."""

@@ -17,6 +17,8 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -27,7 +29,7 @@ from tuner.reference import Reference, TaskReferenceError, is_reference
 
 __all__ = [
     "ALLOW_CHANGED_ENV", "ChangedCodeError", "Reference", "TaskReferenceError",
-    "allow_changed", "check_store_identity", "is_reference", "load_reference",
+    "allow_changed", "allowing_changed", "check_store_identity", "is_reference", "load_reference",
 ]
 
 if TYPE_CHECKING:
@@ -250,3 +252,19 @@ def check_store_identity(task: Task, recorded: bool, recorded_ref: str | None) -
 def allow_changed() -> bool:
     """Whether ``--allow-changed`` was given to this worker (or its parent)."""
     return os.environ.get(ALLOW_CHANGED_ENV, "") not in ("", "0")
+
+
+@contextmanager
+def allowing_changed(allow: bool) -> Iterator[None]:
+    """``--allow-changed`` for the worker processes started inside: set in the environment
+    they inherit, and this process's own setting restored afterwards."""
+    before = os.environ.get(ALLOW_CHANGED_ENV)
+    if allow:
+        os.environ[ALLOW_CHANGED_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ALLOW_CHANGED_ENV, None)
+        else:
+            os.environ[ALLOW_CHANGED_ENV] = before

@@ -67,16 +67,13 @@ def _reopen_given_up(name: str, db: str | None) -> None:
 
 def _check_task_code(name: str, db: str | None, allow_changed: bool) -> None:
     """Refuse, before any worker starts, a study whose task code changed (unless allowed);
-    workers spawned from here inherit the permission through the environment."""
-    import os
-
+    workers spawned by this command inherit the permission through the environment."""
     from tuner.driver.study_task import load_study_task
     from tuner.store import open_store
     from tuner.store.studies import get_study
-    from tuner.task_reference import ALLOW_CHANGED_ENV
+    from tuner.task_reference import allowing_changed
 
-    if allow_changed:
-        os.environ[ALLOW_CHANGED_ENV] = "1"
+    click.get_current_context().with_resource(allowing_changed(allow_changed))
     store = open_store(db, create=False, readonly=True)
     try:
         spec = get_study(store, name)
