@@ -30,6 +30,11 @@ Four figures per task, the old way beside the new:
 * resolution: the share of small studies that name a confident winner (target >= 50% on the
   clear-winner task: being careful must not mean never answering).
 
+Beside them, to see where a miss comes from: the mean over small studies of the winner's best
+mean less the reference's best mean of the same optimizer (its corrected mean too, the new way),
+and the same for the other optimizers, in the task's direction (positive: better than the
+reference found), and how often each optimizer was named.
+
 The two tasks, measured before choosing (``CASES``):
 
 * digits-mlp, adam / momentum / lion / adagrad, 220 steps per run (as ``rank_stability.py``):
@@ -39,11 +44,12 @@ The two tasks, measured before choosing (``CASES``):
   studies at 100 steps (16 trials x 2 seeds, sampler seed 7) put rmsprop at val_loss 0.372 with
   every lr from 2.6e-3 to 2.4e-2 within 0.004 of it (a decade of its four), and the others'
   best at 0.388 (signsgd, in a narrow band around lr 0.03), 0.435 (adagrad) and 0.442
-  (momentum), against a per-seed spread of 0.002-0.008; so a study of 6 trials should find
+  (momentum), against a per-seed spread of 0.0015-0.008; so a study of 6 trials should find
   rmsprop ahead most of the time. adam was left out: at 100 steps its best (0.365, at lr
-  0.05-0.1) edges out rmsprop's with 32 trials but rarely with 6 (its good band is 0.4 decade
-  of four), a leader that changes with the tuning budget rather than a clear winner; at 200 or
-  more steps every adaptive method nears the optimum (0.365) and the order is within noise.
+  0.035-0.1) edges out rmsprop's with 32 trials, but 6 trials often miss that band (0.45 of its
+  four decades), a leader that changes with the tuning budget rather than a clear winner; at
+  200 steps rmsprop and adam tie (0.368), and at 300 adam, adagrad and signsgd lie within
+  0.006 of each other near the optimum (about 0.365).
 
 How the small studies get their own training seeds: with the study option ``first_seed`` (when
 this tuner has it) they are created and run by the driver (``tuner.driver.create_study``,
@@ -61,13 +67,12 @@ Stores are kept under ``--out`` (one folder per task, budget and optimizer list;
 study, its trials, seeds and sampler seed in its name) and reused: a reference whose study
 finished is ranked again without training, an unfinished one is resumed; a small study's store
 is reused when the marker file written after its last run (``.done``) is there, else started
-again. Everything is
-bounded: a fixed number of studies, trials, seeds and steps per run. One torch thread per
-process (``--workers`` processes at most).
+again. Everything is bounded: a fixed number of studies, trials, seeds and steps per run. One
+torch thread per process (``--workers`` processes at most).
 
-    python bench/calibration.py --quick              # 4 small studies per task, a smoke run
-    python bench/calibration.py                      # 30 small studies per task: about an hour
-    python bench/calibration.py --tasks logreg --small 40 --workers 2 --out /tmp/calibration
+    python bench/calibration.py --quick              # 4 small studies, a 12-trial reference
+    python bench/calibration.py                      # 30 small studies per task: ~10 minutes
+    python bench/calibration.py --tasks logreg --small 40 --workers 2 --out stores
     python bench/calibration.py --check-recording    # the bench's own recording = the driver's
 """
 
@@ -131,12 +136,15 @@ class Plan:
 
 @dataclass
 class Verdict:
-    """One small study's claim, the new way or the old: its winner, the winner's P(best), and
-    per other optimizer the 90% interval of its best lr over the winner's (None: none given)."""
+    """One small study's claim, the new way or the old: its winner, the winner's P(best), per
+    other optimizer the 90% interval of its best lr over the winner's (None: none given), each
+    optimizer's best mean, and the winner's mean less its winner's-curse bias (new way only)."""
 
     winner: str | None
     p_best: float | None
     intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    means: dict[str, float] = field(default_factory=dict)
+    corrected: float | None = None
 
     @property
     def confident(self) -> bool:
@@ -146,11 +154,14 @@ class Verdict:
 @dataclass
 class Reference:
     """What the reference study says: its winner, those it cannot separate from the winner
-    (the winner included), each optimizer's best lr, and its ranking in one line."""
+    (the winner included), each optimizer's best lr and best mean, the task's direction, and
+    its ranking in one line."""
 
     winner: str
     inseparable: set[str]
     best_lr: dict[str, float]
+    best_mean: dict[str, float]
+    direction: str
     summary: str
 
 
@@ -356,6 +367,7 @@ def read_reference(case: Case, url: str) -> Reference:
         + (" (tied)" if s is not winner and s.tied_with_winner else "")
         for s in ranked)
     return Reference(winner.optimizer, inseparable, {s.optimizer: s.lr for s in ranked},
+                     {s.optimizer: s.mean for s in ranked}, ranking.direction,
                      f"{summary}; {ranking.trials_compared} trials compared")
 
 
@@ -368,7 +380,8 @@ def new_verdict(ranking: Any) -> Verdict:
         ratio.optimizer: (ratio.low, ratio.high) if ratio.low is not None else None
         for ratio in ranking.lr_ratios if ratio.reference == winner.optimizer
     }
-    return Verdict(winner.optimizer, winner.p_best, intervals)
+    means = {s.optimizer: s.mean for s in ranking.optimizers if s.mean is not None}
+    return Verdict(winner.optimizer, winner.p_best, intervals, means, winner.corrected)
 
 
 def old_verdict(ranking: Any, url: str) -> Verdict:
@@ -398,7 +411,8 @@ def old_verdict(ranking: Any, url: str) -> Verdict:
     result = resample(found, ranking.direction, ranking.trials_compared, configurations=False)
     intervals = {s.optimizer: result.ratio_intervals.get((s.optimizer, winner))
                  for s in ranked if s.optimizer != winner}
-    return Verdict(winner, result.p_best.get(winner), intervals)
+    means = {s.optimizer: s.mean for s in ranked}
+    return Verdict(winner, result.p_best.get(winner), intervals, means)
 
 
 def read_small(case: Case, url: str) -> dict[str, Verdict]:
@@ -427,6 +441,10 @@ class Figures:
     intervals: int
     missing_intervals: int
     winners: dict[str, int] = field(default_factory=dict)
+    luck: tuple[float | None, float | None, float | None] = (None, None, None)
+    """Mean over small studies of (the winner's best mean, its corrected mean, the others'
+    best means) less the reference's best mean of the same optimizer, in the task's direction
+    (positive: better than the reference found)."""
 
     @property
     def reliability(self) -> float | None:
@@ -507,7 +525,29 @@ def figures(verdicts: Sequence[Verdict], reference: Reference) -> Figures:
         mean_agreement=sum(agreements) / len(agreements) if agreements else None,
         covered=covered, intervals=total, missing_intervals=missing,
         winners=dict(Counter(w or "none" for w in winners).most_common()),
+        luck=luck(verdicts, reference),
     )
+
+
+def luck(verdicts: Sequence[Verdict], reference: Reference) -> tuple:
+    """How far the small studies' winners, and the others, land from the reference's best
+    means (see :attr:`Figures.luck`): a winner picked for its luck lands above."""
+    sign = 1.0 if reference.direction == "maximize" else -1.0
+    winner, corrected, others = [], [], []
+    for verdict in verdicts:
+        if verdict.winner is None:
+            continue
+        truth = reference.best_mean
+        winner.append(sign * (verdict.means[verdict.winner] - truth[verdict.winner]))
+        if verdict.corrected is not None:
+            corrected.append(sign * (verdict.corrected - truth[verdict.winner]))
+        others += [sign * (mean - truth[name]) for name, mean in verdict.means.items()
+                   if name != verdict.winner]
+
+    def average(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    return average(winner), average(corrected), average(others)
 
 
 # -- printing -------------------------------------------------------------------------------------
@@ -555,20 +595,46 @@ def judged(f: Figures, case: Case) -> dict[str, tuple[str, str]]:
             verdict_text(f.resolution, f.resolution is not None
                          and f.resolution >= TARGETS["resolution"])
             if case.clear_winner else ""),
+        "winner / others against the reference": (luck_text(f.luck), ""),
         "winners named": (", ".join(f"{name} {count}" for name, count in f.winners.items()), ""),
     }
     return rows
 
 
+def luck_text(luck: tuple) -> str:
+    winner, corrected, others = luck
+    if winner is None:
+        return "-"
+    text = f"{winner:+.4f}"
+    if corrected is not None:
+        text += f" (corrected {corrected:+.4f})"
+    return text + f" / {others:+.4f}" if others is not None else text
+
+
 def print_table(case: Case, reference: Reference, found: dict[str, Figures]) -> None:
     """The figures of one task, old and new side by side, the new way's verdict last."""
     old, new = judged(found["old"], case), judged(found["new"], case)
-    width = max(len(name) for name in new) + 2
+    widths = [max(len(name) for name in new) + 2,
+              max(len("old (seeds only)"), *(len(text) for text, _ in old.values())) + 2,
+              max(len("new (nested)"), *(len(text) for text, _ in new.values())) + 2]
     print(f"\n{case.task}: reference winner {reference.winner}; cannot separate: "
           f"{', '.join(sorted(reference.inseparable))}")
-    print(f"{'figure':<{width}}{'old (seeds only)':<30}{'new (nested)':<30}target (new)")
+    print(f"{'figure':<{widths[0]}}{'old (seeds only)':<{widths[1]}}"
+          f"{'new (nested)':<{widths[2]}}target (new)")
     for name, (text, verdict) in new.items():
-        print(f"{name:<{width}}{old[name][0]:<30}{text:<30}{verdict}")
+        print(f"{name:<{widths[0]}}{old[name][0]:<{widths[1]}}{text:<{widths[2]}}{verdict}")
+
+
+def print_pooled(per_task: list[dict[str, Figures]]) -> None:
+    """Reliability and coverage over every task's claims and intervals together."""
+    print("\nall tasks together:")
+    for way, label in (("old", "old (seeds only)"), ("new", "new (nested)")):
+        reliable = sum(found[way].reliable for found in per_task)
+        confident = sum(found[way].confident for found in per_task)
+        covered = sum(found[way].covered for found in per_task)
+        intervals = sum(found[way].intervals for found in per_task)
+        print(f"  {label}: reliability {share(reliable, confident)}, "
+              f"coverage {share(covered, intervals)}")
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -671,6 +737,8 @@ def main() -> None:
     results = [(CASES[task], *measure_case(CASES[task], plan)) for task in arguments.tasks]
     for case, reference, found in results:
         print_table(case, reference, found)
+    if len(results) > 1:
+        print_pooled([found for _, _, found in results])
     print(f"\n{plan.small} small studies ({plan.small_trials} trials x {plan.small_seeds} seeds) "
           f"per task against a reference of {plan.reference_trials} trials x "
           f"{plan.reference_seeds} seeds; total {time.perf_counter() - started:.0f} s")
