@@ -8,15 +8,18 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tuner.advice.budgets import BudgetCurve
 from tuner.cli import cli
 from tuner.report import (
     LrPoint,
     SeedCurve,
     Trajectory,
+    plot_budget_curves,
     plot_learning_curves,
     plot_lr_sensitivity,
     plot_performance_profile,
     plot_trajectories,
+    write_report,
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -24,6 +27,35 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def invoke(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+class Sections(HTMLParser):
+    """Each <section> of a page: its heading, its text and its images' sources."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: dict[str, dict[str, list[str]]] = {}
+        self._current: dict[str, list[str]] | None = None
+        self._in_heading = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            self._current = {"heading": [], "text": [], "images": []}
+        elif tag == "h2" and self._current is not None:
+            self._in_heading = True
+        elif tag == "img" and self._current is not None:
+            self._current["images"] += [v for name, v in attrs if name == "src" and v]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "h2":
+            self._in_heading = False
+        elif tag == "section" and self._current is not None:
+            self.sections["".join(self._current["heading"])] = self._current
+            self._current = None
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None:
+            self._current["heading" if self._in_heading else "text"].append(data)
 
 
 class ImageSources(HTMLParser):
@@ -67,12 +99,27 @@ def test_report_writes_pngs_that_the_index_links(studied, tmp_path):
     parser.feed(index.read_text(encoding="utf-8"))
     names = {Path(source).name for source in parser.sources}
     # quadratic records a trajectory, and its runs reach the target: every kind of plot is there
-    assert names == {"lr_sensitivity.png", "learning_curves.png", "trajectories.png",
-                     "performance_profile.png"}
+    assert names == {"lr_sensitivity.png", "learning_curves.png", "budget_curves.png",
+                     "trajectories.png", "performance_profile.png"}
     for source in parser.sources:
         assert_png(out / source)
     page = index.read_text(encoding="utf-8")
     assert "On quadratic, use" in page and "<table>" in page
+
+
+def test_report_draws_the_expected_best_after_k_trials(studied, tmp_path):
+    report = write_report("quadratic", tmp_path / "report", db=studied)
+    figure = tmp_path / "report" / "budget_curves.png"
+    assert figure in report.images
+    assert_png(figure)
+    parser = Sections()
+    parser.feed(report.index.read_text(encoding="utf-8"))
+    section = parser.sections["Expected best after k trials"]
+    assert section["images"] == ["budget_curves.png"]
+    caption = " ".join("".join(section["text"]).split())
+    assert "random-search equivalent" in caption and "under TPE" in caption
+    assert "count both the seeds and which configurations were drawn" in caption  # 2 seeds
+    assert "compares the optimizers at 4 trials" in caption
 
 
 def copy_of(url: str, tmp_path: Path) -> str:
@@ -177,6 +224,11 @@ def test_plot_functions_on_synthetic_data(tmp_path):
     assert_png(plot_trajectories(bowl, paths, tmp_path / "t.png", minimum=(0.0, 0.0)))
     costs = {"a": {"adam": 100.0, "sgd": 300.0}, "b": {"adam": None, "sgd": 50.0}}
     assert_png(plot_performance_profile(costs, tmp_path / "p.png"))
+    few = BudgetCurve("adam", 3, [0.9, 0.95, 0.96], [0.85, 0.92, 0.94], [0.93, 0.97, 0.98])
+    rising = [0.8 + 0.005 * k for k in range(30)]
+    many = BudgetCurve("sgd", 30, rising, [v - 0.02 for v in rising], [v + 0.02 for v in rising])
+    assert_png(plot_budget_curves({"adam": few, "sgd": many}, "val_accuracy", "maximize",
+                                  tmp_path / "b.png"))  # 30 trials: a log x axis
 
 
 def test_report_without_the_task_plugin_draws_the_paths_alone(studied, tmp_path):

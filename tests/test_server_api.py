@@ -34,7 +34,8 @@ TOKEN = "s3cret-token-for-tests"
 READ_ENDPOINTS = (
     "/api/", "/api/tasks", "/api/tasks/{id}", "/api/tasks/{id}/ranking",
     "/api/tasks/{id}/advice", "/api/tasks/{id}/lr-points", "/api/tasks/{id}/curves",
-    "/api/tasks/{id}/compare", "/api/compare", "/api/studies", f"/api/studies/{STUDY}",
+    "/api/tasks/{id}/budget-curves", "/api/tasks/{id}/compare", "/api/compare",
+    "/api/studies", f"/api/studies/{STUDY}",
     f"/api/studies/{STUDY}/trials", f"/api/studies/{STUDY}/runs",
     f"/api/studies/{STUDY}/export", "/", "/tasks/{id}", "/tasks/{id}/compare",
     f"/studies/{STUDY}",
@@ -109,6 +110,31 @@ def test_advice_endpoints_return_what_the_cli_functions_return(
     assert compare["ties"][0]["optimizers"] == ["sgd", "adam"]
     across = reader.get("/api/compare").json()
     assert across["tasks"] == ["quadratic"]
+
+
+def test_budget_curves_are_those_of_the_python_function(
+    reader: TestClient, store_url: str
+) -> None:
+    """The JSON twin and the task page's data hold each ranked optimizer's curve, in ranking
+    order, as :func:`tuner.advice.budgets.curves_of` computes it."""
+    from tuner.advice import rank_task
+    from tuner.advice.budgets import curves_of
+
+    ident = task_id(reader)
+    answer = reader.get(f"/api/tasks/{ident}/budget-curves").json()
+    ranking = rank_task("quadratic", db=store_url)
+    expected = curves_of(ranking, store_url)
+    assert [c["optimizer"] for c in answer["budget_curves"]] == [
+        s.optimizer for s in ranking.optimizers]
+    assert answer["trials_compared"] == ranking.trials_compared == TRIALS
+    for found in answer["budget_curves"]:
+        curve = expected[found["optimizer"]]
+        assert found["trials"] == curve.trials == TRIALS and found["seed_noise"] is True
+        for key in ("expected", "low", "high"):
+            # the same computation on the same numbers: at most a last-bit difference
+            assert found[key] == pytest.approx(getattr(curve, key), rel=1e-12, abs=1e-300)
+    page = reader.get(f"/api/tasks/{ident}").json()
+    assert page["budget_curves"] == answer["budget_curves"]
 
 
 def test_study_status_and_paging(reader: TestClient) -> None:
@@ -362,6 +388,11 @@ def test_the_openapi_schema_lists_every_endpoint(reader: TestClient) -> None:
     assert set(schema["paths"]) == api_paths
     assert "post" in schema["paths"]["/api/studies"]
     assert "delete" in schema["paths"]["/api/studies/{name}"]
+    # every answer is described by one text (a comma in an unquoted YAML value splits it)
+    answers = [answer for path in schema["paths"].values() for method in path.values()
+               for answer in method["responses"].values()]
+    assert answers and all(list(a) == ["description"] and isinstance(a["description"], str)
+                           for a in answers), answers
 
 
 READS_SCRIPT = textwrap.dedent("""

@@ -146,8 +146,28 @@ def test_home_shows_live_progress_then_the_task_page(
         "const c = window.tunerCharts; return [c.lr.getDatasetMeta(0).data.length,"
         " c.curves.getDatasetMeta(0).data.length]")
     assert drawn[0] > 0 and drawn[1] > 0
+    budget = browser.execute_script(
+        "const canvas = document.getElementById('budget-chart'); const c = Chart.getChart(canvas);"
+        " const lines = c.data.datasets.filter((d) => d.role === 'expected');"
+        " const colours = (chart) => Object.fromEntries("
+        "   chart.data.datasets.map((d) => [d.label, d.borderColor]));"
+        " c.tooltip.setActiveElements([{datasetIndex: c.data.datasets.indexOf(lines[0]),"
+        "   index: 1}], {x: 0, y: 0}); c.update();"
+        " return {width: canvas.clientWidth, height: canvas.clientHeight,"
+        "   same: c === window.tunerCharts.budget, colours: colours(c),"
+        "   lr: colours(window.tunerCharts.lr), optimizers: lines.map((d) => d.label),"
+        "   points: lines.map((d) => c.getDatasetMeta(c.data.datasets.indexOf(d)).data.length),"
+        "   tooltip: c.tooltip.body.flatMap((b) => b.lines)}")
+    assert budget["width"] > 0 and budget["height"] > 0 and budget["same"]
+    assert budget["optimizers"] and all(n > 1 for n in budget["points"])
+    # one colour per optimizer across the page's charts
+    assert all(budget["colours"][name] == budget["lr"][name] for name in budget["optimizers"])
+    (line,) = budget["tooltip"]
+    assert re.fullmatch(rf"{re.escape(budget['optimizers'][0])}, 2 trials: \S+ \(\S+ - \S+\)",
+                        line), line
     shot = tmp_path / "task-page.png"
-    browser.set_window_size(1300, 1300)  # the whole page, charts included
+    tall = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1300, max(1300, tall + 200))  # the whole page, charts included
     try:
         time.sleep(0.5)  # the charts follow the new size
         browser.save_screenshot(str(shot))

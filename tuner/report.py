@@ -19,6 +19,7 @@ from tuner.errors import TunerError
 
 if TYPE_CHECKING:
     from tuner.advice import TaskRanking
+    from tuner.advice.budgets import BudgetCurve
     from tuner.lr_find import LrFindResult
     from tuner.store import Store
     from tuner.store.queries import Scope
@@ -124,12 +125,14 @@ def plot_lr_sensitivity(
     good_lr: Mapping[str, tuple[float, float] | None] | None = None,
     best_lr: Mapping[str, float | None] | None = None,
     title: str = "",
+    palette: Mapping[str, Any] | None = None,
 ) -> Path:
     """The final metric against lr, one panel per optimizer.
 
     Each configuration is a dot with its seed spread (mean ± std) as an error bar; the line and
     band follow, bin by bin (quarter decades of lr), the best configuration's mean ± std; the
     good-lr interval is shaded; configurations that diverged are crosses on the bottom edge.
+    ``palette`` (default :func:`colours` of these optimizers) gives each its colour.
     """
     plt = _pyplot()
     names = sorted(points)
@@ -138,7 +141,7 @@ def plot_lr_sensitivity(
     figure, grid = plt.subplots(
         rows, columns, figsize=(4.4 * columns, 3.3 * rows), squeeze=False, sharey=True
     )
-    palette = colours(names)
+    palette = palette or colours(names)
     finite = [
         p.mean for name in names for p in points[name] if p.mean is not None and not p.diverged
     ]
@@ -224,11 +227,13 @@ def plot_learning_curves(
     log_y: bool = False,
     labels: Mapping[str, str] | None = None,
     title: str = "",
+    palette: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Each optimizer's best configuration: mean metric over seeds per step, min..max as a band."""
+    """Each optimizer's best configuration: mean metric over seeds per step, min..max as a band
+    (``palette``: each optimizer's colour, default :func:`colours` of these optimizers)."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7.5, 4.5))
-    palette = colours(list(curves))
+    palette = palette or colours(list(curves))
     for name in sorted(curves):
         steps, means, lows, highs = _curve_band(curves[name])
         if not steps:
@@ -261,6 +266,52 @@ def _curve_band(
     return steps, means, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps]
 
 
+BUDGET_LOG_X = 20
+"""Above this many trials the budget curves' x axis is logarithmic."""
+
+
+def plot_budget_curves(
+    curves: Mapping[str, BudgetCurve],
+    metric: str,
+    direction: str,
+    path: str | Path,
+    title: str = "",
+    palette: Mapping[str, Any] | None = None,
+) -> Path:
+    """Each optimizer's expected best result after k trials of tuning, k = 1..its trials, with
+    its 5%..95% interval as a band (:mod:`tuner.advice.budgets`); the x axis is logarithmic
+    above :data:`BUDGET_LOG_X` trials, the y axis for a positive loss over decades.
+    ``palette``: each optimizer's colour (default :func:`colours` of these optimizers)."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7.5, 4.5))
+    palette = palette or colours(list(curves))
+    most = max((curve.trials for curve in curves.values()), default=1)
+    for name in sorted(curves):
+        curve = curves[name]
+        trials = list(range(1, curve.trials + 1))
+        axes.plot(trials, curve.expected, color=palette[name], lw=1.8, label=name,
+                  marker="o" if most <= BUDGET_LOG_X else None, ms=3)
+        axes.fill_between(trials, curve.low, curve.high, color=palette[name], alpha=0.18, lw=0)
+    if most > BUDGET_LOG_X:
+        axes.set_xscale("log")
+    lows = [v for curve in curves.values() for v in curve.low if math.isfinite(v)]
+    highs = [v for curve in curves.values() for v in curve.high if math.isfinite(v)]
+    if direction == "minimize" and lows and min(lows) > 0 and max(highs) / min(lows) > 50:
+        axes.set_yscale("log")  # losses over decades, as on the lr-sensitivity plot
+    else:
+        from matplotlib.ticker import MaxNLocator
+
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlim(1, max(most, 2))
+    better = "higher" if direction == "maximize" else "lower"
+    axes.set_xlabel("trials of tuning (k)")
+    axes.set_ylabel(f"expected best {metric} ({better} is better)")
+    axes.set_title(title or "expected best result after k trials")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
 def plot_trajectories(
     function: Callable[[Any], Any] | None,
     trajectories: Mapping[str, Sequence[Trajectory]],
@@ -269,11 +320,13 @@ def plot_trajectories(
     minimum: tuple[float, float] | None = None,
     title: str = "",
     labels: Mapping[str, str] | None = None,
+    palette: Mapping[str, Any] | None = None,
 ) -> Path:
     """Paths in the plane over the contours of ``function`` (a numpy ``(..., 2) -> (...)`` map).
 
     Contours are drawn on a log scale of ``f - min f + eps`` so valleys stay visible; with
-    ``function`` None the paths are drawn alone.
+    ``function`` None the paths are drawn alone. ``palette``: each optimizer's colour (default
+    :func:`colours` of these optimizers).
     """
     import numpy as np
 
@@ -299,7 +352,7 @@ def plot_trajectories(
                       alpha=0.55)
         axes.contour(grid_x, grid_y, shifted, levels=levels, norm=LogNorm(), colors="0.5",
                      linewidths=0.4)
-    palette = colours(list(trajectories))
+    palette = palette or colours(list(trajectories))
     for name in sorted(trajectories):
         for index, run in enumerate(trajectories[name]):
             if not run.points:
@@ -489,11 +542,12 @@ def write_report(
 ) -> Report:
     """Write the PNG plots and ``index.html`` for ``task`` into the folder ``out``.
 
-    Plots: lr sensitivity per optimizer, learning curves of each best configuration, the stored
-    2-D paths (tasks whose runs record one), and the performance profile over every task in the
-    store (or ``profile_tasks``). Everything is read from the store, opened read-only; only the
-    loss contours under the 2-D paths need the task's plugin, and are left out (with a note)
-    where it is not installed.
+    Plots: lr sensitivity per optimizer, learning curves of each best configuration, the
+    expected best after k trials of tuning, the stored 2-D paths (tasks whose runs record one),
+    and the performance profile over every task in the store (or ``profile_tasks``); an
+    optimizer has one colour in all of the task's plots. Everything is read from the store,
+    opened read-only; only the loss contours under the 2-D paths need the task's plugin, and are
+    left out (with a note) where it is not installed.
     """
     from tuner.advice import advise, compare, open_for_reading
     from tuner.store.queries import task_has_paths
@@ -506,14 +560,17 @@ def write_report(
         directory.mkdir(parents=True, exist_ok=True)
         sections: list[tuple[str, str, Path]] = []
         notes: list[str] = []
+        points = lr_points(store, ranking.scope)
+        palette = colours(sorted({s.optimizer for s in ranking.optimizers} | set(points)))
 
         sensitivity = plot_lr_sensitivity(
-            lr_points(store, ranking.scope), ranking.metric, ranking.direction,
+            points, ranking.metric, ranking.direction,
             directory / "lr_sensitivity.png",
             good_lr={s.optimizer: s.good_lr for s in ranking.optimizers},
             best_lr={s.optimizer: s.lr for s in ranking.optimizers},
             title=f"{task}: final {ranking.metric} against learning rate "
             f"(shaded: good-lr interval, tolerance {ranking.tolerance})",
+            palette=palette,
         )
         sections.append((
             "Learning-rate sensitivity",
@@ -536,6 +593,7 @@ def write_report(
                 log_y=ranking.direction == "minimize" and _all_positive(curves),
                 labels=labels,
                 title=f"{task}: learning curves of each optimizer's best configuration",
+                palette=palette,
             )
             sections.append((
                 "Learning curves",
@@ -544,8 +602,12 @@ def write_report(
                 learning,
             ))
 
+        budgets = _budget_section(store, ranking, directory, palette)
+        if budgets is not None:
+            sections.append(budgets)
+
         if ranking.kind == "analytic" or task_has_paths(store, task):
-            section, note = _paths_section(store, ranking, directory)
+            section, note = _paths_section(store, ranking, directory, palette)
             if section is not None:
                 sections.append(section)
             elif note:
@@ -574,8 +636,41 @@ def write_report(
     return Report(directory=directory, index=index, images=[path for _, _, path in sections])
 
 
+def _budget_section(
+    store: Store, ranking: TaskRanking, directory: Path, palette: Mapping[str, Any]
+) -> tuple[str, str, Path] | None:
+    """The "expected best after k trials" section (None when no optimizer has a result)."""
+    from tuner.advice.budgets import curves_of
+
+    curves = curves_of(ranking, store)
+    if not curves:
+        return None
+    figure = plot_budget_curves(
+        curves, ranking.metric, ranking.direction, directory / "budget_curves.png",
+        title=f"{ranking.task}: expected best {ranking.metric} after k trials of tuning",
+        palette=palette,
+    )
+    interval = (
+        "The band is the 5%-95% interval over resamples that count both the seeds and which "
+        "configurations were drawn."
+        if all(curve.seed_noise for curve in curves.values()) else
+        "The band is the 5%-95% interval over resamples of which configurations were drawn; "
+        "with one seed per configuration the seed noise is unknown, so it is left out."
+    )
+    caption = (
+        f"Each optimizer's expected best {ranking.metric} after k trials of tuning, for k from "
+        "1 to the trials it was measured with: the best of k configurations drawn at random "
+        "from those its tuning made (a pruned or diverged one counts as its worst result). "
+        "That is what k trials of random search give; under TPE, whose later trials follow "
+        f"the earlier ones, it is the random-search equivalent. {interval} The ranking "
+        f"compares the optimizers at {ranking.trials_compared} "
+        f"trial{'s' if ranking.trials_compared != 1 else ''}."
+    )
+    return "Expected best after k trials", caption, figure
+
+
 def _paths_section(
-    store: Store, ranking: TaskRanking, directory: Path
+    store: Store, ranking: TaskRanking, directory: Path, palette: Mapping[str, Any]
 ) -> tuple[tuple[str, str, Path] | None, str]:
     """The path plot's section (or None) and what to say about runs without a stored path."""
     paths, pathless = stored_trajectories(store, ranking)
@@ -598,6 +693,7 @@ def _paths_section(
         title=f"{ranking.task}: paths of each optimizer's best configuration",
         labels={s.optimizer: f"{s.optimizer} (lr {s.lr:.2g})"
                 for s in ranking.optimizers if s.lr is not None},
+        palette=palette,
     )
     caption = (
         "Each optimizer's best configuration (the path its first seed's run recorded), "

@@ -23,13 +23,27 @@ r-th best (0-based) with probability ``((N - r) / N)^k - ((N - r - 1) / N)^k``; 
 beyond the top has probability ``((N - T) / N)^k``, and :func:`expected_best_from_top`
 answers only when that is below :data:`TAIL_NEGLIGIBLE` or the rest are all pruned or
 diverged (otherwise the caller reads every outcome).
+
+The curves a report and the task page draw (:func:`curves_of`) are those of a ranking's
+configurations: every one under its protocol (and its memory budget and ``where`` filter) with
+an outcome, each with its seed standard error ``std / sqrt(seeds)``; a one-seed configuration
+takes its optimizer's pooled within-configuration std (over its configurations with two or
+more seeds, none pruned or diverged), else the task's pooled one (:func:`seed_errors`). With
+one seed everywhere the seed noise is unknown: the errors are 0 and the interval counts only
+which configurations were drawn (``seed_noise`` False).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuner.advice.ranking import TaskRanking
+    from tuner.store import Store
+    from tuner.store.queries import ConfigOutcome
 
 CURVE_RESAMPLES = 200
 CURVE_SEED = 21
@@ -105,13 +119,16 @@ def expected_best_from_top(
 
 @dataclass
 class BudgetCurve:
-    """One optimizer's expected best after k trials, k = 1..``trials``, with an interval."""
+    """One optimizer's expected best after k trials, k = 1..``trials``, with an interval
+    (``low``..``high``, the 5%..95% quantiles); ``seed_noise`` False when the interval could not
+    count the seeds (one seed everywhere: only which configurations were drawn)."""
 
     optimizer: str
     trials: int
     expected: list[float]
     low: list[float]
     high: list[float]
+    seed_noise: bool = True
 
     def at(self, k: int) -> float:
         return self.expected[min(max(k, 1), self.trials) - 1]
@@ -150,4 +167,55 @@ def budget_curves(
             expected, low, high = -expected, -high, -low
         curves[name] = BudgetCurve(name, n, [float(v) for v in expected],
                                    [float(v) for v in low], [float(v) for v in high])
+    return curves
+
+
+def seed_errors(
+    configs: Mapping[str, Sequence[ConfigOutcome]],
+) -> tuple[dict[str, list[float]], bool]:
+    """Each configuration's seed standard error, ``std / sqrt(seeds)``, per optimizer, in the
+    order given, and whether the seed noise is known at all.
+
+    A one-seed configuration takes its optimizer's pooled within-configuration std (over its
+    configurations with an outcome and two or more seeds), else the task's (over every
+    optimizer's); a pruned or diverged one (outcome None) has 0, as has every configuration
+    when no configuration of the task has two seeds (the noise is unknown)."""
+    from tuner.advice.bootstrap import pooled_squares, pooled_std, spread
+
+    measured = {name: [c for c in found if c.outcome is not None]
+                for name, found in configs.items()}
+    pooled = {name: pooled_squares(found) for name, found in measured.items()}
+    task_pooled = pooled_std(sum(squares for squares, _ in pooled.values()),
+                             sum(dof for _, dof in pooled.values()))
+    errors: dict[str, list[float]] = {}
+    for name, found in configs.items():
+        common = pooled_std(*pooled[name]) or task_pooled
+        errors[name] = []
+        for config in found:
+            std = spread(config.std, config.seeds, common) if config.outcome is not None else None
+            errors[name].append(std / math.sqrt(max(config.seeds, 1)) if std else 0.0)
+    return errors, task_pooled is not None
+
+
+def curves_of(ranking: TaskRanking, db: str | Store | None = None) -> dict[str, BudgetCurve]:
+    """Each optimizer's :class:`BudgetCurve` over the configurations ``ranking`` compares (its
+    scope, memory budget and ``where`` filter), read from the store at ``db`` (the one the
+    ranking was read from): the curves the report and the task page draw."""
+    from tuner.advice.source import open_for_reading
+    from tuner.store.queries import config_outcome_spreads
+
+    if ranking.scope is None:
+        return {}
+    store, opened = open_for_reading(db)
+    try:
+        configs = config_outcome_spreads(store, ranking.scope, None, ranking.memory_budget,
+                                         ranking.where)
+    finally:
+        if opened:
+            store.dispose()
+    errors, known = seed_errors(configs)
+    outcomes = {name: [c.outcome for c in found] for name, found in configs.items()}
+    curves = budget_curves(outcomes, errors, ranking.direction)
+    for curve in curves.values():
+        curve.seed_noise = known
     return curves

@@ -204,7 +204,7 @@ def tasks(request: Request) -> dict[str, Any]:
 
 
 def task_detail(request: Request) -> dict[str, Any]:
-    """One task: ranking, advice, lr-sensitivity points and best learning curves (the task page).
+    """One task: ranking, advice, lr points, best learning curves, budget curves (its page).
     ---
     summary: A task's page data
     parameters:
@@ -213,7 +213,7 @@ def task_detail(request: Request) -> dict[str, Any]:
       - {name: budget, in: query, schema: {type: integer, minimum: 1}, description: "the
         protocol's budget (default: the most measured)"}
     responses:
-      200: {description: "{task, ranking, advice, lr_points, curves, problem}"}
+      200: {description: "{task, ranking, advice, lr_points, curves, budget_curves, problem}"}
       404: {description: no such task}
     """
     store = request.app.state.store
@@ -221,7 +221,7 @@ def task_detail(request: Request) -> dict[str, Any]:
     budget = budget_param(request)
     data: dict[str, Any] = {
         "task": task.to_dict(), "ranking": None, "advice": None, "lr_points": {},
-        "curves": {}, "problem": None,
+        "curves": {}, "budget_curves": [], "problem": None,
     }
     try:
         advice = sources.advice(store, task.name, tolerance=text_param(request, "tolerance"),
@@ -236,6 +236,7 @@ def task_detail(request: Request) -> dict[str, Any]:
     protocol = advice.ranking.protocol.key if advice.ranking.protocol else None
     data["lr_points"] = sources.lr_points(store, task.name, advice.ranking.direction, protocol)
     data["curves"] = sources.curves(store, advice.ranking)
+    data["budget_curves"] = sources.budget_curves(store, advice.ranking)
     return data
 
 
@@ -249,7 +250,7 @@ def task_ranking(request: Request) -> dict[str, Any]:
       - {name: budget, in: query, schema: {type: integer, minimum: 1}}
     responses:
       200: {description: the ranking}
-      404: {description: no such task, or no runs of it}
+      404: {description: "no such task, or no runs of it"}
     """
     task = _task(request)
     return sources.ranking(
@@ -268,8 +269,8 @@ def task_advice(request: Request) -> dict[str, Any]:
       - {name: tolerance, in: query, schema: {type: string}, description: "2% or 0.05"}
       - {name: budget, in: query, schema: {type: integer, minimum: 1}}
     responses:
-      200: {description: the advice, its sentence in "advice"}
-      404: {description: no such task, or no runs of it}
+      200: {description: 'the advice, its sentence in "advice"'}
+      404: {description: "no such task, or no runs of it"}
     """
     task = _task(request)
     return sources.advice(
@@ -309,13 +310,38 @@ def task_curves(request: Request) -> dict[str, Any]:
       - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
     responses:
       200: {description: "{task, metric, curves: {optimizer: [{steps, values}]}}"}
-      404: {description: no such task, or no runs of it}
+      404: {description: "no such task, or no runs of it"}
     """
     task = _task(request)
     ranking = sources.ranking(request.app.state.store, task.name)
     return {
         "task": task.name, "metric": ranking.metric,
         "curves": sources.curves(request.app.state.store, ranking),
+    }
+
+
+def task_budget_curves(request: Request) -> dict[str, Any]:
+    """Each optimizer's expected best result after k trials of tuning, k = 1..its trials, with
+    its 5%..95% interval (the task page's third chart, the report's figure).
+    ---
+    summary: A task's expected best after k trials
+    parameters:
+      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
+      - {name: budget, in: query, schema: {type: integer, minimum: 1}, description: "the
+        protocol's budget (default: the most measured)"}
+    responses:
+      200:
+        description: "{task, metric, direction, protocol, trials_compared, budget_curves:
+          [{optimizer, trials, expected, low, high, seed_noise}]}"
+      404: {description: "no such task, or no runs of it"}
+    """
+    store = request.app.state.store
+    task = _task(request)
+    ranking = sources.ranking(store, task.name, budget=budget_param(request), settle=False)
+    return {
+        "task": task.name, "metric": ranking.metric, "direction": ranking.direction,
+        "protocol": ranking.protocol_text(), "trials_compared": ranking.trials_compared,
+        "budget_curves": sources.budget_curves(store, ranking),
     }
 
 
@@ -374,7 +400,7 @@ def compare_tasks(request: Request) -> dict[str, Any]:
       - {name: tasks, in: query, schema: {type: string}, description: "a,b (default: all)"}
       - {name: tolerance, in: query, schema: {type: string}}
     responses:
-      200: {description: ranks per task, mean rank, wins, defaults}
+      200: {description: "ranks per task, mean rank, wins, defaults"}
       404: {description: no runs}
     """
     return sources.comparison(

@@ -106,6 +106,8 @@ ROUTES: list[BaseRoute] = [
     Route("/api/tasks/{task_id:int}/advice", json_view(api.task_advice), methods=["GET"]),
     Route("/api/tasks/{task_id:int}/lr-points", json_view(api.task_lr_points), methods=["GET"]),
     Route("/api/tasks/{task_id:int}/curves", json_view(api.task_curves), methods=["GET"]),
+    Route("/api/tasks/{task_id:int}/budget-curves", json_view(api.task_budget_curves),
+          methods=["GET"]),
     Route("/api/compare", json_view(api.compare_tasks), methods=["GET"]),
     Route("/api/studies", json_view(api.studies), methods=["GET"]),
     Route("/api/studies", writes.create_study, methods=["POST"]),

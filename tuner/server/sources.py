@@ -87,14 +87,17 @@ def get_task(store: Store, task_id: int) -> TaskView:
 
 
 def ranking(
-    store: Store, task: str, tolerance: str | None = None, budget: int | None = None
+    store: Store, task: str, tolerance: str | None = None, budget: int | None = None,
+    settle: bool = True,
 ) -> TaskRanking:
-    """``tuner best --json``: the optimizers ranked on ``task``, with what would settle it."""
+    """``tuner best --json``: the optimizers ranked on ``task``, with what would settle it
+    (``settle`` False: without searching for it, for reads that do not show it)."""
     from tuner.advice import rank_task
     from tuner.advice.ranking import what_would_settle
 
     found = rank_task(task, db=store, tolerance=tolerance, budget=budget)
-    what_would_settle(found)
+    if settle:
+        what_would_settle(found)
     return found
 
 
@@ -135,6 +138,18 @@ def curves(store: Store, task_ranking: TaskRanking) -> dict[str, list[dict[str, 
     from tuner.store.queries import best_config_curves
 
     return best_config_curves(store, task_ranking)
+
+
+def budget_curves(store: Store, task_ranking: TaskRanking) -> list[dict[str, Any]]:
+    """Each ranked optimizer's expected best after k trials with its interval (the report's
+    figure: :func:`tuner.advice.budgets.curves_of`), in the ranking's order."""
+    from tuner.advice.budgets import curves_of
+
+    curves = curves_of(task_ranking, store)
+    order = {s.optimizer: position for position, s in enumerate(task_ranking.optimizers)}
+    ordered = sorted(curves.values(), key=lambda c: (order.get(c.optimizer, len(order)),
+                                                     c.optimizer))
+    return [curve.to_dict() for curve in ordered]
 
 
 # -- studies -------------------------------------------------------------------------------------

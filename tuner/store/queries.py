@@ -511,6 +511,49 @@ def config_means_with_params(
         return [(float(mean), dict(params or {})) for mean, params in reader.execute(statement)]
 
 
+@dataclass(frozen=True)
+class ConfigOutcome:
+    """One configuration's outcome as a draw of its optimizer's tuning: ``outcome`` the mean
+    over its seeds, None when it diverged or was only pruned (the worst draw); ``std`` the
+    sample std over its ``seeds`` (None with fewer than two)."""
+
+    optimizer: str
+    config_hash: str
+    outcome: float | None
+    std: float | None
+    seeds: int
+
+
+def config_outcome_spreads(
+    target: Target, scope: Scope, optimizers: Iterable[str] | None = None,
+    max_state_multiple: float | None = None, where: Mapping[str, Any] | None = None,
+) -> dict[str, list[ConfigOutcome]]:
+    """Per optimizer, every configuration within ``scope`` that has an outcome (a result, a
+    divergence or a pruning; failed ones have none), with the spread of its seeds: the draws
+    its tuning made. One scan of the task's configurations, in ``config_hash`` order.
+    ``where`` filters by training options as :func:`optimizer_summaries` does."""
+    stats = scope.stats().c
+    chosen = [and_(scope.covers(stats), _within_budget(stats, max_state_multiple),
+                   _matching(stats, scope, where))]
+    if optimizers is not None:
+        chosen.append(stats.optimizer.in_(list(optimizers)))
+    with reading(target) as reader:
+        rows = reader.execute(
+            select(stats)
+            .where(*chosen, or_(stats.metric_mean.is_not(None), stats.diverged > 0,
+                                stats.pruned > 0))
+            .order_by(stats.optimizer, stats.config_hash)
+        ).all()
+    found: dict[str, list[ConfigOutcome]] = {}
+    for row in rows:
+        result = _result(row)
+        outcome = None if result.diverged else result.mean
+        found.setdefault(result.optimizer, []).append(ConfigOutcome(
+            result.optimizer, result.config_hash, outcome,
+            result.std if outcome is not None else None, result.seeds))
+    return found
+
+
 def config_outcomes(
     target: Target, scope: Scope, optimizers: Iterable[str] | None = None,
     max_state_multiple: float | None = None, where: Mapping[str, Any] | None = None,
@@ -518,23 +561,8 @@ def config_outcomes(
     """Per optimizer, the mean of every configuration within ``scope`` that has a result, or
     None for one that diverged or was only pruned: the draws a tuning run of K configurations
     makes (a pruned or diverged draw is the worst)."""
-    stats = scope.stats().c
-    outcome = case((stats.diverged > 0, None), else_=stats.metric_mean)
-    chosen = [and_(scope.covers(stats), _within_budget(stats, max_state_multiple),
-                   _matching(stats, scope, where))]
-    if optimizers is not None:
-        chosen.append(stats.optimizer.in_(list(optimizers)))
-    found: dict[str, list[float | None]] = {}
-    with reading(target) as reader:
-        rows = reader.execute(
-            select(stats.optimizer, outcome)
-            .where(*chosen, or_(stats.metric_mean.is_not(None), stats.diverged > 0,
-                                stats.pruned > 0))
-            .order_by(stats.optimizer, stats.config_hash)
-        ).all()
-    for optimizer, mean in rows:
-        found.setdefault(optimizer, []).append(mean)
-    return found
+    found = config_outcome_spreads(target, scope, optimizers, max_state_multiple, where)
+    return {name: [config.outcome for config in configs] for name, configs in found.items()}
 
 
 def recommended_configs(

@@ -148,9 +148,8 @@
     return Math.max(...finite) / Math.min(...finite) > 1000 ? "logarithmic" : "linear";
   }
 
-  function lrChart(canvas, points, metric, direction) {
+  function lrChart(canvas, points, metric, direction, colour) {
     const names = Object.keys(points);
-    const colour = colourOf(names);
     const finite = names.flatMap((n) => points[n].filter((p) => p.mean !== null).map((p) => p.mean));
     const worst = finite.length ? (direction === "maximize" ? Math.min(...finite)
                                                            : Math.max(...finite)) : 0;
@@ -195,9 +194,8 @@
     });
   }
 
-  function curveChart(canvas, curves, metric) {
+  function curveChart(canvas, curves, metric, colour) {
     const names = Object.keys(curves);
-    const colour = colourOf(names);
     const datasets = [];
     const values = names.flatMap((n) => curves[n].flatMap((c) => c.values));
     for (const name of names) {
@@ -226,15 +224,84 @@
     });
   }
 
-  function drawCharts(points, curves, metric, direction) {
-    window.tunerCharts = {};
-    const lrCanvas = document.getElementById("lr-chart");
-    if (lrCanvas && typeof Chart !== "undefined") {
-      window.tunerCharts.lr = lrChart(lrCanvas, points || {}, metric, direction);
+  function trialsAxis(most) {
+    // k = 1..most trials: whole numbers; a log axis labelled 1, 2, 5, 10, ... above 20 trials.
+    const title = {display: true, text: "trials of tuning (k)"};
+    if (most <= 20) {
+      return {type: "linear", min: 1, max: Math.max(most, 2), title,
+              ticks: {stepSize: 1, precision: 0}};
     }
+    const round = (value) => {
+      const mantissa = value / Math.pow(10, Math.floor(Math.log10(value) + 1e-9));
+      return Math.abs(mantissa - Math.round(mantissa)) < 1e-6 &&
+        [1, 2, 5].includes(Math.round(mantissa)) ? String(value) : "";
+    };
+    return {type: "logarithmic", min: 1, max: most, title,
+            ticks: {callback: round, autoSkip: false}};
+  }
+
+  function budgetChart(canvas, curves, metric, colour) {
+    // Per optimizer three datasets: the interval's low and high edges (the band fills between
+    // them) and the expected best, the one line the legend and the tooltip show.
+    const datasets = [];
+    const values = curves.flatMap((c) => [...c.low, ...c.high]);
+    const points = (series) => series.map((value, i) => ({x: i + 1, y: value}));
+    for (const curve of curves) {
+      const edge = {borderWidth: 0, pointRadius: 0, pointHitRadius: 0, spanGaps: false,
+                    backgroundColor: colour(curve.optimizer) + "30", role: "band"};
+      datasets.push({...edge, label: curve.optimizer + " (5%)", data: points(curve.low),
+                     fill: false});
+      datasets.push({...edge, label: curve.optimizer + " (95%)", data: points(curve.high),
+                     fill: "-1"});
+      datasets.push({
+        label: curve.optimizer, role: "expected", curve, borderColor: colour(curve.optimizer),
+        backgroundColor: colour(curve.optimizer), borderWidth: 2, pointRadius: 2,
+        fill: false, data: points(curve.expected),
+      });
+    }
+    const most = Math.max(1, ...curves.map((c) => c.trials));
+    return new Chart(canvas, {
+      type: "line",
+      data: {datasets},
+      options: {
+        animation: false, maintainAspectRatio: false,
+        interaction: {mode: "index", intersect: false},  // every optimizer at the hovered k
+        scales: {x: trialsAxis(most), y: axis(axisType(values), "expected best " + metric)},
+        plugins: {
+          legend: {labels: {filter: (item, chart) =>
+            chart.datasets[item.datasetIndex].role === "expected"}},
+          tooltip: {
+            filter: (item) => item.dataset.role === "expected",
+            callbacks: {
+              title: () => "",
+              label: (item) => {
+                const curve = item.dataset.curve;
+                const k = item.dataIndex;
+                return curve.optimizer + ", " + (k + 1) + " trial" + (k === 0 ? "" : "s") + ": " +
+                  number(curve.expected[k]) + " (" + number(curve.low[k]) + " - " +
+                  number(curve.high[k]) + ")";
+              },
+            },
+          },
+        },
+      },
+    });
+  }
+
+  function drawCharts(points, curves, metric, direction, names, budgetCurves) {
+    // One colour per optimizer on every chart of the page: by its place among all the names.
+    const colour = colourOf(new Set([...(names || []), ...Object.keys(points || {}),
+                                     ...Object.keys(curves || {}),
+                                     ...(budgetCurves || []).map((c) => c.optimizer)]));
+    window.tunerCharts = {};
+    if (typeof Chart === "undefined") return;
+    const lrCanvas = document.getElementById("lr-chart");
+    if (lrCanvas) window.tunerCharts.lr = lrChart(lrCanvas, points || {}, metric, direction, colour);
     const curveCanvas = document.getElementById("curve-chart");
-    if (curveCanvas && typeof Chart !== "undefined") {
-      window.tunerCharts.curves = curveChart(curveCanvas, curves || {}, metric);
+    if (curveCanvas) window.tunerCharts.curves = curveChart(curveCanvas, curves || {}, metric, colour);
+    const budgetCanvas = document.getElementById("budget-chart");
+    if (budgetCanvas) {
+      window.tunerCharts.budget = budgetChart(budgetCanvas, budgetCurves || [], metric, colour);
     }
   }
 
@@ -295,8 +362,9 @@
     poll("/api/studies/" + encodeURIComponent(name), renderStudy, data.poll_seconds || 2);
     wireManage(name);
   } else if (page === "task" && data.ranking) {
-    drawCharts(data.lr_points, data.curves, data.ranking.metric, data.ranking.direction);
+    drawCharts(data.lr_points, data.curves, data.ranking.metric, data.ranking.direction,
+               data.ranking.optimizers.map((s) => s.optimizer), data.budget_curves);
   } else if (page === "compare") {
-    drawCharts(data.lr_points, data.curves, data.metric, data.direction);
+    drawCharts(data.lr_points, data.curves, data.metric, data.direction, data.all_optimizers);
   }
 })();
