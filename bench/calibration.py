@@ -408,7 +408,8 @@ def old_verdict(ranking: Any, url: str) -> Verdict:
     found, _ = tunings(contenders, summaries)
     if set(found) != {s.optimizer for s in ranked}:
         return Verdict(winner, None)
-    result = resample(found, ranking.direction, ranking.trials_compared, configurations=False)
+    result = resample(found, ranking.direction, ranking.trials_compared, configurations=False,
+                      predictive=False)
     intervals = {s.optimizer: result.ratio_intervals.get((s.optimizer, winner))
                  for s in ranked if s.optimizer != winner}
     means = {s.optimizer: s.mean for s in ranked}

@@ -202,10 +202,14 @@ def test_memory_budget_judges_each_configuration_by_its_measured_state(database_
 def test_minimize_tasks_rank_the_lowest_first(sqlite_url):
     store = open_store(sqlite_url)
     add_runs(store, LOSS_TASK, "adam", {"lr": 0.1}, [1e-4, 2e-4])
+    add_runs(store, LOSS_TASK, "adam", {"lr": 3.0}, [None, None])
     add_runs(store, LOSS_TASK, "sgd", {"lr": 0.05}, [1e-6, 1e-6])
     add_runs(store, LOSS_TASK, "sgd", {"lr": 0.2}, [None, None])
     ranking = best(LOSS_TASK, db=store)
+    # each has a good and a diverged configuration: a repeated study of two trials names sgd
+    # when it draws sgd's good one (2/3), adam when only adam's good one is drawn (2/9)
     assert [s.optimizer for s in ranking.optimizers] == ["sgd", "adam"]
+    assert ranking.optimizers[0].p_best == pytest.approx(2 / 3, abs=0.07)
     assert ranking.optimizers[1].gap == pytest.approx(1.5e-4 - 1e-6)
 
 

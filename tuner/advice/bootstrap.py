@@ -9,31 +9,40 @@ training seeds, the same trials per optimizer) that would name it.
 The statistic (pinned, so that two implementations give the same numbers): B =
 :data:`BOOTSTRAP_RESAMPLES` resamples from ``numpy.random.default_rng(BOOTSTRAP_SEED)``; the
 optimizers in name order, each drawing its seed noise, one ``(B, T)`` array of standard
-normals; then, for each number of trials asked for in increasing order, each optimizer in name
-order draws one ``(B,)`` array of uniforms that picks which of its configurations the resample
-drew (below). For one optimizer:
+normals, then its population weights, one ``(B, T)`` array of standard exponentials and one
+``(B,)`` array of gammas (below); then, for each number of trials asked for in increasing
+order, each optimizer in name order draws one ``(B,)`` array of uniforms that picks which of
+its configurations the resample drew. A resample is a *repeated study*: what another study of
+the same optimizers would find, given what this one measured. For one optimizer:
 
 1. **Its tuning.** The N configurations its tuning made under the ranking's protocol (those with
-   a result, the diverged and the pruned; failed ones carry no outcome and are left out). A
-   repeated study of k trials is k draws with replacement from them; k is the number of trials
-   compared at: by default the fewest any ranked optimizer has, so that an optimizer given more
-   trials is not favoured. Only the best drawn configuration matters, so the draws are not
-   made one by one: with its top T (:data:`RESAMPLED`) configurations by mean (a result, no
-   divergence) sorted by their redrawn values, the first of them that k draws include is at
-   position j with probability ``q_j * prod_{l<j} (1 - q_l)``, ``q_j = 1 - (1 - 1/(N - j))^k``
-   (given the first j were missed, the draws are uniform over the other N - j), sampled by
-   one uniform per resample. Past the top T, the resample drew none of them, with probability
-   ``((N - T)/N)^k``, and its best counts as the best of the rest (the next configuration's
-   mean, an upper bound, or the worst outcome when the rest were all pruned or diverged).
-2. **Its seeds.** A drawn configuration's value is ``mean + s / sqrt(n) * z``: ``s`` its own
+   a result, the diverged and the pruned; failed ones carry no outcome and are left out) stand
+   for the population its sampler draws from, known only through them: each resample weighs
+   them afresh (the Bayesian bootstrap, Rubin 1981: Dirichlet(1, ..., 1) weights, as
+   exponentials over their sum; the N - T configurations past the top share one gamma of shape
+   N - T), and the repeated study draws its k trials from them by those weights. k is the
+   number of trials compared at: by default the fewest any ranked optimizer has, so that an
+   optimizer given more trials is not favoured. Only the best drawn configuration matters, so
+   the draws are not made one by one: with its top T (:data:`RESAMPLED`) configurations by mean
+   (a result, no divergence) sorted by their redrawn values, the first j positions, of weights
+   summing to W_j, are all missed with probability ``(1 - W_j)^k``; the first position drawn
+   is sampled from that by one uniform per resample. Past the top T, the resample drew none of
+   them, and its best counts as the best of the rest (the next configuration's mean, an upper
+   bound, or the worst outcome when the rest were all pruned or diverged).
+2. **Its seeds.** A drawn configuration's value in the repeated study is ``mean + sqrt(2) * s /
+   sqrt(n) * z`` (:data:`PREDICTIVE`): its true mean is known only to within ``s / sqrt(n)``,
+   and the repeated study measures it with an error of its own of that size. ``s`` is its own
    standard deviation over its n >= 2 seeds, or for a one-seed configuration the optimizer's
    pooled within-configuration deviation (over its top configurations with two or more seeds;
    the task's pooled one when it has none). A pruned or diverged draw is the worst (minus
    infinity when maximising).
 3. **Its best** in the resample is its best drawn value, with that configuration's lr.
 
-Then ``P(best)`` of an optimizer is the share of resamples whose overall best is its own (a
-resample every optimizer of which drew only pruned or diverged configurations names nobody);
+Then ``P(best)`` of an optimizer is the share of resamples whose overall best is its own: the
+predictive probability that a repeated study names it (for two single configurations d apart,
+each of standard error se, ``Phi(d / (2 se))``, not the ``Phi(d / (sqrt(2) se))`` of the
+truth alone; a resample every optimizer of which drew only pruned or diverged configurations
+names nobody);
 ``beats[(a, b)]`` the share in which a's best beats b's (a tie with the winner: the winner
 beats it in fewer than :data:`CONFIDENT` of them); the lr ratio of two optimizers' best
 configurations has the 5%..95% quantiles of the re-picked lrs' ratio as its interval.
@@ -44,7 +53,7 @@ each optimizer's P(best) under one kind of luck (``p_best_seeds_only``,
 ``p_best_draws_only``). What would settle an unsettled ranking is read off the same resample
 with more of each, assuming further runs find what the measured ones did: more trials per
 optimizer in contention, k' on the grid ``k * (1.5, 2, 3, 4, 6, 8)`` (the draws of the
-resample); more seeds of each configuration, m in (1, 2, 4, 8, 16, 32) (standard errors
+resample); more seeds of each configuration, m in (1, 2, 4, ..., 64) (standard errors
 ``s / sqrt(n + m)``); or, when neither alone reaches :data:`CONFIDENT`, the first pair along
 both grids together that does (:func:`remedies`, B = :data:`REMEDY_RESAMPLES`).
 :func:`seeds_to_settle` keeps the closed form for two configurations: the winner is named
@@ -75,9 +84,12 @@ trials is computed from them when the rest cannot matter: :mod:`tuner.advice.bud
 RESAMPLED = 32
 """How many of them the resample redraws one by one; the others stand as one rest."""
 RATIO_QUANTILES = (0.05, 0.95)
+PREDICTIVE = math.sqrt(2.0)
+"""A repeated study's seed noise relative to the measured standard error: the truth is known
+only to within it, and the new study adds its own (two independent errors of that size)."""
 MORE_TRIALS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 """The multiples of the compared trials at which "how many more trials" is looked for."""
-MORE_SEEDS = (1, 2, 4, 8, 16, 32)
+MORE_SEEDS = (1, 2, 4, 8, 16, 32, 64)
 """The numbers of more seeds per configuration at which "how many more seeds" is looked for."""
 REMEDY_RESAMPLES = 400
 """Resamples behind each figure of what would settle a ranking (a rough amount)."""
@@ -148,36 +160,48 @@ def spread(std: float | None, seeds: int, pooled: float | None) -> float | None:
 
 
 class _Draws:
-    """The resample's random numbers for one optimizer, drawn once in the pinned order, and
-    each resample's configurations sorted by their redrawn values, best first."""
+    """The resample's random numbers for one optimizer, drawn once in the pinned order: its
+    configurations' seed noise, the population weights of each resample, and each resample's
+    configurations sorted by their redrawn values, best first."""
 
-    def __init__(self, tuning: Tuning, sign: float, rng: Any, resamples: int) -> None:
+    def __init__(self, tuning: Tuning, sign: float, rng: Any, resamples: int,
+                 predictive: bool = True) -> None:
         import numpy as np
 
         self.tuning = tuning
         self.top = len(tuning.configs)
+        self.draws = max(tuning.draws, self.top, 1)
         self.means = sign * np.array([c.mean for c in tuning.configs], dtype=float)
         self.errors = np.array([c.standard_error for c in tuning.configs], dtype=float)
         self.lrs = np.array([c.lr if c.lr is not None else np.nan for c in tuning.configs])
         self.noise = rng.standard_normal((resamples, self.top))
+        weights = rng.standard_exponential((resamples, self.top))
+        others = self.draws - self.top
+        rest = rng.gamma(others, size=resamples) if others > 0 else np.zeros(resamples)
+        self.weights = weights / (weights.sum(axis=1) + rest)[:, None]
+        if not predictive:  # equal weights: each configuration 1/N, as measured
+            self.weights = np.full((resamples, self.top), 1.0 / self.draws)
         self.rest = -np.inf if tuning.rest is None else sign * tuning.rest
-        noisy = self.means + self.errors * self.noise
-        self.order = np.argsort(-noisy, axis=1)
-        self.sorted = np.take_along_axis(noisy, self.order, axis=1)
+        scale = PREDICTIVE if predictive else 1.0
+        repeated = self.means + scale * self.errors * self.noise
+        self.order = np.argsort(-repeated, axis=1)
+        self.sorted = np.take_along_axis(repeated, self.order, axis=1)
         self.plain_order = np.argsort(-self.means, kind="stable")
 
-    def first_drawn(self, uniforms: Any, trials: int) -> Any:
-        """Per resample, the position (in its best-first order) of the best configuration that
-        ``trials`` draws with replacement include: given the first j were not drawn, the
-        draws are uniform over the other N - j, so position j is drawn with probability
-        ``1 - (1 - 1 / (N - j))^k``; ``top`` stands for the rest. One uniform per resample."""
+    def first_drawn(self, uniforms: Any, trials: int, seed_noise: bool) -> Any:
+        """Per resample, the position (in its best-first order: by redrawn values, or by
+        means without ``seed_noise``) of the best configuration that ``trials`` draws from the
+        resample's population include: the first j positions, of weights summing to W_j, are
+        all missed with probability ``(1 - W_j)^k``; position ``top`` stands for the rest.
+        One uniform per resample."""
         import numpy as np
 
-        n = max(self.tuning.draws, self.top, 1)
-        positions = np.arange(self.top)
-        drawn = 1.0 - (1.0 - 1.0 / (n - positions)) ** trials
-        missed = np.cumprod(1.0 - drawn)
-        return np.searchsorted(1.0 - missed, uniforms, side="right")
+        if seed_noise:
+            weights = np.take_along_axis(self.weights, self.order, axis=1)
+        else:
+            weights = self.weights[:, self.plain_order]
+        missed = np.clip(1.0 - np.cumsum(weights, axis=1), 0.0, 1.0) ** trials
+        return ((1.0 - missed) < uniforms[:, None]).sum(axis=1)
 
     def best(self, first: Any | None, seed_noise: bool) -> tuple[Any, Any]:
         """Each resample's best value and its lr; ``first`` (positions from
@@ -203,12 +227,16 @@ class _Draws:
         return best, lrs
 
     def selection_bias(self) -> float:
-        """Mean over resamples of the best noisy value less the picked configuration's mean."""
+        """Mean over resamples of the best value as measured (the seeds' noise once) less the
+        picked configuration's mean."""
         import numpy as np
 
         if not self.top:
             return 0.0
-        return float(np.mean(self.sorted[:, 0] - self.means[self.order[:, 0]]))
+        measured = self.means + self.errors * self.noise
+        picked = measured.argmax(axis=1)
+        rows = np.arange(measured.shape[0])
+        return float(np.mean(measured[rows, picked] - self.means[picked]))
 
 
 def _shares(best: Any) -> Any:
@@ -228,6 +256,7 @@ def resample(
     seed: int = BOOTSTRAP_SEED,
     configurations: bool = True,
     full: bool | Collection[int] = True,
+    predictive: bool = True,
 ) -> Resampled | dict[int, Resampled]:
     """The nested resample of the module docstring, at ``trials`` trials per optimizer (default:
     the fewest draws any optimizer made); for a sequence of trial counts, one
@@ -235,7 +264,10 @@ def resample(
     ``configurations=False`` leaves the draws out (every configuration once, as measured):
     the seeds-only resample, for comparison; ``full=False`` computes P(best) alone, and a
     collection of trial counts computes the rest (ties, lr intervals, the luck alone, the
-    winner's curse) at those only."""
+    winner's curse) at those only. ``predictive=False`` is the resample the advice made before
+    it predicted repeated studies: each value redrawn with its standard error once, the
+    configurations equally weighted (with ``configurations=False``: the seeds-only resample of
+    earlier versions, for comparison)."""
     import numpy as np
 
     names = sorted(name for name, tuning in tunings.items() if tuning.draws > 0)
@@ -247,20 +279,21 @@ def resample(
         empty = {k: Resampled({}, {}, resamples, {}, trials=k) for k in asked}
         return empty if many else empty[asked[0]]
     rng = np.random.default_rng(seed)
-    draws = [_Draws(tunings[name], sign, rng, resamples) for name in names]
-    counts = {k: [d.first_drawn(rng.random(resamples), k) for d in draws] for k in asked}
+    draws = [_Draws(tunings[name], sign, rng, resamples, predictive) for name in names]
+    uniforms = {k: [rng.random(resamples) for _ in draws] for k in asked}
 
     found = {}
     for k in asked:
-        pairs = [d.best(c if configurations else None, True)
-                 for d, c in zip(draws, counts[k], strict=True)]
+        pairs = [d.best(d.first_drawn(u, k, True) if configurations else None, True)
+                 for d, u in zip(draws, uniforms[k], strict=True)]
         best = np.column_stack([value for value, _ in pairs])
         lrs = np.column_stack([lr for _, lr in pairs])
         detailed = full is True or (full is not False and k in full)
         found[k] = _summary(names, best, lrs, resamples, k, detailed)
         if detailed:
             drawn_only = _shares(np.column_stack(
-                [d.best(c, False)[0] for d, c in zip(draws, counts[k], strict=True)]))
+                [d.best(d.first_drawn(u, k, False), False)[0]
+                 for d, u in zip(draws, uniforms[k], strict=True)]))
             found[k].p_best_draws_only = dict(zip(names, map(float, drawn_only), strict=True))
     if full is not False:
         seeds_only = _shares(np.column_stack([d.best(None, True)[0] for d in draws]))
