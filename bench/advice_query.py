@@ -44,7 +44,7 @@ OPTIMIZERS_PER_STUDY = 5
 
 def generate(path: Path, total: int, rng: random.Random) -> int:
     """Write about ``total`` runs into a fresh store at ``path``; returns the row count."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
     from tuner.store import TaskRecord, config_hash, open_store, params_hash, record_task
     from tuner.store.config_key import protocol_hash, protocol_key
 

@@ -36,7 +36,7 @@ def run_once(folder: Path, task: str, trials: int, batch: int, budget: int | Non
 
     from tuner.driver import create, run_study
     from tuner.store import Run, open_store
-    from tuner.studyfile import RangeOverride, resolve
+    from tuner.study.spec import RangeOverride, resolve
 
     url = f"sqlite:///{folder / f'{tag}.db'}"
     spec = resolve({

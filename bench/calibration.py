@@ -184,7 +184,7 @@ def study_settings(case: Case, name: str, trials: int, seeds: int, sampler_seed:
 
 def first_seed_supported() -> bool:
     """Whether a study can start its training seeds elsewhere than 0 (``first_seed``)."""
-    from tuner.studyfile import STUDY_KEYS
+    from tuner.study.spec import STUDY_KEYS
 
     return "first_seed" in STUDY_KEYS
 
@@ -257,9 +257,9 @@ def run_recorded(settings: dict, seeds: list[int], url: str) -> None:
     from tuner.driver.context import study_space
     from tuner.driver.create import initial_configs
     from tuner.driver.policy import choices_to_spread, plan_slot
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
     from tuner.store import TaskRecord, open_store, record_task
-    from tuner.studyfile import resolve
+    from tuner.study.spec import resolve
 
     spec = resolve(settings)
     spec = replace(spec, initial_configs=initial_configs(spec, None))
@@ -294,16 +294,16 @@ def train_configuration(store: Any, task: Any, plugin: Any, params: dict, seeds:
     """Train one configuration on each seed in turn, recording every run, and end as the
     driver ends a trial (:func:`tuner.driver.policy.outcome_after`)."""
     from tuner.driver.policy import outcome_after
+    from tuner.driver.trial import study_protocol
     from tuner.store import record_run
-    from tuner.study_training import run_protocol
-    from tuner.training import train
+    from tuner.training.loop import train
 
     finals: list[float] = []
     for index, seed in enumerate(seeds):
         result = train(task, plugin, params, seed, budget=spec.budget)
         record_run(store, None, result, plugin_version=plugin.version or None,
                    space_hash=space.fingerprint(),
-                   protocol=run_protocol({}, result.options or {}, spec.budget))
+                   protocol=study_protocol({}, result.options or {}, spec.budget))
         outcome = outcome_after(result.status, result.final_metric, finals,
                                 index + 1 == len(seeds))
         if outcome is not None:

@@ -14,6 +14,12 @@ Prints each median, the ratio best / baseline (target <= 1.5x) and which heavy m
 
     python bench/cli_startup.py                 # 15 alternating rounds
     python bench/cli_startup.py --rounds 31
+    python bench/cli_startup.py --against REV   # also REV's tuner, side by side (target <= 1.05x)
+
+``--against REV`` takes ``tuner/`` of the git revision REV (``git archive``) into the temporary
+folder and times its ``tuner best`` and ``tuner --help`` in the same alternating rounds (through
+``PYTHONPATH``, with the same interpreter and packages), so a change to the code is measured
+against the code before it under the same load.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ try:
 finally:
     heavy = sorted({m.split(".")[0] for m in sys.modules
                     if m.split(".")[0] in ("torch", "optuna", "tuner_plugins", "matplotlib")
-                    or m == "tuner.plugins"})
+                    or m == "tuner.plugin.registry"})
     open(sys.argv[1], "w").write(json.dumps(heavy))
 """
 
@@ -52,7 +58,7 @@ def build(path: Path) -> str:
     import random
 
     from tuner.store import TaskRecord, open_store, record_run, record_task
-    from tuner.training import RunResult
+    from tuner.training.loop import RunResult
 
     url = f"sqlite:///{path}"
     rng = random.Random(0)
@@ -87,9 +93,22 @@ def timed(command: list[str], environment: dict[str, str]) -> float:
     return elapsed
 
 
+def checkout(revision: str, folder: Path) -> Path:
+    """``tuner/`` of git ``revision``, unpacked under ``folder``; returns the folder to put on
+    PYTHONPATH."""
+    root = Path(__file__).resolve().parents[1]
+    target = folder / "before"
+    target.mkdir()
+    archive = subprocess.run(["git", "-C", str(root), "archive", revision, "tuner"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--against", metavar="REV", help="also time tuner/ of this git revision")
     arguments = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="tuner-cli-startup-"))
@@ -97,7 +116,12 @@ def main() -> None:
         url = build(folder / "tuner.db")
         environment = {**os.environ, "XDG_DATA_HOME": str(folder)}
         environment.pop("TUNER_DB", None)
-        tuner = tuner_command()
+        before_environment = None
+        if arguments.against:
+            before = checkout(arguments.against, folder)
+            before_environment = {**environment, "PYTHONPATH": str(before)}
+            environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+        tuner = [sys.executable, "-m", "tuner"] if arguments.against else tuner_command()
         best = [*tuner, "best", "--task", TASK, "--db", url]
         baseline = [sys.executable, "-c", BASELINE]
         helping = [*tuner, "--help"]
@@ -108,10 +132,16 @@ def main() -> None:
         for command in (best, baseline, helping):  # warm the page cache once
             timed(command, environment)
         times: dict[str, list[float]] = {"best": [], "baseline": [], "help": []}
+        if before_environment is not None:
+            times.update({"best before": [], "help before": []})
+            timed(best, before_environment)
         for _ in range(arguments.rounds):
             times["best"].append(timed(best, environment))
             times["baseline"].append(timed(baseline, environment))
             times["help"].append(timed(helping, environment))
+            if before_environment is not None:
+                times["best before"].append(timed(best, before_environment))
+                times["help before"].append(timed(helping, before_environment))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -129,6 +159,12 @@ def main() -> None:
     print(f"ratio best / baseline: {ratio:.2f}x; target <= 1.5x: "
           f"{'met' if ratio <= 1.5 else 'NOT met'}")
     print(f"heavy modules imported by tuner best: {', '.join(heavy) if heavy else 'none'}")
+    if arguments.against:
+        for name in ("best", "help"):
+            ratio = medians[name] / medians[f"{name} before"]
+            print(f"tuner {'best' if name == 'best' else '--help'}: {medians[name]:.0f} ms now, "
+                  f"{medians[name + ' before']:.0f} ms at {arguments.against}: {ratio:.3f}x; "
+                  f"target <= 1.05x: {'met' if ratio <= 1.05 else 'NOT met'}")
 
 
 if __name__ == "__main__":

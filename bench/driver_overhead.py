@@ -32,7 +32,7 @@ TASK = "digits-mlp"
 
 
 def study_spec(name: str, trials: int, seeds: int, budget: int, optimizer: str) -> Any:
-    from tuner.studyfile import resolve
+    from tuner.study.spec import resolve
 
     return resolve({
         "name": name, "task": TASK, "optimizers": optimizer, "trials": trials, "seeds": seeds,
@@ -82,7 +82,7 @@ def configurations(url: str) -> list[dict]:
 
 def bare_run(configs: list[dict], seeds: int, budget: int, optimizer: str) -> tuple[float, list]:
     """(seconds, the RunResults) of training the configurations in a plain loop."""
-    from tuner.training import train
+    from tuner.training.loop import train
 
     results = []
     started = time.perf_counter()
@@ -117,7 +117,7 @@ def tuner_writes_alone(url: str, name: str, configs: list[dict], results: list,
                        optimizer: str) -> float:
     """Seconds per trial of tuner's own writes as the driver makes them: the claim row, one
     transaction per run (run + curve; the last one also closes the trial)."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
     from tuner.store import open_store
     from tuner.store.claims import insert_claim, record_and_close
     from tuner.store.models import utcnow
@@ -209,8 +209,8 @@ def main() -> None:
     import optuna
     import torch
 
-    from tuner.plugins import get_registry
-    from tuner.training import train
+    from tuner.plugin.registry import get_registry
+    from tuner.training.loop import train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from tuner.plugins import get_registry
+from tuner.plugin.registry import get_registry
 
 OURS = [
     ("lion", {}),

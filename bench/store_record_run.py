@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 def make_result(seed: int, points: int):
-    from tuner.training import CurvePoint, RunResult
+    from tuner.training.loop import CurvePoint, RunResult
 
     return RunResult(
         task="quadratic", optimizer="adamw", params={"lr": 1e-3, "weight_decay": 0.01},

@@ -41,7 +41,7 @@ def val_accuracy(model: torch.nn.Module, val_x: torch.Tensor, val_y: torch.Tenso
 
 def bare_loop(seed: int, budget: int, eval_every: int, batch_size: int) -> float:
     """The same training as ``train("digits-mlp", "adam", seed=seed)``, written out by hand."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     task = get_registry().task("digits-mlp")
     plugin = get_registry().optimizer("adam")
@@ -84,7 +84,7 @@ class Digits(torch.utils.data.Dataset):
 
 
 def digits_split(seed: int) -> tuple[Digits, tuple[torch.Tensor, torch.Tensor]]:
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     torch.manual_seed(seed)
     problem = get_registry().task("digits-mlp").build(seed, torch.device("cpu"))
@@ -98,7 +98,7 @@ def _mlp() -> torch.nn.Module:
 
 def dataset_task(budget: int, eval_every: int, batch_size: int):
     """digits-mlp's model and split, fed through a Dataset."""
-    from tuner.task import from_function
+    from tuner.task.builders import from_function
 
     def build(seed: int):
         train, val = digits_split(seed)
@@ -129,7 +129,7 @@ class SeededOrder(torch.utils.data.Sampler):
 
 def bare_dataloader_loop(seed: int, budget: int, eval_every: int, batch_size: int) -> float:
     """The Dataset task's training written out over a plain DataLoader."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     train, (val_x, val_y) = digits_split(seed)
     torch.manual_seed(seed)
@@ -195,8 +195,8 @@ def main() -> None:
     parser.add_argument("--task-repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from tuner.plugins import get_registry
-    from tuner.training import train
+    from tuner.plugin.registry import get_registry
+    from tuner.training.loop import train
 
     torch.set_num_threads(args.threads)
     task = get_registry().task("digits-mlp")

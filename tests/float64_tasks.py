@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tuner.task import Problem, Task
+from tuner.task.contract import Problem, Task
 
 
 def _double(tensors: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -26,7 +26,7 @@ from tuner.advice import (
     warm_start,
 )
 from tuner.cli import cli
-from tuner.plugins import get_registry
+from tuner.plugin.registry import get_registry
 from tuner.store import (
     RESULT_OPTIONS,
     TaskRecord,
@@ -38,7 +38,7 @@ from tuner.store import (
     start_trial,
 )
 from tuner.store.config_key import protocol_key
-from tuner.training import RunResult
+from tuner.training.loop import RunResult
 
 ACCURACY_TASK = "digits-mlp"  # val_accuracy, maximize
 LOSS_TASK = "quadratic"  # loss, minimize

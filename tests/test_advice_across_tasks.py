@@ -13,7 +13,7 @@ from tuner.advice import compare
 from tuner.advice.comparison import PROFILE_TAUS, tuned_against_defaults
 from tuner.cli import cli
 from tuner.store import TaskRecord, create_study, open_store, record_run, record_task, start_trial
-from tuner.training import RunResult
+from tuner.training.loop import RunResult
 
 ACCURACY = TaskRecord("digits-mlp", "vision", "val_accuracy", "maximize", 0.95)
 LOSS = TaskRecord("quadratic", "analytic", "loss", "minimize", 1e-2)
@@ -149,7 +149,7 @@ def test_compare_cli_prints_mean_ranks_profile_and_the_crowded_valley_lines(thre
 
 
 def test_the_report_has_an_across_tasks_section(three_tasks, tmp_path):
-    from tuner.report import write_report
+    from tuner.report.write import write_report
 
     report = write_report("digits-mlp", tmp_path / "report", db=three_tasks)
     page = report.index.read_text(encoding="utf-8")

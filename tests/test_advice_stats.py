@@ -25,7 +25,7 @@ from tuner.store import (
     record_task,
     start_trial,
 )
-from tuner.training import RunResult
+from tuner.training.loop import RunResult
 
 ACCURACY = TaskRecord("digits-mlp", "vision", "val_accuracy", "maximize", 0.95)
 LOSS = TaskRecord("quadratic", "analytic", "loss", "minimize", 1e-2)
@@ -269,7 +269,7 @@ def test_defaults_against_tuning(store):
 
 
 def test_the_report_shows_probabilities_ratios_pareto_and_defaults(store, tmp_path):
-    from tuner.report import write_report
+    from tuner.report.write import write_report
 
     add_runs(store, ACCURACY, "adamw", {"lr": 1e-3}, [0.96, 0.96], origin="recommended")
     add_runs(store, ACCURACY, "adamw", {"lr": 2e-3}, [0.97, 0.971, 0.972])

@@ -22,7 +22,7 @@ from tuner.advice.widths import (
 )
 from tuner.cli import cli
 from tuner.store import TaskRecord, open_store, record_run, record_task
-from tuner.training import RunResult
+from tuner.training.loop import RunResult
 
 BASE = "mlp"
 DEFAULT_WIDTH = 128

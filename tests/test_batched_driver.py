@@ -23,7 +23,7 @@ from tuner.store.config_key import config_hash
 from tuner.store.queries import Scope, config_runs
 from tuner.store.records import record_run
 from tuner.store.studies import get_study
-from tuner.training import RunResult, train
+from tuner.training.loop import RunResult, train
 
 # digits-mlp for 2 epochs: a run takes tens of milliseconds; weight decay fixed at 0 so that
 # every sampled adam configuration has the same active parameters (one batch signature).

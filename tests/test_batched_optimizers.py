@@ -24,16 +24,16 @@ import pytest
 import torch
 
 from tuner import testing
-from tuner.batched.optimizers import (
+from tuner.errors import TunerError
+from tuner.plugin.optimizer import eval_mode, optimizer_state_bytes, train_mode
+from tuner.plugin.registry import get_registry
+from tuner.plugin.space import Categorical, Float, Int
+from tuner.training.batched.optimizers import (
     BatchedError,
     BatchedOptimizer,
     batch_signature,
     stack_hyperparams,
 )
-from tuner.errors import TunerError
-from tuner.optimizer import eval_mode, optimizer_state_bytes, train_mode
-from tuner.plugins import get_registry
-from tuner.space import Categorical, Float, Int
 
 TOLERANCE = 1e-5
 """rtol of every family's batched step against its unbatched optimizer (measured: 0.0); see the
@@ -313,7 +313,7 @@ def test_parameters_stepped_in_blocks_of_configurations_match_too(name, variant)
     """A parameter above CPU_BLOCK_ELEMENTS per block is stepped a few configurations at a
     time on CPU; each configuration still steps as alone (RMSprop here mixes momentum 0 and
     > 0, Tiger's guard fires for one configuration)."""
-    from tuner.batched.optimizers import CPU_BLOCK_ELEMENTS
+    from tuner.training.batched.optimizers import CPU_BLOCK_ELEMENTS
 
     shapes = [(CPU_BLOCK_ELEMENTS // 2 - 7,), (3,)]  # two configurations per block
     configs = _configs(_plugin(name), variant)
@@ -383,7 +383,7 @@ def test_elementwise_steps_where_no_fused_kernel_is_used_follow_torchs_single_te
 ):
     """Off the fused kernels' devices the fused classes take the elementwise batched step;
     checked here, on CPU, against torch's single-tensor implementation."""
-    from tuner.batched.torch_optim import batched_torch_optimizer
+    from tuner.training.batched.torch_optim import batched_torch_optimizer
     from tuner_plugins.optimizers.torch_optim import torch_kwargs
 
     plugin = _plugin(name)

@@ -1,9 +1,10 @@
 """The batched training loop: K configurations trained at once give the K unbatched runs.
 
-Each check trains the same configurations batched (:func:`tuner.batched.training.train_batched`)
-and one by one (:func:`tuner.training.train`) on digits-mlp and compares them: the parameters
-after 20 steps (read by a task whose ``evaluate`` keeps a copy of the model it is given, which
-the batched loop fills from each configuration's slice), the curves, and the results' fields.
+Each check trains the same configurations batched
+(:func:`tuner.training.batched.training.train_batched`) and one by one
+(:func:`tuner.training.train`) on digits-mlp and compares them: the parameters after 20 steps (read
+by a task whose ``evaluate`` keeps a copy of the model it is given, which the batched loop fills
+from each configuration's slice), the curves, and the results' fields.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tuner.batched.training import train_batched
-from tuner.plugins import get_registry
-from tuner.task import Problem
-from tuner.training import make_options, train
+from tuner.plugin.registry import get_registry
+from tuner.task.contract import Problem
+from tuner.training.batched.training import train_batched
+from tuner.training.loop import train
+from tuner.training.options import make_options
 from tuner_plugins.tasks._digits import VALIDATION_SIZE
 from tuner_plugins.tasks.digits_mlp import DigitsMLP
 
@@ -223,7 +225,7 @@ class Branching(DigitsMLP):
 
 
 def test_what_cannot_be_batched_runs_one_by_one_with_one_note(caplog):
-    caplog.set_level(logging.WARNING, logger="tuner.batched.training")
+    caplog.set_level(logging.WARNING, logger="tuner.training.batched.training")
     registry = get_registry()
     options = make_options(budget=6, eval_every=3, threads=1)
     # A task that declares itself unbatchable (torch's embedding bag has no vmap rule).

@@ -15,11 +15,11 @@ from test_advice import ACCURACY_TASK, add_runs
 from tuner.advice import rank_task
 from tuner.advice.budgets import (
     budget_curves,
-    curves_of,
     expected_best_curve,
     expected_best_of,
     seed_errors,
 )
+from tuner.advice.curves import curves_of
 from tuner.cli import cli
 from tuner.store import open_store
 from tuner.store.queries import config_outcome_spreads

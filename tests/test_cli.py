@@ -8,9 +8,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from tuner import __version__, hookspecs
+from tuner import __version__
 from tuner.cli import cli
 from tuner.errors import TunerError, describe_exception, first_line
+from tuner.plugin import hookspecs
 
 
 def test_help_does_not_import_heavy_modules():

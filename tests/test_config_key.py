@@ -20,7 +20,8 @@ from tuner.store import (
     training_options,
 )
 from tuner.store.database import migrations_directory
-from tuner.training import RunResult, TrainOptions
+from tuner.training.loop import RunResult
+from tuner.training.options import TrainOptions
 
 PARAMS = {"lr": 1e-3, "beta1": 0.9}
 

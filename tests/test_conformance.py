@@ -13,7 +13,7 @@ import math
 import pytest
 
 from tuner import testing
-from tuner.plugins import get_registry
+from tuner.plugin.registry import get_registry
 
 
 def _names() -> list[str]:

@@ -14,9 +14,9 @@ import torch
 
 import tuner
 from tuner import testing
-from tuner.optimizer import eval_mode, optimizer_state_bytes, train_mode
-from tuner.plugins import get_registry
-from tuner.space import SpaceError
+from tuner.plugin.optimizer import eval_mode, optimizer_state_bytes, train_mode
+from tuner.plugin.registry import get_registry
+from tuner.plugin.space import SpaceError
 from tuner_plugins.optimizers import _blocks
 from tuner_plugins.optimizers.lion import Lion, Tiger
 from tuner_plugins.optimizers.lookahead import Lookahead

@@ -20,11 +20,11 @@ from tuner.driver import (
 )
 from tuner.driver.grid import grid_points
 from tuner.driver.optuna_adapter import make_sampler
-from tuner.plugins import get_registry
-from tuner.space import Categorical, Float, SearchSpace
+from tuner.plugin.registry import get_registry
+from tuner.plugin.space import Categorical, Float, SearchSpace
 from tuner.store import Run, Study, Trial, open_store
 from tuner.store.studies import get_study
-from tuner.studyfile import StudyFileError, StudySpec, parse_range_flag, resolve
+from tuner.study.spec import StudyFileError, StudySpec, parse_range_flag, resolve
 
 TINY = {"task": "quadratic", "budget": 20}
 

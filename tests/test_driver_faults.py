@@ -63,7 +63,7 @@ def test_racing_workers_never_train_one_configuration_in_two_slots(database_url:
 def test_a_slot_that_keeps_failing_is_reported_and_fails_the_run(sqlite_url: str):
     """A task whose training always raises: its slot is given up after 3 failed attempts,
     `study show` says so with the error, and `study run` exits 1 instead of "finished"."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
     from tuner_plugins.tasks.quadratic import Quadratic
 
     class Broken(Quadratic):

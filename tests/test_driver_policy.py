@@ -17,9 +17,9 @@ from tuner.driver.policy import (
     plan_slot,
     settled,
 )
-from tuner.space import Categorical, Float, SearchSpace
+from tuner.plugin.space import Categorical, Float, SearchSpace
 from tuner.store.studies import MAX_ATTEMPTS, MAX_FAILED_ATTEMPTS, slot_given_up
-from tuner.studyfile import StudySpec
+from tuner.study.spec import StudySpec
 
 
 def spec(**changes) -> StudySpec:

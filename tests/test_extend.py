@@ -362,7 +362,7 @@ def test_a_round_gives_the_optimizers_in_contention_what_would_settle_it_within_
 
     from tuner.advice import Certainty
     from tuner.driver.extend import new_seeds, plan_round
-    from tuner.studyfile import StudySpec
+    from tuner.study.spec import StudySpec
 
     spec = StudySpec(name="s", task="t", optimizers=["a", "b", "c"], trials=4, seeds=2,
                      extra_trials={"a": 2})

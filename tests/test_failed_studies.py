@@ -161,7 +161,7 @@ def test_python_api_retries_given_up_slots(tmp_path: Path, database_url: str, mo
     """``Study.run(retry_given_up=True)``: the report lists the reopened slots."""
     import tuner
     from tuner.study_api import StudyRunError
-    from tuner.task_reference import ALLOW_CHANGED_ENV
+    from tuner.task.reference import ALLOW_CHANGED_ENV
 
     monkeypatch.delenv(ALLOW_CHANGED_ENV, raising=False)
     path = write_task(tmp_path, f"blobs-api-{dialect(database_url)}")
@@ -222,7 +222,7 @@ def test_a_task_whose_loss_is_nan_from_the_start_is_reported_as_broken(
         f"db = {sqlite_url!r}\n"
         "answers = [advise('nan-blobs', db=db).text, best('nan-blobs', db=db).task_problem,\n"
         "           current_status(db, 'nan').task_problem]\n"
-        "heavy = [m for m in ('torch', 'optuna', 'tuner_plugins', 'tuner.plugins')\n"
+        "heavy = [m for m in ('torch', 'optuna', 'tuner_plugins', 'tuner.plugin.registry')\n"
         "         if m in sys.modules]\n"
         "print(all(answers), heavy)\n"
     )

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from tuner.cli import cli
-from tuner.lr_find import LrFindError, lr_schedule, range_test, smooth_losses, suggest_lr
+from tuner.training.lr_find import LrFindError, lr_schedule, range_test, smooth_losses, suggest_lr
 
 
 def invoke(*args: str):
@@ -88,7 +88,7 @@ def test_lr_find_bad_input_is_one_line(tmp_path):
 
 def recording_task(name: str = "digits-mlp"):
     """The registered task, recording the inputs of every batch its loss is given."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     class Recording(type(get_registry().task(name))):
         def __init__(self) -> None:
@@ -105,8 +105,8 @@ def recording_task(name: str = "digits-mlp"):
 def test_lr_find_sees_the_batches_a_training_run_sees(batch_size):
     import torch
 
-    from tuner.lr_find import lr_find
-    from tuner.training import train
+    from tuner.training.loop import train
+    from tuner.training.lr_find import lr_find
 
     k = 40  # more than one epoch of digits-mlp at batch size 32 (1,078 examples / 32 = 33)
     ranged, trained, other_seed = recording_task(), recording_task(), recording_task()
@@ -121,9 +121,9 @@ def test_lr_find_sees_the_batches_a_training_run_sees(batch_size):
 
 
 def test_lr_find_keeps_what_is_not_given_at_the_recommended_values():
-    from tuner.lr_find import lr_find
-    from tuner.plugins import get_registry
-    from tuner.space import SpaceError
+    from tuner.plugin.registry import get_registry
+    from tuner.plugin.space import SpaceError
+    from tuner.training.lr_find import lr_find
 
     recommended = get_registry().optimizer("momentum").space.recommended()
     found = lr_find("logreg", "momentum", start=1e-4, end=1e-2, steps=5, device="cpu",

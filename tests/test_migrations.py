@@ -405,7 +405,7 @@ def test_a_populated_0005_store_upgrades_to_0006_keeping_runs_stats_and_advice(d
     from tuner.advice import best
     from tuner.store import config_hash, get_task, record_run
     from tuner.store.queries import Scope, recommended_configs
-    from tuner.training import RunResult
+    from tuner.training.loop import RunResult
 
     populated_at_0005(database_url)
     before = _runs_curves_and_stats(database_url)

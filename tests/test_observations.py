@@ -12,7 +12,7 @@ from sqlalchemy import select
 from tuner.store import TaskRecord, open_store, record_run, record_task
 from tuner.store.models import ConfigStats, Protocol, Run, SeedStats
 from tuner.store.observations import whole_store_config_stats
-from tuner.training import RunResult
+from tuner.training.loop import RunResult
 
 TASK = TaskRecord("digits-mlp", "vision", "val_accuracy", "maximize", 0.95)
 COLUMNS = ("runs", "complete", "diverged", "pruned", "failed", "metric_count", "metric_sum",

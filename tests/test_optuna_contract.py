@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tuner.driver import optuna_adapter
-from tuner.space import Categorical, Float, SearchSpace
+from tuner.plugin.space import Categorical, Float, SearchSpace
 from tuner.store import open_store
 
 SPACE = SearchSpace([

@@ -86,7 +86,7 @@ def sqlite_rows(url: str, query: str) -> list[tuple]:
 
 @pytest.mark.parametrize("attribute", ["Blobs", "blobs", "make_blobs"])
 def test_reference_forms_load_the_task(tmp_path: Path, attribute: str):
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     name = "forms-" + {"Blobs": "class", "blobs": "instance", "make_blobs": "function"}[attribute]
     path = write_task(tmp_path, name)
@@ -226,7 +226,7 @@ def test_a_name_held_in_the_store_by_other_code_is_refused(tmp_path: Path, sqlit
     assert invoke("study", "create", "one", "--task", f"{first}:Blobs", "--optimizers", "adam",
                   "--trials", "1", "--seeds", "1", "--db", sqlite_url).exit_code == 0
     second = write_task(tmp_path / "b", "held-blobs")
-    from tuner import task_reference
+    from tuner.task import reference as task_reference
 
     task_reference._loaded.clear()  # another process: the first file was never loaded there
     refused = invoke("study", "create", "two", "--task", f"{second}:Blobs", "--optimizers",
@@ -265,7 +265,7 @@ def blob_data():
 def builder_task(name: str, datasets: list[CountingDataset] | None = None):
     import torch
 
-    from tuner.task import from_function
+    from tuner.task.builders import from_function
 
     def build(seed):
         x, y = blob_data()
@@ -281,7 +281,7 @@ def builder_task(name: str, datasets: list[CountingDataset] | None = None):
 
 
 def test_builder_and_dataset_task_same_seed_same_run_and_batches_read_lazily():
-    from tuner.training import train
+    from tuner.training.loop import train
 
     tensors = builder_task("builder-tensors")
     datasets: list[CountingDataset] = []
@@ -306,8 +306,8 @@ def test_builder_and_dataset_task_same_seed_same_run_and_batches_read_lazily():
 
 
 def test_builder_checks_what_build_returns():
-    from tuner.task import from_function
-    from tuner.training import train
+    from tuner.task.builders import from_function
+    from tuner.training.loop import train
 
     task = from_function(name="builder-bad", build=lambda seed: "model", budget=5)
     result = train(task, "sgd", {"lr": 0.1}, 0)
@@ -333,7 +333,7 @@ def test_example_own_model_study_with_two_workers_then_advice(tmp_path: Path, sq
 
 def test_python_study_api(tmp_path: Path, sqlite_url: str):
     import tuner
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     path = write_task(tmp_path, "api-blobs")
     task = get_registry().task(f"{path}:blobs")  # an object workers can rebuild
@@ -387,7 +387,7 @@ from torch import nn
 
 import tuner
 from tuner.errors import TunerError
-from tuner.task import from_function
+from tuner.task.builders import from_function
 
 
 def build(seed):
@@ -451,8 +451,8 @@ def test_a_script_that_loads_itself_at_import_is_told_to_guard_it(tmp_path: Path
 
 def test_a_task_without_a_kind_is_no_kind_and_gets_no_kind_preset(tmp_path: Path,
                                                                    sqlite_url: str):
-    from tuner.plugins import get_registry
-    from tuner.reference import TaskReferenceError
+    from tuner.plugin.registry import get_registry
+    from tuner.task.loading import TaskReferenceError
 
     path = tmp_path / "kinds.py"
     path.write_text(SCRIPT_TASK + textwrap.dedent('''
@@ -495,7 +495,7 @@ from pathlib import Path
 Path(__file__).with_name("imported").write_text("the file ran")  # a hint must not import it
 
 import tuner.task as T
-from tuner.task import from_function
+from tuner.task.builders import from_function
 
 
 def build(seed):
@@ -559,7 +559,8 @@ def test_a_module_named_without_its_task_is_answered_without_importing_it(
 CANDIDATES_SOURCE = '''
 import tuner
 import tuner.task as T
-from tuner.task import Task, from_function
+from tuner.task.contract import Task
+from tuner.task.builders import from_function
 
 
 class Base(T.Task):
@@ -594,7 +595,7 @@ number = 3
 
 
 def test_task_candidates_are_read_from_the_source(tmp_path: Path):
-    from tuner.task_hints import task_candidates
+    from tuner.task.hints import task_candidates
 
     path = tmp_path / "many.py"
     path.write_text(CANDIDATES_SOURCE)

@@ -15,13 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from tuner.cli import cli
-from tuner.optimizer import OptimizerPlugin
-from tuner.plots import PlotError, Setting, parse_setting, plot_curves, plot_trajectories
-from tuner.plugins import get_registry
-from tuner.space import Float, SpaceError
+from tuner.plugin.optimizer import OptimizerPlugin
+from tuner.plugin.registry import get_registry
+from tuner.plugin.space import Float, SpaceError
+from tuner.report.plots import PlotError, Setting, parse_setting, plot_curves, plot_trajectories
 from tuner.store import open_store
 from tuner.store.studies import get_study, study_status
-from tuner.studyfile import load_study_file, parse_range_flag, resolve
+from tuner.study.spec import load_study_file, parse_range_flag, resolve
 
 SEVEN = [
     "sgd:lr=0.1", "sgd:lr=0.01", "momentum:lr=0.01", "nesterov:lr=0.01", "adagrad:lr=0.1",

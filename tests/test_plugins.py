@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuner import plugins
+from tuner.plugin import registry as plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "tuner-example-plugin"
@@ -98,8 +98,8 @@ BROKEN = {
     "range": (
         """
         import torch, tuner
-        from tuner.optimizer import OptimizerPlugin
-        from tuner.space import Float
+        from tuner.plugin.optimizer import OptimizerPlugin
+        from tuner.plugin.space import Float
 
         @tuner.hookimpl
         def register_optimizers(register):
@@ -124,7 +124,7 @@ BROKEN = {
     "duplicate": (
         """
         import torch, tuner
-        from tuner.optimizer import OptimizerPlugin
+        from tuner.plugin.optimizer import OptimizerPlugin
 
         @tuner.hookimpl
         def register_optimizers(register):

@@ -29,7 +29,7 @@ from tuner.store import (
     record_task,
     schema_state,
 )
-from tuner.training import CurvePoint, RunResult
+from tuner.training.loop import CurvePoint, RunResult
 
 TASK = TaskRecord("my-model", "vision", "val_accuracy", "maximize", 0.9)
 READ_COMMANDS = [
@@ -249,7 +249,7 @@ def test_read_commands_import_no_torch_optuna_or_plugins(command, tmp_path):
     assert result.returncode == 0, result.stderr
     loaded = json.loads(listing.read_text())
     assert "tuner.store" in loaded  # it did read the store
-    heavy = [m for m in loaded if m.split(".")[0] in HEAVY or m == "tuner.plugins"]
+    heavy = [m for m in loaded if m.split(".")[0] in HEAVY or m == "tuner.plugin.registry"]
     assert heavy == []
     plotting = any(m.split(".")[0] == "matplotlib" for m in loaded)
     assert plotting == (command[0] == "report")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tuner.advice.budgets import BudgetCurve
 from tuner.cli import cli
-from tuner.report import (
+from tuner.report.write import (
     LrPoint,
     SeedCurve,
     Trajectory,
@@ -139,8 +139,8 @@ def copy_of(url: str, tmp_path: Path) -> str:
 def test_report_draws_the_stored_paths_without_training(studied, tmp_path, monkeypatch):
     import tuner.training
     from tuner.advice import advise
-    from tuner.plugins import get_registry
-    from tuner.report import stored_trajectories
+    from tuner.plugin.registry import get_registry
+    from tuner.report.write import stored_trajectories
     from tuner.store import open_store
 
     calls = []

@@ -29,9 +29,10 @@ from scipy.optimize import minimize, rosen, rosen_der
 
 from tuner import testing
 from tuner.cli import cli
-from tuner.plugins import get_registry
-from tuner.task import Problem, Task
-from tuner.training import TrainOptionsError, train
+from tuner.plugin.registry import get_registry
+from tuner.task.contract import Problem, Task
+from tuner.training.loop import train
+from tuner.training.options import TrainOptionsError
 from tuner_plugins.optimizers._flat_optimizer import TOLERANCE_GRAD
 from tuner_plugins.optimizers._line_search import strong_wolfe
 

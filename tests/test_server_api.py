@@ -87,7 +87,7 @@ def test_advice_endpoints_return_what_the_cli_functions_return(
 ) -> None:
     from tuner.advice import advise, rank_task
     from tuner.advice.ranking import what_would_settle
-    from tuner.server.api import plain
+    from tuner.store.values import plain_json as plain
 
     ident = task_id(reader)
     ranking = reader.get(f"/api/tasks/{ident}/ranking").json()
@@ -116,9 +116,9 @@ def test_budget_curves_are_those_of_the_python_function(
     reader: TestClient, store_url: str
 ) -> None:
     """The JSON twin and the task page's data hold each ranked optimizer's curve, in ranking
-    order, as :func:`tuner.advice.budgets.curves_of` computes it."""
+    order, as :func:`tuner.advice.curves.curves_of` computes it."""
     from tuner.advice import rank_task
-    from tuner.advice.budgets import curves_of
+    from tuner.advice.curves import curves_of
 
     ident = task_id(reader)
     answer = reader.get(f"/api/tasks/{ident}/budget-curves").json()
@@ -403,7 +403,7 @@ READS_SCRIPT = textwrap.dedent("""
     client = TestClient(create_app(sys.argv[1]))
     ident = client.get("/api/tasks").json()["tasks"][0]["id"]
     statuses = [client.get(e.format(id=ident)).status_code for e in json.loads(sys.argv[2])]
-    heavy = sorted(m for m in ("torch", "optuna", "tuner_plugins", "tuner.plugins",
+    heavy = sorted(m for m in ("torch", "optuna", "tuner_plugins", "tuner.plugin.registry",
                                "matplotlib") if m in sys.modules)
     print(json.dumps({"statuses": statuses, "heavy": heavy}))
 """)

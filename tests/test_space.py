@@ -3,7 +3,7 @@
 import optuna
 import pytest
 
-from tuner.space import Categorical, Float, Int, SearchSpace, SpaceError
+from tuner.plugin.space import Categorical, Float, Int, SearchSpace, SpaceError
 
 
 def momentum_space() -> SearchSpace:

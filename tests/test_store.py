@@ -29,7 +29,7 @@ from tuner.store import (
     schema_state,
     start_trial,
 )
-from tuner.training import CurvePoint, RunResult
+from tuner.training.loop import CurvePoint, RunResult
 
 
 def make_result(seed: int = 0, points: int = 20, **changes) -> RunResult:

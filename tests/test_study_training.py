@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from tuner.errors import TunerError
-from tuner.plugins import get_registry
-from tuner.study_training import check_training, parse_flag, run_plan
-from tuner.training import train
+from tuner.plugin.registry import get_registry
+from tuner.study.training import check_training, parse_flag, run_plan
+from tuner.training.loop import train
 
 FAST = {"budget": 22, "eval_every": 11}
 
@@ -118,7 +118,8 @@ def _decaying_optimizers():
 def test_weight_decay_exclusion_leaves_biases_and_norms_alone(name):
     """One step with a zero gradient: only weight decay moves the parameters. With
     ``decay_exclude`` the biases and the LayerNorm's weight stay; the matrices shrink."""
-    from tuner.training import TrainOptions, _Run
+    from tuner.training.loop import _Run
+    from tuner.training.options import TrainOptions
 
     plugin = get_registry().optimizer(name)
     hp = plugin.space.complete({"weight_decay": plugin.space["weight_decay"].high},
@@ -332,7 +333,7 @@ def test_every_fixed_option_of_a_study_reaches_its_runs(sqlite_url):
 
 
 def test_an_optimizer_with_fixed_hyperparameters_but_tuned_options_is_tuned(sqlite_url):
-    from tuner.studyfile import RangeOverride, resolve
+    from tuner.study.spec import RangeOverride, resolve
 
     settings = {"name": "s", "task": "digits-mlp", "optimizers": "sgd", "trials": 5,
                 "seeds": 1, "ranges": [RangeOverride(None, "lr", 0.1, 0.1),
@@ -349,7 +350,7 @@ def test_a_retried_slot_reuses_only_runs_of_the_same_tuned_options(sqlite_url):
     from tuner.store import open_store, record_run
     from tuner.store.claims import close_trial, insert_claim, reuse_runs
     from tuner.store.models import params_hash
-    from tuner.studyfile import resolve
+    from tuner.study.spec import resolve
 
     spec = create(resolve({"name": "r", "task": "digits-mlp", "optimizers": "sgd",
                            "trials": 2, "seeds": 1,

@@ -20,7 +20,7 @@ from tuner.store import (
     open_store,
     record_task,
 )
-from tuner.task import Task
+from tuner.task.contract import Task
 
 BOWL = TaskRecord("bowl", "analytic", "loss", "minimize", 1e-2)
 

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from tuner.cli import cli
-from tuner.plugins import get_registry
-from tuner.training import train
+from tuner.plugin.registry import get_registry
+from tuner.training.loop import train
 from tuner_plugins.tasks._common import data_path
 
 TASKS = ["quadratic", "rosenbrock", "logreg", "sparse", "digits-mlp", "digits-cnn", "charlm"]

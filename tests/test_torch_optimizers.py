@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tuner import testing
 from tuner.cli import cli
-from tuner.plugins import get_registry
+from tuner.plugin.registry import get_registry
 
 TORCH_OPTIM_NAMES = [
     "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw",

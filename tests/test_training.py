@@ -13,18 +13,18 @@ from click.testing import CliRunner
 
 from tuner.cli import cli
 from tuner.errors import UnknownNameError
-from tuner.optimizer import OptimizerPlugin
-from tuner.space import Float, SpaceError
-from tuner.steps import StepError, batches, optimizer_step, resolve_device
-from tuner.task import Problem, Task
-from tuner.training import (
+from tuner.plugin.optimizer import OptimizerPlugin
+from tuner.plugin.space import Float, SpaceError
+from tuner.task.contract import Problem, Task
+from tuner.training.loop import (
     STATUSES,
     CurvePoint,
     Pruned,
     RunResult,
-    TrainOptionsError,
     train,
 )
+from tuner.training.options import TrainOptionsError
+from tuner.training.steps import StepError, batches, optimizer_step, resolve_device
 
 FAST = {"threads": 1}
 

@@ -43,7 +43,7 @@ def test_tuner_train_exits_non_zero_when_the_run_diverges():
 FAILING_TASK = '''\
 import torch
 
-from tuner.task import from_function
+from tuner.task.builders import from_function
 
 
 def load_data():
@@ -105,8 +105,8 @@ def test_a_failing_task_is_shown_at_its_line_by_train_study_run_and_show(
 
 
 def test_an_error_inside_torch_is_shown_at_the_users_line(tmp_path: Path):
-    from tuner.plugins import get_registry
-    from tuner.training import train
+    from tuner.plugin.registry import get_registry
+    from tuner.training.loop import train
 
     path = tmp_path / "layer.py"
     path.write_text(FAILING_TASK.format(name="bad-layer").replace(
@@ -126,7 +126,7 @@ def test_without_a_frame_of_the_users_the_plugins_code_is_shown():
     at the plugin's file: no frame of the traceback is the user's."""
     import inspect
 
-    from tuner.training import train
+    from tuner.training.loop import train
     from tuner_plugins.tasks import _common
     from tuner_plugins.tasks.quadratic import Quadratic
 
@@ -206,7 +206,7 @@ def test_a_process_not_started_by_tuner_gets_the_error_itself():
     own) stops at the first study call with the same one line."""
     import multiprocessing
 
-    from tuner.script_guard import UnguardedScriptError, refuse_in_starting_worker
+    from tuner.driver.script_guard import UnguardedScriptError, refuse_in_starting_worker
 
     namespace = {"__name__": "__mp_main__", "refuse": refuse_in_starting_worker}
     with pytest.raises(UnguardedScriptError, match="guard it with  if __name__"):
@@ -224,7 +224,7 @@ import multiprocessing
 
 import torch
 
-from tuner.task import from_function
+from tuner.task.builders import from_function
 
 if multiprocessing.current_process().name != "MainProcess":
     raise RuntimeError("the data is only on the head node")
@@ -267,8 +267,8 @@ def test_how_worker_processes_ended_is_combined_honestly():
         WorkerProcessError,
         combined_report,
     )
+    from tuner.driver.script_guard import UNGUARDED_EXIT_CODE, UnguardedScriptError
     from tuner.driver.worker import WorkerReport
-    from tuner.script_guard import UNGUARDED_EXIT_CODE, UnguardedScriptError
 
     def done(trials: int, stopped: str) -> ProcessEnd:
         return ProcessEnd(f"w{trials}", 0, report=WorkerReport(trials, stopped))

@@ -13,7 +13,7 @@ import random
 
 import torch
 
-from tuner.task import Problem, Task
+from tuner.task.contract import Problem, Task
 
 
 class SeedOnly(Task):

@@ -1,4 +1,5 @@
-"""The one exception family users see: each carries a single line that says what is wrong."""
+"""The one exception family users see: each carries a single line that says what is wrong, and
+the HTTP status the server answers it with (``status``): 400 unless a subclass says otherwise."""
 
 from __future__ import annotations
 
@@ -9,12 +10,32 @@ LONGEST_LINE = 300
 class TunerError(Exception):
     """A user-facing error; the CLI prints its message as one line and exits non-zero."""
 
+    status = 400
+
+
+class NotFoundError(TunerError):
+    """What was asked for does not exist (a study, a task, runs of a task)."""
+
+    status = 404
+
+
+class AlreadyExistsError(TunerError):
+    """What was to be created exists already (a study name is taken)."""
+
+    status = 409
+
+
+class UnavailableError(TunerError):
+    """A service tuner needs cannot be reached now (the database); trying again may work."""
+
+    status = 503
+
 
 class PluginError(TunerError):
     """A plugin failed to import or registered something invalid; the message names it."""
 
 
-class UnknownNameError(TunerError, KeyError):
+class UnknownNameError(NotFoundError, KeyError):
     """An optimizer, task or study name that does not exist; the message lists valid ones."""
 
     def __str__(self) -> str:  # KeyError would quote the message

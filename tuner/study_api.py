@@ -16,8 +16,8 @@ script, naming the variable that holds the task.
 
 With ``workers`` above 1, each worker process re-runs the calling script as it starts, so a
 script must keep its study calls under ``if __name__ == "__main__":``; one that does not is
-stopped with one line that says so (:mod:`tuner.script_guard`). ``run`` returns only when the
-study finished or stopped as asked (a stop, a timeout); when a worker process failed, or slots
+stopped with one line that says so (:mod:`tuner.driver.script_guard`). ``run`` returns only when
+the study finished or stopped as asked (a stop, a timeout); when a worker process failed, or slots
 were given up because their training failed again and again, it raises
 :class:`StudyRunError` with the error, which says where it happened in the task's code.
 """
@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+from tuner.driver.script_guard import refuse_in_starting_worker
 from tuner.errors import TunerError
-from tuner.script_guard import refuse_in_starting_worker
 
 
 class NotImportableError(TunerError):
@@ -139,7 +139,7 @@ class Study:
         numbers being a tuned range and any other list tuned choices)."""
         refuse_in_starting_worker()
         from tuner.driver import create_study
-        from tuner.study_training import from_file_value
+        from tuner.study.training import from_file_value
 
         task_name = task if isinstance(task, str) else task_reference_of(task)
         if "training" in settings:
@@ -160,7 +160,7 @@ class Study:
         return study
 
     def spec(self) -> Any:
-        """The study's definition (:class:`tuner.studyfile.StudySpec`)."""
+        """The study's definition (:class:`tuner.study.spec.StudySpec`)."""
         from tuner.store import open_store
         from tuner.store.studies import get_study
 
@@ -259,7 +259,7 @@ class Study:
         ``allow_changed``, which the run's worker processes then inherit; the process's own
         setting is restored afterwards."""
         from tuner.driver.study_task import load_study_task
-        from tuner.task_reference import allowing_changed
+        from tuner.task.reference import allowing_changed
 
         refuse_in_starting_worker()
         with allowing_changed(allow_changed):

@@ -24,12 +24,12 @@ problem on the CPU and returns a number for the test to judge; none of them need
 
 Every check takes ``hyperparams`` (missing ones at the space's defaults; pass
 ``plugin.space.recommended()`` for the literature values) and steps the optimizer as a training
-run does (:func:`tuner.steps.optimizer_step`: through ``step(closure)`` for a ``needs_closure``
-optimizer, with a :class:`~tuner.objective.FlatObjective` for a ``wants_flat_loss`` one). A test
-module for a plugin package::
+run does (:func:`tuner.training.steps.optimizer_step`: through ``step(closure)`` for a
+``needs_closure`` optimizer, with a :class:`~tuner.plugin.objective.FlatObjective` for a
+``wants_flat_loss`` one). A test module for a plugin package::
 
     import pytest
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
     from tuner import testing
 
     @pytest.mark.parametrize("name", ["lion", "tiger"])
@@ -55,8 +55,8 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tuner.optimizer import OptimizerPlugin, eval_mode, optimizer_state_bytes, train_mode
-from tuner.steps import optimizer_step
+from tuner.plugin.optimizer import OptimizerPlugin, eval_mode, optimizer_state_bytes, train_mode
+from tuner.training.steps import optimizer_step
 
 if TYPE_CHECKING:
     import torch
@@ -184,7 +184,7 @@ def measured_state_multiple(
     """Optimizer-state bytes divided by parameter bytes after ``steps`` steps on a small MLP.
 
     Counts tensors of at least one dimension in ``optimizer.state`` (see
-    :func:`tuner.optimizer.optimizer_state_bytes`). Three steps by default: enough for state
+    :func:`tuner.plugin.optimizer.optimizer_state_bytes`). Three steps by default: enough for state
     created lazily after the first step, and for L-BFGS's history (one step is ``max_iter``
     iterations) to fill.
     """
@@ -320,15 +320,15 @@ def batched_difference(
     Each configuration (missing values at the space's defaults) is trained alone for ``steps``
     steps through ``plugin.create``; then all of them together, their parameters stacked along
     a leading dimension of size K (``torch.func.stack_module_state``'s layout) and stepped by
-    ``plugin.build_batched`` with :func:`~tuner.batched.optimizers.stack_hyperparams`. Every run
-    starts from the same initial weights and sees the same (full) batch. In the batched run each
-    configuration's gradient comes from its own copy of the model at its slice: the check
+    ``plugin.build_batched`` with :func:`~tuner.training.batched.optimizers.stack_hyperparams`.
+    Every run starts from the same initial weights and sees the same (full) batch. In the batched
+    run each configuration's gradient comes from its own copy of the model at its slice: the check
     compares the optimizer steps, not a vectorised forward pass (which rounds differently).
 
     Args:
         plugin: a plugin with ``build_batched``.
         configs: K configurations that may share a batch
-            (:func:`~tuner.batched.optimizers.batch_signature`).
+            (:func:`~tuner.training.batched.optimizers.batch_signature`).
         steps: optimizer steps.
         exclude_biases_from_decay: both runs put the biases in a parameter group with
             ``weight_decay`` 0.0.
@@ -348,8 +348,8 @@ def batched_difference(
     """
     import torch
 
-    from tuner.batched.optimizers import BatchedError, stack_hyperparams
     from tuner.errors import TunerError
+    from tuner.training.batched.optimizers import BatchedError, stack_hyperparams
 
     if plugin.build_batched is None:
         raise TunerError(f"optimizer {plugin.name!r} has no batched step (build_batched)")

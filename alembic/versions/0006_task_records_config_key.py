@@ -382,7 +382,7 @@ def _optuna_tasks(connection: sa.Connection, optuna_tables: set[str]) -> dict[st
 def _task_plugins() -> dict[str, Any]:
     """The installed task plugins by name, or none when they cannot be loaded now."""
     try:
-        from tuner.plugins import get_registry
+        from tuner.plugin.registry import get_registry
 
         return dict(get_registry().tasks)
     except Exception:  # noqa: BLE001 - an upgrade must not depend on the plugins

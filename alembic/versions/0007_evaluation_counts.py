@@ -2,7 +2,7 @@
 
 ``tuner_runs.function_evals``, ``gradient_evals`` and ``hessian_evals`` (BigInteger, nullable)
 are what the training loop counted at every forward pass, backward pass and dense Hessian of the
-training loss (:class:`tuner.objective.EvaluationCounts`): a line search or L-BFGS's inner
+training loss (:class:`tuner.plugin.objective.EvaluationCounts`): a line search or L-BFGS's inner
 iterations make several per step, so steps alone do not compare such methods with first-order
 ones. Rows written before this revision keep NULL: "not counted" (a full-batch first-order run
 made one of each per step, but the store does not guess).

@@ -1,7 +1,7 @@
 """Runs record facts about the model they trained: its task parameters, dtype, examples seen.
 
 ``tuner_runs.task_params`` (JSON, nullable) holds the task's parameter values (a width, a
-depth: :mod:`tuner.task_params`), ``dtype`` (String, nullable) the parameters' dtype, and
+depth: :mod:`tuner.task.params`), ``dtype`` (String, nullable) the parameters' dtype, and
 ``examples_seen`` (BigInteger, nullable) the training examples that went into the gradients.
 They are what advice across model and batch sizes reads. Rows written before this revision keep
 NULL: "not recorded".

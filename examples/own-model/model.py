@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from tuner.task import from_function
+from tuner.task.builders import from_function
 
 
 def spirals(examples: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

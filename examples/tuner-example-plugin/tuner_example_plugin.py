@@ -2,9 +2,7 @@
 
 import torch
 
-import tuner
-from tuner.optimizer import OptimizerPlugin
-from tuner.space import Float
+from tuner import Float, OptimizerPlugin, hookimpl
 
 
 class NormalizedSGD(torch.optim.Optimizer):
@@ -31,7 +29,7 @@ class NormalizedSGD(torch.optim.Optimizer):
         return loss
 
 
-@tuner.hookimpl
+@hookimpl
 def register_optimizers(register):
     register(
         OptimizerPlugin(

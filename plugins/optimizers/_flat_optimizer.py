@@ -1,10 +1,10 @@
 """The base of the optimizers that work on the flat parameter vector (Newton, BFGS, DFP, CG).
 
 :class:`FlatOptimizer` is a ``torch.optim.Optimizer`` over one parameter group whose ``step``
-takes a :class:`~tuner.objective.FlatObjective` (tuner's training loop passes one: the plugins
-set ``wants_flat_loss``) or an ordinary closure (then values and gradients come through it). Its
-whole state lives in the entry of the first parameter, as L-BFGS keeps it, so ``state_dict`` and
-``load_state_dict`` work unchanged.
+takes a :class:`~tuner.plugin.objective.FlatObjective` (tuner's training loop passes one: the
+plugins set ``wants_flat_loss``) or an ordinary closure (then values and gradients come through
+it). Its whole state lives in the entry of the first parameter, as L-BFGS keeps it, so
+``state_dict`` and ``load_state_dict`` work unchanged.
 
 The point a step ends at, with its loss and gradient, is kept in the state (``x``, ``loss``,
 ``grad``): the next step starts from them without evaluating again, unless the parameters were
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from tuner.objective import FlatObjective, as_objective
+from tuner.plugin.objective import FlatObjective, as_objective
 
 TOLERANCE_GRAD = 1e-9
 """A step at a point whose gradient's largest entry is at most this does nothing."""
@@ -37,7 +37,7 @@ class FlatOptimizer(torch.optim.Optimizer):
     """
 
     wants_flat_loss = True
-    """:func:`tuner.steps.optimizer_step` reads this and passes a FlatObjective."""
+    """:func:`tuner.training.steps.optimizer_step` reads this and passes a FlatObjective."""
 
     def __init__(
         self,

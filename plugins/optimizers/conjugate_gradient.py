@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from tuner import hookimpl
-from tuner.objective import FlatObjective
-from tuner.optimizer import OptimizerPlugin
-from tuner.space import Categorical, Float, Int
+from tuner.plugin.objective import FlatObjective
+from tuner.plugin.optimizer import OptimizerPlugin
+from tuner.plugin.space import Categorical, Float, Int
 from tuner_plugins.optimizers._flat_optimizer import TOLERANCE_GRAD, FlatOptimizer
 from tuner_plugins.optimizers._line_search import strong_wolfe
 

@@ -33,9 +33,9 @@ from typing import Any
 import torch
 
 from tuner import hookimpl
-from tuner.batched.sign import build_lion, build_tiger
-from tuner.optimizer import OptimizerPlugin
-from tuner.space import Categorical, Float
+from tuner.plugin.optimizer import OptimizerPlugin
+from tuner.plugin.space import Categorical, Float
+from tuner.training.batched.sign import build_lion, build_tiger
 from tuner_plugins.optimizers._sign_descent import Batch, SignDescent, check_hyperparameters
 
 LION_REFERENCE = (

@@ -14,9 +14,9 @@ decay; here it is torch's own ``RAdam``.
 
 The :class:`Lookahead` object shares ``param_groups`` with the inner optimizer (so learning-rate
 schedulers drive the inner one), exposes the inner state plus the slow weights in ``state``
-(so :func:`tuner.optimizer.optimizer_state_bytes` counts both), saves and restores inner state,
-slow weights and step counter, forwards ``eval()``/``train()`` to an inner optimizer that has
-them (Schedule-Free), and passes closures through (L-BFGS).
+(so :func:`tuner.plugin.optimizer.optimizer_state_bytes` counts both), saves and restores inner
+state, slow weights and step counter, forwards ``eval()``/``train()`` to an inner optimizer that
+has them (Schedule-Free), and passes closures through (L-BFGS).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from typing import Any
 import torch
 
 from tuner import hookimpl
-from tuner.batched.adaptive import BatchedRAdam
-from tuner.batched.lookahead import BatchedLookahead, inner_hyperparams
-from tuner.optimizer import OptimizerPlugin, OptimizerWrapper, eval_mode, train_mode
-from tuner.space import Float, Int, SpaceError
+from tuner.plugin.optimizer import OptimizerPlugin, OptimizerWrapper, eval_mode, train_mode
+from tuner.plugin.space import Float, Int, SpaceError
+from tuner.training.batched.adaptive import BatchedRAdam
+from tuner.training.batched.lookahead import BatchedLookahead, inner_hyperparams
 
 LOOKAHEAD_REFERENCE = (
     "Zhang et al. 2019, Lookahead Optimizer: k steps forward, 1 step back, arXiv:1907.08610"

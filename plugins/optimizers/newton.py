@@ -2,9 +2,9 @@
 
 Each step computes the loss, its gradient ``g`` and its dense Hessian ``H`` at the current
 point (autograd differentiates the gradient again:
-:meth:`tuner.objective.FlatObjective.hessian`), solves ``(H + lambda I) p = -g`` by a Cholesky
-factorisation and backtracks along ``p`` from the step ``lr`` (1: the full Newton step) until
-the loss decreases enough (Armijo; Nocedal & Wright, Numerical Optimization, 2nd ed., ch.
+:meth:`tuner.plugin.objective.FlatObjective.hessian`), solves ``(H + lambda I) p = -g`` by a
+Cholesky factorisation and backtracks along ``p`` from the step ``lr`` (1: the full Newton step)
+until the loss decreases enough (Armijo; Nocedal & Wright, Numerical Optimization, 2nd ed., ch.
 3.3-3.4). ``lambda`` is the ``damping`` hyperparameter (0: pure Newton); when ``H + lambda I``
 is not positive definite (a saddle, a concave region) it is raised, tenfold at a time from
 ``1e-8`` times the Hessian's largest diagonal entry, until the factorisation succeeds
@@ -23,9 +23,9 @@ from typing import Any
 import torch
 
 from tuner import hookimpl
-from tuner.objective import FlatObjective
-from tuner.optimizer import OptimizerPlugin
-from tuner.space import Float
+from tuner.plugin.objective import FlatObjective
+from tuner.plugin.optimizer import OptimizerPlugin
+from tuner.plugin.space import Float
 from tuner_plugins.optimizers._flat_optimizer import TOLERANCE_GRAD, FlatOptimizer
 from tuner_plugins.optimizers._line_search import backtracking
 

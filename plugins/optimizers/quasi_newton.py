@@ -28,9 +28,9 @@ from typing import Any
 import torch
 
 from tuner import hookimpl
-from tuner.objective import FlatObjective
-from tuner.optimizer import MatrixState, OptimizerPlugin
-from tuner.space import Float
+from tuner.plugin.objective import FlatObjective
+from tuner.plugin.optimizer import MatrixState, OptimizerPlugin
+from tuner.plugin.space import Float
 from tuner_plugins.optimizers._flat_optimizer import TOLERANCE_GRAD, FlatOptimizer
 from tuner_plugins.optimizers._line_search import strong_wolfe
 

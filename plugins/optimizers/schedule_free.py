@@ -14,8 +14,9 @@ linear warm-up over ``warmup_steps``. The reference defaults are ``r = 0`` and
 
 The parameters hold ``y`` while training and ``x`` while evaluating: :meth:`eval` and
 :meth:`train` switch between the two (``x = (y - (1 - beta1) z) / beta1``), which the training
-loop calls through :func:`tuner.optimizer.eval_mode` / :func:`~tuner.optimizer.train_mode`.
-State per parameter: ``z`` and ``exp_avg_sq`` (2n); ``x`` is never stored.
+loop calls through :func:`tuner.plugin.optimizer.eval_mode` /
+:func:`~tuner.plugin.optimizer.train_mode`. State per parameter: ``z`` and ``exp_avg_sq`` (2n);
+``x`` is never stored.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from typing import Any
 import torch
 
 from tuner import hookimpl
-from tuner.batched.schedule_free import BatchedScheduleFreeAdamW
-from tuner.optimizer import OptimizerPlugin
-from tuner.space import Float, Int
+from tuner.plugin.optimizer import OptimizerPlugin
+from tuner.plugin.space import Float, Int
+from tuner.training.batched.schedule_free import BatchedScheduleFreeAdamW
 from tuner_plugins.optimizers._blocks import (
     block_elements,
     group_by_device_and_dtype,

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tuner import hookimpl
-from tuner.batched.sign import build_signsgd, build_signum
-from tuner.optimizer import OptimizerPlugin
-from tuner.space import Float
+from tuner.plugin.optimizer import OptimizerPlugin
+from tuner.plugin.space import Float
+from tuner.training.batched.sign import build_signsgd, build_signum
 from tuner_plugins.optimizers._sign_descent import SignDescent, check_hyperparameters
 
 REFERENCE = (

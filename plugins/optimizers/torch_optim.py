@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import tuner
-from tuner.optimizer import OptimizerPlugin, parameters_of
-from tuner.space import Categorical, Float, Int
+from tuner.plugin.optimizer import OptimizerPlugin, parameters_of
+from tuner.plugin.space import Categorical, Float, Int
 
 if TYPE_CHECKING:
     import torch
@@ -151,8 +151,8 @@ class TorchBuild:
 @dataclass(frozen=True)
 class BatchedBuild:
     """Builds the batched step of one torch.optim class (the plugin's ``build_batched``):
-    :func:`tuner.batched.torch_optim.batched_torch_optimizer`, with torch's fused kernel called
-    per configuration wherever :func:`fastest_implementation` makes the unbatched optimizer
+    :func:`tuner.training.batched.torch_optim.batched_torch_optimizer`, with torch's fused kernel
+    called per configuration wherever :func:`fastest_implementation` makes the unbatched optimizer
     fused, so that both compute the same numbers.
 
     Attributes:
@@ -169,7 +169,7 @@ class BatchedBuild:
     def __call__(self, groups: list[dict], hyperparams: Mapping[str, Any]) -> Any:
         import torch
 
-        from tuner.batched.torch_optim import batched_torch_optimizer
+        from tuner.training.batched.torch_optim import batched_torch_optimizer
 
         optimizer_class = getattr(torch.optim, self.class_name)
         slices = [p[0] for group in groups for p in group["params"]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import tuner
-from tuner.task import Task
+from tuner.task.contract import Task
 
 
 @tuner.hookimpl

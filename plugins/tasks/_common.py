@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from tuner.task import Problem, Task
+from tuner.task.contract import Problem, Task
 
 
 def data_path(name: str) -> Path:

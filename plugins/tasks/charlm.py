@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tuner.task import Problem, Task
+from tuner.task.contract import Problem, Task
 from tuner_plugins.tasks._common import data_path
 
 CONTEXT = 32

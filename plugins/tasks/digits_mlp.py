@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tuner.task import Problem, Task
+from tuner.task.contract import Problem, Task
 from tuner_plugins.tasks._digits import DIGITS_DATA, digits
 
 

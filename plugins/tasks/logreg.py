@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tuner.task import Problem, Task
+from tuner.task.contract import Problem, Task
 
 FEATURES = 100
 EXAMPLES = 3000

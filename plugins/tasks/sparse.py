@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tuner.task import Problem, Task
+from tuner.task.contract import Problem, Task
 
 VOCABULARY = 20_000
 DOCUMENT_LENGTH = 24

@@ -24,7 +24,8 @@ beyond the top has probability ``((N - T) / N)^k``, and :func:`expected_best_fro
 answers only when that is below :data:`TAIL_NEGLIGIBLE` or the rest are all pruned or
 diverged (otherwise the caller reads every outcome).
 
-The curves a report and the task page draw (:func:`curves_of`) are those of a ranking's
+The curves a report and the task page draw (:func:`tuner.advice.curves.curves_of`) are those of a
+ranking's
 configurations: every one under its protocol (and its memory budget and ``where`` filter) with
 an outcome, each with its seed standard error ``std / sqrt(seeds)``; a one-seed configuration
 takes its optimizer's pooled within-configuration std (over its configurations with two or
@@ -41,8 +42,6 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tuner.advice.ranking import TaskRanking
-    from tuner.store import Store
     from tuner.store.queries import ConfigOutcome
 
 CURVE_RESAMPLES = 200
@@ -195,27 +194,3 @@ def seed_errors(
             std = spread(config.std, config.seeds, common) if config.outcome is not None else None
             errors[name].append(std / math.sqrt(max(config.seeds, 1)) if std else 0.0)
     return errors, task_pooled is not None
-
-
-def curves_of(ranking: TaskRanking, db: str | Store | None = None) -> dict[str, BudgetCurve]:
-    """Each optimizer's :class:`BudgetCurve` over the configurations ``ranking`` compares (its
-    scope, memory budget and ``where`` filter), read from the store at ``db`` (the one the
-    ranking was read from): the curves the report and the task page draw."""
-    from tuner.advice.source import open_for_reading
-    from tuner.store.queries import config_outcome_spreads
-
-    if ranking.scope is None:
-        return {}
-    store, opened = open_for_reading(db)
-    try:
-        configs = config_outcome_spreads(store, ranking.scope, None, ranking.memory_budget,
-                                         ranking.where)
-    finally:
-        if opened:
-            store.dispose()
-    errors, known = seed_errors(configs)
-    outcomes = {name: [c.outcome for c in found] for name, found in configs.items()}
-    curves = budget_curves(outcomes, errors, ranking.direction)
-    for curve in curves.values():
-        curve.seed_noise = known
-    return curves

@@ -269,7 +269,7 @@ def rank_task(
     none matching what was asked (naming the filter and what the runs have).
     """
     from tuner.store import training_options
-    from tuner.study_training import check_where
+    from tuner.study.training import check_where
 
     chosen_tolerance = None if tolerance is None else Tolerance.parse(tolerance)
     state_budget = parse_memory_budget(memory_budget)

@@ -93,7 +93,7 @@ def advise(
     from tuner.advice.defaults import defaults_against_tuning
     from tuner.advice.importance import importance
     from tuner.advice.pareto import PREFERENCES
-    from tuner.study_training import describe_where
+    from tuner.study.training import describe_where
 
     if prefer not in PREFERENCES:
         raise AdviceError(f"cannot prefer {prefer!r}: use one of {', '.join(PREFERENCES)}")

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tuner.errors import TunerError, UnknownNameError
+from tuner.errors import NotFoundError, TunerError, UnknownNameError
 
 if TYPE_CHECKING:
     from tuner.store import Store, TaskRecord
     from tuner.store.queries import RecordedOption
 
 
-class NoRunsError(TunerError):
+class NoRunsError(NotFoundError):
     """The store has nothing to advise from for this task."""
 
 
@@ -78,7 +78,7 @@ def no_match_message(store: Store, task: str, where: Mapping[str, Any]) -> str:
     """``no runs of task 'x' match --where batch_size=16 (its runs have batch_size 32..128)``:
     the task, the filter, and what the task's runs recorded for each option of it."""
     from tuner.store.queries import recorded_options
-    from tuner.study_training import describe_where
+    from tuner.study.training import describe_where
 
     have = ", ".join(_recorded_text(option) for option in recorded_options(store, task, where))
     return (f"no runs of task {task!r} match --where {describe_where(where)} "
@@ -111,9 +111,9 @@ def task_by_reference(store: Store, text: str) -> str:
     name; for a reference (``path/file.py:Name``, ``module:Name``, optionally with
     ``[key=value]`` parameters), the task recorded with that reference. Nothing is imported:
     the store's task records keep each study's reference."""
-    from tuner.reference import Reference, is_reference
     from tuner.store import list_tasks
-    from tuner.task_params import split_identity
+    from tuner.task.loading import Reference, is_reference
+    from tuner.task.params import split_identity
 
     base, params = split_identity(text)
     if not is_reference(base):

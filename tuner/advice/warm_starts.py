@@ -16,7 +16,7 @@ from tuner.advice.stats import WARM_START_MARGIN, Tolerance, narrow_log_range
 from tuner.errors import TunerError, UnknownNameError
 
 if TYPE_CHECKING:
-    from tuner.space import SearchSpace
+    from tuner.plugin.space import SearchSpace
     from tuner.store import Store
 
 

@@ -64,7 +64,7 @@ class WidthSweepError(AdviceError):
 
 def task_base(name: str) -> str:
     """The task's base name: ``charlm`` for ``charlm[width=256]`` and for ``charlm``."""
-    from tuner.task_params import TaskParamError, split_identity
+    from tuner.task.params import TaskParamError, split_identity
 
     try:
         return split_identity(name)[0]
@@ -427,7 +427,7 @@ def _sweep(
 def task_overrides(name: str) -> dict[str, str]:
     """The parameters a task's name sets, as written: ``{"width": "256"}`` for
     ``charlm[width=256]``, ``{}`` for ``charlm``."""
-    from tuner.task_params import TaskParamError, split_identity
+    from tuner.task.params import TaskParamError, split_identity
 
     try:
         return split_identity(name)[1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -21,19 +20,10 @@ def output_options(function: F) -> F:
     )(function)
 
 
-def plain(value: Any) -> Any:
-    """A JSON-ready copy: non-finite floats become None, at any depth."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN; a missing number reads as null
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(plain(data), indent=2, default=str))
+    from tuner.store.values import plain_json  # on use: the store's package loads SQLAlchemy
+
+    click.echo(json.dumps(plain_json(data), indent=2))
 
 
 def format_value(value: Any) -> str:

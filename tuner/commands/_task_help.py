@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuner.reference import REFERENCE_FORMS
+from tuner.task.loading import REFERENCE_FORMS
 
 TO_TRAIN = (
     f"The task: a registered name (tuner tasks list), or your own as {REFERENCE_FORMS} "

@@ -92,7 +92,7 @@ def best_command(
     from tuner.advice import format_lr, format_metric, format_spread, rank_task
     from tuner.advice.ranking import what_would_settle
     from tuner.advice.recommend import budget_text, too_few_runs_text
-    from tuner.study_training import describe_where
+    from tuner.study.training import describe_where
 
     ranking = rank_task(task, db=db, tolerance=tolerance, where=_where(where), budget=budget,
                         trials_budget=trials_budget)
@@ -173,7 +173,7 @@ def _where(texts: tuple[str, ...]) -> dict | None:
     """``--where batch_size=16`` / ``--where batch_size=16:64`` flags -> ``{"batch_size": 16}``
     / ``{"batch_size": {"range": [16, 64]}}`` (numbers and booleans typed as the runs record
     them); a name that is no training option is an error."""
-    from tuner.study_training import check_where, parse_flag
+    from tuner.study.training import check_where, parse_flag
 
     if not texts:
         return None
@@ -393,9 +393,9 @@ def lr_find_command(
     Suggests the lr where the smoothed loss falls fastest (Smith 2017, fastai's lr_find); the
     test stops once the smoothed loss exceeds 4x its best.
     """
-    from tuner.lr_find import lr_find
-    from tuner.plugins import get_registry
-    from tuner.task_params import parse_flags
+    from tuner.plugin.registry import get_registry
+    from tuner.task.params import parse_flags
+    from tuner.training.lr_find import lr_find
 
     registry = get_registry()
     params = registry.optimizer(optimizer).space.parse(assignments, owner=optimizer)
@@ -405,7 +405,7 @@ def lr_find_command(
         device=device,
     )
     if out:
-        from tuner.report import plot_lr_find
+        from tuner.report.write import plot_lr_find
 
         plot_lr_find(result, out)
     if as_json:
@@ -437,7 +437,7 @@ def report_command(task: str, out: str, tolerance: str | None, db: str | None) -
     lr sensitivity per optimizer, learning curves of each best configuration, 2-D paths over
     the loss contours (quadratic, rosenbrock), and a performance profile across tasks.
     """
-    from tuner.report import write_report
+    from tuner.report.write import write_report
 
     report = write_report(task, out, db=db, tolerance=tolerance)
     click.echo(f"wrote {report.index} and {len(report.images)} plot(s)")

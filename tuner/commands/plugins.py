@@ -12,7 +12,7 @@ from tuner.commands._output import format_value, output_options, print_json, pri
 @output_options
 def plugins_command(show_all: bool, as_json: bool) -> None:
     """List installed plugins with their versions and hooks."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     plugins = [p for p in get_registry().plugins if show_all or not p.builtin]
     if as_json:
@@ -55,7 +55,7 @@ def _describe(plugin) -> dict:
 @output_options
 def list_optimizers(as_json: bool) -> None:
     """List the registered optimizers (and wrappers such as lookahead-<optimizer>)."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     registry = get_registry()
     found = sorted(registry.optimizers.values(), key=lambda p: p.name)
@@ -83,7 +83,7 @@ def list_optimizers(as_json: bool) -> None:
 @output_options
 def show_optimizer(name: str, as_json: bool) -> None:
     """Show one optimizer's search space."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     plugin = get_registry().optimizer(name)
     if as_json:

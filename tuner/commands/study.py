@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from tuner.commands import _task_help as task_help
-from tuner.commands._output import format_value, output_options, plain, print_json, print_table
+from tuner.commands._output import format_value, output_options, print_json, print_table
 from tuner.commands.db import db_option
 
 
@@ -71,7 +71,7 @@ def _check_task_code(name: str, db: str | None, allow_changed: bool) -> None:
     from tuner.driver.study_task import load_study_task
     from tuner.store import open_store
     from tuner.store.studies import get_study
-    from tuner.task_reference import allowing_changed
+    from tuner.task.reference import allowing_changed
 
     click.get_current_context().with_resource(allowing_changed(allow_changed))
     store = open_store(db, create=False, readonly=True)
@@ -125,9 +125,9 @@ def create_command(
     seed: int | None, warm_start: bool, db: str | None,
 ) -> None:
     """Create a study NAME; everything is checked before anything is written."""
-    from tuner.study_training import parse_flag
-    from tuner.studyfile import load_study_file, parse_range_flag
-    from tuner.task_params import parse_flags
+    from tuner.study.spec import load_study_file, parse_range_flag
+    from tuner.study.training import parse_flag
+    from tuner.task.params import parse_flags
 
     file_settings = load_study_file(from_file) if from_file else None
     flags = {
@@ -618,7 +618,9 @@ def export_command(name: str, fmt: str, output: str | None, db: str | None) -> N
     with open_store(db, create=False, readonly=True) as store:
         rows = export_rows(store, name)
     if fmt == "json":
-        text = json.dumps(plain(rows), indent=2, default=str) + "\n"
+        from tuner.store.values import plain_json
+
+        text = json.dumps(plain_json(rows), indent=2) + "\n"
     else:
         buffer = io.StringIO()
         columns = list(rows[0]) if rows else ["study", "optimizer", "seed", "status"]

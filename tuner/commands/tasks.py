@@ -19,7 +19,7 @@ def tasks() -> None:
 @output_options
 def list_tasks(as_json: bool) -> None:
     """List the registered tasks with their metric, target and budget."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     found = sorted(get_registry().tasks.values(), key=lambda t: t.name)
     if as_json:
@@ -48,7 +48,7 @@ def show_task(name: str, as_json: bool) -> None:
 
     NAME is a registered task, or your own as path/to/file.py:NAME or package.module:NAME.
     """
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     task = get_registry().task(name)
     described = _describe(task)
@@ -143,9 +143,9 @@ def train_command(
        with the file and line where it happened in the task's code)
     4  the run diverged: its loss blew up or became NaN
     """
-    from tuner.plugins import get_registry
-    from tuner.task_params import parse_flags
-    from tuner.training import train
+    from tuner.plugin.registry import get_registry
+    from tuner.task.params import parse_flags
+    from tuner.training.loop import train
 
     registry = get_registry()
     task = registry.task(task_name).with_params(parse_flags(task_params))

@@ -3,8 +3,8 @@
 With ``--batch K`` a worker claims up to K slots of one optimizer (each by the usual protocol:
 :mod:`tuner.driver.claiming`) and takes their trials through the study's seeds together: for
 each seed, the trials still going replay the runs an earlier attempt finished, and train the
-others in one vectorised run (:func:`tuner.batched.training.train_batched`), which gives each
-configuration the run it would have had alone. Each run is recorded, pruned and counted as
+others in one vectorised run (:func:`tuner.training.batched.training.train_batched`), which gives
+each configuration the run it would have had alone. Each run is recorded, pruned and counted as
 :mod:`tuner.driver.trial` does for one trial (the same :class:`~tuner.driver.trial.TrialSeeds`),
 and each trial is settled as soon as it ends, while the others go on.
 """
@@ -34,8 +34,8 @@ def run_batch(
 ) -> None:
     """Train the claimed trials (one optimizer) through every seed, each seed's runs as one
     batch; ``on_end(claim, ended)`` is called once per trial, as soon as it ends."""
-    from tuner.batched.training import train_batched
-    from tuner.training import make_options
+    from tuner.training.batched.training import train_batched
+    from tuner.training.options import make_options
 
     trials = [TrialSeeds(context, claim, lost)
               for claim, lost in zip(claims, losts, strict=True)]

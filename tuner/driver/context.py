@@ -10,14 +10,14 @@ from tuner.driver.settings import DriverError
 from tuner.driver.study_task import load_study_task
 from tuner.store import Store
 from tuner.store.studies import get_study
-from tuner.studyfile import StudySpec, apply_ranges
+from tuner.study.spec import StudySpec, apply_ranges
 
 
 def study_space(spec: StudySpec, optimizer: str) -> Any:
     """The search space a study samples for ``optimizer``: its plugin's, with the study's
     ranges put in place, and the study's tuned training options as further dimensions
-    (:mod:`tuner.study_training`)."""
-    from tuner.study_training import space_params, tuned
+    (:mod:`tuner.study.training`)."""
+    from tuner.study.training import space_params, tuned
 
     space = optimizer_space(spec, optimizer)
     if not tuned(spec.training):
@@ -27,7 +27,7 @@ def study_space(spec: StudySpec, optimizer: str) -> Any:
 
 def optimizer_space(spec: StudySpec, optimizer: str) -> Any:
     """The optimizer's own search space in a study (its plugin's, with the study's ranges)."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     plugin = get_registry().optimizer(optimizer)
     return apply_ranges(plugin.space, spec.ranges.get(optimizer, {}), optimizer)
@@ -71,7 +71,7 @@ class StudyContext:
 def open_context(store: Store, name: str) -> StudyContext:
     """Load study ``name`` for a worker; a changed search space, or a task given by reference
     whose code changed (unless ``--allow-changed``), is a one-line error."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     registry = get_registry()
     spec = get_study(store, name)

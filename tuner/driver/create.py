@@ -1,6 +1,6 @@
 """Creating and deleting studies: all or nothing, whatever moment a process is killed at.
 
-``study create`` checks everything first (names, ranges, counts: :func:`tuner.studyfile.resolve`),
+``study create`` checks everything first (names, ranges, counts: :func:`tuner.study.spec.resolve`),
 then writes in this order:
 
 1. removes Optuna studies left for this name by an earlier create or delete that was killed
@@ -23,12 +23,12 @@ from typing import Any
 
 from tuner.driver import optuna_adapter
 from tuner.driver.context import study_space
-from tuner.driver.settings import DriverError
 from tuner.driver.study_task import load_study_task
 from tuner.store import open_store
+from tuner.store.database import StudyExistsError
 from tuner.store.studies import delete_study_rows, study_exists, write_study
-from tuner.studyfile import StudySpec
-from tuner.task_reference import check_store_identity
+from tuner.study.spec import StudySpec
+from tuner.task.reference import check_store_identity
 
 CRASH_ENV = "TUNER_CRASH_AT"
 """Fault injection for the kill tests: the name of a step at which ``create`` kills itself."""
@@ -46,7 +46,7 @@ def initial_configs(
     start), then its recommended one for the task's kind (the plugin's preset for that kind
     over its recommended values), unless it is among them. An optimizer whose whole space is
     fixed has its one configuration only."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     registry = get_registry()
     kind = load_study_task(spec, allowed_changed=True).kind
@@ -77,7 +77,7 @@ def untried_choices_warning(spec: StudySpec) -> str | None:
     optimizer is spread over the first trials too, but nobody asked for it by name.
     """
     from tuner.driver.policy import choices_left_out, choices_to_spread
-    from tuner.study_training import tuned
+    from tuner.study.training import tuned
 
     options = set(tuned(spec.training))
     left_out: dict[str, list[Any]] = {}
@@ -118,7 +118,7 @@ def create(
     url: str | None = None,
     warm_starts: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> StudySpec:
-    """Write a checked study (:func:`tuner.studyfile.resolve`) and its Optuna studies.
+    """Write a checked study (:func:`tuner.study.spec.resolve`) and its Optuna studies.
 
     Returns the study as stored. Raises a one-line error, before anything is written, when the
     name is taken.
@@ -134,7 +134,7 @@ def create(
     store = open_store(url)
     try:
         if study_exists(store, spec.name):
-            raise DriverError(f"a study named {spec.name!r} already exists")
+            raise StudyExistsError(f"a study named {spec.name!r} already exists")
         check_store_identity(task, *_recorded_ref(store, task.name))
         storage = optuna_adapter.storage(store)
         optuna_adapter.delete_studies(storage, optuna_adapter.orphan_studies(storage, spec.name))
@@ -160,7 +160,7 @@ def create_study(
 ) -> StudySpec:
     """Check ``settings`` (flags over ``file_settings``) and create the study: what
     ``tuner study create`` and the server's create call."""
-    from tuner.studyfile import resolve
+    from tuner.study.spec import resolve
 
     spec = resolve(settings, file_settings)
     warm = None
@@ -179,9 +179,9 @@ def create_studies(
     warm_start: bool = False,
 ) -> list[StudySpec]:
     """:func:`create_study`, or for a study file with a ``[sweep]``, one study per value
-    (:func:`tuner.studyfile.sweep`). Every study of a sweep is checked, and its name found
+    (:func:`tuner.study.spec.sweep`). Every study of a sweep is checked, and its name found
     free, before the first is created."""
-    from tuner.studyfile import StudyFileError, resolve, sweep
+    from tuner.study.spec import StudyFileError, resolve, sweep
 
     if not (file_settings or {}).get("sweep"):
         return [create_study(settings, db, file_settings=file_settings, warm_start=warm_start)]

@@ -40,7 +40,7 @@ from tuner.driver.create import CRASH_ENV
 from tuner.driver.settings import DriverError
 from tuner.store import open_store
 from tuner.store.studies import configuration_in_study, extend_study, get_study, study_status
-from tuner.studyfile import LIMITS, StudySpec
+from tuner.study.spec import LIMITS, StudySpec
 
 if TYPE_CHECKING:
     from tuner.advice import Certainty, TaskRanking

@@ -21,7 +21,7 @@ def grid_points(space: Any, trials: int) -> dict[str, list[Any]]:
     Categorical parameters take all their choices; numeric ones get points one at a time, the
     learning rate three times as readily as the others, while the grid stays within the budget.
     """
-    from tuner.space import Categorical
+    from tuner.plugin.space import Categorical
 
     target = max(1, trials - 1)
     counts = {p.name: 1 for p in space if not isinstance(p, Categorical)}

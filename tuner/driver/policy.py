@@ -8,7 +8,7 @@ the region from the sampler, which would keep proposing learning rates that blow
 is pruned or fails ends it as ``pruned`` or ``failed``; when every seed completes, the trial is
 ``complete`` with the mean of the seeds' final metric.
 
-**Slots.** An optimizer has N trial slots (:meth:`~tuner.studyfile.StudySpec.trials_for`), one
+**Slots.** An optimizer has N trial slots (:meth:`~tuner.study.spec.StudySpec.trials_for`), one
 when its whole space is fixed. Slot ``s`` trains the study's ``s``-th initial configuration (the
 warm starts, then the recommended one) if there is one, a grid point for the grid sampler, else
 a configuration drawn for that slot alone; a retry trains what the slot's earlier attempt
@@ -39,9 +39,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner.space import Categorical
+from tuner.plugin.space import Categorical
 from tuner.store.studies import FINISHED, slot_given_up
-from tuner.studyfile import StudySpec
+from tuner.study.spec import StudySpec
 
 
 def mean(values: Sequence[float]) -> float | None:

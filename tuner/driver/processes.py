@@ -10,7 +10,7 @@ Each worker process sends its report, or its error, back to the parent, which co
 (:func:`combined_report`): a worker process that failed makes :func:`run_study` raise
 :class:`WorkerProcessError`, and workers that stopped while starting because the script they
 re-ran calls the study API unguarded make it raise
-:class:`~tuner.script_guard.UnguardedScriptError`, once.
+:class:`~tuner.driver.script_guard.UnguardedScriptError`, once.
 """
 
 from __future__ import annotations
@@ -26,18 +26,18 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from tuner.driver.policy import how_it_stopped
-from tuner.driver.settings import DriverError, WorkerSettings
-from tuner.driver.supervision import current_status, graceful_signals
-from tuner.driver.worker import Worker, WorkerReport
-from tuner.errors import TunerError, first_line
-from tuner.failures import LONGEST_FAILURE, describe_failure
-from tuner.script_guard import (
+from tuner.driver.script_guard import (
     UNGUARDED_EXIT_CODE,
     WORKER_NAME_PREFIX,
     UnguardedScriptError,
     guard_message,
 )
+from tuner.driver.settings import DriverError, WorkerSettings
+from tuner.driver.supervision import current_status, graceful_signals
+from tuner.driver.worker import Worker, WorkerReport
+from tuner.errors import TunerError, first_line
 from tuner.store.studies import StudyStatus
+from tuner.task.failures import LONGEST_FAILURE, describe_failure
 
 if TYPE_CHECKING:
     from tuner.driver.ray_backend import RayPlacement
@@ -263,7 +263,7 @@ def combined_report(
     """One report for the worker processes that ended as ``ends``, the study being at
     ``status`` (:class:`~tuner.store.studies.StudyStatus`) and ``timeout`` the one given.
 
-    Raises :class:`~tuner.script_guard.UnguardedScriptError` when workers stopped while
+    Raises :class:`~tuner.driver.script_guard.UnguardedScriptError` when workers stopped while
     starting because the script they re-ran calls the study API unguarded, and
     :class:`WorkerProcessError` (the first failure's line, and how many) when any failed."""
     if any(end.exitcode == UNGUARDED_EXIT_CODE and end.report is None for end in ends):

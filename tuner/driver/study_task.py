@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tuner.task_reference import ChangedCodeError, allow_changed, load_reference
+from tuner.task.reference import ChangedCodeError, allow_changed, load_reference
 
 if TYPE_CHECKING:
-    from tuner.studyfile import StudySpec
-    from tuner.task import Task
+    from tuner.study.spec import StudySpec
+    from tuner.task.contract import Task
 
 
 def load_study_task(spec: StudySpec, *, allowed_changed: bool | None = None) -> Task:
@@ -20,7 +20,7 @@ def load_study_task(spec: StudySpec, *, allowed_changed: bool | None = None) -> 
     is not touched), unless changes are allowed (``--allow-changed``); the task then carries
     the new hash, which each run records.
     """
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     registry = get_registry()
     if not spec.task_ref:

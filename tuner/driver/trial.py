@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tuner.driver import optuna_adapter
@@ -28,8 +28,9 @@ from tuner.driver.claiming import Claim
 from tuner.driver.context import StudyContext
 from tuner.driver.policy import mean, outcome_after, report_step
 from tuner.store.claims import record_and_close, reuse_runs
+from tuner.store.config_key import protocol_key
 from tuner.store.models import params_hash
-from tuner.study_training import run_plan, run_protocol, tuned
+from tuner.study.training import run_plan, tuned
 
 LOST = "lost"
 """The outcome of a trial reaped while it ran: the reaper has failed its records already."""
@@ -40,7 +41,7 @@ def run_trial(
 ) -> tuple[str, float | None, bool | None]:
     """Train the claimed configuration on every seed; returns (outcome, value, closed):
     ``closed`` says whether the trial row was closed with its last run (None: not yet)."""
-    from tuner.training import train
+    from tuner.training.loop import train
 
     trial = TrialSeeds(context, claim, lost)
     for index, seed in enumerate(trial.seeds):
@@ -115,7 +116,7 @@ class TrialSeeds:
             self.context.store, self.claim.row_id, result,
             plugin_version=self.plugin.version or None,
             space_hash=self.context.fingerprints[self.claim.optimizer], closing=outcome,
-            protocol=run_protocol(self.context.spec.training, result.options or {},
+            protocol=study_protocol(self.context.spec.training, result.options or {},
                                   self.context.spec.budget, self.context.spec.budget_unit),
         )
         self._after_seed(index, outcome, result.final_metric, closed)
@@ -155,3 +156,17 @@ def _on_evaluation(
         return False
 
     return on_evaluation
+
+
+def study_protocol(
+    training: Mapping[str, Any], options: Mapping[str, Any], study_budget: int | None,
+    budget_unit: str = "examples",
+) -> dict[str, Any]:
+    """The protocol one run of a study was trained under (:func:`tuner.store.config_key.
+    protocol_key`): with a tuned batch size and equal examples, the study's budget as given
+    (``study_budget``, None for the task's own) in examples; else the run's budget in steps;
+    and the result-changing options the study fixed (the tuned ones are left out)."""
+    names = set(tuned(training))
+    if "batch_size" in names and budget_unit == "examples":
+        return protocol_key(study_budget, "examples", options, names)
+    return protocol_key(options.get("budget"), "steps", options, names)

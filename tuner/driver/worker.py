@@ -115,7 +115,7 @@ class Worker:
         if size == 1:
             claim = claimer.claim()
             return [] if claim is None else [claim]
-        from tuner.batched.training import note_once, unbatched_reason
+        from tuner.training.batched.training import note_once, unbatched_reason
 
         def batchable(optimizer: str) -> bool:
             reason = unbatched_reason(context.task, context.plugins[optimizer])

@@ -11,18 +11,18 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import json
-import math
 from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from tuner.errors import TunerError
 from tuner.server import sources
+from tuner.server.responses import DataResponse
 from tuner.server.security import ApiError, BodyTooLarge, handle_error
+from tuner.store.values import plain_json
 
 DataFunction = Callable[[Request], dict[str, Any]]
 
@@ -30,31 +30,6 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 POLL_SECONDS = 2.0
 """How often the live pages ask for fresh data."""
-
-# -- responses -----------------------------------------------------------------------------------
-
-
-def plain(value: Any) -> Any:
-    """A JSON-ready copy: non-finite floats become null, tuples lists, keys strings."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return str(value)
-
-
-class DataResponse(JSONResponse):
-    """JSON that never fails on NaN or infinity (they are written as null)."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(
-            plain(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        ).encode("utf-8")
-
 
 def json_view(function: DataFunction) -> Callable[[Request], Response]:
     """Serve a data function as JSON; errors become ``{"error": ...}`` with their status."""
@@ -519,7 +494,7 @@ async def study_export(request: Request) -> Response:
     columns = list(rows[0]) if rows else ["study", "optimizer", "seed", "status"]
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(plain(rows))
+    writer.writerows(plain_json(rows))
     filename = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
     return Response(
         buffer.getvalue(), media_type="text/csv; charset=utf-8",

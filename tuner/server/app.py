@@ -23,6 +23,7 @@ from tuner.server import api, sources, writes
 from tuner.server.api import json_view
 from tuner.server.cache import FRESH_SECONDS, ReadCache
 from tuner.server.pages import page_view
+from tuner.server.responses import DataResponse
 from tuner.server.security import (
     MAX_BODY_BYTES,
     BodyLimit,
@@ -48,7 +49,7 @@ SCHEMA = SchemaGenerator({
 def openapi(request: Request) -> Response:
     """The OpenAPI schema of the JSON API, built from the endpoints' docstrings."""
     schema = SCHEMA.get_schema(routes=[r for r in request.app.routes if _is_api(r)])
-    return api.DataResponse(schema)
+    return DataResponse(schema)
 
 
 def _is_api(route: BaseRoute) -> bool:

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tuner.errors import TunerError, UnknownNameError
+from tuner.errors import TunerError
+from tuner.server.responses import error_page, error_response, one_line
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body accepted (a study definition is well under a kilobyte)."""
@@ -27,8 +28,8 @@ MAX_BODY_BYTES = 64 * 1024
 logger = logging.getLogger("tuner.server")
 
 
-class ApiError(Exception):
-    """An error to answer with ``status`` and one line."""
+class ApiError(TunerError):
+    """An error of the request itself (its token, its body), to answer with ``status``."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
@@ -142,39 +143,6 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    """``{"error": message}`` with ``status``."""
-    from tuner.server.api import DataResponse
-
-    return DataResponse({"error": one_line(message)}, status_code=status, headers=headers)
-
-
-def one_line(message: str) -> str:
-    """The first non-empty line of a message (a user error is one line by contract)."""
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    return lines[0] if lines else "error"
-
-
-def status_of(error: BaseException) -> int:
-    """The HTTP status of a user-facing error."""
-    from tuner.store import StoreError
-
-    if isinstance(error, ApiError):
-        return error.status
-    if isinstance(error, UnknownNameError):
-        return 404
-    name = type(error).__name__
-    if name == "NoRunsError":
-        return 404
-    if isinstance(error, StoreError) and "already exists" in str(error):
-        return 409
-    if name == "DriverError" and "already exists" in str(error):
-        return 409
-    if isinstance(error, StoreError):
-        return 503
-    return 400
-
-
 def _wants_page(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and request.url.path != "/api"
 
@@ -185,8 +153,8 @@ async def handle_error(request: Request, error: Exception) -> Response:
     if isinstance(error, HTTPException):
         status, message = error.status_code, str(error.detail)
         headers = dict(error.headers or {}) or None
-    elif isinstance(error, (ApiError, TunerError)):
-        status, message = status_of(error), str(error)
+    elif isinstance(error, TunerError):  # each carries its own status (tuner.errors)
+        status, message = error.status, str(error)
         headers = getattr(error, "headers", None) or None
     else:
         logger.error(
@@ -195,8 +163,6 @@ async def handle_error(request: Request, error: Exception) -> Response:
         )
         status, message = 500, "internal error; the server's log has the details"
     if _wants_page(request) and request.method in ("GET", "HEAD"):
-        from tuner.server.pages import error_page
-
         return error_page(request, status, one_line(message))
     return error_response(status, message, headers)
 

@@ -142,8 +142,8 @@ def curves(store: Store, task_ranking: TaskRanking) -> dict[str, list[dict[str, 
 
 def budget_curves(store: Store, task_ranking: TaskRanking) -> list[dict[str, Any]]:
     """Each ranked optimizer's expected best after k trials with its interval (the report's
-    figure: :func:`tuner.advice.budgets.curves_of`), in the ranking's order."""
-    from tuner.advice.budgets import curves_of
+    figure: :func:`tuner.advice.curves.curves_of`), in the ranking's order."""
+    from tuner.advice.curves import curves_of
 
     curves = curves_of(task_ranking, store)
     order = {s.optimizer: position for position, s in enumerate(task_ranking.optimizers)}
@@ -185,7 +185,7 @@ def create_study(store: Store, settings: dict[str, Any], *, warm_start: bool = F
     Loads the plugins on first use, as the command does.
     """
     from tuner.driver import create_study as driver_create_study
-    from tuner.studyfile import parse_range_flag
+    from tuner.study.spec import parse_range_flag
 
     _check_installed(settings.get("task"))
     flags = dict(settings)
@@ -196,7 +196,7 @@ def create_study(store: Store, settings: dict[str, Any], *, warm_start: bool = F
 def _check_installed(task: Any) -> None:
     """A study over HTTP is of an installed task: any other name is answered with the
     installed ones, never read as a file or a module of the server's machine."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     installed = get_registry().tasks
     if isinstance(task, str) and task not in installed:

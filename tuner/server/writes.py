@@ -18,7 +18,8 @@ from starlette.responses import Response
 
 from tuner.errors import UnknownNameError
 from tuner.server import sources
-from tuner.server.api import DataResponse, study_commands, study_name, wrote
+from tuner.server.api import study_commands, study_name, wrote
+from tuner.server.responses import DataResponse
 from tuner.server.security import ApiError, BodyTooLarge, handle_error, require_writer
 
 CREATE_KEYS = (
@@ -85,7 +86,7 @@ def _create_settings(body: Any) -> tuple[dict[str, Any], bool]:
 def _training(values: dict[str, Any]) -> dict[str, Any]:
     """Training options as a study file writes them: a value, ``[low, high]`` (tuned) or a list
     of choices; each value a number, a bool or a string."""
-    from tuner.study_training import from_file_value
+    from tuner.study.training import from_file_value
 
     plain = (int, float, bool, str)
     for name, value in values.items():

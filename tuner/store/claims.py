@@ -31,7 +31,7 @@ from tuner.store.records import record_run
 from tuner.store.retry import retrying
 
 if TYPE_CHECKING:
-    from tuner.training import RunResult
+    from tuner.training.loop import RunResult
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tuner.errors import TunerError
+from tuner.errors import AlreadyExistsError, UnavailableError
 from tuner.version import __version__
 
 if TYPE_CHECKING:
@@ -70,8 +70,12 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
 _POSTGRES_UPGRADE_LOCK = 7_362_010  # pg_advisory_xact_lock key serialising concurrent upgrades
 
 
-class StoreError(TunerError):
+class StoreError(UnavailableError):
     """The store cannot be used as asked: bad URL, unreachable server, or a schema mismatch."""
+
+
+class StudyExistsError(AlreadyExistsError, StoreError):
+    """A study of that name is in the store already (names are unique)."""
 
 
 class SchemaError(StoreError):

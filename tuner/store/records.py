@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from tuner.errors import UnknownNameError
 from tuner.store.config_key import config_hash, protocol_hash, protocol_key
-from tuner.store.database import Store, StoreError
+from tuner.store.database import Store, StoreError, StudyExistsError
 from tuner.store.models import (
     RUN_STATUSES,
     TRIAL_ORIGINS,
@@ -36,7 +36,7 @@ from tuner.store.values import finite_or_none, plain_json
 from tuner.version import __version__
 
 if TYPE_CHECKING:
-    from tuner.training import RunResult
+    from tuner.training.loop import RunResult
 
 
 def create_study(
@@ -76,7 +76,7 @@ def create_study(
             result = writer.execute(insert(Study.__table__).values(values))
             return int(result.inserted_primary_key[0])
     except IntegrityError:
-        raise StoreError(f"a study named {name!r} already exists") from None
+        raise StudyExistsError(f"a study named {name!r} already exists") from None
 
 
 def get_study(session: Session | Connection | Store | Engine, name: str) -> Study:

@@ -1,6 +1,6 @@
 """Studies in the store: write one, read it back, its progress, export, stop and delete it.
 
-A study's definition is one type, :class:`tuner.studyfile.StudySpec`, before and after it is
+A study's definition is one type, :class:`tuner.study.spec.StudySpec`, before and after it is
 written (``id`` and ``status`` are set once it is). Progress is read from the trial rows alone:
 no Optuna call, no plugin, no torch, so ``tuner study show`` works on a store copied anywhere.
 """
@@ -17,10 +17,10 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tuner.errors import UnknownNameError
-from tuner.store.database import Store, StoreError
+from tuner.store.database import Store, StudyExistsError
 from tuner.store.models import Run, Study, Trial, utcnow
 from tuner.store.retry import retrying
-from tuner.studyfile import StudySpec
+from tuner.study.spec import StudySpec
 from tuner.version import __version__
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def write_study(store: Store, spec: StudySpec, task: TaskRecord) -> StudySpec:
     try:
         retrying(write)
     except IntegrityError:
-        raise StoreError(f"a study named {spec.name!r} already exists") from None
+        raise StudyExistsError(f"a study named {spec.name!r} already exists") from None
     return get_study(store, spec.name)
 
 

@@ -29,11 +29,14 @@ def finite_or_none(value: float | None) -> float | None:
 
 
 def plain_json(value: Any) -> Any:
-    """A JSON-safe copy: non-finite floats -> None, keys -> str, tuples -> lists, recursively."""
+    """A JSON-ready copy, at any depth: non-finite floats -> None, keys -> str, tuples -> lists,
+    and anything else that JSON has no type for (a date, a path) -> its ``str``."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
         return {str(key): plain_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain_json(item) for item in value]
-    return value
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from tuner.batched.optimizers import BatchedError, BatchedOptimizer
+from tuner.training.batched.optimizers import BatchedError, BatchedOptimizer
 
 
 class BatchedScheduleFreeAdamW(BatchedOptimizer):

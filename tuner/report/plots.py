@@ -4,7 +4,7 @@ side by side.
 The textbook figure of optimizers on f = x1^2 + 10 x2^2 from (4, 3) is one panel per fixed
 setting (GD at lr 0.1 and 0.01, momentum, Nesterov, Adagrad, RMSProp, Adam)::
 
-    from tuner.plots import plot_trajectories
+    from tuner.report.plots import plot_trajectories
     figure = plot_trajectories("quadratic", ["sgd:lr=0.1", "sgd:lr=0.01",
                                              "momentum:lr=0.01", "adam:lr=0.1"], "paths.png")
     [panel.final_metric for panel in figure.panels]
@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from tuner.errors import TunerError
 
 if TYPE_CHECKING:
-    from tuner.task import Task
-    from tuner.training import RunResult
+    from tuner.task.contract import Task
+    from tuner.training.loop import RunResult
 
 __all__ = [
     "Figure", "Panel", "PlotError", "Setting", "parse_setting", "plot_curves",
@@ -63,7 +63,7 @@ def parse_setting(text: str) -> Setting:
     The optimizer must be registered and every value must fit its space; otherwise
     :class:`PlotError` (or the registry's own error) with one line.
     """
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     name, _, values = text.strip().partition(":")
     if not name:
@@ -125,8 +125,9 @@ def run_settings(
 ) -> list[Panel]:
     """Train ``task`` once per setting (``options`` as :func:`tuner.training.train` takes
     them); every setting is checked before the first run."""
-    from tuner.plugins import get_registry
-    from tuner.training import make_options, train
+    from tuner.plugin.registry import get_registry
+    from tuner.training.loop import train
+    from tuner.training.options import make_options
 
     task = get_registry().task(task) if isinstance(task, str) else task
     parsed = [s if isinstance(s, Setting) else parse_setting(s) for s in settings]
@@ -149,7 +150,7 @@ def plot_trajectories(
     Raises :class:`PlotError` for a task without a 2-D path (``records_trajectory``), before
     anything is trained.
     """
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     task = get_registry().task(task) if isinstance(task, str) else task
     if not task.records_trajectory or getattr(task, "function", None) is None:
@@ -166,7 +167,7 @@ def plot_curves(
     **options: Any,
 ) -> Figure:
     """One panel per setting: its metric and training loss against the step."""
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     task = get_registry().task(task) if isinstance(task, str) else task
     panels = run_settings(task, settings, seed, **options)

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from tuner.batched.optimizers import BatchedError, BatchedOptimizer
-from tuner.optimizer import eval_mode, train_mode
+from tuner.plugin.optimizer import eval_mode, train_mode
+from tuner.training.batched.optimizers import BatchedError, BatchedOptimizer
 
 OWN_HYPERPARAMETERS = ("k", "alpha")
 """Lookahead's own hyperparameters; the rest of a configuration belongs to the inner optimizer."""

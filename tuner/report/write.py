@@ -20,9 +20,9 @@ from tuner.errors import TunerError
 if TYPE_CHECKING:
     from tuner.advice import TaskRanking
     from tuner.advice.budgets import BudgetCurve
-    from tuner.lr_find import LrFindResult
     from tuner.store import Store
     from tuner.store.queries import Scope
+    from tuner.training.lr_find import LrFindResult
 
 DPI = 110
 
@@ -511,7 +511,7 @@ def _installed_plane_task(task: str) -> Any | None:
     """The task's plugin, if installed, for the loss contours under its 2-D paths (the only
     thing in a report that the store cannot give); None when it cannot be loaded here."""
     try:
-        from tuner.plugins import get_registry
+        from tuner.plugin.registry import get_registry
 
         return get_registry().task(task)
     except TunerError:
@@ -640,7 +640,7 @@ def _budget_section(
     store: Store, ranking: TaskRanking, directory: Path, palette: Mapping[str, Any]
 ) -> tuple[str, str, Path] | None:
     """The "expected best after k trials" section (None when no optimizer has a result)."""
-    from tuner.advice.budgets import curves_of
+    from tuner.advice.curves import curves_of
 
     curves = curves_of(ranking, store)
     if not curves:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from tuner.batched.optimizers import BatchedOptimizer, Factors
+from tuner.training.batched.optimizers import BatchedOptimizer, Factors
 
 
 class BatchedSGD(BatchedOptimizer):

@@ -2,7 +2,7 @@
 practitioner's knobs of one run, and their checks.
 
 Apart from the loop (:mod:`tuner.training`, which re-exports them) so that study files and
-their training options (:mod:`tuner.study_training`) read the names and defaults without the
+their training options (:mod:`tuner.study.training`) read the names and defaults without the
 loop. Imports nothing heavy.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from tuner.errors import TunerError
-from tuner.steps import DEVICES
+from tuner.training.steps import DEVICES
 
 __all__ = ["PRECISIONS", "SCHEDULES", "TrainOptions", "TrainOptionsError", "make_options"]
 

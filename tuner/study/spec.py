@@ -19,11 +19,11 @@ A study file names a task, the optimizers to compare and the tuning budget each 
     sgd.lr = [1e-3, 1.0] # only sgd
     momentum.momentum = 0.9  # a fixed value (the same as [0.9, 0.9])
 
-    [training]           # training options, fixed or tuned (tuner.study_training)
+    [training]           # training options, fixed or tuned (tuner.study.training)
     warmup = 100
     batch_size = [16, 256]
 
-    [task_params]        # the task's own parameters (tuner.task_params)
+    [task_params]        # the task's own parameters (tuner.task.params)
     width = 256
 
 A ``[sweep]`` table with one task parameter and a list of values (``width = [32, 64, 128]``)
@@ -141,7 +141,7 @@ class StudySpec:
     """The task parameters the study set (``task`` is then the identity ``base[k=v]``)."""
     training: dict[str, Any] = field(default_factory=dict)
     """Training options: fixed values, or ``{"range": [lo, hi]}`` / ``{"choices": [...]}`` for
-    tuned ones (:mod:`tuner.study_training`)."""
+    tuned ones (:mod:`tuner.study.training`)."""
     budget_unit: str = "examples"
     """With a tuned batch size: ``examples`` (equal examples per run) or ``steps``."""
     batch: int | None = None
@@ -191,7 +191,7 @@ class StudySpec:
 
     def space(self, optimizer: str) -> Any:
         """The effective search space of ``optimizer`` (its plugin's, with overrides applied)."""
-        from tuner.plugins import get_registry
+        from tuner.plugin.registry import get_registry
 
         plugin = get_registry().optimizer(optimizer)
         return apply_ranges(plugin.space, self.ranges.get(optimizer, {}), optimizer)
@@ -260,7 +260,7 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
     if "task" in data:
         data["task"] = _relative_to(data["task"], path.parent)
     if "training" in data:
-        from tuner.study_training import from_file_value
+        from tuner.study.training import from_file_value
 
         data["training"] = {k: from_file_value(v) for k, v in data["training"].items()}
     return data
@@ -356,7 +356,7 @@ def resolve(
     of :class:`RangeOverride`, and the flags' ranges are applied after the file's. Raises a
     :class:`~tuner.errors.TunerError` with one line at the first problem. Nothing is written.
     """
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     merged: dict[str, Any] = dict(file_settings or {})
     for key, value in settings.items():
@@ -422,7 +422,7 @@ def resolve(
     schedule = merged.get("schedule")
     if schedule is not None:
         check_schedule(schedule)
-    from tuner.study_training import BUDGET_UNITS, check_no_clash, check_training
+    from tuner.study.training import BUDGET_UNITS, check_no_clash, check_training
 
     training = check_training(merged.get("training") or {})
     budget_unit = merged.get("budget_unit") or "examples"
@@ -448,7 +448,7 @@ def resolve(
                 raise StudyFileError(f"range {optimizer}.{param}: bounds must be finite numbers")
         apply_ranges(plugins[optimizer].space, overrides, f"optimizer {optimizer!r}")
 
-    from tuner.study_training import tuned
+    from tuner.study.training import tuned
 
     fixed = [  # nothing to tune: every hyperparameter and training option fixed
         optimizer for optimizer, plugin in plugins.items()
@@ -503,7 +503,7 @@ def check_study_name(name: str) -> None:
 
 def check_schedule(schedule: str) -> None:
     """Check a learning-rate schedule name against the training loop's list."""
-    from tuner.train_options import SCHEDULES as known
+    from tuner.training.options import SCHEDULES as known
 
     if schedule not in known:
         raise StudyFileError(

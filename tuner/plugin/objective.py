@@ -200,7 +200,8 @@ class ClosureObjective(FlatObjective):
     def hessian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise RuntimeError(
             "a Hessian needs the loss itself, not a closure that runs backward(): step this "
-            "optimizer through tuner.steps.optimizer_step, or pass a tuner.objective.FlatObjective"
+            "optimizer through tuner.training.steps.optimizer_step, or pass a "
+            "tuner.plugin.objective.FlatObjective"
         )
 
     def __call__(self) -> torch.Tensor:

@@ -6,8 +6,8 @@ configuration at a time, from one vectorised run:
 - the task is built once under ``torch.manual_seed(seed)``, as :func:`~tuner.training.train`
   builds it, so every configuration starts from the same weights; the model's parameters are
   stacked K times (:func:`torch.func.stack_module_state`), each a leaf of shape ``(K, *S)``;
-- each step draws the seed's next batch (:func:`tuner.steps.batches`), shares it between the K
-  models, and computes the K losses with :func:`torch.func.vmap` over
+- each step draws the seed's next batch (:func:`tuner.training.steps.batches`), shares it between
+  the K models, and computes the K losses with :func:`torch.func.vmap` over
   :func:`torch.func.functional_call` of the task's own ``loss``; ``losses.sum().backward()``
   fills every slice's gradient with its own loss's gradient;
 - gradient clipping takes the global norm of each configuration's own slice; each
@@ -52,15 +52,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import describe_exception
-from tuner.failures import describe_failure
-from tuner.steps import StepError
+from tuner.task.failures import describe_failure
+from tuner.training.steps import StepError
 
 if TYPE_CHECKING:
     import torch
 
-    from tuner.optimizer import OptimizerPlugin
-    from tuner.task import Task
-    from tuner.training import CurvePoint, RunResult, TrainOptions
+    from tuner.plugin.optimizer import OptimizerPlugin
+    from tuner.task.contract import Task
+    from tuner.training.loop import CurvePoint, RunResult
+    from tuner.training.options import TrainOptions
 
 __all__ = ["SHARED_OPTIONS", "note_once", "train_batched", "unbatched_reason"]
 
@@ -117,7 +118,8 @@ def train_batched(
 
     Args:
         task: a registered task's name, or a :class:`~tuner.task.Task`.
-        plugin: a registered optimizer's name, or an :class:`~tuner.optimizer.OptimizerPlugin`.
+        plugin: a registered optimizer's name, or an
+            :class:`~tuner.plugin.optimizer.OptimizerPlugin`.
         configs: K hyperparameter configurations (the rest take their defaults).
         seed: the seed of every run: the data split, the initial weights, the batch order.
         options: the :class:`~tuner.training.TrainOptions` of every run, or one per
@@ -126,8 +128,8 @@ def train_batched(
             each of that run's curve points; True (or :class:`~tuner.training.Pruned`) prunes it.
 
     Configurations share a batch when their
-    :func:`~tuner.batched.optimizers.batch_signature` (``nesterov`` on or off, ...) and their
-    :data:`SHARED_OPTIONS` are equal; each such group is one batch.
+    :func:`~tuner.training.batched.optimizers.batch_signature` (``nesterov`` on or off, ...) and
+    their :data:`SHARED_OPTIONS` are equal; each such group is one batch.
 
     Returns:
         K results, in the order of ``configs``; each is what ``train(task, plugin, config,
@@ -139,9 +141,9 @@ def train_batched(
             hyperparameter, an option that cannot work), or when ``options`` or ``callbacks``
             do not match ``configs``.
     """
-    from tuner.batched.optimizers import BatchedError, batch_signature
-    from tuner.plugins import get_registry
-    from tuner.training import make_options
+    from tuner.plugin.registry import get_registry
+    from tuner.training.batched.optimizers import BatchedError, batch_signature
+    from tuner.training.options import make_options
 
     if isinstance(task, str):
         task = get_registry().task(task)
@@ -178,7 +180,7 @@ def train_batched(
 
 
 def _one_by_one(task, plugin, seed, runs) -> list[RunResult]:
-    from tuner.training import train
+    from tuner.training.loop import train
 
     return [train(task, plugin, hp, seed, options=options, callback=callback)
             for hp, options, callback in runs]
@@ -186,7 +188,7 @@ def _one_by_one(task, plugin, seed, runs) -> list[RunResult]:
 
 def _train_group(task, plugin, seed, runs) -> list[RunResult]:
     """One batch of (hyperparameters, options, callback); one by one if it cannot vectorise."""
-    from tuner.training import _Run
+    from tuner.training.loop import _Run
 
     # One unbatched run object per configuration: the same checks before training, the same
     # result template, schedules and evaluation bookkeeping as ``train`` uses.
@@ -241,7 +243,8 @@ class _Batch:
     def execute(self) -> list[RunResult]:
         import torch
 
-        from tuner.training import TrainOptionsError, _Measurement
+        from tuner.training.loop import _Measurement
+        from tuner.training.options import TrainOptionsError
 
         measured = _Measurement(self.device, self.options.threads)
         try:
@@ -279,9 +282,9 @@ class _Batch:
         import torch
         from torch.func import functional_call, stack_module_state, vmap
 
-        from tuner.batched.optimizers import stack_hyperparams
-        from tuner.optimizer import eval_mode, train_mode
-        from tuner.training import (
+        from tuner.plugin.optimizer import eval_mode, train_mode
+        from tuner.training.batched.optimizers import stack_hyperparams
+        from tuner.training.loop import (
             LOSS_READBACK_DEFAULT,
             LOSS_READBACK_EVERY,
             _autocast,
@@ -449,7 +452,7 @@ class _Batch:
         (the first out of bounds ends that run as diverged) and the sums for the mean loss."""
         import torch
 
-        from tuner.training import _Diverged
+        from tuner.training.loop import _Diverged
 
         rows = (torch.stack(pending) if len(pending) > 1 else pending[0].unsqueeze(0)).tolist()
         for k in list(self.training):
@@ -472,7 +475,7 @@ class _Batch:
     def _evaluate(self, k, model, problem, done, lr, train_loss, schedule, after_warmup
                   ) -> None:
         """Evaluate run k on its slice, through the unbatched run's bookkeeping."""
-        from tuner.training import _Diverged, _is_pruning
+        from tuner.training.loop import _Diverged, _is_pruning
 
         run = self.runs[k]
         self._load(k)

@@ -1,6 +1,6 @@
 """The parts of training that every loop shares: the device, the batch order and one step.
 
-:func:`tuner.training.train`, :func:`tuner.lr_find.lr_find` and the conformance kit
+:func:`tuner.training.train`, :func:`tuner.training.lr_find.lr_find` and the conformance kit
 (:mod:`tuner.testing`) all use these, so a run, a learning-rate range test and a conformance
 check see the same device, the same batches for a seed, and the same optimizer step:
 
@@ -9,10 +9,10 @@ check see the same device, the same batches for a seed, and the same optimizer s
   epoch with the last incomplete batch dropped (the whole training set for a full-batch task);
 - :func:`optimizer_step`: zero the gradients, the loss and its backward pass (accumulated over a
   list of batches), gradient clipping, and the step, through a closure for the optimizers that
-  need one (L-BFGS), or through a :class:`~tuner.objective.FlatObjective` (the loss as a
+  need one (L-BFGS), or through a :class:`~tuner.plugin.objective.FlatObjective` (the loss as a
   function of the flat parameters) for those that want one (Newton, BFGS, conjugate gradient);
   every forward, backward and Hessian is counted in the caller's
-  :class:`~tuner.objective.EvaluationCounts`.
+  :class:`~tuner.plugin.objective.EvaluationCounts`.
 
 torch is imported inside the functions: importing this module is free.
 """
@@ -23,12 +23,12 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import TunerError
-from tuner.objective import EvaluationCounts, FlatObjective
+from tuner.plugin.objective import EvaluationCounts, FlatObjective
 
 if TYPE_CHECKING:
     import torch
 
-    from tuner.task import Problem
+    from tuner.task.contract import Problem
 
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -150,9 +150,9 @@ def optimizer_step(
             (L-BFGS calls it several times per step).
         clip_norm: clip the gradients' global L2 norm to this before stepping.
         parameters: the parameters whose gradients are clipped (default: the optimizer's).
-        flat_loss: give ``step`` a :class:`~tuner.objective.FlatObjective` over ``parameters``
-            (the plugin's ``wants_flat_loss``); None asks the optimizer object (its own
-            ``wants_flat_loss`` attribute).
+        flat_loss: give ``step`` a :class:`~tuner.plugin.objective.FlatObjective` over
+            ``parameters`` (the plugin's ``wants_flat_loss``); None asks the optimizer object (its
+            own ``wants_flat_loss`` attribute).
         counts: incremented at every forward pass (function), backward pass (gradient) and
             Hessian: one batch of an accumulated step counts as one of each; a flat objective
             counts each of its evaluations once.

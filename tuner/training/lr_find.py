@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from tuner.errors import TunerError
 
 if TYPE_CHECKING:
-    from tuner.optimizer import OptimizerPlugin
-    from tuner.task import Task
+    from tuner.plugin.optimizer import OptimizerPlugin
+    from tuner.task.contract import Task
 
 
 class LrFindError(TunerError, ValueError):
@@ -176,14 +176,14 @@ def lr_find(
 
     ``params`` fixes the optimizer's other hyperparameters (defaults: the plugin's recommended
     values); ``lr`` is overwritten at every step. The model, the device, the batches and the
-    optimizer step are those of a training run with the same seed (:mod:`tuner.steps`): the
-    test sees the batches the runs see, in the same order.
+    optimizer step are those of a training run with the same seed (:mod:`tuner.training.steps`):
+    the test sees the batches the runs see, in the same order.
     """
     import torch
 
-    from tuner.optimizer import train_mode
-    from tuner.plugins import get_registry
-    from tuner.steps import batches, optimizer_step, resolve_device
+    from tuner.plugin.optimizer import train_mode
+    from tuner.plugin.registry import get_registry
+    from tuner.training.steps import batches, optimizer_step, resolve_device
 
     task_plugin = get_registry().task(task) if isinstance(task, str) else task
     plugin = get_registry().optimizer(optimizer) if isinstance(optimizer, str) else optimizer

@@ -2,7 +2,7 @@
 
 Parsing and the stored (canonical) form only: nothing here imports the referenced code, so
 advice can match a reference against the store's task records without loading a task
-(:mod:`tuner.task_reference` loads it).
+(:mod:`tuner.task.reference` loads it).
 """
 
 from __future__ import annotations

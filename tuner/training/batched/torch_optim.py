@@ -17,8 +17,8 @@ also fast: one pass over memory per configuration, where elementwise ops take on
 K=64 0.69 ms against 2.4 ms).
 
 Elsewhere (the other classes, or fused kernels unavailable) the elementwise steps of
-:mod:`tuner.batched.sgd` and :mod:`tuner.batched.adaptive` are used; on CPU they follow torch's
-single-tensor and multi-tensor implementations op for op.
+:mod:`tuner.training.batched.sgd` and :mod:`tuner.training.batched.adaptive` are used; on CPU they
+follow torch's single-tensor and multi-tensor implementations op for op.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from tuner.batched.adaptive import (
+from tuner.training.batched.adaptive import (
     BatchedAdadelta,
     BatchedAdagrad,
     BatchedAdam,
@@ -37,8 +37,8 @@ from tuner.batched.adaptive import (
     BatchedRAdam,
     BatchedRMSprop,
 )
-from tuner.batched.optimizers import BatchedError, BatchedOptimizer
-from tuner.batched.sgd import BatchedSGD
+from tuner.training.batched.optimizers import BatchedError, BatchedOptimizer
+from tuner.training.batched.sgd import BatchedSGD
 
 FUSED_CLASSES = ("SGD", "Adagrad", "Adam", "AdamW")
 """The torch.optim classes with a fused kernel that the batched step can call per configuration."""
@@ -255,7 +255,8 @@ def batched_torch_optimizer(
         class_name: ``SGD``, ``Adagrad``, ``RMSprop``, ``Adadelta``, ``Adam``, ``AdamW``,
             ``Adamax``, ``NAdam`` or ``RAdam``.
         groups: stacked parameter groups.
-        hp: the stacked hyperparameters (:func:`~tuner.batched.optimizers.stack_hyperparams`).
+        hp: the stacked hyperparameters
+            (:func:`~tuner.training.batched.optimizers.stack_hyperparams`).
         fixed: the keywords the plugin pins (``nesterov``, ``amsgrad``, ``momentum``).
         fused: the unbatched optimizer runs torch's fused kernel: call it per configuration.
 

@@ -4,8 +4,8 @@ AMSGrad, Adamax, NAdam, RAdam), Adagrad, RMSprop and Adadelta.
 Each class follows its torch.optim class's update for ``maximize=False``, one configuration per
 slice of the leading dimension. The scalar parts that torch computes in Python from the step count
 (bias corrections, NAdam's momentum schedule, RAdam's rectification) are computed here per
-configuration in float64 (:meth:`~tuner.batched.optimizers.BatchedOptimizer.factors`), so a
-configuration whose ``beta2`` leaves RAdam unrectified for longer than another's is simply a
+configuration in float64 (:meth:`~tuner.training.batched.optimizers.BatchedOptimizer.factors`), so
+a configuration whose ``beta2`` leaves RAdam unrectified for longer than another's is simply a
 different number in its slice.
 
 Weight decay is coupled (``g <- g + weight_decay * p``) unless the optimizer decouples it
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from tuner.batched.optimizers import BatchedOptimizer, Factors
+from tuner.training.batched.optimizers import BatchedOptimizer, Factors
 
 
 class _Adaptive(BatchedOptimizer):

@@ -88,7 +88,7 @@ def _library_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths]
     roots += site.getsitepackages() if hasattr(site, "getsitepackages") else []
-    roots += [os.path.dirname(os.path.abspath(__file__))]
+    roots += [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]  # tuner/
     torch = _package_root("torch")
     if torch is not None:
         roots.append(torch)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuner.errors import TunerError
-from tuner.space import Categorical, Float, Int
+from tuner.plugin.space import Categorical, Float, Int
 
 BUDGET_UNITS = ("examples", "steps")
 
@@ -56,7 +56,7 @@ class _Kind:
 
 
 def _kinds() -> dict[str, _Kind]:
-    from tuner.train_options import PRECISIONS, SCHEDULES
+    from tuner.training.options import PRECISIONS, SCHEDULES
 
     return {
         "batch_size": _Kind("int", 1, 2**20, log=True),
@@ -275,7 +275,7 @@ def space_params(training: Mapping[str, Any], task_batch_size: int | None) -> li
     """The search-space dimensions of the tuned options (named as the options), each with a
     default inside its range: the training loop's own default where it fits, the task's batch
     size for ``batch_size``, else the low end."""
-    from tuner.train_options import TrainOptions
+    from tuner.training.options import TrainOptions
 
     kinds, baseline = _kinds(), TrainOptions()
     params: list[Any] = []
@@ -347,18 +347,3 @@ def run_plan(
         options["eval_every"] = max(1, round(eval_every / scale))
     return RunPlan(options, scale)
 
-
-def run_protocol(
-    training: Mapping[str, Any], options: Mapping[str, Any], study_budget: int | None,
-    budget_unit: str = "examples",
-) -> dict[str, Any]:
-    """The protocol one run of a study was trained under (:func:`tuner.store.config_key.
-    protocol_key`): with a tuned batch size and equal examples, the study's budget as given
-    (``study_budget``, None for the task's own) in examples; else the run's budget in steps;
-    and the result-changing options the study fixed (the tuned ones are left out)."""
-    from tuner.store.config_key import protocol_key
-
-    names = set(tuned(training))
-    if "batch_size" in names and budget_unit == "examples":
-        return protocol_key(study_budget, "examples", options, names)
-    return protocol_key(options.get("budget"), "steps", options, names)

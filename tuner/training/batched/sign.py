@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from tuner.batched.optimizers import BatchedOptimizer, Factors
+from tuner.training.batched.optimizers import BatchedOptimizer, Factors
 
 
 class BatchedSignDescent(BatchedOptimizer):

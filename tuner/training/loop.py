@@ -3,12 +3,12 @@
 :func:`train` is the only entry point. It never raises once training has started: a loss that
 blows up ends the run as ``diverged``, a callback can stop it as ``pruned``, and any other
 exception makes it ``failed`` with a one-line ``error`` that says where it happened in the user's
-code (:func:`tuner.failures.describe_failure`). Bad arguments (an unknown task or
+code (:func:`tuner.task.failures.describe_failure`). Bad arguments (an unknown task or
 optimizer, a hyperparameter outside its range, an impossible option, too few examples for the
 batch size) raise a :class:`~tuner.errors.TunerError` before the first step is taken.
 
-The device, the batch order and the optimizer step come from :mod:`tuner.steps`, which lr-find
-and the conformance kit share. The loop is written for low overhead: the data stays on the
+The device, the batch order and the optimizer step come from :mod:`tuner.training.steps`, which
+lr-find and the conformance kit share. The loop is written for low overhead: the data stays on the
 device as tensors and batches are drawn by indexing with a seeded permutation (no DataLoader);
 the loss is read back once per step on the CPU, where that costs no device synchronisation, and
 once every few steps on a GPU.
@@ -25,16 +25,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from tuner.failures import describe_failure
-from tuner.objective import EvaluationCounts
-from tuner.steps import StepError, batches, optimizer_step, resolve_device
-from tuner.train_options import (
+from tuner.plugin.objective import EvaluationCounts
+from tuner.task.failures import describe_failure
+from tuner.training.options import (
     PRECISIONS,
     SCHEDULES,
     TrainOptions,
     TrainOptionsError,
     make_options,
 )
+from tuner.training.steps import StepError, batches, optimizer_step, resolve_device
 
 __all__ = [
     "PRECISIONS", "SCHEDULES", "STATUSES", "CurvePoint", "Pruned", "RunResult", "TrainOptions",
@@ -44,8 +44,8 @@ __all__ = [
 if TYPE_CHECKING:
     import torch
 
-    from tuner.optimizer import OptimizerPlugin
-    from tuner.task import Problem, Task
+    from tuner.plugin.optimizer import OptimizerPlugin
+    from tuner.task.contract import Problem, Task
 
 STATUSES = ("complete", "diverged", "pruned", "failed")
 
@@ -94,19 +94,19 @@ class RunResult:
 
     ``function_evals``, ``gradient_evals`` and ``hessian_evals`` count, over the whole run, the
     forward passes of the training loss, the backward passes, and the dense Hessians: the loop
-    counts them at every call (:class:`tuner.objective.EvaluationCounts`), so a method that
+    counts them at every call (:class:`tuner.plugin.objective.EvaluationCounts`), so a method that
     evaluates several times per step (a line search, L-BFGS's inner iterations) is charged for
     each. A full-batch first-order run makes one of each per step (``accumulate`` per step on
     mini-batches). Evaluations of the metric are not counted.
 
-    ``task_params`` are the task's parameter values (:mod:`tuner.task_params`), ``dtype`` the
+    ``task_params`` are the task's parameter values (:mod:`tuner.task.params`), ``dtype`` the
     parameters' dtype (``float64``; ``float32`` under ``bf16``/``fp16`` autocast, which
     ``options["precision"]`` records) and ``examples_seen`` the training examples that went into
     the gradients (batch size x accumulation x steps; the training set x steps on a full-batch
     task): the facts that advice across model sizes and batch sizes reads.
 
     ``batch`` is the number of runs trained together in one vectorised run
-    (:func:`tuner.batched.training.train_batched`; also ``options["batch"]``): above 1,
+    (:func:`tuner.training.batched.training.train_batched`; also ``options["batch"]``): above 1,
     ``wall_seconds``, ``peak_memory_bytes`` and the curve's ``seconds`` are the whole batch's,
     shared by its runs, and the advice leaves them out of time and memory figures.
     """
@@ -167,7 +167,7 @@ def train(
     Args:
         task: a registered task's name, or a :class:`~tuner.task.Task`.
         optimizer: a registered optimizer's name, or an
-            :class:`~tuner.optimizer.OptimizerPlugin`.
+            :class:`~tuner.plugin.optimizer.OptimizerPlugin`.
         params: the optimizer's hyperparameters; the rest take their defaults.
         seed: fixes the data split, the initial weights and the batch order.
         options: a :class:`TrainOptions`; keyword arguments (``schedule="cosine"``) replace its
@@ -182,7 +182,7 @@ def train(
         TunerError: before training, for an unknown name, an invalid hyperparameter or an
             option that cannot work.
     """
-    from tuner.plugins import get_registry
+    from tuner.plugin.registry import get_registry
 
     if isinstance(task, str):
         task = get_registry().task(task)
@@ -420,7 +420,7 @@ class _Run:
             result.wall_seconds = measured.seconds()
             result.peak_memory_bytes = measured.peak()
             if self.optimizer is not None:
-                from tuner.optimizer import optimizer_state_bytes
+                from tuner.plugin.optimizer import optimizer_state_bytes
 
                 try:
                     result.optimizer_state_bytes = optimizer_state_bytes(self.optimizer)
@@ -565,7 +565,7 @@ class _Run:
         """Evaluate, append a curve point, update the bests, decide on stopping."""
         import torch
 
-        from tuner.optimizer import eval_mode, train_mode
+        from tuner.plugin.optimizer import eval_mode, train_mode
 
         task, result = self.task, self.result
         eval_mode(optimizer)
@@ -635,6 +635,7 @@ class _Run:
         return lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup]), plateau
 
     def _batches(self, problem: Problem) -> Any:
-        """The steps' batches: :func:`tuner.steps.batches` for this run's seed and sizes."""
+        """The steps' batches: :func:`tuner.training.steps.batches` for this run's seed and
+        sizes."""
         return batches(problem, self.batch_size, self.seed, self.options.accumulate,
                        task=self.task.name)

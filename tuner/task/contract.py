@@ -57,15 +57,6 @@ def _functional() -> Any:
 _F: Any = None
 
 
-def __getattr__(name: str) -> Any:
-    """``from_function``, the builder of a task from plain functions
-    (:mod:`tuner.task_builders`), loaded on first use."""
-    if name == "from_function":
-        from tuner.task_builders import from_function
-
-        return from_function
-    raise AttributeError(f"module 'tuner.task' has no attribute {name!r}")
-
 
 class Task:
     """A reference training problem: data, a model, a loss and a metric.
@@ -107,10 +98,10 @@ class Task:
         parameters: the task's own parameters and their defaults (``{"width": 128}``): a
             study sets them (``--task-param width=256``) and :meth:`build` reads the values in
             use from ``self.task_params``. They are part of the task's identity in the store
-            (:mod:`tuner.task_params`): ``digits-mlp[width=256]`` is a task of its own.
+            (:mod:`tuner.task.params`): ``digits-mlp[width=256]`` is a task of its own.
         unbatchable: why the model cannot be trained as a batch of configurations (stacked
-            parameters under ``torch.func.vmap``: :mod:`tuner.batched.training`), or None when
-            it can. A model can be batched when its forward pass has no Python control flow
+            parameters under ``torch.func.vmap``: :mod:`tuner.training.batched.training`), or None
+            when it can. A model can be batched when its forward pass has no Python control flow
             on tensor values and every operation has a vmap rule; otherwise its runs are
             trained one by one (a model whose first vectorised step fails falls back too).
     """
@@ -198,8 +189,8 @@ class Task:
     def with_params(self, values: Mapping[str, Any]) -> Task:
         """A copy of this task with parameters set (checked against the declaration and
         coerced to the defaults' types); its ``name`` becomes the identity in the store,
-        ``base[key=value]`` (:func:`tuner.task_params.identity`). No values: this task."""
-        from tuner.task_params import identity, resolve_values
+        ``base[key=value]`` (:func:`tuner.task.params.identity`). No values: this task."""
+        from tuner.task.params import identity, resolve_values
 
         if not values:
             return self
@@ -208,7 +199,7 @@ class Task:
                                   f"task {base!r}")
         problems = self.param_problems(resolved)
         if problems:
-            from tuner.task_params import TaskParamError
+            from tuner.task.params import TaskParamError
 
             raise TaskParamError(f"task {base!r}: {problems[0]}")
         configured = copy.copy(self)
@@ -258,7 +249,7 @@ class Task:
         if not isinstance(parameters, Mapping):
             found.append("parameters must be a dict of names and default values")
         else:
-            from tuner.task_params import check_declared
+            from tuner.task.params import check_declared
 
             found.extend(check_declared(parameters, getattr(self, "name", "?")))
         return found

@@ -31,7 +31,7 @@ from tuner.errors import TunerError
 if TYPE_CHECKING:
     import torch
 
-    from tuner.optimizer import OptimizerPlugin
+    from tuner.plugin.optimizer import OptimizerPlugin
 
 __all__ = [
     "BatchedError",
@@ -50,8 +50,8 @@ class BatchedError(TunerError, ValueError):
 def is_batched_float(value: Any) -> bool:
     """Whether a completed hyperparameter value varies within a batch: a Python float.
 
-    :meth:`tuner.space.SearchSpace.complete` returns every ``Float`` parameter as a float and
-    every ``Int`` as an int; booleans and other categorical choices are equal within a batch.
+    :meth:`tuner.plugin.space.SearchSpace.complete` returns every ``Float`` parameter as a float
+    and every ``Int`` as an int; booleans and other categorical choices are equal within a batch.
     """
     return isinstance(value, float)
 
@@ -398,9 +398,9 @@ class BatchedOptimizer:
         """Bytes of the state tensors for all K configurations together.
 
         Counts the tensors shaped like their parameter (moments, buffers): K times what
-        :func:`tuner.optimizer.optimizer_state_bytes` counts for one unbatched optimizer, whose
-        scalars (NAdam's momentum product, Tiger's centres) are ``(K,)`` vectors here and left
-        out in the same way.
+        :func:`tuner.plugin.optimizer.optimizer_state_bytes` counts for one unbatched optimizer,
+        whose scalars (NAdam's momentum product, Tiger's centres) are ``(K,)`` vectors here and
+        left out in the same way.
         """
         import torch
 

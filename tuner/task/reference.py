@@ -24,8 +24,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import describe_exception, first_line
-from tuner.failures import describe_failure
-from tuner.reference import Reference, TaskReferenceError, is_reference
+from tuner.task.failures import describe_failure
+from tuner.task.loading import Reference, TaskReferenceError, is_reference
 
 __all__ = [
     "ALLOW_CHANGED_ENV", "ChangedCodeError", "Reference", "TaskReferenceError",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from tuner.task import Task
+    from tuner.task.contract import Task
 
 ALLOW_CHANGED_ENV = "TUNER_ALLOW_CHANGED"
 """Set to 1 (by ``--allow-changed``) to let workers run a task whose code changed."""
@@ -126,7 +126,7 @@ def _attribute(module: ModuleType, ref: Reference) -> Any:
     found: Any = module
     for part in ref.attribute.split("."):
         if not hasattr(found, part):
-            from tuner.task import Task
+            from tuner.task.contract import Task
 
             tasks = sorted(
                 key for key, value in vars(module).items()
@@ -144,7 +144,7 @@ def _attribute(module: ModuleType, ref: Reference) -> Any:
 
 
 def _instantiate(found: Any, ref: Reference) -> Task:
-    from tuner.task import Task
+    from tuner.task.contract import Task
 
     what = "class" if isinstance(found, type) else "function"
     if isinstance(found, Task):
@@ -180,7 +180,7 @@ _loaded: dict[str, tuple[str, Task]] = {}
 
 def load_reference(text: str, registry: Any) -> Task:
     """The task ``text`` refers to, with ``code_ref`` and ``code_hash`` set; ``registry`` (a
-    :class:`tuner.plugins.Registry`) holds the plugins' task names it must not take.
+    :class:`tuner.plugin.registry.Registry`) holds the plugins' task names it must not take.
 
     Loaded once per process for one version of the file. Raises :class:`TaskReferenceError`
     (one line naming the reference) for a missing file or module, a missing attribute, an
