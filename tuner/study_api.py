@@ -177,13 +177,15 @@ class Study:
 
     def run(self, workers: int = 1, timeout: float | None = None,
             allow_changed: bool = False, batch: int | None = None,
-            retry_given_up: bool = False) -> Any:
+            retry_given_up: bool = False, threads: int | None = None) -> Any:
         """Run the study to the end with ``workers`` local processes; returns the
         :class:`~tuner.driver.WorkerReport`. The task's code is checked first (one line if it
         changed, unless ``allow_changed``). ``batch`` K trains up to K trials of one optimizer
-        together (``tuner study run --batch K``). ``retry_given_up`` first reopens the slots
-        given up after failing again and again (``--retry-given-up``; the report's
-        ``reopened`` lists them), keeping their failed attempts on record.
+        together (``tuner study run --batch K``). ``threads`` N trains every run on N torch
+        threads (``--threads N``; default: the study's ``threads``, else each run's choice
+        from its model's size, :mod:`tuner.training.threads`). ``retry_given_up`` first
+        reopens the slots given up after failing again and again (``--retry-given-up``; the
+        report's ``reopened`` lists them), keeping their failed attempts on record.
 
         Raises :class:`StudyRunError` when the study ends with trials not done for a reason
         other than a stop or the ``timeout``: a worker process failed, or slots were given up
@@ -192,7 +194,7 @@ class Study:
 
         with self._running(allow_changed):
             reopened = reopen(self.db, self.name) if retry_given_up else []
-            report = self._run_workers(workers, timeout, batch)
+            report = self._run_workers(workers, timeout, batch, threads)
         report.reopened = reopened
         return report
 
@@ -206,6 +208,7 @@ class Study:
         *,
         round_size: int | None = None,
         batch: int | None = None,
+        threads: int | None = None,
         allow_changed: bool = False,
     ) -> Any:
         """Add trials to the study and run them (``tuner study extend``): ``trials`` more of
@@ -213,9 +216,10 @@ class Study:
         rounds of trials for the optimizers still in contention (and new seeds of their best
         configurations) until the ranking of the study's own runs names its winner with
         P(best) >= 0.9 or they have ``max_trials`` trials each (``round_size`` trials a round
-        when given). Returns the :class:`~tuner.driver.extend.ExtendReport` (``summary()``
-        says how it ended; ``rounds`` what each round added). Raises :class:`StudyRunError`
-        as :meth:`run` does."""
+        when given); ``batch`` and ``threads`` as :meth:`run` takes them. Returns the
+        :class:`~tuner.driver.extend.ExtendReport` (``summary()`` says how it ended;
+        ``rounds`` what each round added). Raises :class:`StudyRunError` as :meth:`run`
+        does."""
         from tuner.driver.extend import (
             ExtendReport,
             Round,
@@ -227,7 +231,7 @@ class Study:
         check_request(trials, optimizers, until_settled, max_trials, round_size)
 
         def run() -> Any:
-            return self._run_workers(workers, None, batch)
+            return self._run_workers(workers, None, batch, threads)
 
         with self._running(allow_changed):
             if until_settled:
@@ -237,14 +241,15 @@ class Study:
             return ExtendReport(self.name, [Round(additions, {})],
                                 stopped=run().stopped or "finished")
 
-    def _run_workers(self, workers: int, timeout: float | None, batch: int | None) -> Any:
+    def _run_workers(self, workers: int, timeout: float | None, batch: int | None,
+                     threads: int | None) -> Any:
         """Run the study's free slots with local workers; :class:`StudyRunError` when they
         failed, or the study ended with trials not done for a reason nobody asked for."""
         from tuner.driver import WorkerProcessError, run_study
 
         try:
             report = run_study(self.name, self.db, workers=workers, timeout=timeout,
-                               batch=batch)
+                               batch=batch, threads=threads)
         except WorkerProcessError as error:
             raise StudyRunError(f"study {self.name!r}: {error}") from None
         problem = unfinished_run_problem(self.status(), report.stopped)

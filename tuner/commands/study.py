@@ -37,6 +37,14 @@ def _batch_option(function: Any) -> Any:
     )(function)
 
 
+def _threads_option(function: Any) -> Any:
+    return click.option(
+        "--threads", type=int, default=None, metavar="N",
+        help="Torch CPU threads of every run (default: the study's threads, else 1 for a "
+        "small model and more for a large one, within the worker's share of the cores).",
+    )(function)
+
+
 def _allow_changed_option(function: Any) -> Any:
     return click.option(
         "--allow-changed", is_flag=True,
@@ -192,14 +200,15 @@ def _seeds_text(spec) -> str:
 @click.option("--gpus", default=None, metavar="0,1|all",
               help="Spread the local workers over these GPUs (several per GPU allowed).")
 @_batch_option
+@_threads_option
 @_allow_changed_option
 @_retry_given_up_option
 @db_option
 def run_command(
     name: str, workers: int, timeout: float | None, grace: float | None, backend: str,
     address: str | None, cpus_per_worker: float | None, gpus_per_worker: float | None,
-    gpus: str | None, batch: int | None, allow_changed: bool, retry_given_up: bool,
-    db: str | None,
+    gpus: str | None, batch: int | None, threads: int | None, allow_changed: bool,
+    retry_given_up: bool, db: str | None,
 ) -> None:
     """Run a study to the end (or resume it); Ctrl-C stops it cleanly (exit 130).
 
@@ -209,9 +218,13 @@ def run_command(
 
     if workers < 1:
         raise click.ClickException(f"--workers must be at least 1, got {workers}")
-    from tuner.driver.settings import check_batch
+    from tuner.driver.settings import check_batch, check_threads
 
     check_batch(batch)
+    check_threads(threads)
+    if backend == "ray" and threads is not None:
+        raise click.ClickException("--threads is for local workers; a Ray worker's threads are "
+                                   "the CPUs it reserves (--cpus-per-worker)")
     placement = _placement(backend, address, cpus_per_worker, gpus_per_worker, gpus, db)
     gpu_list: list[str] = []
     if gpus is not None:
@@ -232,7 +245,7 @@ def run_command(
             report = run_study(
                 name, db, workers=workers, timeout=timeout, grace_seconds=grace,
                 on_progress=bar.update, gpus=gpu_list, backend=backend, ray=placement,
-                batch=batch,
+                batch=batch, threads=threads,
             )
     except KeyboardInterrupt:
         _say_how_it_ended(name, db, WorkerReport(stopped="interrupted"))
@@ -258,12 +271,13 @@ def run_command(
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Local worker processes.")
 @_batch_option
+@_threads_option
 @_allow_changed_option
 @db_option
 def extend_command(
     name: str, trials: int | None, optimizers: str | None, until_settled: bool,
     max_trials: int | None, round_size: int | None, workers: int, batch: int | None,
-    allow_changed: bool, db: str | None,
+    threads: int | None, allow_changed: bool, db: str | None,
 ) -> None:
     """Add trials to study NAME and run them: --trials N (of --optimizers), or --until-settled.
 
@@ -271,32 +285,35 @@ def extend_command(
     runs stands after it. A killed extend resumes: run the same command again (or `tuner study
     run NAME` for the round in flight)."""
     from tuner.driver.extend import check_request
-    from tuner.driver.settings import check_batch
+    from tuner.driver.settings import check_batch, check_threads
 
     check_request(trials, optimizers, until_settled, max_trials, round_size)
     if workers < 1:
         raise click.ClickException(f"--workers must be at least 1, got {workers}")
     check_batch(batch)
+    check_threads(threads)
     _check_task_code(name, db, allow_changed)
+    running = {"workers": workers, "batch": batch, "threads": threads}
     if until_settled:
-        _extend_until_settled(name, db, max_trials, round_size, workers, batch)
+        _extend_until_settled(name, db, max_trials, round_size, running)
     else:
-        _extend_by(name, db, trials, optimizers, workers, batch)
+        _extend_by(name, db, trials, optimizers, running)
 
 
 def _extend_by(name: str, db: str | None, trials: int | None, optimizers: str | None,
-               workers: int, batch: int | None) -> None:
-    """``--trials N``: add them, then run the study as ``tuner study run`` does."""
+               running: dict[str, Any]) -> None:
+    """``--trials N``: add them, then run the study as ``tuner study run`` does (``running``:
+    its workers, batch and threads)."""
     from tuner.driver.extend import add_trials, added_text
 
     spec, additions = add_trials(name, db, trials, optimizers)
     click.echo(added_text(spec, additions))
-    report = _run_interruptibly(name, db, workers, batch)
+    report = _run_interruptibly(name, db, running)
     _say_how_it_ended(name, db, report)
 
 
 def _extend_until_settled(name: str, db: str | None, max_trials: int | None,
-                          round_size: int | None, workers: int, batch: int | None) -> None:
+                          round_size: int | None, running: dict[str, Any]) -> None:
     """``--until-settled``: rounds until settled or the cap, one line each, then how it
     ended."""
     from tuner.driver import WorkerReport
@@ -304,7 +321,7 @@ def _extend_until_settled(name: str, db: str | None, max_trials: int | None,
     from tuner.driver.processes import current_status
 
     report = extend_until_settled(
-        name, db, lambda: _run_interruptibly(name, db, workers, batch),
+        name, db, lambda: _run_interruptibly(name, db, running),
         max_trials=max_trials, round_size=round_size, say=click.echo,
     )
     click.echo(f"Study {name!r} {report.summary()}.")
@@ -312,14 +329,14 @@ def _extend_until_settled(name: str, db: str | None, max_trials: int | None,
         _say_how_it_ended(name, db, WorkerReport())  # names the slots given up; exit 1
 
 
-def _run_interruptibly(name: str, db: str | None, workers: int, batch: int | None) -> Any:
-    """Run the study's pending slots with a progress display; Ctrl-C says how to resume and
-    exits 130."""
+def _run_interruptibly(name: str, db: str | None, running: dict[str, Any]) -> Any:
+    """Run the study's pending slots (``running``: with these workers, batch and threads)
+    with a progress display; Ctrl-C says how to resume and exits 130."""
     from tuner.driver import WorkerReport, run_study
 
     try:
         with _Progress() as bar:
-            return run_study(name, db, workers=workers, on_progress=bar.update, batch=batch)
+            return run_study(name, db, on_progress=bar.update, **running)
     except KeyboardInterrupt:
         _say_how_it_ended(name, db, WorkerReport(stopped="interrupted"))
         raise SystemExit(130) from None
@@ -352,30 +369,24 @@ def _placement(
 @click.argument("name")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="Start no new trial after this long (running trials finish).")
-@click.option("--threads", type=int, default=None, help="Torch threads (default: all cores).")
 @_grace_option
 @_batch_option
+@_threads_option
 @_allow_changed_option
 @_retry_given_up_option
 @db_option
 def worker_command(
-    name: str, timeout: float | None, threads: int | None, grace: float | None,
-    batch: int | None, allow_changed: bool, retry_given_up: bool, db: str | None,
+    name: str, timeout: float | None, grace: float | None, batch: int | None,
+    threads: int | None, allow_changed: bool, retry_given_up: bool, db: str | None,
 ) -> None:
     """Join study NAME as one more worker (on any host that reaches the database)."""
     from tuner.driver import Worker, WorkerSettings, graceful_signals
     from tuner.driver.processes import current_status
 
-    if threads is not None and threads < 1:
-        raise click.ClickException(f"--threads must be at least 1, got {threads}")
-    settings = WorkerSettings.from_env(grace, batch)
+    settings = WorkerSettings.from_env(grace, batch, threads)
     _check_task_code(name, db, allow_changed)
     if retry_given_up:
         _reopen_given_up(name, db)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     with _Progress() as bar:
         worker = Worker(name, db, settings=settings, timeout=timeout,
                         on_trial=lambda: bar.update(current_status(db, name)))

@@ -117,7 +117,8 @@ def _describe(task: Any) -> dict[str, Any]:
 @click.option("--task-param", "task_params", multiple=True, metavar="NAME=VALUE",
               help="A parameter of the task, e.g. --task-param width=256 (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@click.option("--threads", type=int, default=None, help="Torch CPU threads.")
+@click.option("--threads", type=int, default=None, metavar="N",
+              help="Torch CPU threads (default: 1 for a small model, more for a large one).")
 @output_options
 def train_command(
     task_name: str, optimizer_name: str, params: tuple[str, ...], seed: int, schedule: str,

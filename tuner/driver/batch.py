@@ -55,7 +55,7 @@ def run_batch(
         if training:
             results = train_batched(
                 context.task, plugin, [trial.hyperparams for trial in training], seed,
-                options=[make_options(**trial.plan.options) for trial in training],
+                options=[make_options(**trial.options) for trial in training],
                 callbacks=[trial.callback(index) for trial in training],
             )
             for trial, result in zip(training, results, strict=True):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tuner.driver import optuna_adapter
-from tuner.driver.settings import DriverError
+from tuner.driver.settings import DriverError, WorkerSettings
 from tuner.driver.study_task import load_study_task
 from tuner.store import Store
 from tuner.store.studies import get_study
@@ -57,6 +57,9 @@ class StudyContext:
     spaces: dict[str, Any]
     fingerprints: dict[str, str]
     studies: dict[str, Any]
+    run_options: dict[str, Any] = field(default_factory=dict)
+    """How the worker's runs use the CPU (``threads``, ``cores``: training options that never
+    change a result), from its settings and the study's ``threads``."""
 
     @property
     def budget(self) -> int:
@@ -68,9 +71,11 @@ class StudyContext:
         return self.task.direction
 
 
-def open_context(store: Store, name: str) -> StudyContext:
-    """Load study ``name`` for a worker; a changed search space, or a task given by reference
-    whose code changed (unless ``--allow-changed``), is a one-line error."""
+def open_context(
+    store: Store, name: str, settings: WorkerSettings | None = None
+) -> StudyContext:
+    """Load study ``name`` for a worker with ``settings``; a changed search space, or a task
+    given by reference whose code changed (unless ``--allow-changed``), is a one-line error."""
     from tuner.plugin.registry import get_registry
 
     registry = get_registry()
@@ -99,4 +104,5 @@ def open_context(store: Store, name: str) -> StudyContext:
         )
         for o in spec.optimizers
     }
-    return StudyContext(store, spec, task, plugins, spaces, fingerprints, studies)
+    run_options = (settings or WorkerSettings()).run_options(spec.threads)
+    return StudyContext(store, spec, task, plugins, spaces, fingerprints, studies, run_options)

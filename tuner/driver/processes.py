@@ -38,6 +38,7 @@ from tuner.driver.worker import Worker, WorkerReport
 from tuner.errors import TunerError, first_line
 from tuner.store.studies import StudyStatus
 from tuner.task.failures import LONGEST_FAILURE, describe_failure
+from tuner.training.threads import cores_per_worker
 
 if TYPE_CHECKING:
     from tuner.driver.ray_backend import RayPlacement
@@ -85,17 +86,12 @@ def end_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="tuner-parent-watch").start()
 
 
-def _set_threads(workers: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-
-
 def worker_process(
     name: str, url: str | None, workers: int, timeout: float | None, grace: float | None,
-    parent: int, batch: int | None, results: Any,
+    parent: int, batch: int | None, threads: int | None, results: Any,
 ) -> None:
-    """The body of one spawned local worker process: run a worker and put its report on
+    """The body of one spawned local worker process, one of ``workers``: run a worker (its
+    runs on ``threads``, else choosing within its share of the cores) and put its report on
     ``results`` (a queue the parent reads), or the one line of its error and exit 1 (a
     traceback too for an error that is not tuner's own one-line kind: a bug)."""
     import multiprocessing
@@ -104,8 +100,8 @@ def worker_process(
     with graceful_signals():
         end_with_parent(parent)
         try:
-            _set_threads(workers)
-            settings = WorkerSettings.from_env(grace, batch)
+            settings = WorkerSettings.from_env(grace, batch, threads,
+                                               cores=cores_per_worker(workers))
             report = Worker(name, url, settings=settings, timeout=timeout).run()
         except KeyboardInterrupt:
             report = WorkerReport(stopped="interrupted")
@@ -133,6 +129,7 @@ def run_study(
     backend: str = "local",
     ray: RayPlacement | None = None,
     batch: int | None = None,
+    threads: int | None = None,
 ) -> WorkerReport:
     """Run a study to the end with ``workers`` local workers. ``on_progress`` gets the study's
     status after every trial (one worker) or every second (several). Ctrl-C stops every worker
@@ -141,12 +138,18 @@ def run_study(
     ``gpus`` spreads the worker processes over those GPUs (:mod:`tuner.driver.gpus`).
     ``backend="ray"`` runs the workers as Ray tasks placed as ``ray`` says
     (:mod:`tuner.driver.ray_backend`, imported only then). ``batch`` trains up to that many
-    trials of one optimizer together in each worker (None: the study's ``batch``, else 1)."""
-    settings = WorkerSettings.from_env(grace_seconds, batch)
+    trials of one optimizer together in each worker (None: the study's ``batch``, else 1).
+    ``threads`` gives every run that many torch threads (None: the study's ``threads``, else
+    each run chooses within its worker's share of the cores: :mod:`tuner.training.threads`);
+    a Ray worker's threads are the CPUs it reserves, so ``threads`` is refused with Ray."""
+    settings = WorkerSettings.from_env(grace_seconds, batch, threads)
     if workers < 1:
         raise DriverError(f"--workers must be at least 1, got {workers}")
     if backend not in BACKENDS:
         raise DriverError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "ray" and threads is not None:
+        raise DriverError("--threads is for local workers; a Ray worker's threads are the CPUs "
+                          "it reserves (--cpus-per-worker)")
 
     def progress() -> None:
         if on_progress is not None:
@@ -169,7 +172,7 @@ def run_study(
 
     environments = worker_environments(workers, gpus)
     return _run_processes(name, url, workers, timeout, grace_seconds, progress, environments,
-                          batch)
+                          batch, threads)
 
 
 @contextmanager
@@ -192,6 +195,7 @@ def _run_processes(
     name: str, url: str | None, workers: int, timeout: float | None,
     grace_seconds: float | None, progress: Callable[[], None],
     environments: Sequence[Mapping[str, str]], batch: int | None = None,
+    threads: int | None = None,
 ) -> WorkerReport:
     """Spawn ``workers`` local worker processes and show progress until they are done."""
     import multiprocessing
@@ -203,7 +207,7 @@ def _run_processes(
     processes = [
         context.Process(
             target=worker_process,
-            args=(name, url, workers, timeout, grace_seconds, os.getpid(), batch,
+            args=(name, url, workers, timeout, grace_seconds, os.getpid(), batch, threads,
                   results.queue),
             name=f"{WORKER_NAME_PREFIX}{index}",
         )

@@ -5,7 +5,8 @@ Ray only starts, places and restarts the workers: each task is one ordinary
 ``tuner worker`` on any host does, so the database stays the only coordinator. A task whose
 process dies is started again by Ray (``max_retries``); the trial it held is reaped by the
 heartbeat and retried, as with any dead worker. Ctrl-C cancels the tasks (each releases its
-trial) and a rerun resumes.
+trial) and a rerun resumes. Each worker's runs use as many torch threads as the CPUs it
+reserves (``--cpus-per-worker``, whole ones, at least one).
 
 Without an address tuner starts a local Ray (no dashboard, in a temporary directory) sized for
 the workers and shuts it down at the end; then an SQLite database works, since every worker is on
@@ -23,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,11 @@ def run_on_ray(
             max_retries=MAX_RETRIES, retry_exceptions=False, name=f"tuner-worker:{name}",
             **_runtime_env(placement),
         )
-        threads = max(1, int(placement.cpus_per_worker))
+        settings = replace(settings, threads=max(1, int(placement.cpus_per_worker)))
         pending: list[Any] = []
         try:
             with graceful_signals():
-                pending = [task.remote(name, resolved, settings, timeout, threads)
+                pending = [task.remote(name, resolved, settings, timeout)
                            for _ in range(workers)]
                 while pending:
                     progress()
@@ -131,12 +132,9 @@ def _runtime_env(placement: RayPlacement) -> dict[str, Any]:
 
 
 def _worker_task(
-    name: str, url: str, settings: WorkerSettings, timeout: float | None, threads: int
+    name: str, url: str, settings: WorkerSettings, timeout: float | None
 ) -> tuple[int, str]:
     """The body of one Ray task: one ordinary worker on the study (trials run, how it ended)."""
-    import torch
-
-    torch.set_num_threads(threads)
     report = Worker(name, url, settings=settings, timeout=timeout).run()
     return report.trials, report.stopped
 

@@ -38,29 +38,50 @@ def check_batch(batch: int | None) -> int | None:
     return batch
 
 
+THREADS_LIMIT = 4096
+"""The most torch threads a worker's runs may be given (``--threads``)."""
+
+
+def check_threads(threads: int | None) -> int | None:
+    """``--threads``: None (the study's own setting, else each run's choice), or a whole number
+    from 1 to the limit."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= THREADS_LIMIT):
+        raise DriverError(
+            f"--threads must be a whole number from 1 to {THREADS_LIMIT}, got {threads!r}"
+        )
+    return threads
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
-    """How often a worker proves it is alive, how long a silent worker is waited for, and how
-    many trials a worker trains together.
+    """How often a worker proves it is alive, how long a silent worker is waited for, how many
+    trials a worker trains together, and on how many CPU threads.
 
     ``grace_seconds`` must be comfortably longer than ``heartbeat_seconds`` (and than any clock
     difference between hosts: heartbeats are UTC timestamps written by the workers).
     ``batch`` is ``--batch``: claim up to that many slots of one optimizer and train them as
     one vectorised run (:mod:`tuner.driver.batch`); None takes the study's ``batch`` (else 1).
-    It changes how runs are carried out, never their results.
+    ``threads`` is ``--threads``: every run's torch threads; None takes the study's
+    ``threads``, else each run chooses from its step's cost within ``cores``, the worker's
+    share of this machine (None: all of it; :mod:`tuner.training.threads`). They change how
+    runs are carried out, never their results.
     """
 
     heartbeat_seconds: float = 10.0
     grace_seconds: float = 60.0
     batch: int | None = None
+    threads: int | None = None
+    cores: int | None = None
 
     @classmethod
     def from_env(
-        cls, grace_seconds: float | None = None, batch: int | None = None
+        cls, grace_seconds: float | None = None, batch: int | None = None,
+        threads: int | None = None, cores: int | None = None,
     ) -> WorkerSettings:
         """Defaults, overridden by ``$TUNER_HEARTBEAT_SECONDS`` / ``$TUNER_GRACE_SECONDS``, the
         grace period by ``grace_seconds`` (``--grace-period``) when given; ``batch`` is
-        ``--batch``."""
+        ``--batch``, ``threads`` ``--threads`` and ``cores`` the worker's share."""
         heartbeat = _seconds(os.environ.get(HEARTBEAT_ENV, str(cls.heartbeat_seconds)),
                              f"${HEARTBEAT_ENV}")
         if grace_seconds is not None:
@@ -72,4 +93,9 @@ class WorkerSettings:
                 f"the grace period ({grace:g} s) must be longer than the heartbeat interval "
                 f"({heartbeat:g} s)"
             )
-        return cls(heartbeat, grace, check_batch(batch))
+        return cls(heartbeat, grace, check_batch(batch), check_threads(threads), cores)
+
+    def run_options(self, study_threads: int | None) -> dict[str, int | None]:
+        """The training options of how this worker's runs use the CPU, for a study whose file
+        set ``study_threads`` (``--threads`` wins over it)."""
+        return {"threads": self.threads or study_threads, "cores": self.cores}

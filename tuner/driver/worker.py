@@ -64,7 +64,7 @@ class Worker:
         report = WorkerReport()
         store = open_store(self.url, create=False)
         try:
-            context = open_context(store, self.name)
+            context = open_context(store, self.name, self.settings)
             claimer = Claimer(context)
             sweep_optuna(context, self.settings)
             if claimer.settled():

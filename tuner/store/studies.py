@@ -57,6 +57,7 @@ def _spec(row: Any) -> StudySpec:
         task_params=dict(options.get("task_params") or {}),
         training=dict(options.get("training") or {}),
         budget_unit=options.get("budget_unit") or "examples", batch=options.get("batch"),
+        threads=options.get("threads"),
         first_seed=int(row.seeds[0]) if row.seeds else 0,
         extra_trials={o: int(n) for o, n in (options.get("extra_trials") or {}).items()},
         seed_slots={o: list(slots) for o, slots in (options.get("seed_slots") or {}).items()},

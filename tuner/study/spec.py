@@ -13,6 +13,7 @@ A study file names a task, the optimizers to compare and the tuning budget each 
     schedule = "cosine"  # learning-rate schedule of every run (default: the training loop's)
     seed = 0             # seed of the sampler
     batch = 4            # trials of one optimizer a worker trains together (--batch)
+    threads = 2          # torch threads of every run (--threads; default: chosen per run)
 
     [ranges]             # narrower or wider ranges than the plugins declare
     lr = [1e-4, 1e-1]    # every optimizer that has an ``lr``
@@ -70,7 +71,7 @@ PRUNERS = ("none", "median", "hyperband", "wilcoxon")
 STUDY_KEYS = (
     "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
     "seed", "ranges", "description", "training", "task_params", "budget_unit", "sweep", "batch",
-    "first_seed",
+    "first_seed", "threads",
 )
 _STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 LIMITS = {
@@ -80,6 +81,7 @@ LIMITS = {
     "seed": (0, 2**31 - 1),
     "batch": (1, 4096),
     "first_seed": (0, 2**31 - 1),
+    "threads": (1, 4096),
 }
 """(least, most) of each whole-number setting: every value fits the store's 32-bit columns."""
 
@@ -147,6 +149,10 @@ class StudySpec:
     batch: int | None = None
     """How many trials of one optimizer a worker trains together (``--batch`` overrides it);
     how runs are carried out, not what they give (:mod:`tuner.driver.batch`)."""
+    threads: int | None = None
+    """The torch threads of every run (``--threads`` overrides it); None: each run chooses from
+    its step's cost (:mod:`tuner.training.threads`). How runs are carried out, not what they
+    give."""
     first_seed: int = 0
     """The first training seed: every trial trains on seeds ``first_seed .. first_seed +
     seeds - 1`` (stored as the ``seeds`` column's list)."""
@@ -204,7 +210,7 @@ class StudySpec:
             "space_hashes": self.space_hashes, "fixed": self.fixed,
             "task_ref": self.task_ref, "task_hash": self.task_hash,
             "task_params": self.task_params, "training": self.training,
-            "budget_unit": self.budget_unit, "batch": self.batch,
+            "budget_unit": self.budget_unit, "batch": self.batch, "threads": self.threads,
             "extra_trials": self.extra_trials, "seed_slots": self.seed_slots,
         }
 
@@ -245,7 +251,7 @@ def load_study_file(path: str | Path) -> dict[str, Any]:
         "seeds": (int,), "sampler": (str,), "pruner": (str,), "budget": (int,),
         "schedule": (str,), "seed": (int,), "ranges": (dict,), "description": (str,),
         "training": (dict,), "task_params": (dict,), "budget_unit": (str,), "sweep": (dict,),
-        "batch": (int,), "first_seed": (int,),
+        "batch": (int,), "first_seed": (int,), "threads": (int,),
     }
     for key, value in data.items():
         if isinstance(value, bool) or not isinstance(value, expected[key]):
@@ -465,7 +471,7 @@ def resolve(
         task_params={k: v for k, v in task.task_params.items()
                      if k in (merged.get("task_params") or {})},
         training=training, budget_unit=budget_unit, batch=merged.get("batch"),
-        first_seed=first_seed,
+        threads=merged.get("threads"), first_seed=first_seed,
     )
 
 

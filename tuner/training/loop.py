@@ -16,6 +16,7 @@ once every few steps on a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import platform
@@ -35,6 +36,7 @@ from tuner.training.options import (
     make_options,
 )
 from tuner.training.steps import StepError, batches, optimizer_step, resolve_device
+from tuner.training.threads import RunThreads
 
 __all__ = [
     "PRECISIONS", "SCHEDULES", "STATUSES", "CurvePoint", "Pruned", "RunResult", "TrainOptions",
@@ -53,6 +55,8 @@ STATUSES = ("complete", "diverged", "pruned", "failed")
 # type. On the CPU it costs nothing to read every step; on a GPU each read-back synchronises.
 LOSS_READBACK_EVERY = {"cpu": 1}
 LOSS_READBACK_DEFAULT = 8
+
+_NO_CONTEXT = contextlib.nullcontext()
 
 
 @dataclass
@@ -282,17 +286,15 @@ class _CpuPeakMemory:
 
 class _Measurement:
     """The wall time and peak memory of a stretch of training on ``device``, started at
-    construction (after the lazily loaded modules are imported and the thread count set).
+    construction (after the lazily loaded modules are imported).
 
     The peak is ``torch.cuda.max_memory_allocated`` on CUDA, after a reset; on the CPU the
     process's peak resident set (:class:`_CpuPeakMemory`)."""
 
-    def __init__(self, device: torch.device, threads: int | None) -> None:
+    def __init__(self, device: torch.device) -> None:
         import torch
 
         _import_lazily_loaded_modules()
-        if threads:
-            torch.set_num_threads(threads)
         self.device, self.cuda = device, device.type == "cuda"
         self.memory = _CpuPeakMemory()
         if self.cuda:
@@ -392,12 +394,21 @@ class _Run:
     # -- the run --------------------------------------------------------------------------
 
     def execute(self) -> RunResult:
+        """Train under the run's torch threads (:mod:`tuner.training.threads`), and record
+        the count it trained with."""
+        with RunThreads(self.options.threads, self.options.cores, self.device) as threads:
+            self._measured(threads)
+        self.result.options["threads"] = threads.used
+        return self.result
+
+    def _measured(self, threads: RunThreads) -> None:
+        """Train, measuring the time and memory; whatever happens the result is filled in."""
         import torch
 
         result = self.result
-        measured = _Measurement(self.device, self.options.threads)
+        measured = _Measurement(self.device)
         try:
-            self._train()
+            self._train(threads)
             result.status = "complete"
         except _Diverged as diverged:
             result.status = "diverged"
@@ -430,9 +441,8 @@ class _Run:
                 result.trajectory = [
                     (float(x), float(y)) for x, y in torch.stack(self._positions).tolist()
                 ]
-        return result
 
-    def _train(self) -> None:
+    def _train(self, threads: RunThreads) -> None:
         import torch
 
         task, options, result = self.task, self.options, self.result
@@ -479,10 +489,13 @@ class _Run:
         budget, eval_every = self.budget, self.eval_every
         self._start = time.perf_counter()
 
+        first_step = threads.first_step()
         for step in range(budget):
-            loss = optimizer_step(optimizer, loss_of, next(order), needs_closure=needs_closure,
-                                  clip_norm=clip_norm, parameters=parameters,
-                                  flat_loss=flat_loss, counts=counts, scaler=scaler)
+            with first_step if step == 0 else _NO_CONTEXT:
+                loss = optimizer_step(optimizer, loss_of, next(order),
+                                      needs_closure=needs_closure, clip_norm=clip_norm,
+                                      parameters=parameters, flat_loss=flat_loss, counts=counts,
+                                      scaler=scaler)
             done = self.done = step + 1
             evaluating = done % eval_every == 0 or done == budget
             if evaluating:

@@ -64,7 +64,12 @@ class TrainOptions:
             least 1.0 is used as the base) ends the run as diverged.
         divergence_threshold: an absolute loss threshold instead (beats the task's own).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda`` (or ``cuda:N``).
-        threads: set torch's CPU thread count (``torch.set_num_threads``); None leaves it.
+        threads: torch's CPU threads for the run (``torch.set_num_threads``, put back after
+            it); None: one, or more for a step large enough to gain from them, within
+            ``cores`` (:mod:`tuner.training.threads`). The count used is recorded either way.
+        cores: the CPU cores a run with ``threads`` None may spread over (None: those of this
+            process less one, :func:`tuner.training.threads.cores_per_worker`); a local worker
+            of a study gets its share.
     """
 
     schedule: str = "constant"
@@ -86,6 +91,7 @@ class TrainOptions:
     divergence_threshold: float | None = None
     device: str = "auto"
     threads: int | None = None
+    cores: int | None = None
 
     def check(self) -> None:
         """Raise :class:`TrainOptionsError` naming the first option that cannot work."""
@@ -102,7 +108,7 @@ class TrainOptions:
             if getattr(self, name) < 0:
                 raise TrainOptionsError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("step_size", "plateau_patience", "accumulate", "patience", "batch_size",
-                     "budget", "eval_every", "threads"):
+                     "budget", "eval_every", "threads", "cores"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise TrainOptionsError(f"{name} must be a whole number >= 1, got {value!r}")

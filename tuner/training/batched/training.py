@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.errors import describe_exception
 from tuner.task.failures import describe_failure
 from tuner.training.steps import StepError
+from tuner.training.threads import RunThreads
 
 if TYPE_CHECKING:
     import torch
@@ -99,7 +100,7 @@ def unbatched_reason(task: Task, plugin: OptimizerPlugin, options: TrainOptions 
 
 
 SHARED_OPTIONS = ("budget", "eval_every", "batch_size", "accumulate", "precision", "device",
-                  "threads", "decay_exclude")
+                  "threads", "cores", "decay_exclude")
 """The training options that must be equal within a batch: they shape the shared steps (the
 batches, their number, the evaluations, the dtype, the parameter groups). The others
 (warm-up, schedule, clipping, early stopping, divergence limits) may differ per configuration."""
@@ -241,14 +242,25 @@ class _Batch:
     # -- the run --------------------------------------------------------------------------
 
     def execute(self) -> list[RunResult]:
+        """Train the batch under its torch threads (:mod:`tuner.training.threads`: its
+        vectorised step's cost chooses them), and record on each run the count it trained
+        with."""
+        with RunThreads(self.options.threads, self.options.cores, self.device) as threads:
+            self._measured(threads)
+        for run in self.runs:
+            run.result.options["threads"] = threads.used
+        return [run.result for run in self.runs]
+
+    def _measured(self, threads: RunThreads) -> None:
+        """Train, measuring the time and memory; whatever happens the results are filled in."""
         import torch
 
         from tuner.training.loop import _Measurement
         from tuner.training.options import TrainOptionsError
 
-        measured = _Measurement(self.device, self.options.threads)
+        measured = _Measurement(self.device)
         try:
-            self._train()
+            self._train(threads)
         except (_Unvectorisable, TrainOptionsError, StepError):
             raise
         except Exception as error:  # the shared step failed: every run still training fails
@@ -276,9 +288,8 @@ class _Batch:
                     result.trajectory = [
                         (float(x), float(y)) for x, y in torch.stack(run._positions).tolist()
                     ]
-        return [run.result for run in self.runs]
 
-    def _train(self) -> None:
+    def _train(self, threads: RunThreads) -> None:
         import torch
         from torch.func import functional_call, stack_module_state, vmap
 
@@ -369,7 +380,7 @@ class _Batch:
             self._write_lr_scale(schedules)
             if step == 0:  # the model's first vectorised step: no batching rule, no batch
                 try:
-                    with _without_vmap_fallback():
+                    with _without_vmap_fallback(), threads.first_step():
                         losses = self._step(optimizer, losses_of, batch, leaves, clip_norms)
                 except (StepError, _Unvectorisable):
                     raise
