@@ -221,10 +221,7 @@ def run_command(
     from tuner.driver.settings import check_batch, check_threads
 
     check_batch(batch)
-    check_threads(threads)
-    if backend == "ray" and threads is not None:
-        raise click.ClickException("--threads is for local workers; a Ray worker's threads are "
-                                   "the CPUs it reserves (--cpus-per-worker)")
+    check_threads(threads, backend)
     placement = _placement(backend, address, cpus_per_worker, gpus_per_worker, gpus, db)
     gpu_list: list[str] = []
     if gpus is not None:

@@ -32,7 +32,7 @@ from tuner.driver.script_guard import (
     UnguardedScriptError,
     guard_message,
 )
-from tuner.driver.settings import DriverError, WorkerSettings
+from tuner.driver.settings import DriverError, WorkerSettings, check_threads
 from tuner.driver.supervision import current_status, graceful_signals
 from tuner.driver.worker import Worker, WorkerReport
 from tuner.errors import TunerError, first_line
@@ -142,14 +142,11 @@ def run_study(
     ``threads`` gives every run that many torch threads (None: the study's ``threads``, else
     each run chooses within its worker's share of the cores: :mod:`tuner.training.threads`);
     a Ray worker's threads are the CPUs it reserves, so ``threads`` is refused with Ray."""
-    settings = WorkerSettings.from_env(grace_seconds, batch, threads)
+    settings = WorkerSettings.from_env(grace_seconds, batch, check_threads(threads, backend))
     if workers < 1:
         raise DriverError(f"--workers must be at least 1, got {workers}")
     if backend not in BACKENDS:
         raise DriverError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "ray" and threads is not None:
-        raise DriverError("--threads is for local workers; a Ray worker's threads are the CPUs "
-                          "it reserves (--cpus-per-worker)")
 
     def progress() -> None:
         if on_progress is not None:

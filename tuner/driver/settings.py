@@ -42,14 +42,19 @@ THREADS_LIMIT = 4096
 """The most torch threads a worker's runs may be given (``--threads``)."""
 
 
-def check_threads(threads: int | None) -> int | None:
+def check_threads(threads: int | None, backend: str = "local") -> int | None:
     """``--threads``: None (the study's own setting, else each run's choice), or a whole number
-    from 1 to the limit."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or not 1 <= threads <= THREADS_LIMIT):
+    from 1 to the limit, for local workers (a Ray worker's threads are the CPUs it reserves)."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) \
+            or not 1 <= threads <= THREADS_LIMIT:
         raise DriverError(
             f"--threads must be a whole number from 1 to {THREADS_LIMIT}, got {threads!r}"
         )
+    if backend == "ray":
+        raise DriverError("--threads is for local workers; a Ray worker's threads are the CPUs "
+                          "it reserves (--cpus-per-worker)")
     return threads
 
 
