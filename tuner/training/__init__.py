@@ -4,6 +4,7 @@
 - :mod:`~tuner.training.steps`: the device, the batch order and the optimizer step, shared by the
   loop, lr-find and the conformance kit.
 - :mod:`~tuner.training.options`: the training options (:class:`TrainOptions`).
+- :mod:`~tuner.training.threads`: how many torch threads a run trains with.
 - :mod:`~tuner.training.lr_find`: the learning-rate range test.
 - :mod:`~tuner.training.batched`: K configurations of one optimizer trained in one vectorised run.
 

@@ -11,14 +11,14 @@ one thread was within noise of two (bench/threads.py, bench/RESULTS.md). More th
 when each of them gets enough arithmetic per step to outweigh waiting for the others.
 
 How the step's cost is known. A run's first step runs on one thread under a dispatch mode that
-counts, by torch's own formulas (those of ``FlopCounterMode``), the floating-point operations
-of its matrix products and convolutions (the
-operations that are split between threads; elementwise and sparse ones are not counted, so an
-embedding bag's step counts as almost nothing); the rest of the run uses the count chosen from
-it, which is recorded on the run (``options["threads"]``). The count is exact and the same on
-every machine: what a run chooses depends on its model, its batch and its cores, never on how
-busy the machine happened to be. A batch of K configurations (:mod:`tuner.training.batched`)
-counts its vectorised step, K times one run's.
+adds up, by torch's own formulas (those of ``FlopCounterMode``), the floating-point operations
+of its matrix products and convolutions: the operations that are split between threads
+(elementwise and sparse ones are not counted, so an embedding bag's step counts as almost
+nothing). The rest of the run uses the count chosen from it, which is recorded on the run
+(``options["threads"]``). The count is exact and the same on every machine: what a run chooses
+depends on its model, its batch and its cores, never on how busy the machine happened to be. A
+batch of K configurations (:mod:`tuner.training.batched`) counts its vectorised step, K times
+one run's.
 
 The cores. Those this process may run on (its CPU affinity: :func:`available_cores`), less one
 left to the rest of the machine (the store, the progress display, another process: a thread
@@ -41,11 +41,14 @@ from typing import Any
 __all__ = ["FLOPS_PER_THREAD", "RunThreads", "available_cores", "cores_per_worker",
            "threads_for"]
 
-FLOPS_PER_THREAD = 2e9
-"""Floating-point operations of a step per thread it gets. Set from bench/threads.py's ladder of
-model sizes: on an idle machine a second thread made a step faster only from hundreds of
-MFLOP per step on (digits MLPs, character Transformers), and every built-in task's step is
-below 0.4 GFLOP (bench/RESULTS.md)."""
+FLOPS_PER_THREAD = 5e9
+"""Floating-point operations of a step per thread it gets. From bench/threads.py's ladder of
+model sizes (bench/RESULTS.md): on the 2-core machine measured, shared with other work, one
+thread was the fastest at every step size up to the largest measured, the character
+Transformer at width 256 (4.9 GFLOP), and two threads were 2 to 30 times slower; every built-in
+task's step is below 0.4 GFLOP. Above that the gain of a thread is not measured here: a step of
+10 GFLOP gets two, and ``--threads`` says otherwise. To use more cores for small models, run
+more workers: trials side by side scale where threads within a small step do not."""
 
 
 def available_cores() -> int:
