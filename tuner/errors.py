@@ -42,6 +42,11 @@ class UnknownNameError(NotFoundError, KeyError):
         return str(self.args[0])
 
 
+class NotInstalledError(UnknownNameError):
+    """A name registered by a plugin whose package is not installed here; the message names
+    the package and the command that installs it."""
+
+
 def first_line(text: str, longest: int = LONGEST_LINE) -> str:
     """The first non-blank line of ``text``, stripped and cut to ``longest`` characters."""
     line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")

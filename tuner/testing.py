@@ -8,7 +8,7 @@ problem on the CPU and returns a number for the test to judge; none of them need
   your optimizer should manage at its defaults.
 - :func:`measured_state_multiple` -> optimizer-state bytes / parameter bytes after a few steps
   on a small MLP; compare with :func:`declared_state_multiple` (``plugin.state_multiple``, or
-  its value at that MLP's parameter count when it grows with it).
+  its value at that MLP's parameter count or parameter shapes when it grows with them).
 - :func:`state_dict_roundtrip` -> the largest difference between parameters after 10 steps in
   one go and after 5 steps, a save/load of ``state_dict()`` (through ``torch.save``) into a fresh
   optimizer, and 5 more; 0.0 means bit-identical.
@@ -65,6 +65,7 @@ __all__ = [
     "QUADRATIC_START",
     "QUADRATIC_START_VALUE",
     "SMALL_PROBLEM_PARAMS",
+    "SMALL_PROBLEM_SHAPES",
     "batched_difference",
     "declared_state_multiple",
     "defines_eval_mode",
@@ -84,6 +85,9 @@ QUADRATIC_START_VALUE = 106.0
 
 SMALL_PROBLEM_PARAMS = 8 * 16 + 16 + 16 * 1 + 1
 """Parameters of the small MLP (8-16-1) the state and state-dict checks train."""
+
+SMALL_PROBLEM_SHAPES = ((16, 8), (16,), (1, 16), (1,))
+"""The shapes of the small MLP's parameters, for a state that grows with them."""
 
 
 @contextlib.contextmanager
@@ -173,8 +177,9 @@ def _small_problem(
 
 def declared_state_multiple(plugin: OptimizerPlugin) -> float:
     """The state multiple the plugin declares for the small MLP of
-    :func:`measured_state_multiple` (:data:`SMALL_PROBLEM_PARAMS` parameters)."""
-    return plugin.state_multiple_at(SMALL_PROBLEM_PARAMS)
+    :func:`measured_state_multiple` (:data:`SMALL_PROBLEM_PARAMS` parameters, shaped
+    :data:`SMALL_PROBLEM_SHAPES`)."""
+    return plugin.state_multiple_for(SMALL_PROBLEM_SHAPES)
 
 
 @_single_threaded

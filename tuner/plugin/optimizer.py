@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import importlib.util
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +35,10 @@ class OptimizerPlugin:
         state_multiple: optimizer-state size as a multiple of the parameter count (SGD 0,
             momentum 1, Adam 2, AMSGrad 3), or a callable ``n -> multiple`` for a state that
             grows with the parameter count ``n`` (a dense n x n matrix: see
-            :class:`MatrixState`); :meth:`state_multiple_at` reads either. The conformance
-            tests measure it; the advice reports the measured bytes.
+            :class:`MatrixState`), or a :class:`ShapeState` for one that grows with each
+            parameter's shape (SOAP's and Shampoo's per-side preconditioners, CAME's factored
+            moments); :meth:`state_multiple_for` reads any of them. The conformance tests
+            measure it; the advice reports the measured bytes.
         needs_closure: ``step`` must be given a closure that re-evaluates the loss (L-BFGS).
         full_batch_only: only meaningful on full-batch tasks (L-BFGS).
         reference: the paper or documentation it follows.
@@ -48,6 +52,10 @@ class OptimizerPlugin:
         presets: recommended values per task kind (``{"sequence": {"beta": 0.965}}``), over
             the space's recommended values: a study's recommended trial on a task of that kind
             uses them (:meth:`recommended_for`). Each value must fit the space.
+        lr_meaning: what ``lr`` is: a ``step size``, or a ``multiplier`` (lr-free Prodigy).
+        requires: a package the optimizer's ``build`` imports beyond tuner's own dependencies
+            (:class:`Requirement`); where it is not installed the optimizer is listed as such,
+            with the line that installs it, instead of being registered.
         build_batched: ``build_batched(groups, hp) ->``
             :class:`~tuner.training.batched.optimizers.BatchedOptimizer`, the same update for K
             configurations at once (batched trials): ``groups`` holds parameters stacked along
@@ -76,6 +84,8 @@ class OptimizerPlugin:
     max_params: int | None = None
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
     build_batched: Callable[[list[dict], Mapping[str, Any]], Any] | None = None  # BatchedOptimizer
+    lr_meaning: str = "step size"
+    requires: Requirement | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, SearchSpace):
@@ -83,15 +93,26 @@ class OptimizerPlugin:
 
     def state_multiple_at(self, param_count: int) -> float:
         """The declared optimizer-state size, as a multiple of the parameter count, for a
-        model of ``param_count`` parameters."""
+        model of ``param_count`` parameters (a :class:`ShapeState` needs the shapes:
+        :meth:`state_multiple_for`)."""
         multiple = self.state_multiple
+        if isinstance(multiple, ShapeState):
+            raise TypeError(f"optimizer {self.name!r}: its state grows with the parameters' "
+                            f"shapes ({multiple}); use state_multiple_for(shapes)")
         return float(multiple(param_count) if callable(multiple) else multiple)
+
+    def state_multiple_for(self, shapes: Sequence[Sequence[int]]) -> float:
+        """The declared optimizer-state size, as a multiple of the parameter count, for a
+        model whose parameters have these ``shapes``."""
+        if isinstance(self.state_multiple, ShapeState):
+            return self.state_multiple.multiple(shapes)
+        return self.state_multiple_at(sum(math.prod(shape) for shape in shapes))
 
     @property
     def state_text(self) -> str:
         """The declared state size for people: ``2n``, ``n^2 + 2n``."""
         multiple = self.state_multiple
-        if isinstance(multiple, MatrixState):
+        if isinstance(multiple, (MatrixState, ShapeState)):
             return str(multiple)
         if callable(multiple):
             return "f(n)"
@@ -165,6 +186,73 @@ class MatrixState:
 
 
 @dataclass(frozen=True)
+class ShapeState:
+    """A state that grows with each parameter's shape rather than with the parameter count:
+    per-side preconditioner matrices (SOAP, Shampoo: ``d x d`` for every side ``d`` of a
+    matrix), or row and column statistics (CAME's factored second moment).
+
+    Use it as ``state_multiple``. ``elements(shape)`` is the number of state elements the
+    optimizer keeps for one parameter of that shape (scalars left out, as
+    :func:`optimizer_state_bytes` leaves them out); :meth:`multiple` sums it over a model's
+    parameters and divides by their count. Adding a number adds vectors (a wrapper's own
+    buffers), as for :class:`MatrixState`.
+
+    Attributes:
+        elements: ``elements(shape) -> int``, a module-level function (plugins are compared
+            and may be pickled).
+        text: how it grows, for people (``2n + 2 sum d^2 per matrix side``).
+        vectors: vectors of length n added to it.
+    """
+
+    elements: Callable[[tuple[int, ...]], float]
+    text: str
+    vectors: float = 0.0
+
+    def multiple(self, shapes: Sequence[Sequence[int]]) -> float:
+        """State elements over parameter elements for parameters of these ``shapes``."""
+        count = sum(math.prod(shape) for shape in shapes)
+        kept = sum(self.elements(tuple(shape)) for shape in shapes)
+        return kept / count + self.vectors if count else 0.0
+
+    def __add__(self, vectors: float) -> ShapeState:
+        return replace(self, vectors=self.vectors + vectors)
+
+    __radd__ = __add__
+
+    def __str__(self) -> str:
+        return self.text + (f" + {self.vectors:g}n" if self.vectors else "")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A package an optimizer needs beyond tuner's own dependencies, and how to install it.
+
+    A plugin module built over an optional package imports it only inside ``build``, so the
+    module loads without it; the registry asks :meth:`missing` (which finds the package
+    without importing it) and, where it is absent, keeps the optimizer out of the list and
+    answers its name with :meth:`message`.
+
+    Attributes:
+        module: the import name (``pytorch_optimizer``).
+        install: the command that installs it (``pip install "tuner[more-optimizers]"``).
+    """
+
+    module: str
+    install: str
+
+    def missing(self) -> bool:
+        """Whether the package cannot be found here."""
+        try:
+            return importlib.util.find_spec(self.module) is None
+        except (ImportError, ValueError):  # a parent that is not a package; a blocked import
+            return True
+
+    def message(self, what: str) -> str:
+        """One line: ``what`` needs the package, and the command that installs it."""
+        return f"{what} needs the package {self.module!r}, which is not installed: {self.install}"
+
+
+@dataclass(frozen=True)
 class OptimizerWrapper:
     """An optimizer built around any other one (Lookahead): ``NAME-INNER`` selects it.
 
@@ -173,6 +261,8 @@ class OptimizerWrapper:
         summary: one line for ``tuner optimizers list``.
         wrap: ``wrap(inner) -> OptimizerPlugin`` returning the combined plugin, named
             ``f"{name}-{inner.name}"``, with the inner space plus the wrapper's own parameters.
+        added_state: the state the wrapper keeps on top of the inner optimizer's, in multiples
+            of the parameter count (Lookahead's slow weights: 1), for ``tuner optimizers list``.
     """
 
     name: str
@@ -180,6 +270,7 @@ class OptimizerWrapper:
     wrap: Callable[[OptimizerPlugin], OptimizerPlugin]
     plugin: str = field(default="", compare=False)
     version: str = field(default="", compare=False)
+    added_state: float = 1.0
 
 
 def parameters_of(params: Iterable[Any]) -> list[torch.Tensor]:

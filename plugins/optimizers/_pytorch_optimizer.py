@@ -1,0 +1,183 @@
+"""The builders of the more-optimizers plugin: pytorch_optimizer's classes from a space's values.
+
+Imported only when one of those optimizers is built (:mod:`tuner_plugins.optimizers.more`'s
+``build``), so that the plugin loads, and the rest of tuner works, without pytorch_optimizer.
+Each function takes ``(params, hp)`` as a plugin's ``build`` does and maps the space's names
+(``beta1``, ``beta2``, ``beta3``) onto the class's arguments (``betas``); whatever the space
+does not name stays at pytorch_optimizer's default, which the plugin's docstring states.
+
+pytorch_optimizer's element-wise optimizers pick their multi-tensor (``foreach``) path wherever
+the parameters allow it, on the CPU too: measured faster than the per-tensor loop on this
+project's models (bench/optimizer_step.py), so that default is kept.
+
+:class:`Kron` is pytorch_optimizer's PSGD Kron with its random draws (the preconditioner's
+probe vectors and the coin that rebalances its factors) taken from generators of its own,
+seeded 0 and saved in the state dict: a run repeats exactly and resumes exactly, and the
+probes do not shift the training's own random draws (dropout). pytorch_optimizer's draws from
+torch's and numpy's global generators, which neither a run's seed nor a state dict fixes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytorch_optimizer
+import torch
+
+KRON_BALANCE_PROBABILITY = 0.01
+"""How often Kron rebalances its factors' norms, per preconditioner update (pytorch_optimizer's
+``balance_prob``)."""
+
+
+def _betas(hp: Mapping[str, Any], *names: str) -> tuple[float, ...]:
+    return tuple(hp[name] for name in names)
+
+
+def soap(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return pytorch_optimizer.SOAP(
+        params, lr=hp["lr"], betas=_betas(hp, "beta1", "beta2"),
+        weight_decay=hp["weight_decay"], precondition_frequency=hp["precondition_frequency"],
+    )
+
+
+def shampoo(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return pytorch_optimizer.Shampoo(
+        params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
+        matrix_eps=hp["matrix_eps"],
+    )
+
+
+def kron(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return Kron(params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
+
+
+def ademamix(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return pytorch_optimizer.AdEMAMix(
+        params, lr=hp["lr"], betas=_betas(hp, "beta1", "beta2", "beta3"), alpha=hp["alpha"],
+        t_alpha_beta3=hp["t_alpha_beta3"], weight_decay=hp["weight_decay"],
+        weight_decouple=True,
+    )
+
+
+def prodigy(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return pytorch_optimizer.Prodigy(
+        params, lr=hp["lr"], betas=_betas(hp, "beta1", "beta2"), d_coef=hp["d_coef"],
+        weight_decay=hp["weight_decay"], safeguard_warmup=hp["safeguard_warmup"],
+        bias_correction=hp["bias_correction"],
+    )
+
+
+def dadapt_adam(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return pytorch_optimizer.DAdaptAdam(
+        params, lr=hp["lr"], betas=_betas(hp, "beta1", "beta2"),
+        weight_decay=hp["weight_decay"],
+        weight_decouple=hp.get("decoupled_weight_decay", False),
+    )
+
+
+def mars(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return pytorch_optimizer.MARS(
+        params, lr=hp["lr"], lr_1d=hp["lr"] / 2, betas=_betas(hp, "beta1", "beta2"),
+        gamma=hp["gamma"], weight_decay=hp["weight_decay"],
+    )
+
+
+def came(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return pytorch_optimizer.CAME(
+        params, lr=hp["lr"], betas=_betas(hp, "beta1", "beta2", "beta3"),
+        weight_decay=hp["weight_decay"],
+    )
+
+
+def adan(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return pytorch_optimizer.Adan(
+        params, lr=hp["lr"], betas=_betas(hp, "beta1", "beta2", "beta3"),
+        weight_decay=hp["weight_decay"],
+    )
+
+
+def adopt(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return pytorch_optimizer.ADOPT(
+        params, lr=hp["lr"], betas=_betas(hp, "beta1", "beta2"), eps=hp["eps"],
+        weight_decay=hp["weight_decay"],
+        weight_decouple=hp.get("decoupled_weight_decay", False),
+    )
+
+
+def lamb(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return pytorch_optimizer.Lamb(
+        params, lr=hp["lr"], betas=_betas(hp, "beta1", "beta2"), eps=hp["eps"],
+        weight_decay=hp["weight_decay"],
+    )
+
+
+BUILDERS: dict[str, Callable[[list[Any], Mapping[str, Any]], torch.optim.Optimizer]] = {
+    "soap": soap, "shampoo": shampoo, "kron": kron, "ademamix": ademamix, "prodigy": prodigy,
+    "dadapt-adam": dadapt_adam, "mars": mars, "came": came, "adan": adan, "adopt": adopt,
+    "lamb": lamb,
+}
+"""Each plugin's builder, by the plugin's name."""
+
+
+def _device_key(device: torch.device) -> str:
+    if device.type == "cuda" and device.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
+
+
+def _seeded_state(key: str) -> torch.Tensor:
+    """A generator state for device ``key``, seeded 0."""
+    return torch.Generator(device=key).manual_seed(0).get_state()
+
+
+def _set_global_state(key: str, state: torch.Tensor) -> None:
+    if key == "cpu":
+        torch.set_rng_state(state)
+    else:
+        torch.cuda.set_rng_state(state, key)
+
+
+def _global_state(key: str) -> torch.Tensor:
+    return torch.get_rng_state() if key == "cpu" else torch.cuda.get_rng_state(key)
+
+
+class Kron(pytorch_optimizer.Kron):
+    """PSGD Kron whose random draws come from generators of its own (see the module docstring).
+
+    Args:
+        params: parameters or parameter groups.
+        **kwargs: pytorch_optimizer's ``Kron`` arguments (``balance_prob`` excepted: the
+            rebalancing coin is drawn here, with :data:`KRON_BALANCE_PROBABILITY`).
+    """
+
+    def __init__(self, params: Any, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self.random_states: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """pytorch_optimizer's step, with the global generators of the CPU and of the
+        parameters' devices set to this optimizer's for its duration, then restored."""
+        keys = sorted({"cpu"} | {_device_key(p.device) for group in self.param_groups
+                                 for p in group["params"]})
+        cuda = [torch.device(key).index for key in keys if key != "cpu"]
+        with torch.random.fork_rng(devices=cuda):
+            for key in keys:
+                _set_global_state(key, self.random_states.get(key, _seeded_state(key)))
+            coin = float(torch.rand(()))  # from this optimizer's CPU generator
+            self.balance_prob = 1.0 if coin < KRON_BALANCE_PROBABILITY else 0.0
+            loss = super().step(closure)
+            self.random_states = {key: _global_state(key) for key in keys}
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """pytorch_optimizer's state dict, with the generators' states."""
+        return {**super().state_dict(), "random_states": dict(self.random_states)}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore the state and the generators' states."""
+        state_dict = dict(state_dict)
+        states = state_dict.pop("random_states", {})
+        super().load_state_dict(state_dict)
+        self.random_states = {key: state.clone() for key, state in states.items()}
