@@ -14,7 +14,8 @@ project's models (bench/optimizer_step.py), so that default is kept.
 probe vectors and the coin that rebalances its factors) taken from generators of its own,
 seeded 0 and saved in the state dict: a run repeats exactly and resumes exactly, and the
 probes do not shift the training's own random draws (dropout). pytorch_optimizer's draws from
-torch's and numpy's global generators, which neither a run's seed nor a state dict fixes.
+torch's and numpy's global generators, which neither a run's seed nor a state dict fixes (the
+coin is decided here: pytorch_optimizer's still draws numpy's, whose state is put back).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pytorch_optimizer
 import torch
+
+from tuner.plugin.optimizer import parameters_of
 
 KRON_BALANCE_PROBABILITY = 0.01
 """How often Kron rebalances its factors' norms, per preconditioner update (pytorch_optimizer's
@@ -41,7 +45,19 @@ def soap(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
     )
 
 
+SHAMPOO_MAX_SIDE = 4096
+"""The longest side Shampoo is built for: it keeps two ``d x d`` matrices per side (134 MB
+each at 4096 in float32) and takes an SVD of one of them every step (pytorch_optimizer's plain
+Shampoo has no cap; SOAP and Kron cap theirs)."""
+
+
 def shampoo(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+    longest = max((side for p in parameters_of(params) for side in p.shape), default=0)
+    if longest > SHAMPOO_MAX_SIDE:
+        raise ValueError(
+            f"shampoo keeps two d x d matrices per side and takes an SVD every step: a side of "
+            f"{longest} is above its limit of {SHAMPOO_MAX_SIDE} (soap and kron cap theirs)"
+        )
     return pytorch_optimizer.Shampoo(
         params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
         matrix_eps=hp["matrix_eps"],
@@ -162,12 +178,16 @@ class Kron(pytorch_optimizer.Kron):
         keys = sorted({"cpu"} | {_device_key(p.device) for group in self.param_groups
                                  for p in group["params"]})
         cuda = [torch.device(key).index for key in keys if key != "cpu"]
+        numpy_state = np.random.get_state()  # its coin is decided below; numpy's draw ignored
         with torch.random.fork_rng(devices=cuda):
             for key in keys:
                 _set_global_state(key, self.random_states.get(key, _seeded_state(key)))
             coin = float(torch.rand(()))  # from this optimizer's CPU generator
             self.balance_prob = 1.0 if coin < KRON_BALANCE_PROBABILITY else 0.0
-            loss = super().step(closure)
+            try:
+                loss = super().step(closure)
+            finally:
+                np.random.set_state(numpy_state)
             self.random_states = {key: _global_state(key) for key in keys}
         return loss
 
