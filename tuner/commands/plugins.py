@@ -95,8 +95,8 @@ def _not_installed_lines(plugins) -> list[str]:
         by_package.setdefault((plugin.requires.module, plugin.requires.install), []).append(
             plugin.name)
     return [
-        f"Not installed: {len(names)} more optimizers need the package {module!r} "
-        f"({', '.join(sorted(names))}): {install}"
+        f"Not installed (the package {module!r} is missing): {', '.join(sorted(names))}; "
+        f"to add: {install}"
         for (module, install), names in sorted(by_package.items())
     ]
 
