@@ -5,7 +5,14 @@ fixed gradients. Repetitions are interleaved (one step of each optimizer per rou
 order) so that load from other processes hits all of them alike; the figures are medians. The
 baselines are torch's ``SGD(momentum=0.9, foreach=True)`` and ``AdamW(fused=True)``.
 
+Besides tuner's own (Lion, Tiger, ...), the optimizers of the more-optimizers extra
+(pytorch_optimizer: SOAP, Shampoo, Kron, AdEMAMix, ...; skipped where it is not installed) and
+SAM. SAM's step is timed with a closure that leaves the fixed gradients in place: its
+perturbation, restore and inner step, not the second gradient evaluation it also pays for.
+``--optimizers`` times a chosen few (Shampoo's SVDs take seconds a step on a CPU).
+
     python bench/optimizer_step.py [--rounds 60] [--threads 2] [--device auto]
+                                   [--optimizers lion,soap,...]
 """
 
 from __future__ import annotations
@@ -30,6 +37,23 @@ OURS = [
     ("schedulefree-adamw", {}),
     ("lookahead-adamw", {}),
 ]
+
+MORE = [
+    ("soap", {}),
+    ("shampoo", {}),
+    ("shampoo", {"preconditioning_compute_steps": 10}),
+    ("kron", {}),
+    ("ademamix", {}),
+    ("prodigy", {}),
+    ("dadapt-adam", {}),
+    ("mars", {}),
+    ("came", {}),
+    ("adan", {}),
+    ("adopt", {}),
+    ("lamb", {}),
+    ("sam-adamw", {}),
+]
+"""The more-optimizers extra's (where pytorch_optimizer is installed) and SAM."""
 
 
 def _device(name: str) -> torch.device:
@@ -65,6 +89,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--optimizers", default=None, metavar="A,B,...",
+                        help="time only these (default: all)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,9 +105,16 @@ def main() -> None:
         "torch AdamW (fused)": _timer(torch.optim.AdamW(params, lr=1e-3, fused=True).step, device),
     }
     registry = get_registry()
-    for name, hp in OURS:
+    chosen = set(args.optimizers.split(",")) if args.optimizers else None
+    for name, hp in OURS + MORE:
+        if (chosen is not None and name not in chosen) or name in registry.not_installed:
+            continue
         label = name + "".join(f" {k}={v}" for k, v in hp.items())
-        steppers[label] = _timer(registry.optimizer(name).create(params, hp).step, device)
+        plugin = registry.optimizer(name)
+        optimizer = plugin.create(params, hp)
+        step = (lambda o=optimizer: o.step(lambda: None)) if plugin.needs_closure else (
+            optimizer.step)
+        steppers[label] = _timer(step, device)
 
     times: dict[str, list[float]] = {label: [] for label in steppers}
     for timed in steppers.values():  # the first steps create the state
@@ -97,9 +130,9 @@ def main() -> None:
     sgd, adamw = medians["torch SGD momentum (foreach)"], medians["torch AdamW (fused)"]
     print(f"{count / 1e6:.2f}M parameters on {device}, {torch.get_num_threads()} threads, "
           f"{args.rounds} interleaved rounds, torch {torch.__version__}")
-    print(f"{'optimizer':36} {'median ms':>10} {'/ SGD-mom':>10} {'/ AdamW':>8}")
+    print(f"{'optimizer':46} {'median ms':>10} {'/ SGD-mom':>10} {'/ AdamW':>8}")
     for label, median in medians.items():
-        print(f"{label:36} {median * 1e3:10.2f} {median / sgd:10.2f} {median / adamw:8.2f}")
+        print(f"{label:46} {median * 1e3:10.2f} {median / sgd:10.2f} {median / adamw:8.2f}")
 
 
 if __name__ == "__main__":

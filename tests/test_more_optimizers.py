@@ -84,7 +84,8 @@ def _run(build, steps: int, closure: bool = False, before_step=None) -> list[tor
 CONFIGS = {  # every value away from pytorch_optimizer's default
     "soap": {"lr": 2e-3, "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.05,
              "precondition_frequency": 2},
-    "shampoo": {"lr": 3e-2, "momentum": 0.5, "weight_decay": 1e-4, "matrix_eps": 1e-4},
+    "shampoo": {"lr": 3e-2, "momentum": 0.5, "weight_decay": 1e-4, "matrix_eps": 1e-4,
+                "preconditioning_compute_steps": 2},
     "kron": {"lr": 3e-3, "momentum": 0.8, "weight_decay": 0.05},
     "ademamix": {"lr": 2e-3, "beta1": 0.8, "beta2": 0.99, "beta3": 0.999, "alpha": 8.0,
                  "t_alpha_beta3": 4, "weight_decay": 0.1},
@@ -110,7 +111,8 @@ REFERENCES = {  # pytorch_optimizer's classes, built as their documentation name
         precondition_frequency=c["precondition_frequency"]),
     "shampoo": lambda p, c: po.Shampoo(
         p, lr=c["lr"], momentum=c["momentum"], weight_decay=c["weight_decay"],
-        matrix_eps=c["matrix_eps"]),
+        matrix_eps=c["matrix_eps"],
+        preconditioning_compute_steps=c["preconditioning_compute_steps"]),
     "kron": lambda p, c: po.Kron(
         p, lr=c["lr"], momentum=c["momentum"], weight_decay=c["weight_decay"]),
     "ademamix": lambda p, c: po.AdEMAMix(

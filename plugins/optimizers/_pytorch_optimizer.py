@@ -70,6 +70,7 @@ def shampoo(params: list[Any], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
     return pytorch_optimizer.Shampoo(
         params, lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"],
         matrix_eps=hp["matrix_eps"],
+        preconditioning_compute_steps=hp["preconditioning_compute_steps"],
     )
 
 

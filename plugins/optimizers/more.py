@@ -154,6 +154,9 @@ def _plugins() -> list[OptimizerPlugin]:
                 Float("weight_decay", 0.0, 1e-3, default=0.0, help="L2 penalty (coupled)"),
                 Float("matrix_eps", 1e-8, 1e-2, default=1e-6, log=True, recommended=1e-6,
                       help="the paper's epsilon: start of each statistics matrix"),
+                Int("preconditioning_compute_steps", 1, 100, default=1, log=True,
+                    recommended=1, help="steps per inverse-root refresh (no step before the "
+                    "first); pytorch_optimizer: 1"),
             ],
             build=Build("shampoo"),
             state_multiple=ShapeState(shampoo_state, "n + 2 d^2 per side"),
