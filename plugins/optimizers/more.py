@@ -148,7 +148,8 @@ def _plugins() -> list[OptimizerPlugin]:
             name="shampoo",
             summary="Shampoo: one preconditioner per side, inverse roots every step.",
             space=[
-                _lr(1e-4, 1.0, 1e-3, "pytorch_optimizer: 1e-3; the paper tunes it per task"),
+                _lr(1e-3, 3.0, 0.1, "Adagrad-like (sums all past statistics): 0.1-0.3 best "
+                    "on digits-mlp; pytorch_optimizer: 1e-3"),
                 Float("momentum", 0.0, 0.99, default=0.0, recommended=0.0,
                       help="on the gradient; pytorch_optimizer: 0"),
                 Float("weight_decay", 0.0, 1e-3, default=0.0, help="L2 penalty (coupled)"),
