@@ -249,6 +249,10 @@ class Run(Base):
     ``protocol`` is the key of what the run was trained under (budget, unit, the fixed
     result-changing options: :class:`Protocol`); runs are ranked only against runs of their
     protocol.
+
+    ``lr_meaning`` is what the optimizer's ``lr`` was (its plugin's ``lr_meaning``: ``step
+    size``, ``multiplier`` or a named convention such as ``muon/match_rms_adamw``); runs
+    recorded before migration 0010 were all of step-size optimizers and say so.
     """
 
     __tablename__ = "tuner_runs"
@@ -301,6 +305,8 @@ class Run(Base):
     dtype: Mapped[str | None] = mapped_column(String(20))
     examples_seen: Mapped[int | None] = mapped_column(BigInteger)
     protocol: Mapped[str | None] = mapped_column(String(16))
+    lr_meaning: Mapped[str] = mapped_column(String(40), default="step size",
+                                            server_default="step size")
 
     trial: Mapped["Trial | None"] = relationship(back_populates="runs")
     curve: Mapped[list["CurveRow"]] = relationship(

@@ -189,7 +189,8 @@ def run_row(
     ``result.options`` (:mod:`tuner.store.config_key`), ``params_hash`` that of the params
     alone. The evaluation counts are ``result.function_evals``, ``gradient_evals`` and
     ``hessian_evals``; the model's facts ``result.task_params`` (None when empty), ``dtype`` and
-    ``examples_seen``.
+    ``examples_seen``; ``lr_meaning`` what the run's lr is (``result.lr_meaning``, from its
+    optimizer plugin; ``step size`` for a result that does not say).
     """
     if result.status not in RUN_STATUSES:
         raise StoreError(
@@ -238,6 +239,7 @@ def run_row(
         "dtype": getattr(result, "dtype", None),
         "examples_seen": _count(result, "examples_seen"),
         "protocol": protocol_hash(protocol or run_protocol(options)),
+        "lr_meaning": getattr(result, "lr_meaning", None) or "step size",
     }
 
 

@@ -396,6 +396,12 @@ def resolve(
                 f"optimizer {plugin.name!r} is full-batch only; task {task.name!r} trains on "
                 f"mini-batches of {task.batch_size}"
             )
+        if plugin.splits_by_role:
+            from tuner.training.roles import hidden_matrix_problem
+
+            problem = hidden_matrix_problem(task, plugin)
+            if problem:
+                raise StudyFileError(problem)
 
     for key, (least, most) in LIMITS.items():
         value = merged.get(key)

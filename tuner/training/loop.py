@@ -34,6 +34,7 @@ from tuner.training.options import (
     TrainOptionsError,
     make_options,
 )
+from tuner.training.roles import role_groups
 from tuner.training.steps import StepError, batches, optimizer_step, resolve_device
 
 __all__ = [
@@ -105,6 +106,9 @@ class RunResult:
     the gradients (batch size x accumulation x steps; the training set x steps on a full-batch
     task): the facts that advice across model sizes and batch sizes reads.
 
+    ``lr_meaning`` is what the optimizer's ``lr`` is (its plugin's ``lr_meaning``: a step size,
+    a multiplier, or a named convention), so that the advice compares lrs only like with like.
+
     ``batch`` is the number of runs trained together in one vectorised run
     (:func:`tuner.training.batched.training.train_batched`; also ``options["batch"]``): above 1,
     ``wall_seconds``, ``peak_memory_bytes`` and the curve's ``seconds`` are the whole batch's,
@@ -140,6 +144,7 @@ class RunResult:
     dtype: str = "float32"
     examples_seen: int = 0
     batch: int = 1
+    lr_meaning: str = "step size"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -367,6 +372,7 @@ class _Run:
                       "tuner": __version__},
             options=used, task_params=dict(getattr(task, "task_params", {}) or {}),
             dtype="float64" if options.precision == "float64" else "float32",
+            lr_meaning=plugin.lr_meaning,
         )
         if getattr(task, "code_hash", None):  # a task by reference: the code this run ran
             self.result.versions["task_code"] = str(task.code_hash)
@@ -447,7 +453,8 @@ class _Run:
         result.param_count = sum(p.numel() for p in parameters)
         result.param_bytes = sum(p.numel() * p.element_size() for p in parameters)
         self._check_size(result.param_count)
-        optimizer = self.optimizer = self.plugin.create(self._groups(model), self.hyperparams)
+        groups = role_groups(task, self.plugin, model, self._groups(model))
+        optimizer = self.optimizer = self.plugin.create(groups, self.hyperparams)
         per_step_schedule, plateau = self._schedules(optimizer)
         warmup = options.warmup
         order = self._batches(problem)
