@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.advice.lr_meaning import STEP_SIZE
 from tuner.errors import TunerError
 
 if TYPE_CHECKING:
@@ -126,6 +127,7 @@ def plot_lr_sensitivity(
     best_lr: Mapping[str, float | None] | None = None,
     title: str = "",
     palette: Mapping[str, Any] | None = None,
+    lr_meanings: Mapping[str, str] | None = None,
 ) -> Path:
     """The final metric against lr, one panel per optimizer.
 
@@ -133,6 +135,8 @@ def plot_lr_sensitivity(
     band follow, bin by bin (quarter decades of lr), the best configuration's mean ± std; the
     good-lr interval is shaded; configurations that diverged are crosses on the bottom edge.
     ``palette`` (default :func:`colours` of these optimizers) gives each its colour.
+    ``lr_meanings`` says what each optimizer's lr is: a panel whose lr is not a plain step size
+    (a multiplier, Muon's convention) names it on its axis, since each panel has its own.
     """
     plt = _pyplot()
     names = sorted(points)
@@ -191,7 +195,8 @@ def plot_lr_sensitivity(
         axes.set_ylim(bottom, top)
         axes.set_title(name, fontsize=10)
         axes.grid(True, alpha=0.3)
-        axes.set_xlabel("learning rate")
+        meaning = (lr_meanings or {}).get(name, STEP_SIZE)
+        axes.set_xlabel("learning rate" + ("" if meaning == STEP_SIZE else f" ({meaning})"))
         if index % columns == 0:
             axes.set_ylabel(metric)
     for index in range(len(names), rows * columns):
@@ -571,7 +576,9 @@ def write_report(
             title=f"{task}: final {ranking.metric} against learning rate "
             f"(shaded: good-lr interval, tolerance {ranking.tolerance})",
             palette=palette,
+            lr_meanings={s.optimizer: s.lr_meaning for s in ranking.optimizers},
         )
+        notes.extend(f"lr: {note}." for note in ranking.lr_notes)
         sections.append((
             "Learning-rate sensitivity",
             "Each dot is one configuration (mean over its seeds, bar: ± one standard deviation); "

@@ -188,7 +188,9 @@ def task_detail(request: Request) -> dict[str, Any]:
       - {name: budget, in: query, schema: {type: integer, minimum: 1}, description: "the
         protocol's budget (default: the most measured)"}
     responses:
-      200: {description: "{task, ranking, advice, lr_points, curves, budget_curves, problem}"}
+      200:
+        description: "{task, ranking, advice, lr_points, lr_left_out, curves, budget_curves,
+          problem}"
       404: {description: no such task}
     """
     store = request.app.state.store
@@ -196,7 +198,7 @@ def task_detail(request: Request) -> dict[str, Any]:
     budget = budget_param(request)
     data: dict[str, Any] = {
         "task": task.to_dict(), "ranking": None, "advice": None, "lr_points": {},
-        "curves": {}, "budget_curves": [], "problem": None,
+        "lr_left_out": {}, "curves": {}, "budget_curves": [], "problem": None,
     }
     try:
         advice = sources.advice(store, task.name, tolerance=text_param(request, "tolerance"),
@@ -209,7 +211,8 @@ def task_detail(request: Request) -> dict[str, Any]:
     data["advice"] = advice.to_dict()
     data["ranking"] = advice.ranking.to_dict()
     protocol = advice.ranking.protocol.key if advice.ranking.protocol else None
-    data["lr_points"] = sources.lr_points(store, task.name, advice.ranking.direction, protocol)
+    data["lr_points"], data["lr_left_out"] = sources.lr_points(
+        store, task.name, advice.ranking.direction, protocol)
     data["curves"] = sources.curves(store, advice.ranking)
     data["budget_curves"] = sources.budget_curves(store, advice.ranking)
     return data
@@ -255,7 +258,8 @@ def task_advice(request: Request) -> dict[str, Any]:
 
 
 def task_lr_points(request: Request) -> dict[str, Any]:
-    """Every configuration of each optimizer as an lr-sensitivity point, with its parameters.
+    """Every configuration of each optimizer as an lr-sensitivity point, with its parameters;
+    optimizers whose lr is not a step size (a multiplier) are left out, with the reason.
     ---
     summary: A task's lr-sensitivity points
     parameters:
@@ -263,17 +267,17 @@ def task_lr_points(request: Request) -> dict[str, Any]:
     responses:
       200:
         description: "{task, direction, points: {optimizer: [{lr, mean, std, seeds,
-          diverged, params}]}}"
+          diverged, params, lr_meaning}]}, left_out: {optimizer: reason}}"
       404: {description: no such task}
     """
     task = _task(request)
     ranked = sources.ranking(request.app.state.store, task.name, budget=budget_param(request))
     protocol = ranked.protocol.key if ranked.protocol else None
+    points, left_out = sources.lr_points(request.app.state.store, task.name, ranked.direction,
+                                         protocol)
     return {
         "task": task.name, "direction": ranked.direction,
-        "protocol": ranked.protocol_text(),
-        "points": sources.lr_points(request.app.state.store, task.name, ranked.direction,
-                                    protocol),
+        "protocol": ranked.protocol_text(), "points": points, "left_out": left_out,
     }
 
 
@@ -332,7 +336,9 @@ def task_compare(request: Request) -> dict[str, Any]:
         description: "a,b (default: the top two)"
       - {name: tolerance, in: query, schema: {type: string}}
     responses:
-      200: {description: "{task, metric, direction, optimizers, ties, lr_points, curves}"}
+      200:
+        description: "{task, metric, direction, optimizers, ties, lr_points, lr_left_out,
+          curves}"
       404: {description: no such task or optimizer}
     """
     from tuner.advice import tied_within_noise
@@ -354,7 +360,7 @@ def task_compare(request: Request) -> dict[str, Any]:
                 )
             ties.append({"optimizers": [first.optimizer, second.optimizer], "tied": tied})
     chosen = {s.optimizer for s in standings}
-    points = sources.lr_points(store, task.name, ranking.direction)
+    points, left_out = sources.lr_points(store, task.name, ranking.direction)
     curves = sources.curves(store, ranking)
     return {
         "task": task.to_dict(), "metric": ranking.metric, "direction": ranking.direction,
@@ -363,6 +369,7 @@ def task_compare(request: Request) -> dict[str, Any]:
         "all_optimizers": [s.optimizer for s in ranking.optimizers],
         "ties": ties,
         "lr_points": {name: found for name, found in points.items() if name in chosen},
+        "lr_left_out": {name: why for name, why in left_out.items() if name in chosen},
         "curves": {name: found for name, found in curves.items() if name in chosen},
     }
 

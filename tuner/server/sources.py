@@ -123,14 +123,19 @@ def comparison(
 
 def lr_points(
     store: Store, task: str, direction: str, protocol: str | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """Each optimizer's configurations as (lr, mean, spread) points with their parameters (under
-    ``protocol``: what the ranking compares)."""
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """Each optimizer's configurations as (lr, mean, spread) points with their parameters and
+    lr meaning (under ``protocol``: what the ranking compares), for a chart with one lr axis;
+    and the optimizers left out of it with why (a multiplier is no step size:
+    :func:`tuner.advice.lr_meaning.chart_points`)."""
     # integrate: tuner.store.queries.lr_results reads the same statistics for the report but
     # without each configuration's parameters, which the chart's hover shows.
+    from tuner.advice.lr_meaning import chart_points
     from tuner.store.browse import lr_sensitivity
+    from tuner.store.queries import lr_meanings
 
-    return lr_sensitivity(store, task, direction, protocol=protocol)
+    points = lr_sensitivity(store, task, direction, protocol=protocol)
+    return chart_points(points, lr_meanings(store, task, list(points)))
 
 
 def curves(store: Store, task_ranking: TaskRanking) -> dict[str, list[dict[str, Any]]]:

@@ -260,6 +260,7 @@ class Run(Base):
         Index("ix_tuner_runs_task_optimizer_status", "task", "optimizer", "status"),
         Index("ix_tuner_runs_task_optimizer_params_hash", "task", "optimizer", "params_hash"),
         Index("ix_tuner_runs_task_optimizer_config_hash", "task", "optimizer", "config_hash"),
+        Index("ix_tuner_runs_task_optimizer_lr_meaning", "task", "optimizer", "lr_meaning"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -347,6 +347,25 @@ def optimizer_summaries(
     return summaries
 
 
+def lr_meanings(target: Target, task: str, optimizers: Iterable[str]) -> dict[str, list[str]]:
+    """What each optimizer's lr was in its runs of ``task`` (``tuner_runs.lr_meaning``): one
+    meaning, or the first and last of several (its plugin changed what its lr is) in
+    alphabetical order; an optimizer without runs is left out.
+
+    Two index probes per optimizer (the lowest and the highest meaning), however many runs."""
+    runs = Run.__table__.c
+    found: dict[str, list[str]] = {}
+    with reading(target) as reader:
+        for optimizer in optimizers:
+            mine = (runs.task == task, runs.optimizer == optimizer)
+            low = reader.execute(select(func.min(runs.lr_meaning)).where(*mine)).scalar()
+            if low is None:
+                continue
+            high = reader.execute(select(func.max(runs.lr_meaning)).where(*mine)).scalar()
+            found[optimizer] = [low] if high == low else [low, high]
+    return found
+
+
 @dataclass
 class ConfigRun:
     """One run of a configuration, as the advice reads it.

@@ -157,13 +157,17 @@
     for (const name of names) {
       const measured = points[name].filter((p) => p.mean !== null && p.lr > 0);
       const diverged = points[name].filter((p) => p.diverged && p.lr > 0);
+      // An lr of a convention of its own (Muon's) is named beside the optimizer; the server
+      // leaves out the lrs that are no step size at all (multipliers).
+      const meaning = points[name].length ? points[name][0].lr_meaning : null;
+      const label = meaning && meaning !== "step size" ? name + " (lr: " + meaning + ")" : name;
       datasets.push({
-        label: name, backgroundColor: colour(name), borderColor: colour(name), pointRadius: 4,
+        label: label, backgroundColor: colour(name), borderColor: colour(name), pointRadius: 4,
         data: measured.map((p) => ({x: p.lr, y: p.mean, point: p})),
       });
       if (diverged.length) {
         datasets.push({
-          label: name + " (diverged)", backgroundColor: colour(name), borderColor: colour(name),
+          label: label + " (diverged)", backgroundColor: colour(name), borderColor: colour(name),
           pointStyle: "crossRot", pointRadius: 6,
           data: diverged.map((p) => ({x: p.lr, y: worst, point: p})),
         });
