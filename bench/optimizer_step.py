@@ -1,11 +1,13 @@
 """Time one optimizer step of tuner's own optimizers against torch's SGD-momentum and AdamW.
 
 All optimizers step the same ~5M-parameter model (five 1024x1024 linear layers) with the same
-fixed gradients. Repetitions are interleaved (one step of each optimizer per round, in a shuffled
-order) so that load from other processes hits all of them alike; the figures are medians. The
-baselines are torch's ``SGD(momentum=0.9, foreach=True)`` and ``AdamW(fused=True)``.
+fixed gradients; Muon, which trains hidden matrices apart, takes the five weights as hidden and
+leaves the biases to AdamW. Repetitions are interleaved (one step of each optimizer per round,
+in a shuffled order) so that load from other processes hits all of them alike; the figures are
+medians. The baselines are torch's ``SGD(momentum=0.9, foreach=True)`` and
+``AdamW(fused=True)``.
 
-    python bench/optimizer_step.py [--rounds 60] [--threads 2] [--device auto]
+    python bench/optimizer_step.py [--rounds 60] [--threads 2] [--device auto] [OPTIMIZER ...]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 
+from tuner.plugin.optimizer import split_by_role
 from tuner.plugin.registry import get_registry
 
 OURS = [
@@ -29,6 +32,10 @@ OURS = [
     ("ranger", {}),
     ("schedulefree-adamw", {}),
     ("lookahead-adamw", {}),
+    ("muon", {}),
+    ("adafactor", {}),
+    ("rprop", {}),
+    ("asgd", {}),
 ]
 
 
@@ -65,6 +72,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("only", nargs="*", metavar="OPTIMIZER",
+                        help="time only these of tuner's optimizers (default: all)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,9 +88,14 @@ def main() -> None:
         "torch AdamW (fused)": _timer(torch.optim.AdamW(params, lr=1e-3, fused=True).step, device),
     }
     registry = get_registry()
+    weights = [p for p in params if p.dim() == 2]
     for name, hp in OURS:
+        if args.only and name not in args.only:
+            continue
         label = name + "".join(f" {k}={v}" for k, v in hp.items())
-        steppers[label] = _timer(registry.optimizer(name).create(params, hp).step, device)
+        plugin = registry.optimizer(name)
+        groups = split_by_role(params, weights) if plugin.splits_by_role else params
+        steppers[label] = _timer(plugin.create(groups, hp).step, device)
 
     times: dict[str, list[float]] = {label: [] for label in steppers}
     for timed in steppers.values():  # the first steps create the state

@@ -144,6 +144,9 @@ def test_the_lr_chart_leaves_multipliers_out_and_labels_conventions(store_url):
         answer = client.get(f"/api/tasks/{task['id']}/lr-points").json()
         page = client.get(f"/api/tasks/{task['id']}").json()
         html = client.get(f"/tasks/{task['id']}").text
+        home = client.get("/").text
+    assert task["winner"]["lr_meaning"] == MUON
+    assert f'<span class="lr-meaning">({MUON})</span>' in home
     assert set(answer["points"]) == {"muon", "adamw", "sgd"}
     assert set(answer["left_out"]) == {"prodigy", "changed"}
     assert answer["left_out"]["prodigy"].startswith("prodigy's lr is a multiplier")

@@ -145,7 +145,7 @@ def _task_summary(store: Any, task: sources.TaskView) -> dict[str, Any]:
     if winner is not None:
         summary["winner"] = {
             "optimizer": winner.optimizer, "mean": winner.mean, "std": winner.std,
-            "seeds": winner.seeds, "lr": winner.lr,
+            "seeds": winner.seeds, "lr": winner.lr, "lr_meaning": winner.lr_meaning,
             "good_lr": list(winner.good_lr) if winner.good_lr else None,
         }
     return summary
