@@ -252,15 +252,105 @@ def test_writes_need_the_token_and_change_nothing_without_it(store_url: str) -> 
         assert extended.json()["commands"]["run"].startswith("tuner study run made-by-api ")
         assert "(extended: adam +2)" in client.get("/studies/made-by-api").text
 
+        # nobody runs it: there is nothing to stop, and the stored status stays as it was
         stopped = client.post("/api/studies/made-by-api/stop", headers=auth)
-        assert stopped.status_code == 200
-        # nobody runs it: asked to stop, it reads as stopping or (no worker left) stopped
-        assert stopped.json()["study"]["status"] in ("stopping", "stopped")
+        assert stopped.status_code == 409, stopped.text
+        assert stopped.json()["error"] == (
+            "study 'made-by-api' is created, not running: it has no worker to stop")
+        assert stored_status(store_url, "made-by-api") == "created"
         deleted = client.delete("/api/studies/made-by-api", headers=auth)
         assert deleted.status_code == 200 and deleted.json() == {
             "deleted": "made-by-api", "runs": 0}
         assert study_names(client) == before
         assert client.get("/api/studies/made-by-api").status_code == 404
+
+
+def stored_status(url: str, name: str) -> str:
+    """The status written in the study's row (not the one computed from its trials)."""
+    from sqlalchemy import select
+
+    from tuner.store import Study, open_store
+
+    with open_store(url, create=False, readonly=True) as store, store.engine.connect() as db:
+        return str(db.execute(select(Study.status).where(Study.name == name)).scalar_one())
+
+
+def test_stopping_a_finished_study_is_a_conflict_and_changes_nothing(store_url: str) -> None:
+    """The issue's case: 200 and ``stopping`` written into a finished study. Now 409, by the
+    API and by ``tuner study stop`` alike, and the row is untouched."""
+    from click.testing import CliRunner
+
+    from tuner.cli import cli
+
+    before = stored_status(store_url, STUDY)
+    with TestClient(create_app(store_url, token=TOKEN)) as client:
+        answer = client.post(f"/api/studies/{STUDY}/stop",
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code == 409, answer.text
+        assert answer.json() == {
+            "error": f"study {STUDY!r} is finished, not running: it has no worker to stop"}
+        assert client.get(f"/api/studies/{STUDY}").json()["study"]["status"] == "finished"
+    result = CliRunner().invoke(cli, ["study", "stop", STUDY, "--db", store_url])
+    assert result.exit_code != 0
+    assert result.output.strip() == (
+        f"Error: study {STUDY!r} is finished, not running: it has no worker to stop")
+    assert stored_status(store_url, STUDY) == before
+
+
+def test_a_study_reads_running_between_trials_and_idle_once_its_worker_leaves(
+    sqlite_url: str,
+) -> None:
+    """Between two trials no trial row is running, yet a worker is at work: the study reads
+    ``running`` (the issue saw ``stopped``). When the worker leaves unfinished, unasked, the
+    study is ``idle``, not ``stopped``, and a stop is refused (nobody to stop)."""
+    from server_fixtures import create_study
+
+    from tuner.driver.worker import Worker
+
+    create_study(sqlite_url, name="between", trials=2)
+    seen: list[tuple[str, int]] = []
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(sqlite_url, token=TOKEN, fresh_seconds=0)) as client:
+        def between_trials() -> None:
+            study = client.get("/api/studies/between").json()["study"]
+            seen.append((study["status"], study["workers"]))
+            if len(seen) == 2:
+                worker.timeout = 0  # leave after this trial, with trials left undone
+
+        worker = Worker("between", sqlite_url, on_trial=between_trials)
+        assert worker.run().stopped == "timeout"
+        assert seen == [("running", 1), ("running", 1)]
+        study = client.get("/api/studies/between").json()["study"]
+        assert (study["status"], study["workers"], study["trials_done"]) == ("idle", 0, 2)
+        home = client.get("/api/studies").json()["studies"]
+        assert [s["status"] for s in home if s["name"] == "between"] == ["idle"]
+        refused = client.post("/api/studies/between/stop", headers=auth)
+        assert refused.status_code == 409 and "is idle, not running" in refused.text
+        assert stored_status(sqlite_url, "between") == "running"
+
+        assert Worker("between", sqlite_url).run().stopped == "finished"
+        assert client.get("/api/studies/between").json()["study"]["status"] == "finished"
+
+
+def test_a_killed_workers_attachment_expires(sqlite_url: str) -> None:
+    """A worker that never detaches (killed) counts until its ``alive_until``: the grace
+    period after its last heartbeat, as its trial would be reaped."""
+    import time
+
+    from server_fixtures import create_study
+
+    from tuner.store import open_store
+    from tuner.store.studies import get_study, set_status, study_status
+    from tuner.store.workers import attach_worker
+
+    create_study(sqlite_url, name="killed")
+    with open_store(sqlite_url, create=False) as store:
+        study_id = get_study(store, "killed").id
+        attach_worker(store, study_id, "host", 1, alive_seconds=0.5)  # as a worker starts
+        set_status(store, study_id, "running")
+        assert study_status(store, "killed").status == "running"
+        time.sleep(0.6)
+        assert study_status(store, "killed").status == "idle"
 
 
 def test_create_takes_training_options_and_task_params_and_the_page_shows_them(

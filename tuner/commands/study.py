@@ -573,6 +573,7 @@ def stop_command(name: str, db: str | None) -> None:
     """Ask a study's workers, on every host, to finish the trial in hand and exit.
 
     Workers see the request at their next heartbeat; `tuner study run NAME` resumes the study.
+    A study with no worker attached (created, idle, finished) has nothing to stop: an error.
     """
     from tuner.store import open_store
     from tuner.store.studies import stop_study

@@ -222,6 +222,29 @@ class Trial(Base):
         )
 
 
+class WorkerRow(Base):
+    """A worker attached to a study: it is at work on the study, inside a trial or between two.
+
+    A trial row says a worker is busy; this row says one is there at all, so a study whose
+    worker is between trials (recording one, claiming the next, starting up) reads as running.
+    The worker writes it when it starts, pushes ``alive_until`` forward at every heartbeat
+    (its grace period ahead) and deletes it when it leaves; a killed worker's row expires at
+    ``alive_until`` (:mod:`tuner.store.workers`).
+    """
+
+    __tablename__ = "tuner_workers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("tuner_studies.id", ondelete="CASCADE"), index=True
+    )
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    alive_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Run(Base):
     """One training run (one seed of one trial): every measurement of a RunResult.
 
