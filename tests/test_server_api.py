@@ -162,6 +162,61 @@ def test_study_status_and_paging(reader: TestClient) -> None:
     assert len(csv_text.strip().splitlines()) == runs["total"] + 1
 
 
+FORMULA = '=HYPERLINK("http://example.invalid", "click")'
+FORMULAS = {"task": FORMULA, "optimizer": "@SUM(1+1)*cmd|' /C calc'!A0",
+            "params": {"+lr": "-2+3", "tab": "\t=1", "cr": "\r=1", "minus": -0.5}}
+
+
+def formulas_in(url: str) -> None:
+    """Text a spreadsheet would run, where the store keeps a run's task, optimizer and
+    parameters (a task named ``=HYPERLINK(...)`` is the issue's case)."""
+    from sqlalchemy import update
+
+    from tuner.store import Run, open_store
+
+    with open_store(url, create=False) as store, store.engine.begin() as connection:
+        connection.execute(update(Run).values(**FORMULAS))
+
+
+def check_inert(text: str) -> None:
+    """No cell starts a formula: text that would is prefixed with ``'`` (OWASP), numbers stay."""
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows
+    for row in rows:
+        for cell in [*row, *row.values()]:
+            if cell.startswith(("=", "+", "-", "@", "\t", "\r")):
+                float(cell)  # only a number may start with a sign
+        assert row["task"] == "'" + FORMULAS["task"]
+        assert row["optimizer"] == "'" + FORMULAS["optimizer"]
+        assert row["param_+lr"] == "'-2+3"
+        assert (row["param_tab"], row["param_cr"]) == ("'\t=1", "'\r=1")
+        assert float(row["param_minus"]) == -0.5
+
+
+def test_csv_exports_never_start_a_formula(tmp_path: Path) -> None:
+    """The API's export and ``tuner study export --format csv`` alike; JSON keeps the text."""
+    from click.testing import CliRunner
+
+    from tuner.cli import cli
+
+    url = finished_sqlite(tmp_path)
+    formulas_in(url)
+    with TestClient(create_app(url)) as client:
+        answer = client.get(f"/api/studies/{STUDY}/export")
+        assert answer.status_code == 200
+        check_inert(answer.text)
+        exact = client.get(f"/api/studies/{STUDY}/export?format=json").json()
+        assert {row["task"] for row in exact} == {FORMULA}
+    result = CliRunner().invoke(cli, ["study", "export", STUDY, "--db", url],
+                                catch_exceptions=False)
+    assert result.exit_code == 0
+    check_inert(result.output)
+    assert result.output == answer.text
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status", "words"),
     [

@@ -8,9 +8,7 @@ endpoint's entry in the OpenAPI schema (``/api/openapi.json``).
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +20,6 @@ from tuner.errors import TunerError
 from tuner.server import sources
 from tuner.server.responses import DataResponse
 from tuner.server.security import ApiError, BodyTooLarge, handle_error
-from tuner.store.values import plain_json
 
 DataFunction = Callable[[Request], dict[str, Any]]
 
@@ -490,13 +487,10 @@ async def study_export(request: Request) -> Response:
         return await handle_error(request, error)
     if fmt == "json":
         return DataResponse(rows)
-    buffer = io.StringIO()
-    columns = list(rows[0]) if rows else ["study", "optimizer", "seed", "status"]
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(plain_json(rows))
+    from tuner.report.csv_export import runs_csv
+
     filename = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
     return Response(
-        buffer.getvalue(), media_type="text/csv; charset=utf-8",
+        runs_csv(rows), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
     )
