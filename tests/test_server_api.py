@@ -109,7 +109,14 @@ def test_advice_endpoints_return_what_the_cli_functions_return(
     assert [s["optimizer"] for s in compare["optimizers"]] == ["sgd", "adam"]
     assert compare["ties"][0]["optimizers"] == ["sgd", "adam"]
     across = reader.get("/api/compare").json()
-    assert across["tasks"] == ["quadratic"]
+    assert across["tasks"] == ["quadratic"] and across["task_ids"] == {"quadratic": ident}
+    # tasks are named by id here too (the issue: ?tasks=1 answered "no runs for task '1'")
+    chosen = reader.get(f"/api/compare?tasks={ident}").json()
+    assert chosen == across
+    study = reader.get(f"/api/studies/{STUDY}").json()["study"]
+    assert (study["task"], study["task_id"]) == ("quadratic", ident)
+    assert [s["task_id"] for s in reader.get("/api/studies").json()["studies"]] == [ident]
+    assert [s["task_id"] for s in reader.get("/api/").json()["studies"]] == [ident]
 
 
 def test_budget_curves_are_those_of_the_python_function(
@@ -230,6 +237,17 @@ def test_csv_exports_never_start_a_formula(tmp_path: Path) -> None:
         ("get", "/api/tasks/{id}/ranking?tolerance=lots", 400, "cannot read tolerance"),
         ("get", "/api/tasks/{id}/advice?memory_budget=big", 400, "cannot read memory budget"),
         ("get", "/api/tasks/{id}/compare?optimizers=nosuch", 404, "no runs of optimizer"),
+        ("get", f"/api/studies/{STUDY}/trials?status=bogus", 400,
+         "status must be one of: running, complete, pruned, diverged, failed; got 'bogus'"),
+        ("get", f"/api/studies/{STUDY}/trials?optimizer=nosuch", 400,
+         "optimizer must be one of: adam, sgd; got 'nosuch'"),
+        ("get", f"/api/studies/{STUDY}/runs?status=running", 400, "status must be one of: "),
+        ("get", f"/api/studies/{STUDY}/runs?optimizer=nosuch", 400, "optimizer must be one of"),
+        ("get", "/api/compare?tasks=quadratic", 400,
+         "tasks are named by their ids (see /api/tasks), got 'quadratic'"),
+        ("get", "/api/compare?tasks=999999", 404, "no task with id 999999"),
+        ("get", f"/api/studies/{STUDY}%2Ftrials", 404, "a name in a URL cannot hold '/'"),
+        ("get", f"/api/studies/{STUDY}%2fruns", 404, "a name in a URL cannot hold '/'"),
         ("get", "/api/nothing-here", 404, "Not Found"),
         ("put", "/api/studies", 405, "Method Not Allowed"),
     ],
@@ -457,7 +475,11 @@ def test_create_takes_training_options_and_task_params_and_the_page_shows_them(
         ({"name": "x", "task": "quadratic", "optimizers": ["sgd"], "trials": "3", "seeds": 1},
          "trials must be a positive whole number, got '3'"),
         ({"name": "x", "task": "quadratic", "optimizers": ["sgd"], "trials": 10**30,
-          "seeds": 1}, "trials must be at most"),
+          "seeds": 1}, "trials must be at most 100,000, got 1,000,000"),
+        ({"name": "x", "task": "quadratic", "optimizers": ["sgd"], "trials": 2**40,
+          "seeds": 1}, "trials must be at most 100,000, got 1,099,511,627,776"),
+        ({"name": "x", "task": "quadratic", "optimizers": ["sgd"], "trials": 1,
+          "seeds": 2**40}, "seeds must be at most 1,000, got 1,099,511,627,776"),
         ({"name": "x", "task": "quadratic", "optimizers": ["sgd"], "trials": 1, "seeds": 1,
           "command": "rm -rf /"}, "unknown field 'command'"),
         ([1, 2], "must be a JSON object"),
@@ -519,6 +541,24 @@ def test_body_limit_and_bad_json(store_url: str) -> None:
         assert big.status_code == 413 and "larger than 1000 bytes" in big.json()["error"]
         bad = client.post("/api/studies", content=b"{not json", headers=auth)
         assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
+        # a valid body not declared JSON (what a cross-site form may send) creates nothing
+        before = study_names(client)
+        body = json.dumps({"name": "plain", "task": "quadratic", "optimizers": ["sgd"],
+                           "trials": 1, "seeds": 1}).encode()
+        for media_type in ("text/plain", "application/x-www-form-urlencoded", None):
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            if media_type:
+                headers["Content-Type"] = media_type
+            answer = client.post("/api/studies", content=body, headers=headers)
+            assert answer.status_code == 415, answer.text
+            assert answer.json()["error"].startswith("the request body must be JSON, sent with "
+                                                     "Content-Type: application/json (got ")
+            extended = client.post(f"/api/studies/{STUDY}/extend", content=b'{"trials": 1}',
+                                   headers=headers)
+            assert extended.status_code == 415
+        assert study_names(client) == before
+        charset = {**auth, "Content-Type": "application/json; charset=utf-8"}
+        assert client.post("/api/studies", content=b"[]", headers=charset).status_code == 400
 
 
 def test_the_openapi_schema_lists_every_endpoint(reader: TestClient) -> None:

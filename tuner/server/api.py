@@ -9,7 +9,7 @@ endpoint's entry in the OpenAPI schema (``/api/openapi.json``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -99,6 +99,15 @@ def text_param(request: Request, name: str) -> str | None:
     return raw.strip()
 
 
+def choice_param(request: Request, name: str, choices: Sequence[str]) -> str | None:
+    """A text query parameter that must be one of ``choices`` (400 otherwise), None when
+    absent."""
+    value = text_param(request, name)
+    if value is not None and value not in choices:
+        raise ApiError(400, f"{name} must be one of: {', '.join(choices)}; got {value!r}")
+    return value
+
+
 def list_param(request: Request, name: str) -> list[str] | None:
     """A list query parameter (``a,b`` or repeated), None when absent."""
     parts = []
@@ -158,10 +167,17 @@ def home(request: Request) -> dict[str, Any]:
     store = request.app.state.store
     return {
         "tasks": [_task_summary(store, task) for task in sources.list_tasks(store)],
-        "studies": sources.list_studies(store),
+        "studies": _listed_studies(store),
         "read_only": not request.app.state.token,
         "poll_seconds": POLL_SECONDS,
     }
+
+
+def _listed_studies(store: Any) -> list[dict[str, Any]]:
+    """``tuner study list --json``, each study with its task's id (None for a task the store
+    has no record of)."""
+    ids = task_ids(store)
+    return [study | {"task_id": ids.get(study["task"])} for study in sources.list_studies(store)]
 
 
 def tasks(request: Request) -> dict[str, Any]:
@@ -365,32 +381,53 @@ def task_compare(request: Request) -> dict[str, Any]:
 
 
 def compare_tasks(request: Request) -> dict[str, Any]:
-    """Optimizers across tasks: the same data as ``tuner compare --json``.
+    """Optimizers across tasks: the same data as ``tuner compare --json``, with each task's id.
     ---
     summary: Compare optimizers across tasks (Comparison.to_dict())
     parameters:
-      - {name: tasks, in: query, schema: {type: string}, description: "a,b (default: all)"}
+      - {name: tasks, in: query, schema: {type: string}, description: "task ids 1,2 (default:
+        all)"}
       - {name: tolerance, in: query, schema: {type: string}}
     responses:
-      200: {description: "ranks per task, mean rank, wins, defaults"}
-      404: {description: no runs}
+      200: {description: "ranks per task, mean rank, wins, defaults; task_ids by name"}
+      400: {description: a task that is not an id}
+      404: {description: "no such task, or no runs"}
     """
-    return sources.comparison(
-        request.app.state.store, list_param(request, "tasks"), text_param(request, "tolerance")
-    ).to_dict()
+    store = request.app.state.store
+    names = None
+    ids = list_param(request, "tasks")
+    if ids is not None:
+        names = [sources.get_task(store, _task_id(text)).name for text in ids]
+    answer = sources.comparison(store, names, text_param(request, "tolerance")).to_dict()
+    known = task_ids(store)
+    answer["task_ids"] = {name: known.get(name) for name in answer["tasks"]}
+    return answer
+
+
+def _task_id(text: str) -> int:
+    """A task id given in a query (a whole number; 400 otherwise)."""
+    if not text.isdigit():
+        raise ApiError(400, f"tasks are named by their ids (see /api/tasks), got {text!r}")
+    return int(text)
+
+
+def task_ids(store: Any) -> dict[str, int]:
+    """Each task's id by its name (links to a task's page name it by id)."""
+    return {task.name: task.id for task in sources.list_tasks(store)}
 
 
 # -- studies -------------------------------------------------------------------------------------
 
 
 def studies(request: Request) -> dict[str, Any]:
-    """The studies in the store with their progress: ``tuner study list --json``.
+    """The studies in the store with their progress: ``tuner study list --json``, with their
+    tasks' ids.
     ---
     summary: List the studies
     responses:
       200: {description: "{studies: [...]}"}
     """
-    return {"studies": sources.list_studies(request.app.state.store)}
+    return {"studies": _listed_studies(request.app.state.store)}
 
 
 def study_detail(request: Request) -> dict[str, Any]:
@@ -406,6 +443,7 @@ def study_detail(request: Request) -> dict[str, Any]:
     store = request.app.state.store
     name = study_name(request)
     status = sources.study_status(store, name)
+    status["task_id"] = task_ids(store).get(status["task"])
     from tuner.store.browse import trials_page
 
     return {
@@ -415,12 +453,15 @@ def study_detail(request: Request) -> dict[str, Any]:
     }
 
 
-def _page_args(request: Request) -> dict[str, Any]:
+def _page_args(request: Request, name: str, statuses: tuple[str, ...]) -> dict[str, Any]:
+    """The paging and filters of a study's trials or runs: a filter names one of the study's
+    optimizers and one of ``statuses`` (400 otherwise: an empty page would say "none")."""
+    optimizers = sources.study_optimizers(request.app.state.store, name)
     return {
         "offset": int_param(request, "offset", 0, 0, 2**31 - 1),
         "limit": int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE),
-        "optimizer": text_param(request, "optimizer"),
-        "status": text_param(request, "status"),
+        "optimizer": choice_param(request, "optimizer", optimizers),
+        "status": choice_param(request, "status", statuses),
     }
 
 
@@ -439,10 +480,11 @@ def study_trials(request: Request) -> dict[str, Any]:
       404: {description: no such study}
     """
     from tuner.store.browse import trials_page
+    from tuner.store.models import TRIAL_STATUSES
 
     name = study_name(request)
-    sources.check_study_name(name)
-    return trials_page(request.app.state.store, name, **_page_args(request)).to_dict()
+    args = _page_args(request, name, TRIAL_STATUSES)
+    return trials_page(request.app.state.store, name, **args).to_dict()
 
 
 def study_runs(request: Request) -> dict[str, Any]:
@@ -460,10 +502,11 @@ def study_runs(request: Request) -> dict[str, Any]:
       404: {description: no such study}
     """
     from tuner.store.browse import runs_page
+    from tuner.store.models import RUN_STATUSES
 
     name = study_name(request)
-    sources.check_study_name(name)
-    return runs_page(request.app.state.store, name, **_page_args(request)).to_dict()
+    args = _page_args(request, name, RUN_STATUSES)
+    return runs_page(request.app.state.store, name, **args).to_dict()
 
 
 async def study_export(request: Request) -> Response:

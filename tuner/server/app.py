@@ -27,6 +27,7 @@ from tuner.server.responses import DataResponse
 from tuner.server.security import (
     MAX_BODY_BYTES,
     BodyLimit,
+    EncodedSlash,
     SecurityHeaders,
     exception_handlers,
 )
@@ -78,7 +79,8 @@ def create_app(
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limit=body_limit)],
+        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limit=body_limit),
+                    Middleware(EncodedSlash)],
         exception_handlers=exception_handlers(),
         lifespan=asynccontextmanager(close),
     )

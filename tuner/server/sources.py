@@ -170,6 +170,14 @@ def study_status(store: Store, name: str) -> dict[str, Any]:
     return stored_status(store, name).describe()
 
 
+def study_optimizers(store: Store, name: str) -> list[str]:
+    """The optimizers of study ``name`` (UnknownNameError when there is no such study)."""
+    from tuner.store.studies import get_study
+
+    check_study_name(name)
+    return list(get_study(store, name).optimizers)
+
+
 def export_rows(store: Store, name: str) -> list[dict[str, Any]]:
     """``tuner study export``: one row per run of the study."""
     from tuner.store.studies import export_rows as stored_rows

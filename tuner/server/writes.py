@@ -21,6 +21,7 @@ from tuner.server import sources
 from tuner.server.api import study_commands, study_name, wrote
 from tuner.server.responses import DataResponse
 from tuner.server.security import ApiError, BodyTooLarge, handle_error, require_writer
+from tuner.study.spec import LIMITS
 
 CREATE_KEYS = (
     "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
@@ -47,10 +48,11 @@ def _create_settings(body: Any) -> tuple[dict[str, Any], bool]:
         if value is not None and not isinstance(value, str):
             raise ApiError(400, f"{key} must be a string, got {value!r}")
     for key in ("trials", "seeds", "budget", "seed", "first_seed"):
-        value = settings[key]
-        # the range of the store's integer columns; resolve() checks the rest, as for the CLI
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**31 - 1:
-            raise ApiError(400, f"{key} must be at most {2**31 - 1}, got {value!r}")
+        value, most = settings[key], LIMITS[key][1]
+        # the command's own limits, before any use of a number too large for the store;
+        # resolve() checks the rest, as for the CLI
+        if isinstance(value, int) and not isinstance(value, bool) and value > most:
+            raise ApiError(400, f"{key} must be at most {most:,}, got {value:,}")
     optimizers = settings["optimizers"]
     if isinstance(optimizers, list) and all(isinstance(name, str) for name in optimizers):
         settings["optimizers"] = ",".join(optimizers)
@@ -98,6 +100,12 @@ def _training(values: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _json_body(request: Request) -> Any:
+    """The request's JSON body; 415 unless it is declared JSON (a form or text/plain body is
+    what a cross-site form can send without asking)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise ApiError(415, "the request body must be JSON, sent with Content-Type: "
+                            f"application/json (got {media_type or 'none'!r})")
     raw = await request.body()
     try:
         return json.loads(raw or b"null")
