@@ -208,12 +208,67 @@ def make_hostile(url: str, marker: str = "") -> None:
         store.dispose()
 
 
+def unfinish(url: str) -> None:
+    """One more trial per optimizer for the study: unfinished (idle), so its page polls."""
+    from sqlalchemy import update
+
+    from tuner.store import Study, open_store
+
+    with open_store(url, create=False) as store, store.engine.begin() as connection:
+        connection.execute(update(Study).values(
+            trials_per_optimizer=Study.trials_per_optimizer + 1))
+
+
+def api_fetches(driver: webdriver.Chrome, path: str) -> int:
+    """How many times the page has asked for ``path`` (the browser's resource timing)."""
+    return int(driver.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".filter((e) => new URL(e.name).pathname === arguments[0]).length", path))
+
+
+def test_a_deleted_study_says_so_and_its_page_stops_asking(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """The issue: a deleted study's open page kept saying "created" and polled 404s forever.
+    A finished study's page does not poll at all (it changes no more)."""
+    from tuner.driver import delete_study
+
+    url = finished_sqlite(tmp_path)
+    create_study(url, name="doomed")
+    server = serve(url, tmp_path / "serve.log")
+    try:
+        browser.get(server.base + "/studies/doomed")
+        WebDriverWait(browser, 30, poll_frequency=0.2).until(
+            lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-updates")) >= 1)
+        assert browser.find_element(By.ID, "study-status").text == "created"
+        delete_study("doomed", url)
+        WebDriverWait(browser, 30, poll_frequency=0.2).until(
+            lambda d: d.find_elements(By.ID, "study-gone"))
+        assert browser.find_element(By.ID, "study-status").text == "deleted"
+        assert "was deleted" in browser.find_element(By.ID, "study-gone").text
+        body = browser.find_element(By.TAG_NAME, "body")
+        assert body.get_attribute("data-polling") == "off"
+        asked = api_fetches(browser, "/api/studies/doomed")
+        time.sleep(2.5 * 2)  # two polling intervals
+        assert api_fetches(browser, "/api/studies/doomed") == asked
+
+        browser.get(server.base + "/studies/tiny")
+        assert browser.find_element(By.ID, "study-status").text == "finished"
+        time.sleep(2.5)
+        assert api_fetches(browser, "/api/studies/tiny") == 0
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-polling") is None
+        nothing_injected(browser)
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def hostile(finished_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("hostile")
     path = folder / "tuner.db"
     finished_sqlite(folder)
     make_hostile(f"sqlite:///{path}")
+    unfinish(f"sqlite:///{path}")
     server = serve(f"sqlite:///{path}", folder / "serve.log")
     server.url = f"sqlite:///{path}"  # type: ignore[attr-defined]
     try:

@@ -60,22 +60,46 @@
 
   // -- live updates: poll the page's JSON twin --------------------------------------------------
 
-  function poll(url, apply, seconds) {
+  function poll(url, apply, seconds, gone) {
+    // Ask every `seconds` until `apply` answers false (nothing will change any more) or the
+    // data is gone (404: `gone` says so on the page); body[data-polling] tells which.
+    document.body.dataset.polling = "on";
     async function once() {
+      let again = true;
       try {
         const response = await fetch(url, {headers: {Accept: "application/json"},
                                            cache: "no-store"});
         if (response.ok) {
-          apply(await response.json());
+          again = apply(await response.json()) !== false;
           const count = Number(document.body.dataset.updates || "0") + 1;
           document.body.dataset.updates = String(count);
+        } else if (response.status === 404 && gone) {
+          gone();
+          again = false;
         }
       } catch (error) {
         // the server may be restarting: try again at the next tick
       }
-      setTimeout(once, seconds * 1000);
+      if (again) setTimeout(once, seconds * 1000);
+      else document.body.dataset.polling = "off";
     }
     setTimeout(once, seconds * 1000);
+  }
+
+  const SETTLED = ["finished", "incomplete"];
+  // A study in one of these changes no more by itself (extending it is a write: reload).
+
+  function studyGone() {
+    // The study was deleted while its page was open: say so instead of its last status.
+    const status = document.getElementById("study-status");
+    status.textContent = "deleted";
+    status.className = "status status-deleted";
+    const notice = el("p", "This study was deleted: its trials and runs are no longer in the " +
+                      "store. The page shows them as they last were.", "notice");
+    notice.id = "study-gone";
+    document.querySelector("main h1").after(notice);
+    const manage = document.getElementById("manage");
+    if (manage) manage.remove();
   }
 
   function studyLink(name) {
@@ -99,6 +123,7 @@
   }
 
   function renderStudy(detail) {
+    // Returns false once the study is settled: polling ends there.
     const study = detail.study;
     const status = document.getElementById("study-status");
     status.textContent = study.status;
@@ -120,6 +145,7 @@
                   number(t.value), t.seeds, el("td", paramsText(t.params), "params"),
                   el("td", t.finished_at ? t.finished_at.replace("T", " ").slice(0, 19) : "-",
                      "when")])));
+    return !SETTLED.includes(study.status);
   }
 
   // -- charts -----------------------------------------------------------------------------------
@@ -359,7 +385,10 @@
     wireCreate();
   } else if (page === "study") {
     const name = data.study.name;
-    poll("/api/studies/" + encodeURIComponent(name), renderStudy, data.poll_seconds || 2);
+    if (!SETTLED.includes(data.study.status)) {
+      poll("/api/studies/" + encodeURIComponent(name), renderStudy, data.poll_seconds || 2,
+           studyGone);
+    }
     wireManage(name);
   } else if (page === "task" && data.ranking) {
     drawCharts(data.lr_points, data.curves, data.ranking.metric, data.ranking.direction,
