@@ -233,7 +233,8 @@ def test_csv_exports_never_start_a_formula(tmp_path: Path) -> None:
         ("get", "/api/studies/nosuch/trials", 404, "no study named 'nosuch'"),
         ("get", f"/api/studies/{STUDY}/trials?limit=0", 400, "limit must be"),
         ("get", f"/api/studies/{STUDY}/trials?offset=-1", 400, "offset must be"),
-        ("get", f"/api/studies/{STUDY}/export?format=xml", 400, "format must be csv or json"),
+        ("get", f"/api/studies/{STUDY}/export?format=xml", 400,
+         "format must be one of: csv, json; got 'xml'"),
         ("get", "/api/tasks/{id}/ranking?tolerance=lots", 400, "cannot read tolerance"),
         ("get", "/api/tasks/{id}/advice?memory_budget=big", 400, "cannot read memory budget"),
         ("get", "/api/tasks/{id}/compare?optimizers=nosuch", 404, "no runs of optimizer"),
@@ -561,11 +562,16 @@ def test_body_limit_and_bad_json(store_url: str) -> None:
         assert client.post("/api/studies", content=b"[]", headers=charset).status_code == 400
 
 
-def test_the_openapi_schema_lists_every_endpoint(reader: TestClient) -> None:
+def test_the_openapi_document_validates_and_lists_every_endpoint(reader: TestClient) -> None:
+    """OpenAPI 3.1, checked by openapi-spec-validator; the issue found stray keys in answers
+    (a YAML value with a comma or a colon split into several)."""
+    from openapi_spec_validator import validate
+
     from tuner.server.app import ROUTES
 
     schema = reader.get("/api/openapi.json").json()
-    assert schema["openapi"].startswith("3.")
+    assert schema["openapi"] == "3.1.0"
+    validate(schema)
     api_paths = {
         route.path.replace(":int", "") for route in ROUTES
         if getattr(route, "path", "").startswith("/api/") and route.path != "/api/openapi.json"
@@ -573,11 +579,62 @@ def test_the_openapi_schema_lists_every_endpoint(reader: TestClient) -> None:
     assert set(schema["paths"]) == api_paths
     assert "post" in schema["paths"]["/api/studies"]
     assert "delete" in schema["paths"]["/api/studies/{name}"]
-    # every answer is described by one text (a comma in an unquoted YAML value splits it)
     answers = [answer for path in schema["paths"].values() for method in path.values()
                for answer in method["responses"].values()]
-    assert answers and all(list(a) == ["description"] and isinstance(a["description"], str)
-                           for a in answers), answers
+    assert answers and all(set(a) == {"description", "content"} for a in answers), answers
+    advice = schema["paths"]["/api/tasks/{task_id}/advice"]["get"]["responses"]["200"]
+    assert advice["description"] == "the advice"
+
+
+def documented_schema(document: dict, path: str, method: str, status: int) -> dict:
+    """The JSON Schema of one documented answer (KeyError: the status is not documented)."""
+    answer = document["paths"][path][method]["responses"][str(status)]
+    schema = answer["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def test_every_documented_path_answers_its_documented_status(store_url: str) -> None:
+    """On the finished study, each operation called as documented answers a status its entry
+    lists, with a body its schema accepts: reads 200, a create 201, an extend 200, a stop 409
+    (the study is not running), a delete 200."""
+    from jsonschema import Draft202012Validator
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"name": "documented", "task": "quadratic", "optimizers": ["sgd"], "trials": 1,
+            "seeds": 1}
+    expected = {("post", "/api/studies"): 201, ("post", "/api/studies/{name}/stop"): 409}
+    calls = {("post", "/api/studies"): body, ("post", "/api/studies/{name}/extend"): {
+        "trials": 1}}
+    with TestClient(create_app(store_url, token=TOKEN)) as client:
+        document = client.get("/api/openapi.json").json()
+        ident = task_id(client)
+        operations = sorted(((path, method) for path, methods in document["paths"].items()
+                             for method in methods),
+                            key=lambda item: (item[1] == "delete", item[1] == "get"))
+        assert len(operations) == 19  # 17 paths, two of them with a write beside the read
+        for path, method in operations:  # the create first: the study later ones use
+            name = "documented" if method != "get" and "{name}" in path else STUDY
+            if path.endswith("/stop"):
+                name = STUDY
+            url = path.format(task_id=ident, name=name)
+            answer = client.request(method.upper(), url, json=calls.get((method, path)),
+                                    headers=auth)
+            status = expected.get((method, path), 200)
+            assert answer.status_code == status, (method, url, answer.text)
+            if path.endswith("/export"):
+                assert answer.headers["content-type"].startswith("text/csv")
+                continue
+            Draft202012Validator(documented_schema(document, path, method, status)).validate(
+                answer.json())
+        # the errors of a body too: 415 and 400 are documented where a body is taken
+        plain = client.post("/api/studies", content=json.dumps(body).encode(),
+                            headers={**auth, "Content-Type": "text/plain"})
+        assert plain.status_code == 415
+        Draft202012Validator(documented_schema(document, "/api/studies", "post", 415)).validate(
+            plain.json())
+        assert "documented" not in study_names(client)
 
 
 READS_SCRIPT = textwrap.dedent("""

@@ -18,19 +18,65 @@ from starlette.responses import Response
 
 from tuner.errors import UnknownNameError
 from tuner.server import sources
-from tuner.server.api import study_commands, study_name, wrote
+from tuner.server.api import STUDY, study_commands, study_name, wrote
+from tuner.server.openapi import Answer, Operation, declare
 from tuner.server.responses import DataResponse
 from tuner.server.security import ApiError, BodyTooLarge, handle_error, require_writer
-from tuner.study.spec import LIMITS
+from tuner.study.spec import LIMITS, PRUNERS, SAMPLERS
 
-CREATE_KEYS = (
-    "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
-    "param_range", "seed", "description", "warm_start", "training", "task_params", "first_seed",
-)
-"""The fields of a create request: ``tuner study create``'s flags, by the same names."""
 
-EXTEND_KEYS = ("trials", "optimizers")
-"""The fields of an extend request: ``tuner study extend --trials N --optimizers A,B``."""
+def _whole(key: str, description: str = "") -> dict[str, Any]:
+    """A whole-number field within the command's limits (:data:`tuner.study.spec.LIMITS`)."""
+    low, high = LIMITS[key]
+    found: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
+    return found | ({"description": description} if description else {})
+
+
+CREATE_BODY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "task", "optimizers", "trials", "seeds"],
+    "properties": {
+        "name": {"type": "string"},
+        "task": {"type": "string", "description": "an installed task's name"},
+        "optimizers": {"type": ["array", "string"], "items": {"type": "string"},
+                       "description": "names, as a list or 'a,b'"},
+        "trials": _whole("trials", "trials per optimizer"),
+        "seeds": _whole("seeds", "seeds per trial"),
+        "sampler": {"type": "string", "enum": list(SAMPLERS)},
+        "pruner": {"type": "string", "enum": list(PRUNERS)},
+        "budget": _whole("budget", "training budget per run (the task's unit)"),
+        "schedule": {"type": "string"},
+        "param_range": {"type": "array", "items": {"type": "string"},
+                        "description": "ranges like 'adamw.lr=1e-4:1e-1'"},
+        "seed": _whole("seed", "the sampler's seed"),
+        "first_seed": _whole("first_seed", "the first training seed (seeds first_seed .. "
+                             "first_seed + seeds - 1)"),
+        "description": {"type": "string"},
+        "warm_start": {"type": "boolean"},
+        "training": {"type": "object", "description": "training options, fixed (a value) or "
+                     "tuned ([low, high], or a list of choices), as a study file's [training]"},
+        "task_params": {"type": "object", "description": "the task's parameters (width, ...)"},
+    },
+}
+"""A create request: ``tuner study create``'s flags, by the same names (the schema's and the
+check's, :func:`_create_settings`)."""
+
+CREATE_KEYS = tuple(CREATE_BODY["properties"])
+
+EXTEND_BODY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["trials"],
+    "properties": {
+        "trials": _whole("trials", "more trials of each optimizer"),
+        "optimizers": {"type": "array", "items": {"type": "string"},
+                       "description": "the optimizers to add to (default: every one)"},
+    },
+}
+"""An extend request: ``tuner study extend --trials N --optimizers A,B``."""
+
+EXTEND_KEYS = tuple(EXTEND_BODY["properties"])
 
 
 def _create_settings(body: Any) -> tuple[dict[str, Any], bool]:
@@ -113,47 +159,14 @@ async def _json_body(request: Request) -> Any:
         raise ApiError(400, "the request body is not valid JSON") from None
 
 
+@declare(Operation(
+    "Create a study (needs the token)",
+    answer=Answer("the study and the commands that run it",
+                  {"study": "as /api/studies/{name} has it", "commands": "run, worker"}),
+    status=201, errors={409: "the name is taken"}, body=CREATE_BODY, writes=True,
+))
 async def create_study(request: Request) -> Response:
     """Create a study, checked as ``tuner study create`` checks it; it is run by workers.
-    ---
-    summary: Create a study (needs the token)
-    security: [{bearer: []}]
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            additionalProperties: false
-            required: [name, task, optimizers, trials, seeds]
-            properties:
-              name: {type: string}
-              task: {type: string, description: an installed task's name}
-              optimizers: {type: array, items: {type: string}}
-              trials: {type: integer, minimum: 1}
-              seeds: {type: integer, minimum: 1}
-              sampler: {type: string, enum: [tpe, random, qmc, grid]}
-              pruner: {type: string, enum: [none, median, hyperband, wilcoxon]}
-              budget: {type: integer, minimum: 1}
-              schedule: {type: string}
-              param_range: {type: array, items: {type: string}}
-              seed: {type: integer, minimum: 0}
-              first_seed: {type: integer, minimum: 0, description: "the first training seed
-                (seeds first_seed .. first_seed + seeds - 1; default 0)"}
-              description: {type: string}
-              warm_start: {type: boolean}
-              training:
-                type: object
-                description: "training options, fixed (a value) or tuned ([low, high], or a
-                  list of choices), as a study file's [training] table"
-              task_params: {type: object, description: "the task's parameters (width, ...)"}
-    responses:
-      201: {description: "{study, commands}: the study and the commands that run it"}
-      400: {description: a setting that cannot be used (the CLI's message)}
-      401: {description: missing or wrong token}
-      403: {description: the server is read-only}
-      409: {description: the name is taken}
-      413: {description: body too large}
     """
     try:
         require_writer(request)
@@ -197,37 +210,18 @@ def _extend_settings(body: Any) -> tuple[Any, Any]:
     return trials, optimizers
 
 
+@declare(Operation(
+    "Add trials to a study (needs the token)",
+    (STUDY,),
+    Answer("the study and the commands that run the trials",
+           {"study": "as /api/studies/{name} has it", "commands": "run, worker"}),
+    errors={404: "no such study"}, body=EXTEND_BODY, writes=True,
+))
 async def extend_study(request: Request) -> Response:
     """Add trials to some optimizers of a study (``tuner study extend --trials``); workers run
     them. Adding rounds until the ranking is settled (``--until-settled``) is a loop of the
     command line and of ``tuner.Study.extend``, which train between the rounds: the server
     never trains, so it has no such request.
-    ---
-    summary: Add trials to a study (needs the token)
-    security: [{bearer: []}]
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            additionalProperties: false
-            required: [trials]
-            properties:
-              trials: {type: integer, minimum: 1, description: more trials of each optimizer}
-              optimizers:
-                type: array
-                items: {type: string}
-                description: "the optimizers to add to (default: every one of the study)"
-    responses:
-      200: {description: "{study, commands}: the study and the commands that run the trials"}
-      400: {description: a count or an optimizer that cannot be used (the CLI's message)}
-      401: {description: missing or wrong token}
-      403: {description: the server is read-only}
-      404: {description: no such study}
-      413: {description: body too large}
     """
     try:
         require_writer(request)
@@ -243,18 +237,15 @@ async def extend_study(request: Request) -> Response:
     return DataResponse({"study": status, "commands": study_commands(request, name)})
 
 
+@declare(Operation(
+    "Stop a study (needs the token)",
+    (STUDY,),
+    Answer("its status after the stop", {"study": "as /api/studies/{name} has it"}),
+    errors={404: "no such study", 409: "the study is not running: nothing to stop"},
+    writes=True,
+))
 async def stop_study(request: Request) -> Response:
     """Ask a study's workers to finish the trial in hand and exit; ``tuner study run`` resumes.
-    ---
-    summary: Stop a study (needs the token)
-    security: [{bearer: []}]
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-    responses:
-      200: {description: "{study}: its status after the stop"}
-      401: {description: missing or wrong token}
-      403: {description: the server is read-only}
-      404: {description: no such study}
     """
     try:
         require_writer(request)
@@ -267,18 +258,14 @@ async def stop_study(request: Request) -> Response:
     return DataResponse({"study": status})
 
 
+@declare(Operation(
+    "Delete a study (needs the token)",
+    (STUDY,),
+    Answer("what was deleted", {"deleted": "the study's name", "runs": "runs deleted"}),
+    errors={404: "no such study"}, writes=True,
+))
 async def delete_study(request: Request) -> Response:
     """Delete a study: its trials, runs, curves and Optuna studies.
-    ---
-    summary: Delete a study (needs the token)
-    security: [{bearer: []}]
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-    responses:
-      200: {description: "{deleted, runs}"}
-      401: {description: missing or wrong token}
-      403: {description: the server is read-only}
-      404: {description: no such study}
     """
     try:
         require_writer(request)
