@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from html import unescape
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -261,6 +264,89 @@ def test_errors_are_one_json_line(
     body = response.json()
     assert list(body) == ["error"] and words in body["error"]
     assert "\n" not in body["error"] and "Traceback" not in response.text
+
+
+class Headers(HTMLParser):
+    """The table headers of a page: each header's text and its explanation (``title``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[list[str]] = []
+        self.inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "th":
+            self.found.append(["", dict(attrs).get("title") or ""])
+            self.inside = True
+
+    def handle_endtag(self, tag: str) -> None:
+        self.inside = self.inside and tag != "th"
+
+    def handle_data(self, data: str) -> None:
+        if self.inside:
+            self.found[-1][0] += data
+
+
+def test_every_column_header_is_explained(reader: TestClient) -> None:
+    """The issue: the state, to target and good lr columns were not explained."""
+    ident = task_id(reader)
+    for page in ("/", f"/tasks/{ident}", f"/tasks/{ident}/compare", f"/studies/{STUDY}"):
+        parser = Headers()
+        parser.feed(reader.get(page).text)
+        assert len(parser.found) >= 5, page
+        unexplained = [text.strip() for text, title in parser.found if len(title) < 10]
+        assert unexplained == [], (page, unexplained)
+    parser = Headers()
+    parser.feed(reader.get(f"/tasks/{ident}").text)
+    titles = {text.strip(): title for text, title in parser.found}
+    assert "copies of the model's parameters" in titles["state"]
+    assert "target" in titles["to target"] and "tolerance" in titles["good lr"]
+
+
+def visible_text(html: str) -> str:
+    """A page's text as read: no tags, no scripts, one space between words."""
+    html = re.sub(r"<script.*?</script>", " ", html, flags=re.S)
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+def test_the_pages_speak_plainly_and_show_the_protocol(store_url: str, tmp_path: Path) -> None:
+    """Plurals, 'no pruner', the study's task as a link, an empty trials table that says so,
+    the task's summary, and the protocol (budget) wherever a ranking is shown."""
+    from server_fixtures import create_study as create
+
+    url = finished_sqlite(tmp_path) if store_url.startswith("sqlite") else store_url
+    create(url, name="one-seed", trials=1)
+    from sqlalchemy import update
+
+    from tuner.store import Study, open_store
+
+    with open_store(url, create=False) as store, store.engine.begin() as connection:
+        connection.execute(update(Study).where(Study.name == "one-seed").values(seeds=[0]))
+    try:
+        with TestClient(create_app(url)) as client:
+            ident = task_id(client)
+            study = visible_text(client.get("/studies/one-seed").text)
+            assert "1 trial × 1 seed per optimizer" in study and "1 seeds" not in study
+            assert "no pruner" in study and "none pruner" not in study
+            assert "No trials yet: start a worker with the commands above." in study
+            assert f'<a id="study-task" href="/tasks/{ident}">quadratic</a>' in client.get(
+                "/studies/one-seed").text
+            home = client.get("/").text
+            assert f'<a href="/tasks/{ident}">quadratic</a>' in home
+            task = visible_text(client.get(f"/tasks/{ident}").text)
+            assert "x1^2 + 10*x2^2" in task  # the task plugin's summary, from the store
+            assert "· 2 studies ·" in task  # tiny and one-seed
+            assert "Trained under 40 steps" in task, task[:1500]
+            assert "40 steps" in visible_text(home)
+            compare = visible_text(client.get(f"/tasks/{ident}/compare").text)
+            assert "trained under 40 steps" in compare
+            assert client.get("/api/tasks").json()["tasks"][0]["protocol"] == "40 steps"
+            assert client.get(f"/api/tasks/{ident}/compare").json()["protocol"] == "40 steps"
+    finally:
+        if not store_url.startswith("sqlite"):
+            from tuner.driver import delete_study
+
+            delete_study("one-seed", url)
 
 
 def test_a_page_error_is_a_page(reader: TestClient) -> None:

@@ -180,6 +180,94 @@ def test_home_shows_live_progress_then_the_task_page(
     nothing_injected(browser)
 
 
+LOOK = """
+const look = {colours: {}, named: {}, axes: []};
+for (const [key, chart] of Object.entries(window.tunerCharts)) {
+  for (const set of chart.data.datasets) {
+    if (set.role === "band") continue;
+    const name = set.label.replace(/ [(]diverged[)]$/, "");
+    look.colours[name] = [...(look.colours[name] || []), set.borderColor];
+    look.named[name] = window.tunerColour(name);
+  }
+  for (const id of ["x", "y"]) {
+    const scale = chart.scales[id];
+    const values = chart.data.datasets.flatMap((set) => set.data.map((p) => p[id]))
+      .filter((v) => typeof v === "number" && Number.isFinite(v));
+    const ticks = scale.ticks.filter((t) => t.label !== "" && t.label !== undefined)
+      .map((t) => t.value);
+    look.axes.push({chart: key, axis: id, low: Math.min(...values), high: Math.max(...values),
+                    ticks});
+  }
+}
+return look;
+"""
+
+NUMBERS = [1.193e-06, 0.9667, 105.0, 12345.6, -0.5, 0.0, 1e-4, 0.00012345, 99999.5, 3.14159,
+           2.5e-05, 0.004378037992864847, 40.03, 1.0, 0.99999]
+
+
+def task_page_id(server: Server) -> int:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(server.base + "/api/tasks") as answer:
+        return int(json.load(answer)["tasks"][0]["id"])
+
+
+def test_one_look_across_pages(browser: webdriver.Chrome, live: Server) -> None:
+    """The issue's looks: an optimizer's colour is its own on every page (from its name); every
+    axis has a labelled tick beyond every point; the lr tooltip names the lr once; numbers are
+    written one way (a value of a metric as the server's templates write it, an accuracy in
+    percent), whether the server or the page's script writes them."""
+    from tuner.server.responses import _format_metric, _format_number, _format_spread
+
+    ident = task_page_id(live)
+    looks = []
+    for page in (f"/tasks/{ident}", f"/tasks/{ident}/compare"):
+        browser.get(live.base + page)
+        WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+            "return window.tunerCharts && window.tunerCharts.lr !== undefined"))
+        looks.append(browser.execute_script(LOOK))
+        nothing_injected(browser)
+    task, compare = looks
+    for look in looks:
+        for name, colours in look["colours"].items():
+            assert set(colours) == {look["named"][name]}, (name, colours)
+    shared = set(task["colours"]) & set(compare["colours"])
+    assert shared >= {"adam", "sgd"}
+    assert all(task["named"][name] == compare["named"][name] for name in shared)
+    assert task["named"]["adam"] != task["named"]["sgd"]
+    for axis in task["axes"] + compare["axes"]:
+        where = (axis["chart"], axis["axis"])
+        assert axis["ticks"], where
+        if where == ("curves", "x") and axis["low"] == 0:
+            assert min(axis["ticks"]) == 0  # steps start at 0: no negative step
+        else:
+            assert min(axis["ticks"]) < axis["low"], axis
+        assert max(axis["ticks"]) > axis["high"], axis
+
+    browser.get(live.base + f"/tasks/{ident}")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return window.tunerCharts && window.tunerCharts.lr !== undefined"))
+    lines = browser.execute_script(
+        "const c = window.tunerCharts.lr; const i = c.data.datasets.findIndex("
+        "(d) => d.data.length > 0); c.tooltip.setActiveElements([{datasetIndex: i, index: 0}],"
+        " {x: 0, y: 0}); c.update(); return c.tooltip.body.flatMap((b) => b.lines);")
+    assert len([line for line in lines if line.startswith("lr")]) == 1, lines
+    assert any(re.fullmatch(r"lr=\d(\.\d)?e-?\d+", line) for line in lines), lines
+    assert re.fullmatch(r"loss \S+ ± \S+ \(2 seeds\)", lines[0]), lines
+
+    for metric in ("loss", "val_accuracy"):
+        written = browser.execute_script(
+            "return arguments[0].map((v) => [window.tunerFormat.metricText(v, arguments[1]),"
+            " window.tunerFormat.spreadText(v, arguments[1]), window.tunerFormat.number(v)])",
+            NUMBERS, metric)
+        assert written == [[_format_metric(v, metric), _format_spread(v, metric),
+                            _format_number(v)] for v in NUMBERS], metric
+    assert _format_metric(1.193e-06, "loss") == "1.193e-06"
+    assert _format_metric(0.9667, "val_accuracy") == "96.7%"
+
+
 def make_hostile(url: str, marker: str = "") -> None:
     """Write hostile text where the store keeps names, parameters and descriptions."""
     from sqlalchemy import select, update

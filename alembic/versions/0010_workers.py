@@ -1,10 +1,15 @@
-"""Workers attached to a study: ``tuner_workers``, one row per worker at work on a study.
+"""Workers attached to a study (``tuner_workers``), and a task's one-line summary.
 
-A study's status used to be read from its trial rows alone, so a study whose only worker was
-between two trials (recording one, claiming the next) read as stopped. A worker now writes a row
-here when it starts, keeps its ``alive_until`` ahead at every heartbeat and deletes the row when
-it leaves (:mod:`tuner.store.workers`). Only a table is added; no row of another table changes.
-The downgrade drops it.
+* ``tuner_workers``: one row per worker at work on a study. A study's status used to be read
+  from its trial rows alone, so a study whose only worker was between two trials (recording
+  one, claiming the next) read as stopped. A worker now writes a row here when it starts, keeps
+  its ``alive_until`` ahead at every heartbeat and deletes the row when it leaves
+  (:mod:`tuner.store.workers`).
+* ``tuner_tasks.summary``: the task plugin's one line, recorded with the task so its page can
+  show it without the plugin. Rows recorded before keep NULL until a study of the task is
+  created again (:func:`tuner.store.tasks.record_task` fills in what a row lacks).
+
+A table and a column are added; no row changes. The downgrade drops both.
 
 Revision ID: 0010
 Revises: 0009
@@ -39,8 +44,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tuner_workers")),
     )
     op.create_index(op.f("ix_tuner_workers_study_id"), "tuner_workers", ["study_id"])
+    op.add_column("tuner_tasks", sa.Column("summary", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("tuner_tasks", "summary")
     op.drop_index(op.f("ix_tuner_workers_study_id"), table_name="tuner_workers")
     op.drop_table("tuner_workers")

@@ -125,7 +125,8 @@ def study_commands(request: Request, name: str) -> dict[str, str]:
 
 
 def _task_summary(store: Any, task: sources.TaskView) -> dict[str, Any]:
-    summary = task.to_dict() | {"winner": None, "optimizers": 0, "studies": 0, "problem": None}
+    summary = task.to_dict() | {"winner": None, "optimizers": 0, "studies": 0, "problem": None,
+                                "protocol": None}
     try:
         ranking = sources.ranking(store, task.name)
     except TunerError as error:  # no runs yet, or a task the store cannot rank
@@ -133,6 +134,7 @@ def _task_summary(store: Any, task: sources.TaskView) -> dict[str, Any]:
         return summary
     summary["optimizers"], summary["studies"] = len(ranking.optimizers), ranking.studies
     summary["metric"], summary["direction"] = ranking.metric, ranking.direction
+    summary["protocol"] = ranking.protocol_text()
     winner = ranking.winner
     if winner is not None:
         summary["winner"] = {
@@ -171,7 +173,8 @@ def _listed_studies(store: Any) -> list[dict[str, Any]]:
 
 @declare(Operation(
     "List the tasks",
-    answer=Answer("the tasks", {"tasks": "id, name, kind, metric, direction, target, winner"}),
+    answer=Answer("the tasks", {"tasks": "id, name, kind, metric, direction, target, winner, "
+                                "protocol (what the winner was trained under)"}),
 ))
 def tasks(request: Request) -> dict[str, Any]:
     """The tasks in the store, each with its record, current winner and good-lr range.
@@ -324,7 +327,8 @@ def task_budget_curves(request: Request) -> dict[str, Any]:
     (TASK_ID, OPTIMIZERS, TOLERANCE),
     Answer("the optimizers side by side", {
         "task": "its record", "metric": "what is compared", "direction": "min or max",
-        "tolerance": "as applied", "optimizers": "their standings, in the order asked",
+        "tolerance": "as applied", "protocol": "the budget and options the runs were trained "
+        "under", "optimizers": "their standings, in the order asked",
         "all_optimizers": "every ranked optimizer", "ties": "each pair: tied within noise?",
         "lr_points": "as /lr-points, for these", "curves": "as /curves, for these"}),
     errors={404: "no such task or optimizer"},
@@ -351,11 +355,12 @@ def task_compare(request: Request) -> dict[str, Any]:
                 )
             ties.append({"optimizers": [first.optimizer, second.optimizer], "tied": tied})
     chosen = {s.optimizer for s in standings}
-    points = sources.lr_points(store, task.name, ranking.direction)
+    protocol = ranking.protocol.key if ranking.protocol else None  # what the ranking compares
+    points = sources.lr_points(store, task.name, ranking.direction, protocol)
     curves = sources.curves(store, ranking)
     return {
         "task": task.to_dict(), "metric": ranking.metric, "direction": ranking.direction,
-        "tolerance": str(ranking.tolerance),
+        "tolerance": str(ranking.tolerance), "protocol": ranking.protocol_text(),
         "optimizers": [s.to_dict() for s in standings],
         "all_optimizers": [s.optimizer for s in ranking.optimizers],
         "ties": ties,

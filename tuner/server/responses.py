@@ -32,6 +32,9 @@ def templates() -> Jinja2Templates:
     )
     environment.policies["json.dumps_kwargs"] = {"sort_keys": False, "allow_nan": False}
     environment.filters["lr"] = _format_lr
+    environment.filters["metric"] = _format_metric
+    environment.filters["spread"] = _format_spread
+    environment.filters["plural"] = _plural
     environment.filters["number"] = _format_number
     environment.filters["params"] = _format_params
     environment.filters["when"] = _format_time
@@ -60,20 +63,47 @@ def _format_lr(value: Any) -> str:
     return format_lr(value) if isinstance(value, (int, float)) else "-"
 
 
+def _format_metric(value: Any, metric: str | None) -> str:
+    """A value of ``metric`` as everywhere else (an accuracy in percent: tuner.js's
+    ``metricText`` follows the same rule)."""
+    from tuner.advice.formatting import format_metric
+
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-"
+    return format_metric(float(value) + 0.0, metric or "")  # + 0.0: no "-0"
+
+
+def _format_spread(value: Any, metric: str | None) -> str:
+    from tuner.advice.formatting import format_spread
+
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "?"
+    return format_spread(float(value) + 0.0, metric or "")
+
+
+def _plural(count: Any, word: str, many: str | None = None) -> str:
+    """``1 seed``, ``2 seeds`` (``many`` for a plural that is not word + s)."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
 def _format_number(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value + 0.0:.4g}"
     return str(value)
 
 
 def _format_params(params: Any) -> str:
+    """``lr=1e-3, beta1=0.9``: a learning rate as learning rates are written."""
     if not isinstance(params, dict) or not params:
         return "-"
-    return ", ".join(f"{key}={_format_number(value)}" for key, value in params.items())
+    return ", ".join(
+        f"{key}={_format_lr(value) if key == 'lr' else _format_number(value)}"
+        for key, value in params.items()
+    )
 
 
 def _format_time(value: Any) -> str:

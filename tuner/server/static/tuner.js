@@ -5,8 +5,6 @@
 (function () {
   const data = JSON.parse(document.getElementById("page-data").textContent);
   const page = document.body.dataset.page;
-  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-                   "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
   function el(tag, text, className) {
     const node = document.createElement(tag);
@@ -15,12 +13,52 @@
     return node;
   }
 
+  // -- numbers: the same rules as the pages' templates (tuner.advice.formatting) ---------------
+
+  function rounded(value, options) {
+    // Round half to even on the number's exact value, as Python's format() does.
+    return new Intl.NumberFormat("en-US", {useGrouping: false, roundingMode: "halfEven",
+                                           ...options}).format(value + 0);  // + 0: no "-0"
+  }
+
+  function general(value, digits) {
+    // Python's "%.{digits}g": fixed for exponents -4 .. digits-1, else 1.193e-06.
+    if (value === 0) return "0";
+    const [mantissa, exponent] = rounded(value, {notation: "scientific",
+                                                 maximumSignificantDigits: digits}).split("E");
+    const power = Number(exponent);
+    if (power < -4 || power >= digits) {
+      return mantissa + "e" + (power < 0 ? "-" : "+") + String(Math.abs(power)).padStart(2, "0");
+    }
+    return rounded(value, {maximumFractionDigits: digits - 1 - power});
+  }
+
+  function fixed(value, decimals) {
+    return rounded(value, {minimumFractionDigits: decimals, maximumFractionDigits: decimals});
+  }
+
   function number(value) {
     if (value === null || value === undefined) return "-";
     if (typeof value === "boolean") return value ? "true" : "false";
     if (typeof value !== "number") return String(value);
     if (Number.isInteger(value)) return String(value);
-    return String(Number(value.toPrecision(4)));
+    return general(value, 4);
+  }
+
+  function isPercent(metric) {
+    return String(metric || "").toLowerCase().includes("acc");
+  }
+
+  function metricText(value, metric) {
+    // An accuracy in percent, anything else to four significant digits: one format per metric.
+    if (typeof value !== "number") return "-";
+    return isPercent(metric) ? fixed(value * 100, 1) + "%" : general(value, 4);
+  }
+
+  function spreadText(value, metric) {
+    // A standard deviation in the metric's units (without the % sign); ? when unknown.
+    if (typeof value !== "number") return "?";
+    return isPercent(metric) ? fixed(value * 100, 1) : general(value, 2);
   }
 
   function lr(value) {
@@ -29,10 +67,20 @@
     return mantissa.replace(/\.0$/, "") + "e" + Number(exponent);
   }
 
+  function plural(count, word, many) {
+    return count + " " + (count === 1 ? word : (many || word + "s"));
+  }
+
+  function paramText(key, value) {
+    return key + "=" + (key === "lr" && typeof value === "number" ? lr(value) : number(value));
+  }
+
   function paramsText(params) {
     const entries = Object.entries(params || {});
-    return entries.length ? entries.map(([k, v]) => k + "=" + number(v)).join(", ") : "-";
+    return entries.length ? entries.map(([k, v]) => paramText(k, v)).join(", ") : "-";
   }
+
+  window.tunerFormat = {number, metricText, spreadText, lr, plural, paramsText};
 
   function row(cells) {
     const tr = el("tr");
@@ -53,10 +101,23 @@
     return el("td", status, "status status-" + String(status).replace(/[^a-z-]/g, ""));
   }
 
-  function colourOf(names) {
-    const sorted = [...names].sort();
-    return (name) => PALETTE[sorted.indexOf(name) % PALETTE.length];
+  function colour(name) {
+    // An optimizer's colour from its name alone (FNV-1a hash to a hue), the same on every page
+    // and in every store; lightness and saturation fixed so every hue reads on white.
+    let hash = 2166136261;
+    for (const char of String(name)) {
+      hash ^= char.codePointAt(0);
+      hash = Math.imul(hash, 16777619) >>> 0;
+    }
+    const hue = (hash % 36) * 10;
+    const channel = (n) => {
+      const k = (n + hue / 30) % 12;
+      const level = 0.42 - 0.28 * Math.max(-1, Math.min(k - 3, 9 - k, 1));
+      return Math.round(level * 255).toString(16).padStart(2, "0");
+    };
+    return "#" + channel(0) + channel(8) + channel(4);
   }
+  window.tunerColour = colour;
 
   // -- live updates: poll the page's JSON twin --------------------------------------------------
 
@@ -108,13 +169,38 @@
     return a;
   }
 
+  function taskCell(name, id) {
+    // A task's name, linked to its page when the store has its record.
+    const td = el("td");
+    if (id === null || id === undefined) {
+      td.textContent = name;
+    } else {
+      const a = el("a", name);
+      a.href = "/tasks/" + encodeURIComponent(id);
+      td.appendChild(a);
+    }
+    return td;
+  }
+
+  function emptyRow(columns, text) {
+    const td = el("td", text, "muted");
+    td.colSpan = columns;
+    const tr = row([td]);
+    tr.className = "empty";
+    return tr;
+  }
+
   function renderStudies(studies) {
     const body = document.getElementById("studies-body");
     if (!body) return;
+    if (!studies.length) {
+      body.replaceChildren(emptyRow(5, "No studies yet."));
+      return;
+    }
     body.replaceChildren(...studies.map((s) => {
       const name = el("td");
       name.appendChild(studyLink(s.name));
-      const tr = row([name, el("td", s.task), statusCell(s.status),
+      const tr = row([name, taskCell(s.task, s.task_id), statusCell(s.status),
                       progress(s.trials_done, s.trials_total),
                       el("td", s.trials_done + "/" + s.trials_total, "progress-text")]);
       tr.dataset.study = s.name;
@@ -133,18 +219,26 @@
     bar.value = study.trials_done;
     document.getElementById("study-progress-text").textContent =
       study.trials_done + "/" + study.trials_total;
+    document.getElementById("study-workers").textContent = plural(study.workers, "worker");
     document.getElementById("optimizers-body").replaceChildren(...study.per_optimizer.map(
       (o) => row([el("td", o.optimizer, "optimizer"), progress(o.done, o.total),
                   o.done + "/" + o.total, o.running, o.complete, o.pruned, o.diverged,
-                  number(o.best_value), el("td", paramsText(o.best_params), "params")])));
+                  metricText(o.best_value, study.metric),
+                  el("td", paramsText(o.best_params), "params")])));
     const trials = detail.trials;
     document.getElementById("trials-count").textContent =
       "(latest " + trials.items.length + " of " + trials.total + ")";
-    document.getElementById("trials-body").replaceChildren(...trials.items.map(
-      (t) => row([t.number, el("td", t.optimizer, "optimizer"), t.slot, statusCell(t.status),
-                  number(t.value), t.seeds, el("td", paramsText(t.params), "params"),
-                  el("td", t.finished_at ? t.finished_at.replace("T", " ").slice(0, 19) : "-",
-                     "when")])));
+    const body = document.getElementById("trials-body");
+    if (!trials.items.length) {
+      body.replaceChildren(emptyRow(8, "No trials yet: start a worker with the commands above."));
+    } else {
+      body.replaceChildren(...trials.items.map(
+        (t) => row([t.number, el("td", t.optimizer, "optimizer"), t.slot, statusCell(t.status),
+                    metricText(t.value, study.metric), t.seeds,
+                    el("td", paramsText(t.params), "params"),
+                    el("td", t.finished_at ? t.finished_at.replace("T", " ").slice(0, 19) : "-",
+                       "when")])));
+    }
     return !SETTLED.includes(study.status);
   }
 
@@ -156,13 +250,50 @@
     return Math.abs(exponent - Math.round(exponent)) < 1e-9 ? "1e" + Math.round(exponent) : "";
   }
 
-  function axis(type, text) {
-    const options = {type, title: {display: true, text}};
+  function niceStep(span) {
+    // 1, 2 or 5 times a power of ten: about a fifth of the span.
+    const rough = span / 5;
+    const power = Math.pow(10, Math.floor(Math.log10(rough)));
+    const mantissa = rough / power;
+    return (mantissa <= 1 ? 1 : mantissa <= 2 ? 2 : mantissa <= 5 ? 5 : 10) * power;
+  }
+
+  function bounds(type, values, floor) {
+    // The axis's ends: a labelled tick beyond every point (a point never sits on the edge): the
+    // powers of ten around the points on a log axis, a step of 1, 2 or 5 x 10^k beyond them on
+    // a linear one (not below `floor`: no negative step counts).
+    const finite = values.filter((v) => typeof v === "number" && Number.isFinite(v) &&
+                                        (type !== "logarithmic" || v > 0));
+    if (!finite.length) return {};
+    const low = Math.min(...finite);
+    const high = Math.max(...finite);
+    if (type === "logarithmic") {
+      let min = Math.pow(10, Math.floor(Math.log10(low) + 1e-9));
+      if (min >= low * (1 - 1e-9)) min /= 10;
+      let max = Math.pow(10, Math.ceil(Math.log10(high) - 1e-9));
+      if (max <= high * (1 + 1e-9)) max *= 10;
+      return {min, max};
+    }
+    const step = niceStep(high - low || Math.abs(high) || 1);
+    let min = Math.floor(low / step) * step;
+    if (min >= low - step * 1e-9) min -= step;
+    if (low > 0 && min < 0) min = 0;  // zero is already beyond a positive point
+    if (floor !== undefined && min < floor) min = floor;
+    let max = Math.ceil(high / step) * step;
+    if (max <= high + step * 1e-9) max += step;
+    return {min, max, step};
+  }
+
+  function axis(type, text, values, format, floor) {
+    const {min, max, step} = bounds(type, values || [], floor);
+    const options = {type, title: {display: true, text}, min, max};
     if (type === "logarithmic") {
       options.ticks = {callback: powersOfTen, autoSkip: false};
       // grid lines at the labelled powers of ten only
       options.grid = {color: (context) => context.tick && context.tick.label ? "#e5e7eb"
                                                                             : "transparent"};
+    } else {
+      options.ticks = {stepSize: step, callback: format || ((value) => general(value, 4))};
     }
     return options;
   }
@@ -174,7 +305,7 @@
     return Math.max(...finite) / Math.min(...finite) > 1000 ? "logarithmic" : "linear";
   }
 
-  function lrChart(canvas, points, metric, direction, colour) {
+  function lrChart(canvas, points, metric, direction) {
     const names = Object.keys(points);
     const finite = names.flatMap((n) => points[n].filter((p) => p.mean !== null).map((p) => p.mean));
     const worst = finite.length ? (direction === "maximize" ? Math.min(...finite)
@@ -201,18 +332,19 @@
       options: {
         animation: false, maintainAspectRatio: false,
         scales: {
-          x: axis("logarithmic", "learning rate"),
-          y: axis(axisType(finite), metric),
+          x: axis("logarithmic", "learning rate", names.flatMap((n) => points[n].map((p) => p.lr))),
+          y: axis(axisType(finite), metric, finite, (value) => metricText(value, metric)),
         },
         plugins: {
           tooltip: {callbacks: {
             title: (items) => items.length ? items[0].dataset.label : "",
             label: (item) => {
+              // the result, then each parameter once (the lr as learning rates are written)
               const p = item.raw.point;
               const result = p.diverged ? "diverged"
-                : metric + " " + number(p.mean) + " ± " + number(p.std) + " (" + p.seeds + " seeds)";
-              return [result, "lr " + lr(p.lr),
-                      ...Object.entries(p.params || {}).map(([k, v]) => k + " = " + number(v))];
+                : metric + " " + metricText(p.mean, metric) + " ± " + spreadText(p.std, metric) +
+                  " (" + plural(p.seeds, "seed") + ")";
+              return [result, ...Object.entries(p.params || {}).map(([k, v]) => paramText(k, v))];
             },
           }},
         },
@@ -220,7 +352,7 @@
     });
   }
 
-  function curveChart(canvas, curves, metric, colour) {
+  function curveChart(canvas, curves, metric) {
     const names = Object.keys(curves);
     const datasets = [];
     const values = names.flatMap((n) => curves[n].flatMap((c) => c.values));
@@ -238,12 +370,16 @@
       data: {datasets},
       options: {
         animation: false, maintainAspectRatio: false,
-        scales: {x: axis("linear", "step"), y: axis(axisType(values), metric)},
+        scales: {
+          x: axis("linear", "step", names.flatMap((n) => curves[n].flatMap((c) => c.steps)),
+                  undefined, 0),
+          y: axis(axisType(values), metric, values, (value) => metricText(value, metric)),
+        },
         plugins: {
           legend: {labels: {filter: (item, chart) => chart.datasets[item.datasetIndex].seedIndex === 0}},
           tooltip: {callbacks: {
             label: (item) => item.dataset.label + " (seed " + (item.dataset.seedIndex + 1) + "): " +
-              metric + " " + number(item.parsed.y) + " at step " + item.parsed.x,
+              metric + " " + metricText(item.parsed.y, metric) + " at step " + item.parsed.x,
           }},
         },
       },
@@ -253,9 +389,8 @@
   function trialsAxis(most) {
     // k = 1..most trials: whole numbers; a log axis labelled 1, 2, 5, 10, ... above 20 trials.
     const title = {display: true, text: "trials of tuning (k)"};
-    if (most <= 20) {
-      return {type: "linear", min: 1, max: Math.max(most, 2), title,
-              ticks: {stepSize: 1, precision: 0}};
+    if (most <= 20) {  // a tick beyond the first and the last k
+      return {type: "linear", min: 0, max: most + 1, title, ticks: {stepSize: 1, precision: 0}};
     }
     const round = (value) => {
       const mantissa = value / Math.pow(10, Math.floor(Math.log10(value) + 1e-9));
@@ -266,7 +401,7 @@
             ticks: {callback: round, autoSkip: false}};
   }
 
-  function budgetChart(canvas, curves, metric, colour) {
+  function budgetChart(canvas, curves, metric) {
     // Per optimizer three datasets: the interval's low and high edges (the band fills between
     // them) and the expected best, the one line the legend and the tooltip show.
     const datasets = [];
@@ -292,7 +427,11 @@
       options: {
         animation: false, maintainAspectRatio: false,
         interaction: {mode: "index", intersect: false},  // every optimizer at the hovered k
-        scales: {x: trialsAxis(most), y: axis(axisType(values), "expected best " + metric)},
+        scales: {
+          x: trialsAxis(most),
+          y: axis(axisType(values), "expected best " + metric, values,
+                  (value) => metricText(value, metric)),
+        },
         plugins: {
           legend: {labels: {filter: (item, chart) =>
             chart.datasets[item.datasetIndex].role === "expected"}},
@@ -303,9 +442,9 @@
               label: (item) => {
                 const curve = item.dataset.curve;
                 const k = item.dataIndex;
-                return curve.optimizer + ", " + (k + 1) + " trial" + (k === 0 ? "" : "s") + ": " +
-                  number(curve.expected[k]) + " (" + number(curve.low[k]) + " - " +
-                  number(curve.high[k]) + ")";
+                return curve.optimizer + ", " + plural(k + 1, "trial") + ": " +
+                  metricText(curve.expected[k], metric) + " (" +
+                  metricText(curve.low[k], metric) + " - " + metricText(curve.high[k], metric) + ")";
               },
             },
           },
@@ -314,20 +453,17 @@
     });
   }
 
-  function drawCharts(points, curves, metric, direction, names, budgetCurves) {
-    // One colour per optimizer on every chart of the page: by its place among all the names.
-    const colour = colourOf(new Set([...(names || []), ...Object.keys(points || {}),
-                                     ...Object.keys(curves || {}),
-                                     ...(budgetCurves || []).map((c) => c.optimizer)]));
+  function drawCharts(points, curves, metric, direction, budgetCurves) {
+    // Each optimizer in its own colour (from its name: the same on every page).
     window.tunerCharts = {};
     if (typeof Chart === "undefined") return;
     const lrCanvas = document.getElementById("lr-chart");
-    if (lrCanvas) window.tunerCharts.lr = lrChart(lrCanvas, points || {}, metric, direction, colour);
+    if (lrCanvas) window.tunerCharts.lr = lrChart(lrCanvas, points || {}, metric, direction);
     const curveCanvas = document.getElementById("curve-chart");
-    if (curveCanvas) window.tunerCharts.curves = curveChart(curveCanvas, curves || {}, metric, colour);
+    if (curveCanvas) window.tunerCharts.curves = curveChart(curveCanvas, curves || {}, metric);
     const budgetCanvas = document.getElementById("budget-chart");
     if (budgetCanvas) {
-      window.tunerCharts.budget = budgetChart(budgetCanvas, budgetCurves || [], metric, colour);
+      window.tunerCharts.budget = budgetChart(budgetCanvas, budgetCurves || [], metric);
     }
   }
 
@@ -392,8 +528,8 @@
     wireManage(name);
   } else if (page === "task" && data.ranking) {
     drawCharts(data.lr_points, data.curves, data.ranking.metric, data.ranking.direction,
-               data.ranking.optimizers.map((s) => s.optimizer), data.budget_curves);
+               data.budget_curves);
   } else if (page === "compare") {
-    drawCharts(data.lr_points, data.curves, data.metric, data.direction, data.all_optimizers);
+    drawCharts(data.lr_points, data.curves, data.metric, data.direction);
   }
 })();
