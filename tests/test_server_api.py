@@ -40,8 +40,8 @@ READ_ENDPOINTS = (
     "/api/tasks/{id}/budget-curves", "/api/tasks/{id}/compare", "/api/compare",
     "/api/studies", f"/api/studies/{STUDY}",
     f"/api/studies/{STUDY}/trials", f"/api/studies/{STUDY}/runs",
-    f"/api/studies/{STUDY}/export", "/", "/tasks/{id}", "/tasks/{id}/compare",
-    f"/studies/{STUDY}",
+    f"/api/studies/{STUDY}/export", f"/api/studies/{STUDY}/trials/1", "/", "/tasks/{id}",
+    "/tasks/{id}/compare", f"/studies/{STUDY}", f"/studies/{STUDY}/trials/1",
 )
 
 
@@ -145,6 +145,39 @@ def test_budget_curves_are_those_of_the_python_function(
             assert found[key] == pytest.approx(getattr(curve, key), rel=1e-12, abs=1e-300)
     page = reader.get(f"/api/tasks/{ident}").json()
     assert page["budget_curves"] == answer["budget_curves"]
+
+
+def test_a_studys_history_and_a_trials_page(reader: TestClient) -> None:
+    """The views optuna-dashboard users expect: the best so far against trials per optimizer,
+    and each trial's own page with its parameters and each seed's curve."""
+    detail = reader.get(f"/api/studies/{STUDY}").json()
+    history = detail["history"]
+    assert set(history) == set(OPTIMIZERS)
+    for o in detail["study"]["per_optimizer"]:
+        h = history[o["optimizer"]]
+        assert h["trials"] == list(range(1, TRIALS + 1))
+        seen = [v for v in h["values"] if v is not None]
+        assert h["best"] == [min(seen[: i + 1]) for i in range(len(seen))]  # all complete
+        assert h["best"][-1] == o["best_value"]
+    first = reader.get(f"/api/studies/{STUDY}/trials?limit=1").json()["items"][0]
+    page = reader.get(f"/api/studies/{STUDY}/trials/{first['id']}").json()
+    trial = page["trial"]
+    assert (trial["id"], trial["optimizer"], trial["params"]) == (
+        first["id"], first["optimizer"], first["params"])
+    assert page["study"]["metric"] == "loss" and page["study"]["task"] == "quadratic"
+    assert [run["seed"] for run in trial["runs"]] == list(range(SEEDS))
+    for run in trial["runs"]:
+        assert run["status"] == "complete" and run["error"] is None
+        curve = run["curve"]
+        assert len(curve["steps"]) == len(curve["values"]) >= 2
+        assert curve["values"][-1] == pytest.approx(run["final_metric"], rel=1e-12)
+    html = reader.get(f"/studies/{STUDY}/trials/{first['id']}").text
+    assert "Trial" in html and 'id="curve-chart"' in html
+    assert f'href="/studies/{STUDY}/trials/{first["id"]}"' in reader.get(
+        f"/studies/{STUDY}").text  # the trials table links each trial to its page
+    for missing in (f"/api/studies/{STUDY}/trials/999999", "/api/studies/nosuch/trials/1"):
+        answer = reader.get(missing)
+        assert answer.status_code == 404 and list(answer.json()) == ["error"]
 
 
 def test_study_status_and_paging(reader: TestClient) -> None:
@@ -696,15 +729,16 @@ def test_every_documented_path_answers_its_documented_status(store_url: str) -> 
     with TestClient(create_app(store_url, token=TOKEN)) as client:
         document = client.get("/api/openapi.json").json()
         ident = task_id(client)
+        trial = client.get(f"/api/studies/{STUDY}/trials?limit=1").json()["items"][0]["id"]
         operations = sorted(((path, method) for path, methods in document["paths"].items()
                              for method in methods),
                             key=lambda item: (item[1] == "delete", item[1] == "get"))
-        assert len(operations) == 19  # 17 paths, two of them with a write beside the read
+        assert len(operations) == 20  # 18 paths, two of them with a write beside the read
         for path, method in operations:  # the create first: the study later ones use
             name = "documented" if method != "get" and "{name}" in path else STUDY
             if path.endswith("/stop"):
                 name = STUDY
-            url = path.format(task_id=ident, name=name)
+            url = path.format(task_id=ident, name=name, trial_id=trial)
             answer = client.request(method.upper(), url, json=calls.get((method, path)),
                                     headers=auth)
             status = expected.get((method, path), 200)

@@ -53,6 +53,7 @@ def browser() -> Iterator[webdriver.Chrome]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--window-size=1300,1000", "--disable-gpu", "--hide-scrollbars"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors
     driver = webdriver.Chrome(service=webdriver.ChromeService(str(CHROMEDRIVER)),
                               options=options)
     driver.set_page_load_timeout(30)
@@ -268,6 +269,42 @@ def test_one_look_across_pages(browser: webdriver.Chrome, live: Server) -> None:
     assert _format_metric(0.9667, "val_accuracy") == "96.7%"
 
 
+def console_errors(driver: webdriver.Chrome) -> list[str]:
+    """The page's console errors since the last call (the log is read once)."""
+    return [entry["message"] for entry in driver.get_log("browser")
+            if entry["level"] == "SEVERE"]
+
+
+def test_the_study_history_and_a_trial_page_render(
+    browser: webdriver.Chrome, live: Server
+) -> None:
+    """The new views in Chromium, with data and without a console error: the study page's
+    history (best so far against trials, per optimizer) and a trial's page (each seed's
+    curve), reached from the trials table."""
+    console_errors(browser)
+    browser.get(live.base + "/studies/tiny")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return window.tunerCharts && window.tunerCharts.history !== undefined"))
+    history = browser.execute_script(
+        "const c = window.tunerCharts.history; return c.data.datasets.filter("
+        "(d) => d.role === 'best').map((d) => [d.label, d.data.length, d.borderColor,"
+        " window.tunerColour(d.label)]);")
+    assert sorted(name for name, *_ in history) == ["adam", "sgd"]
+    assert all(points == 3 and drawn == named for _, points, drawn, named in history), history
+    link = browser.find_element(By.CSS_SELECTOR, "#trials-body a.trial-link")
+    number = link.text
+    link.click()
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return window.tunerCharts && window.tunerCharts.curves !== undefined"))
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith(f"Trial {number} of ")
+    curves = browser.execute_script(
+        "return window.tunerCharts.curves.data.datasets.map((d) => [d.seed, d.data.length])")
+    assert [seed for seed, _ in curves] == [0, 1] and all(n >= 2 for _, n in curves)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#trial-runs tbody tr")) == 2
+    assert console_errors(browser) == []
+    nothing_injected(browser)
+
+
 def make_hostile(url: str, marker: str = "") -> None:
     """Write hostile text where the store keeps names, parameters and descriptions."""
     from sqlalchemy import select, update
@@ -393,8 +430,18 @@ def test_hostile_text_is_shown_as_text_everywhere(
     assert any(HOSTILE in line and HOSTILE_SCRIPT in line for line in lines), lines
     nothing_injected(browser)
 
+    browser.get(hostile.base + "/studies/tiny/trials/1")  # its optimizer is hostile too
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return window.tunerCharts && window.tunerCharts.curves !== undefined"))
+    nothing_injected(browser)
+    assert browser.find_element(By.ID, "trial-optimizer").text == HOSTILE
+    assert HOSTILE in browser.find_element(By.ID, "trial-params").text
+    assert HOSTILE_SCRIPT in browser.find_element(By.ID, "trial-params").text
+
     browser.get(hostile.base + "/studies/tiny")
     nothing_injected(browser)
+    assert HOSTILE in browser.execute_script(
+        "return window.tunerCharts.history.data.datasets.map((d) => d.label).join(' ')")
     assert browser.find_element(By.ID, "study-description").text == HOSTILE + HOSTILE_SCRIPT
     assert HOSTILE in browser.find_element(By.ID, "trials").text
     # A live update that brings new hostile text: it must arrive, as text.

@@ -87,6 +87,7 @@ def wrote(request: Request) -> None:
 LARGEST = 2**31 - 1
 TASK_ID = PathId("task_id", "the task's id (its record in the store: /api/tasks)")
 STUDY = PathText("name", "the study's name")
+TRIAL_ID = PathId("trial_id", "the trial's id (in the study's trials)")
 TOLERANCE = Text("tolerance", "what counts as within reach of the best: 2% or 0.05")
 BUDGET = Whole("budget", 1, LARGEST, description="the protocol's budget to rank (default: "
                "the most measured)")
@@ -424,6 +425,7 @@ def studies(request: Request) -> dict[str, Any]:
     Answer("the study", {
         "study": "status and progress per optimizer; task_id names its task",
         "commands": "the commands that run it", "trials": "its latest trials (as /trials)",
+        "history": "per optimizer: trials, best (so far), values: the history plot",
         "read_only": "whether writes are refused", "poll_seconds": "how often pages ask"}),
     errors={404: "no such study"},
 ))
@@ -439,8 +441,31 @@ def study_detail(request: Request) -> dict[str, Any]:
     return {
         "study": status, "commands": study_commands(request, name),
         "trials": trials_page(store, name, limit=DEFAULT_PAGE).to_dict(),
+        "history": sources.study_history(store, name, status["direction"]),
         "read_only": not request.app.state.token, "poll_seconds": POLL_SECONDS,
     }
+
+
+@declare(Operation(
+    "A trial's page data: its parameters, each seed's run and curve",
+    (STUDY, TRIAL_ID),
+    Answer("the trial", {
+        "study": "name, task, task_id, metric, direction, status",
+        "trial": "id, optimizer, number, slot, status, value, params, origin, started_at, "
+        "finished_at, worker, runs (seed, status, final_metric, best_metric, steps, "
+        "wall_seconds, device, error, curve {steps, values})"}),
+    errors={404: "no such study, or no such trial of it"},
+))
+def study_trial(request: Request) -> dict[str, Any]:
+    """One trial of a study: its parameters, each seed's run with its curve, and the whole
+    error of a run that failed."""
+    store = request.app.state.store
+    name = study_name(request)
+    found = sources.trial(store, name, TRIAL_ID.read(request))
+    status = sources.study_status(store, name)
+    study = {key: status[key] for key in ("name", "task", "metric", "direction", "status")}
+    study["task_id"] = task_ids(store).get(status["task"])
+    return {"study": study, "trial": found}
 
 
 def _page_args(request: Request, name: str, status: Choice) -> dict[str, Any]:

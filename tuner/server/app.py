@@ -106,6 +106,7 @@ ROUTES: list[BaseRoute] = [
     *_page_and_twin("/tasks/{task_id:int}", api.task_detail, "task.html"),
     *_page_and_twin("/tasks/{task_id:int}/compare", api.task_compare, "compare.html"),
     *_page_and_twin("/studies/{name}", api.study_detail, "study.html"),
+    *_page_and_twin("/studies/{name}/trials/{trial_id:int}", api.study_trial, "trial.html"),
     Route("/api/tasks", json_view(api.tasks), methods=["GET"]),
     Route("/api/tasks/{task_id:int}/ranking", json_view(api.task_ranking), methods=["GET"]),
     Route("/api/tasks/{task_id:int}/advice", json_view(api.task_advice), methods=["GET"]),

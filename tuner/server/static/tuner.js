@@ -182,6 +182,15 @@
     return td;
   }
 
+  function trialCell(study, trial) {
+    // The trial's number, linked to its page.
+    const a = el("a", trial.number, "trial-link");
+    a.href = "/studies/" + encodeURIComponent(study) + "/trials/" + encodeURIComponent(trial.id);
+    const td = el("td");
+    td.appendChild(a);
+    return td;
+  }
+
   function emptyRow(columns, text) {
     const td = el("td", text, "muted");
     td.colSpan = columns;
@@ -233,11 +242,15 @@
       body.replaceChildren(emptyRow(8, "No trials yet: start a worker with the commands above."));
     } else {
       body.replaceChildren(...trials.items.map(
-        (t) => row([t.number, el("td", t.optimizer, "optimizer"), t.slot, statusCell(t.status),
+        (t) => row([trialCell(study.name, t), el("td", t.optimizer, "optimizer"), t.slot,
+                    statusCell(t.status),
                     metricText(t.value, study.metric), t.seeds,
                     el("td", paramsText(t.params), "params"),
                     el("td", t.finished_at ? t.finished_at.replace("T", " ").slice(0, 19) : "-",
                        "when")])));
+    }
+    if (window.tunerCharts && window.tunerCharts.history) {
+      setHistory(window.tunerCharts.history, detail.history || {});
     }
     return !SETTLED.includes(study.status);
   }
@@ -359,7 +372,8 @@
     for (const name of names) {
       curves[name].forEach((curve, seed) => {
         datasets.push({
-          label: name, seedIndex: seed, borderColor: colour(name), backgroundColor: colour(name),
+          label: name, seedIndex: seed, seed: curve.seed === undefined ? seed + 1 : curve.seed,
+          borderColor: colour(name), backgroundColor: colour(name),
           borderWidth: 1.5, pointRadius: 0, showLine: true, spanGaps: false,
           data: curve.steps.map((step, i) => ({x: step, y: curve.values[i]})),
         });
@@ -378,7 +392,7 @@
         plugins: {
           legend: {labels: {filter: (item, chart) => chart.datasets[item.datasetIndex].seedIndex === 0}},
           tooltip: {callbacks: {
-            label: (item) => item.dataset.label + " (seed " + (item.dataset.seedIndex + 1) + "): " +
+            label: (item) => item.dataset.label + " (seed " + item.dataset.seed + "): " +
               metric + " " + metricText(item.parsed.y, metric) + " at step " + item.parsed.x,
           }},
         },
@@ -453,6 +467,55 @@
     });
   }
 
+  function historyDatasets(history) {
+    // Per optimizer: the best so far as a line, and each complete trial's value as dots.
+    return Object.entries(history).flatMap(([name, h]) => [
+      {label: name, role: "best", borderColor: colour(name), backgroundColor: colour(name),
+       borderWidth: 2, pointRadius: 0, showLine: true, stepped: "before", spanGaps: true,
+       data: h.trials.map((k, i) => ({x: k, y: h.best[i]}))},
+      {label: name + " (trial)", role: "trial", borderColor: colour(name),
+       backgroundColor: colour(name) + "80", pointRadius: 3, showLine: false,
+       data: h.trials.map((k, i) => ({x: k, y: h.values[i]})).filter((p) => p.y !== null)},
+    ]);
+  }
+
+  function historyScales(history, metric) {
+    const values = Object.values(history).flatMap((h) => h.values);
+    const most = Math.max(1, ...Object.values(history).map((h) => h.trials.length));
+    return {
+      x: {type: "linear", min: 0, max: most + 1, title: {display: true, text: "finished trials"},
+          ticks: {stepSize: Math.max(1, Math.ceil(most / 10)), precision: 0}},
+      y: axis(axisType(values), "best " + metric + " so far", values,
+              (value) => metricText(value, metric)),
+    };
+  }
+
+  function setHistory(chart, history) {
+    chart.data.datasets = historyDatasets(history);
+    chart.options.scales = historyScales(history, chart.metric);
+    chart.update();
+  }
+
+  function historyChart(canvas, history, metric) {
+    const chart = new Chart(canvas, {
+      type: "scatter",
+      data: {datasets: historyDatasets(history)},
+      options: {
+        animation: false, maintainAspectRatio: false,
+        scales: historyScales(history, metric),
+        plugins: {
+          legend: {labels: {filter: (item, data) => data.datasets[item.datasetIndex].role === "best"}},
+          tooltip: {callbacks: {
+            label: (item) => item.dataset.label + ", trial " + item.parsed.x + ": " +
+              metricText(item.parsed.y, metric),
+          }},
+        },
+      },
+    });
+    chart.metric = metric;
+    return chart;
+  }
+
   function drawCharts(points, curves, metric, direction, budgetCurves) {
     // Each optimizer in its own colour (from its name: the same on every page).
     window.tunerCharts = {};
@@ -521,6 +584,12 @@
     wireCreate();
   } else if (page === "study") {
     const name = data.study.name;
+    window.tunerCharts = {};
+    const historyCanvas = document.getElementById("history-chart");
+    if (historyCanvas && typeof Chart !== "undefined") {
+      window.tunerCharts.history = historyChart(historyCanvas, data.history || {},
+                                                data.study.metric);
+    }
     if (!SETTLED.includes(data.study.status)) {
       poll("/api/studies/" + encodeURIComponent(name), renderStudy, data.poll_seconds || 2,
            studyGone);
@@ -531,5 +600,9 @@
                data.budget_curves);
   } else if (page === "compare") {
     drawCharts(data.lr_points, data.curves, data.metric, data.direction);
+  } else if (page === "trial") {
+    const curves = {};
+    curves[data.trial.optimizer] = data.trial.runs.map((run) => ({...run.curve, seed: run.seed}));
+    drawCharts({}, curves, data.study.metric, data.study.direction);
   }
 })();
