@@ -59,6 +59,7 @@ SCHEMA_REVISIONS: dict[str, str] = {
     "0007": "0.1.0",
     "0008": "0.1.0",
     "0009": "0.1.0",
+    "0010": "0.1.0",
 }
 """Every migration revision, oldest first, with the first tuner version that shipped it."""
 
