@@ -31,7 +31,7 @@ def colours(names: Sequence[str]) -> dict[str, Any]:
     return {name: palette[i % len(palette)] for i, name in enumerate(sorted(names))}
 
 
-def panels(
+def panel_grid(
     count: int, columns: int, size: tuple[float, float], sharey: bool = False
 ) -> tuple[Any, list[Any]]:
     """A figure of ``count`` panels of ``size`` inches, at most ``columns`` a row, and its axes

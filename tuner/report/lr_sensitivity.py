@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.report.drawing import colours, panels, save
+from tuner.report.drawing import colours, panel_grid, save
 
 COLUMNS = 3
 """Panels per row."""
@@ -47,7 +47,7 @@ def plot_lr_sensitivity(
     """
     names = sorted(points)
     columns = min(COLUMNS, max(1, len(names)))
-    figure, grid = panels(len(names), columns, (4.4, 3.3), sharey=True)
+    figure, grid = panel_grid(len(names), columns, (4.4, 3.3), sharey=True)
     palette = palette or colours(names)
     finite = [
         p.mean for name in names for p in points[name] if p.mean is not None and not p.diverged

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import TunerError
-from tuner.report.drawing import panels as panel_grid
-from tuner.report.drawing import save
+from tuner.report.drawing import panel_grid, save
 from tuner.report.trajectories import (
     Trajectory,
     TrajectoryPanel,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.report.drawing import colours, panels, save
+from tuner.report.drawing import colours, panel_grid, save
 
 Point = tuple[float, float]
 
@@ -43,7 +43,7 @@ class TrajectoryPanel:
 
 
 def plot_trajectories(
-    figure_panels: Sequence[TrajectoryPanel],
+    panels: Sequence[TrajectoryPanel],
     path: str | Path,
     function: Callable[[Any], Any] | None = None,
     start: Point | None = None,
@@ -63,18 +63,18 @@ def plot_trajectories(
     ``title`` heads the figure. ``palette``: each name's colour (default
     :func:`~tuner.report.drawing.colours` of the names).
     """
-    names = sorted({name for panel in figure_panels for name in panel.paths})
+    names = sorted({name for panel in panels for name in panel.paths})
     palette = palette or colours(names)
-    every = [_finite(run.points) for panel in figure_panels for runs in panel.paths.values()
+    every = [_finite(run.points) for panel in panels for runs in panel.paths.values()
              for run in runs]
     if start is None:
         start = next((run[0] for run in every if run), None)
     frame = _frame([p for run in every for p in run], start, minimum)
     contours = _contours(function, frame) if function is not None else None
-    lone = len(figure_panels) == 1
+    lone = len(panels) == 1
     # a lone panel is the whole figure; several share a grid of smaller ones
-    figure, grid = panels(len(figure_panels), COLUMNS, (7, 5.5) if lone else (4.0, 3.6))
-    for panel, axes in zip(figure_panels, grid, strict=True):
+    figure, grid = panel_grid(len(panels), COLUMNS, (7, 5.5) if lone else (4.0, 3.6))
+    for panel, axes in zip(panels, grid, strict=True):
         if contours is not None:
             _draw_contours(axes, *contours)
         for name in sorted(panel.paths):
