@@ -149,7 +149,7 @@ def test_compare_cli_prints_mean_ranks_profile_and_the_crowded_valley_lines(thre
 
 
 def test_the_report_has_an_across_tasks_section(three_tasks, tmp_path):
-    from tuner.report.write import write_report
+    from tuner.report import write_report
 
     report = write_report("digits-mlp", tmp_path / "report", db=three_tasks)
     page = report.index.read_text(encoding="utf-8")

@@ -269,7 +269,7 @@ def test_defaults_against_tuning(store):
 
 
 def test_the_report_shows_probabilities_ratios_pareto_and_defaults(store, tmp_path):
-    from tuner.report.write import write_report
+    from tuner.report import write_report
 
     add_runs(store, ACCURACY, "adamw", {"lr": 1e-3}, [0.96, 0.96], origin="recommended")
     add_runs(store, ACCURACY, "adamw", {"lr": 2e-3}, [0.97, 0.971, 0.972])
