@@ -108,7 +108,7 @@ class RunRecord:
                                         or task.divergence_threshold)
         self.stale = 0
         self.positions: list[torch.Tensor] = []
-        self.started = time.perf_counter()
+        self.started = time.perf_counter()  # until the loop says when training began
 
     def start(self, at: float) -> None:
         """Training began at ``at`` (``time.perf_counter()``): the curve's seconds count from
