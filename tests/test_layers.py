@@ -176,3 +176,207 @@ def test_the_checks_find_a_circle_and_a_back_edge_in_a_small_tree(tmp_path: Path
     assert back_edges(graph, peers) == ["tuner.training.loop -> tuner.store.queries"]
     with pytest.raises(AssertionError, match="tuner.store is in no layer"):
         back_edges(graph, [{"tuner.errors"}, {"tuner.task"}, {"tuner.training"}, {"tuner"}])
+
+
+def is_private(name: str) -> bool:
+    """``_name`` or ``__name``: private by Python's convention (a dunder such as ``__init__``
+    is not)."""
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def inside(module: str, package: str) -> bool:
+    """Whether ``module`` is ``package`` or one of its submodules."""
+    return module == package or module.startswith(package + ".")
+
+
+def names_defined(tree: ast.AST) -> set[str]:
+    """The names a module defines itself: functions, classes, assigned names (class attributes
+    included) and attributes it assigns on ``self`` or ``cls``."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+              and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+            names.add(node.attr)
+    return names
+
+
+def private_uses_in(path: Path, name: str, modules: dict[str, Path]) -> list[str]:
+    """Where the module ``name`` at ``path`` uses another module's private names (the rules are
+    :func:`private_uses`'s), as ``module:line: code``."""
+    tree = ast.parse(path.read_text(), str(path))
+    top = name.split(".")[0]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    bound: dict[str, str] = {}  # a local name -> the module of the tree it names
+    outside: set[str] = set()  # local names imported from outside the tree
+    wrong: list[tuple[int, str]] = []
+
+    def found(node: ast.stmt | ast.expr, code: str) -> None:
+        wrong.append((node.lineno, f"{name}:{node.lineno}: {code}"))
+
+    def reaches(module: str, attr: str) -> bool:
+        """Whether ``module.attr``, used here, is another module's private name: a private
+        module outside its package, or a private name of a module other than this one."""
+        if not is_private(attr):
+            return False
+        if f"{module}.{attr}" in modules:
+            return not inside(name, module)
+        return module != name
+
+    def through_private_module(module: str) -> bool:
+        parts = module.split(".")
+        return any(is_private(part) and not inside(name, ".".join(parts[:index]))
+                   for index, part in enumerate(parts) if index)
+
+    def module_of(node: ast.expr) -> str | None:
+        """The module of the tree that ``a.b.c`` names here, through this module's imports."""
+        parts = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name) or node.id not in bound:
+            return None
+        dotted = ".".join([bound[node.id], *reversed(parts)])
+        return dotted if dotted in modules else None
+
+    def root_name(node: ast.expr) -> str | None:
+        while isinstance(node, ast.Attribute):
+            node = node.value
+        return node.id if isinstance(node, ast.Name) else None
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] != top:
+                    outside.add((alias.asname or alias.name).split(".")[0])
+                    continue
+                if through_private_module(alias.name):
+                    found(node, f"import {alias.name}")
+                bound[alias.asname or top] = alias.name if alias.asname else top
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                + ([base] if base else []))
+            if base.split(".")[0] != top:
+                outside.update(alias.asname or alias.name for alias in node.names)
+                continue
+            if through_private_module(base):
+                found(node, f"from {base} import ...")
+            for alias in node.names:
+                if reaches(base, alias.name):
+                    found(node, f"from {base} import {alias.name}")
+                if f"{base}.{alias.name}" in modules:
+                    bound[alias.asname or alias.name] = f"{base}.{alias.name}"
+
+    own = names_defined(tree)
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not is_private(node.attr):
+            continue
+        module = module_of(node.value)
+        if module is not None:
+            if reaches(module, node.attr):
+                found(node, ast.unparse(node))
+            continue
+        receiver = node.value
+        if not (isinstance(node.ctx, (ast.Store, ast.Del)) or id(node) in called):
+            continue
+        if isinstance(receiver, ast.Name) and receiver.id in ("self", "cls"):
+            continue
+        if (isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name)
+                and receiver.func.id == "super"):
+            continue
+        if root_name(receiver) in outside or node.attr in own:
+            continue
+        found(node, ast.unparse(node))
+    return [text for _, text in sorted(wrong)]
+
+
+def private_uses(root: Path) -> list[str]:
+    """Where a module of the package at ``root`` uses a private name (``_name``) of another
+    module, as ``module:line: code``, in the order of the modules.
+
+    Its reach, kept simple (it reads the source, it does not follow types):
+
+    - imports: ``from tuner.x import _name`` (relative ones too) anywhere but in ``tuner.x``;
+      ``import tuner.x as m`` (or ``from tuner import x``) then ``m._name``. A private module
+      (``tuner.commands._output``) is private to its package: its package's modules may import
+      it and what it defines, others may not, nor anything below it;
+    - other objects: ``obj._name = ...``, ``del obj._name`` and ``obj._name(...)``, where
+      ``obj`` is not ``self``, ``cls`` or ``super()``. Exempt are a name the module defines
+      itself (its classes' own private state, handled on another instance of the class, as
+      ``Task.with_params`` does on its copy) and objects imported from outside tuner (a third
+      party's internals, such as torch's fused kernels, are used knowingly, in one place).
+
+    Not caught: a plain read of ``obj._name`` (so the Optuna adapter, the one module allowed
+    Optuna's internals, reads ``study._storage``), a private name reached through ``getattr``,
+    and a private name of another module that this module happens to define too.
+    """
+    modules = modules_of(root)
+    return [use for name, path in modules.items() for use in private_uses_in(path, name, modules)]
+
+
+def test_no_module_uses_another_modules_private_names():
+    assert private_uses(SOURCE) == []
+
+
+def test_the_private_name_check_finds_each_kind_of_reach_in_a_small_tree(tmp_path: Path):
+    """The check above, on a tree made to break it (and to keep to its exemptions)."""
+    root = tmp_path / "tuner"
+    files = {
+        "__init__.py": "",
+        "_faces.py": "def lazy_face():\n    pass\n",
+        "commands/__init__.py": "",
+        "commands/_output.py": "def output_options():\n    pass\n",
+        "commands/study.py": (
+            "from tuner.commands import _output\n"
+            "from tuner.commands._output import output_options\n"
+            "from tuner._faces import lazy_face\n"
+        ),
+        "training/__init__.py": "from tuner._faces import lazy_face\n",
+        "training/loop.py": (
+            "import sys\n"
+            "class _Run:\n"
+            "    _limit = 1\n"
+            "    def _check(self):\n"
+            "        self._stop = True\n"
+            "        super()._check()\n"
+            "    def copy(self):\n"
+            "        other = _Run()\n"
+            "        other._limit = 2\n"
+            "        return sys._getframe(1)\n"
+        ),
+        "training/batched.py": (
+            "from tuner.training.loop import _Run, train\n"
+            "from .loop import _Run as Run\n"
+            "import tuner.training.loop as loop\n"
+            "from tuner.commands._output import output_options\n"
+            "def go(run):\n"
+            "    loop._Run()\n"
+            "    run._stop = True\n"
+            "    run._check()\n"
+            "    del run._limit\n"
+            "    import tuner.training.loop\n"
+            "    import tuner.commands._output\n"
+            "    tuner.training.loop._Run()\n"
+            "    return run._stop\n"
+        ),
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    assert private_uses(root) == [
+        "tuner.training.batched:1: from tuner.training.loop import _Run",
+        "tuner.training.batched:2: from tuner.training.loop import _Run",
+        "tuner.training.batched:4: from tuner.commands._output import ...",
+        "tuner.training.batched:6: loop._Run",
+        "tuner.training.batched:7: run._stop",
+        "tuner.training.batched:8: run._check",
+        "tuner.training.batched:9: run._limit",
+        "tuner.training.batched:11: import tuner.commands._output",
+        "tuner.training.batched:12: tuner.training.loop._Run",
+    ]

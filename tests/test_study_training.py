@@ -118,8 +118,8 @@ def _decaying_optimizers():
 def test_weight_decay_exclusion_leaves_biases_and_norms_alone(name):
     """One step with a zero gradient: only weight decay moves the parameters. With
     ``decay_exclude`` the biases and the LayerNorm's weight stay; the matrices shrink."""
-    from tuner.training.loop import _Run
     from tuner.training.options import TrainOptions
+    from tuner.training.settings import RunSettings
 
     plugin = get_registry().optimizer(name)
     hp = plugin.space.complete({"weight_decay": plugin.space["weight_decay"].high},
@@ -127,9 +127,9 @@ def test_weight_decay_exclusion_leaves_biases_and_norms_alone(name):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4),
                                 torch.nn.Linear(4, 2))
-    run = _Run(get_registry().task("digits-mlp"), plugin, hp, 0,
-               TrainOptions(decay_exclude=True), None)
-    groups = run._groups(model)
+    settings = RunSettings(get_registry().task("digits-mlp"), plugin, hp, 0,
+                           TrainOptions(decay_exclude=True))
+    groups = settings.param_groups(model)
     assert [len(g["params"]) for g in groups] == [2, 4]
     optimizer = plugin.create(groups, hp)
     before = [p.detach().clone() for p in model.parameters()]
