@@ -203,6 +203,13 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    """A small package tree under ``root``: each file by its path relative to it."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
 def test_tuner_has_no_import_circle():
     assert circles(graph_of(SOURCE)) == []
 
@@ -236,9 +243,7 @@ def test_the_registry_check_finds_a_lazy_reach_through_another_module(tmp_path: 
         "store/claims.py": "def claim():\n    from tuner.training import loop\n",
         "advice/__init__.py": "from tuner.store import runs\n",
     }
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
+    write_tree(root, files)
     assert reaching(graph_of(root, runtime_only=True), PLUGIN_FREE, REGISTRY) == [
         "tuner.store.claims -> tuner.training.loop -> tuner.plugin.registry"]
     assert reaching(graph_of(root), PLUGIN_FREE, REGISTRY) == [
@@ -263,9 +268,7 @@ def test_the_checks_find_a_circle_and_a_back_edge_in_a_small_tree(tmp_path: Path
         "training/__init__.py": "",
         "training/loop.py": "import tuner.store.queries\n",
     }
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
+    write_tree(root, files)
     graph = graph_of(root)
     assert graph["tuner.store.queries"] == {"tuner.errors", "tuner.store.models"}
     assert circles(graph) == [["tuner.task.builders", "tuner.task.contract"]]
