@@ -42,11 +42,11 @@ start-up settings derive) and *seed slots* (:attr:`StudySpec.seed_slots`), each 
 given configuration on given new seeds. Trial slots are numbered 0, 1, ...; an optimizer's i-th
 seed slot is slot ``-(i + 1)`` (:meth:`StudySpec.slots`).
 
-Command-line flags override the file. The checks that need no plugin are here (counts, names,
-sampler, pruner, schedule, range syntax); :func:`tuner.driver.resolve.resolve` makes them and
-those against the installed plugins (task and optimizer names, ranges through
-``SearchSpace.with_range``), and returns a :class:`StudySpec` whose search spaces are final.
-Nothing in this module loads a plugin.
+Command-line flags override the file. This module reads and checks what needs no plugin (a study
+file's keys and types, the study name, a schedule, the syntax of a range);
+:func:`tuner.driver.resolve.resolve` merges flags over a file and checks everything, the counts
+and the task, optimizer and range against the installed plugins included, and returns a
+:class:`StudySpec` whose search spaces are final. Nothing in this module loads a plugin.
 """
 
 from __future__ import annotations
