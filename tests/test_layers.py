@@ -11,6 +11,7 @@ The deprecated old paths (:mod:`tuner._moved`) sit on top: nothing inside tuner 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,12 @@ LAYERS: list[set[str]] = [
 """Layers, bottom first. A module belongs to the longest name listed that is it or its package;
 two names in one set are peers, which may not import each other."""
 
+PLUGIN_FREE = ("tuner.task", "tuner.study", "tuner.store", "tuner.advice")
+"""The layers that never load a plugin: a study's spec, the store and the advice work on a store
+copied to a machine without the plugins (or torch)."""
+
+REGISTRY = "tuner.plugin.registry"
+
 
 def modules_of(root: Path) -> dict[str, Path]:
     """Every module under the package directory ``root``, by dotted name."""
@@ -49,22 +56,46 @@ def modules_of(root: Path) -> dict[str, Path]:
     return modules
 
 
-def imports_of(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
-    """The modules of ``modules`` that the module ``name`` at ``path`` imports, anywhere in it."""
+def _type_checking(node: ast.AST) -> bool:
+    """Whether ``node`` is an ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``) block."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
+            or isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def import_nodes(tree: ast.AST, runtime_only: bool) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement of a module, at its top or inside a function; with
+    ``runtime_only``, not those in the body of ``if TYPE_CHECKING:``, which never runs."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif runtime_only and _type_checking(node):
+            stack.extend(node.orelse)
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def imports_of(
+    path: Path, name: str, modules: dict[str, Path], runtime_only: bool = False
+) -> set[str]:
+    """The modules of ``modules`` that the module ``name`` at ``path`` imports, anywhere in it
+    (only those imports that can run, with ``runtime_only``)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in import_nodes(ast.parse(path.read_text(), str(path)), runtime_only):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
+        else:
             base = node.module or ""
             if node.level:
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
                                 + ([base] if base else []))
             targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
                        for alias in node.names]
-        else:
-            continue
         for target in targets:
             while target and target not in modules:  # `import a.b.c` of a name inside a.b
                 target = target.rpartition(".")[0]
@@ -73,9 +104,9 @@ def imports_of(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
     return found
 
 
-def graph_of(root: Path) -> dict[str, set[str]]:
+def graph_of(root: Path, runtime_only: bool = False) -> dict[str, set[str]]:
     modules = modules_of(root)
-    return {name: imports_of(path, name, modules) for name, path in modules.items()}
+    return {name: imports_of(path, name, modules, runtime_only) for name, path in modules.items()}
 
 
 def layer_of(module: str, layers: list[set[str]]) -> tuple[int, str]:
@@ -102,6 +133,39 @@ def back_edges(graph: dict[str, set[str]], layers: list[set[str]]) -> list[str]:
             if target_owner != owner and there >= here:
                 wrong.append(f"{module} -> {target}")
     return wrong
+
+
+def path_to(graph: dict[str, set[str]], start: str, goal: str) -> list[str] | None:
+    """The shortest chain of imports from ``start`` to ``goal`` (both included), None if none."""
+    came_from: dict[str, str | None] = {start: None}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for target in sorted(graph.get(node, ())):
+                if target in came_from:
+                    continue
+                came_from[target] = node
+                if target == goal:
+                    chain = [target]
+                    while came_from[chain[-1]] is not None:
+                        chain.append(came_from[chain[-1]])
+                    return chain[::-1]
+                following.append(target)
+        frontier = following
+    return None
+
+
+def reaching(graph: dict[str, set[str]], layers: tuple[str, ...], goal: str) -> list[str]:
+    """``a -> b -> goal`` for each module of ``layers`` that imports ``goal``, itself or through
+    others."""
+    found = []
+    for module in sorted(graph):
+        if any(module == layer or module.startswith(layer + ".") for layer in layers):
+            chain = path_to(graph, module, goal)
+            if chain is not None:
+                found.append(" -> ".join(chain))
+    return found
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -139,12 +203,54 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    """A small package tree under ``root``: each file by its path relative to it."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
 def test_tuner_has_no_import_circle():
     assert circles(graph_of(SOURCE)) == []
 
 
 def test_every_import_runs_down_the_layers():
     assert back_edges(graph_of(SOURCE), LAYERS) == []
+
+
+def test_the_plugin_free_layers_never_reach_the_plugin_registry():
+    """No module of the task, study, store or advice layers imports the plugin registry: not
+    directly, not lazily inside a function, not through other tuner modules. An import under
+    ``if TYPE_CHECKING:`` is left out: it names a type for the checker and never runs (the
+    store's annotations name :class:`tuner.training.loop.RunResult`, whose module loads the
+    registry when ``train`` is given names)."""
+    assert reaching(graph_of(SOURCE, runtime_only=True), PLUGIN_FREE, REGISTRY) == []
+
+
+def test_the_registry_check_finds_a_lazy_reach_through_another_module(tmp_path: Path):
+    """The check above, on a tree made to break it: a function of the store imports a module
+    that imports the registry (found, with its chain); a type-only import is not a reach."""
+    root = tmp_path / "tuner"
+    files = {
+        "__init__.py": "",
+        "plugin/__init__.py": "",
+        "plugin/registry.py": "",
+        "training/__init__.py": "",
+        "training/loop.py": "def train():\n    from tuner.plugin.registry import get\n",
+        "store/__init__.py": "",
+        "store/runs.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                         "    from tuner.training.loop import RunResult\n",
+        "store/claims.py": "def claim():\n    from tuner.training import loop\n",
+        "advice/__init__.py": "from tuner.store import runs\n",
+    }
+    write_tree(root, files)
+    assert reaching(graph_of(root, runtime_only=True), PLUGIN_FREE, REGISTRY) == [
+        "tuner.store.claims -> tuner.training.loop -> tuner.plugin.registry"]
+    assert reaching(graph_of(root), PLUGIN_FREE, REGISTRY) == [
+        "tuner.advice -> tuner.store.runs -> tuner.training.loop -> tuner.plugin.registry",
+        "tuner.store.claims -> tuner.training.loop -> tuner.plugin.registry",
+        "tuner.store.runs -> tuner.training.loop -> tuner.plugin.registry",
+    ]
 
 
 def test_the_checks_find_a_circle_and_a_back_edge_in_a_small_tree(tmp_path: Path):
@@ -162,9 +268,7 @@ def test_the_checks_find_a_circle_and_a_back_edge_in_a_small_tree(tmp_path: Path
         "training/__init__.py": "",
         "training/loop.py": "import tuner.store.queries\n",
     }
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
+    write_tree(root, files)
     graph = graph_of(root)
     assert graph["tuner.store.queries"] == {"tuner.errors", "tuner.store.models"}
     assert circles(graph) == [["tuner.task.builders", "tuner.task.contract"]]

@@ -15,6 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from tuner.cli import cli
+from tuner.driver.context import optimizer_space
+from tuner.driver.resolve import resolve
 from tuner.plugin.optimizer import OptimizerPlugin
 from tuner.plugin.registry import get_registry
 from tuner.plugin.space import Float, SpaceError
@@ -27,7 +29,7 @@ from tuner.report.plots import (
 )
 from tuner.store import open_store
 from tuner.store.studies import get_study, study_status
-from tuner.study.spec import load_study_file, parse_range_flag, resolve
+from tuner.study.spec import load_study_file, parse_range_flag
 
 SEVEN = [
     "sgd:lr=0.1", "sgd:lr=0.01", "momentum:lr=0.01", "nesterov:lr=0.01", "adagrad:lr=0.1",
@@ -173,7 +175,7 @@ def test_a_study_file_takes_a_fixed_value(tmp_path: Path):
                     'weight_decay = 0}\nadam.lr = 0.1\n')
     spec = resolve({"name": "f"}, load_study_file(path))
     assert spec.fixed == ["nesterov"] and spec.trials_for("adam") == 5
-    space = spec.space("adam")
+    space = optimizer_space(spec, "adam")
     assert space["lr"].fixed and space["lr"].range_text == "0.1 (fixed)"
     assert space.fixed_point() is None  # betas and eps are still free
 

@@ -333,7 +333,8 @@ def test_every_fixed_option_of_a_study_reaches_its_runs(sqlite_url):
 
 
 def test_an_optimizer_with_fixed_hyperparameters_but_tuned_options_is_tuned(sqlite_url):
-    from tuner.study.spec import RangeOverride, resolve
+    from tuner.driver.resolve import resolve
+    from tuner.study.spec import RangeOverride
 
     settings = {"name": "s", "task": "digits-mlp", "optimizers": "sgd", "trials": 5,
                 "seeds": 1, "ranges": [RangeOverride(None, "lr", 0.1, 0.1),
@@ -347,10 +348,10 @@ def test_a_retried_slot_reuses_only_runs_of_the_same_tuned_options(sqlite_url):
     """Two attempts at one slot with equal hyperparameters but another warm-up are two
     configurations: the second must not take the first's run as its own."""
     from tuner.driver import create
+    from tuner.driver.resolve import resolve
     from tuner.store import open_store, record_run
     from tuner.store.claims import close_trial, insert_claim, reuse_runs
     from tuner.store.models import params_hash
-    from tuner.study.spec import resolve
 
     spec = create(resolve({"name": "r", "task": "digits-mlp", "optimizers": "sgd",
                            "trials": 2, "seeds": 1,

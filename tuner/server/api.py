@@ -22,12 +22,12 @@ from tuner.errors import TunerError
 from tuner.server import sources
 from tuner.server.responses import DataResponse
 from tuner.server.security import ApiError, BodyTooLarge, handle_error
+from tuner.store.browse import MAX_PAGE, Page, runs_page, trials_page
 from tuner.store.values import plain_json
 
 DataFunction = Callable[[Request], dict[str, Any]]
 
 DEFAULT_PAGE = 50
-MAX_PAGE = 500
 POLL_SECONDS = 2.0
 """How often the live pages ask for fresh data."""
 
@@ -409,8 +409,6 @@ def study_detail(request: Request) -> dict[str, Any]:
     store = request.app.state.store
     name = study_name(request)
     status = sources.study_status(store, name)
-    from tuner.store.browse import trials_page
-
     return {
         "study": status, "commands": study_commands(request, name),
         "trials": trials_page(store, name, limit=DEFAULT_PAGE).to_dict(),
@@ -418,13 +416,17 @@ def study_detail(request: Request) -> dict[str, Any]:
     }
 
 
-def _page_args(request: Request) -> dict[str, Any]:
-    return {
-        "offset": int_param(request, "offset", 0, 0, 2**31 - 1),
-        "limit": int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE),
-        "optimizer": text_param(request, "optimizer"),
-        "status": text_param(request, "status"),
-    }
+def _study_page(request: Request, page: Callable[..., Page]) -> dict[str, Any]:
+    """One page of a study's rows (:func:`~tuner.store.browse.trials_page` or
+    :func:`~tuner.store.browse.runs_page`) as the query asks: offset, limit and filters."""
+    name = study_name(request)
+    sources.check_study_name(name)
+    return page(
+        request.app.state.store, name,
+        offset=int_param(request, "offset", 0, 0, 2**31 - 1),
+        limit=int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE),
+        optimizer=text_param(request, "optimizer"), status=text_param(request, "status"),
+    ).to_dict()
 
 
 def study_trials(request: Request) -> dict[str, Any]:
@@ -441,11 +443,7 @@ def study_trials(request: Request) -> dict[str, Any]:
       200: {description: "{items, total, offset, limit, filters}"}
       404: {description: no such study}
     """
-    from tuner.store.browse import trials_page
-
-    name = study_name(request)
-    sources.check_study_name(name)
-    return trials_page(request.app.state.store, name, **_page_args(request)).to_dict()
+    return _study_page(request, trials_page)
 
 
 def study_runs(request: Request) -> dict[str, Any]:
@@ -462,11 +460,7 @@ def study_runs(request: Request) -> dict[str, Any]:
       200: {description: "{items, total, offset, limit, filters}"}
       404: {description: no such study}
     """
-    from tuner.store.browse import runs_page
-
-    name = study_name(request)
-    sources.check_study_name(name)
-    return runs_page(request.app.state.store, name, **_page_args(request)).to_dict()
+    return _study_page(request, runs_page)
 
 
 async def study_export(request: Request) -> Response:

@@ -5,7 +5,7 @@ transaction); migration 0006 filled the records in for older stores. Advice, rep
 read-only command read a task's metric, direction and target from here, so they work on a store
 copied to a machine without the task's plugin (or without torch).
 
-Functions take a *target* as :mod:`tuner.store.records` does: a Store or Engine (its own
+Functions take a *target* as :mod:`tuner.store.runs` does: a Store or Engine (its own
 transaction), or a Session or Connection (the caller's).
 """
 
