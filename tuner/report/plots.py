@@ -37,7 +37,7 @@ from tuner.report.trajectories import (
 
 if TYPE_CHECKING:
     from tuner.task.contract import Task
-    from tuner.training.loop import RunResult
+    from tuner.training.result import RunResult
 
 __all__ = [
     "Figure", "Panel", "PlotError", "Setting", "parse_setting", "plot_setting_curves",

@@ -31,7 +31,7 @@ from tuner.store.retry import retrying
 from tuner.store.runs import record_run
 
 if TYPE_CHECKING:
-    from tuner.training.loop import RunResult
+    from tuner.training.result import RunResult
 
 
 @dataclass(frozen=True)

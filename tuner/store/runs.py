@@ -33,7 +33,7 @@ from tuner.store.target import Target, writing
 from tuner.store.values import finite_or_none, plain_json
 
 if TYPE_CHECKING:
-    from tuner.training.loop import RunResult
+    from tuner.training.result import RunResult
 
 
 def run_row(
