@@ -34,12 +34,12 @@ from tuner.server.openapi import (
 )
 from tuner.server.responses import DataResponse
 from tuner.server.security import BodyTooLarge, handle_error
+from tuner.store.browse import MAX_PAGE, Page, runs_page, trials_page
 from tuner.store.models import RUN_STATUSES, TRIAL_STATUSES
 
 DataFunction = Callable[[Request], dict[str, Any]]
 
 DEFAULT_PAGE = 50
-MAX_PAGE = 500
 POLL_SECONDS = 2.0
 """How often the live pages ask for fresh data."""
 
@@ -436,8 +436,6 @@ def study_detail(request: Request) -> dict[str, Any]:
     name = study_name(request)
     status = sources.study_status(store, name)
     status["task_id"] = task_ids(store).get(status["task"])
-    from tuner.store.browse import trials_page
-
     return {
         "study": status, "commands": study_commands(request, name),
         "trials": trials_page(store, name, limit=DEFAULT_PAGE).to_dict(),
@@ -468,15 +466,19 @@ def study_trial(request: Request) -> dict[str, Any]:
     return {"study": study, "trial": found}
 
 
-def _page_args(request: Request, name: str, status: Choice) -> dict[str, Any]:
-    """The paging and filters of a study's trials or runs: a filter names one of the study's
-    optimizers and one of the statuses (400 otherwise: an empty page would say "none")."""
-    optimizers = sources.study_optimizers(request.app.state.store, name)
-    return {
-        "offset": OFFSET.read(request), "limit": LIMIT.read(request),
-        "optimizer": check_choice(OPTIMIZER.name, OPTIMIZER.read(request), optimizers),
-        "status": status.read(request),
-    }
+def _study_page(request: Request, page: Callable[..., Page], status: Choice) -> dict[str, Any]:
+    """One page of a study's rows (:func:`~tuner.store.browse.trials_page` or
+    :func:`~tuner.store.browse.runs_page`) as the query asks: offset, limit, and filters that
+    name one of the study's optimizers and one of the statuses (400 otherwise: an empty page
+    would say "none")."""
+    store = request.app.state.store
+    name = study_name(request)
+    optimizers = sources.study_optimizers(store, name)
+    return page(
+        store, name, offset=OFFSET.read(request), limit=LIMIT.read(request),
+        optimizer=check_choice(OPTIMIZER.name, OPTIMIZER.read(request), optimizers),
+        status=status.read(request),
+    ).to_dict()
 
 
 @declare(Operation(
@@ -488,11 +490,7 @@ def _page_args(request: Request, name: str, status: Choice) -> dict[str, Any]:
 def study_trials(request: Request) -> dict[str, Any]:
     """A study's trials, newest first, a page at a time.
     """
-    from tuner.store.browse import trials_page
-
-    name = study_name(request)
-    args = _page_args(request, name, TRIAL_STATUS)
-    return trials_page(request.app.state.store, name, **args).to_dict()
+    return _study_page(request, trials_page, TRIAL_STATUS)
 
 
 @declare(Operation(
@@ -504,11 +502,7 @@ def study_trials(request: Request) -> dict[str, Any]:
 def study_runs(request: Request) -> dict[str, Any]:
     """A study's runs (one per seed of a trial), newest first, a page at a time.
     """
-    from tuner.store.browse import runs_page
-
-    name = study_name(request)
-    args = _page_args(request, name, RUN_STATUS)
-    return runs_page(request.app.state.store, name, **args).to_dict()
+    return _study_page(request, runs_page, RUN_STATUS)
 
 
 @declare(Operation(

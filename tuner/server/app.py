@@ -124,5 +124,7 @@ ROUTES: list[BaseRoute] = [
     Route("/api/studies/{name}/runs", json_view(api.study_runs), methods=["GET"]),
     Route("/api/studies/{name}/export", api.study_export, methods=["GET"]),
     Route("/api/openapi.json", openapi, methods=["GET"], include_in_schema=False),
-    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    # the server's scripts, then the stylesheet it shares with the report (tuner/report/static)
+    Mount("/static", StaticFiles(directory=STATIC, packages=[("tuner.report", "static")]),
+          name="static"),
 ]

@@ -2,7 +2,7 @@
 
 * Without a token the server is read-only: every write answers 403 and touches nothing. With
   ``TUNER_TOKEN`` set, a write needs ``Authorization: Bearer <token>`` (compared in constant
-  time); a missing or wrong one answers 401.
+  time); a missing or wrong one answers 401. Every write endpoint is a :func:`write_view`.
 * A request body larger than :data:`MAX_BODY_BYTES` is refused with 413 before it is read whole.
 * A path with an encoded slash (``%2F``) is not found (:class:`EncodedSlash`).
 * Every error is ``{"error": "<one line>"}`` with its status (an HTML page for the pages);
@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -55,6 +57,27 @@ def require_writer(request: Request) -> None:
             401, "a write needs the header Authorization: Bearer <token>",
             {"WWW-Authenticate": 'Bearer realm="tuner"'},
         )
+
+
+WriteHandler = Callable[[Request], Awaitable[Response]]
+
+
+def write_view(handler: WriteHandler) -> WriteHandler:
+    """A write endpoint: the token is checked first (:func:`require_writer`), and any error,
+    raised there or by ``handler``, is answered as one JSON line with its status; a body over
+    the limit is left to :class:`BodyLimit`, which answers 413."""
+
+    @functools.wraps(handler)
+    async def view(request: Request) -> Response:
+        try:
+            require_writer(request)
+            return await handler(request)
+        except BodyTooLarge:
+            raise
+        except Exception as error:
+            return await handle_error(request, error)
+
+    return view
 
 
 class BodyLimit:

@@ -1,5 +1,5 @@
 """The API's writes: create, extend, stop and delete a study; each needs the token
-(security.py).
+(:func:`tuner.server.security.write_view`, which also answers their errors).
 
 Creating takes the fields of ``tuner study create`` as JSON and hands them to the same driver
 function, so the checks and their one-line messages are the command's; extending takes those of
@@ -21,7 +21,7 @@ from tuner.server import sources
 from tuner.server.api import STUDY, study_commands, study_name, wrote
 from tuner.server.openapi import Answer, Operation, declare
 from tuner.server.responses import DataResponse
-from tuner.server.security import ApiError, BodyTooLarge, handle_error, require_writer
+from tuner.server.security import ApiError, write_view
 from tuner.study.spec import LIMITS, PRUNERS, SAMPLERS
 
 
@@ -165,25 +165,20 @@ async def _json_body(request: Request) -> Any:
                   {"study": "as /api/studies/{name} has it", "commands": "run, worker"}),
     status=201, errors={409: "the name is taken"}, body=CREATE_BODY, writes=True,
 ))
+@write_view
 async def create_study(request: Request) -> Response:
     """Create a study, checked as ``tuner study create`` checks it; it is run by workers.
     """
+    settings, warm_start = _create_settings(await _json_body(request))
+    store = request.app.state.store
     try:
-        require_writer(request)
-        settings, warm_start = _create_settings(await _json_body(request))
-        store = request.app.state.store
-        try:
-            name = await run_in_threadpool(
-                sources.create_study, store, settings, warm_start=warm_start
-            )
-        except UnknownNameError as error:  # a task or optimizer named in the body: bad input
-            raise ApiError(400, str(error)) from None
-        wrote(request)
-        status = await run_in_threadpool(sources.study_status, store, name)
-    except BodyTooLarge:
-        raise
-    except Exception as error:
-        return await handle_error(request, error)
+        name = await run_in_threadpool(
+            sources.create_study, store, settings, warm_start=warm_start
+        )
+    except UnknownNameError as error:  # a task or optimizer named in the body: bad input
+        raise ApiError(400, str(error)) from None
+    wrote(request)
+    status = await run_in_threadpool(sources.study_status, store, name)
     return DataResponse(
         {"study": status, "commands": study_commands(request, name)}, status_code=201
     )
@@ -217,23 +212,18 @@ def _extend_settings(body: Any) -> tuple[Any, Any]:
            {"study": "as /api/studies/{name} has it", "commands": "run, worker"}),
     errors={404: "no such study"}, body=EXTEND_BODY, writes=True,
 ))
+@write_view
 async def extend_study(request: Request) -> Response:
     """Add trials to some optimizers of a study (``tuner study extend --trials``); workers run
     them. Adding rounds until the ranking is settled (``--until-settled``) is a loop of the
     command line and of ``tuner.Study.extend``, which train between the rounds: the server
     never trains, so it has no such request.
     """
-    try:
-        require_writer(request)
-        trials, optimizers = _extend_settings(await _json_body(request))
-        store, name = request.app.state.store, study_name(request)
-        await run_in_threadpool(sources.extend_study, store, name, trials, optimizers)
-        wrote(request)
-        status = await run_in_threadpool(sources.study_status, store, name)
-    except BodyTooLarge:
-        raise
-    except Exception as error:
-        return await handle_error(request, error)
+    trials, optimizers = _extend_settings(await _json_body(request))
+    store, name = request.app.state.store, study_name(request)
+    await run_in_threadpool(sources.extend_study, store, name, trials, optimizers)
+    wrote(request)
+    status = await run_in_threadpool(sources.study_status, store, name)
     return DataResponse({"study": status, "commands": study_commands(request, name)})
 
 
@@ -244,17 +234,14 @@ async def extend_study(request: Request) -> Response:
     errors={404: "no such study", 409: "the study is not running: nothing to stop"},
     writes=True,
 ))
+@write_view
 async def stop_study(request: Request) -> Response:
     """Ask a study's workers to finish the trial in hand and exit; ``tuner study run`` resumes.
     """
-    try:
-        require_writer(request)
-        store, name = request.app.state.store, study_name(request)
-        await run_in_threadpool(sources.stop_study, store, name)
-        wrote(request)
-        status = await run_in_threadpool(sources.study_status, store, name)
-    except Exception as error:
-        return await handle_error(request, error)
+    store, name = request.app.state.store, study_name(request)
+    await run_in_threadpool(sources.stop_study, store, name)
+    wrote(request)
+    status = await run_in_threadpool(sources.study_status, store, name)
     return DataResponse({"study": status})
 
 
@@ -264,14 +251,11 @@ async def stop_study(request: Request) -> Response:
     Answer("what was deleted", {"deleted": "the study's name", "runs": "runs deleted"}),
     errors={404: "no such study"}, writes=True,
 ))
+@write_view
 async def delete_study(request: Request) -> Response:
     """Delete a study: its trials, runs, curves and Optuna studies.
     """
-    try:
-        require_writer(request)
-        name = study_name(request)
-        runs = await run_in_threadpool(sources.delete_study, request.app.state.store, name)
-        wrote(request)
-    except Exception as error:
-        return await handle_error(request, error)
+    name = study_name(request)
+    runs = await run_in_threadpool(sources.delete_study, request.app.state.store, name)
+    wrote(request)
     return DataResponse({"deleted": name, "runs": runs})

@@ -430,6 +430,8 @@ class ConfigStats(Base):
               "optimizer", "lr"),
         Index("ix_tuner_config_stats_task_protocol_optimizer_metric_mean", "task", "protocol",
               "optimizer", "metric_mean"),
+        Index("ix_tuner_config_stats_task_protocol_metric_count", "task", "protocol",
+              "metric_count"),
         {"sqlite_with_rowid": False},
     )
 

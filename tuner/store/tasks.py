@@ -5,7 +5,7 @@ transaction); migration 0006 filled the records in for older stores. Advice, rep
 read-only command read a task's metric, direction and target from here, so they work on a store
 copied to a machine without the task's plugin (or without torch).
 
-Functions take a *target* as :mod:`tuner.store.records` does: a Store or Engine (its own
+Functions take a *target* as :mod:`tuner.store.runs` does: a Store or Engine (its own
 transaction), or a Session or Connection (the caller's).
 """
 
@@ -33,7 +33,7 @@ class TaskRecord:
     ``target`` is the metric value that counts as reached, None when unknown. ``code_ref`` and
     ``code_hash`` name a task given by reference (``path/file.py:Name``) and its code's hash;
     ``params`` are the task's parameters; ``summary`` its plugin's one line (None on records
-    older than migration 0010). ``id`` is set on records read from the store.
+    older than migration 0011). ``id`` is set on records read from the store.
     """
 
     name: str
