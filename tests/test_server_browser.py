@@ -220,7 +220,7 @@ def test_one_look_across_pages(browser: webdriver.Chrome, live: Server) -> None:
     axis has a labelled tick beyond every point; the lr tooltip names the lr once; numbers are
     written one way (a value of a metric as the server's templates write it, an accuracy in
     percent), whether the server or the page's script writes them."""
-    from tuner.server.responses import _format_metric, _format_number, _format_spread
+    from tuner.report.templating import _format_metric, _format_number, _format_spread
 
     ident = task_page_id(live)
     looks = []
@@ -364,7 +364,8 @@ def test_a_deleted_study_says_so_and_its_page_stops_asking(
     try:
         browser.get(server.base + "/studies/doomed")
         WebDriverWait(browser, 30, poll_frequency=0.2).until(
-            lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-updates")) >= 1)
+            lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-updates")
+                          or 0) >= 1)
         assert browser.find_element(By.ID, "study-status").text == "created"
         delete_study("doomed", url)
         WebDriverWait(browser, 30, poll_frequency=0.2).until(
