@@ -527,17 +527,17 @@ def test_0006_fills_task_records_without_the_task_plugins(sqlite_url, tmp_path):
     assert [tuple(t) for t in tasks] == [("quadratic", None, "loss", "minimize", None)]
 
 
-def test_0010_records_old_runs_as_step_sizes_and_downgrades_in_place(database_url):
-    """Runs recorded before 0010 were all of step-size optimizers: the new column says so; a
+def test_0012_records_old_runs_as_step_sizes_and_downgrades_in_place(database_url):
+    """Runs recorded before 0012 were all of step-size optimizers: the new column says so; a
     run recorded after keeps its own meaning; the downgrade drops the column and its index and
     keeps every row."""
     from tuner.store import record_run
     from tuner.training.loop import RunResult
 
     populated_at_first_revision(database_url)
-    upgrade(database_url, "0009")
+    upgrade(database_url, "0011")
     before = _runs_curves_and_stats_0006(database_url)
-    assert upgrade(database_url, "0010") == ("0009", "0010")
+    assert upgrade(database_url, "0012") == ("0011", "0012")
     assert _runs_curves_and_stats_0006(database_url) == before
     store = open_store(database_url, create=False)
     if store.engine.dialect.name == "postgresql":  # the seed rows set their ids by hand
@@ -554,7 +554,7 @@ def test_0010_records_old_runs_as_step_sizes_and_downgrades_in_place(database_ur
         meanings = connection.execute(
             text("SELECT id, lr_meaning FROM tuner_runs ORDER BY id")).all()
         indexes = {i["name"] for i in inspect(connection).get_indexes("tuner_runs")}
-        command.downgrade(alembic_config(connection), "0009")
+        command.downgrade(alembic_config(connection), "0011")
         connection.commit()
         names = {c["name"] for c in inspect(connection).get_columns("tuner_runs")}
         after = {i["name"] for i in inspect(connection).get_indexes("tuner_runs")}

@@ -125,8 +125,9 @@ def test_study_file_with_flags_overriding_it(sqlite_url: str, tmp_path: Path):
 
 
 def test_ready_made_study_files_are_valid():
+    from tuner.driver.resolve import resolve
     from tuner.plugin.registry import get_registry
-    from tuner.study.spec import load_study_file, resolve
+    from tuner.study.spec import load_study_file
 
     registry = get_registry()
     for path in sorted((ROOT / "studies").glob("*.toml")):

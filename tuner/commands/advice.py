@@ -409,7 +409,7 @@ def lr_find_command(
         device=device,
     )
     if out:
-        from tuner.report.write import plot_lr_find
+        from tuner.report.lr_find import plot_lr_find
 
         plot_lr_find(result, out)
     if as_json:

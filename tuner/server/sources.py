@@ -175,6 +175,32 @@ def study_status(store: Store, name: str) -> dict[str, Any]:
     return stored_status(store, name).describe()
 
 
+def study_optimizers(store: Store, name: str) -> list[str]:
+    """The optimizers of study ``name`` (UnknownNameError when there is no such study)."""
+    from tuner.store.studies import get_study
+
+    check_study_name(name)
+    return list(get_study(store, name).optimizers)
+
+
+def study_history(store: Store, name: str, direction: str) -> dict[str, dict[str, list[Any]]]:
+    """Per optimizer, the best value after each of its finished trials (the history plot)."""
+    from tuner.store.study_views import best_so_far
+
+    check_study_name(name)
+    return best_so_far(store, name, direction)
+
+
+def trial(store: Store, name: str, trial_id: int) -> dict[str, Any]:
+    """One trial of study ``name`` with its runs and their curves."""
+    from tuner.store.study_views import trial_detail
+
+    check_study_name(name)
+    if not 0 < trial_id <= MAX_DATABASE_INTEGER:
+        raise UnknownNameError(f"study {name!r} has no trial with id {trial_id}")
+    return trial_detail(store, name, trial_id)
+
+
 def export_rows(store: Store, name: str) -> list[dict[str, Any]]:
     """``tuner study export``: one row per run of the study."""
     from tuner.store.studies import export_rows as stored_rows

@@ -89,7 +89,7 @@ def protocols(
 ) -> list[ProtocolCount]:
     """The protocols ``task`` was measured under (within the ``where`` filter and the study),
     most observations first, then the larger budget: the first is what a ranking compares by
-    default. One scan of the task's configurations."""
+    default. Without ``where``, read from the index on (task, protocol, metric_count) alone."""
     scope = Scope(task, None, study_id)
     stats = scope.stats().c
     known = Protocol.__table__.c
