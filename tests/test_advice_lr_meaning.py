@@ -161,8 +161,8 @@ def test_the_report_names_the_meanings(store_url, tmp_path):
     report = write_report(TASK, tmp_path / "report", db=store_url)
     page = (tmp_path / "report" / "index.html").read_text()
     assert report is not None
-    assert "lr: prodigy&#x27;s lr is a multiplier" in page
-    assert f"lr: muon&#x27;s lr follows a convention of its own ({MUON})" in page
+    assert "lr: prodigy&#39;s lr is a multiplier" in page
+    assert f"lr: muon&#39;s lr follows a convention of its own ({MUON})" in page
 
 
 @pytest.fixture(scope="module")

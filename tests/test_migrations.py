@@ -565,4 +565,4 @@ def test_0012_records_old_runs_as_step_sizes_and_downgrades_in_place(database_ur
     assert "ix_tuner_runs_task_optimizer_lr_meaning" in indexes
     assert "lr_meaning" not in names and "ix_tuner_runs_task_optimizer_lr_meaning" not in after
     assert count == 3
-    assert upgrade(database_url) == ("0009", HEAD_REVISION)
+    assert upgrade(database_url) == ("0011", HEAD_REVISION)

@@ -148,8 +148,9 @@ def test_the_modern_study_file_parses_and_its_installed_part_resolves():
     pinned to about 15 minutes on two cores (168 runs of about 8-14 s over two workers). SOAP,
     AdEMAMix and Prodigy come from the optional ``tuner[more-optimizers]``: what this install
     has of the list must make a valid study (Muon on charlm included)."""
+    from tuner.driver.resolve import resolve
     from tuner.plugin.registry import get_registry
-    from tuner.study.spec import load_study_file, resolve
+    from tuner.study.spec import load_study_file
 
     settings = load_study_file(ROOT / "studies" / "modern.toml")
     assert settings["task"] == "charlm" and settings["optimizers"] == MODERN
