@@ -18,7 +18,7 @@ What is checked, and how closely:
   decay, with ``weight_lr_power = 0`` and an ``eps`` below the gradients' scale the two agree
   (:data:`SCHEDULE_FREE_AGREEMENT`); with either of the first two they part (shown too);
 - the state that grows with matrix sides (SOAP, Shampoo, Kron, CAME) measured on every
-  built-in task equals the declared :class:`~tuner.plugin.optimizer.ShapeState`, exactly;
+  built-in task equals the declared :class:`~tuner.plugin.optimizer.TensorState`, exactly;
 - SAM is charged two function and two gradient evaluations per step;
 - without pytorch_optimizer (its import made to fail in a subprocess) the rest of tuner works,
   the list says how to add these, and a study naming one says which package to install.
@@ -341,7 +341,9 @@ def test_state_growing_with_matrix_sides_is_measured_as_declared_on_each_task(
         optimizer_step(optimizer, loss_of, batch)  # every state tensor is created on step 1
         param_bytes = sum(p.numel() * p.element_size() for p in params)
         measured = optimizer_state_bytes(optimizer) / param_bytes
-        assert measured == pytest.approx(plugin.state_multiple_for(shapes), rel=1e-12), name
+        declared = plugin.state_multiple_at(
+            sum(p.numel() for p in params), [(tuple(p.shape), "other") for p in params])
+        assert measured == pytest.approx(declared, rel=1e-12), name
 
 
 @pytest.mark.parametrize("name", ["lookahead-soap", "sam-soap", "lookahead-came"])

@@ -25,6 +25,12 @@ class AlreadyExistsError(TunerError):
     status = 409
 
 
+class ConflictError(TunerError):
+    """What was asked does not fit the present state (stopping a study nobody runs)."""
+
+    status = 409
+
+
 class UnavailableError(TunerError):
     """A service tuner needs cannot be reached now (the database); trying again may work."""
 

@@ -22,6 +22,10 @@ problem on the CPU and returns a number for the test to judge; none of them need
   it is at most your stated tolerance (1e-5 for the built-in optimizers, which measure 0.0 on
   CPU).
 
+An optimizer that ``splits_by_role`` (Muon) is given its parameters split by role: on the small
+MLP its first layer's weight is the hidden matrix and the output layer and the biases are the
+rest; on the quadratic, which has no matrix, the point is given as one 1 x 2 hidden matrix.
+
 Every check takes ``hyperparams`` (missing ones at the space's defaults; pass
 ``plugin.space.recommended()`` for the literature values) and steps the optimizer as a training
 run does (:func:`tuner.training.steps.optimizer_step`: through ``step(closure)`` for a
@@ -55,7 +59,15 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tuner.plugin.optimizer import OptimizerPlugin, eval_mode, optimizer_state_bytes, train_mode
+from tuner.plugin.optimizer import (
+    HIDDEN,
+    OTHER,
+    OptimizerPlugin,
+    eval_mode,
+    optimizer_state_bytes,
+    split_by_role,
+    train_mode,
+)
 from tuner.training.steps import optimizer_step
 
 if TYPE_CHECKING:
@@ -65,7 +77,6 @@ __all__ = [
     "QUADRATIC_START",
     "QUADRATIC_START_VALUE",
     "SMALL_PROBLEM_PARAMS",
-    "SMALL_PROBLEM_SHAPES",
     "batched_difference",
     "declared_state_multiple",
     "defines_eval_mode",
@@ -86,7 +97,6 @@ QUADRATIC_START_VALUE = 106.0
 SMALL_PROBLEM_PARAMS = 8 * 16 + 16 + 16 * 1 + 1
 """Parameters of the small MLP (8-16-1) the state and state-dict checks train."""
 
-SMALL_PROBLEM_SHAPES = ((16, 8), (16,), (1, 16), (1,))
 """The shapes of the small MLP's parameters, for a state that grows with them."""
 
 
@@ -143,12 +153,17 @@ def lowers_quadratic(
     """
     import torch
 
-    x = torch.nn.Parameter(torch.tensor(QUADRATIC_START, dtype=torch.float32))
-    optimizer = plugin.create([x], hyperparams)
+    start = torch.tensor(QUADRATIC_START, dtype=torch.float32)
+    if plugin.splits_by_role:  # the point as the one hidden matrix there is
+        x = torch.nn.Parameter(start.reshape(1, 2))
+        optimizer = plugin.create(split_by_role([x], hidden=[x]), hyperparams)
+    else:
+        x = torch.nn.Parameter(start)
+        optimizer = plugin.create([x], hyperparams)
     for _ in range(steps):
-        _step(plugin, optimizer, lambda: quadratic(x))
+        _step(plugin, optimizer, lambda: quadratic(x.reshape(2)))
     with torch.no_grad():
-        return float(quadratic(x))
+        return float(quadratic(x.reshape(2)))
 
 
 def _small_problem(
@@ -175,11 +190,26 @@ def _small_problem(
     return model, loss_fn
 
 
+def _hidden(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The small MLP's hidden matrix: its first layer's weight (the second is the head)."""
+    return [model[0].weight]
+
+
+def _parameters(plugin: OptimizerPlugin, model: torch.nn.Module) -> list[Any]:
+    """The small MLP's parameters as ``plugin.create`` takes them: split by role for an
+    optimizer that ``splits_by_role``, else as a list."""
+    params = list(model.parameters())
+    return split_by_role(params, _hidden(model)) if plugin.splits_by_role else params
+
+
 def declared_state_multiple(plugin: OptimizerPlugin) -> float:
     """The state multiple the plugin declares for the small MLP of
-    :func:`measured_state_multiple` (:data:`SMALL_PROBLEM_PARAMS` parameters, shaped
-    :data:`SMALL_PROBLEM_SHAPES`)."""
-    return plugin.state_multiple_for(SMALL_PROBLEM_SHAPES)
+    :func:`measured_state_multiple` (:data:`SMALL_PROBLEM_PARAMS` parameters)."""
+    model, _ = _small_problem()
+    hidden = {id(p) for p in _hidden(model)}
+    tensors = [(tuple(p.shape), HIDDEN if id(p) in hidden else OTHER)
+               for p in model.parameters()]
+    return plugin.state_multiple_at(SMALL_PROBLEM_PARAMS, tensors)
 
 
 @_single_threaded
@@ -195,7 +225,7 @@ def measured_state_multiple(
     """
     model, loss_fn = _small_problem()
     params = list(model.parameters())
-    optimizer = plugin.create(params, hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     for _ in range(steps):
         _step(plugin, optimizer, loss_fn)
     param_bytes = sum(p.numel() * p.element_size() for p in params)
@@ -222,13 +252,13 @@ def state_dict_roundtrip(
     import torch
 
     model, loss_fn = _small_problem()
-    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     for _ in range(2 * steps):
         _step(plugin, optimizer, loss_fn)
     uninterrupted = [p.detach().clone() for p in model.parameters()]
 
     model, loss_fn = _small_problem()
-    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     for _ in range(steps):
         _step(plugin, optimizer, loss_fn)
     buffer = io.BytesIO()
@@ -239,7 +269,7 @@ def state_dict_roundtrip(
 
     model, loss_fn = _small_problem(init_seed=1)  # other initial weights: the load must set them
     model.load_state_dict(saved["model"])
-    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     optimizer.load_state_dict(saved["optimizer"])
     for _ in range(steps):
         _step(plugin, optimizer, loss_fn)
@@ -251,9 +281,8 @@ def defines_eval_mode(
 ) -> bool:
     """Whether the plugin's optimizer defines ``eval()`` and ``train()`` (Schedule-Free does;
     a wrapper such as Lookahead forwards them to the optimizer inside)."""
-    import torch
-
-    optimizer = plugin.create([torch.nn.Parameter(torch.zeros(2))], hyperparams)
+    model, _ = _small_problem()
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     return callable(getattr(optimizer, "eval", None)) and callable(
         getattr(optimizer, "train", None)
     )
@@ -269,7 +298,7 @@ def eval_weights_shift(
     With :func:`eval_train_switch` it shows that a switch really happens and is undone.
     """
     model, loss_fn = _small_problem()
-    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     for _ in range(steps):
         _step(plugin, optimizer, loss_fn)
     before = [p.detach().clone() for p in model.parameters()]
@@ -289,7 +318,7 @@ def eval_train_switch(
     every other one must not touch the parameters.
     """
     model, loss_fn = _small_problem()
-    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     for _ in range(steps):
         _step(plugin, optimizer, loss_fn)
     before = [p.detach().clone() for p in model.parameters()]

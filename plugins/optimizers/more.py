@@ -22,7 +22,7 @@ package to install.
 
 State: Adan 4n, Prodigy 4n, AdEMAMix, MARS and D-Adapt Adam 3n, ADOPT and LAMB 2n. SOAP,
 Shampoo, Kron and CAME keep per-matrix statistics that grow with each matrix's sides rather
-than with its size (:class:`~tuner.plugin.optimizer.ShapeState`); the functions below count
+than with its size (:class:`~tuner.plugin.optimizer.TensorState`); the functions below count
 them per parameter shape, and tests/test_more_optimizers.py measures them on every built-in
 task. The batched steps (K configurations at once) of Adan, ADOPT and AdEMAMix are in
 :mod:`tuner.training.batched.more_adaptive`; the others train one configuration at a time.
@@ -37,7 +37,7 @@ from typing import Any
 
 from tuner import hookimpl
 from tuner.errors import NotInstalledError
-from tuner.plugin.optimizer import OptimizerPlugin, Requirement, ShapeState
+from tuner.plugin.optimizer import OptimizerPlugin, Requirement, TensorState
 from tuner.plugin.space import Categorical, Float, Int
 from tuner.training.batched.more_adaptive import BatchedAdan, BatchedAdEMAMix, BatchedADOPT
 
@@ -71,20 +71,20 @@ class Build:
 
 # -- state that grows with the matrices' sides ---------------------------------------------------
 
-def soap_state(shape: tuple[int, ...]) -> int:
+def soap_state(shape: tuple[int, ...], role: str = "") -> int:
     """SOAP: Adam's two moments, and for a parameter of two or more dimensions a statistics
     matrix ``GG`` and its eigenbasis ``Q``, ``d x d`` each, per side ``d``."""
     sides = sum(d * d for d in shape if d <= SOAP_MAX_SIDE) if len(shape) >= 2 else 0
     return 2 * math.prod(shape) + 2 * sides
 
 
-def shampoo_state(shape: tuple[int, ...]) -> int:
+def shampoo_state(shape: tuple[int, ...], role: str = "") -> int:
     """Shampoo: its momentum (the last preconditioned gradient), and a statistics matrix and
     its inverse root, ``d x d`` each, per side ``d`` of every parameter, vectors included."""
     return math.prod(shape) + 2 * sum(d * d for d in shape)
 
 
-def kron_state(shape: tuple[int, ...]) -> int:
+def kron_state(shape: tuple[int, ...], role: str = "") -> int:
     """Kron: its momentum, and per side ``d`` a triangular ``d x d`` factor (stored dense) for
     a parameter of two or more dimensions, a diagonal of ``d`` for a vector or a long side."""
     if len(shape) < 2:
@@ -92,7 +92,7 @@ def kron_state(shape: tuple[int, ...]) -> int:
     return math.prod(shape) + sum(d * d if d <= KRON_MAX_SIDE else d for d in shape)
 
 
-def came_state(shape: tuple[int, ...]) -> int:
+def came_state(shape: tuple[int, ...], role: str = "") -> int:
     """CAME: its momentum; for a matrix the row and column means of the squared gradient and of
     the instability (Adafactor's factoring, over the last two dimensions); for a vector a full
     second moment."""
@@ -139,7 +139,7 @@ def _plugins() -> list[OptimizerPlugin]:
                     help="steps per eigenbasis refresh; README: 10"),
             ],
             build=Build("soap"),
-            state_multiple=ShapeState(soap_state, "2n + 2 d^2 per matrix side"),
+            state_multiple=TensorState(soap_state, "2n + 2 d^2 per matrix side"),
             reference="Vyas et al. 2025, SOAP: Improving and Stabilizing Shampoo using Adam "
             "(ICLR), arXiv:2409.11321; github.com/nikhilvyas/SOAP",
             **common,
@@ -160,7 +160,7 @@ def _plugins() -> list[OptimizerPlugin]:
                     "first); pytorch_optimizer: 1"),
             ],
             build=Build("shampoo"),
-            state_multiple=ShapeState(shampoo_state, "n + 2 d^2 per side"),
+            state_multiple=TensorState(shampoo_state, "n + 2 d^2 per side"),
             reference="Gupta, Koren & Singer 2018, Shampoo: Preconditioned Stochastic Tensor "
             "Optimization (ICML), arXiv:1802.09568",
             **common,
@@ -175,7 +175,7 @@ def _plugins() -> list[OptimizerPlugin]:
                 _decay(0.1, 0.0, "decoupled, matrices only; README: Adam-like"),
             ],
             build=Build("kron"),
-            state_multiple=ShapeState(kron_state, "n + d^2 per matrix side; vectors 2n"),
+            state_multiple=TensorState(kron_state, "n + d^2 per matrix side; vectors 2n"),
             reference="Li 2018, Preconditioned Stochastic Gradient Descent (IEEE TNNLS), "
             "arXiv:1512.04202; Kron: github.com/lixilinx/psgd_torch, "
             "github.com/evanatyourservice/kron_torch",
@@ -273,7 +273,7 @@ def _plugins() -> list[OptimizerPlugin]:
                 _decay(0.1, 0.01, "decoupled; README: 0.01"),
             ],
             build=Build("came"),
-            state_multiple=ShapeState(came_state, "n + 2(rows + cols) per matrix; vectors 2n"),
+            state_multiple=TensorState(came_state, "n + 2(rows + cols) per matrix; vectors 2n"),
             reference="Luo et al. 2023, CAME: Confidence-guided Adaptive Memory Efficient "
             "Optimization (ACL), arXiv:2307.02047; github.com/yangluo7/CAME",
             **common,

@@ -45,6 +45,8 @@ def _describe(plugin) -> dict:
         "full_batch_only": plugin.full_batch_only,
         "wants_flat_loss": plugin.wants_flat_loss,
         "max_params": plugin.max_params,
+        "lr_meaning": plugin.lr_meaning,
+        "splits_by_role": plugin.splits_by_role,
         "presets": {kind: dict(values) for kind, values in plugin.presets.items()},
         "reference": plugin.reference,
         "space_hash": plugin.space.fingerprint(),
@@ -118,7 +120,9 @@ def show_optimizer(name: str, as_json: bool) -> None:
         + ("; needs a closure" if plugin.needs_closure else "")
         + ("; full batch only" if plugin.full_batch_only else "")
         + (f"; at most {plugin.max_params:,} parameters" if plugin.max_params else "")
+        + ("; hidden weight matrices apart from the rest" if plugin.splits_by_role else "")
     )
+    click.echo(f"lr: {plugin.lr_meaning}")
     if plugin.reference:
         click.echo(f"reference: {plugin.reference}")
     for kind, values in plugin.presets.items():

@@ -294,6 +294,12 @@ def _optimizer_adder(registry: Registry) -> Callable[[Any, PluginInfo], None]:
             raise PluginError(
                 f"plugin {plugin.name!r}: optimizer {item.name!r}: state_multiple must be >= 0"
             )
+        if not (isinstance(item.lr_meaning, str) and item.lr_meaning.strip()):
+            raise PluginError(
+                f"plugin {plugin.name!r}: optimizer {item.name!r}: lr_meaning must say what its "
+                f"lr is ('step size', 'multiplier' or a named convention), got "
+                f"{item.lr_meaning!r}"
+            )
         try:
             item.check_presets(f"plugin {plugin.name!r}: optimizer {item.name!r}")
         except SpaceError as error:
