@@ -10,6 +10,7 @@ together) and :mod:`tuner.driver.policy` (the rules).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +24,11 @@ from tuner.driver.liveness import Liveness
 from tuner.driver.settings import WorkerSettings
 from tuner.driver.trial import LOST, run_trial
 from tuner.store import open_store
-from tuner.store.claims import close_trial, optuna_outcomes, release
+from tuner.store.claims import close_trial, optuna_outcomes, release, slot_key
 from tuner.store.models import utcnow
 from tuner.store.studies import set_status
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -164,14 +167,18 @@ def _give_back(context: StudyContext, claim: Claim) -> None:
 
 
 def _settle(context: StudyContext, claim: Claim, ended: Ended) -> None:
-    """Close a trial that ended (unless it was reaped) and tell Optuna its outcome."""
+    """Close a trial that ended and tell Optuna its outcome, only while this attempt still
+    holds it; a trial reaped meanwhile (the worker was paused, cut off or stranded) is someone
+    else's: its result is dropped, in one line."""
     outcome, value, closed = ended
-    if outcome == LOST:
-        return
-    if closed is None:  # not closed with its last run (reused seeds, pruned by wilcoxon)
+    if outcome != LOST and closed is None:
+        # not closed with its last run (its seeds were reused, or wilcoxon pruned it)
         closed = close_trial(context.store, claim.row_id, outcome, value)
-    if closed:  # else reaped after its last run: the slot is someone else's now
-        optuna_adapter.tell(claim.study, claim.trial, outcome, value, context.direction)
+    if outcome == LOST or not closed:
+        log.warning("trial %d (slot %s) was reassigned; result discarded", claim.row_id,
+                    slot_key(claim.optimizer, claim.slot))
+        return
+    optuna_adapter.tell(claim.study, claim.trial, outcome, value, context.direction)
 
 
 def _fail_reaped(context: StudyContext, optimizer: str, trial_id: int | None) -> None:

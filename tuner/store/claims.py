@@ -315,19 +315,31 @@ def record_and_close(
     closing: tuple[str, float | None] | None,
     protocol: Mapping[str, Any] | None = None,
 ) -> bool | None:
-    """Store one run; when it ends the trial (``closing`` is its outcome and value), close the
-    trial row in the same transaction. Returns whether the row was closed (None: not asked).
-    ``protocol``: what the run was trained under (:func:`tuner.store.records.run_row`).
+    """Store one run of a trial this attempt still holds; when it ends the trial (``closing``
+    is its outcome and value), close the trial row in the same transaction. Returns True when
+    the row was closed, None when the run was stored and the trial goes on, False when the
+    claim is lost (the trial was reaped: nothing was stored). ``protocol``: what the run was
+    trained under (:func:`tuner.store.records.run_row`).
+
+    **Fencing.** The transaction opens with ``UPDATE ... WHERE id = :row AND status =
+    'running'`` (a heartbeat: recording is a sign of life). It takes the row's lock, so a
+    reaper waits for this transaction and then finds the row fresh or closed; and when it
+    touches nothing, the row is someone else's and no run is inserted. A late result never
+    lands on a reaped trial, where the statistics would count it.
 
     Safe to retry: a try that finds this trial's run of this seed already stored (an earlier
-    try committed before its connection dropped) stores nothing more.
+    try committed before its connection dropped) stores nothing more, and one that finds the
+    row closed by that earlier try reports it closed.
     """
 
     def write() -> bool | None:
         with store.engine.begin() as connection:
+            held = _touch(connection, trial_id)
             stored = connection.execute(
                 select(Run.id).where(Run.trial_id == trial_id, Run.seed == result.seed)
             ).first()
+            if not held:
+                return _committed_before(stored is not None, closing)
             if stored is None:
                 record_run(connection, trial_id, result, plugin_version=plugin_version,
                            space_hash=space_hash, protocol=protocol)
@@ -336,6 +348,25 @@ def record_and_close(
             return _close(connection, trial_id, *closing)
 
     return retrying(write)
+
+
+def _touch(connection: Any, trial_id: int) -> bool:
+    """Beat a running trial's heartbeat inside the caller's transaction (locking its row);
+    whether it is still running, i.e. still held by the attempt that claimed it."""
+    return bool(connection.execute(
+        update(Trial).where(Trial.id == trial_id, Trial.status == "running")
+        .values(heartbeat_at=utcnow())
+    ).rowcount)
+
+
+def _committed_before(stored: bool, closing: tuple[str, float | None] | None) -> bool | None:
+    """What :func:`record_and_close` returns for a row that is no longer running. A run of
+    this seed stored on it can only be an earlier try of the same call that committed before
+    its connection dropped (runs are inserted only while the row is held, together with its
+    closing): that try's answer. Else the claim is lost: False."""
+    if not stored:
+        return False
+    return None if closing is None else True
 
 
 def reuse_runs(
