@@ -615,10 +615,11 @@ def store_lock(url: str | URL) -> Iterator[None]:
     row).
 
     PostgreSQL: a session-level advisory lock, on a connection of its own kept for as long as
-    the lock is held. SQLite: ``flock`` on a file beside the database (``<file>.lock``, left in
-    place: removing a lock file races its next user). It cannot be a write transaction on the
-    database itself: Optuna writes through its own connections, which would wait for that
-    transaction's lock until the busy timeout. Elsewhere (no ``fcntl``) there is no lock.
+    the lock is held. SQLite: ``flock`` on the database's folder, which creates no file (stores
+    in one folder share the lock). Not a write transaction on the database: Optuna writes
+    through connections of its own, which would wait for that transaction until the busy
+    timeout; and not a lock on the database file: closing any descriptor of it would drop
+    SQLite's own POSIX locks of this process. Elsewhere (no ``fcntl``) there is no lock.
     """
     resolved = resolve_url(url)
     held: set[str] = _held_locks.__dict__.setdefault("urls", set())
@@ -643,9 +644,12 @@ def _acquired(resolved: str) -> Iterator[None]:
             yield
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(path.name + ".lock"), "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            yield  # closing the file releases the lock
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(folder)  # which releases the lock
         return
     if normalise_url(resolved).get_backend_name() != "postgresql":
         yield
