@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import threading
+from datetime import timedelta
 
 import pytest
 from fault_tools import (
@@ -32,7 +33,6 @@ from tuner.driver.trial import LOST, TrialSeeds
 from tuner.driver.worker import _settle
 from tuner.store import open_store
 from tuner.store.claims import reap_stale
-from tuner.store.models import utcnow
 
 
 def seed_stats(url: str) -> dict[int, int]:
@@ -57,7 +57,7 @@ def test_a_run_finished_after_its_claim_was_reaped_is_not_stored(database_url, c
         trial.record(0, train(context.task, trial.plugin, trial.hyperparams, trial.seeds[0],
                               **trial.plan.options))
         assert trial.ended is None
-        assert reap_stale(store, context.spec.id, utcnow()) == [
+        assert reap_stale(store, context.spec.id, timedelta(0)) == [
             ("sgd", claim.trial._trial_id)]
         trial.record(1, train(context.task, trial.plugin, trial.hyperparams, trial.seeds[1],
                               **trial.plan.options))

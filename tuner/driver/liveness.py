@@ -21,7 +21,6 @@ from datetime import timedelta
 from tuner.driver.settings import WorkerSettings
 from tuner.store import Store
 from tuner.store.claims import heartbeat, heartbeat_many, reap_stale
-from tuner.store.models import utcnow
 from tuner.store.studies import STOPPING
 
 log = logging.getLogger(__name__)
@@ -91,8 +90,8 @@ class Liveness:
         if now - self._last_reap < self.settings.heartbeat_seconds:
             return 0
         self._last_reap = now
-        cutoff = utcnow() - timedelta(seconds=self.settings.grace_seconds)
-        reaped = reap_stale(self.store, self.study_id, cutoff)
+        reaped = reap_stale(self.store, self.study_id,
+                            timedelta(seconds=self.settings.grace_seconds))
         for optimizer, optuna_trial_id in reaped:
             on_reaped(optimizer, optuna_trial_id)
         return len(reaped)

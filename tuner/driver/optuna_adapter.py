@@ -182,11 +182,13 @@ def new_trial(
     study: optuna.Study,
     *,
     sampler: Any = None,
+    started: datetime | None = None,
     fixed_params: Mapping[str, Any] | None = None,
     user_attrs: Mapping[str, Any] | None = None,
 ) -> optuna.Trial:
     """A new RUNNING trial: sampled by ``sampler``, or with ``fixed_params`` (then
-    ``suggest_*`` returns those values)."""
+    ``suggest_*`` returns those values); started at ``started`` (the database's time when the
+    caller has it: the sweep of left-over trials compares it with the database's)."""
     import optuna
     from optuna.trial import FrozenTrial, TrialState
 
@@ -195,7 +197,8 @@ def new_trial(
     template = None
     if fixed_params is not None or user_attrs:
         template = FrozenTrial(
-            number=-1, state=TrialState.RUNNING, value=None, datetime_start=utcnow(),
+            number=-1, state=TrialState.RUNNING, value=None,
+            datetime_start=started or utcnow(),
             datetime_complete=None, params={}, distributions={},
             user_attrs=dict(user_attrs or {}),
             system_attrs={"fixed_params": dict(fixed_params)} if fixed_params is not None

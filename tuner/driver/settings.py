@@ -43,8 +43,9 @@ class WorkerSettings:
     """How often a worker proves it is alive, how long a silent worker is waited for, and how
     many trials a worker trains together.
 
-    ``grace_seconds`` must be comfortably longer than ``heartbeat_seconds`` (and than any clock
-    difference between hosts: heartbeats are UTC timestamps written by the workers).
+    ``grace_seconds`` must be comfortably longer than ``heartbeat_seconds``. Heartbeats are
+    stamped and judged by the database's clock on PostgreSQL, so the hosts' clocks need not
+    agree (:mod:`tuner.store.claims`).
     ``batch`` is ``--batch``: claim up to that many slots of one optimizer and train them as
     one vectorised run (:mod:`tuner.driver.batch`); None takes the study's ``batch`` (else 1).
     It changes how runs are carried out, never their results.

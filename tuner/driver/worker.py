@@ -24,8 +24,13 @@ from tuner.driver.liveness import Liveness
 from tuner.driver.settings import WorkerSettings
 from tuner.driver.trial import LOST, run_trial
 from tuner.store import open_store
-from tuner.store.claims import close_trial, optuna_outcomes, release, slot_key
-from tuner.store.models import utcnow
+from tuner.store.claims import (
+    close_trial,
+    database_now,
+    optuna_outcomes,
+    release,
+    slot_key,
+)
 from tuner.store.studies import set_status
 
 log = logging.getLogger(__name__)
@@ -101,7 +106,8 @@ class Worker:
                     return "finished"
                 if not self.wait_for_others:
                     return "waiting"
-                time.sleep(min(self.settings.heartbeat_seconds, 2.0))
+                # a stop request (seen by the heartbeat thread) ends the wait at once
+                liveness.stop_requested.wait(min(self.settings.heartbeat_seconds, 2.0))
                 continue
             if len(claims) == 1:
                 self._run(context, claims[0], liveness)
@@ -196,7 +202,7 @@ def sweep_optuna(context: StudyContext, settings: WorkerSettings) -> None:
     """Settle Optuna trials left RUNNING by a worker that died between two writes: one whose
     row is finished is told the row's outcome; one no live row holds is failed."""
     outcomes = optuna_outcomes(context.store, context.spec.id)
-    cutoff = utcnow() - timedelta(seconds=settings.grace_seconds)
+    cutoff = database_now(context.store) - timedelta(seconds=settings.grace_seconds)
     for study in context.studies.values():
         for trial_id, started in optuna_adapter.running_trials(study):
             status, value = outcomes.get(trial_id, (None, None))

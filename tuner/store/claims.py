@@ -7,6 +7,11 @@ hold the same slot, and a finished slot is never run again. Every function here 
 transaction, retried on transient errors (:mod:`tuner.store.retry`); each says why running it
 twice is safe.
 
+**Whose clock.** Every time written or compared here (claims, heartbeats, the reaper's "now",
+closing) is the database's on PostgreSQL (``now()``, evaluated by the server), so workers on
+hosts whose clocks disagree by hours neither reap each other's live trials nor keep dead ones.
+SQLite has no server: its workers share one machine, and its clock (:func:`stamp`).
+
 **Reopened slots.** A slot given up after failing again and again can be reopened once its cause
 is fixed (``tuner study run --retry-given-up``): its failed attempts stay on record, failed, with
 their runs, and the study's options remember, per reopened slot, the id of its latest attempt
@@ -19,7 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, insert, select, update
@@ -60,6 +65,25 @@ class ReusedRun:
 
 REOPENED = "reopened"
 """The key of the study's options that holds its reopened slots (see the module's docstring)."""
+
+
+def stamp(connection: Any) -> Any:
+    """The time to write or compare against in ``connection``'s transaction: the server's
+    ``now()`` on PostgreSQL (an SQL expression), this machine's UTC time on SQLite."""
+    return func.now() if connection.dialect.name == "postgresql" else utcnow()
+
+
+def database_now(store: Store) -> datetime:
+    """The database's time (see :func:`stamp`), for what is stamped outside tuner's tables:
+    a claim's Optuna trial, and the age of Optuna's running trials (a read)."""
+    if store.engine.dialect.name != "postgresql":
+        return utcnow()
+
+    def read() -> datetime:
+        with store.engine.connect() as connection:
+            return connection.scalar(select(func.now()))
+
+    return retrying(read)
 
 
 def slot_key(optimizer: str, slot: int) -> str:
@@ -200,7 +224,7 @@ def heartbeat(store: Store, trial_id: int) -> tuple[bool, str | None]:
         with store.engine.begin() as connection:
             updated = connection.execute(
                 update(Trial).where(Trial.id == trial_id, Trial.status == "running")
-                .values(heartbeat_at=utcnow())
+                .values(heartbeat_at=stamp(connection))
             ).rowcount
             status = connection.execute(
                 select(Study.status).join(Trial, Trial.study_id == Study.id)
@@ -224,7 +248,7 @@ def heartbeat_many(store: Store, trial_ids: Sequence[int]) -> tuple[set[int], st
             if ours:
                 connection.execute(
                     update(Trial).where(Trial.id.in_(sorted(ours)), Trial.status == "running")
-                    .values(heartbeat_at=utcnow())
+                    .values(heartbeat_at=stamp(connection))
                 )
             status = connection.execute(
                 select(Study.status).join(Trial, Trial.study_id == Study.id)
@@ -235,8 +259,9 @@ def heartbeat_many(store: Store, trial_ids: Sequence[int]) -> tuple[set[int], st
     return retrying(beat)
 
 
-def reap_stale(store: Store, study_id: int, cutoff: datetime) -> list[tuple[str, int | None]]:
-    """Fail the running trials whose heartbeat is older than ``cutoff``.
+def reap_stale(store: Store, study_id: int, grace: timedelta) -> list[tuple[str, int | None]]:
+    """Fail the running trials whose heartbeat is older than ``grace`` (by the database's
+    clock: :func:`stamp`).
 
     Returns (optimizer, Optuna trial id) of each trial this call reaped. Each row is failed by
     an UPDATE guarded by its status and heartbeat, so two reapers never both reap one trial,
@@ -248,7 +273,7 @@ def reap_stale(store: Store, study_id: int, cutoff: datetime) -> list[tuple[str,
             return connection.execute(
                 select(Trial.id, Trial.optimizer, Trial.optuna_trial_id)
                 .where(Trial.study_id == study_id, Trial.status == "running",
-                       Trial.heartbeat_at < cutoff)
+                       Trial.heartbeat_at < stamp(connection) - grace)
             ).all()
 
     reaped = []
@@ -259,8 +284,8 @@ def reap_stale(store: Store, study_id: int, cutoff: datetime) -> list[tuple[str,
                 return connection.execute(
                     update(Trial)
                     .where(Trial.id == row_id, Trial.status == "running",
-                           Trial.heartbeat_at < cutoff)
-                    .values(status="failed", finished_at=utcnow())
+                           Trial.heartbeat_at < stamp(connection) - grace)
+                    .values(status="failed", finished_at=stamp(connection))
                 ).rowcount
 
         if retrying(reap):
@@ -275,7 +300,7 @@ def _close(connection: Any, trial_id: int, outcome: str, value: float | None) ->
     return bool(connection.execute(
         update(Trial)
         .where(Trial.id == trial_id, Trial.status == "running")
-        .values(status=outcome, value=finite_or_none(stored), finished_at=utcnow())
+        .values(status=outcome, value=finite_or_none(stored), finished_at=stamp(connection))
     ).rowcount)
 
 
@@ -299,7 +324,7 @@ def release(store: Store, trial_id: int) -> None:
         with store.engine.begin() as connection:
             connection.execute(
                 update(Trial).where(Trial.id == trial_id, Trial.status == "running")
-                .values(status="failed", finished_at=utcnow())
+                .values(status="failed", finished_at=stamp(connection))
             )
 
     retrying(give_back)
@@ -355,7 +380,7 @@ def _touch(connection: Any, trial_id: int) -> bool:
     whether it is still running, i.e. still held by the attempt that claimed it."""
     return bool(connection.execute(
         update(Trial).where(Trial.id == trial_id, Trial.status == "running")
-        .values(heartbeat_at=utcnow())
+        .values(heartbeat_at=stamp(connection))
     ).rowcount)
 
 
