@@ -54,6 +54,31 @@ def start_worker(url: str, name: str, env: dict[str, str], *args: str,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def worker_children(pid: int) -> list[int]:
+    """The worker processes spawned by process ``pid`` (``tuner study run --workers N``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if parent == pid and "multiprocessing" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def trial_rows(url: str, name: str) -> list:
     with open_store(url, create=False) as store:
         spec = get_study(store, name)

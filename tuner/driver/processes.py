@@ -97,28 +97,39 @@ def worker_process(
 ) -> None:
     """The body of one spawned local worker process: run a worker and put its report on
     ``results`` (a queue the parent reads), or the one line of its error and exit 1 (a
-    traceback too for an error that is not tuner's own one-line kind: a bug)."""
+    traceback too for an error that is not tuner's own one-line kind: a bug).
+
+    A stop signal at any moment, the parent's death among them (even while this process
+    starts: :func:`end_with_parent` then signals at once), ends it quietly: stopped, no
+    traceback; a report nobody is left to read is dropped."""
     import multiprocessing
 
     me = multiprocessing.current_process().name
     with graceful_signals():
-        end_with_parent(parent)
         try:
+            end_with_parent(parent)
             _set_threads(workers)
             settings = WorkerSettings.from_env(grace, batch)
             report = Worker(name, url, settings=settings, timeout=timeout).run()
         except KeyboardInterrupt:
             report = WorkerReport(stopped="interrupted")
         except TunerError as error:
-            results.put(ProcessEnd(me, None, error=first_line(str(error), LONGEST_FAILURE)))
+            _send(results, ProcessEnd(me, None, error=first_line(str(error), LONGEST_FAILURE)))
             raise SystemExit(1) from None
         except Exception as error:
             import traceback
 
             traceback.print_exc()
-            results.put(ProcessEnd(me, None, error=describe_failure(error)))
+            _send(results, ProcessEnd(me, None, error=describe_failure(error)))
             raise SystemExit(1) from None
-        results.put(ProcessEnd(me, None, report=report))
+        _send(results, ProcessEnd(me, None, report=report))
+
+
+def _send(results: Any, end: ProcessEnd) -> None:
+    """Put ``end`` on the parent's queue; when the parent is gone (the pipe is broken) or a
+    stop signal comes meanwhile, nobody is waiting for it."""
+    with suppress(KeyboardInterrupt, OSError):
+        results.put(end)
 
 
 def run_study(
