@@ -62,6 +62,7 @@ def test_a_worker_with_its_clock_behind_reaps_a_dead_workers_trial(postgres_url)
            f"clock {-HOURS} h, a dead claim (postgresql)")
 
 
+@pytest.mark.harness
 def test_workers_with_clocks_ahead_and_behind_reap_no_live_trial(postgres_url):
     """Two workers, one hours ahead and one hours behind, share a study whose trials last
     longer than the grace period: neither reaps the other's live trials."""

@@ -83,6 +83,7 @@ def test_a_worker_silent_past_the_grace_period_does_not_record_its_late_result(s
 
 
 @pytest.mark.postgres
+@pytest.mark.harness
 def test_a_worker_paused_past_the_grace_period_does_not_record_its_result(postgres_url):
     """SIGSTOP a worker mid-trial past the grace period; another reaps the trial and retrains
     it; SIGCONT: the paused worker stores nothing and says so in one line."""

@@ -28,6 +28,7 @@ from tuner.driver.policy import (
     settled,
 )
 from tuner.store.claims import database_now, failed_runs_per_slot, insert_claim, slot_rows
+from tuner.store.retry import retrying
 
 
 @dataclass
@@ -122,7 +123,8 @@ class Claimer:
         else:
             trial = optuna_adapter.new_trial(study, started=now, fixed_params=plan.params,
                                              user_attrs=attrs)
-        params = space.suggest(trial)  # drawn before the claim: the row is written once
+        # drawn before the claim: the row is written once
+        params = retrying(lambda: space.suggest(trial))
         row_id = insert_claim(context.store, {
             "study_id": spec.id, "optimizer": optimizer,
             "optuna_study_name": optuna_adapter.study_name(spec.name, optimizer),

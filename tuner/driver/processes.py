@@ -36,6 +36,7 @@ from tuner.driver.settings import DriverError, WorkerSettings
 from tuner.driver.supervision import current_status, graceful_signals
 from tuner.driver.worker import Worker, WorkerReport
 from tuner.errors import TunerError, first_line
+from tuner.store import StoreError
 from tuner.store.studies import StudyStatus
 from tuner.task.failures import LONGEST_FAILURE, describe_failure
 
@@ -160,8 +161,13 @@ def run_study(
         raise DriverError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
     def progress() -> None:
-        if on_progress is not None:
-            on_progress(current_status(url, name))
+        if on_progress is None:
+            return
+        try:
+            status = current_status(url, name)
+        except StoreError:  # the database is away: the workers ride it out, the display waits
+            return
+        on_progress(status)
 
     if backend == "ray":
         from tuner.driver.ray_backend import RayPlacement, run_on_ray
@@ -245,7 +251,11 @@ def _run_processes(
     progress()
     if interrupted:
         raise KeyboardInterrupt
-    return combined_report(results.ends(processes), current_status(url, name).status, timeout)
+    try:
+        status = current_status(url, name).status
+    except StoreError:  # the database is away (the workers' errors say so): not finished
+        status = "running"
+    return combined_report(results.ends(processes), status, timeout)
 
 
 class _Results:

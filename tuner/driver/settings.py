@@ -10,6 +10,7 @@ from tuner.errors import TunerError
 
 HEARTBEAT_ENV = "TUNER_HEARTBEAT_SECONDS"
 GRACE_ENV = "TUNER_GRACE_SECONDS"
+OUTAGE_ENV = "TUNER_OUTAGE_SECONDS"
 
 
 class DriverError(TunerError):
@@ -54,12 +55,17 @@ class WorkerSettings:
     heartbeat_seconds: float = 10.0
     grace_seconds: float = 60.0
     batch: int | None = None
+    outage_seconds: float = 600.0
+    """How long a worker rides a database outage (``$TUNER_OUTAGE_SECONDS``): it keeps
+    training the trial in hand and retries with backoff; past this it exits with one line
+    (:mod:`tuner.store.retry`)."""
 
     @classmethod
     def from_env(
         cls, grace_seconds: float | None = None, batch: int | None = None
     ) -> WorkerSettings:
-        """Defaults, overridden by ``$TUNER_HEARTBEAT_SECONDS`` / ``$TUNER_GRACE_SECONDS``, the
+        """Defaults, overridden by ``$TUNER_HEARTBEAT_SECONDS`` / ``$TUNER_GRACE_SECONDS`` /
+        ``$TUNER_OUTAGE_SECONDS``, the
         grace period by ``grace_seconds`` (``--grace-period``) when given; ``batch`` is
         ``--batch``."""
         heartbeat = _seconds(os.environ.get(HEARTBEAT_ENV, str(cls.heartbeat_seconds)),
@@ -73,4 +79,5 @@ class WorkerSettings:
                 f"the grace period ({grace:g} s) must be longer than the heartbeat interval "
                 f"({heartbeat:g} s)"
             )
-        return cls(heartbeat, grace, check_batch(batch))
+        outage = _seconds(os.environ.get(OUTAGE_ENV, str(cls.outage_seconds)), f"${OUTAGE_ENV}")
+        return cls(heartbeat, grace, check_batch(batch), outage)

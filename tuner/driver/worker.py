@@ -23,7 +23,7 @@ from tuner.driver.context import StudyContext, open_context
 from tuner.driver.liveness import Liveness
 from tuner.driver.settings import WorkerSettings
 from tuner.driver.trial import LOST, run_trial
-from tuner.store import open_store
+from tuner.store import Store, open_store
 from tuner.store.claims import (
     close_trial,
     database_now,
@@ -31,6 +31,7 @@ from tuner.store.claims import (
     release,
     slot_key,
 )
+from tuner.store.retry import riding_outages
 from tuner.store.studies import set_status
 
 log = logging.getLogger(__name__)
@@ -68,26 +69,32 @@ class Worker:
         self.timeout, self.on_trial, self.wait_for_others = timeout, on_trial, wait_for_others
 
     def run(self) -> WorkerReport:
-        """Claim and run trials until every slot is settled, a stop, Ctrl-C or the timeout."""
+        """Claim and run trials until every slot is settled, a stop, Ctrl-C or the timeout.
+        A database outage is ridden out for ``settings.outage_seconds``: the trial in hand
+        trains on, and is recorded when the database is back if its claim still holds."""
         report = WorkerReport()
         store = open_store(self.url, create=False)
         try:
-            context = open_context(store, self.name)
-            claimer = Claimer(context)
-            sweep_optuna(context, self.settings)
-            if claimer.settled():
-                report.already_finished, report.stopped = True, "finished"
-                return report
-            set_status(store, context.spec.id, "running")
-            with Liveness(store, context.spec.id, self.settings) as liveness:
-                report.stopped = self._loop(context, claimer, liveness, report)
-            if report.stopped == "finished":
-                sweep_optuna(context, self.settings)
+            with riding_outages(self.settings.outage_seconds):
+                self._run_study(store, report)
         except KeyboardInterrupt:
             report.stopped = "interrupted"
         finally:
             store.dispose()
         return report
+
+    def _run_study(self, store: Store, report: WorkerReport) -> None:
+        context = open_context(store, self.name)
+        claimer = Claimer(context)
+        sweep_optuna(context, self.settings)
+        if claimer.settled():
+            report.already_finished, report.stopped = True, "finished"
+            return
+        set_status(store, context.spec.id, "running")
+        with Liveness(store, context.spec.id, self.settings) as liveness:
+            report.stopped = self._loop(context, claimer, liveness, report)
+        if report.stopped == "finished":
+            sweep_optuna(context, self.settings)
 
     def _loop(
         self, context: StudyContext, claimer: Claimer, liveness: Liveness, report: WorkerReport
@@ -138,6 +145,7 @@ class Worker:
         lost = liveness.watch(claim.row_id)
         try:
             ended = run_trial(context, claim, lost)
+            liveness.check()
         except BaseException:  # Ctrl-C, or training refused its options: free the slot
             _give_back(context, claim)
             raise
@@ -151,6 +159,7 @@ class Worker:
         settled: set[int] = set()
 
         def on_end(claim: Claim, ended: Ended) -> None:
+            liveness.check()
             settled.add(claim.row_id)
             _settle(context, claim, ended)
 
