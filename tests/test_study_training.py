@@ -118,8 +118,8 @@ def _decaying_optimizers():
 def test_weight_decay_exclusion_leaves_biases_and_norms_alone(name):
     """One step with a zero gradient: only weight decay moves the parameters. With
     ``decay_exclude`` the biases and the LayerNorm's weight stay; the matrices shrink."""
-    from tuner.training.loop import _Run
     from tuner.training.options import TrainOptions
+    from tuner.training.settings import RunSettings
 
     plugin = get_registry().optimizer(name)
     hp = plugin.space.complete({"weight_decay": plugin.space["weight_decay"].high},
@@ -127,9 +127,9 @@ def test_weight_decay_exclusion_leaves_biases_and_norms_alone(name):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4),
                                 torch.nn.Linear(4, 2))
-    run = _Run(get_registry().task("digits-mlp"), plugin, hp, 0,
-               TrainOptions(decay_exclude=True), None)
-    groups = run._groups(model)
+    settings = RunSettings(get_registry().task("digits-mlp"), plugin, hp, 0,
+                           TrainOptions(decay_exclude=True))
+    groups = settings.param_groups(model)
     assert [len(g["params"]) for g in groups] == [2, 4]
     optimizer = plugin.create(groups, hp)
     before = [p.detach().clone() for p in model.parameters()]
@@ -333,7 +333,8 @@ def test_every_fixed_option_of_a_study_reaches_its_runs(sqlite_url):
 
 
 def test_an_optimizer_with_fixed_hyperparameters_but_tuned_options_is_tuned(sqlite_url):
-    from tuner.study.spec import RangeOverride, resolve
+    from tuner.driver.resolve import resolve
+    from tuner.study.spec import RangeOverride
 
     settings = {"name": "s", "task": "digits-mlp", "optimizers": "sgd", "trials": 5,
                 "seeds": 1, "ranges": [RangeOverride(None, "lr", 0.1, 0.1),
@@ -347,10 +348,10 @@ def test_a_retried_slot_reuses_only_runs_of_the_same_tuned_options(sqlite_url):
     """Two attempts at one slot with equal hyperparameters but another warm-up are two
     configurations: the second must not take the first's run as its own."""
     from tuner.driver import create
+    from tuner.driver.resolve import resolve
     from tuner.store import open_store, record_run
     from tuner.store.claims import close_trial, insert_claim, reuse_runs
     from tuner.store.models import params_hash
-    from tuner.study.spec import resolve
 
     spec = create(resolve({"name": "r", "task": "digits-mlp", "optimizers": "sgd",
                            "trials": 2, "seeds": 1,

@@ -1,12 +1,14 @@
 """Liveness: a worker's heartbeat, the reaping of silent workers' trials, and stop requests.
 
-One heartbeat thread per worker touches the running trial's ``heartbeat_at`` every interval
-(the trials of a batch together; nothing is written between trials) and reads the study's
-status in the same transaction: a ``stopping`` study sets :attr:`Liveness.stop_requested`. A
-trial row that is no longer ours (it was reaped) sets that trial's *lost* flag, which stops its
-training at the next evaluation. Any worker that finds a running trial silent for longer than
-the grace period reaps it. A database outage longer than the worker rides
-(:mod:`tuner.store.retry`) stops the trials in hand, and :meth:`Liveness.check` raises it.
+A worker is attached to its study (:mod:`tuner.store.workers`) from entering :class:`Liveness`
+to leaving it, so the study reads as running between trials too. One heartbeat thread per
+worker keeps that attachment alive every interval, reading the study's status in the same
+transaction (a ``stopping`` study sets :attr:`Liveness.stop_requested`, between trials as well),
+and touches the running trial's ``heartbeat_at`` (the trials of a batch together). A trial row
+that is no longer ours (it was reaped) sets that trial's *lost* flag, which stops its training
+at the next evaluation. Any worker that finds a running trial silent for longer than the grace
+period reaps it. A database outage longer than the worker rides (:mod:`tuner.store.retry`) stops
+the trials in hand, and :meth:`Liveness.check` raises it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +27,7 @@ from tuner.store import Store
 from tuner.store.claims import heartbeat, heartbeat_many, reap_stale
 from tuner.store.retry import DatabaseOutageError, last_recovery
 from tuner.store.studies import STOPPING
+from tuner.store.workers import attach_worker, detach_worker, keep_attached
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,8 @@ class Liveness:
         )
 
     def __enter__(self) -> Liveness:
+        self._worker_id = attach_worker(self.store, self.study_id, socket.gethostname(),
+                                        os.getpid(), self.settings.grace_seconds)
         self._thread.start()
         return self
 
@@ -51,6 +57,10 @@ class Liveness:
         self._watched = None
         self._stop.set()
         self._thread.join()
+        try:
+            detach_worker(self.store, self._worker_id)
+        except Exception as error:  # retried already; the attachment expires by itself
+            log.warning("leaving the study failed: %s", str(error).splitlines()[0])
 
     def watch(self, row_id: int) -> threading.Event:
         """Keep trial ``row_id`` alive until :meth:`unwatch`; returns its *lost* flag."""
@@ -74,9 +84,12 @@ class Liveness:
     def _beat(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_seconds):
             watched = self._watched
-            if watched is None:
-                continue
             try:
+                if keep_attached(self.store, self._worker_id,
+                                 self.settings.grace_seconds) == STOPPING:
+                    self.stop_requested.set()
+                if watched is None:
+                    continue
                 if len(watched) == 1:
                     alive, status = heartbeat(self.store, watched[0][0])
                     ours = {watched[0][0]} if alive else set()

@@ -90,8 +90,8 @@ class Worker:
         if claimer.settled():
             report.already_finished, report.stopped = True, "finished"
             return
-        set_status(store, context.spec.id, "running")
         with Liveness(store, context.spec.id, self.settings) as liveness:
+            set_status(store, context.spec.id, "running")  # attached first: never idle
             report.stopped = self._loop(context, claimer, liveness, report)
         if report.stopped == "finished":
             sweep_optuna(context, self.settings)

@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tuner.store.database import Store
-from tuner.store.models import CurveRow, Run, Study, Trial, utcnow
-from tuner.store.records import record_run
+from tuner.store.database import Store, StoreError
+from tuner.store.models import TRIAL_ORIGINS, CurveRow, Run, Study, Trial, utcnow
 from tuner.store.retry import retrying
+from tuner.store.runs import record_run
 
 if TYPE_CHECKING:
-    from tuner.training.loop import RunResult
+    from tuner.training.result import RunResult
 
 
 @dataclass(frozen=True)
@@ -197,9 +197,15 @@ def last_errors(store: Store, study_id: int) -> dict[tuple[str, int], str]:
 def insert_claim(store: Store, values: Mapping[str, Any]) -> int | None:
     """Insert a trial row that holds a slot; its id, or None when the slot is taken.
 
+    ``values["origin"]``, where the configuration came from, is one of :data:`TRIAL_ORIGINS`
+    (advice reads a study's defaults from it); another is a StoreError, and nothing is written.
+
     Safe to retry: a second try of an insert that did commit finds the slot held (by this very
     row) and returns None; that row then goes stale and is reaped like any silent worker's.
     """
+    origin = values.get("origin")
+    if origin is not None and origin not in TRIAL_ORIGINS:
+        raise StoreError(f"unknown trial origin {origin!r} (one of {', '.join(TRIAL_ORIGINS)})")
     row = {**values, "status": "running"}
 
     def claim() -> int | None:
@@ -344,7 +350,7 @@ def record_and_close(
     is its outcome and value), close the trial row in the same transaction. Returns True when
     the row was closed, None when the run was stored and the trial goes on, False when the
     claim is lost (the trial was reaped: nothing was stored). ``protocol``: what the run was
-    trained under (:func:`tuner.store.records.run_row`).
+    trained under (:func:`tuner.store.runs.run_row`).
 
     **Fencing.** The transaction opens with ``UPDATE ... WHERE id = :row AND status =
     'running'`` (a heartbeat: recording is a sign of life). It takes the row's lock, so a

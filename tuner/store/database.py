@@ -61,6 +61,9 @@ SCHEMA_REVISIONS: dict[str, str] = {
     "0007": "0.1.0",
     "0008": "0.1.0",
     "0009": "0.1.0",
+    "0010": "0.1.0",
+    "0011": "0.1.0",
+    "0012": "0.1.0",
 }
 """Every migration revision, oldest first, with the first tuner version that shipped it."""
 

@@ -89,7 +89,7 @@ def protocols(
 ) -> list[ProtocolCount]:
     """The protocols ``task`` was measured under (within the ``where`` filter and the study),
     most observations first, then the larger budget: the first is what a ranking compares by
-    default. One scan of the task's configurations."""
+    default. Without ``where``, read from the index on (task, protocol, metric_count) alone."""
     scope = Scope(task, None, study_id)
     stats = scope.stats().c
     known = Protocol.__table__.c
@@ -345,6 +345,25 @@ def optimizer_summaries(
             summary.good_low = low if low is not None else best.lr
             summary.good_high = high if high is not None else best.lr
     return summaries
+
+
+def lr_meanings(target: Target, task: str, optimizers: Iterable[str]) -> dict[str, list[str]]:
+    """What each optimizer's lr was in its runs of ``task`` (``tuner_runs.lr_meaning``): one
+    meaning, or the first and last of several (its plugin changed what its lr is) in
+    alphabetical order; an optimizer without runs is left out.
+
+    Two index probes per optimizer (the lowest and the highest meaning), however many runs."""
+    runs = Run.__table__.c
+    found: dict[str, list[str]] = {}
+    with reading(target) as reader:
+        for optimizer in optimizers:
+            mine = (runs.task == task, runs.optimizer == optimizer)
+            low = reader.execute(select(func.min(runs.lr_meaning)).where(*mine)).scalar()
+            if low is None:
+                continue
+            high = reader.execute(select(func.max(runs.lr_meaning)).where(*mine)).scalar()
+            found[optimizer] = [low] if high == low else [low, high]
+    return found
 
 
 @dataclass
