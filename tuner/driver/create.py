@@ -10,6 +10,9 @@
 
 Killed before 3, the name is free and nothing is listed; a new create cleans up. Killed after,
 the study is whole. A worker also creates a missing Optuna study, so step 2 is not load-bearing.
+The three steps run under the store's lock (:func:`tuner.store.database.store_lock`): of
+concurrent creates of one name, one creates it and the others find it there ("already exists");
+one create's step 1 never removes the Optuna studies of another's step 2.
 ``study delete`` removes the rows first (one transaction), then the Optuna studies.
 """
 
@@ -25,7 +28,7 @@ from tuner.driver import optuna_adapter
 from tuner.driver.context import optimizer_space, study_space
 from tuner.driver.study_task import load_study_task
 from tuner.store import open_store
-from tuner.store.database import StudyExistsError
+from tuner.store.database import StudyExistsError, store_lock
 from tuner.store.studies import delete_study_rows, study_exists, write_study
 from tuner.study.spec import StudySpec
 from tuner.task.reference import check_store_identity
@@ -133,20 +136,22 @@ def create(
     )
     store = open_store(url)
     try:
-        if study_exists(store, spec.name):
-            raise StudyExistsError(f"a study named {spec.name!r} already exists")
-        check_store_identity(task, *_recorded_ref(store, task.name))
-        storage = optuna_adapter.storage(store)
-        optuna_adapter.delete_studies(storage, optuna_adapter.orphan_studies(storage, spec.name))
-        _crash_point("optuna")
-        optuna_adapter.create_studies(
-            storage, spec.name, spec.optimizers, task.direction,
-            {"tuner_study": spec.name, "task": spec.task, "metric": task.metric},
-        )
-        _crash_point("row")
-        created = write_study(store, spec, TaskRecord.from_task(task))
-        _crash_point("done")
-        return created
+        with store_lock(store.url):
+            if study_exists(store, spec.name):
+                raise StudyExistsError(f"a study named {spec.name!r} already exists")
+            check_store_identity(task, *_recorded_ref(store, task.name))
+            storage = optuna_adapter.storage(store)
+            optuna_adapter.delete_studies(storage,
+                                          optuna_adapter.orphan_studies(storage, spec.name))
+            _crash_point("optuna")
+            optuna_adapter.create_studies(
+                storage, spec.name, spec.optimizers, task.direction,
+                {"tuner_study": spec.name, "task": spec.task, "metric": task.metric},
+            )
+            _crash_point("row")
+            created = write_study(store, spec, TaskRecord.from_task(task))
+            _crash_point("done")
+            return created
     finally:
         store.dispose()
 

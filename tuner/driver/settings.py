@@ -10,6 +10,7 @@ from tuner.errors import TunerError
 
 HEARTBEAT_ENV = "TUNER_HEARTBEAT_SECONDS"
 GRACE_ENV = "TUNER_GRACE_SECONDS"
+OUTAGE_ENV = "TUNER_OUTAGE_SECONDS"
 
 
 class DriverError(TunerError):
@@ -43,8 +44,9 @@ class WorkerSettings:
     """How often a worker proves it is alive, how long a silent worker is waited for, and how
     many trials a worker trains together.
 
-    ``grace_seconds`` must be comfortably longer than ``heartbeat_seconds`` (and than any clock
-    difference between hosts: heartbeats are UTC timestamps written by the workers).
+    ``grace_seconds`` must be comfortably longer than ``heartbeat_seconds``. Heartbeats are
+    stamped and judged by the database's clock on PostgreSQL, so the hosts' clocks need not
+    agree (:mod:`tuner.store.claims`).
     ``batch`` is ``--batch``: claim up to that many slots of one optimizer and train them as
     one vectorised run (:mod:`tuner.driver.batch`); None takes the study's ``batch`` (else 1).
     It changes how runs are carried out, never their results.
@@ -53,12 +55,17 @@ class WorkerSettings:
     heartbeat_seconds: float = 10.0
     grace_seconds: float = 60.0
     batch: int | None = None
+    outage_seconds: float = 600.0
+    """How long a worker rides a database outage (``$TUNER_OUTAGE_SECONDS``): it keeps
+    training the trial in hand and retries with backoff; past this it exits with one line
+    (:mod:`tuner.store.retry`)."""
 
     @classmethod
     def from_env(
         cls, grace_seconds: float | None = None, batch: int | None = None
     ) -> WorkerSettings:
-        """Defaults, overridden by ``$TUNER_HEARTBEAT_SECONDS`` / ``$TUNER_GRACE_SECONDS``, the
+        """Defaults, overridden by ``$TUNER_HEARTBEAT_SECONDS`` / ``$TUNER_GRACE_SECONDS`` /
+        ``$TUNER_OUTAGE_SECONDS``, the
         grace period by ``grace_seconds`` (``--grace-period``) when given; ``batch`` is
         ``--batch``."""
         heartbeat = _seconds(os.environ.get(HEARTBEAT_ENV, str(cls.heartbeat_seconds)),
@@ -72,4 +79,5 @@ class WorkerSettings:
                 f"the grace period ({grace:g} s) must be longer than the heartbeat interval "
                 f"({heartbeat:g} s)"
             )
-        return cls(heartbeat, grace, check_batch(batch))
+        outage = _seconds(os.environ.get(OUTAGE_ENV, str(cls.outage_seconds)), f"${OUTAGE_ENV}")
+        return cls(heartbeat, grace, check_batch(batch), outage)

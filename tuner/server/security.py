@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tuner.errors import TunerError
 from tuner.server.responses import error_page, error_response, one_line
+from tuner.store.retry import first_line, is_disconnect
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body accepted (a study definition is well under a kilobyte)."""
@@ -190,6 +191,10 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+RETRY_AFTER_SECONDS = "5"
+"""What a 503 asks the client to wait (the database is away, or restarting)."""
+
+
 def _wants_page(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and request.url.path != "/api"
 
@@ -203,6 +208,12 @@ async def handle_error(request: Request, error: Exception) -> Response:
     elif isinstance(error, TunerError):  # each carries its own status (tuner.errors)
         status, message = error.status, str(error)
         headers = getattr(error, "headers", None) or None
+        if status == 503:
+            headers = {**(headers or {}), "Retry-After": RETRY_AFTER_SECONDS}
+    elif is_disconnect(error):  # the database is away: the pool reconnects once it is back
+        status, message = 503, f"the database is unreachable: {first_line(error)}"
+        headers = {"Retry-After": RETRY_AFTER_SECONDS}
+        logger.warning("%s %s: %s", request.method, request.url.path, one_line(message))
     else:
         logger.error(
             "%s %s failed: %s: %s", request.method, request.url.path, type(error).__name__,

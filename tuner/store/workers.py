@@ -9,7 +9,8 @@ stop asked for is seen between trials too), :func:`detach_worker` deletes it. A 
 row stops counting at its ``alive_until``, the same grace period after which its trial is
 reaped; expired rows are deleted when the next worker of the study attaches.
 
-Timestamps are the worker's clock in UTC, as for trial heartbeats.
+Timestamps are the database's clock on PostgreSQL (the server's ``now()``, as for trial heartbeats:
+:func:`tuner.store.claims.stamp`), the machine's UTC time on SQLite.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
+from tuner.store.claims import stamp
 from tuner.store.database import Store
-from tuner.store.models import Study, WorkerRow, utcnow
+from tuner.store.models import Study, WorkerRow
 from tuner.store.retry import retrying
 
 
@@ -33,8 +35,8 @@ def attach_worker(store: Store, study_id: int, host: str, pid: int,
     """
 
     def write() -> int:
-        now = utcnow()
         with store.engine.begin() as connection:
+            now = stamp(connection)
             connection.execute(delete(WorkerRow).where(
                 WorkerRow.study_id == study_id, WorkerRow.alive_until < now))
             return int(connection.execute(
@@ -52,8 +54,8 @@ def keep_attached(store: Store, worker_id: int, alive_seconds: float) -> str | N
     when the study was deleted). Safe to retry: setting a time twice is setting it once."""
 
     def beat() -> str | None:
-        now = utcnow()
         with store.engine.begin() as connection:
+            now = stamp(connection)
             connection.execute(
                 update(WorkerRow).where(WorkerRow.id == worker_id)
                 .values(heartbeat_at=now, alive_until=now + timedelta(seconds=alive_seconds))
@@ -80,5 +82,5 @@ def attached_workers(connection: Any, study_id: int) -> int:
     """How many workers are attached to the study now (read on ``connection``)."""
     return int(connection.execute(
         select(func.count()).select_from(WorkerRow)
-        .where(WorkerRow.study_id == study_id, WorkerRow.alive_until > utcnow())
+        .where(WorkerRow.study_id == study_id, WorkerRow.alive_until > stamp(connection))
     ).scalar_one())
