@@ -173,7 +173,7 @@ def _without_resample():
     saved = (queries.contender_configs, ranking_module.weigh_evidence,
              ranking_module._expect)
     queries.contender_configs = lambda *args, **kwargs: {}
-    ranking_module.weigh_evidence = lambda *args, **kwargs: ([], None, [])
+    ranking_module.weigh_evidence = lambda *args, **kwargs: ([], None, [], {})
     ranking_module._expect = lambda *args, **kwargs: None
     try:
         yield

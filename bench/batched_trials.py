@@ -35,8 +35,9 @@ def run_once(folder: Path, task: str, trials: int, batch: int, budget: int | Non
     from sqlalchemy import select
 
     from tuner.driver import create, run_study
+    from tuner.driver.resolve import resolve
     from tuner.store import Run, open_store
-    from tuner.study.spec import RangeOverride, resolve
+    from tuner.study.spec import RangeOverride
 
     url = f"sqlite:///{folder / f'{tag}.db'}"
     spec = resolve({

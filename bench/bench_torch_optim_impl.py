@@ -29,6 +29,9 @@ CASES: dict[str, tuple[type, dict]] = {
     "adamax": (torch.optim.Adamax, {"lr": 2e-3}),
     "nadam": (torch.optim.NAdam, {"lr": 2e-3}),
     "radam": (torch.optim.RAdam, {"lr": 1e-3}),
+    "adafactor": (torch.optim.Adafactor, {"lr": 1e-2}),
+    "rprop": (torch.optim.Rprop, {"lr": 1e-2}),
+    "asgd": (torch.optim.ASGD, {"lr": 1e-2, "t0": 0}),
 }
 
 

@@ -257,9 +257,9 @@ def run_recorded(settings: dict, seeds: list[int], url: str) -> None:
     from tuner.driver.context import study_space
     from tuner.driver.create import initial_configs
     from tuner.driver.policy import choices_to_spread, plan_slot
+    from tuner.driver.resolve import resolve
     from tuner.plugin.registry import get_registry
     from tuner.store import TaskRecord, open_store, record_task
-    from tuner.study.spec import resolve
 
     spec = resolve(settings)
     spec = replace(spec, initial_configs=initial_configs(spec, None))

@@ -32,7 +32,7 @@ TASK = "digits-mlp"
 
 
 def study_spec(name: str, trials: int, seeds: int, budget: int, optimizer: str) -> Any:
-    from tuner.study.spec import resolve
+    from tuner.driver.resolve import resolve
 
     return resolve({
         "name": name, "task": TASK, "optimizers": optimizer, "trials": trials, "seeds": seeds,

@@ -56,16 +56,25 @@ def main() -> None:
 
     import optuna
 
-    from tuner.store import create_study, open_store, optuna_storage, record_run, start_trial
+    from tuner.store import TaskRecord, open_store, optuna_storage, record_run
+    from tuner.store.claims import insert_claim
+    from tuner.store.models import utcnow
+    from tuner.store.studies import write_study
+    from tuner.study.spec import StudySpec
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = args.db or f"sqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"
     store = open_store(url)
-    study_id = create_study(store, name=f"bench-{time.time_ns()}", task="quadratic",
-                            optimizers=["adamw"], trials_per_optimizer=1, seeds=[0])
-    trial_id = start_trial(store, study_id=study_id, optimizer="adamw",
-                           optuna_study_name=f"bench-{time.time_ns()}", optuna_trial_number=0,
-                           params={"lr": 1e-3})
+    # a study as `tuner study create` writes it, and a slot claimed as a worker claims it
+    spec = write_study(store, StudySpec(name=f"bench-{time.time_ns()}", task="quadratic",
+                                        optimizers=["adamw"], trials=1, seeds=1),
+                       TaskRecord("quadratic", "analytic", "loss", "minimize", 1e-2))
+    now = utcnow()
+    trial_id = insert_claim(store, {
+        "study_id": spec.id, "optimizer": "adamw", "optuna_study_name": f"tuner/{spec.name}/adamw",
+        "optuna_trial_number": 0, "params": {"lr": 1e-3}, "started_at": now, "heartbeat_at": now,
+        "slot": 0, "origin": "recommended",
+    })
     study = optuna.create_study(storage=optuna_storage(url), study_name=f"bench-{time.time_ns()}")
     results = [make_result(seed, args.points) for seed in range(args.runs)]
 

@@ -11,6 +11,7 @@ from collections import defaultdict
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
+from study_rows import trial_of_its_own
 
 from tuner.advice import (
     Tolerance,
@@ -30,12 +31,10 @@ from tuner.plugin.registry import get_registry
 from tuner.store import (
     RESULT_OPTIONS,
     TaskRecord,
-    create_study,
     open_store,
     record_run,
     record_task,
     resolve_url,
-    start_trial,
 )
 from tuner.store.config_key import protocol_key
 from tuner.training.loop import RunResult
@@ -64,12 +63,8 @@ def add_runs(store, task, optimizer, params, finals, statuses=None, steps_to_tar
     record_task(store, TASKS[task])
     trial_id = None
     if origin is not None:
-        study = f"s{random.getrandbits(48)}"
-        study_id = create_study(store, name=study, task=task, optimizers=[optimizer],
-                                trials_per_optimizer=1, seeds=list(range(len(finals))))
-        trial_id = start_trial(store, study_id=study_id, optimizer=optimizer,
-                               optuna_study_name=f"{study}:{optimizer}", optuna_trial_number=0,
-                               params=params, slot=0, origin=origin)
+        trial_id = trial_of_its_own(store, TASKS[task], optimizer, params, origin,
+                                    seeds=len(finals))
     for seed, final in enumerate(finals):
         status = statuses[seed] if statuses else ("complete" if final is not None else "diverged")
         record_run(store, trial_id, RunResult(
@@ -596,8 +591,8 @@ def test_study_create_warm_start_tries_the_best_known_first(sqlite_url):
     with open_store(sqlite_url) as reopened:
         study = get_study(reopened, "warm")
     # good interval 3e-3..1e-2 (0.9625 is within 2% of 0.97, 0.95 is not), widened x3 each side
-    assert study.search_spaces["adam"]["lr"] == [pytest.approx(1e-3), pytest.approx(3e-2)]
-    first = study.options["initial_configs"]["adam"]
+    assert study.ranges["adam"]["lr"] == [pytest.approx(1e-3), pytest.approx(3e-2)]
+    first = study.initial_configs["adam"]
     assert [c["params"]["lr"] for c in first] == [
         pytest.approx(3e-3), pytest.approx(1e-2), pytest.approx(1e-3)]
     # the recommended configuration is the third one here: it is not tried twice, and it

@@ -4,15 +4,15 @@ computations on a store of three tasks with known rankings, speeds and defaults.
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 from click.testing import CliRunner
+from study_rows import trial_of_its_own
 
 from tuner.advice import compare
 from tuner.advice.comparison import PROFILE_TAUS, tuned_against_defaults
 from tuner.cli import cli
-from tuner.store import TaskRecord, create_study, open_store, record_run, record_task, start_trial
+from tuner.store import TaskRecord, open_store, record_run, record_task
 from tuner.training.loop import RunResult
 
 ACCURACY = TaskRecord("digits-mlp", "vision", "val_accuracy", "maximize", 0.95)
@@ -25,12 +25,8 @@ def add_runs(store, task, optimizer, lr, finals, steps=None, origin=None):
     record_task(store, task)
     trial_id = None
     if origin is not None:
-        name = f"s{random.getrandbits(48)}"
-        study_id = create_study(store, name=name, task=task.name, optimizers=[optimizer],
-                                trials_per_optimizer=1, seeds=list(range(len(finals))))
-        trial_id = start_trial(store, study_id=study_id, optimizer=optimizer,
-                               optuna_study_name=f"{name}:{optimizer}", optuna_trial_number=0,
-                               params={"lr": lr}, slot=0, origin=origin)
+        trial_id = trial_of_its_own(store, task, optimizer, {"lr": lr}, origin,
+                                    seeds=len(finals))
     for seed, final in enumerate(finals):
         record_run(store, trial_id, RunResult(
             task=task.name, optimizer=optimizer, params={"lr": lr}, seed=seed,
@@ -149,7 +145,7 @@ def test_compare_cli_prints_mean_ranks_profile_and_the_crowded_valley_lines(thre
 
 
 def test_the_report_has_an_across_tasks_section(three_tasks, tmp_path):
-    from tuner.report.write import write_report
+    from tuner.report import write_report
 
     report = write_report("digits-mlp", tmp_path / "report", db=three_tasks)
     page = report.index.read_text(encoding="utf-8")

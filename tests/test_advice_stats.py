@@ -10,6 +10,7 @@ from statistics import NormalDist
 
 import pytest
 from click.testing import CliRunner
+from study_rows import trial_of_its_own
 
 from tuner.advice import advise, best, compare
 from tuner.advice.bootstrap import CONFIDENT_Z, seeds_to_settle
@@ -19,11 +20,9 @@ from tuner.advice.ranking import what_would_settle
 from tuner.cli import cli
 from tuner.store import (
     TaskRecord,
-    create_study,
     open_store,
     record_run,
     record_task,
-    start_trial,
 )
 from tuner.training.loop import RunResult
 
@@ -37,12 +36,8 @@ def add_runs(store, task, optimizer, params, finals, steps_to_target=None, state
     record_task(store, task)
     trial_id = None
     if origin is not None:
-        name = f"s{random.getrandbits(48)}"
-        study_id = create_study(store, name=name, task=task.name, optimizers=[optimizer],
-                                trials_per_optimizer=1, seeds=list(range(len(finals))))
-        trial_id = start_trial(store, study_id=study_id, optimizer=optimizer,
-                               optuna_study_name=f"{name}:{optimizer}", optuna_trial_number=0,
-                               params=params, slot=0, origin=origin)
+        trial_id = trial_of_its_own(store, task, optimizer, params, origin,
+                                    seeds=len(finals))
     for seed, final in enumerate(finals):
         record_run(store, trial_id, RunResult(
             task=task.name, optimizer=optimizer, params=dict(params), seed=seed,
@@ -269,7 +264,7 @@ def test_defaults_against_tuning(store):
 
 
 def test_the_report_shows_probabilities_ratios_pareto_and_defaults(store, tmp_path):
-    from tuner.report.write import write_report
+    from tuner.report import write_report
 
     add_runs(store, ACCURACY, "adamw", {"lr": 1e-3}, [0.96, 0.96], origin="recommended")
     add_runs(store, ACCURACY, "adamw", {"lr": 2e-3}, [0.97, 0.971, 0.972])

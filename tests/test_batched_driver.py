@@ -18,10 +18,9 @@ from test_workers import check_consistent, tuner_command
 from tuner.cli import cli
 from tuner.driver import GRACE_ENV, HEARTBEAT_ENV, run_study
 from tuner.driver.create import CRASH_ENV
-from tuner.store import Run, Trial, open_store
+from tuner.store import Run, Trial, open_store, record_run
 from tuner.store.config_key import config_hash
 from tuner.store.queries import Scope, config_runs
-from tuner.store.records import record_run
 from tuner.store.studies import get_study
 from tuner.training.loop import RunResult, train
 

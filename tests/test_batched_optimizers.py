@@ -6,8 +6,9 @@ made of: the batched step repeats the unbatched arithmetic op for op on a stacke
 only freedom left is how a processor's vector units evaluate one element-wise expression in the
 body of a vector against its tail (a fused multiply-add or not: one rounding of float32's
 ``2**-24`` more or less per operation); about 8 such operations per step over 20 steps give
-``20 * 8 * 2**-24 ~ 1e-5``. On this project's x86-64 machines every built-in family measures
-0.0, bit-identical: the fused torch.optim classes (SGD, Adagrad, Adam, AdamW) call the same
+``20 * 8 * 2**-24 ~ 1e-5``. On this project's x86-64 machines every built-in family, and the
+more-optimizers extra's Adan, ADOPT and AdEMAMix against pytorch_optimizer, measures 0.0,
+bit-identical: the fused torch.optim classes (SGD, Adagrad, Adam, AdamW) call the same
 kernel per configuration, and the others repeat the unbatched arithmetic, which the sign-based
 updates (Lion, Tiger, signSGD, Signum) need, since a sign turns a rounding difference at a value
 within one rounding of zero into a step of ``lr`` (with the tests' random gradients, about one
@@ -50,10 +51,15 @@ BATCHED = [
     "amsgrad", "adamax", "nadam", "radam", "lion", "tiger", "signsgd", "signum",
     "schedulefree-adamw", "ranger",
     "lookahead-momentum", "lookahead-adam", "lookahead-lion", "lookahead-schedulefree-adamw",
+    "adan", "adopt", "ademamix", "lookahead-adan",
 ]
-"""Every built-in element-wise optimizer, and Lookahead around one of each family."""
+"""Every built-in element-wise optimizer, the batched ones of the more-optimizers extra (Adan,
+ADOPT, AdEMAMix: checked against pytorch_optimizer's own step), and Lookahead around one of
+each family."""
 
-UNBATCHED = ["lbfgs", "newton", "bfgs", "dfp", "cg", "lookahead-lbfgs"]
+UNBATCHED = ["lbfgs", "newton", "bfgs", "dfp", "cg", "lookahead-lbfgs",
+             "soap", "shampoo", "kron", "prodigy", "dadapt-adam", "mars", "came", "lamb",
+             "sam-adamw"]
 
 
 def _plugin(name: str):
@@ -252,7 +258,7 @@ def test_a_configuration_with_lr_scale_zero_does_not_move(name):
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "lion", "signum", "schedulefree-adamw",
-                                  "lookahead-adam"])
+                                  "lookahead-adam", "adan", "adopt", "ademamix"])
 def test_a_group_with_weight_decay_zero_is_not_decayed(name):
     """Zero gradients: only weight decay can move a parameter."""
     plugin = _plugin(name)
@@ -308,6 +314,7 @@ def test_tiger_guard_skips_only_the_configuration_with_a_non_finite_gradient():
 @pytest.mark.parametrize(("name", "variant"), [
     ("rmsprop", {}), ("adadelta", {}), ("adamax", {}), ("nadam", {}), ("radam", {}),
     ("lion", {}), ("signum", {}), ("tiger", {"nan_guard": True}),
+    ("adan", {}), ("adopt", {"decoupled_weight_decay": True}), ("ademamix", {}),
 ])
 def test_parameters_stepped_in_blocks_of_configurations_match_too(name, variant):
     """A parameter above CPU_BLOCK_ELEMENTS per block is stepped a few configurations at a
@@ -325,7 +332,8 @@ def test_parameters_stepped_in_blocks_of_configurations_match_too(name, variant)
 
 
 @pytest.mark.parametrize("name", ["momentum", "adam", "amsgrad", "nadam", "tiger",
-                                  "schedulefree-adamw", "lookahead-adam", "signsgd"])
+                                  "schedulefree-adamw", "lookahead-adam", "signsgd",
+                                  "adan", "adopt", "ademamix"])
 def test_state_bytes_are_the_unbatched_state_times_k(name):
     plugin = _plugin(name)
     configs = _configs(plugin, {"nan_guard": True} if name == "tiger" else {})[1:]

@@ -57,19 +57,24 @@ def _eval_mode_names() -> list[str]:
 
 
 EVAL_MODE_NAMES = _eval_mode_names()
-EVALUATION_WEIGHTS = {"schedulefree-adamw", "lookahead-schedulefree-adamw"}
+EVALUATION_WEIGHTS = {"schedulefree-adamw": {}, "lookahead-schedulefree-adamw": {},
+                      "asgd": {"t0": 1}}
+"""The optimizers with evaluation weights, and values at which the weights differ after the
+check's steps (ASGD averages only after t0 steps)."""
 RESTORE_TOLERANCE = 1e-5  # Schedule-Free interpolates there and back: float32 rounding
+SWITCH_STEPS = 5  # ASGD at t0 1 averages from its fourth step
 
 
 def test_the_eval_mode_checks_cover_the_optimizers_with_evaluation_weights():
-    assert EVALUATION_WEIGHTS <= set(EVAL_MODE_NAMES)
+    assert set(EVALUATION_WEIGHTS) <= set(EVAL_MODE_NAMES)
     assert not testing.defines_eval_mode(get_registry().optimizer("adamw"))
 
 
 @pytest.mark.parametrize("name", EVAL_MODE_NAMES)
 def test_eval_then_train_restores_the_parameters(name):
     plugin = get_registry().optimizer(name)
-    shift = testing.eval_weights_shift(plugin)
+    values = EVALUATION_WEIGHTS.get(name)
+    shift = testing.eval_weights_shift(plugin, values, steps=SWITCH_STEPS)
     if name in EVALUATION_WEIGHTS:
         # eval() really puts other weights in place (Schedule-Free's averaged x, not y), far
         # enough from the training weights that a missing restore could not pass below ...
@@ -77,4 +82,4 @@ def test_eval_then_train_restores_the_parameters(name):
     else:  # ... and a wrapper around an optimizer without them leaves the weights alone
         assert shift == 0.0
     # ... and train() puts the training weights back.
-    assert testing.eval_train_switch(plugin) <= RESTORE_TOLERANCE
+    assert testing.eval_train_switch(plugin, values, steps=SWITCH_STEPS) <= RESTORE_TOLERANCE

@@ -18,13 +18,15 @@ from tuner.driver import (
     optuna_study_name,
     run_study,
 )
+from tuner.driver.context import optimizer_space
 from tuner.driver.grid import grid_points
 from tuner.driver.optuna_adapter import make_sampler
+from tuner.driver.resolve import resolve
 from tuner.plugin.registry import get_registry
 from tuner.plugin.space import Categorical, Float, SearchSpace
 from tuner.store import Run, Study, Trial, open_store
 from tuner.store.studies import get_study
-from tuner.study.spec import StudyFileError, StudySpec, parse_range_flag, resolve
+from tuner.study.spec import StudyFileError, StudySpec, parse_range_flag
 
 TINY = {"task": "quadratic", "budget": 20}
 
@@ -168,7 +170,7 @@ def test_resolve_checks_flags_and_file_together():
     )
     assert spec.trials == 7 and spec.optimizers == ["adam", "sgd"]
     assert spec.ranges == {"adam": {"lr": [1e-4, 1e-2]}, "sgd": {"lr": [1e-3, 1e-1]}}
-    assert spec.space("adam")["lr"].high == 1e-2
+    assert optimizer_space(spec, "adam")["lr"].high == 1e-2
     for bad, message in (
         ({"optimizers": "adam,adam"}, "listed twice"),
         ({"seeds": 0}, "seeds must be a positive"),

@@ -19,10 +19,9 @@ from test_migrations import populated_at_first_revision
 
 from tuner.cli import cli
 from tuner.plugin.registry import get_registry
-from tuner.store import open_store, upgrade
+from tuner.store import open_store, record_run, upgrade
 from tuner.store.database import alembic_config, make_engine
 from tuner.store.models import Run
-from tuner.store.records import record_run
 from tuner.task.contract import Problem, Task
 from tuner.training.loop import train
 from tuner_plugins.optimizers._flat_optimizer import FlatOptimizer

@@ -295,7 +295,7 @@ def test_an_extend_killed_once_its_round_is_written_resumes_to_the_same_totals(
         timeout=300,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert show(sqlite_url, "far")["status"] == "stopped"  # a round written, nothing run
+    assert show(sqlite_url, "far")["status"] == "idle"  # a round written, nothing run
     resumed = invoke("study", "extend", "far", "--until-settled", "--db", sqlite_url)
     assert resumed.exit_code == 0, resumed.output
     assert "slots of study 'far' still to run first" in resumed.output

@@ -525,3 +525,44 @@ def test_0006_fills_task_records_without_the_task_plugins(sqlite_url, tmp_path):
             "SELECT name, kind, metric, direction, target FROM tuner_tasks")).all()
     engine.dispose()
     assert [tuple(t) for t in tasks] == [("quadratic", None, "loss", "minimize", None)]
+
+
+def test_0012_records_old_runs_as_step_sizes_and_downgrades_in_place(database_url):
+    """Runs recorded before 0012 were all of step-size optimizers: the new column says so; a
+    run recorded after keeps its own meaning; the downgrade drops the column and its index and
+    keeps every row."""
+    from tuner.store import record_run
+    from tuner.training.loop import RunResult
+
+    populated_at_first_revision(database_url)
+    upgrade(database_url, "0011")
+    before = _runs_curves_and_stats_0006(database_url)
+    assert upgrade(database_url, "0012") == ("0011", "0012")
+    assert _runs_curves_and_stats_0006(database_url) == before
+    store = open_store(database_url, create=False)
+    if store.engine.dialect.name == "postgresql":  # the seed rows set their ids by hand
+        with store.engine.begin() as connection:
+            connection.execute(text("SELECT setval(pg_get_serial_sequence('tuner_runs', 'id'),"
+                                    " (SELECT max(id) FROM tuner_runs))"))
+    result = RunResult(task="quadratic", optimizer="prodigy", params={"lr": 1.0}, seed=0,
+                       status="complete", final_metric=0.2, best_metric=0.2, param_count=100)
+    result.lr_meaning = "multiplier"
+    record_run(store, None, result)
+    store.dispose()
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        meanings = connection.execute(
+            text("SELECT id, lr_meaning FROM tuner_runs ORDER BY id")).all()
+        indexes = {i["name"] for i in inspect(connection).get_indexes("tuner_runs")}
+        command.downgrade(alembic_config(connection), "0011")
+        connection.commit()
+        names = {c["name"] for c in inspect(connection).get_columns("tuner_runs")}
+        after = {i["name"] for i in inspect(connection).get_indexes("tuner_runs")}
+        count = connection.execute(text("SELECT count(*) FROM tuner_runs")).scalar()
+    engine.dispose()
+    assert [tuple(row) for row in meanings] == [
+        (1, "step size"), (2, "step size"), (3, "multiplier")]
+    assert "ix_tuner_runs_task_optimizer_lr_meaning" in indexes
+    assert "lr_meaning" not in names and "ix_tuner_runs_task_optimizer_lr_meaning" not in after
+    assert count == 3
+    assert upgrade(database_url) == ("0011", HEAD_REVISION)

@@ -75,8 +75,8 @@ def test_the_wheel_holds_every_package_and_its_data(built):
         assert f"tuner/migrations/versions/{script.name}" in names
     shipped = [p for p in (REPO / "plugins" / "tasks" / "data").iterdir() if p.is_file()]
     assert shipped and all(f"tuner_plugins/tasks/data/{p.name}" in names for p in shipped)
-    static = [p for p in (REPO / "tuner" / "server").rglob("*") if p.is_file()
-              and p.parent.name in ("static", "templates")]
+    static = [p for p in (REPO / "tuner").rglob("*") if p.is_file()
+              and p.parent.name in ("static", "templates")]  # the server's and the report's
     assert static and all(p.relative_to(REPO).as_posix() in names for p in static)
     assert not any(name.startswith(("alembic/", "plugins/")) for name in names)
 
@@ -198,6 +198,9 @@ def test_the_installed_wheel_runs_a_first_session(installed, tmp_path):
         assert "logreg" in page
         with urllib.request.urlopen(base + "/static/chart.umd.js", timeout=5) as answer:
             assert answer.status == 200 and len(answer.read()) > 10_000
+        # the stylesheet the server shares with the report ships in the report's package
+        with urllib.request.urlopen(base + "/static/style.css", timeout=5) as answer:
+            assert answer.read() == (REPO / "tuner/report/static/style.css").read_bytes()
     finally:
         server.terminate()
         server.wait(timeout=30)

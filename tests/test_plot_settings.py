@@ -15,13 +15,21 @@ import pytest
 from click.testing import CliRunner
 
 from tuner.cli import cli
+from tuner.driver.context import optimizer_space
+from tuner.driver.resolve import resolve
 from tuner.plugin.optimizer import OptimizerPlugin
 from tuner.plugin.registry import get_registry
 from tuner.plugin.space import Float, SpaceError
-from tuner.report.plots import PlotError, Setting, parse_setting, plot_curves, plot_trajectories
+from tuner.report.plots import (
+    PlotError,
+    Setting,
+    parse_setting,
+    plot_setting_curves,
+    plot_setting_trajectories,
+)
 from tuner.store import open_store
 from tuner.store.studies import get_study, study_status
-from tuner.study.spec import load_study_file, parse_range_flag, resolve
+from tuner.study.spec import load_study_file, parse_range_flag
 
 SEVEN = [
     "sgd:lr=0.1", "sgd:lr=0.01", "momentum:lr=0.01", "nesterov:lr=0.01", "adagrad:lr=0.1",
@@ -70,15 +78,15 @@ def test_the_seven_panel_trajectory_figure_matches_tuner_train(tmp_path: Path):
 
 def test_the_same_figures_from_python(tmp_path: Path):
     settings = [Setting("sgd", {"lr": 0.001}), "cg"]
-    paths = plot_trajectories("rosenbrock", settings, tmp_path / "p.png", budget=60)
+    paths = plot_setting_trajectories("rosenbrock", settings, tmp_path / "p.png", budget=60)
     assert paths.path.exists()
     assert [p.setting.label for p in paths.panels] == ["sgd lr=0.001", "cg"]
     assert [p.result.status for p in paths.panels] == ["complete", "complete"]
     assert paths.panels[0].final_metric == _train_final("sgd", {"lr": 0.001}, "rosenbrock",
                                                         "--budget", "60")
     assert paths.panels[1].final_metric < 1e-6  # CG finds Rosenbrock's minimum in 60 steps
-    curves = plot_curves("logreg", ["newton", "adam:lr=0.01"], tmp_path / "c.png", budget=20,
-                         eval_every=5)
+    curves = plot_setting_curves("logreg", ["newton", "adam:lr=0.01"], tmp_path / "c.png",
+                                 budget=20, eval_every=5)
     assert curves.path.exists()
     newton, adam = curves.panels
     assert len(newton.result.curve) == 4 and newton.result.hessian_evals == 20
@@ -167,7 +175,7 @@ def test_a_study_file_takes_a_fixed_value(tmp_path: Path):
                     'weight_decay = 0}\nadam.lr = 0.1\n')
     spec = resolve({"name": "f"}, load_study_file(path))
     assert spec.fixed == ["nesterov"] and spec.trials_for("adam") == 5
-    space = spec.space("adam")
+    space = optimizer_space(spec, "adam")
     assert space["lr"].fixed and space["lr"].range_text == "0.1 (fixed)"
     assert space.fixed_point() is None  # betas and eps are still free
 

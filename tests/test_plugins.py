@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from tuner.cli import cli
+from tuner.errors import NotInstalledError
 from tuner.plugin import registry as plugins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +87,50 @@ def test_example_plugin_is_listed_and_runs(example_installed, isolated_registry)
         (x[0] ** 2 + 10 * x[1] ** 2).backward()
         optimizer.step()
     assert float(x[0].detach() ** 2 + 10 * x[1].detach() ** 2) < 0.5  # from 106
+
+
+NEEDS_A_PACKAGE = """
+    import torch, tuner
+    from tuner.plugin.optimizer import OptimizerPlugin, Requirement
+    from tuner.plugin.space import Float
+
+    @tuner.hookimpl
+    def register_optimizers(register):
+        for name, module in (("absent-sgd", "tuner_no_such_package"), ("present-sgd", "json")):
+            register(OptimizerPlugin(
+                name=name, summary="SGD behind a package",
+                space=[Float("lr", 1e-3, 1.0, default=0.1, log=True)],
+                build=lambda params, hp: torch.optim.SGD(params, lr=hp["lr"]),
+                state_multiple=0, requires=Requirement(module, f"pip install {module}")))
+"""
+
+
+def test_an_optimizer_whose_package_is_missing_is_listed_as_not_installed(
+    tmp_path, isolated_registry
+):
+    isolated_registry(fake_distribution(tmp_path, "needs", "tuner_needs", NEEDS_A_PACKAGE))
+    registry = plugins.get_registry()
+    assert "present-sgd" in registry.optimizers  # its package is there: an ordinary optimizer
+    assert "absent-sgd" not in registry.optimizers
+    assert registry.not_installed["absent-sgd"].plugin == "needs"
+    message = ("optimizer 'absent-sgd' needs the package 'tuner_no_such_package', which is not "
+               "installed: pip install tuner_no_such_package")
+    with pytest.raises(NotInstalledError) as raised:
+        registry.optimizer("absent-sgd")
+    assert str(raised.value) == message and raised.value.status == 404
+    with pytest.raises(NotInstalledError, match="'absent-sgd' needs the package"):
+        registry.optimizer("lookahead-absent-sgd")  # a wrapper around it says so too
+
+    listed = CliRunner().invoke(cli, ["optimizers", "list"], catch_exceptions=False)
+    assert listed.exit_code == 0
+    lines = listed.output.strip().splitlines()
+    assert not any(line.startswith("absent-sgd") for line in lines)
+    missing = [line for line in lines if line.startswith("Not installed")]
+    assert missing == ["Not installed (the package 'tuner_no_such_package' is missing): "
+                       "absent-sgd; to add: pip install tuner_no_such_package"]
+    trained = CliRunner().invoke(cli, ["train", "--task", "quadratic", "--optimizer",
+                                       "absent-sgd"])
+    assert trained.exit_code != 0 and trained.output.strip() == f"Error: {message}"
 
 
 def test_builtins_are_plugins_of_the_same_entry_point_group():

@@ -49,20 +49,20 @@ def invoke(*args: str):
 
 def fill(url: str) -> None:
     """A store of a task no plugin has: a study, and synthetic runs of two optimizers."""
-    from tuner.store import create_study, start_trial
+    from study_rows import claim, write
+
+    from tuner.store.studies import set_status
 
     store = open_store(url)
     record_task(store, TASK)
-    study_id = create_study(store, name="s", task=TASK.name, optimizers=["adam", "sgd"],
-                            trials_per_optimizer=2, seeds=[0, 1], status="finished")
+    spec = write(store, TASK, "s", ["adam", "sgd"], trials=2, seeds=2)
+    set_status(store, spec.id, "finished")
     for slot, (optimizer, lr, state, finals) in enumerate((
         ("adam", 1e-3, 2.0, [0.95, 0.96]), ("adam", 1e-2, 2.0, [0.93, 0.94]),
         ("sgd", 0.1, 0.0, [0.90, 0.91]), ("sgd", 0.3, 0.0, [0.88, 0.89]),
     )):
-        trial_id = start_trial(store, study_id=study_id, optimizer=optimizer,
-                               optuna_study_name=f"tuner/s/{optimizer}",
-                               optuna_trial_number=slot % 2, params={"lr": lr}, slot=slot % 2,
-                               origin="recommended" if slot % 2 == 0 else "sampled")
+        trial_id = claim(store, spec, optimizer, {"lr": lr}, slot=slot % 2,
+                         origin="recommended" if slot % 2 == 0 else "sampled")
         for seed, final in enumerate(finals):
             record_run(store, trial_id, RunResult(
                 task=TASK.name, optimizer=optimizer, params={"lr": lr}, seed=seed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -10,10 +11,11 @@ from click.testing import CliRunner
 
 from tuner.advice.budgets import BudgetCurve
 from tuner.cli import cli
-from tuner.report.write import (
+from tuner.report import (
     LrPoint,
     SeedCurve,
     Trajectory,
+    TrajectoryPanel,
     plot_budget_curves,
     plot_learning_curves,
     plot_lr_sensitivity,
@@ -23,6 +25,7 @@ from tuner.report.write import (
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HOSTILE = "<img src=x onerror=alert(1)>"
 
 
 def invoke(*args: str):
@@ -140,7 +143,7 @@ def test_report_draws_the_stored_paths_without_training(studied, tmp_path, monke
     import tuner.training
     from tuner.advice import advise
     from tuner.plugin.registry import get_registry
-    from tuner.report.write import stored_trajectories
+    from tuner.report import stored_trajectories
     from tuner.store import open_store
 
     calls = []
@@ -198,6 +201,62 @@ def test_runs_without_a_stored_path_are_left_out_and_the_page_says_so(studied, t
     assert not (out / "trajectories.png").exists() and "trajectories.png" not in page
 
 
+def test_the_report_and_the_live_pages_share_one_layout_and_one_stylesheet(studied, tmp_path):
+    """The report's page extends the server's base template and links the same CSS file,
+    copied beside it; the server serves that file from the report's package."""
+    from starlette.testclient import TestClient
+
+    from tuner.server import create_app
+
+    report = write_report("quadratic", tmp_path / "report", db=studied)
+    page = report.index.read_text(encoding="utf-8")
+    assert '<link rel="stylesheet" href="style.css">' in page
+    copied = (tmp_path / "report" / "style.css").read_bytes()
+    with TestClient(create_app(studied)) as client:
+        live = client.get("/").text
+        (link,) = re.findall(r'<link rel="stylesheet" href="([^"]+)">', live)
+        served = client.get(link)
+        assert served.status_code == 200 and served.content == copied
+        assert client.get("/static/tuner.js").status_code == 200  # the server's own assets
+    (footer,) = re.findall(r"<footer>.*</footer>", live)
+    assert footer in page
+    assert "<script" not in page  # the live pages' data and scripts stay on the server
+
+
+def test_the_report_escapes_what_it_shows(studied, tmp_path):
+    """A name from the store is shown as text, never read as HTML: here sgd renamed, in a copy
+    of the store, to markup."""
+    from sqlalchemy import text
+
+    from tuner.store import make_engine
+
+    url = copy_of(studied, tmp_path)
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        for table in ("tuner_config_stats", "tuner_seed_stats", "tuner_runs", "tuner_trials"):
+            connection.execute(text(f"UPDATE {table} SET optimizer = :name "
+                                    "WHERE optimizer = 'sgd'"), {"name": HOSTILE})
+    engine.dispose()
+    out = tmp_path / "report"
+    assert invoke("report", "--task", "quadratic", "--out", str(out), "--db", url).exit_code == 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "<td>&lt;img src=x onerror=alert(1)&gt;</td>" in page  # in the ranking table
+    assert HOSTILE not in page and "<img src=x" not in page
+
+
+def test_one_drawing_of_paths_serves_the_report_and_tuner_plot():
+    """``tuner plot trajectories`` trains its runs, then draws them with the report's function."""
+    import tuner
+    import tuner.report.plots as plots
+    from tuner.report.trajectories import plot_trajectories as drawing
+
+    assert plot_trajectories is drawing and plots.plot_trajectories is drawing
+    source = Path(tuner.__file__).parent
+    defined = [path.relative_to(source).as_posix() for path in sorted(source.rglob("*.py"))
+               if "def plot_trajectories(" in path.read_text(encoding="utf-8")]
+    assert defined == ["report/trajectories.py"]
+
+
 def test_report_on_an_empty_store_says_so(sqlite_url, tmp_path):
     result = invoke("report", "--task", "quadratic", "--out", str(tmp_path / "r"),
                     "--db", sqlite_url)
@@ -221,7 +280,8 @@ def test_plot_functions_on_synthetic_data(tmp_path):
         return points[..., 0] ** 2 + 10 * points[..., 1] ** 2
 
     paths = {"sgd": [Trajectory([(4.0, 3.0), (3.0, -1.0), (2.0, 0.5), (0.1, 0.0)])]}
-    assert_png(plot_trajectories(bowl, paths, tmp_path / "t.png", minimum=(0.0, 0.0)))
+    assert_png(plot_trajectories([TrajectoryPanel("sgd on the bowl", paths)], tmp_path / "t.png",
+                                 function=bowl, minimum=(0.0, 0.0)))
     costs = {"a": {"adam": 100.0, "sgd": 300.0}, "b": {"adam": None, "sgd": 50.0}}
     assert_png(plot_performance_profile(costs, tmp_path / "p.png"))
     few = BudgetCurve("adam", 3, [0.9, 0.95, 0.96], [0.85, 0.92, 0.94], [0.93, 0.97, 0.98])

@@ -53,6 +53,7 @@ def browser() -> Iterator[webdriver.Chrome]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--window-size=1300,1000", "--disable-gpu", "--hide-scrollbars"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors
     driver = webdriver.Chrome(service=webdriver.ChromeService(str(CHROMEDRIVER)),
                               options=options)
     driver.set_page_load_timeout(30)
@@ -180,6 +181,130 @@ def test_home_shows_live_progress_then_the_task_page(
     nothing_injected(browser)
 
 
+LOOK = """
+const look = {colours: {}, named: {}, axes: []};
+for (const [key, chart] of Object.entries(window.tunerCharts)) {
+  for (const set of chart.data.datasets) {
+    if (set.role === "band") continue;
+    const name = set.label.replace(/ [(]diverged[)]$/, "");
+    look.colours[name] = [...(look.colours[name] || []), set.borderColor];
+    look.named[name] = window.tunerColour(name);
+  }
+  for (const id of ["x", "y"]) {
+    const scale = chart.scales[id];
+    const values = chart.data.datasets.flatMap((set) => set.data.map((p) => p[id]))
+      .filter((v) => typeof v === "number" && Number.isFinite(v));
+    const ticks = scale.ticks.filter((t) => t.label !== "" && t.label !== undefined)
+      .map((t) => t.value);
+    look.axes.push({chart: key, axis: id, low: Math.min(...values), high: Math.max(...values),
+                    ticks});
+  }
+}
+return look;
+"""
+
+NUMBERS = [1.193e-06, 0.9667, 105.0, 12345.6, -0.5, 0.0, 1e-4, 0.00012345, 99999.5, 3.14159,
+           2.5e-05, 0.004378037992864847, 40.03, 1.0, 0.99999]
+
+
+def task_page_id(server: Server) -> int:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(server.base + "/api/tasks") as answer:
+        return int(json.load(answer)["tasks"][0]["id"])
+
+
+def test_one_look_across_pages(browser: webdriver.Chrome, live: Server) -> None:
+    """The issue's looks: an optimizer's colour is its own on every page (from its name); every
+    axis has a labelled tick beyond every point; the lr tooltip names the lr once; numbers are
+    written one way (a value of a metric as the server's templates write it, an accuracy in
+    percent), whether the server or the page's script writes them."""
+    from tuner.report.templating import _format_metric, _format_number, _format_spread
+
+    ident = task_page_id(live)
+    looks = []
+    for page in (f"/tasks/{ident}", f"/tasks/{ident}/compare"):
+        browser.get(live.base + page)
+        WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+            "return window.tunerCharts && window.tunerCharts.lr !== undefined"))
+        looks.append(browser.execute_script(LOOK))
+        nothing_injected(browser)
+    task, compare = looks
+    for look in looks:
+        for name, colours in look["colours"].items():
+            assert set(colours) == {look["named"][name]}, (name, colours)
+    shared = set(task["colours"]) & set(compare["colours"])
+    assert shared >= {"adam", "sgd"}
+    assert all(task["named"][name] == compare["named"][name] for name in shared)
+    assert task["named"]["adam"] != task["named"]["sgd"]
+    for axis in task["axes"] + compare["axes"]:
+        where = (axis["chart"], axis["axis"])
+        assert axis["ticks"], where
+        if where == ("curves", "x") and axis["low"] == 0:
+            assert min(axis["ticks"]) == 0  # steps start at 0: no negative step
+        else:
+            assert min(axis["ticks"]) < axis["low"], axis
+        assert max(axis["ticks"]) > axis["high"], axis
+
+    browser.get(live.base + f"/tasks/{ident}")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return window.tunerCharts && window.tunerCharts.lr !== undefined"))
+    lines = browser.execute_script(
+        "const c = window.tunerCharts.lr; const i = c.data.datasets.findIndex("
+        "(d) => d.data.length > 0); c.tooltip.setActiveElements([{datasetIndex: i, index: 0}],"
+        " {x: 0, y: 0}); c.update(); return c.tooltip.body.flatMap((b) => b.lines);")
+    assert len([line for line in lines if line.startswith("lr")]) == 1, lines
+    assert any(re.fullmatch(r"lr=\d(\.\d)?e-?\d+", line) for line in lines), lines
+    assert re.fullmatch(r"loss \S+ ± \S+ \(2 seeds\)", lines[0]), lines
+
+    for metric in ("loss", "val_accuracy"):
+        written = browser.execute_script(
+            "return arguments[0].map((v) => [window.tunerFormat.metricText(v, arguments[1]),"
+            " window.tunerFormat.spreadText(v, arguments[1]), window.tunerFormat.number(v)])",
+            NUMBERS, metric)
+        assert written == [[_format_metric(v, metric), _format_spread(v, metric),
+                            _format_number(v)] for v in NUMBERS], metric
+    assert _format_metric(1.193e-06, "loss") == "1.193e-06"
+    assert _format_metric(0.9667, "val_accuracy") == "96.7%"
+
+
+def console_errors(driver: webdriver.Chrome) -> list[str]:
+    """The page's console errors since the last call (the log is read once)."""
+    return [entry["message"] for entry in driver.get_log("browser")
+            if entry["level"] == "SEVERE"]
+
+
+def test_the_study_history_and_a_trial_page_render(
+    browser: webdriver.Chrome, live: Server
+) -> None:
+    """The new views in Chromium, with data and without a console error: the study page's
+    history (best so far against trials, per optimizer) and a trial's page (each seed's
+    curve), reached from the trials table."""
+    console_errors(browser)
+    browser.get(live.base + "/studies/tiny")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return window.tunerCharts && window.tunerCharts.history !== undefined"))
+    history = browser.execute_script(
+        "const c = window.tunerCharts.history; return c.data.datasets.filter("
+        "(d) => d.role === 'best').map((d) => [d.label, d.data.length, d.borderColor,"
+        " window.tunerColour(d.label)]);")
+    assert sorted(name for name, *_ in history) == ["adam", "sgd"]
+    assert all(points == 3 and drawn == named for _, points, drawn, named in history), history
+    link = browser.find_element(By.CSS_SELECTOR, "#trials-body a.trial-link")
+    number = link.text
+    link.click()
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return window.tunerCharts && window.tunerCharts.curves !== undefined"))
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith(f"Trial {number} of ")
+    curves = browser.execute_script(
+        "return window.tunerCharts.curves.data.datasets.map((d) => [d.seed, d.data.length])")
+    assert [seed for seed, _ in curves] == [0, 1] and all(n >= 2 for _, n in curves)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#trial-runs tbody tr")) == 2
+    assert console_errors(browser) == []
+    nothing_injected(browser)
+
+
 def make_hostile(url: str, marker: str = "") -> None:
     """Write hostile text where the store keeps names, parameters and descriptions."""
     from sqlalchemy import select, update
@@ -208,12 +333,68 @@ def make_hostile(url: str, marker: str = "") -> None:
         store.dispose()
 
 
+def unfinish(url: str) -> None:
+    """One more trial per optimizer for the study: unfinished (idle), so its page polls."""
+    from sqlalchemy import update
+
+    from tuner.store import Study, open_store
+
+    with open_store(url, create=False) as store, store.engine.begin() as connection:
+        connection.execute(update(Study).values(
+            trials_per_optimizer=Study.trials_per_optimizer + 1))
+
+
+def api_fetches(driver: webdriver.Chrome, path: str) -> int:
+    """How many times the page has asked for ``path`` (the browser's resource timing)."""
+    return int(driver.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".filter((e) => new URL(e.name).pathname === arguments[0]).length", path))
+
+
+def test_a_deleted_study_says_so_and_its_page_stops_asking(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """The issue: a deleted study's open page kept saying "created" and polled 404s forever.
+    A finished study's page does not poll at all (it changes no more)."""
+    from tuner.driver import delete_study
+
+    url = finished_sqlite(tmp_path)
+    create_study(url, name="doomed")
+    server = serve(url, tmp_path / "serve.log")
+    try:
+        browser.get(server.base + "/studies/doomed")
+        WebDriverWait(browser, 30, poll_frequency=0.2).until(
+            lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-updates")
+                          or 0) >= 1)
+        assert browser.find_element(By.ID, "study-status").text == "created"
+        delete_study("doomed", url)
+        WebDriverWait(browser, 30, poll_frequency=0.2).until(
+            lambda d: d.find_elements(By.ID, "study-gone"))
+        assert browser.find_element(By.ID, "study-status").text == "deleted"
+        assert "was deleted" in browser.find_element(By.ID, "study-gone").text
+        body = browser.find_element(By.TAG_NAME, "body")
+        assert body.get_attribute("data-polling") == "off"
+        asked = api_fetches(browser, "/api/studies/doomed")
+        time.sleep(2.5 * 2)  # two polling intervals
+        assert api_fetches(browser, "/api/studies/doomed") == asked
+
+        browser.get(server.base + "/studies/tiny")
+        assert browser.find_element(By.ID, "study-status").text == "finished"
+        time.sleep(2.5)
+        assert api_fetches(browser, "/api/studies/tiny") == 0
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-polling") is None
+        nothing_injected(browser)
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def hostile(finished_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("hostile")
     path = folder / "tuner.db"
     finished_sqlite(folder)
     make_hostile(f"sqlite:///{path}")
+    unfinish(f"sqlite:///{path}")
     server = serve(f"sqlite:///{path}", folder / "serve.log")
     server.url = f"sqlite:///{path}"  # type: ignore[attr-defined]
     try:
@@ -250,8 +431,18 @@ def test_hostile_text_is_shown_as_text_everywhere(
     assert any(HOSTILE in line and HOSTILE_SCRIPT in line for line in lines), lines
     nothing_injected(browser)
 
+    browser.get(hostile.base + "/studies/tiny/trials/1")  # its optimizer is hostile too
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return window.tunerCharts && window.tunerCharts.curves !== undefined"))
+    nothing_injected(browser)
+    assert browser.find_element(By.ID, "trial-optimizer").text == HOSTILE
+    assert HOSTILE in browser.find_element(By.ID, "trial-params").text
+    assert HOSTILE_SCRIPT in browser.find_element(By.ID, "trial-params").text
+
     browser.get(hostile.base + "/studies/tiny")
     nothing_injected(browser)
+    assert HOSTILE in browser.execute_script(
+        "return window.tunerCharts.history.data.datasets.map((d) => d.label).join(' ')")
     assert browser.find_element(By.ID, "study-description").text == HOSTILE + HOSTILE_SCRIPT
     assert HOSTILE in browser.find_element(By.ID, "trials").text
     # A live update that brings new hostile text: it must arrive, as text.

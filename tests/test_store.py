@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
+from study_rows import claim, write
 
 from tuner.store import (
     HEAD_REVISION,
@@ -15,11 +16,10 @@ from tuner.store import (
     Run,
     SchemaError,
     StoreError,
+    TaskRecord,
     Trial,
-    create_study,
     default_database_path,
     display_url,
-    finish_trial,
     get_study,
     open_store,
     optuna_storage,
@@ -27,9 +27,11 @@ from tuner.store import (
     record_run,
     resolve_url,
     schema_state,
-    start_trial,
 )
+from tuner.store.claims import close_trial
 from tuner.training.loop import CurvePoint, RunResult
+
+QUADRATIC = TaskRecord("quadratic", "analytic", "loss", "minimize", 1e-2)
 
 
 def make_result(seed: int = 0, points: int = 20, **changes) -> RunResult:
@@ -57,17 +59,12 @@ def make_result(seed: int = 0, points: int = 20, **changes) -> RunResult:
     return RunResult(**values)
 
 
-def new_trial(store, number: int = 0, name: str = "s1") -> int:
-    study_id = create_study(
-        store, name=name, task="quadratic", optimizers=["adamw", "sgd"],
-        trials_per_optimizer=4, seeds=[0, 1, 2], options={"steps": 100},
-        search_spaces={"adamw": {"lr": {"low": 1e-4, "high": 1e-1}}},
-    )
-    return start_trial(
-        store, study_id=study_id, optimizer="adamw", optuna_study_name=f"{name}:adamw",
-        optuna_trial_number=number, params={"lr": 3e-3, "weight_decay": 0.01},
-        worker_host="host-a", worker_pid=123,
-    )
+def new_trial(store, name: str = "s1") -> int:
+    """A study written as ``tuner study create`` writes it, and its first slot claimed."""
+    spec = write(store, QUADRATIC, name, ["adamw", "sgd"], trials=4, seeds=3, budget=100,
+                 ranges={"adamw": {"lr": [1e-4, 1e-1]}})
+    return claim(store, spec, "adamw", {"lr": 3e-3, "weight_decay": 0.01},
+                 worker_host="host-a", worker_pid=123)
 
 
 def test_url_resolution(monkeypatch, tmp_path):
@@ -129,7 +126,7 @@ def test_record_run_stores_every_field_and_the_curve(database_url):
                          trajectory=[(1.5, -2.0), (0.5, math.nan), (math.inf, 0.25)])
     run_id = record_run(store, trial_id, result, space_hash="abc123")
     plain_id = record_run(store, trial_id, make_result(seed=2))  # no path, no options
-    finish_trial(store, trial_id, status="complete", value=0.25)
+    assert close_trial(store, trial_id, "complete", 0.25)
     with store.session() as session:
         run = session.get(Run, run_id)
         assert run.trial_id == trial_id and run.study_id == run.trial.study_id
@@ -162,7 +159,7 @@ def test_record_run_stores_every_field_and_the_curve(database_url):
         trial = session.get(Trial, trial_id)
         assert (trial.status, trial.value, trial.worker_host) == ("complete", 0.25, "host-a")
         assert trial.finished_at is not None
-        assert get_study(session, "s1").search_spaces["adamw"]["lr"]["high"] == 0.1
+    assert get_study(store, "s1").ranges["adamw"]["lr"] == [1e-4, 0.1]
     store.dispose()
 
 
@@ -299,18 +296,14 @@ def test_a_trial_records_where_its_configuration_came_from(sqlite_url):
     from tuner.store import TRIAL_ORIGINS
 
     store = open_store(sqlite_url)
-    study_id = create_study(store, name="o", task="quadratic", optimizers=["sgd"],
-                            trials_per_optimizer=2, seeds=[0])
-    trial_id = start_trial(store, study_id=study_id, optimizer="sgd", optuna_study_name="o:sgd",
-                           optuna_trial_number=0, params={"lr": 0.1}, slot=0,
-                           origin="recommended")
+    spec = write(store, QUADRATIC, "o", ["sgd"], trials=2)
+    trial_id = claim(store, spec, "sgd", {"lr": 0.1}, slot=0, origin="recommended")
     with store.session() as session:
         assert (session.get(Trial, trial_id).origin, session.get(Trial, trial_id).slot) == (
             "recommended", 0)
     assert TRIAL_ORIGINS == ("recommended", "warm_start", "sampled", "more_seeds")
     with pytest.raises(StoreError, match="unknown trial origin 'guessed'"):
-        start_trial(store, study_id=study_id, optimizer="sgd", optuna_study_name="o:sgd",
-                    optuna_trial_number=1, params={}, slot=1, origin="guessed")
+        claim(store, spec, "sgd", {}, slot=1, origin="guessed")
     with store.session() as session:
         assert session.scalar(select(func.count()).select_from(Trial)) == 1
     store.dispose()

@@ -125,8 +125,9 @@ def test_study_file_with_flags_overriding_it(sqlite_url: str, tmp_path: Path):
 
 
 def test_ready_made_study_files_are_valid():
+    from tuner.driver.resolve import resolve
     from tuner.plugin.registry import get_registry
-    from tuner.study.spec import load_study_file, resolve
+    from tuner.study.spec import load_study_file
 
     registry = get_registry()
     for path in sorted((ROOT / "studies").glob("*.toml")):
@@ -136,6 +137,32 @@ def test_ready_made_study_files_are_valid():
             continue  # a plugin this install lacks; the file is still for users who have it
         spec = resolve({"name": path.stem}, settings)
         assert spec.trials >= 4 and spec.seeds >= 2, path.name
+
+
+MODERN = ["adamw", "muon", "soap", "ademamix", "lion", "prodigy", "schedulefree-adamw"]
+"""AdamW against the optimizers people ask about now (studies/modern.toml)."""
+
+
+def test_the_modern_study_file_parses_and_its_installed_part_resolves():
+    """``studies/modern.toml``: every optimizer on charlm with one tuning budget and seeds,
+    pinned to about 15 minutes on two cores (168 runs of about 8-14 s over two workers). SOAP,
+    AdEMAMix and Prodigy come from the optional ``tuner[more-optimizers]``: what this install
+    has of the list must make a valid study (Muon on charlm included)."""
+    from tuner.driver.resolve import resolve
+    from tuner.plugin.registry import get_registry
+    from tuner.study.spec import load_study_file
+
+    settings = load_study_file(ROOT / "studies" / "modern.toml")
+    assert settings["task"] == "charlm" and settings["optimizers"] == MODERN
+    assert settings["pruner"] == "none" and settings["budget"] == 600
+    assert len(MODERN) * settings["trials"] * settings["seeds"] == 168
+    assert "ranges" not in settings  # each optimizer keeps its own space
+    registry = get_registry()
+    installed = [name for name in MODERN if name in registry.optimizers]
+    assert {"adamw", "muon", "lion", "schedulefree-adamw"} <= set(installed)
+    spec = resolve({}, {**settings, "optimizers": installed})
+    assert (spec.name, spec.task, spec.optimizers) == ("modern", "charlm", installed)
+    assert (spec.trials, spec.seeds, spec.schedule) == (8, 3, "cosine")
 
 
 BAD_INPUT = {

@@ -109,38 +109,59 @@ def test_fp16_trains_with_a_gradient_scaler_on_cuda():
 
 def _decaying_optimizers():
     registry = get_registry()
-    names = [name for name in registry.optimizers
-             if "weight_decay" in registry.optimizer(name).space]
+    names = [name for name in registry.optimizers  # Prodigy takes no step at all (decay
+             if "weight_decay" in registry.optimizer(name).space  # included) while a zero
+             and name != "prodigy"]  # gradient gives its step-size estimate nothing to grow on
     return sorted(names) + ["lookahead-adamw"]
+
+
+def _stepped_with_zero_gradients(plugin, hp, decay_exclude):
+    """A small model in float64 (a learning-rate-free method's first steps are tiny) after two
+    steps with zero gradients (some optimizers only set up their state on the first); returns
+    the optimizer's groups and the parameters."""
+    from tuner.training.options import TrainOptions
+    from tuner.training.roles import role_groups
+    from tuner.training.settings import RunSettings
+
+    task = get_registry().task("digits-mlp")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4),
+                                torch.nn.Linear(4, 2)).double()
+    settings = RunSettings(task, plugin, hp, 0, TrainOptions(decay_exclude=decay_exclude))
+    groups = role_groups(task, plugin, model, settings.param_groups(model))
+    optimizer = plugin.create(groups, hp)
+    for _ in range(2):
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+    return groups, [p.detach().clone() for p in model.parameters()]
 
 
 @pytest.mark.parametrize("name", _decaying_optimizers())
 def test_weight_decay_exclusion_leaves_biases_and_norms_alone(name):
-    """One step with a zero gradient: only weight decay moves the parameters. With
-    ``decay_exclude`` the biases and the LayerNorm's weight stay; the matrices shrink."""
-    from tuner.training.loop import _Run
-    from tuner.training.options import TrainOptions
-
+    """Steps with zero gradients: with ``decay_exclude`` the biases and the LayerNorm's weight
+    move exactly as without weight decay (some optimizers move them anyway: ASGD's own decay
+    ``lambd``), and the matrices do not (they shrink)."""
     plugin = get_registry().optimizer(name)
     hp = plugin.space.complete({"weight_decay": plugin.space["weight_decay"].high},
                                owner=name)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4),
-                                torch.nn.Linear(4, 2))
-    run = _Run(get_registry().task("digits-mlp"), plugin, hp, 0,
-               TrainOptions(decay_exclude=True), None)
-    groups = run._groups(model)
-    assert [len(g["params"]) for g in groups] == [2, 4]
-    optimizer = plugin.create(groups, hp)
-    before = [p.detach().clone() for p in model.parameters()]
-    for p in model.parameters():
-        p.grad = torch.zeros_like(p)
-    optimizer.step()
-    for p, old in zip(model.parameters(), before, strict=True):
-        if p.dim() < 2:
-            assert torch.equal(p, old), name
-        else:
-            assert not torch.equal(p, old), name
+    groups, excluded = _stepped_with_zero_gradients(plugin, hp, decay_exclude=True)
+    if not plugin.splits_by_role:
+        assert [len(g["params"]) for g in groups] == [2, 4]
+    undecayed_hp = {key: value for key, value in hp.items()  # and what applies only with it
+                    if key == "lr" or "weight_decay" not in _conditions(plugin, key)}
+    _, undecayed = _stepped_with_zero_gradients(plugin, {**undecayed_hp, "weight_decay": 0.0},
+                                                decay_exclude=True)
+    pairs = list(zip(excluded, undecayed, strict=True))
+    assert all(torch.equal(p, reference) for p, reference in pairs if p.dim() < 2), name
+    # Muon decays its hidden matrices only (the head's decay is its AdamW part's own setting)
+    assert any(not torch.equal(p, reference) for p, reference in pairs if p.dim() >= 2), name
+
+
+def _conditions(plugin, key: str) -> str:
+    """The names a parameter's ``when`` condition mentions ("" for an unconditional one)."""
+    when = getattr(plugin.space[key], "when", None)
+    return str(when or "")
 
 
 # -- the study file, the flags and a study with tuned options -----------------------------
@@ -333,7 +354,8 @@ def test_every_fixed_option_of_a_study_reaches_its_runs(sqlite_url):
 
 
 def test_an_optimizer_with_fixed_hyperparameters_but_tuned_options_is_tuned(sqlite_url):
-    from tuner.study.spec import RangeOverride, resolve
+    from tuner.driver.resolve import resolve
+    from tuner.study.spec import RangeOverride
 
     settings = {"name": "s", "task": "digits-mlp", "optimizers": "sgd", "trials": 5,
                 "seeds": 1, "ranges": [RangeOverride(None, "lr", 0.1, 0.1),
@@ -347,10 +369,10 @@ def test_a_retried_slot_reuses_only_runs_of_the_same_tuned_options(sqlite_url):
     """Two attempts at one slot with equal hyperparameters but another warm-up are two
     configurations: the second must not take the first's run as its own."""
     from tuner.driver import create
+    from tuner.driver.resolve import resolve
     from tuner.store import open_store, record_run
     from tuner.store.claims import close_trial, insert_claim, reuse_runs
     from tuner.store.models import params_hash
-    from tuner.study.spec import resolve
 
     spec = create(resolve({"name": "r", "task": "digits-mlp", "optimizers": "sgd",
                            "trials": 2, "seeds": 1,

@@ -48,10 +48,12 @@ def test_record_then_read(database_url):
     task_id = record_task(store, BOWL)
     digits = TaskRecord.from_task(Digits())
     digits_id = record_task(store, digits)
-    assert digits == TaskRecord("digits-like", "vision", "val_accuracy", "maximize", 0.95)
+    assert digits == TaskRecord("digits-like", "vision", "val_accuracy", "maximize", 0.95,
+                                summary="a task")
     read = get_task(store, "bowl")
     assert read == TaskRecord(**{**BOWL.to_dict(), "id": task_id})
     assert get_task_by_id(store, digits_id).metric == "val_accuracy"
+    assert get_task_by_id(store, digits_id).summary == "a task"  # the task page shows it
     assert [t.name for t in list_tasks(store)] == ["bowl", "digits-like"]
     with pytest.raises(UnknownNameError) as unknown:
         get_task(store, "nope")

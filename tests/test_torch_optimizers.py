@@ -15,7 +15,7 @@ from tuner.plugin.registry import get_registry
 
 TORCH_OPTIM_NAMES = [
     "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam", "adamw",
-    "amsgrad", "adamax", "nadam", "radam", "lbfgs",
+    "amsgrad", "adamax", "nadam", "radam", "adafactor", "rprop", "lbfgs",
 ]
 
 # Written out by hand from the torch.optim documentation, independently of the plugin module:
@@ -150,6 +150,29 @@ REFERENCE = {
             ),
         },
     ),
+    "adafactor": (
+        torch.optim.Adafactor,
+        {"lr": 1e-2, "beta2_decay": -0.8, "eps": (None, 1e-3), "d": 1.0, "weight_decay": 0.0},
+        {
+            "lr": ({"lr": 0.1}, {"lr": 0.1}),
+            "beta2_decay": ({"beta2_decay": -0.6}, {"beta2_decay": -0.6}),
+            # the floor of the weights' RMS: it matters once it is above some tensor's RMS
+            "eps2": ({"eps2": 1e-2}, {"eps": (None, 1e-2)}),
+            "d": ({"d": 2.0}, {"d": 2.0}),
+            "weight_decay": ({"weight_decay": 0.05}, {"weight_decay": 0.05}),
+        },
+    ),
+    "rprop": (
+        torch.optim.Rprop,
+        {"lr": 1e-2, "etas": (0.5, 1.2), "step_sizes": (1e-6, 50.0)},
+        {
+            "lr": ({"lr": 1e-3}, {"lr": 1e-3}),
+            "etaminus": ({"etaminus": 0.4}, {"etas": (0.4, 1.2)}),
+            "etaplus": ({"etaplus": 1.4}, {"etas": (0.5, 1.4)}),
+            # the steps grow 1.2x a step from 0.01: a cap of 0.02 is reached within the 10
+            "step_size_max": ({"step_size_max": 0.02}, {"step_sizes": (1e-6, 0.02)}),
+        },
+    ),
     "lbfgs": (
         torch.optim.LBFGS,
         {"lr": 1.0, "history_size": 10, "max_iter": 20, "line_search_fn": "strong_wolfe"},
@@ -175,7 +198,7 @@ def registry_optimizers() -> dict:
     return get_registry().optimizers
 
 
-def test_the_thirteen_torch_optimizers_are_registered_by_the_torch_optim_plugin():
+def test_the_fifteen_torch_optimizers_are_registered_by_the_torch_optim_plugin():
     mine = sorted(n for n, p in registry_optimizers().items() if p.plugin == "torch_optim")
     assert mine == sorted(TORCH_OPTIM_NAMES)
     assert sorted(REFERENCE) == sorted(TORCH_OPTIM_NAMES)
@@ -192,7 +215,10 @@ def test_every_hyperparameter_has_a_non_default_case(name):
 
 
 def _problem():
-    """Fixed data and a fixed initial MLP; returns (make_model, loss(model))."""
+    """Fixed data and a fixed initial MLP; returns (make_model, loss(model)).
+
+    The output bias starts at zero, as in many models: Adafactor's ``eps2`` (the floor of a
+    tensor's RMS in its step) shows only on a tensor that small."""
     inputs = torch.randn(32, 5, generator=torch.Generator().manual_seed(1))
     targets = torch.randn(32, 2, generator=torch.Generator().manual_seed(2))
     with torch.random.fork_rng(devices=[]):
@@ -200,6 +226,7 @@ def _problem():
         initial = torch.nn.Sequential(
             torch.nn.Linear(5, 12), torch.nn.Tanh(), torch.nn.Linear(12, 2)
         ).state_dict()
+    initial["2.bias"].zero_()
 
     def make_model() -> torch.nn.Module:
         model = torch.nn.Sequential(
@@ -278,7 +305,8 @@ def test_cpu_parameters_get_the_fused_or_foreach_implementation():
     for name in ("sgd", "momentum", "nesterov", "adagrad", "adam", "adamw", "amsgrad"):
         assert groups[name]["fused"] is True, name
     assert groups["radam"]["foreach"] is True
-    for name in ("rmsprop", "adadelta", "adamax", "nadam"):  # single-tensor: fastest or a tie
+    # single-tensor: fastest or a tie
+    for name in ("rmsprop", "adadelta", "adamax", "nadam", "adafactor", "rprop"):
         assert groups[name]["foreach"] is False, name
 
 
@@ -313,6 +341,8 @@ QUADRATIC_BOUNDS = {
     "adamax": 95.0,        # [92.8] lr 2e-3
     "nadam": 95.0,         # [93.4] lr 2e-3
     "radam": 90.0,         # [88.1] the SGD-with-momentum warm-up moves faster at first
+    "adafactor": 20.0,     # [13.7] steps of lr 1e-2 times the point's RMS (3.5)
+    "rprop": 1e-6,         # [1.4e-12] the step sizes grow 1.2x a step while the sign holds
     "lbfgs": 1e-8,         # [2e-12] exact on a quadratic
 }
 
@@ -335,7 +365,16 @@ def test_at_a_fitting_learning_rate_the_adaptive_optimizers_converge():
 @pytest.mark.parametrize("name", TORCH_OPTIM_NAMES)
 def test_measured_state_equals_the_declared_multiple(name):
     plugin = registry_optimizers()[name]
-    assert testing.measured_state_multiple(plugin) == pytest.approx(plugin.state_multiple)
+    declared = testing.declared_state_multiple(plugin)
+    assert testing.measured_state_multiple(plugin) == pytest.approx(declared)
+
+
+def test_adafactor_keeps_a_row_and_a_column_per_matrix():
+    """On the kit's MLP (8-16-1): 16 + 8 for the first weight, 16 for its bias, 1 + 16 for the
+    second weight and 1 for its bias: 58 numbers for 161 parameters, far below Adam's 2n."""
+    declared = testing.declared_state_multiple(registry_optimizers()["adafactor"])
+    assert declared == pytest.approx(58 / testing.SMALL_PROBLEM_PARAMS)
+    assert registry_optimizers()["adafactor"].state_text == "rows + columns (n for vectors)"
 
 
 def test_state_grows_with_rmsprop_options_and_lbfgs_history():
@@ -390,6 +429,7 @@ def test_cli_lists_the_optimizers_with_their_spaces_as_json():
 REFERENCE_STATE = {
     "sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "adadelta": 2,
     "adam": 2, "adamw": 2, "amsgrad": 3, "adamax": 2, "nadam": 2, "radam": 2, "lbfgs": 22,
+    "adafactor": None, "rprop": 2,  # Adafactor's depends on the shapes: no single multiple
 }
 
 

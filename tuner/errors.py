@@ -25,6 +25,12 @@ class AlreadyExistsError(TunerError):
     status = 409
 
 
+class ConflictError(TunerError):
+    """What was asked does not fit the present state (stopping a study nobody runs)."""
+
+    status = 409
+
+
 class UnavailableError(TunerError):
     """A service tuner needs cannot be reached now (the database); trying again may work."""
 
@@ -40,6 +46,11 @@ class UnknownNameError(NotFoundError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class NotInstalledError(UnknownNameError):
+    """A name registered by a plugin whose package is not installed here; the message names
+    the package and the command that installs it."""
 
 
 def first_line(text: str, longest: int = LONGEST_LINE) -> str:

@@ -8,7 +8,7 @@ problem on the CPU and returns a number for the test to judge; none of them need
   your optimizer should manage at its defaults.
 - :func:`measured_state_multiple` -> optimizer-state bytes / parameter bytes after a few steps
   on a small MLP; compare with :func:`declared_state_multiple` (``plugin.state_multiple``, or
-  its value at that MLP's parameter count when it grows with it).
+  its value at that MLP's parameter count or parameter shapes when it grows with them).
 - :func:`state_dict_roundtrip` -> the largest difference between parameters after 10 steps in
   one go and after 5 steps, a save/load of ``state_dict()`` (through ``torch.save``) into a fresh
   optimizer, and 5 more; 0.0 means bit-identical.
@@ -21,6 +21,10 @@ problem on the CPU and returns a number for the test to judge; none of them need
   leading dimension, and each trained alone through ``build``; 0.0 means bit-identical. Assert
   it is at most your stated tolerance (1e-5 for the built-in optimizers, which measure 0.0 on
   CPU).
+
+An optimizer that ``splits_by_role`` (Muon) is given its parameters split by role: on the small
+MLP its first layer's weight is the hidden matrix and the output layer and the biases are the
+rest; on the quadratic, which has no matrix, the point is given as one 1 x 2 hidden matrix.
 
 Every check takes ``hyperparams`` (missing ones at the space's defaults; pass
 ``plugin.space.recommended()`` for the literature values) and steps the optimizer as a training
@@ -55,7 +59,15 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tuner.plugin.optimizer import OptimizerPlugin, eval_mode, optimizer_state_bytes, train_mode
+from tuner.plugin.optimizer import (
+    HIDDEN,
+    OTHER,
+    OptimizerPlugin,
+    eval_mode,
+    optimizer_state_bytes,
+    split_by_role,
+    train_mode,
+)
 from tuner.training.steps import optimizer_step
 
 if TYPE_CHECKING:
@@ -84,6 +96,8 @@ QUADRATIC_START_VALUE = 106.0
 
 SMALL_PROBLEM_PARAMS = 8 * 16 + 16 + 16 * 1 + 1
 """Parameters of the small MLP (8-16-1) the state and state-dict checks train."""
+
+"""The shapes of the small MLP's parameters, for a state that grows with them."""
 
 
 @contextlib.contextmanager
@@ -139,12 +153,17 @@ def lowers_quadratic(
     """
     import torch
 
-    x = torch.nn.Parameter(torch.tensor(QUADRATIC_START, dtype=torch.float32))
-    optimizer = plugin.create([x], hyperparams)
+    start = torch.tensor(QUADRATIC_START, dtype=torch.float32)
+    if plugin.splits_by_role:  # the point as the one hidden matrix there is
+        x = torch.nn.Parameter(start.reshape(1, 2))
+        optimizer = plugin.create(split_by_role([x], hidden=[x]), hyperparams)
+    else:
+        x = torch.nn.Parameter(start)
+        optimizer = plugin.create([x], hyperparams)
     for _ in range(steps):
-        _step(plugin, optimizer, lambda: quadratic(x))
+        _step(plugin, optimizer, lambda: quadratic(x.reshape(2)))
     with torch.no_grad():
-        return float(quadratic(x))
+        return float(quadratic(x.reshape(2)))
 
 
 def _small_problem(
@@ -171,10 +190,26 @@ def _small_problem(
     return model, loss_fn
 
 
+def _hidden(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The small MLP's hidden matrix: its first layer's weight (the second is the head)."""
+    return [model[0].weight]
+
+
+def _parameters(plugin: OptimizerPlugin, model: torch.nn.Module) -> list[Any]:
+    """The small MLP's parameters as ``plugin.create`` takes them: split by role for an
+    optimizer that ``splits_by_role``, else as a list."""
+    params = list(model.parameters())
+    return split_by_role(params, _hidden(model)) if plugin.splits_by_role else params
+
+
 def declared_state_multiple(plugin: OptimizerPlugin) -> float:
     """The state multiple the plugin declares for the small MLP of
     :func:`measured_state_multiple` (:data:`SMALL_PROBLEM_PARAMS` parameters)."""
-    return plugin.state_multiple_at(SMALL_PROBLEM_PARAMS)
+    model, _ = _small_problem()
+    hidden = {id(p) for p in _hidden(model)}
+    tensors = [(tuple(p.shape), HIDDEN if id(p) in hidden else OTHER)
+               for p in model.parameters()]
+    return plugin.state_multiple_at(SMALL_PROBLEM_PARAMS, tensors)
 
 
 @_single_threaded
@@ -190,7 +225,7 @@ def measured_state_multiple(
     """
     model, loss_fn = _small_problem()
     params = list(model.parameters())
-    optimizer = plugin.create(params, hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     for _ in range(steps):
         _step(plugin, optimizer, loss_fn)
     param_bytes = sum(p.numel() * p.element_size() for p in params)
@@ -217,13 +252,13 @@ def state_dict_roundtrip(
     import torch
 
     model, loss_fn = _small_problem()
-    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     for _ in range(2 * steps):
         _step(plugin, optimizer, loss_fn)
     uninterrupted = [p.detach().clone() for p in model.parameters()]
 
     model, loss_fn = _small_problem()
-    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     for _ in range(steps):
         _step(plugin, optimizer, loss_fn)
     buffer = io.BytesIO()
@@ -234,7 +269,7 @@ def state_dict_roundtrip(
 
     model, loss_fn = _small_problem(init_seed=1)  # other initial weights: the load must set them
     model.load_state_dict(saved["model"])
-    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     optimizer.load_state_dict(saved["optimizer"])
     for _ in range(steps):
         _step(plugin, optimizer, loss_fn)
@@ -246,9 +281,8 @@ def defines_eval_mode(
 ) -> bool:
     """Whether the plugin's optimizer defines ``eval()`` and ``train()`` (Schedule-Free does;
     a wrapper such as Lookahead forwards them to the optimizer inside)."""
-    import torch
-
-    optimizer = plugin.create([torch.nn.Parameter(torch.zeros(2))], hyperparams)
+    model, _ = _small_problem()
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     return callable(getattr(optimizer, "eval", None)) and callable(
         getattr(optimizer, "train", None)
     )
@@ -264,7 +298,7 @@ def eval_weights_shift(
     With :func:`eval_train_switch` it shows that a switch really happens and is undone.
     """
     model, loss_fn = _small_problem()
-    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     for _ in range(steps):
         _step(plugin, optimizer, loss_fn)
     before = [p.detach().clone() for p in model.parameters()]
@@ -284,7 +318,7 @@ def eval_train_switch(
     every other one must not touch the parameters.
     """
     model, loss_fn = _small_problem()
-    optimizer = plugin.create(list(model.parameters()), hyperparams)
+    optimizer = plugin.create(_parameters(plugin, model), hyperparams)
     for _ in range(steps):
         _step(plugin, optimizer, loss_fn)
     before = [p.detach().clone() for p in model.parameters()]

@@ -1,22 +1,27 @@
 """The optimizers of ``torch.optim`` as tuner plugins: SGD and its momentum forms, the adaptive
-family (Adagrad, RMSprop, Adadelta, Adam, AdamW, AMSGrad, Adamax, NAdam, RAdam) and L-BFGS.
+family (Adagrad, RMSprop, Adadelta, Adam, AdamW, AMSGrad, Adamax, NAdam, RAdam, Adafactor),
+Rprop and L-BFGS. (torch's Muon and ASGD need more than a constructor call: they live in
+:mod:`tuner_plugins.optimizers.muon` and :mod:`tuner_plugins.optimizers.asgd`.)
 
-Every search-space name is the keyword ``torch.optim`` takes, except Adam's ``betas``, which the
-space splits into the floats ``beta1`` and ``beta2``. A conditional parameter that is inactive
-(``decoupled_weight_decay`` while ``weight_decay`` is 0) is simply not passed, so torch's default
-applies. Each optimizer is built with the fastest implementation torch has for the parameters'
-device (see :func:`fastest_implementation`); the numbers are those of the plain torch class.
+Every search-space name is the keyword ``torch.optim`` takes, except where torch takes a tuple,
+which the space splits into floats (:func:`torch_kwargs`): Adam's ``betas`` into ``beta1`` and
+``beta2``, Rprop's ``etas`` and ``step_sizes``, Adafactor's ``eps``. A conditional parameter
+that is inactive (``decoupled_weight_decay`` while ``weight_decay`` is 0) is simply not passed,
+so torch's default applies. Each optimizer is built with the fastest implementation torch has
+for the parameters' device (see :func:`fastest_implementation`); the numbers are those of the
+plain torch class.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import tuner
-from tuner.plugin.optimizer import OptimizerPlugin, parameters_of
+from tuner.plugin.optimizer import OptimizerPlugin, TensorState, parameters_of
 from tuner.plugin.space import Categorical, Float, Int
 
 if TYPE_CHECKING:
@@ -41,6 +46,9 @@ if TYPE_CHECKING:
 #   Adamax             18 / 11      1.54 [0.46-1.99]   -
 #   NAdam              50 / 31      0.99 [0.46-1.49]   -
 #   RAdam              69 / 32      0.78 [0.34-1.22]   -
+#   Adafactor          81 / 52      1.02 / 1.08        -   (one run, 1 thread: wide / deep)
+#   Rprop             115 / 106     1.25 / 1.39        -   (one run, 1 thread)
+#   ASGD, t0 0         25 / 21      0.83 / 1.19        -   (one run, 1 thread: a tie)
 #
 # Fused exists on CPU only for SGD, Adagrad, Adam and AdamW (checked: the other classes reject
 # the keyword) and wins by 3-14x wherever there is state to update. On CPU, foreach is a loop over
@@ -56,6 +64,9 @@ _CPU_IMPLEMENTATION: dict[str, str] = {
     "Adamax": "single",
     "NAdam": "single",
     "RAdam": "foreach",
+    "Adafactor": "single",
+    "Rprop": "single",
+    "ASGD": "single",
 }
 
 # Devices with fused kernels for every class that takes ``fused`` (SGD, Adagrad, Adam, AdamW).
@@ -179,11 +190,25 @@ class BatchedBuild:
         )
 
 
+# Space names that torch.optim takes as one tuple: (the tuple's keyword, its parts, torch's
+# default for each part). A part the space leaves out keeps torch's default.
+_TUPLES = (
+    ("betas", ("beta1", "beta2"), (0.9, 0.999)),
+    ("etas", ("etaminus", "etaplus"), (0.5, 1.2)),  # Rprop
+    ("step_sizes", ("step_size_min", "step_size_max"), (1e-6, 50.0)),  # Rprop
+    ("eps", ("eps1", "eps2"), (None, 1e-3)),  # Adafactor; eps1 None: the dtype's epsilon
+)
+
+
 def torch_kwargs(hyperparams: Mapping[str, Any]) -> dict[str, Any]:
-    """The torch.optim keyword arguments for space values: ``beta1``, ``beta2`` -> ``betas``."""
+    """The torch.optim keyword arguments for space values: ``beta1``, ``beta2`` -> ``betas``;
+    Rprop's ``etaminus``, ``etaplus`` -> ``etas`` and ``step_size_max`` -> ``step_sizes``;
+    Adafactor's ``eps2`` -> ``eps``."""
     kwargs = dict(hyperparams)
-    if "beta1" in kwargs or "beta2" in kwargs:
-        kwargs["betas"] = (kwargs.pop("beta1", 0.9), kwargs.pop("beta2", 0.999))
+    for keyword, parts, defaults in _TUPLES:
+        if any(part in kwargs for part in parts):
+            kwargs[keyword] = tuple(kwargs.pop(part, default)
+                                    for part, default in zip(parts, defaults, strict=True))
     return kwargs
 
 
@@ -230,8 +255,18 @@ _DECOUPLED = Categorical(
 )
 
 
+def factored_elements(shape: tuple[int, ...], role: str) -> float:
+    """Adafactor's state for one tensor: a row and a column of second moments for a matrix
+    (over its last two dimensions, one pair per leading index), the full second moment for a
+    vector."""
+    if len(shape) < 2:
+        return float(math.prod(shape))
+    leading = math.prod(shape[:-2])
+    return float(leading * (shape[-2] + shape[-1]))
+
+
 def _plugins() -> list[OptimizerPlugin]:
-    """The 13 plugins; ``state_multiple`` is the state size at the space's defaults."""
+    """The 15 plugins; ``state_multiple`` is the state size at the space's defaults."""
     adam_space = [_adam_lr(), _BETA1, _BETA2, _ADAM_EPS, _ADAM_DECAY, _DECOUPLED]
     lbfgs_history = 10
     return [
@@ -394,6 +429,55 @@ def _plugins() -> list[OptimizerPlugin]:
             state_multiple=2,  # exp_avg, exp_avg_sq
             reference="Liu et al. 2020, On the Variance of the Adaptive Learning Rate and Beyond "
             "(ICLR), arXiv:1908.03265",
+        ),
+        OptimizerPlugin(
+            name="adafactor",
+            summary="Adam-like steps from factored second moments (a row and a column per "
+            "matrix), relative to the weights' scale.",
+            space=[
+                Float("lr", 1e-4, 1.0, default=1e-2, log=True, recommended=1e-2,
+                      help="cap on the relative step min(lr, 1/sqrt(t)); torch: 1e-2"),
+                Float("beta2_decay", -1.0, -0.5, default=-0.8, recommended=-0.8,
+                      help="second-moment decay 1 - t^c (Shazeer & Stern: c = -0.8)"),
+                Float("eps2", 1e-4, 1e-2, default=1e-3, log=True, recommended=1e-3,
+                      help="floor of the weights' RMS in the step (paper: 1e-3)"),
+                Float("d", 1.0, 4.0, default=1.0, recommended=1.0,
+                      help="update clipping threshold, >= 1 (paper: 1)"),
+                Float("weight_decay", 0.0, 0.1, default=0.0,
+                      help="decoupled: shrink by lr * wd per step"),
+            ],
+            build=TorchBuild("Adafactor"),
+            state_multiple=TensorState(factored_elements, "rows + columns (n for vectors)"),
+            # The step is lr times the weights' RMS (at least eps2), not lr itself.
+            lr_meaning="relative step size",
+            reference="Shazeer & Stern 2018, Adafactor: Adaptive Learning Rates with Sublinear "
+            "Memory Cost (ICML), arXiv:1804.04235; torch.optim.Adafactor",
+        ),
+        OptimizerPlugin(
+            name="rprop",
+            summary="Resilient backpropagation: per-weight step sizes grown or shrunk by the "
+            "gradient's sign (full batch).",
+            space=[
+                Float("lr", 1e-5, 1e-1, default=1e-2, log=True, recommended=1e-2,
+                      help="every weight's first step (Riedmiller & Braun: 0.1)"),
+                Float("etaminus", 0.3, 0.7, default=0.5, recommended=0.5,
+                      help="step shrink on a sign change (paper: 0.5)"),
+                Float("etaplus", 1.05, 1.5, default=1.2, recommended=1.2,
+                      help="step growth while the sign holds (paper: 1.2)"),
+                Float("step_size_max", 1e-2, 50.0, default=50.0, log=True, recommended=50.0,
+                      help="largest step (paper: 50)"),
+            ],
+            build=TorchBuild("Rprop"),
+            state_multiple=2,  # prev (the last gradient), step_size
+            # Steps follow the gradient's sign with step sizes adapted from lr onwards: lr
+            # sets only where they start.
+            lr_meaning="initial step size",
+            # A mini-batch gradient's sign flips from batch to batch, so the step sizes only
+            # shrink: Rprop is a full-batch method (Hinton, Lecture 6e of Neural Networks for
+            # Machine Learning; RMSprop was made for mini-batches instead).
+            full_batch_only=True,
+            reference="Riedmiller & Braun 1993, A Direct Adaptive Method for Faster "
+            "Backpropagation Learning: The RPROP Algorithm (ICNN); torch.optim.Rprop",
         ),
         OptimizerPlugin(
             name="lbfgs",

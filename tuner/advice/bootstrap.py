@@ -187,21 +187,20 @@ class _Draws:
         self.order = np.argsort(-repeated, axis=1)
         self.sorted = np.take_along_axis(repeated, self.order, axis=1)
         self.plain_order = np.argsort(-self.means, kind="stable")
+        # W_j, the weight of the first j positions, in each order (the same for every k)
+        self.covered = np.cumsum(np.take_along_axis(self.weights, self.order, axis=1), axis=1)
+        self.plain_covered = np.cumsum(self.weights[:, self.plain_order], axis=1)
 
     def first_drawn(self, uniforms: Any, trials: int, seed_noise: bool) -> Any:
         """Per resample, the position (in its best-first order: by redrawn values, or by
         means without ``seed_noise``) of the best configuration that ``trials`` draws from the
         resample's population include: the first j positions, of weights summing to W_j, are
         all missed with probability ``(1 - W_j)^k``; position ``top`` stands for the rest.
-        One uniform per resample."""
-        import numpy as np
-
-        if seed_noise:
-            weights = np.take_along_axis(self.weights, self.order, axis=1)
-        else:
-            weights = self.weights[:, self.plain_order]
-        missed = np.clip(1.0 - np.cumsum(weights, axis=1), 0.0, 1.0) ** trials
-        return ((1.0 - missed) < uniforms[:, None]).sum(axis=1)
+        One uniform ``u`` per resample: the position is the number of j with
+        ``1 - (1 - W_j)^k < u``, that is ``W_j < 1 - (1 - u)^(1/k)`` (W_j grows with j)."""
+        covered = self.covered if seed_noise else self.plain_covered
+        threshold = 1.0 - (1.0 - uniforms) ** (1.0 / trials)
+        return (covered < threshold[:, None]).sum(axis=1)
 
     def best(self, first: Any | None, seed_noise: bool) -> tuple[Any, Any]:
         """Each resample's best value and its lr; ``first`` (positions from

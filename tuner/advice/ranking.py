@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tuner.advice.lr_meaning import STEP_SIZE, combined, left_out_reason
 from tuner.advice.ratios import LrRatio
 from tuner.advice.source import (
     NoRunsError,
@@ -72,7 +73,9 @@ class OptimizerStanding:
     ``|winner|``. ``p_best`` is the share of repeated studies that would name it and
     ``tied_with_winner`` whether the winner beats it in fewer than 90% of them; both None when
     the noise is unknown (one seed everywhere). ``lr_ratio`` is its best lr over the winner's.
-    ``config_hash`` is the best configuration's key in the store.
+    ``config_hash`` is the best configuration's key in the store. ``lr_meaning`` is what its lr
+    is (recorded with its runs: :mod:`tuner.advice.lr_meaning`), and ``lr_left_out`` why its lr
+    takes no part in lr ratios (a multiplier), None when it does.
     """
 
     optimizer: str
@@ -106,6 +109,8 @@ class OptimizerStanding:
     corrected: float | None = None
     replays: int = 0
     replay_std: float | None = None
+    lr_meaning: str = STEP_SIZE
+    lr_left_out: str | None = None
 
     @property
     def standard_error(self) -> float | None:
@@ -167,8 +172,9 @@ class TaskRanking:
     configuration was trained under and ``other_protocols`` what else the task was measured
     under (``--budget`` selects one); ``study`` names the study whose runs alone were ranked
     (None: every study of the task). ``trials_compared`` is the number of trials per optimizer
-    the ranking compares at. ``lr_ratios`` holds every pair of ranked optimizers with an lr
-    (the lower-ranked over the higher-ranked); ``certainty`` says whether the winner is named
+    the ranking compares at. ``lr_ratios`` holds every pair of ranked optimizers whose lrs are
+    step sizes (the lower-ranked over the higher-ranked; :attr:`lr_notes` says which were left
+    out and which name a convention); ``certainty`` says whether the winner is named
     with P(best) >= 0.9 and, if not, what would settle it; ``budget_leaders`` holds, when the
     confident leader changes with the number of trials, the first and last such leader.
     """
@@ -211,6 +217,17 @@ class TaskRanking:
                 return standing
         raise UnknownNameError(f"no runs of optimizer {optimizer!r} on task {self.task!r}")
 
+    @property
+    def lr_notes(self) -> list[str]:
+        """What the lr comparisons leave out and why, and the lr conventions they name: one
+        sentence each (:mod:`tuner.advice.lr_meaning`)."""
+        notes = [f"{s.lr_left_out}: left out of the lr ratios" for s in self.optimizers
+                 if s.lr_left_out]
+        notes += [f"{s.optimizer}'s lr follows a convention of its own ({s.lr_meaning}): "
+                  "its lr ratios name it" for s in self.optimizers
+                  if not s.lr_left_out and s.lr_meaning != STEP_SIZE]
+        return notes
+
     def protocol_text(self) -> str | None:
         """``300 steps`` (what every ranked configuration was trained under)."""
         return self.protocol.describe() if self.protocol else None
@@ -240,6 +257,7 @@ class TaskRanking:
             "trials_compared": self.trials_compared,
             "optimizers": [standing.to_dict() for standing in self.optimizers],
             "lr_ratios": [ratio.to_dict() for ratio in self.lr_ratios],
+            "lr_notes": self.lr_notes,
             "certainty": asdict(self.certainty) if self.certainty else None,
             "budget_leaders": [asdict(leader) for leader in self.budget_leaders],
             "task_problem": self.task_problem,
@@ -290,6 +308,7 @@ def rank_task(
         trials = trials_budget or min(
             (s.outcomes for s in standings if s.mean is not None), default=0)
         _expect(store, read, standings, trials, record.direction, state_budget, where)
+        _lr_meanings(store, task, standings)
         problem = _task_problem(store, task, record.metric, read.summaries)
     finally:
         if opened:
@@ -443,6 +462,17 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _lr_meanings(store: Store, task: str, standings: list[OptimizerStanding]) -> None:
+    """Each standing's lr meaning, as its runs recorded it, and whether its lr is left out."""
+    from tuner.store.queries import lr_meanings
+
+    recorded = lr_meanings(store, task, [s.optimizer for s in standings])
+    for standing in standings:
+        meanings = recorded.get(standing.optimizer, [])
+        standing.lr_meaning = combined(meanings)
+        standing.lr_left_out = left_out_reason(standing.optimizer, meanings)
+
+
 def _expect(
     store: Store, read: _Read, standings: list[OptimizerStanding], trials: int,
     direction: str, state_budget: float | None, where: dict[str, Any] | None,
@@ -594,12 +624,14 @@ def weigh_evidence(
             beaten = result.beats.get((winner.optimizer, standing.optimizer), 0.0)
             standing.tied_with_winner = beaten < CONFIDENT
         for better in ranked[:position]:
-            if standing.lr is None or better.lr is None:
+            if (standing.lr is None or better.lr is None or standing.lr_left_out
+                    or better.lr_left_out):
                 continue
             interval = (result.ratio_intervals.get((standing.optimizer, better.optimizer))
                         if result is not None else None)
             ratio = LrRatio(standing.optimizer, better.optimizer, standing.lr / better.lr,
-                            *(interval or (None, None)))
+                            *(interval or (None, None)), optimizer_meaning=standing.lr_meaning,
+                            reference_meaning=better.lr_meaning)
             ratios.append(ratio)
             if better is winner:
                 standing.lr_ratio = ratio

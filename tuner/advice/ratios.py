@@ -2,7 +2,9 @@
 
 ``ratio = lr_a / lr_b`` of the two optimizers' best configurations; its interval is the 5%..95%
 quantiles of the resampled ratio (:mod:`tuner.advice.bootstrap`). Printed the way people say it:
-"lion's best lr is 8x (4x-12x) below adamw's".
+"lion's best lr is 8x (4x-12x) below adamw's". Only lrs that are step sizes are compared; one
+of a named convention is named beside it ("muon's best lr (muon/match_rms_adamw) is 1.2x above
+adamw's"), and a multiplier gets no ratio (:mod:`tuner.advice.lr_meaning`).
 """
 
 from __future__ import annotations
@@ -10,16 +12,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tuner.advice.lr_meaning import STEP_SIZE, named
+
 
 @dataclass
 class LrRatio:
-    """``optimizer``'s best lr over ``reference``'s: ``ratio`` and its 5%..95% interval."""
+    """``optimizer``'s best lr over ``reference``'s: ``ratio`` and its 5%..95% interval;
+    ``optimizer_meaning`` and ``reference_meaning`` say what each lr is."""
 
     optimizer: str
     reference: str
     ratio: float
     low: float | None
     high: float | None
+    optimizer_meaning: str = STEP_SIZE
+    reference_meaning: str = STEP_SIZE
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,12 +44,15 @@ class LrRatio:
         return f"{_factor(factor)}{interval} {'below' if below else 'above'}"
 
     def sentence(self) -> str:
-        """``lion's best lr is 8x (4x-12x) below adamw's``."""
+        """``lion's best lr is 8x (4x-12x) below adamw's``; an lr of a named convention is
+        named: ``muon's best lr (muon/match_rms_adamw) is 2x below adamw's``."""
+        mine = f"{self.optimizer}'s best lr{named(self.optimizer_meaning)}"
+        theirs = f"{self.reference}'s{named(self.reference_meaning)}"
         if close_to_one(self.ratio):
             settled = self.low is None or (close_to_one(self.low) and close_to_one(self.high))
-            return (f"{self.optimizer}'s best lr is about {self.reference}'s"
+            return (f"{mine} is about {theirs}"
                     + ("" if settled else f" ({self.factor_text()})"))
-        return f"{self.optimizer}'s best lr is {self.factor_text()} {self.reference}'s"
+        return f"{mine} is {self.factor_text()} {theirs}"
 
 
 def close_to_one(ratio: float) -> bool:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuner.advice.formatting import format_lr, format_metric, format_spread, join_names
+from tuner.advice.lr_meaning import named
 from tuner.advice.ranking import TaskRanking, rank_task, what_would_settle
 from tuner.advice.source import open_for_reading
 from tuner.advice.stats import AdviceError, Tolerance, parse_memory_budget
@@ -142,7 +143,7 @@ def advise(
     if prefer != "quality" and top is not candidates[0]:
         text = f"{on}, for {prefer}, use {top.optimizer}"
     if top.lr is not None:
-        text += f" with lr {format_lr(top.lr)}"
+        text += f" with lr {format_lr(top.lr)}{named(top.lr_meaning)}"
         if top.good_lr and top.good_lr[0] < top.good_lr[1]:
             text += f" (good range {format_lr(top.good_lr[0])}..{format_lr(top.good_lr[1])})"
     seeds = f"{top.seeds} seed" + ("s" if top.seeds != 1 else "")
@@ -174,6 +175,8 @@ def advise(
         text += "."
     ratios = [s.lr_ratio.sentence() for s in candidates[1:RATIOS_IN_TEXT + 1]
               if s.lr_ratio is not None]
+    ratios += [f"{s.lr_left_out}: no lr ratio" for s in candidates[:RATIOS_IN_TEXT + 1]
+               if s.lr_left_out and len(candidates) > 1]
     if ratios and prefer == "quality":
         text += " " + "; ".join(ratios) + "."
     certainty = what_would_settle(ranking)

@@ -7,6 +7,7 @@ loads no plugin either.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -95,19 +96,21 @@ def warm_start(
 
 
 def warm_start_spec(
-    spec: Any, db: str | Store | None = None, top: int = 3, margin: float = WARM_START_MARGIN
+    spec: Any, spaces: Mapping[str, SearchSpace], db: str | Store | None = None, top: int = 3,
+    margin: float = WARM_START_MARGIN,
 ) -> tuple[Any, dict[str, list[dict[str, Any]]]]:
     """A study spec warm-started from the store (``tuner study create --warm-start``).
 
-    Returns the spec with each optimizer's lr range narrowed (:func:`warm_start`) and, per
-    optimizer, the best known configurations to try first (before its recommended one).
+    ``spaces`` holds each optimizer's search space in the study (the caller builds them from the
+    plugins). Returns the spec with each optimizer's lr range narrowed (:func:`warm_start`) and,
+    per optimizer, the best known configurations to try first (before its recommended one).
     """
     from dataclasses import replace
 
     ranges = {name: dict(values) for name, values in (spec.ranges or {}).items()}
     configs: dict[str, list[dict[str, Any]]] = {}
     for optimizer in spec.optimizers:
-        found = warm_start(spec.task, optimizer, spec.space(optimizer), db=db, top=top,
+        found = warm_start(spec.task, optimizer, spaces[optimizer], db=db, top=top,
                            margin=margin)
         if found.lr_range is not None:
             ranges.setdefault(optimizer, {})["lr"] = [found.lr_range[0], found.lr_range[1]]

@@ -31,6 +31,11 @@ resamples repeat a width and leave the line undetermined or fitted exactly.) A w
 ``[narrowest, widest]`` measured is an *extrapolation*, reported with its factor (1024 beyond a
 widest 256 is "4x beyond").
 
+Only like is fitted with like: an optimizer's points are grouped by what its lr is
+(:mod:`tuner.advice.lr_meaning`), and a fit of an lr that is not a plain step size names it
+("prodigy's best lr (multiplier)"); an optimizer whose runs at one width recorded several
+meanings gives no point there.
+
 A pure read: neither torch, Optuna nor the plugins are imported, nor numpy.
 """
 
@@ -43,6 +48,7 @@ from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 from tuner.advice.formatting import format_lr, join_names
+from tuner.advice.lr_meaning import STEP_SIZE, is_mixed, named
 from tuner.advice.source import NoRunsError, open_for_reading
 from tuner.advice.stats import AdviceError
 
@@ -216,7 +222,8 @@ class WidthFit:
     :data:`MIN_WIDTHS` or more, ``law`` is the fitted power law and ``predicted_lr`` with
     ``low``..``high`` its prediction at ``width``; ``extrapolated`` is ``beyond`` or ``below``
     when ``width`` lies outside the measured widths, by ``factor``. With fewer, ``law`` and the
-    prediction are None and ``more_widths`` says how many more widths it needs.
+    prediction are None and ``more_widths`` says how many more widths it needs. ``lr_meaning``
+    is what every point's lr is.
     """
 
     optimizer: str
@@ -228,6 +235,7 @@ class WidthFit:
     high: float | None = None
     extrapolated: str | None = None
     factor: float | None = None
+    lr_meaning: str = STEP_SIZE
 
     @property
     def widths(self) -> list[float]:
@@ -254,10 +262,11 @@ class WidthFit:
             where = f"measured at width{'s' if len(self.points) != 1 else ''} {widths} only"
             if not self.points:
                 where = "not measured at any width"
-            return (f"{self.optimizer} has too few widths for a fit ({where}; it needs "
+            return (f"{self.optimizer}{named(self.lr_meaning)} has too few widths for a fit "
+                    f"({where}; it needs "
                     f"{MIN_WIDTHS} distinct widths: measure {more} more)")
-        text = (f"at width {_width(self.width)}, {self.optimizer}'s best lr is about "
-                f"{format_lr(self.predicted_lr)}")
+        text = (f"at width {_width(self.width)}, {self.optimizer}'s best lr"
+                f"{named(self.lr_meaning)} is about {format_lr(self.predicted_lr)}")
         if self.low is not None and self.high is not None and math.isclose(
             self.low, self.high, rel_tol=1e-9
         ):
@@ -276,7 +285,7 @@ class WidthFit:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "optimizer": self.optimizer, "width": self.width,
+            "optimizer": self.optimizer, "lr_meaning": self.lr_meaning, "width": self.width,
             "widths": self.widths, "points": [point.to_dict() for point in self.points],
             "exponent": self.exponent, "residual": self.residual,
             "intercept": self.law.intercept if self.law is not None else None,
@@ -341,7 +350,7 @@ def lr_across_widths(task: str, width: float, db: str | Store | None = None) -> 
     store, opened = open_for_reading(db)
     try:
         sweep, fixed = _sweep(list_tasks(store), task, store.display_url)
-        points: dict[str, list[WidthPoint]] = {}
+        points: dict[tuple[str, str], list[WidthPoint]] = {}
         measured: dict[str, float] = {}
         unmeasured: list[str] = []
         for record, at in sweep:
@@ -352,9 +361,10 @@ def lr_across_widths(task: str, width: float, db: str | Store | None = None) -> 
                 continue
             measured[record.name] = at
             for standing in ranking.optimizers:
-                if standing.mean is None or standing.lr is None or not standing.lr > 0:
+                if (standing.mean is None or standing.lr is None or not standing.lr > 0
+                        or is_mixed(standing.lr_meaning)):
                     continue
-                points.setdefault(standing.optimizer, []).append(
+                points.setdefault((standing.optimizer, standing.lr_meaning), []).append(
                     WidthPoint(at, record.name, standing.lr, standing.mean))
         display = store.display_url
     finally:
@@ -364,14 +374,15 @@ def lr_across_widths(task: str, width: float, db: str | Store | None = None) -> 
         raise NoRunsError(
             f"no runs of {task_base(task)} at any width in {display} (recorded: "
             f"{', '.join(unmeasured)}); run a study first")
-    fits = [_fit(optimizer, found, width) for optimizer, found in sorted(points.items())]
+    fits = [_fit(optimizer, found, width, meaning)
+            for (optimizer, meaning), found in sorted(points.items())]
     return WidthAdvice(task=task_base(task), width=width, db=display, tasks=measured,
                        fits=fits, unmeasured=unmeasured, fixed=fixed)
 
 
-def _fit(optimizer: str, points: list[WidthPoint], width: float) -> WidthFit:
+def _fit(optimizer: str, points: list[WidthPoint], width: float, lr_meaning: str) -> WidthFit:
     points = sorted(points, key=lambda point: (point.width, point.task))
-    found = WidthFit(optimizer=optimizer, width=width, points=points)
+    found = WidthFit(optimizer=optimizer, width=width, points=points, lr_meaning=lr_meaning)
     if len({point.width for point in points}) < MIN_WIDTHS:
         return found
     law = fit_power_law([p.width for p in points], [p.lr for p in points])

@@ -87,7 +87,9 @@ def best_command(
     measured optimizer state as a multiple of the parameters' bytes, the gap to the winner,
     the share of repeated studies that would name it (P(best): a resample of both the seeds
     and the configurations tried), the best lr against the winner's with its 5%-95%
-    interval, and * for the Pareto set over quality, steps to target and memory.
+    interval, and * for the Pareto set over quality, steps to target and memory. Lrs are
+    compared only when both are step sizes: a multiplier (learning-rate-free optimizers) is
+    left out, and a convention of its own (Muon's) is named, each in a line below the table.
     """
     from tuner.advice import format_lr, format_metric, format_spread, rank_task
     from tuner.advice.ranking import what_would_settle
@@ -151,6 +153,8 @@ def best_command(
             + (f", runs with {describe_where(ranking.where)}" if ranking.where else "")
         ),
     )
+    for note in ranking.lr_notes:
+        click.echo(f"lr: {note}.")
     if ranking.other_protocols:
         click.echo(ranking.others_text())
     if ranking.task_problem is not None:
@@ -405,7 +409,7 @@ def lr_find_command(
         device=device,
     )
     if out:
-        from tuner.report.write import plot_lr_find
+        from tuner.report.lr_find import plot_lr_find
 
         plot_lr_find(result, out)
     if as_json:

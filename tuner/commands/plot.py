@@ -1,6 +1,7 @@
 """``tuner plot trajectories|curves``: fixed settings trained once each and drawn side by side.
 
-The drawing is :mod:`tuner.report.plots`; this module reads the flags and prints what was drawn.
+Training and drawing are :mod:`tuner.report.plots`; this module reads the flags and prints what
+was drawn.
 """
 
 from __future__ import annotations
@@ -70,10 +71,12 @@ def trajectories_command(
         --run momentum:lr=0.01 --run nesterov:lr=0.01 --run adagrad:lr=0.1
         --run rmsprop:lr=0.1,alpha=0.9 --run adam:lr=0.1
     """
-    from tuner.report.plots import plot_trajectories
+    from tuner.report.plots import plot_setting_trajectories
 
-    figure = plot_trajectories(task_name, runs, out or f"trajectories-{task_name}.png", seed,
-                               **_options(budget, eval_every))
+    figure = plot_setting_trajectories(
+        task_name, runs, out or f"trajectories-{task_name}.png", seed,
+        **_options(budget, eval_every),
+    )
     _report(figure, as_json)
 
 
@@ -87,8 +90,8 @@ def curves_command(
 
         tuner plot curves --task logreg --run bfgs --run cg --run adam:lr=0.01
     """
-    from tuner.report.plots import plot_curves
+    from tuner.report.plots import plot_setting_curves
 
-    figure = plot_curves(task_name, runs, out or f"curves-{task_name}.png", seed,
-                         **_options(budget, eval_every))
+    figure = plot_setting_curves(task_name, runs, out or f"curves-{task_name}.png", seed,
+                                 **_options(budget, eval_every))
     _report(figure, as_json)

@@ -38,12 +38,15 @@ def _describe(plugin) -> dict:
         "summary": plugin.summary,
         "plugin": plugin.plugin,
         "version": plugin.version,
-        "state_multiple": None if callable(plugin.state_multiple) else plugin.state_multiple,
+        "state_multiple": plugin.state_multiple
+        if isinstance(plugin.state_multiple, (int, float)) else None,
         "state": plugin.state_text,
         "needs_closure": plugin.needs_closure,
         "full_batch_only": plugin.full_batch_only,
         "wants_flat_loss": plugin.wants_flat_loss,
         "max_params": plugin.max_params,
+        "lr_meaning": plugin.lr_meaning,
+        "splits_by_role": plugin.splits_by_role,
         "presets": {kind: dict(values) for kind, values in plugin.presets.items()},
         "reference": plugin.reference,
         "space_hash": plugin.space.fingerprint(),
@@ -68,14 +71,36 @@ def list_optimizers(as_json: bool) -> None:
                      "usage": f"{w.name}-<optimizer>"}
                     for w in registry.wrappers.values()
                 ],
+                "not_installed": [
+                    {"name": p.name, "plugin": p.plugin, "package": p.requires.module,
+                     "install": p.requires.install}
+                    for p in sorted(registry.not_installed.values(), key=lambda p: p.name)
+                ],
             }
         )
         return
     rows = [
         [p.name, p.state_text, ", ".join(p.space.names), p.summary] for p in found
     ]
-    rows += [[f"{w.name}-<optimizer>", "+1n", "", w.summary] for w in registry.wrappers.values()]
+    rows += [[f"{w.name}-<optimizer>", f"+{w.added_state:g}n", "", w.summary]
+             for w in registry.wrappers.values()]
     print_table(rows, ["name", "state", "hyperparameters", "summary"])
+    for line in _not_installed_lines(registry.not_installed.values()):
+        click.echo(line)
+
+
+def _not_installed_lines(plugins) -> list[str]:
+    """One line per missing package: how many optimizers it would add, which, and the command
+    that installs it."""
+    by_package: dict[tuple[str, str], list[str]] = {}
+    for plugin in plugins:
+        by_package.setdefault((plugin.requires.module, plugin.requires.install), []).append(
+            plugin.name)
+    return [
+        f"Not installed (the package {module!r} is missing): {', '.join(sorted(names))}; "
+        f"to add: {install}"
+        for (module, install), names in sorted(by_package.items())
+    ]
 
 
 @optimizers.command(name="show")
@@ -95,7 +120,9 @@ def show_optimizer(name: str, as_json: bool) -> None:
         + ("; needs a closure" if plugin.needs_closure else "")
         + ("; full batch only" if plugin.full_batch_only else "")
         + (f"; at most {plugin.max_params:,} parameters" if plugin.max_params else "")
+        + ("; hidden weight matrices apart from the rest" if plugin.splits_by_role else "")
     )
+    click.echo(f"lr: {plugin.lr_meaning}")
     if plugin.reference:
         click.echo(f"reference: {plugin.reference}")
     for kind, values in plugin.presets.items():

@@ -9,8 +9,6 @@ the same study from any host that reaches the database. The database is the only
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any
 
@@ -581,6 +579,7 @@ def stop_command(name: str, db: str | None) -> None:
     """Ask a study's workers, on every host, to finish the trial in hand and exit.
 
     Workers see the request at their next heartbeat; `tuner study run NAME` resumes the study.
+    A study with no worker attached (created, idle, finished) has nothing to stop: an error.
     """
     from tuner.store import open_store
     from tuner.store.studies import stop_study
@@ -630,12 +629,9 @@ def export_command(name: str, fmt: str, output: str | None, db: str | None) -> N
 
         text = json.dumps(plain_json(rows), indent=2) + "\n"
     else:
-        buffer = io.StringIO()
-        columns = list(rows[0]) if rows else ["study", "optimizer", "seed", "status"]
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        text = buffer.getvalue()
+        from tuner.report.csv_export import runs_csv
+
+        text = runs_csv(rows)
     if output:
         try:
             with open(output, "w", encoding="utf-8") as handle:

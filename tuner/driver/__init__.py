@@ -4,6 +4,7 @@ One tuner study is one task x a list of optimizers x N trials per optimizer x K 
 optimizer gets its own Optuna study (``tuner/<study>/<optimizer>``), so the sampler never
 starves one optimizer to feed another, and every optimizer gets exactly N trials. The parts:
 
+* :mod:`~tuner.driver.resolve`: a study's settings checked against the installed plugins;
 * :mod:`~tuner.driver.create`: create and delete studies, all or nothing;
 * :mod:`~tuner.driver.claiming`: a worker claims a slot and the configuration it trains;
 * :mod:`~tuner.driver.liveness`: heartbeats, reaping silent workers' trials, stop requests;

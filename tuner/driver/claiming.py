@@ -27,8 +27,8 @@ from tuner.driver.policy import (
     plan_slot,
     settled,
 )
-from tuner.store.claims import failed_runs_per_slot, insert_claim, slot_rows
-from tuner.store.models import utcnow
+from tuner.store.claims import database_now, failed_runs_per_slot, insert_claim, slot_rows
+from tuner.store.retry import retrying
 
 
 @dataclass
@@ -114,15 +114,17 @@ class Claimer:
         seeds = spec.slot_seeds(optimizer, slot)
         attrs = {"slot": slot, "origin": plan.origin, **({"retry": True} if earlier else {}),
                  **({"seeds": seeds} if slot < 0 else {})}
+        now = database_now(context.store)  # the database's clock, not this host's
         if plan.params is None:  # start-up settings from the base trials, however extended
             sampler = optuna_adapter.make_sampler(spec.sampler, spec.seed, optimizer, slot,
                                                   spec.trials)
-            trial = optuna_adapter.new_trial(study, sampler=sampler,
+            trial = optuna_adapter.new_trial(study, sampler=sampler, started=now,
                                              fixed_params=plan.pinned or None, user_attrs=attrs)
         else:
-            trial = optuna_adapter.new_trial(study, fixed_params=plan.params, user_attrs=attrs)
-        params = space.suggest(trial)  # drawn before the claim: the row is written once
-        now = utcnow()
+            trial = optuna_adapter.new_trial(study, started=now, fixed_params=plan.params,
+                                             user_attrs=attrs)
+        # drawn before the claim: the row is written once
+        params = retrying(lambda: space.suggest(trial))
         row_id = insert_claim(context.store, {
             "study_id": spec.id, "optimizer": optimizer,
             "optuna_study_name": optuna_adapter.study_name(spec.name, optimizer),

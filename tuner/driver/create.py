@@ -1,7 +1,7 @@
 """Creating and deleting studies: all or nothing, whatever moment a process is killed at.
 
-``study create`` checks everything first (names, ranges, counts: :func:`tuner.study.spec.resolve`),
-then writes in this order:
+``study create`` checks everything first (names, ranges, counts:
+:func:`tuner.driver.resolve.resolve`), then writes in this order:
 
 1. removes Optuna studies left for this name by an earlier create or delete that was killed
    (they belong to no tuner study: the study row is written last);
@@ -10,6 +10,9 @@ then writes in this order:
 
 Killed before 3, the name is free and nothing is listed; a new create cleans up. Killed after,
 the study is whole. A worker also creates a missing Optuna study, so step 2 is not load-bearing.
+The three steps run under the store's lock (:func:`tuner.store.database.store_lock`): of
+concurrent creates of one name, one creates it and the others find it there ("already exists");
+one create's step 1 never removes the Optuna studies of another's step 2.
 ``study delete`` removes the rows first (one transaction), then the Optuna studies.
 """
 
@@ -22,10 +25,10 @@ from dataclasses import replace
 from typing import Any
 
 from tuner.driver import optuna_adapter
-from tuner.driver.context import study_space
+from tuner.driver.context import optimizer_space, study_space
 from tuner.driver.study_task import load_study_task
 from tuner.store import open_store
-from tuner.store.database import StudyExistsError
+from tuner.store.database import StudyExistsError, store_lock
 from tuner.store.studies import delete_study_rows, study_exists, write_study
 from tuner.study.spec import StudySpec
 from tuner.task.reference import check_store_identity
@@ -118,7 +121,7 @@ def create(
     url: str | None = None,
     warm_starts: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> StudySpec:
-    """Write a checked study (:func:`tuner.study.spec.resolve`) and its Optuna studies.
+    """Write a checked study (:func:`tuner.driver.resolve.resolve`) and its Optuna studies.
 
     Returns the study as stored. Raises a one-line error, before anything is written, when the
     name is taken.
@@ -133,20 +136,22 @@ def create(
     )
     store = open_store(url)
     try:
-        if study_exists(store, spec.name):
-            raise StudyExistsError(f"a study named {spec.name!r} already exists")
-        check_store_identity(task, *_recorded_ref(store, task.name))
-        storage = optuna_adapter.storage(store)
-        optuna_adapter.delete_studies(storage, optuna_adapter.orphan_studies(storage, spec.name))
-        _crash_point("optuna")
-        optuna_adapter.create_studies(
-            storage, spec.name, spec.optimizers, task.direction,
-            {"tuner_study": spec.name, "task": spec.task, "metric": task.metric},
-        )
-        _crash_point("row")
-        created = write_study(store, spec, TaskRecord.from_task(task))
-        _crash_point("done")
-        return created
+        with store_lock(store.url):
+            if study_exists(store, spec.name):
+                raise StudyExistsError(f"a study named {spec.name!r} already exists")
+            check_store_identity(task, *_recorded_ref(store, task.name))
+            storage = optuna_adapter.storage(store)
+            optuna_adapter.delete_studies(storage,
+                                          optuna_adapter.orphan_studies(storage, spec.name))
+            _crash_point("optuna")
+            optuna_adapter.create_studies(
+                storage, spec.name, spec.optimizers, task.direction,
+                {"tuner_study": spec.name, "task": spec.task, "metric": task.metric},
+            )
+            _crash_point("row")
+            created = write_study(store, spec, TaskRecord.from_task(task))
+            _crash_point("done")
+            return created
     finally:
         store.dispose()
 
@@ -160,14 +165,15 @@ def create_study(
 ) -> StudySpec:
     """Check ``settings`` (flags over ``file_settings``) and create the study: what
     ``tuner study create`` and the server's create call."""
-    from tuner.study.spec import resolve
+    from tuner.driver.resolve import resolve
 
     spec = resolve(settings, file_settings)
     warm = None
     if warm_start:
         from tuner.advice import warm_start_spec
 
-        spec, warm = warm_start_spec(spec, db)
+        spaces = {o: optimizer_space(spec, o) for o in spec.optimizers}
+        spec, warm = warm_start_spec(spec, spaces, db)
     return create(spec, db, warm_starts=warm)
 
 
@@ -181,7 +187,8 @@ def create_studies(
     """:func:`create_study`, or for a study file with a ``[sweep]``, one study per value
     (:func:`tuner.study.spec.sweep`). Every study of a sweep is checked, and its name found
     free, before the first is created."""
-    from tuner.study.spec import StudyFileError, resolve, sweep
+    from tuner.driver.resolve import resolve
+    from tuner.study.spec import StudyFileError, sweep
 
     if not (file_settings or {}).get("sweep"):
         return [create_study(settings, db, file_settings=file_settings, warm_start=warm_start)]

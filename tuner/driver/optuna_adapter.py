@@ -15,6 +15,9 @@ API does not fit a worker that claims slots in the database, this module reaches
 * :func:`fail_trial` and :func:`settle_trial` write a trial's state through
   ``Study._storage.set_trial_state_values`` (a trial id is ``Trial._trial_id``).
 
+Every call that reaches Optuna's storage goes through :func:`tuner.store.retry.retrying`, as
+tuner's own statements do: transient errors are retried, and a worker rides out an outage.
+
 ``tests/test_optuna_contract.py`` checks each of these behaviours against the installed Optuna,
 and ``pyproject.toml`` pins Optuna to the range those tests passed on: an upgrade that changes
 one of them fails a test instead of changing claims or retries in silence.
@@ -30,6 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tuner.store.models import utcnow
+from tuner.store.retry import retrying
 
 if TYPE_CHECKING:
     import optuna
@@ -100,10 +104,10 @@ def load_study(
     """The Optuna study of one optimizer, created if a killed ``study create`` left it out."""
     import optuna
 
-    return optuna.create_study(
+    return retrying(lambda: optuna.create_study(
         study_name=study_name(study, optimizer), storage=storage, direction=direction,
         pruner=pruner, load_if_exists=True,
-    )
+    ))
 
 
 # -- samplers and pruners -----------------------------------------------------------------------
@@ -182,11 +186,13 @@ def new_trial(
     study: optuna.Study,
     *,
     sampler: Any = None,
+    started: datetime | None = None,
     fixed_params: Mapping[str, Any] | None = None,
     user_attrs: Mapping[str, Any] | None = None,
 ) -> optuna.Trial:
     """A new RUNNING trial: sampled by ``sampler``, or with ``fixed_params`` (then
-    ``suggest_*`` returns those values)."""
+    ``suggest_*`` returns those values); started at ``started`` (the database's time when the
+    caller has it: the sweep of left-over trials compares it with the database's)."""
     import optuna
     from optuna.trial import FrozenTrial, TrialState
 
@@ -195,7 +201,8 @@ def new_trial(
     template = None
     if fixed_params is not None or user_attrs:
         template = FrozenTrial(
-            number=-1, state=TrialState.RUNNING, value=None, datetime_start=utcnow(),
+            number=-1, state=TrialState.RUNNING, value=None,
+            datetime_start=started or utcnow(),
             datetime_complete=None, params={}, distributions={},
             user_attrs=dict(user_attrs or {}),
             system_attrs={"fixed_params": dict(fixed_params)} if fixed_params is not None
@@ -203,8 +210,9 @@ def new_trial(
             intermediate_values={}, trial_id=-1,
         )
     study._thread_local.cached_all_trials = None
-    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
-    return optuna.Trial(study, trial_id)
+    trial_id = retrying(lambda: study._storage.create_new_trial(study._study_id,
+                                                                template_trial=template))
+    return retrying(lambda: optuna.Trial(study, trial_id))
 
 
 def trial_id(trial: optuna.Trial) -> int:
@@ -222,16 +230,17 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: str, value: float | 
     if outcome == "complete":
         state, told = TrialState.COMPLETE, value
     elif outcome == "diverged":
-        trial.set_user_attr("diverged", True)
+        retrying(lambda: trial.set_user_attr("diverged", True))
         state, told = TrialState.COMPLETE, worst_value(direction)
     elif outcome == "pruned":
         state = TrialState.PRUNED
     try:
         from optuna.study._tell import _tell_with_warning
     except ImportError:  # pragma: no cover - the contract test fails first
-        study.tell(trial, told, state=state)
+        retrying(lambda: study.tell(trial, told, state=state))
         return
-    _tell_with_warning(study=study, trial=trial, value_or_values=told, state=state)
+    retrying(lambda: _tell_with_warning(study=study, trial=trial, value_or_values=told,
+                                        state=state))
 
 
 def worst_value(direction: str) -> float:
@@ -245,8 +254,8 @@ def fail_trial(study: optuna.Study, trial_id: int, note: str) -> None:
     from optuna.trial import TrialState
 
     try:
-        study._storage.set_trial_user_attr(trial_id, "tuner_failed", note)
-        study._storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        retrying(lambda: study._storage.set_trial_user_attr(trial_id, "tuner_failed", note))
+        retrying(lambda: study._storage.set_trial_state_values(trial_id, TrialState.FAIL))
     except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
         pass
 
@@ -266,7 +275,7 @@ def settle_trial(
     elif status == "pruned":
         state = TrialState.PRUNED
     try:
-        study._storage.set_trial_state_values(trial_id, state, values)
+        retrying(lambda: study._storage.set_trial_state_values(trial_id, state, values))
     except optuna.exceptions.UpdateFinishedTrialError:
         pass
 
@@ -277,11 +286,12 @@ def running_trials(study: optuna.Study) -> list[tuple[int, datetime | None]]:
 
     return [
         (t._trial_id, t.datetime_start)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for t in retrying(lambda: study.get_trials(deepcopy=False,
+                                                   states=(TrialState.RUNNING,)))
     ]
 
 
 def report(trial: optuna.Trial, value: float, step: int) -> bool:
     """Report an intermediate value; whether the pruner says to stop."""
-    trial.report(value, step)
-    return trial.should_prune()
+    retrying(lambda: trial.report(value, step))
+    return retrying(trial.should_prune)

@@ -36,6 +36,7 @@ from tuner.driver.settings import DriverError, WorkerSettings, check_threads
 from tuner.driver.supervision import current_status, graceful_signals
 from tuner.driver.worker import Worker, WorkerReport
 from tuner.errors import TunerError, first_line
+from tuner.store import StoreError
 from tuner.store.studies import StudyStatus
 from tuner.task.failures import LONGEST_FAILURE, describe_failure
 from tuner.training.threads import cores_per_worker
@@ -93,28 +94,39 @@ def worker_process(
     """The body of one spawned local worker process, one of ``workers``: run a worker (its
     runs on ``threads``, else choosing within its share of the cores) and put its report on
     ``results`` (a queue the parent reads), or the one line of its error and exit 1 (a
-    traceback too for an error that is not tuner's own one-line kind: a bug)."""
+    traceback too for an error that is not tuner's own one-line kind: a bug).
+
+    A stop signal at any moment, the parent's death among them (even while this process
+    starts: :func:`end_with_parent` then signals at once), ends it quietly: stopped, no
+    traceback; a report nobody is left to read is dropped."""
     import multiprocessing
 
     me = multiprocessing.current_process().name
     with graceful_signals():
-        end_with_parent(parent)
         try:
+            end_with_parent(parent)
             settings = WorkerSettings.from_env(grace, batch, threads,
                                                cores=cores_per_worker(workers))
             report = Worker(name, url, settings=settings, timeout=timeout).run()
         except KeyboardInterrupt:
             report = WorkerReport(stopped="interrupted")
         except TunerError as error:
-            results.put(ProcessEnd(me, None, error=first_line(str(error), LONGEST_FAILURE)))
+            _send(results, ProcessEnd(me, None, error=first_line(str(error), LONGEST_FAILURE)))
             raise SystemExit(1) from None
         except Exception as error:
             import traceback
 
             traceback.print_exc()
-            results.put(ProcessEnd(me, None, error=describe_failure(error)))
+            _send(results, ProcessEnd(me, None, error=describe_failure(error)))
             raise SystemExit(1) from None
-        results.put(ProcessEnd(me, None, report=report))
+        _send(results, ProcessEnd(me, None, report=report))
+
+
+def _send(results: Any, end: ProcessEnd) -> None:
+    """Put ``end`` on the parent's queue; when the parent is gone (the pipe is broken) or a
+    stop signal comes meanwhile, nobody is waiting for it."""
+    with suppress(KeyboardInterrupt, OSError):
+        results.put(end)
 
 
 def run_study(
@@ -149,8 +161,13 @@ def run_study(
         raise DriverError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
     def progress() -> None:
-        if on_progress is not None:
-            on_progress(current_status(url, name))
+        if on_progress is None:
+            return
+        try:
+            status = current_status(url, name)
+        except StoreError:  # the database is away: the workers ride it out, the display waits
+            return
+        on_progress(status)
 
     if backend == "ray":
         from tuner.driver.ray_backend import RayPlacement, run_on_ray
@@ -235,7 +252,11 @@ def _run_processes(
     progress()
     if interrupted:
         raise KeyboardInterrupt
-    return combined_report(results.ends(processes), current_status(url, name).status, timeout)
+    try:
+        status = current_status(url, name).status
+    except StoreError:  # the database is away (the workers' errors say so): not finished
+        status = "running"
+    return combined_report(results.ends(processes), status, timeout)
 
 
 class _Results:

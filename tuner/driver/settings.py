@@ -10,6 +10,7 @@ from tuner.errors import TunerError
 
 HEARTBEAT_ENV = "TUNER_HEARTBEAT_SECONDS"
 GRACE_ENV = "TUNER_GRACE_SECONDS"
+OUTAGE_ENV = "TUNER_OUTAGE_SECONDS"
 
 
 class DriverError(TunerError):
@@ -63,8 +64,9 @@ class WorkerSettings:
     """How often a worker proves it is alive, how long a silent worker is waited for, how many
     trials a worker trains together, and on how many CPU threads.
 
-    ``grace_seconds`` must be comfortably longer than ``heartbeat_seconds`` (and than any clock
-    difference between hosts: heartbeats are UTC timestamps written by the workers).
+    ``grace_seconds`` must be comfortably longer than ``heartbeat_seconds``. Heartbeats are
+    stamped and judged by the database's clock on PostgreSQL, so the hosts' clocks need not
+    agree (:mod:`tuner.store.claims`).
     ``batch`` is ``--batch``: claim up to that many slots of one optimizer and train them as
     one vectorised run (:mod:`tuner.driver.batch`); None takes the study's ``batch`` (else 1).
     ``threads`` is ``--threads``: every run's torch threads; None takes the study's
@@ -78,13 +80,18 @@ class WorkerSettings:
     batch: int | None = None
     threads: int | None = None
     cores: int | None = None
+    outage_seconds: float = 600.0
+    """How long a worker rides a database outage (``$TUNER_OUTAGE_SECONDS``): it keeps
+    training the trial in hand and retries with backoff; past this it exits with one line
+    (:mod:`tuner.store.retry`)."""
 
     @classmethod
     def from_env(
         cls, grace_seconds: float | None = None, batch: int | None = None,
         threads: int | None = None, cores: int | None = None,
     ) -> WorkerSettings:
-        """Defaults, overridden by ``$TUNER_HEARTBEAT_SECONDS`` / ``$TUNER_GRACE_SECONDS``, the
+        """Defaults, overridden by ``$TUNER_HEARTBEAT_SECONDS`` / ``$TUNER_GRACE_SECONDS`` /
+        ``$TUNER_OUTAGE_SECONDS``, the
         grace period by ``grace_seconds`` (``--grace-period``) when given; ``batch`` is
         ``--batch``, ``threads`` ``--threads`` and ``cores`` the worker's share."""
         heartbeat = _seconds(os.environ.get(HEARTBEAT_ENV, str(cls.heartbeat_seconds)),
@@ -98,7 +105,8 @@ class WorkerSettings:
                 f"the grace period ({grace:g} s) must be longer than the heartbeat interval "
                 f"({heartbeat:g} s)"
             )
-        return cls(heartbeat, grace, check_batch(batch), check_threads(threads), cores)
+        outage = _seconds(os.environ.get(OUTAGE_ENV, str(cls.outage_seconds)), f"${OUTAGE_ENV}")
+        return cls(heartbeat, grace, check_batch(batch), check_threads(threads), cores, outage)
 
     def run_options(self, study_threads: int | None) -> dict[str, int | None]:
         """The training options of how this worker's runs use the CPU, for a study whose file

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tuner.store import open_store
+from tuner.store import StoreError, open_store
+from tuner.store.retry import first_line, is_disconnect
 from tuner.store.studies import StudyStatus, reopen_given_up, study_status
 
 
@@ -39,10 +40,16 @@ def graceful_signals() -> Iterator[None]:
 
 
 def current_status(url: str | None, name: str) -> StudyStatus:
-    """The study's progress, read from a fresh connection."""
+    """The study's progress, read from a fresh connection; a database that cannot be reached
+    is a :class:`~tuner.store.StoreError` (one line)."""
     store = open_store(url, create=False, readonly=True)
     try:
         return study_status(store, name)
+    except Exception as error:
+        if not is_disconnect(error):
+            raise
+        raise StoreError(f"cannot reach the database at {store.display_url}: "
+                         f"{first_line(error)}") from None
     finally:
         store.dispose()
 

@@ -33,7 +33,8 @@ from tuner.store.models import params_hash
 from tuner.study.training import run_plan, tuned
 
 LOST = "lost"
-"""The outcome of a trial reaped while it ran: the reaper has failed its records already."""
+"""The outcome of a trial reaped while it ran: the reaper has failed its records already, and
+nothing of this attempt's was stored after that (:func:`tuner.store.claims.record_and_close`)."""
 
 
 def run_trial(
@@ -121,6 +122,9 @@ class TrialSeeds:
             protocol=study_protocol(self.context.spec.training, result.options or {},
                                   self.context.spec.budget, self.context.spec.budget_unit),
         )
+        if closed is False:  # reaped while it trained: the run was not stored
+            self.ended = (LOST, None, None)
+            return
         self._after_seed(index, outcome, result.final_metric, closed)
 
     def _after_seed(self, index: int, outcome: tuple[str, float | None] | None,

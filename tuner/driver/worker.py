@@ -10,6 +10,7 @@ together) and :mod:`tuner.driver.policy` (the rules).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,10 +23,18 @@ from tuner.driver.context import StudyContext, open_context
 from tuner.driver.liveness import Liveness
 from tuner.driver.settings import WorkerSettings
 from tuner.driver.trial import LOST, run_trial
-from tuner.store import open_store
-from tuner.store.claims import close_trial, optuna_outcomes, release
-from tuner.store.models import utcnow
+from tuner.store import Store, open_store
+from tuner.store.claims import (
+    close_trial,
+    database_now,
+    optuna_outcomes,
+    release,
+    slot_key,
+)
+from tuner.store.retry import riding_outages
 from tuner.store.studies import set_status
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,26 +69,32 @@ class Worker:
         self.timeout, self.on_trial, self.wait_for_others = timeout, on_trial, wait_for_others
 
     def run(self) -> WorkerReport:
-        """Claim and run trials until every slot is settled, a stop, Ctrl-C or the timeout."""
+        """Claim and run trials until every slot is settled, a stop, Ctrl-C or the timeout.
+        A database outage is ridden out for ``settings.outage_seconds``: the trial in hand
+        trains on, and is recorded when the database is back if its claim still holds."""
         report = WorkerReport()
         store = open_store(self.url, create=False)
         try:
-            context = open_context(store, self.name, self.settings)
-            claimer = Claimer(context)
-            sweep_optuna(context, self.settings)
-            if claimer.settled():
-                report.already_finished, report.stopped = True, "finished"
-                return report
-            set_status(store, context.spec.id, "running")
-            with Liveness(store, context.spec.id, self.settings) as liveness:
-                report.stopped = self._loop(context, claimer, liveness, report)
-            if report.stopped == "finished":
-                sweep_optuna(context, self.settings)
+            with riding_outages(self.settings.outage_seconds):
+                self._run_study(store, report)
         except KeyboardInterrupt:
             report.stopped = "interrupted"
         finally:
             store.dispose()
         return report
+
+    def _run_study(self, store: Store, report: WorkerReport) -> None:
+        context = open_context(store, self.name, self.settings)
+        claimer = Claimer(context)
+        sweep_optuna(context, self.settings)
+        if claimer.settled():
+            report.already_finished, report.stopped = True, "finished"
+            return
+        with Liveness(store, context.spec.id, self.settings) as liveness:
+            set_status(store, context.spec.id, "running")  # attached first: never idle
+            report.stopped = self._loop(context, claimer, liveness, report)
+        if report.stopped == "finished":
+            sweep_optuna(context, self.settings)
 
     def _loop(
         self, context: StudyContext, claimer: Claimer, liveness: Liveness, report: WorkerReport
@@ -98,7 +113,8 @@ class Worker:
                     return "finished"
                 if not self.wait_for_others:
                     return "waiting"
-                time.sleep(min(self.settings.heartbeat_seconds, 2.0))
+                # a stop request (seen by the heartbeat thread) ends the wait at once
+                liveness.stop_requested.wait(min(self.settings.heartbeat_seconds, 2.0))
                 continue
             if len(claims) == 1:
                 self._run(context, claims[0], liveness)
@@ -129,6 +145,7 @@ class Worker:
         lost = liveness.watch(claim.row_id)
         try:
             ended = run_trial(context, claim, lost)
+            liveness.check()
         except BaseException:  # Ctrl-C, or training refused its options: free the slot
             _give_back(context, claim)
             raise
@@ -142,6 +159,7 @@ class Worker:
         settled: set[int] = set()
 
         def on_end(claim: Claim, ended: Ended) -> None:
+            liveness.check()
             settled.add(claim.row_id)
             _settle(context, claim, ended)
 
@@ -164,14 +182,18 @@ def _give_back(context: StudyContext, claim: Claim) -> None:
 
 
 def _settle(context: StudyContext, claim: Claim, ended: Ended) -> None:
-    """Close a trial that ended (unless it was reaped) and tell Optuna its outcome."""
+    """Close a trial that ended and tell Optuna its outcome, only while this attempt still
+    holds it; a trial reaped meanwhile (the worker was paused, cut off or stranded) is someone
+    else's: its result is dropped, in one line."""
     outcome, value, closed = ended
-    if outcome == LOST:
-        return
-    if closed is None:  # not closed with its last run (reused seeds, pruned by wilcoxon)
+    if outcome != LOST and closed is None:
+        # not closed with its last run (its seeds were reused, or wilcoxon pruned it)
         closed = close_trial(context.store, claim.row_id, outcome, value)
-    if closed:  # else reaped after its last run: the slot is someone else's now
-        optuna_adapter.tell(claim.study, claim.trial, outcome, value, context.direction)
+    if outcome == LOST or not closed:
+        log.warning("trial %d (slot %s) was reassigned; result discarded", claim.row_id,
+                    slot_key(claim.optimizer, claim.slot))
+        return
+    optuna_adapter.tell(claim.study, claim.trial, outcome, value, context.direction)
 
 
 def _fail_reaped(context: StudyContext, optimizer: str, trial_id: int | None) -> None:
@@ -189,7 +211,7 @@ def sweep_optuna(context: StudyContext, settings: WorkerSettings) -> None:
     """Settle Optuna trials left RUNNING by a worker that died between two writes: one whose
     row is finished is told the row's outcome; one no live row holds is failed."""
     outcomes = optuna_outcomes(context.store, context.spec.id)
-    cutoff = utcnow() - timedelta(seconds=settings.grace_seconds)
+    cutoff = database_now(context.store) - timedelta(seconds=settings.grace_seconds)
     for study in context.studies.values():
         for trial_id, started in optuna_adapter.running_trials(study):
             status, value = outcomes.get(trial_id, (None, None))

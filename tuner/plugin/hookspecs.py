@@ -56,9 +56,20 @@ def register_optimizers(register: Callable[[OptimizerPlugin], None]) -> None:
     training loop counts every call of them (``RunResult.function_evals``, ``gradient_evals``,
     ``hessian_evals``). Its state may grow with the parameter count:
     ``state_multiple=MatrixState(1, 2)`` declares a dense n x n matrix plus two vectors, and
-    ``max_params=2000`` makes training refuse larger models. ``presets={"sequence": {"beta":
+    ``max_params=2000`` makes training refuse larger models. ``lr_meaning="multiplier"`` says
+    that the space's ``lr`` is no step size (a learning-rate-free method's factor; or a named
+    convention such as ``"muon/match_rms_adamw"``): runs record it, and the advice compares lrs
+    only like with like. ``splits_by_role=True`` hands ``build`` the groups split into the
+    task's hidden weight matrices and the rest (Muon). ``presets={"sequence": {"beta":
     0.965}}`` gives recommended values per task kind, which a study's recommended trial on a task
-    of that kind uses.
+    of that kind uses. An optimizer built on a package tuner does not depend on declares it,
+    ``requires=Requirement("pytorch_optimizer", 'pip install "tuner[more-optimizers]"')``, and
+    imports it inside ``build`` only: where the package is missing, your module still loads,
+    the optimizer is listed as not installed with that line, and naming it says what to
+    install. A state that grows with each tensor's shape (a preconditioner per side of a
+    matrix, as SOAP's and Shampoo's) is declared as ``state_multiple=TensorState(elements,
+    "2n + 2 d^2 per matrix side")``, ``elements(shape, role)`` counting the state's elements
+    for one parameter.
 
     Args:
         register: takes an ``OptimizerPlugin``. Its search space is validated on the spot; an

@@ -21,6 +21,7 @@ import pluggy
 
 import tuner.plugin.hookspecs as hookspecs
 from tuner.errors import (
+    NotInstalledError,
     PluginError,
     TunerError,
     UnknownNameError,
@@ -56,17 +57,25 @@ class PluginInfo:
 
 @dataclass
 class Registry:
-    """Everything the plugins registered, by name."""
+    """Everything the plugins registered, by name.
+
+    ``not_installed`` holds the optimizers whose package (their ``requires``) is missing here:
+    they are not offered, and asking for one by name says what to install.
+    """
 
     plugins: list[PluginInfo] = field(default_factory=list)
     optimizers: dict[str, OptimizerPlugin] = field(default_factory=dict)
     wrappers: dict[str, OptimizerWrapper] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
+    not_installed: dict[str, OptimizerPlugin] = field(default_factory=dict)
 
     def optimizer(self, name: str) -> OptimizerPlugin:
         """The optimizer called ``name``; ``WRAPPER-INNER`` builds a wrapped one on demand."""
         if name in self.optimizers:
             return self.optimizers[name]
+        missing = self.not_installed.get(name)
+        if missing is not None:
+            raise NotInstalledError(missing.requires.message(f"optimizer {name!r}"))
         prefix, sep, inner = name.partition("-")
         if sep and prefix in self.wrappers and inner:
             wrapper = self.wrappers[prefix]
@@ -261,6 +270,14 @@ def _check_name(kind: str, name: Any, taken: dict, plugin: PluginInfo) -> None:
         )
 
 
+def _not_installed(registry: Registry, item: OptimizerPlugin, plugin: PluginInfo) -> bool:
+    """Keep ``item`` aside, as not installed, if its package is missing; whether it was."""
+    if item.requires is None or not item.requires.missing():
+        return False
+    registry.not_installed[item.name] = replace(item, plugin=plugin.name, version=plugin.version)
+    return True
+
+
 def _optimizer_adder(registry: Registry) -> Callable[[Any, PluginInfo], None]:
     def add(item: Any, plugin: PluginInfo) -> None:
         if not isinstance(item, OptimizerPlugin):
@@ -273,14 +290,22 @@ def _optimizer_adder(registry: Registry) -> Callable[[Any, PluginInfo], None]:
             item.space.validate(f"plugin {plugin.name!r}: optimizer {item.name!r}")
         except SpaceError as error:
             raise PluginError(first_line(str(error))) from error
-        if not callable(item.state_multiple) and item.state_multiple < 0:
+        if isinstance(item.state_multiple, (int, float)) and item.state_multiple < 0:
             raise PluginError(
                 f"plugin {plugin.name!r}: optimizer {item.name!r}: state_multiple must be >= 0"
+            )
+        if not (isinstance(item.lr_meaning, str) and item.lr_meaning.strip()):
+            raise PluginError(
+                f"plugin {plugin.name!r}: optimizer {item.name!r}: lr_meaning must say what its "
+                f"lr is ('step size', 'multiplier' or a named convention), got "
+                f"{item.lr_meaning!r}"
             )
         try:
             item.check_presets(f"plugin {plugin.name!r}: optimizer {item.name!r}")
         except SpaceError as error:
             raise PluginError(first_line(str(error))) from error
+        if _not_installed(registry, item, plugin):
+            return
         registry.optimizers[item.name] = replace(
             item, plugin=plugin.name, version=plugin.version
         )

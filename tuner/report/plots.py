@@ -1,18 +1,21 @@
 """Fixed settings without a study: train each ``OPTIMIZER:k=v,k=v`` setting once, draw them
-side by side.
+side by side (``tuner plot``).
 
 The textbook figure of optimizers on f = x1^2 + 10 x2^2 from (4, 3) is one panel per fixed
 setting (GD at lr 0.1 and 0.01, momentum, Nesterov, Adagrad, RMSProp, Adam)::
 
-    from tuner.report.plots import plot_trajectories
-    figure = plot_trajectories("quadratic", ["sgd:lr=0.1", "sgd:lr=0.01",
-                                             "momentum:lr=0.01", "adam:lr=0.1"], "paths.png")
+    from tuner.report.plots import plot_setting_trajectories
+    figure = plot_setting_trajectories("quadratic", ["sgd:lr=0.1", "sgd:lr=0.01",
+                                                     "momentum:lr=0.01", "adam:lr=0.1"],
+                                       "paths.png")
     [panel.final_metric for panel in figure.panels]
 
 Each setting is one :func:`tuner.training.train` run (the run ``tuner train`` makes for the same
 optimizer, values, task, seed and options), so a panel's final loss is that run's. A panel's
-title names the setting and its final metric. :func:`plot_curves` draws the learning curves of
-the same settings, one panel each. torch and matplotlib are imported only when a figure is made.
+title names the setting and its final metric. The paths are drawn by the report's own
+:func:`~tuner.report.trajectories.plot_trajectories`; :func:`plot_setting_curves` draws the
+learning curves of the same settings, one panel each. torch and matplotlib are imported only
+when a figure is made.
 """
 
 from __future__ import annotations
@@ -24,17 +27,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import TunerError
+from tuner.report.drawing import panel_grid, save
+from tuner.report.trajectories import (
+    Trajectory,
+    TrajectoryPanel,
+    plane_function,
+    plot_trajectories,
+)
 
 if TYPE_CHECKING:
     from tuner.task.contract import Task
-    from tuner.training.loop import RunResult
+    from tuner.training.result import RunResult
 
 __all__ = [
-    "Figure", "Panel", "PlotError", "Setting", "parse_setting", "plot_curves",
-    "plot_trajectories", "run_settings",
+    "Figure", "Panel", "PlotError", "Setting", "parse_setting", "plot_setting_curves",
+    "plot_setting_trajectories", "run_settings",
 ]
 
-DPI = 110
 COLUMNS = 4
 """Panels per row of a figure."""
 
@@ -96,6 +105,11 @@ class Panel:
             ending = f"{self.result.status} at step {self.result.steps}"
         return f"{self.setting.label}\n{ending}"
 
+    def trajectory_panel(self, seed: int) -> TrajectoryPanel:
+        """This run's path, as :func:`~tuner.report.trajectories.plot_trajectories` draws it."""
+        points = [(float(x), float(y)) for x, y in self.result.trajectory or []]
+        return TrajectoryPanel(self.title, {self.setting.label: [Trajectory(points, seed)]})
+
     def to_dict(self) -> dict[str, Any]:
         result = self.result
         return {
@@ -141,7 +155,7 @@ def run_settings(
     ]
 
 
-def plot_trajectories(
+def plot_setting_trajectories(
     task: str | Task, settings: Sequence[str | Setting], path: str | Path, seed: int = 0,
     **options: Any,
 ) -> Figure:
@@ -159,10 +173,18 @@ def plot_trajectories(
             "learning curves"
         )
     panels = run_settings(task, settings, seed, **options)
-    return Figure(_draw_trajectories(task, panels, Path(path)), task.name, panels)
+    drawn = plot_trajectories(
+        [panel.trajectory_panel(seed) for panel in panels], path,
+        function=plane_function(task), start=tuple(task.start),
+        minimum=tuple(task.minimum) if getattr(task, "minimum", None) is not None else None,
+        title=f"{task.name}: one panel per setting, {_steps(panels)}",
+        # one colour: each panel holds one setting, named in its title
+        palette=dict.fromkeys((panel.setting.label for panel in panels), "C0"),
+    )
+    return Figure(drawn, task.name, panels)
 
 
-def plot_curves(
+def plot_setting_curves(
     task: str | Task, settings: Sequence[str | Setting], path: str | Path, seed: int = 0,
     **options: Any,
 ) -> Figure:
@@ -181,90 +203,8 @@ def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _grid(count: int) -> tuple[Any, Any, list[Any]]:
-    """A figure with ``count`` panels, at most :data:`COLUMNS` a row; unused axes hidden."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = min(COLUMNS, count)
-    rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.0 * columns, 3.6 * rows),
-                                squeeze=False)
-    flat = [axis for row in axes for axis in row]
-    for axis in flat[count:]:
-        axis.set_visible(False)
-    return plt, figure, flat[:count]
-
-
-def _save(plt: Any, figure: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=DPI)
-    plt.close(figure)
-    return path
-
-
-def _frame(task: Task, panels: Sequence[Panel]) -> tuple[float, float, float, float]:
-    """One frame for every panel: the start, the minimum and the paths, padded; points far
-    beyond the start (a run that blew up) are left out of the framing."""
-    start, minimum = tuple(task.start), tuple(getattr(task, "minimum", task.start))
-    reach = 5.0 * max(math.dist(start, minimum), 1.0)
-    points = [start, minimum] + [
-        p for panel in panels for p in (panel.result.trajectory or [])
-        if all(math.isfinite(c) for c in p) and math.dist(p, minimum) <= reach
-    ]
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    pad_x = 0.12 * max(max(xs) - min(xs), 1e-3)
-    pad_y = 0.12 * max(max(ys) - min(ys), 1e-3)
-    return min(xs) - pad_x, max(xs) + pad_x, min(ys) - pad_y, max(ys) + pad_y
-
-
-def _contours(task: Task, frame: tuple[float, float, float, float]) -> tuple[Any, Any, Any]:
-    """The task's function on a grid over ``frame`` (float64), shifted to be positive."""
-    import numpy as np
-    import torch
-
-    x0, x1, y0, y1 = frame
-    grid_x, grid_y = np.meshgrid(np.linspace(x0, x1, 160), np.linspace(y0, y1, 160))
-    points = torch.as_tensor(np.stack([grid_x, grid_y], axis=-1), dtype=torch.float64)
-    with torch.no_grad():
-        values = task.function(points).numpy()
-    low, high = float(np.nanmin(values)), float(np.nanmax(values))
-    return grid_x, grid_y, values - low + 1e-3 * (high - low + 1e-12)
-
-
-def _draw_trajectories(task: Task, panels: Sequence[Panel], path: Path) -> Path:
-    import numpy as np
-    from matplotlib.colors import LogNorm
-
-    plt, figure, axes = _grid(len(panels))
-    frame = _frame(task, panels)
-    grid_x, grid_y, shifted = _contours(task, frame)
-    levels = np.logspace(np.log10(shifted.min()), np.log10(shifted.max()), 20)
-    for axis, panel in zip(axes, panels, strict=True):
-        axis.contour(grid_x, grid_y, shifted, levels=levels, norm=LogNorm(), cmap="Greys",
-                     linewidths=0.6)
-        points = [p for p in panel.result.trajectory or [] if all(map(math.isfinite, p))]
-        if points:
-            xs, ys = [p[0] for p in points], [p[1] for p in points]
-            axis.plot(xs, ys, "o-", color="C0", ms=2.5, lw=1.0)
-            axis.plot(xs[-1:], ys[-1:], "o", color="C3", ms=5)
-        axis.plot([task.start[0]], [task.start[1]], "s", color="black", ms=5)
-        minimum = getattr(task, "minimum", None)
-        if minimum is not None:
-            axis.plot([minimum[0]], [minimum[1]], "*", color="gold", mec="black", ms=11)
-        axis.set_xlim(frame[0], frame[1])
-        axis.set_ylim(frame[2], frame[3])
-        axis.set_title(panel.title, fontsize=9)
-        axis.tick_params(labelsize=7)
-    figure.suptitle(f"{task.name}: one panel per setting, {_steps(panels)}", fontsize=10)
-    return _save(plt, figure, path)
-
-
 def _draw_curves(task: Task, panels: Sequence[Panel], path: Path) -> Path:
-    plt, figure, axes = _grid(len(panels))
+    figure, axes = panel_grid(len(panels), COLUMNS, (4.0, 3.6))
     values = [p.metric for panel in panels for p in panel.result.curve]
     values += [p.train_loss for panel in panels for p in panel.result.curve]
     log_y = bool(values) and all(math.isfinite(v) and v > 0 for v in values)
@@ -282,7 +222,8 @@ def _draw_curves(task: Task, panels: Sequence[Panel], path: Path) -> Path:
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=7)
     figure.suptitle(f"{task.name}: learning curves, one panel per setting", fontsize=10)
-    return _save(plt, figure, path)
+    figure.tight_layout()
+    return save(figure, path)
 
 
 def _steps(panels: Sequence[Panel]) -> str:

@@ -2,15 +2,14 @@
 
 A data function takes the request and returns a JSON-ready dict; :func:`json_view` serves it
 under ``/api/`` and :func:`tuner.server.pages.page_view` renders it into a page (datasette's
-habit: every page has its JSON twin). The YAML after ``---`` in each docstring is that
-endpoint's entry in the OpenAPI schema (``/api/openapi.json``).
+habit: every page has its JSON twin). Each is declared with :func:`~tuner.server.openapi.declare`:
+the parameters it reads through (the same objects), its answer and its errors, which are its
+entry in the OpenAPI document (``/api/openapi.json``).
 """
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 from collections.abc import Callable
 from typing import Any
 
@@ -20,14 +19,27 @@ from starlette.responses import Response
 
 from tuner.errors import TunerError
 from tuner.server import sources
+from tuner.server.openapi import (
+    Answer,
+    BadParameter,
+    Choice,
+    Names,
+    Operation,
+    PathId,
+    PathText,
+    Text,
+    Whole,
+    check_choice,
+    declare,
+)
 from tuner.server.responses import DataResponse
-from tuner.server.security import ApiError, BodyTooLarge, handle_error
-from tuner.store.values import plain_json
+from tuner.server.security import BodyTooLarge, handle_error
+from tuner.store.browse import MAX_PAGE, Page, runs_page, trials_page
+from tuner.store.models import RUN_STATUSES, TRIAL_STATUSES
 
 DataFunction = Callable[[Request], dict[str, Any]]
 
 DEFAULT_PAGE = 50
-MAX_PAGE = 500
 POLL_SECONDS = 2.0
 """How often the live pages ask for fresh data."""
 
@@ -70,54 +82,35 @@ def wrote(request: Request) -> None:
     request.app.state.cache.clear()
 
 
-# -- reading parameters --------------------------------------------------------------------------
+# -- parameters (read by the endpoints, described by the schema) -----------------------------
 
+LARGEST = 2**31 - 1
+TASK_ID = PathId("task_id", "the task's id (its record in the store: /api/tasks)")
+STUDY = PathText("name", "the study's name")
+TRIAL_ID = PathId("trial_id", "the trial's id (in the study's trials)")
+TOLERANCE = Text("tolerance", "what counts as within reach of the best: 2% or 0.05")
+BUDGET = Whole("budget", 1, LARGEST, description="the protocol's budget to rank (default: "
+               "the most measured)")
+MEMORY_BUDGET = Text("memory_budget", "optimizer state allowed, in parameter copies: 0n, 1n, 2n")
+OPTIMIZERS = Names("optimizers", "optimizers a,b (default: the top two)")
+TASK_IDS = Names("tasks", "task ids 1,2 (default: every task)")
+OFFSET = Whole("offset", 0, LARGEST, 0, "rows to skip (newest first)")
+LIMIT = Whole("limit", 1, MAX_PAGE, DEFAULT_PAGE, "rows in the page")
+OPTIMIZER = Text("optimizer", "only this optimizer's rows (one of the study's)")
+TRIAL_STATUS = Choice("status", TRIAL_STATUSES, description="only trials with this status")
+RUN_STATUS = Choice("status", RUN_STATUSES, description="only runs with this status")
+FORMAT = Choice("format", ("csv", "json"), "csv", "CSV (a spreadsheet's) or a JSON list")
 
-def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    """A whole-number query parameter within ``low..high`` (400 otherwise)."""
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ApiError(400, f"{name} must be a whole number from {low} to {high}, got {raw!r}")
-    return value
-
-
-def budget_param(request: Request) -> int | None:
-    """The ``budget`` query parameter (which protocol to rank), None when absent."""
-    return int_param(request, "budget", 0, 1, 2**31 - 1) or None
-
-
-def text_param(request: Request, name: str) -> str | None:
-    """A text query parameter, None when absent or empty."""
-    raw = request.query_params.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    if "\x00" in raw or len(raw) > 1000:
-        raise ApiError(400, f"{name} is not a usable value")
-    return raw.strip()
-
-
-def list_param(request: Request, name: str) -> list[str] | None:
-    """A list query parameter (``a,b`` or repeated), None when absent."""
-    parts = []
-    for raw in request.query_params.getlist(name):
-        if "\x00" in raw or len(raw) > 1000:
-            raise ApiError(400, f"{name} is not a usable value")
-        parts += [part.strip() for part in raw.split(",") if part.strip()]
-    return parts or None
+PAGE_KEYS = {"items": "the rows, newest first", "total": "rows that match",
+             "offset": "rows skipped", "limit": "rows asked for", "filters": "as applied"}
 
 
 def _task(request: Request) -> sources.TaskView:
-    return sources.get_task(request.app.state.store, int(request.path_params["task_id"]))
+    return sources.get_task(request.app.state.store, TASK_ID.read(request))
 
 
 def study_name(request: Request) -> str:
-    return str(request.path_params["name"])
+    return STUDY.read(request)
 
 
 def study_commands(request: Request, name: str) -> dict[str, str]:
@@ -133,7 +126,8 @@ def study_commands(request: Request, name: str) -> dict[str, str]:
 
 
 def _task_summary(store: Any, task: sources.TaskView) -> dict[str, Any]:
-    summary = task.to_dict() | {"winner": None, "optimizers": 0, "studies": 0, "problem": None}
+    summary = task.to_dict() | {"winner": None, "optimizers": 0, "studies": 0, "problem": None,
+                                "protocol": None}
     try:
         ranking = sources.ranking(store, task.name)
     except TunerError as error:  # no runs yet, or a task the store cannot rank
@@ -141,65 +135,79 @@ def _task_summary(store: Any, task: sources.TaskView) -> dict[str, Any]:
         return summary
     summary["optimizers"], summary["studies"] = len(ranking.optimizers), ranking.studies
     summary["metric"], summary["direction"] = ranking.metric, ranking.direction
+    summary["protocol"] = ranking.protocol_text()
     winner = ranking.winner
     if winner is not None:
         summary["winner"] = {
             "optimizer": winner.optimizer, "mean": winner.mean, "std": winner.std,
-            "seeds": winner.seeds, "lr": winner.lr,
+            "seeds": winner.seeds, "lr": winner.lr, "lr_meaning": winner.lr_meaning,
             "good_lr": list(winner.good_lr) if winner.good_lr else None,
         }
     return summary
 
 
+@declare(Operation(
+    "Everything at a glance (the home page's data)",
+    answer=Answer("the tasks and the studies", {
+        "tasks": "each task with its record, winner and good-lr range",
+        "studies": "each study with its progress and its task's id",
+        "read_only": "whether writes are refused", "poll_seconds": "how often pages ask"}),
+))
 def home(request: Request) -> dict[str, Any]:
     """The tasks in the store with their current winners, and the studies with their progress.
-    ---
-    summary: Everything at a glance (the home page's data)
-    responses:
-      200: {description: "{tasks: [...], studies: [...], read_only: bool}"}
     """
     store = request.app.state.store
     return {
         "tasks": [_task_summary(store, task) for task in sources.list_tasks(store)],
-        "studies": sources.list_studies(store),
+        "studies": _listed_studies(store),
         "read_only": not request.app.state.token,
         "poll_seconds": POLL_SECONDS,
     }
 
 
+def _listed_studies(store: Any) -> list[dict[str, Any]]:
+    """``tuner study list --json``, each study with its task's id (None for a task the store
+    has no record of)."""
+    ids = task_ids(store)
+    return [study | {"task_id": ids.get(study["task"])} for study in sources.list_studies(store)]
+
+
+@declare(Operation(
+    "List the tasks",
+    answer=Answer("the tasks", {"tasks": "id, name, kind, metric, direction, target, winner, "
+                                "protocol (what the winner was trained under)"}),
+))
 def tasks(request: Request) -> dict[str, Any]:
     """The tasks in the store, each with its record, current winner and good-lr range.
-    ---
-    summary: List the tasks
-    responses:
-      200: {description: "{tasks: [{id, name, kind, metric, direction, target, winner}]}"}
     """
     store = request.app.state.store
     return {"tasks": [_task_summary(store, task) for task in sources.list_tasks(store)]}
 
 
+@declare(Operation(
+    "A task's page data",
+    (TASK_ID, TOLERANCE, BUDGET),
+    Answer("its ranking, advice, lr points, curves and budget curves", {
+        "task": "its record", "ranking": "as /ranking (null without runs)",
+        "advice": "as /advice (null without runs)", "lr_points": "as /lr-points",
+        "curves": "as /curves", "budget_curves": "as /budget-curves",
+        "problem": "why there is no ranking (null when there is)",
+        "lr_left_out": "optimizers left out of the lr points, each with why (an lr that is "
+        "not a step size)"}),
+    errors={404: "no such task"},
+))
 def task_detail(request: Request) -> dict[str, Any]:
     """One task: ranking, advice, lr points, best learning curves, budget curves (its page).
-    ---
-    summary: A task's page data
-    parameters:
-      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
-      - {name: tolerance, in: query, schema: {type: string}, description: "2% or 0.05"}
-      - {name: budget, in: query, schema: {type: integer, minimum: 1}, description: "the
-        protocol's budget (default: the most measured)"}
-    responses:
-      200: {description: "{task, ranking, advice, lr_points, curves, budget_curves, problem}"}
-      404: {description: no such task}
     """
     store = request.app.state.store
     task = _task(request)
-    budget = budget_param(request)
+    budget = BUDGET.read(request)
     data: dict[str, Any] = {
         "task": task.to_dict(), "ranking": None, "advice": None, "lr_points": {},
-        "curves": {}, "budget_curves": [], "problem": None,
+        "lr_left_out": {}, "curves": {}, "budget_curves": [], "problem": None,
     }
     try:
-        advice = sources.advice(store, task.name, tolerance=text_param(request, "tolerance"),
+        advice = sources.advice(store, task.name, tolerance=TOLERANCE.read(request),
                                 budget=budget)
     except TunerError as error:
         if type(error).__name__ == "AdviceError":
@@ -209,83 +217,85 @@ def task_detail(request: Request) -> dict[str, Any]:
     data["advice"] = advice.to_dict()
     data["ranking"] = advice.ranking.to_dict()
     protocol = advice.ranking.protocol.key if advice.ranking.protocol else None
-    data["lr_points"] = sources.lr_points(store, task.name, advice.ranking.direction, protocol)
+    data["lr_points"], data["lr_left_out"] = sources.lr_points(
+        store, task.name, advice.ranking.direction, protocol)
     data["curves"] = sources.curves(store, advice.ranking)
     data["budget_curves"] = sources.budget_curves(store, advice.ranking)
     return data
 
 
+@declare(Operation(
+    "A task's ranking (tuner best --task T --json)",
+    (TASK_ID, TOLERANCE, BUDGET),
+    Answer("the ranking", {
+        "task": "the task's name", "metric": "what is compared", "direction": "min or max",
+        "protocol": "the budget and options the ranked runs were trained under",
+        "optimizers": "the standings, best first", "certainty": "P(best) and ties"}),
+    errors={404: "no such task, or no runs of it"},
+))
 def task_ranking(request: Request) -> dict[str, Any]:
     """The optimizers ranked on a task: the same data as ``tuner best --task T --json``.
-    ---
-    summary: A task's ranking (TaskRanking.to_dict())
-    parameters:
-      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
-      - {name: tolerance, in: query, schema: {type: string}, description: "2% or 0.05"}
-      - {name: budget, in: query, schema: {type: integer, minimum: 1}}
-    responses:
-      200: {description: the ranking}
-      404: {description: "no such task, or no runs of it"}
     """
     task = _task(request)
     return sources.ranking(
-        request.app.state.store, task.name, text_param(request, "tolerance"),
-        budget_param(request),
+        request.app.state.store, task.name, TOLERANCE.read(request),
+        BUDGET.read(request),
     ).to_dict()
 
 
+@declare(Operation(
+    "A task's advice (tuner advise --task T --json)",
+    (TASK_ID, MEMORY_BUDGET, TOLERANCE, BUDGET),
+    Answer("the advice", {
+        "advice": "the recommendation in one sentence", "optimizer": "the one to use",
+        "lr": "its learning rate", "good_lr": "every lr within the tolerance of the best",
+        "ranking": "the ranking it comes from"}),
+    errors={404: "no such task, or no runs of it"},
+))
 def task_advice(request: Request) -> dict[str, Any]:
     """The recommendation for a task: the same data as ``tuner advise --task T --json``.
-    ---
-    summary: A task's advice (Advice.to_dict())
-    parameters:
-      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
-      - {name: memory_budget, in: query, schema: {type: string}, description: "0n, 1n, 2n"}
-      - {name: tolerance, in: query, schema: {type: string}, description: "2% or 0.05"}
-      - {name: budget, in: query, schema: {type: integer, minimum: 1}}
-    responses:
-      200: {description: 'the advice, its sentence in "advice"'}
-      404: {description: "no such task, or no runs of it"}
     """
     task = _task(request)
     return sources.advice(
-        request.app.state.store, task.name, memory_budget=text_param(request, "memory_budget"),
-        tolerance=text_param(request, "tolerance"), budget=budget_param(request),
+        request.app.state.store, task.name, memory_budget=MEMORY_BUDGET.read(request),
+        tolerance=TOLERANCE.read(request), budget=BUDGET.read(request),
     ).to_dict()
 
 
+@declare(Operation(
+    "A task's lr-sensitivity points",
+    (TASK_ID, BUDGET),
+    Answer("each optimizer's configurations", {
+        "task": "the task's name", "direction": "min or max",
+        "protocol": "the protocol ranked", "points": "per optimizer: lr, mean, std, seeds, "
+        "diverged, params, lr_meaning of each configuration",
+        "left_out": "optimizers left out, each with why (an lr that is not a step size)"}),
+    errors={404: "no such task, or no runs of it"},
+))
 def task_lr_points(request: Request) -> dict[str, Any]:
-    """Every configuration of each optimizer as an lr-sensitivity point, with its parameters.
-    ---
-    summary: A task's lr-sensitivity points
-    parameters:
-      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
-    responses:
-      200:
-        description: "{task, direction, points: {optimizer: [{lr, mean, std, seeds,
-          diverged, params}]}}"
-      404: {description: no such task}
+    """Every configuration of each optimizer as an lr-sensitivity point, with its parameters;
+    optimizers whose lr is not a step size (a multiplier) are left out, with the reason.
     """
     task = _task(request)
-    ranked = sources.ranking(request.app.state.store, task.name, budget=budget_param(request))
+    ranked = sources.ranking(request.app.state.store, task.name, budget=BUDGET.read(request))
     protocol = ranked.protocol.key if ranked.protocol else None
+    points, left_out = sources.lr_points(request.app.state.store, task.name, ranked.direction,
+                                         protocol)
     return {
         "task": task.name, "direction": ranked.direction,
-        "protocol": ranked.protocol_text(),
-        "points": sources.lr_points(request.app.state.store, task.name, ranked.direction,
-                                    protocol),
+        "protocol": ranked.protocol_text(), "points": points, "left_out": left_out,
     }
 
 
+@declare(Operation(
+    "A task's best learning curves",
+    (TASK_ID,),
+    Answer("the curves", {"task": "the task's name", "metric": "the curves' values",
+                          "curves": "per optimizer: one {steps, values} per seed"}),
+    errors={404: "no such task, or no runs of it"},
+))
 def task_curves(request: Request) -> dict[str, Any]:
     """The learning curves (metric per step, one per seed) of each optimizer's best configuration.
-    ---
-    summary: A task's best learning curves
-    parameters:
-      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
-    responses:
-      200: {description: "{task, metric, curves: {optimizer: [{steps, values}]}}"}
-      404: {description: "no such task, or no runs of it"}
     """
     task = _task(request)
     ranking = sources.ranking(request.app.state.store, task.name)
@@ -295,24 +305,22 @@ def task_curves(request: Request) -> dict[str, Any]:
     }
 
 
+@declare(Operation(
+    "A task's expected best after k trials",
+    (TASK_ID, BUDGET),
+    Answer("the budget curves", {
+        "task": "the task's name", "metric": "what is expected", "direction": "min or max",
+        "protocol": "the protocol ranked", "trials_compared": "k at most",
+        "budget_curves": "per optimizer: trials, expected, low, high, seed_noise"}),
+    errors={404: "no such task, or no runs of it"},
+))
 def task_budget_curves(request: Request) -> dict[str, Any]:
     """Each optimizer's expected best result after k trials of tuning, k = 1..its trials, with
     its 5%..95% interval (the task page's third chart, the report's figure).
-    ---
-    summary: A task's expected best after k trials
-    parameters:
-      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
-      - {name: budget, in: query, schema: {type: integer, minimum: 1}, description: "the
-        protocol's budget (default: the most measured)"}
-    responses:
-      200:
-        description: "{task, metric, direction, protocol, trials_compared, budget_curves:
-          [{optimizer, trials, expected, low, high, seed_noise}]}"
-      404: {description: "no such task, or no runs of it"}
     """
     store = request.app.state.store
     task = _task(request)
-    ranking = sources.ranking(store, task.name, budget=budget_param(request), settle=False)
+    ranking = sources.ranking(store, task.name, budget=BUDGET.read(request), settle=False)
     return {
         "task": task.name, "metric": ranking.metric, "direction": ranking.direction,
         "protocol": ranking.protocol_text(), "trials_compared": ranking.trials_compared,
@@ -320,27 +328,27 @@ def task_budget_curves(request: Request) -> dict[str, Any]:
     }
 
 
+@declare(Operation(
+    "Compare optimizers on a task",
+    (TASK_ID, OPTIMIZERS, TOLERANCE),
+    Answer("the optimizers side by side", {
+        "task": "its record", "metric": "what is compared", "direction": "min or max",
+        "tolerance": "as applied", "protocol": "the budget and options the runs were trained "
+        "under", "optimizers": "their standings, in the order asked",
+        "all_optimizers": "every ranked optimizer", "ties": "each pair: tied within noise?",
+        "lr_points": "as /lr-points, for these", "curves": "as /curves, for these",
+        "lr_left_out": "as /lr-points' left_out, for these"}),
+    errors={404: "no such task or optimizer"},
+))
 def task_compare(request: Request) -> dict[str, Any]:
     """Two or more optimizers of a task side by side: standings, ties, points and curves.
-    ---
-    summary: Compare optimizers on a task
-    parameters:
-      - {name: task_id, in: path, required: true, schema: {type: integer, minimum: 1}}
-      - name: optimizers
-        in: query
-        schema: {type: string}
-        description: "a,b (default: the top two)"
-      - {name: tolerance, in: query, schema: {type: string}}
-    responses:
-      200: {description: "{task, metric, direction, optimizers, ties, lr_points, curves}"}
-      404: {description: no such task or optimizer}
     """
     from tuner.advice import tied_within_noise
 
     store = request.app.state.store
     task = _task(request)
-    ranking = sources.ranking(store, task.name, text_param(request, "tolerance"))
-    names = list_param(request, "optimizers") or [s.optimizer for s in ranking.optimizers[:2]]
+    ranking = sources.ranking(store, task.name, TOLERANCE.read(request))
+    names = OPTIMIZERS.read(request) or [s.optimizer for s in ranking.optimizers[:2]]
     standings = [ranking.standing(name) for name in dict.fromkeys(names)]
     ties = []
     for position, first in enumerate(standings):
@@ -354,149 +362,179 @@ def task_compare(request: Request) -> dict[str, Any]:
                 )
             ties.append({"optimizers": [first.optimizer, second.optimizer], "tied": tied})
     chosen = {s.optimizer for s in standings}
-    points = sources.lr_points(store, task.name, ranking.direction)
+    protocol = ranking.protocol.key if ranking.protocol else None  # what the ranking compares
+    points, left_out = sources.lr_points(store, task.name, ranking.direction, protocol)
     curves = sources.curves(store, ranking)
     return {
         "task": task.to_dict(), "metric": ranking.metric, "direction": ranking.direction,
-        "tolerance": str(ranking.tolerance),
+        "tolerance": str(ranking.tolerance), "protocol": ranking.protocol_text(),
         "optimizers": [s.to_dict() for s in standings],
         "all_optimizers": [s.optimizer for s in ranking.optimizers],
         "ties": ties,
         "lr_points": {name: found for name, found in points.items() if name in chosen},
+        "lr_left_out": {name: why for name, why in left_out.items() if name in chosen},
         "curves": {name: found for name, found in curves.items() if name in chosen},
     }
 
 
+@declare(Operation(
+    "Compare optimizers across tasks (tuner compare --json)",
+    (TASK_IDS, TOLERANCE),
+    Answer("ranks per task, mean rank, wins, defaults", {
+        "tasks": "the tasks compared, by name", "task_ids": "each task's id, by name",
+        "optimizers": "mean rank, wins, profile", "per_task": "each task's standings",
+        "defaults": "recommended configurations against tuned ones"}),
+    errors={404: "no such task, or no runs"},
+))
 def compare_tasks(request: Request) -> dict[str, Any]:
-    """Optimizers across tasks: the same data as ``tuner compare --json``.
-    ---
-    summary: Compare optimizers across tasks (Comparison.to_dict())
-    parameters:
-      - {name: tasks, in: query, schema: {type: string}, description: "a,b (default: all)"}
-      - {name: tolerance, in: query, schema: {type: string}}
-    responses:
-      200: {description: "ranks per task, mean rank, wins, defaults"}
-      404: {description: no runs}
+    """Optimizers across tasks: the same data as ``tuner compare --json``, with each task's id.
     """
-    return sources.comparison(
-        request.app.state.store, list_param(request, "tasks"), text_param(request, "tolerance")
-    ).to_dict()
+    store = request.app.state.store
+    names = None
+    ids = TASK_IDS.read(request)
+    if ids is not None:
+        names = [sources.get_task(store, _task_id(text)).name for text in ids]
+    answer = sources.comparison(store, names, TOLERANCE.read(request)).to_dict()
+    known = task_ids(store)
+    answer["task_ids"] = {name: known.get(name) for name in answer["tasks"]}
+    return answer
+
+
+def _task_id(text: str) -> int:
+    """A task id given in a query (a whole number; 400 otherwise)."""
+    if not text.isdigit():
+        raise BadParameter(f"tasks are named by their ids (see /api/tasks), got {text!r}")
+    return int(text)
+
+
+def task_ids(store: Any) -> dict[str, int]:
+    """Each task's id by its name (links to a task's page name it by id)."""
+    return {task.name: task.id for task in sources.list_tasks(store)}
 
 
 # -- studies -------------------------------------------------------------------------------------
 
 
+@declare(Operation(
+    "List the studies",
+    answer=Answer("the studies", {"studies": "each with its status, progress and task_id"}),
+))
 def studies(request: Request) -> dict[str, Any]:
-    """The studies in the store with their progress: ``tuner study list --json``.
-    ---
-    summary: List the studies
-    responses:
-      200: {description: "{studies: [...]}"}
+    """The studies in the store with their progress: ``tuner study list --json``, with their
+    tasks' ids.
     """
-    return {"studies": sources.list_studies(request.app.state.store)}
+    return {"studies": _listed_studies(request.app.state.store)}
 
 
+@declare(Operation(
+    "A study's page data (tuner study show --json and more)",
+    (STUDY,),
+    Answer("the study", {
+        "study": "status and progress per optimizer; task_id names its task",
+        "commands": "the commands that run it", "trials": "its latest trials (as /trials)",
+        "history": "per optimizer: trials, best (so far), values: the history plot",
+        "read_only": "whether writes are refused", "poll_seconds": "how often pages ask"}),
+    errors={404: "no such study"},
+))
 def study_detail(request: Request) -> dict[str, Any]:
     """A study: status and progress per optimizer, its latest trials, the commands to run it.
-    ---
-    summary: A study's page data (``tuner study show --json`` and more)
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-    responses:
-      200: {description: "{study, trials, commands, read_only, poll_seconds}"}
-      404: {description: no such study}
     """
     store = request.app.state.store
     name = study_name(request)
     status = sources.study_status(store, name)
-    from tuner.store.browse import trials_page
-
+    status["task_id"] = task_ids(store).get(status["task"])
     return {
         "study": status, "commands": study_commands(request, name),
         "trials": trials_page(store, name, limit=DEFAULT_PAGE).to_dict(),
+        "history": sources.study_history(store, name, status["direction"]),
         "read_only": not request.app.state.token, "poll_seconds": POLL_SECONDS,
     }
 
 
-def _page_args(request: Request) -> dict[str, Any]:
-    return {
-        "offset": int_param(request, "offset", 0, 0, 2**31 - 1),
-        "limit": int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE),
-        "optimizer": text_param(request, "optimizer"),
-        "status": text_param(request, "status"),
-    }
+@declare(Operation(
+    "A trial's page data: its parameters, each seed's run and curve",
+    (STUDY, TRIAL_ID),
+    Answer("the trial", {
+        "study": "name, task, task_id, metric, direction, status",
+        "trial": "id, optimizer, number, slot, status, value, params, origin, started_at, "
+        "finished_at, worker, runs (seed, status, final_metric, best_metric, steps, "
+        "wall_seconds, device, error, curve {steps, values})"}),
+    errors={404: "no such study, or no such trial of it"},
+))
+def study_trial(request: Request) -> dict[str, Any]:
+    """One trial of a study: its parameters, each seed's run with its curve, and the whole
+    error of a run that failed."""
+    store = request.app.state.store
+    name = study_name(request)
+    found = sources.trial(store, name, TRIAL_ID.read(request))
+    status = sources.study_status(store, name)
+    study = {key: status[key] for key in ("name", "task", "metric", "direction", "status")}
+    study["task_id"] = task_ids(store).get(status["task"])
+    return {"study": study, "trial": found}
 
 
+def _study_page(request: Request, page: Callable[..., Page], status: Choice) -> dict[str, Any]:
+    """One page of a study's rows (:func:`~tuner.store.browse.trials_page` or
+    :func:`~tuner.store.browse.runs_page`) as the query asks: offset, limit, and filters that
+    name one of the study's optimizers and one of the statuses (400 otherwise: an empty page
+    would say "none")."""
+    store = request.app.state.store
+    name = study_name(request)
+    optimizers = sources.study_optimizers(store, name)
+    return page(
+        store, name, offset=OFFSET.read(request), limit=LIMIT.read(request),
+        optimizer=check_choice(OPTIMIZER.name, OPTIMIZER.read(request), optimizers),
+        status=status.read(request),
+    ).to_dict()
+
+
+@declare(Operation(
+    "A study's trials (paged)",
+    (STUDY, OFFSET, LIMIT, OPTIMIZER, TRIAL_STATUS),
+    Answer("a page of trials", PAGE_KEYS),
+    errors={404: "no such study"},
+))
 def study_trials(request: Request) -> dict[str, Any]:
     """A study's trials, newest first, a page at a time.
-    ---
-    summary: A study's trials (paged)
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-      - {name: offset, in: query, schema: {type: integer, minimum: 0, default: 0}}
-      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 500, default: 50}}
-      - {name: optimizer, in: query, schema: {type: string}}
-      - {name: status, in: query, schema: {type: string}}
-    responses:
-      200: {description: "{items, total, offset, limit, filters}"}
-      404: {description: no such study}
     """
-    from tuner.store.browse import trials_page
-
-    name = study_name(request)
-    sources.check_study_name(name)
-    return trials_page(request.app.state.store, name, **_page_args(request)).to_dict()
+    return _study_page(request, trials_page, TRIAL_STATUS)
 
 
+@declare(Operation(
+    "A study's runs (paged)",
+    (STUDY, OFFSET, LIMIT, OPTIMIZER, RUN_STATUS),
+    Answer("a page of runs", PAGE_KEYS),
+    errors={404: "no such study"},
+))
 def study_runs(request: Request) -> dict[str, Any]:
     """A study's runs (one per seed of a trial), newest first, a page at a time.
-    ---
-    summary: A study's runs (paged)
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-      - {name: offset, in: query, schema: {type: integer, minimum: 0, default: 0}}
-      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 500, default: 50}}
-      - {name: optimizer, in: query, schema: {type: string}}
-      - {name: status, in: query, schema: {type: string}}
-    responses:
-      200: {description: "{items, total, offset, limit, filters}"}
-      404: {description: no such study}
     """
-    from tuner.store.browse import runs_page
-
-    name = study_name(request)
-    sources.check_study_name(name)
-    return runs_page(request.app.state.store, name, **_page_args(request)).to_dict()
+    return _study_page(request, runs_page, RUN_STATUS)
 
 
+@declare(Operation(
+    "Export a study's runs (tuner study export)",
+    (STUDY, FORMAT),
+    Answer("every run", content={
+        "text/csv": {"schema": {"type": "string"}},
+        "application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}),
+    errors={404: "no such study"},
+))
 async def study_export(request: Request) -> Response:
     """Every run of a study, one row each with its parameters flattened (``tuner study export``).
-    ---
-    summary: Export a study's runs
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-      - {name: format, in: query, schema: {type: string, enum: [csv, json], default: csv}}
-    responses:
-      200: {description: CSV (text/csv) or a JSON list}
-      404: {description: no such study}
     """
     try:
-        fmt = text_param(request, "format") or "csv"
-        if fmt not in ("csv", "json"):
-            raise ApiError(400, f"format must be csv or json, got {fmt!r}")
+        fmt = FORMAT.read(request)
         name = study_name(request)
         rows = await run_in_threadpool(sources.export_rows, request.app.state.store, name)
     except Exception as error:
         return await handle_error(request, error)
     if fmt == "json":
         return DataResponse(rows)
-    buffer = io.StringIO()
-    columns = list(rows[0]) if rows else ["study", "optimizer", "seed", "status"]
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(plain_json(rows))
+    from tuner.report.csv_export import runs_csv
+
     filename = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
     return Response(
-        buffer.getvalue(), media_type="text/csv; charset=utf-8",
+        runs_csv(rows), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'},
     )

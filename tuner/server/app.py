@@ -2,11 +2,12 @@
 
 :func:`create_app` opens the store once and returns a Starlette app; uvicorn serves it. The
 routing table at the bottom is the whole surface: each page beside its JSON twin, then the
-writes, the OpenAPI schema and the shipped assets.
+writes, the OpenAPI document (from the endpoints' declarations) and the shipped assets.
 """
 
 from __future__ import annotations
 
+import functools
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -16,17 +17,18 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 
 from tuner.server import api, sources, writes
 from tuner.server.api import json_view
 from tuner.server.cache import FRESH_SECONDS, ReadCache
+from tuner.server.openapi import document
 from tuner.server.pages import page_view
 from tuner.server.responses import DataResponse
 from tuner.server.security import (
     MAX_BODY_BYTES,
     BodyLimit,
+    EncodedSlash,
     SecurityHeaders,
     exception_handlers,
 )
@@ -34,26 +36,27 @@ from tuner.version import __version__
 
 STATIC = Path(__file__).with_name("static")
 
-SCHEMA = SchemaGenerator({
-    "openapi": "3.0.3",
-    "info": {
-        "title": "tuner",
-        "version": __version__,
-        "description": "Which optimizer, and which learning rate: the store's advice and "
-        "studies. Reads are open; writes need `Authorization: Bearer <TUNER_TOKEN>`.",
-    },
-    "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-})
+INFO = {
+    "title": "tuner",
+    "version": __version__,
+    "description": "Which optimizer, and which learning rate: the store's advice and studies. "
+    "Reads are open; writes need `Authorization: Bearer <TUNER_TOKEN>`.",
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the JSON API, from the endpoints' own declarations."""
+    return document(ROUTES, INFO)
 
 
 def openapi(request: Request) -> Response:
-    """The OpenAPI schema of the JSON API, built from the endpoints' docstrings."""
-    schema = SCHEMA.get_schema(routes=[r for r in request.app.routes if _is_api(r)])
-    return DataResponse(schema)
+    """The OpenAPI document (built once: the routes do not change)."""
+    return DataResponse(_document())
 
 
-def _is_api(route: BaseRoute) -> bool:
-    return isinstance(route, Route) and route.path.startswith("/api/")
+@functools.lru_cache(maxsize=1)
+def _document() -> dict[str, Any]:
+    return openapi_document()
 
 
 def create_app(
@@ -78,7 +81,8 @@ def create_app(
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limit=body_limit)],
+        middleware=[Middleware(SecurityHeaders), Middleware(BodyLimit, limit=body_limit),
+                    Middleware(EncodedSlash)],
         exception_handlers=exception_handlers(),
         lifespan=asynccontextmanager(close),
     )
@@ -102,6 +106,7 @@ ROUTES: list[BaseRoute] = [
     *_page_and_twin("/tasks/{task_id:int}", api.task_detail, "task.html"),
     *_page_and_twin("/tasks/{task_id:int}/compare", api.task_compare, "compare.html"),
     *_page_and_twin("/studies/{name}", api.study_detail, "study.html"),
+    *_page_and_twin("/studies/{name}/trials/{trial_id:int}", api.study_trial, "trial.html"),
     Route("/api/tasks", json_view(api.tasks), methods=["GET"]),
     Route("/api/tasks/{task_id:int}/ranking", json_view(api.task_ranking), methods=["GET"]),
     Route("/api/tasks/{task_id:int}/advice", json_view(api.task_advice), methods=["GET"]),
@@ -119,5 +124,7 @@ ROUTES: list[BaseRoute] = [
     Route("/api/studies/{name}/runs", json_view(api.study_runs), methods=["GET"]),
     Route("/api/studies/{name}/export", api.study_export, methods=["GET"]),
     Route("/api/openapi.json", openapi, methods=["GET"], include_in_schema=False),
-    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    # the server's scripts, then the stylesheet it shares with the report (tuner/report/static)
+    Mount("/static", StaticFiles(directory=STATIC, packages=[("tuner.report", "static")]),
+          name="static"),
 ]

@@ -18,25 +18,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
 
 from tuner.errors import first_line
+from tuner.report.templating import environment
 from tuner.store.values import plain_json
 from tuner.version import __version__
 
 TEMPLATES = Path(__file__).with_name("templates")
+STYLESHEET_URL = f"/static/style.css?v={__version__}"
+"""Where a page finds the shared stylesheet (:data:`tuner.report.templating.STYLESHEET`), served
+under ``/static`` beside the server's own assets."""
 
 
 @functools.lru_cache(maxsize=1)
 def templates() -> Jinja2Templates:
-    """The template set (loaded once), escaping every value."""
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True
+    """The template set (loaded once): the server's pages first, then the layout and filters
+    they share with the report (:mod:`tuner.report.templating`)."""
+    return Jinja2Templates(
+        env=environment(STYLESHEET_URL, jinja2.FileSystemLoader(TEMPLATES))
     )
-    environment.policies["json.dumps_kwargs"] = {"sort_keys": False, "allow_nan": False}
-    environment.filters["lr"] = _format_lr
-    environment.filters["number"] = _format_number
-    environment.filters["params"] = _format_params
-    environment.filters["when"] = _format_time
-    environment.globals["version"] = __version__
-    return Jinja2Templates(env=environment)
 
 
 def render(request: Request, template: str, data: dict[str, Any], status: int = 200) -> Response:
@@ -52,33 +50,6 @@ def render(request: Request, template: str, data: dict[str, Any], status: int = 
 def error_page(request: Request, status: int, message: str) -> Response:
     """The error page: the status and the one-line message."""
     return render(request, "error.html", {"status": status, "error": message}, status)
-
-
-def _format_lr(value: Any) -> str:
-    from tuner.advice import format_lr
-
-    return format_lr(value) if isinstance(value, (int, float)) else "-"
-
-
-def _format_number(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _format_params(params: Any) -> str:
-    if not isinstance(params, dict) or not params:
-        return "-"
-    return ", ".join(f"{key}={_format_number(value)}" for key, value in params.items())
-
-
-def _format_time(value: Any) -> str:
-    """An ISO timestamp as ``2025-01-31 12:00:05`` (UTC)."""
-    return str(value).replace("T", " ")[:19] if value else "-"
 
 
 class DataResponse(JSONResponse):

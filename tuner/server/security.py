@@ -2,16 +2,19 @@
 
 * Without a token the server is read-only: every write answers 403 and touches nothing. With
   ``TUNER_TOKEN`` set, a write needs ``Authorization: Bearer <token>`` (compared in constant
-  time); a missing or wrong one answers 401.
+  time); a missing or wrong one answers 401. Every write endpoint is a :func:`write_view`.
 * A request body larger than :data:`MAX_BODY_BYTES` is refused with 413 before it is read whole.
+* A path with an encoded slash (``%2F``) is not found (:class:`EncodedSlash`).
 * Every error is ``{"error": "<one line>"}`` with its status (an HTML page for the pages);
   an unexpected exception is logged on the server and answers 500 without a traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -21,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tuner.errors import TunerError
 from tuner.server.responses import error_page, error_response, one_line
+from tuner.store.retry import first_line, is_disconnect
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body accepted (a study definition is well under a kilobyte)."""
@@ -54,6 +58,27 @@ def require_writer(request: Request) -> None:
             401, "a write needs the header Authorization: Bearer <token>",
             {"WWW-Authenticate": 'Bearer realm="tuner"'},
         )
+
+
+WriteHandler = Callable[[Request], Awaitable[Response]]
+
+
+def write_view(handler: WriteHandler) -> WriteHandler:
+    """A write endpoint: the token is checked first (:func:`require_writer`), and any error,
+    raised there or by ``handler``, is answered as one JSON line with its status; a body over
+    the limit is left to :class:`BodyLimit`, which answers 413."""
+
+    @functools.wraps(handler)
+    async def view(request: Request) -> Response:
+        try:
+            require_writer(request)
+            return await handler(request)
+        except BodyTooLarge:
+            raise
+        except Exception as error:
+            return await handle_error(request, error)
+
+    return view
 
 
 class BodyLimit:
@@ -109,6 +134,29 @@ class BodyTooLarge(Exception):
     """Raised while a view reads a body past the limit; :class:`BodyLimit` answers 413."""
 
 
+class EncodedSlash:
+    """ASGI middleware: a path holding an encoded slash (``%2F``) names nothing: 404.
+
+    The router matches the decoded path, where ``%2F`` is a real ``/``: ``/api/studies/
+    q1%2Ftrials`` would answer as the trials of study ``q1``. No name in a URL of tuner's can
+    hold a ``/`` (study names cannot, tasks are ids), so such a path is not found, as JSON or
+    as the error page.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = bytes(scope.get("raw_path") or b"").split(b"?", 1)[0]
+        if scope["type"] == "http" and b"%2f" in path.lower():
+            request = Request(scope, receive)
+            message = "Not Found: a name in a URL cannot hold '/' (%2F)"
+            response = await handle_error(request, HTTPException(404, message))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 SECURITY_HEADERS = {
     # Scripts only from tuner's own files: an injected inline handler could not run even if
     # a value escaped its escaping. Styles likewise (the charts set theirs through the DOM).
@@ -143,6 +191,10 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+RETRY_AFTER_SECONDS = "5"
+"""What a 503 asks the client to wait (the database is away, or restarting)."""
+
+
 def _wants_page(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and request.url.path != "/api"
 
@@ -156,6 +208,12 @@ async def handle_error(request: Request, error: Exception) -> Response:
     elif isinstance(error, TunerError):  # each carries its own status (tuner.errors)
         status, message = error.status, str(error)
         headers = getattr(error, "headers", None) or None
+        if status == 503:
+            headers = {**(headers or {}), "Retry-After": RETRY_AFTER_SECONDS}
+    elif is_disconnect(error):  # the database is away: the pool reconnects once it is back
+        status, message = 503, f"the database is unreachable: {first_line(error)}"
+        headers = {"Retry-After": RETRY_AFTER_SECONDS}
+        logger.warning("%s %s: %s", request.method, request.url.path, one_line(message))
     else:
         logger.error(
             "%s %s failed: %s: %s", request.method, request.url.path, type(error).__name__,

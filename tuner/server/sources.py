@@ -123,14 +123,19 @@ def comparison(
 
 def lr_points(
     store: Store, task: str, direction: str, protocol: str | None = None
-) -> dict[str, list[dict[str, Any]]]:
-    """Each optimizer's configurations as (lr, mean, spread) points with their parameters (under
-    ``protocol``: what the ranking compares)."""
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """Each optimizer's configurations as (lr, mean, spread) points with their parameters and
+    lr meaning (under ``protocol``: what the ranking compares), for a chart with one lr axis;
+    and the optimizers left out of it with why (a multiplier is no step size:
+    :func:`tuner.advice.lr_meaning.chart_points`)."""
     # integrate: tuner.store.queries.lr_results reads the same statistics for the report but
     # without each configuration's parameters, which the chart's hover shows.
+    from tuner.advice.lr_meaning import chart_points
     from tuner.store.browse import lr_sensitivity
+    from tuner.store.queries import lr_meanings
 
-    return lr_sensitivity(store, task, direction, protocol=protocol)
+    points = lr_sensitivity(store, task, direction, protocol=protocol)
+    return chart_points(points, lr_meanings(store, task, list(points)))
 
 
 def curves(store: Store, task_ranking: TaskRanking) -> dict[str, list[dict[str, Any]]]:
@@ -168,6 +173,32 @@ def study_status(store: Store, name: str) -> dict[str, Any]:
 
     check_study_name(name)
     return stored_status(store, name).describe()
+
+
+def study_optimizers(store: Store, name: str) -> list[str]:
+    """The optimizers of study ``name`` (UnknownNameError when there is no such study)."""
+    from tuner.store.studies import get_study
+
+    check_study_name(name)
+    return list(get_study(store, name).optimizers)
+
+
+def study_history(store: Store, name: str, direction: str) -> dict[str, dict[str, list[Any]]]:
+    """Per optimizer, the best value after each of its finished trials (the history plot)."""
+    from tuner.store.study_views import best_so_far
+
+    check_study_name(name)
+    return best_so_far(store, name, direction)
+
+
+def trial(store: Store, name: str, trial_id: int) -> dict[str, Any]:
+    """One trial of study ``name`` with its runs and their curves."""
+    from tuner.store.study_views import trial_detail
+
+    check_study_name(name)
+    if not 0 < trial_id <= MAX_DATABASE_INTEGER:
+        raise UnknownNameError(f"study {name!r} has no trial with id {trial_id}")
+    return trial_detail(store, name, trial_id)
 
 
 def export_rows(store: Store, name: str) -> list[dict[str, Any]]:

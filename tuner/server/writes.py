@@ -1,5 +1,5 @@
 """The API's writes: create, extend, stop and delete a study; each needs the token
-(security.py).
+(:func:`tuner.server.security.write_view`, which also answers their errors).
 
 Creating takes the fields of ``tuner study create`` as JSON and hands them to the same driver
 function, so the checks and their one-line messages are the command's; extending takes those of
@@ -18,18 +18,65 @@ from starlette.responses import Response
 
 from tuner.errors import UnknownNameError
 from tuner.server import sources
-from tuner.server.api import study_commands, study_name, wrote
+from tuner.server.api import STUDY, study_commands, study_name, wrote
+from tuner.server.openapi import Answer, Operation, declare
 from tuner.server.responses import DataResponse
-from tuner.server.security import ApiError, BodyTooLarge, handle_error, require_writer
+from tuner.server.security import ApiError, write_view
+from tuner.study.spec import LIMITS, PRUNERS, SAMPLERS
 
-CREATE_KEYS = (
-    "name", "task", "optimizers", "trials", "seeds", "sampler", "pruner", "budget", "schedule",
-    "param_range", "seed", "description", "warm_start", "training", "task_params", "first_seed",
-)
-"""The fields of a create request: ``tuner study create``'s flags, by the same names."""
 
-EXTEND_KEYS = ("trials", "optimizers")
-"""The fields of an extend request: ``tuner study extend --trials N --optimizers A,B``."""
+def _whole(key: str, description: str = "") -> dict[str, Any]:
+    """A whole-number field within the command's limits (:data:`tuner.study.spec.LIMITS`)."""
+    low, high = LIMITS[key]
+    found: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high}
+    return found | ({"description": description} if description else {})
+
+
+CREATE_BODY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "task", "optimizers", "trials", "seeds"],
+    "properties": {
+        "name": {"type": "string"},
+        "task": {"type": "string", "description": "an installed task's name"},
+        "optimizers": {"type": ["array", "string"], "items": {"type": "string"},
+                       "description": "names, as a list or 'a,b'"},
+        "trials": _whole("trials", "trials per optimizer"),
+        "seeds": _whole("seeds", "seeds per trial"),
+        "sampler": {"type": "string", "enum": list(SAMPLERS)},
+        "pruner": {"type": "string", "enum": list(PRUNERS)},
+        "budget": _whole("budget", "training budget per run (the task's unit)"),
+        "schedule": {"type": "string"},
+        "param_range": {"type": "array", "items": {"type": "string"},
+                        "description": "ranges like 'adamw.lr=1e-4:1e-1'"},
+        "seed": _whole("seed", "the sampler's seed"),
+        "first_seed": _whole("first_seed", "the first training seed (seeds first_seed .. "
+                             "first_seed + seeds - 1)"),
+        "description": {"type": "string"},
+        "warm_start": {"type": "boolean"},
+        "training": {"type": "object", "description": "training options, fixed (a value) or "
+                     "tuned ([low, high], or a list of choices), as a study file's [training]"},
+        "task_params": {"type": "object", "description": "the task's parameters (width, ...)"},
+    },
+}
+"""A create request: ``tuner study create``'s flags, by the same names (the schema's and the
+check's, :func:`_create_settings`)."""
+
+CREATE_KEYS = tuple(CREATE_BODY["properties"])
+
+EXTEND_BODY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["trials"],
+    "properties": {
+        "trials": _whole("trials", "more trials of each optimizer"),
+        "optimizers": {"type": "array", "items": {"type": "string"},
+                       "description": "the optimizers to add to (default: every one)"},
+    },
+}
+"""An extend request: ``tuner study extend --trials N --optimizers A,B``."""
+
+EXTEND_KEYS = tuple(EXTEND_BODY["properties"])
 
 
 def _create_settings(body: Any) -> tuple[dict[str, Any], bool]:
@@ -47,10 +94,11 @@ def _create_settings(body: Any) -> tuple[dict[str, Any], bool]:
         if value is not None and not isinstance(value, str):
             raise ApiError(400, f"{key} must be a string, got {value!r}")
     for key in ("trials", "seeds", "budget", "seed", "first_seed"):
-        value = settings[key]
-        # the range of the store's integer columns; resolve() checks the rest, as for the CLI
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**31 - 1:
-            raise ApiError(400, f"{key} must be at most {2**31 - 1}, got {value!r}")
+        value, most = settings[key], LIMITS[key][1]
+        # the command's own limits, before any use of a number too large for the store;
+        # resolve() checks the rest, as for the CLI
+        if isinstance(value, int) and not isinstance(value, bool) and value > most:
+            raise ApiError(400, f"{key} must be at most {most:,}, got {value:,}")
     optimizers = settings["optimizers"]
     if isinstance(optimizers, list) and all(isinstance(name, str) for name in optimizers):
         settings["optimizers"] = ",".join(optimizers)
@@ -98,6 +146,12 @@ def _training(values: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _json_body(request: Request) -> Any:
+    """The request's JSON body; 415 unless it is declared JSON (a form or text/plain body is
+    what a cross-site form can send without asking)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise ApiError(415, "the request body must be JSON, sent with Content-Type: "
+                            f"application/json (got {media_type or 'none'!r})")
     raw = await request.body()
     try:
         return json.loads(raw or b"null")
@@ -105,64 +159,26 @@ async def _json_body(request: Request) -> Any:
         raise ApiError(400, "the request body is not valid JSON") from None
 
 
+@declare(Operation(
+    "Create a study (needs the token)",
+    answer=Answer("the study and the commands that run it",
+                  {"study": "as /api/studies/{name} has it", "commands": "run, worker"}),
+    status=201, errors={409: "the name is taken"}, body=CREATE_BODY, writes=True,
+))
+@write_view
 async def create_study(request: Request) -> Response:
     """Create a study, checked as ``tuner study create`` checks it; it is run by workers.
-    ---
-    summary: Create a study (needs the token)
-    security: [{bearer: []}]
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            additionalProperties: false
-            required: [name, task, optimizers, trials, seeds]
-            properties:
-              name: {type: string}
-              task: {type: string, description: an installed task's name}
-              optimizers: {type: array, items: {type: string}}
-              trials: {type: integer, minimum: 1}
-              seeds: {type: integer, minimum: 1}
-              sampler: {type: string, enum: [tpe, random, qmc, grid]}
-              pruner: {type: string, enum: [none, median, hyperband, wilcoxon]}
-              budget: {type: integer, minimum: 1}
-              schedule: {type: string}
-              param_range: {type: array, items: {type: string}}
-              seed: {type: integer, minimum: 0}
-              first_seed: {type: integer, minimum: 0, description: "the first training seed
-                (seeds first_seed .. first_seed + seeds - 1; default 0)"}
-              description: {type: string}
-              warm_start: {type: boolean}
-              training:
-                type: object
-                description: "training options, fixed (a value) or tuned ([low, high], or a
-                  list of choices), as a study file's [training] table"
-              task_params: {type: object, description: "the task's parameters (width, ...)"}
-    responses:
-      201: {description: "{study, commands}: the study and the commands that run it"}
-      400: {description: a setting that cannot be used (the CLI's message)}
-      401: {description: missing or wrong token}
-      403: {description: the server is read-only}
-      409: {description: the name is taken}
-      413: {description: body too large}
     """
+    settings, warm_start = _create_settings(await _json_body(request))
+    store = request.app.state.store
     try:
-        require_writer(request)
-        settings, warm_start = _create_settings(await _json_body(request))
-        store = request.app.state.store
-        try:
-            name = await run_in_threadpool(
-                sources.create_study, store, settings, warm_start=warm_start
-            )
-        except UnknownNameError as error:  # a task or optimizer named in the body: bad input
-            raise ApiError(400, str(error)) from None
-        wrote(request)
-        status = await run_in_threadpool(sources.study_status, store, name)
-    except BodyTooLarge:
-        raise
-    except Exception as error:
-        return await handle_error(request, error)
+        name = await run_in_threadpool(
+            sources.create_study, store, settings, warm_start=warm_start
+        )
+    except UnknownNameError as error:  # a task or optimizer named in the body: bad input
+        raise ApiError(400, str(error)) from None
+    wrote(request)
+    status = await run_in_threadpool(sources.study_status, store, name)
     return DataResponse(
         {"study": status, "commands": study_commands(request, name)}, status_code=201
     )
@@ -189,94 +205,57 @@ def _extend_settings(body: Any) -> tuple[Any, Any]:
     return trials, optimizers
 
 
+@declare(Operation(
+    "Add trials to a study (needs the token)",
+    (STUDY,),
+    Answer("the study and the commands that run the trials",
+           {"study": "as /api/studies/{name} has it", "commands": "run, worker"}),
+    errors={404: "no such study"}, body=EXTEND_BODY, writes=True,
+))
+@write_view
 async def extend_study(request: Request) -> Response:
     """Add trials to some optimizers of a study (``tuner study extend --trials``); workers run
     them. Adding rounds until the ranking is settled (``--until-settled``) is a loop of the
     command line and of ``tuner.Study.extend``, which train between the rounds: the server
     never trains, so it has no such request.
-    ---
-    summary: Add trials to a study (needs the token)
-    security: [{bearer: []}]
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-    requestBody:
-      required: true
-      content:
-        application/json:
-          schema:
-            type: object
-            additionalProperties: false
-            required: [trials]
-            properties:
-              trials: {type: integer, minimum: 1, description: more trials of each optimizer}
-              optimizers:
-                type: array
-                items: {type: string}
-                description: "the optimizers to add to (default: every one of the study)"
-    responses:
-      200: {description: "{study, commands}: the study and the commands that run the trials"}
-      400: {description: a count or an optimizer that cannot be used (the CLI's message)}
-      401: {description: missing or wrong token}
-      403: {description: the server is read-only}
-      404: {description: no such study}
-      413: {description: body too large}
     """
-    try:
-        require_writer(request)
-        trials, optimizers = _extend_settings(await _json_body(request))
-        store, name = request.app.state.store, study_name(request)
-        await run_in_threadpool(sources.extend_study, store, name, trials, optimizers)
-        wrote(request)
-        status = await run_in_threadpool(sources.study_status, store, name)
-    except BodyTooLarge:
-        raise
-    except Exception as error:
-        return await handle_error(request, error)
+    trials, optimizers = _extend_settings(await _json_body(request))
+    store, name = request.app.state.store, study_name(request)
+    await run_in_threadpool(sources.extend_study, store, name, trials, optimizers)
+    wrote(request)
+    status = await run_in_threadpool(sources.study_status, store, name)
     return DataResponse({"study": status, "commands": study_commands(request, name)})
 
 
+@declare(Operation(
+    "Stop a study (needs the token)",
+    (STUDY,),
+    Answer("its status after the stop", {"study": "as /api/studies/{name} has it"}),
+    errors={404: "no such study", 409: "the study is not running: nothing to stop"},
+    writes=True,
+))
+@write_view
 async def stop_study(request: Request) -> Response:
     """Ask a study's workers to finish the trial in hand and exit; ``tuner study run`` resumes.
-    ---
-    summary: Stop a study (needs the token)
-    security: [{bearer: []}]
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-    responses:
-      200: {description: "{study}: its status after the stop"}
-      401: {description: missing or wrong token}
-      403: {description: the server is read-only}
-      404: {description: no such study}
     """
-    try:
-        require_writer(request)
-        store, name = request.app.state.store, study_name(request)
-        await run_in_threadpool(sources.stop_study, store, name)
-        wrote(request)
-        status = await run_in_threadpool(sources.study_status, store, name)
-    except Exception as error:
-        return await handle_error(request, error)
+    store, name = request.app.state.store, study_name(request)
+    await run_in_threadpool(sources.stop_study, store, name)
+    wrote(request)
+    status = await run_in_threadpool(sources.study_status, store, name)
     return DataResponse({"study": status})
 
 
+@declare(Operation(
+    "Delete a study (needs the token)",
+    (STUDY,),
+    Answer("what was deleted", {"deleted": "the study's name", "runs": "runs deleted"}),
+    errors={404: "no such study"}, writes=True,
+))
+@write_view
 async def delete_study(request: Request) -> Response:
     """Delete a study: its trials, runs, curves and Optuna studies.
-    ---
-    summary: Delete a study (needs the token)
-    security: [{bearer: []}]
-    parameters:
-      - {name: name, in: path, required: true, schema: {type: string}}
-    responses:
-      200: {description: "{deleted, runs}"}
-      401: {description: missing or wrong token}
-      403: {description: the server is read-only}
-      404: {description: no such study}
     """
-    try:
-        require_writer(request)
-        name = study_name(request)
-        runs = await run_in_threadpool(sources.delete_study, request.app.state.store, name)
-        wrote(request)
-    except Exception as error:
-        return await handle_error(request, error)
+    name = study_name(request)
+    runs = await run_in_threadpool(sources.delete_study, request.app.state.store, name)
+    wrote(request)
     return DataResponse({"deleted": name, "runs": runs})

@@ -1,22 +1,34 @@
 """tuner's SQL store: every study, trial, run and curve, on SQLite or PostgreSQL.
 
 Open it with :func:`open_store` (URL from ``--db``, ``$TUNER_DB`` or the default SQLite file),
-write with :func:`record_run` and friends, read with ORM sessions over the models::
+record a run with :func:`record_run`, read with the query modules or ORM sessions::
 
     from tuner.store import Run, open_store, record_run
 
     store = open_store()                        # creates the schema on an empty database
-    run_id = record_run(store, trial_id, result)  # one transaction: the run and its curve
+    run_id = record_run(store, None, result)    # one transaction: the run and its curve
     with store.session() as session:
         runs = session.scalars(select(Run).where(Run.task == "quadratic")).all()
 
 ``open_store(url, readonly=True)`` opens a store that is only read (an unwritable file, a
-PostgreSQL role that may only SELECT). What advice needs of a task is its record
-(:mod:`tuner.store.tasks`); a configuration is keyed by :func:`config_hash`
-(:mod:`tuner.store.config_key`); every read of advice and reports is in
-:mod:`tuner.store.queries`; non-finite numbers follow one rule (:mod:`tuner.store.values`).
+PostgreSQL role that may only SELECT). All of tuner's SQL is here, one module a job:
 
-Optuna shares the database: :func:`optuna_storage` gives its ``RDBStorage`` on the same URL.
+* :mod:`~tuner.store.database`: URLs, engines, schema checks and upgrades, Optuna's storage;
+* :mod:`~tuner.store.models`: the tables; :mod:`~tuner.store.target`: whose transaction a
+  function writes in; :mod:`~tuner.store.retry`: retries of transient errors;
+* :mod:`~tuner.store.studies`: a study written, read back (:func:`get_study`, a
+  :class:`~tuner.study.spec.StudySpec`), extended, its progress, export, stop and delete;
+* :mod:`~tuner.store.claims`: the driver's trials: claims, heartbeats, reaping, recording and
+  closing, reuse of finished seeds;
+* :mod:`~tuner.store.runs`: one run and its curve recorded (:func:`record_run`), in a trial's
+  transaction or with no trial;
+* :mod:`~tuner.store.tasks`: what advice needs of a task, recorded at study creation;
+* :mod:`~tuner.store.config_key`: the configuration key (:func:`config_hash`);
+* :mod:`~tuner.store.queries`, :mod:`~tuner.store.observations`,
+  :mod:`~tuner.store.broken_task`: every read of advice and reports;
+* :mod:`~tuner.store.browse`: the service's paged reads;
+* :mod:`~tuner.store.values`: the one rule for non-finite numbers.
+
 Schema changes are alembic migrations (``tuner db upgrade`` / :func:`upgrade`).
 """
 
@@ -62,16 +74,8 @@ from tuner.store.models import (
     Trial,
     params_hash,
 )
-from tuner.store.records import (
-    create_study,
-    finish_trial,
-    get_study,
-    heartbeat_trial,
-    record_run,
-    run_row,
-    set_study_status,
-    start_trial,
-)
+from tuner.store.runs import record_run, run_row
+from tuner.store.studies import get_study
 from tuner.store.tasks import (
     TaskRecord,
     get_task,
@@ -108,16 +112,13 @@ __all__ = [
     "Trial",
     "config_hash",
     "config_key",
-    "create_study",
     "default_database_path",
     "default_database_url",
     "display_url",
-    "finish_trial",
     "finite_or_none",
     "get_study",
     "get_task",
     "get_task_by_id",
-    "heartbeat_trial",
     "list_tasks",
     "make_engine",
     "open_store",
@@ -130,8 +131,6 @@ __all__ = [
     "run_row",
     "schema_problem",
     "schema_state",
-    "set_study_status",
-    "start_trial",
     "training_options",
     "upgrade",
 ]

@@ -9,6 +9,7 @@ with the total, newest first, so a live page shows the trials that just finished
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from sqlalchemy import and_, case, func, select
 
 from tuner.errors import UnknownNameError
 from tuner.store.models import ConfigStats, Run, Study, Trial
+from tuner.store.values import finite_or_none
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -56,50 +58,53 @@ def _bounded(offset: int, limit: int) -> tuple[int, int]:
     return offset, limit
 
 
+def _page(
+    store: Store, study: str, table: Any, columns: list[Any], filters: dict[str, Any],
+    offset: int, limit: int, item: Callable[[Any], dict[str, Any]],
+) -> Page:
+    """One page of ``table``'s rows of ``study``, newest first: ``columns`` of the rows whose
+    columns equal the ``filters`` given (None: any), each made an item by ``item``."""
+    offset, limit = _bounded(offset, limit)
+    with store.engine.connect() as connection:
+        where = [table.study_id == _study_id(connection, study)]
+        where += [getattr(table, name) == value for name, value in filters.items()
+                  if value is not None]
+        total = connection.execute(
+            select(func.count()).select_from(table).where(*where)
+        ).scalar_one()
+        rows = connection.execute(
+            select(*columns).where(*where).order_by(table.id.desc()).offset(offset).limit(limit)
+        ).all()
+    return Page([item(row) for row in rows], int(total), offset, limit, filters)
+
+
 def trials_page(
     store: Store, study: str, *, offset: int = 0, limit: int = 50,
     optimizer: str | None = None, status: str | None = None,
 ) -> Page:
     """The trials of ``study`` (newest first), each with its seeds' count, one page of them."""
-    offset, limit = _bounded(offset, limit)
-    with store.engine.connect() as connection:
-        study_id = _study_id(connection, study)
-        where = [Trial.study_id == study_id]
-        if optimizer is not None:
-            where.append(Trial.optimizer == optimizer)
-        if status is not None:
-            where.append(Trial.status == status)
-        total = connection.execute(
-            select(func.count()).select_from(Trial).where(*where)
-        ).scalar_one()
-        seeds = (
-            select(func.count()).select_from(Run).where(Run.trial_id == Trial.id)
-            .correlate(Trial).scalar_subquery()
-        )
-        rows = connection.execute(
-            select(
-                Trial.id, Trial.optimizer, Trial.slot, Trial.optuna_trial_number, Trial.status,
-                Trial.value, Trial.params, Trial.started_at, Trial.finished_at,
-                Trial.worker_host, Trial.worker_pid, seeds.label("seeds"),
-            )
-            .where(*where)
-            .order_by(Trial.id.desc())
-            .offset(offset)
-            .limit(limit)
-        ).all()
-    items = [
-        {
-            "id": row.id, "optimizer": row.optimizer, "slot": row.slot,
-            "number": row.optuna_trial_number, "status": row.status,
-            "value": _finite(row.value), "params": row.params or {},
-            "started_at": _time(row.started_at), "finished_at": _time(row.finished_at),
-            "worker": f"{row.worker_host}:{row.worker_pid}" if row.worker_host else None,
-            "seeds": int(row.seeds or 0),
-        }
-        for row in rows
+    seeds = (
+        select(func.count()).select_from(Run).where(Run.trial_id == Trial.id)
+        .correlate(Trial).scalar_subquery()
+    )
+    columns = [
+        Trial.id, Trial.optimizer, Trial.slot, Trial.optuna_trial_number, Trial.status,
+        Trial.value, Trial.params, Trial.started_at, Trial.finished_at, Trial.worker_host,
+        Trial.worker_pid, seeds.label("seeds"),
     ]
-    filters = {"optimizer": optimizer, "status": status}
-    return Page(items, int(total), offset, limit, filters)
+    return _page(store, study, Trial, columns, {"optimizer": optimizer, "status": status},
+                 offset, limit, _trial_item)
+
+
+def _trial_item(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "optimizer": row.optimizer, "slot": row.slot,
+        "number": row.optuna_trial_number, "status": row.status,
+        "value": finite_or_none(row.value), "params": row.params or {},
+        "started_at": _time(row.started_at), "finished_at": _time(row.finished_at),
+        "worker": f"{row.worker_host}:{row.worker_pid}" if row.worker_host else None,
+        "seeds": int(row.seeds or 0),
+    }
 
 
 def runs_page(
@@ -107,41 +112,25 @@ def runs_page(
     optimizer: str | None = None, status: str | None = None,
 ) -> Page:
     """The runs (one per seed of a trial) of ``study``, newest first, one page of them."""
-    offset, limit = _bounded(offset, limit)
-    with store.engine.connect() as connection:
-        study_id = _study_id(connection, study)
-        where = [Run.study_id == study_id]
-        if optimizer is not None:
-            where.append(Run.optimizer == optimizer)
-        if status is not None:
-            where.append(Run.status == status)
-        total = connection.execute(
-            select(func.count()).select_from(Run).where(*where)
-        ).scalar_one()
-        rows = connection.execute(
-            select(
-                Run.id, Run.trial_id, Run.optimizer, Run.seed, Run.status, Run.final_metric,
-                Run.best_metric, Run.steps, Run.steps_to_target, Run.wall_seconds, Run.lr,
-                Run.params, Run.device, Run.error, Run.created_at,
-            )
-            .where(*where)
-            .order_by(Run.id.desc())
-            .offset(offset)
-            .limit(limit)
-        ).all()
-    items = [
-        {
-            "id": row.id, "trial_id": row.trial_id, "optimizer": row.optimizer,
-            "seed": row.seed, "status": row.status, "final_metric": _finite(row.final_metric),
-            "best_metric": _finite(row.best_metric), "steps": row.steps,
-            "steps_to_target": row.steps_to_target, "wall_seconds": _finite(row.wall_seconds),
-            "lr": _finite(row.lr), "params": row.params or {}, "device": row.device,
-            "error": (row.error or "").strip().splitlines()[-1] if row.error else None,
-            "created_at": _time(row.created_at),
-        }
-        for row in rows
+    columns = [
+        Run.id, Run.trial_id, Run.optimizer, Run.seed, Run.status, Run.final_metric,
+        Run.best_metric, Run.steps, Run.steps_to_target, Run.wall_seconds, Run.lr, Run.params,
+        Run.device, Run.error, Run.created_at,
     ]
-    return Page(items, int(total), offset, limit, {"optimizer": optimizer, "status": status})
+    return _page(store, study, Run, columns, {"optimizer": optimizer, "status": status},
+                 offset, limit, _run_item)
+
+
+def _run_item(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "trial_id": row.trial_id, "optimizer": row.optimizer,
+        "seed": row.seed, "status": row.status, "final_metric": finite_or_none(row.final_metric),
+        "best_metric": finite_or_none(row.best_metric), "steps": row.steps,
+        "steps_to_target": row.steps_to_target, "wall_seconds": finite_or_none(row.wall_seconds),
+        "lr": finite_or_none(row.lr), "params": row.params or {}, "device": row.device,
+        "error": (row.error or "").strip().splitlines()[-1] if row.error else None,
+        "created_at": _time(row.created_at),
+    }
 
 
 def lr_sensitivity(
@@ -203,17 +192,11 @@ def _lr_point(row: Any) -> dict[str, Any]:
         std = math.sqrt(max(variance, 0.0))
     diverged = bool(row.diverged)
     return {
-        "lr": _finite(row.lr), "mean": None if diverged else _finite(row.metric_mean),
-        "std": None if diverged else _finite(std), "seeds": n, "diverged": diverged,
+        "lr": finite_or_none(row.lr),
+        "mean": None if diverged else finite_or_none(row.metric_mean),
+        "std": None if diverged else finite_or_none(std), "seeds": n, "diverged": diverged,
         "config_hash": row.config_hash, "params": row.params or {},
     }
-
-
-def _finite(value: float | None) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _time(value: Any) -> str | None:

@@ -7,6 +7,11 @@ hold the same slot, and a finished slot is never run again. Every function here 
 transaction, retried on transient errors (:mod:`tuner.store.retry`); each says why running it
 twice is safe.
 
+**Whose clock.** Every time written or compared here (claims, heartbeats, the reaper's "now",
+closing) is the database's on PostgreSQL (``now()``, evaluated by the server), so workers on
+hosts whose clocks disagree by hours neither reap each other's live trials nor keep dead ones.
+SQLite has no server: its workers share one machine, and its clock (:func:`stamp`).
+
 **Reopened slots.** A slot given up after failing again and again can be reopened once its cause
 is fixed (``tuner study run --retry-given-up``): its failed attempts stay on record, failed, with
 their runs, and the study's options remember, per reopened slot, the id of its latest attempt
@@ -19,19 +24,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tuner.store.database import Store
-from tuner.store.models import CurveRow, Run, Study, Trial, utcnow
-from tuner.store.records import record_run
+from tuner.store.database import Store, StoreError
+from tuner.store.models import TRIAL_ORIGINS, CurveRow, Run, Study, Trial, utcnow
 from tuner.store.retry import retrying
+from tuner.store.runs import record_run
 
 if TYPE_CHECKING:
-    from tuner.training.loop import RunResult
+    from tuner.training.result import RunResult
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,25 @@ class ReusedRun:
 
 REOPENED = "reopened"
 """The key of the study's options that holds its reopened slots (see the module's docstring)."""
+
+
+def stamp(connection: Any) -> Any:
+    """The time to write or compare against in ``connection``'s transaction: the server's
+    ``now()`` on PostgreSQL (an SQL expression), this machine's UTC time on SQLite."""
+    return func.now() if connection.dialect.name == "postgresql" else utcnow()
+
+
+def database_now(store: Store) -> datetime:
+    """The database's time (see :func:`stamp`), for what is stamped outside tuner's tables:
+    a claim's Optuna trial, and the age of Optuna's running trials (a read)."""
+    if store.engine.dialect.name != "postgresql":
+        return utcnow()
+
+    def read() -> datetime:
+        with store.engine.connect() as connection:
+            return connection.scalar(select(func.now()))
+
+    return retrying(read)
 
 
 def slot_key(optimizer: str, slot: int) -> str:
@@ -173,9 +197,15 @@ def last_errors(store: Store, study_id: int) -> dict[tuple[str, int], str]:
 def insert_claim(store: Store, values: Mapping[str, Any]) -> int | None:
     """Insert a trial row that holds a slot; its id, or None when the slot is taken.
 
+    ``values["origin"]``, where the configuration came from, is one of :data:`TRIAL_ORIGINS`
+    (advice reads a study's defaults from it); another is a StoreError, and nothing is written.
+
     Safe to retry: a second try of an insert that did commit finds the slot held (by this very
     row) and returns None; that row then goes stale and is reaped like any silent worker's.
     """
+    origin = values.get("origin")
+    if origin is not None and origin not in TRIAL_ORIGINS:
+        raise StoreError(f"unknown trial origin {origin!r} (one of {', '.join(TRIAL_ORIGINS)})")
     row = {**values, "status": "running"}
 
     def claim() -> int | None:
@@ -200,7 +230,7 @@ def heartbeat(store: Store, trial_id: int) -> tuple[bool, str | None]:
         with store.engine.begin() as connection:
             updated = connection.execute(
                 update(Trial).where(Trial.id == trial_id, Trial.status == "running")
-                .values(heartbeat_at=utcnow())
+                .values(heartbeat_at=stamp(connection))
             ).rowcount
             status = connection.execute(
                 select(Study.status).join(Trial, Trial.study_id == Study.id)
@@ -224,7 +254,7 @@ def heartbeat_many(store: Store, trial_ids: Sequence[int]) -> tuple[set[int], st
             if ours:
                 connection.execute(
                     update(Trial).where(Trial.id.in_(sorted(ours)), Trial.status == "running")
-                    .values(heartbeat_at=utcnow())
+                    .values(heartbeat_at=stamp(connection))
                 )
             status = connection.execute(
                 select(Study.status).join(Trial, Trial.study_id == Study.id)
@@ -235,8 +265,9 @@ def heartbeat_many(store: Store, trial_ids: Sequence[int]) -> tuple[set[int], st
     return retrying(beat)
 
 
-def reap_stale(store: Store, study_id: int, cutoff: datetime) -> list[tuple[str, int | None]]:
-    """Fail the running trials whose heartbeat is older than ``cutoff``.
+def reap_stale(store: Store, study_id: int, grace: timedelta) -> list[tuple[str, int | None]]:
+    """Fail the running trials whose heartbeat is older than ``grace`` (by the database's
+    clock: :func:`stamp`).
 
     Returns (optimizer, Optuna trial id) of each trial this call reaped. Each row is failed by
     an UPDATE guarded by its status and heartbeat, so two reapers never both reap one trial,
@@ -248,7 +279,7 @@ def reap_stale(store: Store, study_id: int, cutoff: datetime) -> list[tuple[str,
             return connection.execute(
                 select(Trial.id, Trial.optimizer, Trial.optuna_trial_id)
                 .where(Trial.study_id == study_id, Trial.status == "running",
-                       Trial.heartbeat_at < cutoff)
+                       Trial.heartbeat_at < stamp(connection) - grace)
             ).all()
 
     reaped = []
@@ -259,8 +290,8 @@ def reap_stale(store: Store, study_id: int, cutoff: datetime) -> list[tuple[str,
                 return connection.execute(
                     update(Trial)
                     .where(Trial.id == row_id, Trial.status == "running",
-                           Trial.heartbeat_at < cutoff)
-                    .values(status="failed", finished_at=utcnow())
+                           Trial.heartbeat_at < stamp(connection) - grace)
+                    .values(status="failed", finished_at=stamp(connection))
                 ).rowcount
 
         if retrying(reap):
@@ -275,7 +306,7 @@ def _close(connection: Any, trial_id: int, outcome: str, value: float | None) ->
     return bool(connection.execute(
         update(Trial)
         .where(Trial.id == trial_id, Trial.status == "running")
-        .values(status=outcome, value=finite_or_none(stored), finished_at=utcnow())
+        .values(status=outcome, value=finite_or_none(stored), finished_at=stamp(connection))
     ).rowcount)
 
 
@@ -299,7 +330,7 @@ def release(store: Store, trial_id: int) -> None:
         with store.engine.begin() as connection:
             connection.execute(
                 update(Trial).where(Trial.id == trial_id, Trial.status == "running")
-                .values(status="failed", finished_at=utcnow())
+                .values(status="failed", finished_at=stamp(connection))
             )
 
     retrying(give_back)
@@ -315,19 +346,31 @@ def record_and_close(
     closing: tuple[str, float | None] | None,
     protocol: Mapping[str, Any] | None = None,
 ) -> bool | None:
-    """Store one run; when it ends the trial (``closing`` is its outcome and value), close the
-    trial row in the same transaction. Returns whether the row was closed (None: not asked).
-    ``protocol``: what the run was trained under (:func:`tuner.store.records.run_row`).
+    """Store one run of a trial this attempt still holds; when it ends the trial (``closing``
+    is its outcome and value), close the trial row in the same transaction. Returns True when
+    the row was closed, None when the run was stored and the trial goes on, False when the
+    claim is lost (the trial was reaped: nothing was stored). ``protocol``: what the run was
+    trained under (:func:`tuner.store.runs.run_row`).
+
+    **Fencing.** The transaction opens with ``UPDATE ... WHERE id = :row AND status =
+    'running'`` (a heartbeat: recording is a sign of life). It takes the row's lock, so a
+    reaper waits for this transaction and then finds the row fresh or closed; and when it
+    touches nothing, the row is someone else's and no run is inserted. A late result never
+    lands on a reaped trial, where the statistics would count it.
 
     Safe to retry: a try that finds this trial's run of this seed already stored (an earlier
-    try committed before its connection dropped) stores nothing more.
+    try committed before its connection dropped) stores nothing more, and one that finds the
+    row closed by that earlier try reports it closed.
     """
 
     def write() -> bool | None:
         with store.engine.begin() as connection:
+            held = _touch(connection, trial_id)
             stored = connection.execute(
                 select(Run.id).where(Run.trial_id == trial_id, Run.seed == result.seed)
             ).first()
+            if not held:
+                return _committed_before(stored is not None, closing)
             if stored is None:
                 record_run(connection, trial_id, result, plugin_version=plugin_version,
                            space_hash=space_hash, protocol=protocol)
@@ -336,6 +379,25 @@ def record_and_close(
             return _close(connection, trial_id, *closing)
 
     return retrying(write)
+
+
+def _touch(connection: Any, trial_id: int) -> bool:
+    """Beat a running trial's heartbeat inside the caller's transaction (locking its row);
+    whether it is still running, i.e. still held by the attempt that claimed it."""
+    return bool(connection.execute(
+        update(Trial).where(Trial.id == trial_id, Trial.status == "running")
+        .values(heartbeat_at=stamp(connection))
+    ).rowcount)
+
+
+def _committed_before(stored: bool, closing: tuple[str, float | None] | None) -> bool | None:
+    """What :func:`record_and_close` returns for a row that is no longer running. A run of
+    this seed stored on it can only be an earlier try of the same call that committed before
+    its connection dropped (runs are inserted only while the row is held, together with its
+    closing): that try's answer. Else the claim is lost: False."""
+    if not stored:
+        return False
+    return None if closing is None else True
 
 
 def reuse_runs(

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from tuner.errors import AlreadyExistsError, UnavailableError
 from tuner.version import __version__
@@ -59,6 +61,9 @@ SCHEMA_REVISIONS: dict[str, str] = {
     "0007": "0.1.0",
     "0008": "0.1.0",
     "0009": "0.1.0",
+    "0010": "0.1.0",
+    "0011": "0.1.0",
+    "0012": "0.1.0",
 }
 """Every migration revision, oldest first, with the first tuner version that shipped it."""
 
@@ -68,6 +73,7 @@ HEAD_REVISION = next(reversed(SCHEMA_REVISIONS))
 ENV_VAR = "TUNER_DB"
 SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
 _POSTGRES_UPGRADE_LOCK = 7_362_010  # pg_advisory_xact_lock key serialising concurrent upgrades
+_POSTGRES_STORE_LOCK = 7_362_011  # pg_advisory_lock key of :func:`store_lock`
 
 
 class StoreError(UnavailableError):
@@ -413,7 +419,9 @@ def upgrade(url: str | URL | None = None, revision: str = "head") -> tuple[str |
 
     Runs in one transaction that other upgraders wait for (SQLite ``BEGIN IMMEDIATE``, a
     PostgreSQL advisory lock), so two processes upgrading one database at once is safe. Records
-    the schema revision and the tuner version in ``tuner_meta``. Optuna's tables are untouched.
+    the schema revision and the tuner version in ``tuner_meta``. At the newest revision,
+    Optuna's tables are created as well when missing (:func:`ensure_optuna_schema`), so that
+    no later command races another for them.
     """
     from alembic import command
 
@@ -459,6 +467,8 @@ def upgrade(url: str | URL | None = None, revision: str = "head") -> tuple[str |
         ) from None
     finally:
         engine.dispose()
+    if after == HEAD_REVISION:
+        ensure_optuna_schema(resolved)
     return before, str(after)
 
 
@@ -573,6 +583,7 @@ def optuna_storage(url: str | URL | None = None, **kwargs: Any) -> optuna.storag
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         _set_sqlite_wal(path)
+    ensure_optuna_schema(resolved)
     engine_kwargs: dict[str, Any] = (
         {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}}
         if path is not None
@@ -593,3 +604,114 @@ def optuna_storage(url: str | URL | None = None, **kwargs: Any) -> optuna.storag
         event.listen(storage.engine, "connect", _on_optuna_sqlite_connect)
         storage.engine.dispose()
     return storage
+
+
+_held_locks = threading.local()
+"""The stores whose :func:`store_lock` this thread holds (the lock is re-entrant per thread)."""
+
+
+@contextmanager
+def store_lock(url: str | URL) -> Iterator[None]:
+    """Hold the store's lock: one holder at a time across processes and hosts, re-entrant in
+    one thread. What must not run twice at once on a store holds it: creating Optuna's tables
+    on first use, creating a study (its name checked free, then its Optuna studies, then its
+    row).
+
+    PostgreSQL: a session-level advisory lock, on a connection of its own kept for as long as
+    the lock is held. SQLite: ``flock`` on the database's folder, which creates no file (stores
+    in one folder share the lock). Not a write transaction on the database: Optuna writes
+    through connections of its own, which would wait for that transaction until the busy
+    timeout; and not a lock on the database file: closing any descriptor of it would drop
+    SQLite's own POSIX locks of this process. Elsewhere (no ``fcntl``) there is no lock.
+    """
+    resolved = resolve_url(url)
+    held: set[str] = _held_locks.__dict__.setdefault("urls", set())
+    if resolved in held:
+        yield
+        return
+    held.add(resolved)
+    try:
+        with _acquired(resolved):
+            yield
+    finally:
+        held.discard(resolved)
+
+
+@contextmanager
+def _acquired(resolved: str) -> Iterator[None]:
+    path = sqlite_path(resolved)
+    if path is not None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(folder)  # which releases the lock
+        return
+    if normalise_url(resolved).get_backend_name() != "postgresql":
+        yield
+        return
+    engine = make_engine(resolved, poolclass=NullPool)
+    try:
+        with _connect(engine) as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"),
+                               {"key": _POSTGRES_STORE_LOCK})
+            connection.commit()
+            try:
+                yield
+            finally:
+                with suppress(SQLAlchemyError):  # a lost session has released it already
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                       {"key": _POSTGRES_STORE_LOCK})
+                    connection.commit()
+    finally:
+        engine.dispose()
+
+
+def _optuna_schema_ready(resolved: str) -> bool:
+    """Whether Optuna's tables are there, stamped with its schema version (the last thing
+    Optuna writes when it creates them); a read."""
+    engine = make_engine(resolved, poolclass=NullPool)
+    try:
+        with _connect(engine) as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return False
+            return connection.execute(text("SELECT version_num FROM alembic_version")
+                                      ).first() is not None
+    finally:
+        engine.dispose()
+
+
+def ensure_optuna_schema(url: str | URL) -> None:
+    """Create Optuna's tables in the store when they are missing, under :func:`store_lock`.
+
+    Optuna creates them on the first use of a storage, checking then creating each table and
+    then stamping its version: two processes doing so at once make one fail (a duplicate
+    ``alembic_version`` row on SQLite, a duplicate type on PostgreSQL). Under the lock the
+    second finds them made. A store that has them already is only read.
+    """
+    import optuna
+
+    resolved = resolve_url(url)
+    if _optuna_schema_ready(resolved):
+        return
+    path = sqlite_path(resolved)
+    engine_kwargs: dict[str, Any] = (
+        {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}} if path is not None else {}
+    )
+    with store_lock(resolved):
+        if _optuna_schema_ready(resolved):
+            return
+        try:
+            optuna.storages.RDBStorage(resolved, engine_kwargs=engine_kwargs).engine.dispose()
+        except SQLAlchemyError as error:
+            raise StoreError(
+                f"cannot create Optuna's tables at {display_url(resolved)}: "
+                f"{_reason(error, resolved)}"
+            ) from None

@@ -130,6 +130,7 @@ class TaskRow(Base):
     code_ref: Mapped[str | None] = mapped_column(String(500))
     code_hash: Mapped[str | None] = mapped_column(String(64))
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    summary: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     def __repr__(self) -> str:
@@ -222,6 +223,29 @@ class Trial(Base):
         )
 
 
+class WorkerRow(Base):
+    """A worker attached to a study: it is at work on the study, inside a trial or between two.
+
+    A trial row says a worker is busy; this row says one is there at all, so a study whose
+    worker is between trials (recording one, claiming the next, starting up) reads as running.
+    The worker writes it when it starts, pushes ``alive_until`` forward at every heartbeat
+    (its grace period ahead) and deletes it when it leaves; a killed worker's row expires at
+    ``alive_until`` (:mod:`tuner.store.workers`).
+    """
+
+    __tablename__ = "tuner_workers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("tuner_studies.id", ondelete="CASCADE"), index=True
+    )
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    alive_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Run(Base):
     """One training run (one seed of one trial): every measurement of a RunResult.
 
@@ -249,6 +273,10 @@ class Run(Base):
     ``protocol`` is the key of what the run was trained under (budget, unit, the fixed
     result-changing options: :class:`Protocol`); runs are ranked only against runs of their
     protocol.
+
+    ``lr_meaning`` is what the optimizer's ``lr`` was (its plugin's ``lr_meaning``: ``step
+    size``, ``multiplier`` or a named convention such as ``muon/match_rms_adamw``); runs
+    recorded before migration 0012 were all of step-size optimizers and say so.
     """
 
     __tablename__ = "tuner_runs"
@@ -256,6 +284,7 @@ class Run(Base):
         Index("ix_tuner_runs_task_optimizer_status", "task", "optimizer", "status"),
         Index("ix_tuner_runs_task_optimizer_params_hash", "task", "optimizer", "params_hash"),
         Index("ix_tuner_runs_task_optimizer_config_hash", "task", "optimizer", "config_hash"),
+        Index("ix_tuner_runs_task_optimizer_lr_meaning", "task", "optimizer", "lr_meaning"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -301,6 +330,8 @@ class Run(Base):
     dtype: Mapped[str | None] = mapped_column(String(20))
     examples_seen: Mapped[int | None] = mapped_column(BigInteger)
     protocol: Mapped[str | None] = mapped_column(String(16))
+    lr_meaning: Mapped[str] = mapped_column(String(40), default="step size",
+                                            server_default="step size")
 
     trial: Mapped["Trial | None"] = relationship(back_populates="runs")
     curve: Mapped[list["CurveRow"]] = relationship(
@@ -406,6 +437,8 @@ class ConfigStats(Base):
               "optimizer", "lr"),
         Index("ix_tuner_config_stats_task_protocol_optimizer_metric_mean", "task", "protocol",
               "optimizer", "metric_mean"),
+        Index("ix_tuner_config_stats_task_protocol_metric_count", "task", "protocol",
+              "metric_count"),
         {"sqlite_with_rowid": False},
     )
 

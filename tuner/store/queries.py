@@ -89,7 +89,7 @@ def protocols(
 ) -> list[ProtocolCount]:
     """The protocols ``task`` was measured under (within the ``where`` filter and the study),
     most observations first, then the larger budget: the first is what a ranking compares by
-    default. One scan of the task's configurations."""
+    default. Without ``where``, read from the index on (task, protocol, metric_count) alone."""
     scope = Scope(task, None, study_id)
     stats = scope.stats().c
     known = Protocol.__table__.c
@@ -347,6 +347,25 @@ def optimizer_summaries(
     return summaries
 
 
+def lr_meanings(target: Target, task: str, optimizers: Iterable[str]) -> dict[str, list[str]]:
+    """What each optimizer's lr was in its runs of ``task`` (``tuner_runs.lr_meaning``): one
+    meaning, or the first and last of several (its plugin changed what its lr is) in
+    alphabetical order; an optimizer without runs is left out.
+
+    Two index probes per optimizer (the lowest and the highest meaning), however many runs."""
+    runs = Run.__table__.c
+    found: dict[str, list[str]] = {}
+    with reading(target) as reader:
+        for optimizer in optimizers:
+            mine = (runs.task == task, runs.optimizer == optimizer)
+            low = reader.execute(select(func.min(runs.lr_meaning)).where(*mine)).scalar()
+            if low is None:
+                continue
+            high = reader.execute(select(func.max(runs.lr_meaning)).where(*mine)).scalar()
+            found[optimizer] = [low] if high == low else [low, high]
+    return found
+
+
 @dataclass
 class ConfigRun:
     """One run of a configuration, as the advice reads it.
@@ -376,29 +395,35 @@ def shared_clock(options: dict[str, Any] | None) -> bool:
 def config_runs(
     target: Target, scope: Scope, configurations: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], list[ConfigRun]]:
-    """The runs of the given ``(optimizer, config_hash)`` configurations within ``scope``."""
+    """The runs of the given ``(optimizer, config_hash)`` configurations within ``scope``, each
+    configuration's in the order they were recorded. One statement per optimizer, ``optimizer
+    = ? AND config_hash IN (...)``: an equality on every column of the index on (task,
+    optimizer, config_hash), which the planner takes with or without statistics (an OR of
+    pairs let SQLite scan all of the task's runs through another index)."""
     wanted = sorted(set(configurations))
     found: dict[tuple[str, str], list[ConfigRun]] = {pair: [] for pair in wanted}
-    if not wanted:
-        return found
+    by_optimizer: dict[str, list[str]] = {}
+    for optimizer, config_hash in wanted:
+        by_optimizer.setdefault(optimizer, []).append(config_hash)
     runs = Run.__table__.c
-    statement = select(
-        runs.optimizer, runs.config_hash, runs.seed, runs.status, runs.final_metric,
-        runs.steps_to_target, runs.seconds_to_target, runs.params, runs.options,
-    ).where(
-        scope.covers_runs(),
-        or_(*(and_(runs.optimizer == o, runs.config_hash == h) for o, h in wanted)),
-    ).order_by(runs.id)
     with reading(target) as reader:
-        for row in reader.execute(statement):
-            found.setdefault((row.optimizer, row.config_hash), []).append(ConfigRun(
-                optimizer=row.optimizer, config_hash=row.config_hash, seed=int(row.seed),
-                status=row.status, final_metric=row.final_metric,
-                steps_to_target=row.steps_to_target,
-                seconds_to_target=None if shared_clock(row.options) else row.seconds_to_target,
-                params=dict(row.params or {}),
-                options=dict(row.options) if row.options is not None else None,
-            ))
+        for optimizer, hashes in by_optimizer.items():
+            statement = select(
+                runs.optimizer, runs.config_hash, runs.seed, runs.status, runs.final_metric,
+                runs.steps_to_target, runs.seconds_to_target, runs.params, runs.options,
+            ).where(
+                scope.covers_runs(), runs.optimizer == optimizer, runs.config_hash.in_(hashes),
+            ).order_by(runs.id)
+            for row in reader.execute(statement):
+                found[(row.optimizer, row.config_hash)].append(ConfigRun(
+                    optimizer=row.optimizer, config_hash=row.config_hash, seed=int(row.seed),
+                    status=row.status, final_metric=row.final_metric,
+                    steps_to_target=row.steps_to_target,
+                    seconds_to_target=(None if shared_clock(row.options)
+                                       else row.seconds_to_target),
+                    params=dict(row.params or {}),
+                    options=dict(row.options) if row.options is not None else None,
+                ))
     return found
 
 

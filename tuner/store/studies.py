@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tuner.errors import UnknownNameError
+from tuner.errors import ConflictError, UnknownNameError
 from tuner.store.database import Store, StudyExistsError
 from tuner.store.models import Run, Study, Trial, utcnow
 from tuner.store.retry import retrying
@@ -37,6 +37,9 @@ MAX_ATTEMPTS = 10
 
 STOPPING = "stopping"
 """The status that asks every worker of a study to finish its trial and exit."""
+
+IDLE = "idle"
+"""An unfinished study that no worker is attached to (nobody asked it to stop)."""
 
 KEPT_EXTENSIONS = 16
 """How many tokens of its latest extensions a study keeps (:func:`extend_study`)."""
@@ -192,7 +195,9 @@ def get_study(store: Store, name: str) -> StudySpec:
 
 
 def set_status(store: Store, study_id: int, status: str, *, unless: str | None = None) -> None:
-    """Set a study's status (created, running, stopping, stopped, finished, incomplete).
+    """Set a study's stored status (created, running, stopping, stopped, finished, incomplete;
+    :func:`study_status` reads back only whether a stop was asked for and whether a worker
+    ever started).
 
     With ``unless``, a study whose status is ``unless`` keeps it (a worker starting up must not
     undo a stop asked for meanwhile)."""
@@ -210,10 +215,16 @@ def set_status(store: Store, study_id: int, status: str, *, unless: str | None =
 def stop_study(store: Store, name: str) -> StudySpec:
     """Ask the study's workers to finish the trial in hand and exit (read at each heartbeat).
 
-    ``tuner study run NAME`` resumes it later. Returns the study as it was."""
-    spec = get_study(store, name)
-    set_status(store, spec.id, STOPPING)
-    return spec
+    ``tuner study run NAME`` resumes it later. Returns the study as it was. A study that is
+    not running (no worker attached, or every slot settled) has nothing to stop: ConflictError,
+    and its stored status stays as it was."""
+    status = study_status(store, name)
+    if status.status not in ("running", STOPPING):
+        raise ConflictError(
+            f"study {name!r} is {status.status}, not running: it has no worker to stop"
+        )
+    set_status(store, status.spec.id, STOPPING)
+    return status.spec
 
 
 def reopen_given_up(store: Store, spec_or_name: StudySpec | str) -> list[str]:
@@ -271,11 +282,15 @@ class OptimizerStatus:
 class StudyStatus:
     """A study's progress, what ``tuner study show`` prints.
 
-    ``status``: created (nothing run yet), running (a trial is running), stopping (a stop was
-    asked for), stopped (some slots done, nobody running), finished (every slot done) or
-    incomplete (every slot settled, but some were given up after failing again and again;
-    ``errors`` holds the last error of each). ``done``/``total`` count trial slots,
-    ``seed_slots_done``/``seed_slots_total`` the seed slots ``tuner study extend`` added.
+    ``status``: created (no worker ever started on it), running (a worker is at work: attached
+    to the study, between trials as well as in one), idle (unfinished, and no worker is
+    attached: they ran out of time, died or were never restarted), stopping (a stop was asked
+    for; a worker is still finishing its trial), stopped (a stop was asked for and the workers
+    left), finished (every slot done) or incomplete (every slot settled, but some were given
+    up after failing again and again; ``errors`` holds the last error of each).
+    ``workers`` counts the workers attached (:mod:`tuner.store.workers`). ``done``/``total``
+    count trial slots, ``seed_slots_done``/``seed_slots_total`` the seed slots
+    ``tuner study extend`` added.
     """
 
     spec: StudySpec
@@ -290,6 +305,7 @@ class StudyStatus:
     task_problem: str | None = None
     """Set when every run so far diverged at its first evaluation: the task itself is broken
     (the rule is :mod:`tuner.store.broken_task`'s), in one line."""
+    workers: int = 0
 
     @property
     def name(self) -> str:
@@ -345,6 +361,7 @@ class StudyStatus:
             "seed_slots_done": self.seed_slots_done, "seed_slots_total": self.seed_slots_total,
             "slots_given_up": self.given_up, "errors": self.errors,
             "untried_choices": self.untried_choices, "task_problem": self.task_problem,
+            "workers": self.workers,
             "per_optimizer": [o.describe() for o in self.optimizers],
         }
 
@@ -359,12 +376,14 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
     """Progress and best result per optimizer, from the trial rows alone."""
     from tuner.store.claims import counts, failed_runs_per_slot, last_errors, reopened_marks
     from tuner.store.tasks import get_task
+    from tuner.store.workers import attached_workers
 
     spec = get_study(store, spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     task = get_task(store, spec.task)
 
-    def read() -> tuple[list[Any], dict[int, int], dict[tuple[str, int], int]]:
+    def read() -> tuple[list[Any], dict[int, int], dict[tuple[str, int], int], int]:
         with store.engine.connect() as connection:
+            workers = attached_workers(connection, spec.id)
             rows = connection.execute(
                 select(Trial.optimizer, Trial.slot, Trial.status, Trial.value, Trial.params,
                        Trial.optuna_trial_number, Trial.id)
@@ -375,9 +394,9 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
                 .group_by(Run.trial_id)
             ).all())
             marks = reopened_marks(connection, spec.id)
-        return rows, seeds, marks
+        return rows, seeds, marks, workers
 
-    rows, seeds_per_trial, marks = retrying(read)
+    rows, seeds_per_trial, marks, workers = retrying(read)
     failures = failed_runs_per_slot(store, spec.id) if any(
         r.status == "failed" for r in rows) else Counter()
     finished = {(r.optimizer, r.slot) for r in rows if r.status in FINISHED}
@@ -417,19 +436,30 @@ def study_status(store: Store, spec_or_name: StudySpec | str) -> StudyStatus:
                     f"abandoned after {attempts[(o.optimizer, slot)]} attempts "
                     "(workers stopped or died while running it)"
                 )
-    settled = all(o.settled for o in per)
-    if settled:
-        status = "incomplete" if any(o.given_up for o in per) else "finished"
-    elif spec.status == STOPPING:
-        status = STOPPING if any(o.running for o in per) else "stopped"
-    elif any(o.running for o in per):
-        status = "running"
-    elif any(o.done for o in per) or spec.status in ("stopped", "running"):
-        status = "stopped"
-    else:
-        status = "created"
+    status = status_word(
+        spec.status, settled=all(o.settled for o in per),
+        given_up=any(o.given_up for o in per),
+        at_work=workers > 0 or any(o.running for o in per),
+        started=bool(rows) or spec.status != "created",
+    )
     return StudyStatus(spec, task.metric, task.direction, status, per, errors,
-                       _untried_choices(spec, rows), _task_problem(store, spec, task.metric, rows))
+                       _untried_choices(spec, rows), _task_problem(store, spec, task.metric, rows),
+                       workers)
+
+
+def status_word(stored: str, *, settled: bool, given_up: bool, at_work: bool,
+                started: bool) -> str:
+    """A study's status from what the store knows: ``stored`` (the study row's status, read
+    for a stop asked for), whether every slot is settled and some were given up, whether a
+    worker is at work (attached, or a trial running) and whether a worker ever started on it.
+    See :class:`StudyStatus` for the words."""
+    if settled:
+        return "incomplete" if given_up else "finished"
+    if stored == STOPPING:
+        return STOPPING if at_work else "stopped"
+    if at_work:
+        return "running"
+    return IDLE if started else "created"
 
 
 def _untried_choices(spec: StudySpec, rows: list[Any]) -> dict[str, list[Any]]:

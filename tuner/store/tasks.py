@@ -5,7 +5,7 @@ transaction); migration 0006 filled the records in for older stores. Advice, rep
 read-only command read a task's metric, direction and target from here, so they work on a store
 copied to a machine without the task's plugin (or without torch).
 
-Functions take a *target* as :mod:`tuner.store.records` does: a Store or Engine (its own
+Functions take a *target* as :mod:`tuner.store.runs` does: a Store or Engine (its own
 transaction), or a Session or Connection (the caller's).
 """
 
@@ -32,7 +32,8 @@ class TaskRecord:
     ``kind`` is None when it is not known (a store upgraded without the task's plugin);
     ``target`` is the metric value that counts as reached, None when unknown. ``code_ref`` and
     ``code_hash`` name a task given by reference (``path/file.py:Name``) and its code's hash;
-    ``params`` are the task's parameters. ``id`` is set on records read from the store.
+    ``params`` are the task's parameters; ``summary`` its plugin's one line (None on records
+    older than migration 0011). ``id`` is set on records read from the store.
     """
 
     name: str
@@ -43,6 +44,7 @@ class TaskRecord:
     code_ref: str | None = None
     code_hash: str | None = None
     params: dict[str, Any] | None = field(default=None, hash=False, compare=True)
+    summary: str | None = None
     id: int | None = None
 
     @classmethod
@@ -60,13 +62,14 @@ class TaskRecord:
             code_ref=getattr(task, "code_ref", None),
             code_hash=getattr(task, "code_hash", None),
             params=dict(params) if params else None,
+            summary=getattr(task, "summary", None) or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "kind": self.kind, "metric": self.metric,
             "direction": self.direction, "target": self.target, "code_ref": self.code_ref,
-            "code_hash": self.code_hash, "params": self.params,
+            "code_hash": self.code_hash, "params": self.params, "summary": self.summary,
         }
 
 
@@ -74,7 +77,8 @@ def _record(row: Any) -> TaskRecord:
     return TaskRecord(
         name=row.name, kind=row.kind, metric=row.metric, direction=row.direction,
         target=row.target, code_ref=row.code_ref, code_hash=row.code_hash,
-        params=dict(row.params) if row.params is not None else None, id=int(row.id),
+        params=dict(row.params) if row.params is not None else None, summary=row.summary,
+        id=int(row.id),
     )
 
 
@@ -101,15 +105,15 @@ def record_task(target: Target, record: TaskRecord) -> int:
 
     A task already recorded under the name keeps its row (its id is returned) when it says the
     same metric and direction; fields the stored row lacks (kind, target, code reference, code
-    hash, parameters) are filled in from ``record``. A different metric or direction under the
-    same name is a StoreError: the runs already stored would be ranked the wrong way.
+    hash, parameters, summary) are filled in from ``record``. A different metric or direction
+    under the same name is a StoreError: the runs already stored would be ranked the wrong way.
     """
     values = {
         "name": record.name, "kind": record.kind, "metric": record.metric,
         "direction": record.direction, "target": finite_or_none(record.target),
         "code_ref": record.code_ref, "code_hash": record.code_hash,
         "params": plain_json(record.params) if record.params is not None else None,
-        "created_at": utcnow(),
+        "summary": record.summary, "created_at": utcnow(),
     }
     table = TaskRow.__table__
     with writing(target) as writer:
@@ -121,7 +125,8 @@ def record_task(target: Target, record: TaskRecord) -> int:
                 f"({stored.direction}); this one says {record.metric} ({record.direction})"
             )
         missing = {
-            name: values[name] for name in ("kind", "target", "code_ref", "code_hash", "params")
+            name: values[name]
+            for name in ("kind", "target", "code_ref", "code_hash", "params", "summary")
             if getattr(stored, name) is None and values[name] is not None
         }
         if missing:

@@ -43,15 +43,15 @@ start-up settings derive) and *seed slots* (:attr:`StudySpec.seed_slots`), each 
 given configuration on given new seeds. Trial slots are numbered 0, 1, ...; an optimizer's i-th
 seed slot is slot ``-(i + 1)`` (:meth:`StudySpec.slots`).
 
-Command-line flags override the file. :func:`resolve` checks everything (task and optimizer names
-through the plugin registry, positive counts, ranges through ``SearchSpace.with_range``, sampler
-and pruner names) without touching a database, and returns a :class:`StudySpec` whose search
-spaces are final.
+Command-line flags override the file. This module reads and checks what needs no plugin (a study
+file's keys and types, the study name, a schedule, the syntax of a range);
+:func:`tuner.driver.resolve.resolve` merges flags over a file and checks everything, the counts
+and the task, optimizer and range against the installed plugins included, and returns a
+:class:`StudySpec` whose search spaces are final. Nothing in this module loads a plugin.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -112,7 +112,9 @@ class StudySpec:
     """A checked study definition: what ``tuner study create`` writes to the store.
 
     ``ranges`` maps each optimizer to the ranges that differ from its plugin's declaration, as
-    ``{param: [low, high]}``; :meth:`space` rebuilds the effective search space from them.
+    ``{param: [low, high]}``; the driver rebuilds the effective search space from them and the
+    plugin (:func:`tuner.driver.context.optimizer_space`): a spec names plugins, it never loads
+    one, so the store and advice read and write specs without the plugins.
     """
 
     name: str
@@ -194,13 +196,6 @@ class StudySpec:
         if slot >= 0:
             return self.seed_list
         return [int(seed) for seed in self.seed_slot(optimizer, slot)["seeds"]]
-
-    def space(self, optimizer: str) -> Any:
-        """The effective search space of ``optimizer`` (its plugin's, with overrides applied)."""
-        from tuner.plugin.registry import get_registry
-
-        plugin = get_registry().optimizer(optimizer)
-        return apply_ranges(plugin.space, self.ranges.get(optimizer, {}), optimizer)
 
     def options(self) -> dict[str, Any]:
         """The options stored with the study (``tuner_studies.options``)."""
@@ -351,151 +346,6 @@ def parse_range_flag(text: str) -> RangeOverride:
     except ValueError:
         raise StudyFileError(f"--param-range {text!r}: LOW and HIGH must be numbers") from None
     return RangeOverride(optimizer if dot else None, param, low, high)
-
-
-def resolve(
-    settings: Mapping[str, Any], file_settings: Mapping[str, Any] | None = None
-) -> StudySpec:
-    """Merge flags over file settings and check everything; returns the final :class:`StudySpec`.
-
-    ``settings`` holds the command-line values (None = not given); ``ranges`` in either is a list
-    of :class:`RangeOverride`, and the flags' ranges are applied after the file's. Raises a
-    :class:`~tuner.errors.TunerError` with one line at the first problem. Nothing is written.
-    """
-    from tuner.plugin.registry import get_registry
-
-    merged: dict[str, Any] = dict(file_settings or {})
-    for key, value in settings.items():
-        if key in ("training", "task_params") and value:
-            merged[key] = {**(merged.get(key) or {}), **value}
-        elif key not in ("ranges", "training", "task_params") and value is not None:
-            merged[key] = value
-    ranges: list[RangeOverride] = [
-        *((file_settings or {}).get("ranges") or []),
-        *(settings.get("ranges") or []),
-    ]
-
-    name = merged.get("name")
-    if not name:
-        raise StudyFileError("give the study a name (NAME, or name = ... in the study file)")
-    check_study_name(name)
-    for key in ("task", "optimizers", "trials", "seeds"):
-        if merged.get(key) is None:
-            flag = f"--{key}"
-            raise StudyFileError(f"missing {flag} (or {key} = ... in the study file)")
-
-    registry = get_registry()
-    task = registry.task(merged["task"]).with_params(merged.get("task_params") or {})
-    optimizers = merged["optimizers"]
-    if isinstance(optimizers, str):
-        optimizers = [part.strip() for part in optimizers.split(",")]
-    optimizers = [name for name in optimizers if name]
-    if not optimizers:
-        raise StudyFileError("--optimizers needs at least one optimizer name")
-    duplicates = sorted({o for o in optimizers if optimizers.count(o) > 1})
-    if duplicates:
-        raise StudyFileError(f"optimizer {duplicates[0]!r} is listed twice")
-    plugins = {name: registry.optimizer(name) for name in optimizers}
-    for plugin in plugins.values():
-        if plugin.full_batch_only and task.batch_size is not None:
-            raise StudyFileError(
-                f"optimizer {plugin.name!r} is full-batch only; task {task.name!r} trains on "
-                f"mini-batches of {task.batch_size}"
-            )
-
-    for key, (least, most) in LIMITS.items():
-        value = merged.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            word = "positive" if least else "zero or more"
-            raise StudyFileError(f"{key} must be a {word} whole number, got {value!r}")
-        if value > most:
-            raise StudyFileError(f"{key} must be at most {most:,}, got {value:,}")
-    first_seed = merged.get("first_seed") or 0
-    if first_seed + merged["seeds"] - 1 > LIMITS["first_seed"][1]:
-        raise StudyFileError(
-            f"first_seed + seeds - 1 must be at most {LIMITS['first_seed'][1]:,}, got "
-            f"{first_seed + merged['seeds'] - 1:,}"
-        )
-
-    sampler = merged.get("sampler") or "tpe"
-    if sampler not in SAMPLERS:
-        raise StudyFileError(f"unknown sampler {sampler!r}; choose from: {', '.join(SAMPLERS)}")
-    pruner = merged.get("pruner") or "median"
-    if pruner not in PRUNERS:
-        raise StudyFileError(f"unknown pruner {pruner!r}; choose from: {', '.join(PRUNERS)}")
-    schedule = merged.get("schedule")
-    if schedule is not None:
-        check_schedule(schedule)
-    from tuner.study.training import BUDGET_UNITS, check_no_clash, check_training
-
-    training = check_training(merged.get("training") or {})
-    budget_unit = merged.get("budget_unit") or "examples"
-    if budget_unit not in BUDGET_UNITS:
-        raise StudyFileError(
-            f"unknown budget_unit {budget_unit!r}; choose from: {', '.join(BUDGET_UNITS)}"
-        )
-    for optimizer, plugin in plugins.items():
-        check_no_clash(training, optimizer, plugin.space.names)
-        if plugin.full_batch_only and "batch_size" in training:
-            raise StudyFileError(
-                f"optimizer {optimizer!r} is full-batch only; the study sets a batch size"
-            )
-
-    per_optimizer: dict[str, dict[str, list[float]]] = {}
-    for override in ranges:
-        targets = _range_targets(override, plugins)
-        for optimizer in targets:
-            per_optimizer.setdefault(optimizer, {})[override.param] = [override.low, override.high]
-    for optimizer, overrides in per_optimizer.items():
-        for param, (low, high) in overrides.items():
-            if not (math.isfinite(low) and math.isfinite(high)):
-                raise StudyFileError(f"range {optimizer}.{param}: bounds must be finite numbers")
-        apply_ranges(plugins[optimizer].space, overrides, f"optimizer {optimizer!r}")
-
-    from tuner.study.training import tuned
-
-    fixed = [  # nothing to tune: every hyperparameter and training option fixed
-        optimizer for optimizer, plugin in plugins.items()
-        if not tuned(training)
-        and apply_ranges(plugin.space, per_optimizer.get(optimizer, {}), optimizer).fixed_point()
-        is not None
-    ]
-    return StudySpec(
-        name=name, task=task.name, optimizers=optimizers, trials=merged["trials"],
-        seeds=merged["seeds"], sampler=sampler, pruner=pruner, budget=merged.get("budget"),
-        schedule=schedule, seed=merged.get("seed") or 0, ranges=per_optimizer,
-        description=merged.get("description") or "", fixed=fixed,
-        task_ref=getattr(task, "code_ref", None), task_hash=getattr(task, "code_hash", None),
-        task_params={k: v for k, v in task.task_params.items()
-                     if k in (merged.get("task_params") or {})},
-        training=training, budget_unit=budget_unit, batch=merged.get("batch"),
-        threads=merged.get("threads"), first_seed=first_seed,
-    )
-
-
-def _range_targets(override: RangeOverride, plugins: Mapping[str, Any]) -> list[str]:
-    if override.optimizer is not None:
-        if override.optimizer not in plugins:
-            raise StudyFileError(
-                f"range {override.label}: optimizer {override.optimizer!r} is not in the study "
-                f"({', '.join(plugins)})"
-            )
-        if override.param not in plugins[override.optimizer].space:
-            names = ", ".join(plugins[override.optimizer].space.names)
-            raise StudyFileError(
-                f"range {override.label}: {override.optimizer} has no parameter "
-                f"{override.param!r}; its parameters are: {names}"
-            )
-        return [override.optimizer]
-    targets = [name for name, plugin in plugins.items() if override.param in plugin.space]
-    if not targets:
-        raise StudyFileError(
-            f"range {override.label}: no optimizer of the study has a parameter "
-            f"{override.param!r}"
-        )
-    return targets
 
 
 def check_study_name(name: str) -> None:

@@ -57,6 +57,24 @@ def _functional() -> Any:
 _F: Any = None
 
 
+def hidden_linear_weights(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The weights of the model's ``nn.Linear`` layers between input and output: every one but
+    the output head, taken to be the last ``nn.Linear`` in module order, and none shared with an
+    embedding (tied weights). What :meth:`Task.hidden_matrices` returns unless a task says
+    otherwise.
+
+    Embeddings (a 2-D position table too), biases, normalisation weights and convolution
+    kernels are never among them: they are not the weight of an ``nn.Linear``.
+    """
+    import torch
+
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    embedded = {id(m.weight) for m in model.modules()
+                if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))}
+    return [m.weight for m in linears[:-1]
+            if m.weight.requires_grad and id(m.weight) not in embedded]
+
+
 
 class Task:
     """A reference training problem: data, a model, a loss and a metric.
@@ -160,6 +178,20 @@ class Task:
         """
         inputs, labels = problem.val
         return float((model(inputs).argmax(dim=-1) == labels).float().mean())
+
+    def hidden_matrices(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        """The model's hidden weight matrices: those an optimizer of hidden layers (Muon)
+        trains, while another one (AdamW) trains the rest, chosen by role, not by shape.
+
+        Hidden: the weight matrices between the input and the output (a Transformer's attention
+        and MLP projections, an MLP's inner layers). Not hidden: embeddings (a 2-D position
+        table too), the output head, biases, normalisation weights, convolution kernels. The
+        default is :func:`hidden_linear_weights` (every ``nn.Linear`` weight but the last one,
+        the head); override it when the head is not the model's last ``nn.Linear`` or when
+        hidden matrices live elsewhere (``nn.MultiheadAttention``'s ``in_proj_weight``). A task
+        whose list is empty (a point in the plane, a linear model) refuses such an optimizer.
+        """
+        return hidden_linear_weights(model)
 
     def position(self, model: torch.nn.Module) -> torch.Tensor | None:
         """The model's current point in the plane, for tasks with ``records_trajectory``.

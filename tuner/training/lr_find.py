@@ -183,6 +183,7 @@ def lr_find(
 
     from tuner.plugin.optimizer import train_mode
     from tuner.plugin.registry import get_registry
+    from tuner.training.roles import role_groups
     from tuner.training.steps import batches, optimizer_step, resolve_device
 
     task_plugin = get_registry().task(task) if isinstance(task, str) else task
@@ -202,7 +203,8 @@ def lr_find(
     model = problem.model.to(where)
     model.train()
     parameters = [p for p in model.parameters() if p.requires_grad]
-    built = plugin.create(parameters, values)
+    built = plugin.create(role_groups(task_plugin, plugin, model, [{"params": parameters}]),
+                          values)
     train_mode(built)
     size = batch_size if batch_size is not None else task_plugin.batch_size
     order = batches(problem, size, seed, task=task_plugin.name)

@@ -5,8 +5,6 @@
 (function () {
   const data = JSON.parse(document.getElementById("page-data").textContent);
   const page = document.body.dataset.page;
-  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-                   "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
   function el(tag, text, className) {
     const node = document.createElement(tag);
@@ -15,12 +13,52 @@
     return node;
   }
 
+  // -- numbers: the same rules as the pages' templates (tuner.advice.formatting) ---------------
+
+  function rounded(value, options) {
+    // Round half to even on the number's exact value, as Python's format() does.
+    return new Intl.NumberFormat("en-US", {useGrouping: false, roundingMode: "halfEven",
+                                           ...options}).format(value + 0);  // + 0: no "-0"
+  }
+
+  function general(value, digits) {
+    // Python's "%.{digits}g": fixed for exponents -4 .. digits-1, else 1.193e-06.
+    if (value === 0) return "0";
+    const [mantissa, exponent] = rounded(value, {notation: "scientific",
+                                                 maximumSignificantDigits: digits}).split("E");
+    const power = Number(exponent);
+    if (power < -4 || power >= digits) {
+      return mantissa + "e" + (power < 0 ? "-" : "+") + String(Math.abs(power)).padStart(2, "0");
+    }
+    return rounded(value, {maximumFractionDigits: digits - 1 - power});
+  }
+
+  function fixed(value, decimals) {
+    return rounded(value, {minimumFractionDigits: decimals, maximumFractionDigits: decimals});
+  }
+
   function number(value) {
     if (value === null || value === undefined) return "-";
     if (typeof value === "boolean") return value ? "true" : "false";
     if (typeof value !== "number") return String(value);
     if (Number.isInteger(value)) return String(value);
-    return String(Number(value.toPrecision(4)));
+    return general(value, 4);
+  }
+
+  function isPercent(metric) {
+    return String(metric || "").toLowerCase().includes("acc");
+  }
+
+  function metricText(value, metric) {
+    // An accuracy in percent, anything else to four significant digits: one format per metric.
+    if (typeof value !== "number") return "-";
+    return isPercent(metric) ? fixed(value * 100, 1) + "%" : general(value, 4);
+  }
+
+  function spreadText(value, metric) {
+    // A standard deviation in the metric's units (without the % sign); ? when unknown.
+    if (typeof value !== "number") return "?";
+    return isPercent(metric) ? fixed(value * 100, 1) : general(value, 2);
   }
 
   function lr(value) {
@@ -29,10 +67,20 @@
     return mantissa.replace(/\.0$/, "") + "e" + Number(exponent);
   }
 
+  function plural(count, word, many) {
+    return count + " " + (count === 1 ? word : (many || word + "s"));
+  }
+
+  function paramText(key, value) {
+    return key + "=" + (key === "lr" && typeof value === "number" ? lr(value) : number(value));
+  }
+
   function paramsText(params) {
     const entries = Object.entries(params || {});
-    return entries.length ? entries.map(([k, v]) => k + "=" + number(v)).join(", ") : "-";
+    return entries.length ? entries.map(([k, v]) => paramText(k, v)).join(", ") : "-";
   }
+
+  window.tunerFormat = {number, metricText, spreadText, lr, plural, paramsText};
 
   function row(cells) {
     const tr = el("tr");
@@ -53,29 +101,66 @@
     return el("td", status, "status status-" + String(status).replace(/[^a-z-]/g, ""));
   }
 
-  function colourOf(names) {
-    const sorted = [...names].sort();
-    return (name) => PALETTE[sorted.indexOf(name) % PALETTE.length];
+  function colour(name) {
+    // An optimizer's colour from its name alone (FNV-1a hash to a hue), the same on every page
+    // and in every store; lightness and saturation fixed so every hue reads on white.
+    let hash = 2166136261;
+    for (const char of String(name)) {
+      hash ^= char.codePointAt(0);
+      hash = Math.imul(hash, 16777619) >>> 0;
+    }
+    const hue = (hash % 36) * 10;
+    const channel = (n) => {
+      const k = (n + hue / 30) % 12;
+      const level = 0.42 - 0.28 * Math.max(-1, Math.min(k - 3, 9 - k, 1));
+      return Math.round(level * 255).toString(16).padStart(2, "0");
+    };
+    return "#" + channel(0) + channel(8) + channel(4);
   }
+  window.tunerColour = colour;
 
   // -- live updates: poll the page's JSON twin --------------------------------------------------
 
-  function poll(url, apply, seconds) {
+  function poll(url, apply, seconds, gone) {
+    // Ask every `seconds` until `apply` answers false (nothing will change any more) or the
+    // data is gone (404: `gone` says so on the page); body[data-polling] tells which.
+    document.body.dataset.polling = "on";
     async function once() {
+      let again = true;
       try {
         const response = await fetch(url, {headers: {Accept: "application/json"},
                                            cache: "no-store"});
         if (response.ok) {
-          apply(await response.json());
+          again = apply(await response.json()) !== false;
           const count = Number(document.body.dataset.updates || "0") + 1;
           document.body.dataset.updates = String(count);
+        } else if (response.status === 404 && gone) {
+          gone();
+          again = false;
         }
       } catch (error) {
         // the server may be restarting: try again at the next tick
       }
-      setTimeout(once, seconds * 1000);
+      if (again) setTimeout(once, seconds * 1000);
+      else document.body.dataset.polling = "off";
     }
     setTimeout(once, seconds * 1000);
+  }
+
+  const SETTLED = ["finished", "incomplete"];
+  // A study in one of these changes no more by itself (extending it is a write: reload).
+
+  function studyGone() {
+    // The study was deleted while its page was open: say so instead of its last status.
+    const status = document.getElementById("study-status");
+    status.textContent = "deleted";
+    status.className = "status status-deleted";
+    const notice = el("p", "This study was deleted: its trials and runs are no longer in the " +
+                      "store. The page shows them as they last were.", "notice");
+    notice.id = "study-gone";
+    document.querySelector("main h1").after(notice);
+    const manage = document.getElementById("manage");
+    if (manage) manage.remove();
   }
 
   function studyLink(name) {
@@ -84,13 +169,47 @@
     return a;
   }
 
+  function taskCell(name, id) {
+    // A task's name, linked to its page when the store has its record.
+    const td = el("td");
+    if (id === null || id === undefined) {
+      td.textContent = name;
+    } else {
+      const a = el("a", name);
+      a.href = "/tasks/" + encodeURIComponent(id);
+      td.appendChild(a);
+    }
+    return td;
+  }
+
+  function trialCell(study, trial) {
+    // The trial's number, linked to its page.
+    const a = el("a", trial.number, "trial-link");
+    a.href = "/studies/" + encodeURIComponent(study) + "/trials/" + encodeURIComponent(trial.id);
+    const td = el("td");
+    td.appendChild(a);
+    return td;
+  }
+
+  function emptyRow(columns, text) {
+    const td = el("td", text, "muted");
+    td.colSpan = columns;
+    const tr = row([td]);
+    tr.className = "empty";
+    return tr;
+  }
+
   function renderStudies(studies) {
     const body = document.getElementById("studies-body");
     if (!body) return;
+    if (!studies.length) {
+      body.replaceChildren(emptyRow(5, "No studies yet."));
+      return;
+    }
     body.replaceChildren(...studies.map((s) => {
       const name = el("td");
       name.appendChild(studyLink(s.name));
-      const tr = row([name, el("td", s.task), statusCell(s.status),
+      const tr = row([name, taskCell(s.task, s.task_id), statusCell(s.status),
                       progress(s.trials_done, s.trials_total),
                       el("td", s.trials_done + "/" + s.trials_total, "progress-text")]);
       tr.dataset.study = s.name;
@@ -99,6 +218,7 @@
   }
 
   function renderStudy(detail) {
+    // Returns false once the study is settled: polling ends there.
     const study = detail.study;
     const status = document.getElementById("study-status");
     status.textContent = study.status;
@@ -108,18 +228,31 @@
     bar.value = study.trials_done;
     document.getElementById("study-progress-text").textContent =
       study.trials_done + "/" + study.trials_total;
+    document.getElementById("study-workers").textContent = plural(study.workers, "worker");
     document.getElementById("optimizers-body").replaceChildren(...study.per_optimizer.map(
       (o) => row([el("td", o.optimizer, "optimizer"), progress(o.done, o.total),
                   o.done + "/" + o.total, o.running, o.complete, o.pruned, o.diverged,
-                  number(o.best_value), el("td", paramsText(o.best_params), "params")])));
+                  metricText(o.best_value, study.metric),
+                  el("td", paramsText(o.best_params), "params")])));
     const trials = detail.trials;
     document.getElementById("trials-count").textContent =
       "(latest " + trials.items.length + " of " + trials.total + ")";
-    document.getElementById("trials-body").replaceChildren(...trials.items.map(
-      (t) => row([t.number, el("td", t.optimizer, "optimizer"), t.slot, statusCell(t.status),
-                  number(t.value), t.seeds, el("td", paramsText(t.params), "params"),
-                  el("td", t.finished_at ? t.finished_at.replace("T", " ").slice(0, 19) : "-",
-                     "when")])));
+    const body = document.getElementById("trials-body");
+    if (!trials.items.length) {
+      body.replaceChildren(emptyRow(8, "No trials yet: start a worker with the commands above."));
+    } else {
+      body.replaceChildren(...trials.items.map(
+        (t) => row([trialCell(study.name, t), el("td", t.optimizer, "optimizer"), t.slot,
+                    statusCell(t.status),
+                    metricText(t.value, study.metric), t.seeds,
+                    el("td", paramsText(t.params), "params"),
+                    el("td", t.finished_at ? t.finished_at.replace("T", " ").slice(0, 19) : "-",
+                       "when")])));
+    }
+    if (window.tunerCharts && window.tunerCharts.history) {
+      setHistory(window.tunerCharts.history, detail.history || {});
+    }
+    return !SETTLED.includes(study.status);
   }
 
   // -- charts -----------------------------------------------------------------------------------
@@ -130,13 +263,50 @@
     return Math.abs(exponent - Math.round(exponent)) < 1e-9 ? "1e" + Math.round(exponent) : "";
   }
 
-  function axis(type, text) {
-    const options = {type, title: {display: true, text}};
+  function niceStep(span) {
+    // 1, 2 or 5 times a power of ten: about a fifth of the span.
+    const rough = span / 5;
+    const power = Math.pow(10, Math.floor(Math.log10(rough)));
+    const mantissa = rough / power;
+    return (mantissa <= 1 ? 1 : mantissa <= 2 ? 2 : mantissa <= 5 ? 5 : 10) * power;
+  }
+
+  function bounds(type, values, floor) {
+    // The axis's ends: a labelled tick beyond every point (a point never sits on the edge): the
+    // powers of ten around the points on a log axis, a step of 1, 2 or 5 x 10^k beyond them on
+    // a linear one (not below `floor`: no negative step counts).
+    const finite = values.filter((v) => typeof v === "number" && Number.isFinite(v) &&
+                                        (type !== "logarithmic" || v > 0));
+    if (!finite.length) return {};
+    const low = Math.min(...finite);
+    const high = Math.max(...finite);
+    if (type === "logarithmic") {
+      let min = Math.pow(10, Math.floor(Math.log10(low) + 1e-9));
+      if (min >= low * (1 - 1e-9)) min /= 10;
+      let max = Math.pow(10, Math.ceil(Math.log10(high) - 1e-9));
+      if (max <= high * (1 + 1e-9)) max *= 10;
+      return {min, max};
+    }
+    const step = niceStep(high - low || Math.abs(high) || 1);
+    let min = Math.floor(low / step) * step;
+    if (min >= low - step * 1e-9) min -= step;
+    if (low > 0 && min < 0) min = 0;  // zero is already beyond a positive point
+    if (floor !== undefined && min < floor) min = floor;
+    let max = Math.ceil(high / step) * step;
+    if (max <= high + step * 1e-9) max += step;
+    return {min, max, step};
+  }
+
+  function axis(type, text, values, format, floor) {
+    const {min, max, step} = bounds(type, values || [], floor);
+    const options = {type, title: {display: true, text}, min, max};
     if (type === "logarithmic") {
       options.ticks = {callback: powersOfTen, autoSkip: false};
       // grid lines at the labelled powers of ten only
       options.grid = {color: (context) => context.tick && context.tick.label ? "#e5e7eb"
                                                                             : "transparent"};
+    } else {
+      options.ticks = {stepSize: step, callback: format || ((value) => general(value, 4))};
     }
     return options;
   }
@@ -148,7 +318,7 @@
     return Math.max(...finite) / Math.min(...finite) > 1000 ? "logarithmic" : "linear";
   }
 
-  function lrChart(canvas, points, metric, direction, colour) {
+  function lrChart(canvas, points, metric, direction) {
     const names = Object.keys(points);
     const finite = names.flatMap((n) => points[n].filter((p) => p.mean !== null).map((p) => p.mean));
     const worst = finite.length ? (direction === "maximize" ? Math.min(...finite)
@@ -157,13 +327,17 @@
     for (const name of names) {
       const measured = points[name].filter((p) => p.mean !== null && p.lr > 0);
       const diverged = points[name].filter((p) => p.diverged && p.lr > 0);
+      // An lr of a convention of its own (Muon's) is named beside the optimizer; the server
+      // leaves out the lrs that are no step size at all (multipliers).
+      const meaning = points[name].length ? points[name][0].lr_meaning : null;
+      const label = meaning && meaning !== "step size" ? name + " (lr: " + meaning + ")" : name;
       datasets.push({
-        label: name, backgroundColor: colour(name), borderColor: colour(name), pointRadius: 4,
+        label: label, backgroundColor: colour(name), borderColor: colour(name), pointRadius: 4,
         data: measured.map((p) => ({x: p.lr, y: p.mean, point: p})),
       });
       if (diverged.length) {
         datasets.push({
-          label: name + " (diverged)", backgroundColor: colour(name), borderColor: colour(name),
+          label: label + " (diverged)", backgroundColor: colour(name), borderColor: colour(name),
           pointStyle: "crossRot", pointRadius: 6,
           data: diverged.map((p) => ({x: p.lr, y: worst, point: p})),
         });
@@ -175,18 +349,19 @@
       options: {
         animation: false, maintainAspectRatio: false,
         scales: {
-          x: axis("logarithmic", "learning rate"),
-          y: axis(axisType(finite), metric),
+          x: axis("logarithmic", "learning rate", names.flatMap((n) => points[n].map((p) => p.lr))),
+          y: axis(axisType(finite), metric, finite, (value) => metricText(value, metric)),
         },
         plugins: {
           tooltip: {callbacks: {
             title: (items) => items.length ? items[0].dataset.label : "",
             label: (item) => {
+              // the result, then each parameter once (the lr as learning rates are written)
               const p = item.raw.point;
               const result = p.diverged ? "diverged"
-                : metric + " " + number(p.mean) + " ± " + number(p.std) + " (" + p.seeds + " seeds)";
-              return [result, "lr " + lr(p.lr),
-                      ...Object.entries(p.params || {}).map(([k, v]) => k + " = " + number(v))];
+                : metric + " " + metricText(p.mean, metric) + " ± " + spreadText(p.std, metric) +
+                  " (" + plural(p.seeds, "seed") + ")";
+              return [result, ...Object.entries(p.params || {}).map(([k, v]) => paramText(k, v))];
             },
           }},
         },
@@ -194,14 +369,15 @@
     });
   }
 
-  function curveChart(canvas, curves, metric, colour) {
+  function curveChart(canvas, curves, metric) {
     const names = Object.keys(curves);
     const datasets = [];
     const values = names.flatMap((n) => curves[n].flatMap((c) => c.values));
     for (const name of names) {
       curves[name].forEach((curve, seed) => {
         datasets.push({
-          label: name, seedIndex: seed, borderColor: colour(name), backgroundColor: colour(name),
+          label: name, seedIndex: seed, seed: curve.seed === undefined ? seed + 1 : curve.seed,
+          borderColor: colour(name), backgroundColor: colour(name),
           borderWidth: 1.5, pointRadius: 0, showLine: true, spanGaps: false,
           data: curve.steps.map((step, i) => ({x: step, y: curve.values[i]})),
         });
@@ -212,12 +388,16 @@
       data: {datasets},
       options: {
         animation: false, maintainAspectRatio: false,
-        scales: {x: axis("linear", "step"), y: axis(axisType(values), metric)},
+        scales: {
+          x: axis("linear", "step", names.flatMap((n) => curves[n].flatMap((c) => c.steps)),
+                  undefined, 0),
+          y: axis(axisType(values), metric, values, (value) => metricText(value, metric)),
+        },
         plugins: {
           legend: {labels: {filter: (item, chart) => chart.datasets[item.datasetIndex].seedIndex === 0}},
           tooltip: {callbacks: {
-            label: (item) => item.dataset.label + " (seed " + (item.dataset.seedIndex + 1) + "): " +
-              metric + " " + number(item.parsed.y) + " at step " + item.parsed.x,
+            label: (item) => item.dataset.label + " (seed " + item.dataset.seed + "): " +
+              metric + " " + metricText(item.parsed.y, metric) + " at step " + item.parsed.x,
           }},
         },
       },
@@ -227,9 +407,8 @@
   function trialsAxis(most) {
     // k = 1..most trials: whole numbers; a log axis labelled 1, 2, 5, 10, ... above 20 trials.
     const title = {display: true, text: "trials of tuning (k)"};
-    if (most <= 20) {
-      return {type: "linear", min: 1, max: Math.max(most, 2), title,
-              ticks: {stepSize: 1, precision: 0}};
+    if (most <= 20) {  // a tick beyond the first and the last k
+      return {type: "linear", min: 0, max: most + 1, title, ticks: {stepSize: 1, precision: 0}};
     }
     const round = (value) => {
       const mantissa = value / Math.pow(10, Math.floor(Math.log10(value) + 1e-9));
@@ -240,7 +419,7 @@
             ticks: {callback: round, autoSkip: false}};
   }
 
-  function budgetChart(canvas, curves, metric, colour) {
+  function budgetChart(canvas, curves, metric) {
     // Per optimizer three datasets: the interval's low and high edges (the band fills between
     // them) and the expected best, the one line the legend and the tooltip show.
     const datasets = [];
@@ -266,7 +445,11 @@
       options: {
         animation: false, maintainAspectRatio: false,
         interaction: {mode: "index", intersect: false},  // every optimizer at the hovered k
-        scales: {x: trialsAxis(most), y: axis(axisType(values), "expected best " + metric)},
+        scales: {
+          x: trialsAxis(most),
+          y: axis(axisType(values), "expected best " + metric, values,
+                  (value) => metricText(value, metric)),
+        },
         plugins: {
           legend: {labels: {filter: (item, chart) =>
             chart.datasets[item.datasetIndex].role === "expected"}},
@@ -277,9 +460,9 @@
               label: (item) => {
                 const curve = item.dataset.curve;
                 const k = item.dataIndex;
-                return curve.optimizer + ", " + (k + 1) + " trial" + (k === 0 ? "" : "s") + ": " +
-                  number(curve.expected[k]) + " (" + number(curve.low[k]) + " - " +
-                  number(curve.high[k]) + ")";
+                return curve.optimizer + ", " + plural(k + 1, "trial") + ": " +
+                  metricText(curve.expected[k], metric) + " (" +
+                  metricText(curve.low[k], metric) + " - " + metricText(curve.high[k], metric) + ")";
               },
             },
           },
@@ -288,20 +471,66 @@
     });
   }
 
-  function drawCharts(points, curves, metric, direction, names, budgetCurves) {
-    // One colour per optimizer on every chart of the page: by its place among all the names.
-    const colour = colourOf(new Set([...(names || []), ...Object.keys(points || {}),
-                                     ...Object.keys(curves || {}),
-                                     ...(budgetCurves || []).map((c) => c.optimizer)]));
+  function historyDatasets(history) {
+    // Per optimizer: the best so far as a line, and each complete trial's value as dots.
+    return Object.entries(history).flatMap(([name, h]) => [
+      {label: name, role: "best", borderColor: colour(name), backgroundColor: colour(name),
+       borderWidth: 2, pointRadius: 0, showLine: true, stepped: "before", spanGaps: true,
+       data: h.trials.map((k, i) => ({x: k, y: h.best[i]}))},
+      {label: name + " (trial)", role: "trial", borderColor: colour(name),
+       backgroundColor: colour(name) + "80", pointRadius: 3, showLine: false,
+       data: h.trials.map((k, i) => ({x: k, y: h.values[i]})).filter((p) => p.y !== null)},
+    ]);
+  }
+
+  function historyScales(history, metric) {
+    const values = Object.values(history).flatMap((h) => h.values);
+    const most = Math.max(1, ...Object.values(history).map((h) => h.trials.length));
+    return {
+      x: {type: "linear", min: 0, max: most + 1, title: {display: true, text: "finished trials"},
+          ticks: {stepSize: Math.max(1, Math.ceil(most / 10)), precision: 0}},
+      y: axis(axisType(values), "best " + metric + " so far", values,
+              (value) => metricText(value, metric)),
+    };
+  }
+
+  function setHistory(chart, history) {
+    chart.data.datasets = historyDatasets(history);
+    chart.options.scales = historyScales(history, chart.metric);
+    chart.update();
+  }
+
+  function historyChart(canvas, history, metric) {
+    const chart = new Chart(canvas, {
+      type: "scatter",
+      data: {datasets: historyDatasets(history)},
+      options: {
+        animation: false, maintainAspectRatio: false,
+        scales: historyScales(history, metric),
+        plugins: {
+          legend: {labels: {filter: (item, data) => data.datasets[item.datasetIndex].role === "best"}},
+          tooltip: {callbacks: {
+            label: (item) => item.dataset.label + ", trial " + item.parsed.x + ": " +
+              metricText(item.parsed.y, metric),
+          }},
+        },
+      },
+    });
+    chart.metric = metric;
+    return chart;
+  }
+
+  function drawCharts(points, curves, metric, direction, budgetCurves) {
+    // Each optimizer in its own colour (from its name: the same on every page).
     window.tunerCharts = {};
     if (typeof Chart === "undefined") return;
     const lrCanvas = document.getElementById("lr-chart");
-    if (lrCanvas) window.tunerCharts.lr = lrChart(lrCanvas, points || {}, metric, direction, colour);
+    if (lrCanvas) window.tunerCharts.lr = lrChart(lrCanvas, points || {}, metric, direction);
     const curveCanvas = document.getElementById("curve-chart");
-    if (curveCanvas) window.tunerCharts.curves = curveChart(curveCanvas, curves || {}, metric, colour);
+    if (curveCanvas) window.tunerCharts.curves = curveChart(curveCanvas, curves || {}, metric);
     const budgetCanvas = document.getElementById("budget-chart");
     if (budgetCanvas) {
-      window.tunerCharts.budget = budgetChart(budgetCanvas, budgetCurves || [], metric, colour);
+      window.tunerCharts.budget = budgetChart(budgetCanvas, budgetCurves || [], metric);
     }
   }
 
@@ -359,12 +588,25 @@
     wireCreate();
   } else if (page === "study") {
     const name = data.study.name;
-    poll("/api/studies/" + encodeURIComponent(name), renderStudy, data.poll_seconds || 2);
+    window.tunerCharts = {};
+    const historyCanvas = document.getElementById("history-chart");
+    if (historyCanvas && typeof Chart !== "undefined") {
+      window.tunerCharts.history = historyChart(historyCanvas, data.history || {},
+                                                data.study.metric);
+    }
+    if (!SETTLED.includes(data.study.status)) {
+      poll("/api/studies/" + encodeURIComponent(name), renderStudy, data.poll_seconds || 2,
+           studyGone);
+    }
     wireManage(name);
   } else if (page === "task" && data.ranking) {
     drawCharts(data.lr_points, data.curves, data.ranking.metric, data.ranking.direction,
-               data.ranking.optimizers.map((s) => s.optimizer), data.budget_curves);
+               data.budget_curves);
   } else if (page === "compare") {
-    drawCharts(data.lr_points, data.curves, data.metric, data.direction, data.all_optimizers);
+    drawCharts(data.lr_points, data.curves, data.metric, data.direction);
+  } else if (page === "trial") {
+    const curves = {};
+    curves[data.trial.optimizer] = data.trial.runs.map((run) => ({...run.curve, seed: run.seed}));
+    drawCharts({}, curves, data.study.metric, data.study.direction);
   }
 })();

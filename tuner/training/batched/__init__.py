@@ -19,7 +19,9 @@ slices, each with its own hyperparameters.
   and the Adam family), :mod:`tuner.training.batched.torch_optim` (which of those each
   ``torch.optim`` class takes, and torch's fused kernels called per configuration where the
   unbatched optimizer is fused), :mod:`tuner.training.batched.sign` (Lion, Tiger, signSGD, Signum),
-  :mod:`tuner.training.batched.schedule_free` and :mod:`tuner.training.batched.lookahead`. Each
+  :mod:`tuner.training.batched.schedule_free`, :mod:`tuner.training.batched.lookahead` and
+  :mod:`tuner.training.batched.more_adaptive` (Adan, ADOPT and AdEMAMix of the more-optimizers
+  extra, without needing pytorch_optimizer). Each
   computes, slice by slice, the update of its unbatched optimizer (bit-identical on CPU);
   :func:`tuner.testing.batched_difference` checks that against the plugin's own optimizer.
 

@@ -15,7 +15,14 @@ configuration at a time, from one vectorised run:
   that configuration's lr (the very schedulers an unbatched run builds), whose lr, divided by
   the configuration's, goes into the batched optimizer's ``lr_scale`` before each step;
 - every evaluation copies slice k into the model and calls the task's ``evaluate``, k by k,
-  through the unbatched run's own bookkeeping (curve, bests, early stopping, the callback).
+  through configuration k's :class:`~tuner.training.record.RunRecord`, the bookkeeping an
+  unbatched run keeps (curve, bests, early stopping, divergence, the callback).
+
+Each configuration gets what an unbatched run gets before its first step: its
+:class:`~tuner.training.settings.RunSettings` (the same checks, parameter groups and batch
+order), its schedulers (:func:`~tuner.training.schedules.lr_schedulers`), its precision
+(:mod:`tuner.training.precision`) and its measurement
+(:class:`~tuner.training.measurement.Measurement`, one for the batch).
 
 A configuration that diverges, is pruned by its callback, fails in its evaluation or stops
 early, stops: its ``lr_scale`` is set to 0 and its result is frozen, while the others go on.
@@ -52,7 +59,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import describe_exception
-from tuner.task.failures import describe_failure
+from tuner.training.measurement import Measurement
+from tuner.training.options import TrainOptionsError
+from tuner.training.precision import autocast, in_double, to_double
+from tuner.training.record import Diverged, RunRecord
+from tuner.training.schedules import lr_schedulers
+from tuner.training.settings import RunSettings
 from tuner.training.steps import StepError
 from tuner.training.threads import RunThreads
 
@@ -61,8 +73,8 @@ if TYPE_CHECKING:
 
     from tuner.plugin.optimizer import OptimizerPlugin
     from tuner.task.contract import Task
-    from tuner.training.loop import CurvePoint, RunResult
     from tuner.training.options import TrainOptions
+    from tuner.training.result import CurvePoint, RunResult
 
 __all__ = ["SHARED_OPTIONS", "note_once", "train_batched", "unbatched_reason"]
 
@@ -189,13 +201,12 @@ def _one_by_one(task, plugin, seed, runs) -> list[RunResult]:
 
 def _train_group(task, plugin, seed, runs) -> list[RunResult]:
     """One batch of (hyperparameters, options, callback); one by one if it cannot vectorise."""
-    from tuner.training.loop import _Run
-
-    # One unbatched run object per configuration: the same checks before training, the same
-    # result template, schedules and evaluation bookkeeping as ``train`` uses.
-    members = [_Run(task, plugin, hp, seed, options, callback) for hp, options, callback in runs]
+    # One settings and one record per configuration: the same checks before training, the same
+    # result, schedules and evaluation bookkeeping as ``train`` uses.
+    records = [RunRecord(RunSettings(task, plugin, hp, seed, options), callback)
+               for hp, options, callback in runs]
     try:
-        return _Batch(task, plugin, members, seed).execute()
+        return _Batch(task, plugin, records, seed).execute()
     except _Unvectorisable as error:
         _unvectorisable[(task.name, plugin.name)] = f"its first vectorised step failed: {error}"
         note_once(unbatched_reason(task, plugin) or str(error))
@@ -223,11 +234,12 @@ def _loss_module(task: Task, model: torch.nn.Module) -> torch.nn.Module:
 
 
 class _Batch:
-    """The state of one batched run; :meth:`execute` fills in every configuration's result."""
+    """The state of one batched run; :meth:`execute` fills in every configuration's record."""
 
-    def __init__(self, task: Task, plugin: OptimizerPlugin, runs: list, seed: int) -> None:
+    def __init__(self, task: Task, plugin: OptimizerPlugin, runs: list[RunRecord], seed: int
+                 ) -> None:
         self.task, self.plugin, self.runs, self.seed = task, plugin, runs, seed
-        self.options = runs[0].options  # its SHARED_OPTIONS are every run's
+        self.options = runs[0].settings.options  # its SHARED_OPTIONS are every run's
         self.size = len(runs)
         self.active = [True] * self.size
         self.training = list(range(self.size))  # the runs still training, in order
@@ -235,7 +247,7 @@ class _Batch:
         self.parts = 1  # forward and backward passes per step (accumulate)
         self.per_step = 0  # training examples per step
         self.optimizer: Any = None
-        self.device = runs[0].device
+        self.device = runs[0].settings.device
         self._lr_scale_stale = True
         self._slices: list[tuple[Any, Any]] = []
 
@@ -253,19 +265,14 @@ class _Batch:
 
     def _measured(self, threads: RunThreads) -> None:
         """Train, measuring the time and memory; whatever happens the results are filled in."""
-        import torch
-
-        from tuner.training.loop import _Measurement
-        from tuner.training.options import TrainOptionsError
-
-        measured = _Measurement(self.device)
+        measured = Measurement(self.device)
         try:
             self._train(threads)
         except (_Unvectorisable, TrainOptionsError, StepError):
             raise
         except Exception as error:  # the shared step failed: every run still training fails
             for k in list(self.training):
-                self._finish(k, "failed", error=describe_failure(error))
+                self._finish(k, error)
         finally:
             wall, peak = measured.seconds(), measured.peak()
             state = 0
@@ -275,19 +282,9 @@ class _Batch:
                 except Exception:  # an exotic state layout must not lose the results
                     state = 0
             for run in self.runs:
-                result = run.result
-                result.function_evals = run.counts.function
-                result.gradient_evals = run.counts.gradient
-                result.hessian_evals = run.counts.hessian
-                result.wall_seconds = wall
-                result.peak_memory_bytes = peak
-                result.optimizer_state_bytes = state
-                result.batch = self.size
-                result.options["batch"] = self.size
-                if run._positions:
-                    result.trajectory = [
-                        (float(x), float(y)) for x, y in torch.stack(run._positions).tolist()
-                    ]
+                run.result.batch = self.size
+                run.result.options["batch"] = self.size
+                run.close(wall, peak, state)
 
     def _train(self, threads: RunThreads) -> None:
         import torch
@@ -295,28 +292,22 @@ class _Batch:
 
         from tuner.plugin.optimizer import eval_mode, train_mode
         from tuner.training.batched.optimizers import stack_hyperparams
-        from tuner.training.loop import (
-            LOSS_READBACK_DEFAULT,
-            LOSS_READBACK_EVERY,
-            _autocast,
-            _in_double,
-            _to_double,
-        )
+        from tuner.training.loop import LOSS_READBACK_DEFAULT, LOSS_READBACK_EVERY
 
         task, options, runs, size = self.task, self.options, self.runs, self.size
-        first = runs[0]
+        first = runs[0].settings
         torch.manual_seed(self.seed)
         double = options.precision == "float64"
         problem = task.build(self.seed, self.device)
         if double:
-            problem = _in_double(problem)
+            problem = in_double(problem)
         model = problem.model.to(self.device)
         model.train()
         trainable = [p for p in model.parameters() if p.requires_grad]
         for run in runs:
             run.result.param_count = sum(p.numel() for p in trainable)
             run.result.param_bytes = sum(p.numel() * p.element_size() for p in trainable)
-            run._check_size(run.result.param_count)
+            run.settings.check_size(run.result.param_count)
 
         wrapper = _loss_module(task, model)
         params, buffers = stack_module_state([wrapper] * size)
@@ -324,30 +315,30 @@ class _Batch:
         self._slices = [(p, params[f"model.{name}"]) for name, p in model.named_parameters()]
         self._slices += [(b, buffers[f"model.{name}"]) for name, b in model.named_buffers()]
         groups = [{**group, "params": [stacked_of[id(p)] for p in group["params"]]}
-                  for group in first._groups(model)]
+                  for group in first.param_groups(model)]
         leaves = [p for group in groups for p in group["params"]]
-        hp = stack_hyperparams([run.hyperparams for run in runs], self.device)
+        hp = stack_hyperparams([run.settings.hyperparams for run in runs], self.device)
         try:
             optimizer = self.optimizer = self.plugin.build_batched(groups, hp)
         except Exception as error:  # parameters its batched step does not take
             raise _Unvectorisable(describe_exception(error)) from error
-        schedules = [_Schedule(run) for run in runs]
+        schedules = [_Schedule(run.settings) for run in runs]
         self._scheduled = any(s.per_step is not None or s.plateau is not None for s in schedules)
-        order = first._batches(problem)
+        order = first.batches(problem)
         if double and problem.dataset is not None:
-            order = map(_to_double, order)
-        self.per_step = (first.batch_size or problem.train_size) * options.accumulate
+            order = map(to_double, order)
+        self.per_step = first.examples_per_step(problem)
         self.parts = options.accumulate if first.batch_size is not None else 1
         clip_norms = None
-        if any(run.options.clip_norm is not None for run in runs):
+        clip_norm_of = [run.settings.options.clip_norm for run in runs]
+        if any(clip_norm is not None for clip_norm in clip_norm_of):
             clip_norms = torch.tensor(
-                [math.inf if run.options.clip_norm is None else run.options.clip_norm
-                 for run in runs], dtype=leaves[0].dtype, device=self.device)
+                [math.inf if clip_norm is None else clip_norm for clip_norm in clip_norm_of],
+                dtype=leaves[0].dtype, device=self.device)
         trajectory = task.records_trajectory
-        for run in runs:
-            run._positions = []
-            if trajectory:
-                run._positions.append(task.position(model).detach().clone())
+        if trajectory:
+            for run in runs:
+                run.record_position(model)
 
         def loss_of_one(p: dict, b: dict, batch: Any) -> torch.Tensor:
             return functional_call(wrapper, (p, b), (batch,))
@@ -358,22 +349,17 @@ class _Batch:
             return vectorised(params, buffers, batch)
 
         if options.precision == "bf16":
-            losses_of = _autocast(losses_of, self.device.type, options.precision)
+            losses_of = autocast(losses_of, self.device.type, options.precision)
 
         readback_every = LOSS_READBACK_EVERY.get(self.device.type, LOSS_READBACK_DEFAULT)
         pending: list[torch.Tensor] = []
-        for run in runs:
-            run._threshold = run.options.divergence_threshold or task.divergence_threshold
-            run._best = None
-            run._stale = 0
-            run._stop = False
         loss_sums = [0.0] * size
         loss_counts = [0] * size
         lrs = [0.0] * size
         budget, eval_every = first.budget, first.eval_every
         start = time.perf_counter()
         for run in runs:
-            run._start = start
+            run.start(start)
 
         for step in range(budget):
             batch = next(order)
@@ -396,13 +382,13 @@ class _Batch:
                     if evaluating:
                         lrs[k] = schedule.lr
                     if schedule.per_step is not None and (
-                            schedule.plateau is None or step < runs[k].options.warmup):
+                            schedule.plateau is None or step < runs[k].settings.options.warmup):
                         schedule.per_step.step()
                         self._lr_scale_stale = True
             if trajectory:
                 for k in self.training:
                     self._load(k)
-                    runs[k]._positions.append(task.position(model).detach().clone())
+                    runs[k].record_position(model)
             pending.append(losses)
             if evaluating or len(pending) >= readback_every:
                 self._read_losses(pending, done - len(pending), loss_sums, loss_counts)
@@ -413,14 +399,14 @@ class _Batch:
                     for k in list(self.training):
                         self._evaluate(k, model, problem, done, lrs[k],
                                        loss_sums[k] / max(loss_counts[k], 1), schedules[k],
-                                       step >= runs[k].options.warmup)
+                                       step >= runs[k].settings.options.warmup)
                         loss_sums[k], loss_counts[k] = 0.0, 0
                 finally:
                     train_mode(optimizer)
             if not self.training:
                 break
         for k in list(self.training):
-            self._finish(k, "complete", steps=done)
+            self._finish(k)
 
     # -- parts of a step ------------------------------------------------------------------
 
@@ -463,50 +449,34 @@ class _Batch:
         (the first out of bounds ends that run as diverged) and the sums for the mean loss."""
         import torch
 
-        from tuner.training.loop import _Diverged
-
         rows = (torch.stack(pending) if len(pending) > 1 else pending[0].unsqueeze(0)).tolist()
         for k in list(self.training):
             run = self.runs[k]
             try:
-                total = 0.0
                 for offset, row in enumerate(rows):
-                    value = row[k]
-                    if run._threshold is None:
-                        run._threshold_from(value, first_step + offset)
-                    if not value <= run._threshold:  # also catches NaN
-                        raise _Diverged(first_step + offset + 1)
-                    total += value
-            except _Diverged as diverged:
-                self._finish(k, "diverged", steps=diverged.step)
+                    run.check_loss(row[k], first_step + offset)
+            except Diverged as diverged:
+                self._finish(k, diverged)
                 continue
-            loss_sums[k] += total
+            loss_sums[k] += sum(row[k] for row in rows)
             loss_counts[k] += len(rows)
 
     def _evaluate(self, k, model, problem, done, lr, train_loss, schedule, after_warmup
                   ) -> None:
-        """Evaluate run k on its slice, through the unbatched run's bookkeeping."""
-        from tuner.training.loop import _Diverged, _is_pruning
-
+        """Evaluate run k on its slice, through its record (as an unbatched run evaluates)."""
         run = self.runs[k]
         self._load(k)
         try:
-            run._evaluate(model, problem, None, done, lr, train_loss)
-        except _Diverged as diverged:
-            self._finish(k, "diverged", steps=diverged.step)
-            return
-        except Exception as error:
-            if _is_pruning(error):
-                self._finish(k, "pruned")
-            else:
-                self._finish(k, "failed", error=describe_failure(error))
+            run.evaluate(model, problem, None, done, lr, train_loss)
+        except Exception as error:  # diverged, pruned by its callback, or failed
+            self._finish(k, error)
             return
         plateau = schedule.plateau
         if plateau is not None and after_warmup:
             plateau.step(run.result.curve[-1].metric)
             self._lr_scale_stale = True
-        if run._stop:
-            self._finish(k, "complete", steps=done)
+        if run.result.stopped_early:
+            self._finish(k)
 
     def _load(self, k: int) -> None:
         """Copy configuration k's slice into the model (parameters and buffers)."""
@@ -516,20 +486,17 @@ class _Batch:
             for tensor, stacked in self._slices:
                 tensor.copy_(stacked[k])
 
-    def _finish(self, k: int, status: str, *, steps: int | None = None,
-                error: str | None = None) -> None:
-        """End run k: its status and figures are frozen, its slice no longer moves."""
+    def _finish(self, k: int, error: Exception | None = None) -> None:
+        """End run k, complete or on ``error`` (:meth:`~tuner.training.record.RunRecord.end_on`
+        says how): its status and figures are frozen, its slice no longer moves. It took part
+        in every step so far (on a GPU, past a divergence too): its counts say so."""
         run = self.runs[k]
-        run.done = self.done  # the steps it took part in (on a GPU, past a divergence too)
         run.counts.function = run.counts.gradient = self.done * self.parts
-        result = run.result
-        result.examples_seen = self.done * self.per_step
-        result.status = status
-        result.steps = run.done if steps is None else steps
-        if status == "diverged":
-            result.final_metric = None
-        if error is not None:
-            result.error = error
+        run.result.examples_seen = self.done * self.per_step
+        if error is None:
+            run.end("complete", self.done)
+        else:
+            run.end_on(error, self.done)
         self.active[k] = False
         self.training.remove(k)
         self._lr_scale_stale = True
@@ -537,14 +504,16 @@ class _Batch:
 
 class _Schedule:
     """One run's warm-up and schedule: the very schedulers an unbatched run builds
-    (``_Run._schedules``), on a stand-in optimizer that holds the run's lr and nothing else."""
+    (:func:`~tuner.training.schedules.lr_schedulers`), on a stand-in optimizer that holds the
+    run's lr and nothing else."""
 
-    def __init__(self, run: Any) -> None:
+    def __init__(self, settings: RunSettings) -> None:
         import torch
 
-        self.base = float(run.hyperparams.get("lr", 1.0))
+        self.base = float(settings.hyperparams.get("lr", 1.0))
         self.holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=self.base)
-        self.per_step, self.plateau = run._schedules(self.holder)
+        self.per_step, self.plateau = lr_schedulers(self.holder, settings.options,
+                                                    settings.budget, settings.task.direction)
         self.holder.step()  # no gradient: moves nothing; the schedulers expect a step first
 
     @property

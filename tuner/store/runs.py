@@ -1,4 +1,8 @@
-"""Writes to the store: studies, trials, and each run with its curve in one transaction.
+"""Recording a run: its row and its curve in one transaction, and the protocol it ran under.
+
+:func:`record_run` is how every run reaches the store: the driver records a trial's runs through
+it (:func:`tuner.store.claims.record_and_close`, which closes the trial in the same
+transaction), and a run trained outside any study is recorded with no trial.
 
 Every function takes a *target*: a :class:`~tuner.store.database.Store` or an ``Engine`` (the
 write is its own transaction, committed on return), or a ``Session``/``Connection`` (the write
@@ -8,163 +12,28 @@ a run is one INSERT and its curve one executemany INSERT, so recording costs abo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from tuner.errors import UnknownNameError
 from tuner.store.config_key import config_hash, protocol_hash, protocol_key
-from tuner.store.database import Store, StoreError, StudyExistsError
+from tuner.store.database import StoreError
 from tuner.store.models import (
     RUN_STATUSES,
-    TRIAL_ORIGINS,
-    TRIAL_STATUSES,
     CurveRow,
     Protocol,
     Run,
-    Study,
     Trial,
     params_hash,
     utcnow,
 )
 from tuner.store.target import Target, writing
 from tuner.store.values import finite_or_none, plain_json
-from tuner.version import __version__
 
 if TYPE_CHECKING:
-    from tuner.training.loop import RunResult
-
-
-def create_study(
-    target: Target,
-    *,
-    name: str,
-    task: str,
-    optimizers: Sequence[str],
-    trials_per_optimizer: int,
-    seeds: Sequence[int],
-    sampler: str = "tpe",
-    pruner: str = "median",
-    options: Mapping[str, Any] | None = None,
-    search_spaces: Mapping[str, Any] | None = None,
-    status: str = "created",
-) -> int:
-    """Insert a study with its full configuration; returns its id.
-
-    Raises StoreError when a study of that name exists.
-    """
-    values = {
-        "name": name,
-        "task": task,
-        "optimizers": list(optimizers),
-        "trials_per_optimizer": int(trials_per_optimizer),
-        "seeds": [int(s) for s in seeds],
-        "sampler": sampler,
-        "pruner": pruner,
-        "options": plain_json(dict(options or {})),
-        "search_spaces": plain_json(dict(search_spaces or {})),
-        "status": status,
-        "tuner_version": __version__,
-        "created_at": utcnow(),
-    }
-    try:
-        with writing(target) as writer:
-            result = writer.execute(insert(Study.__table__).values(values))
-            return int(result.inserted_primary_key[0])
-    except IntegrityError:
-        raise StudyExistsError(f"a study named {name!r} already exists") from None
-
-
-def get_study(session: Session | Connection | Store | Engine, name: str) -> Study:
-    """The study called ``name``; UnknownNameError (listing the known ones) when there is none."""
-    if isinstance(session, (Store, Engine)):
-        engine = session.engine if isinstance(session, Store) else session
-        with Session(engine, expire_on_commit=False) as own_session:
-            return get_study(own_session, name)
-    if isinstance(session, Connection):
-        with Session(bind=session, expire_on_commit=False) as own_session:
-            return get_study(own_session, name)
-    study = session.scalars(select(Study).where(Study.name == name)).one_or_none()
-    if study is None:
-        known = session.scalars(select(Study.name).order_by(Study.name)).all()
-        listing = ", ".join(known) if known else "none yet"
-        raise UnknownNameError(f"no study named {name!r} (studies: {listing})")
-    return study
-
-
-def set_study_status(target: Target, study_id: int, status: str) -> None:
-    """Set a study's status (the driver's words: created, running, finished, ...)."""
-    with writing(target) as writer:
-        writer.execute(update(Study.__table__).where(Study.id == study_id).values(status=status))
-
-
-def start_trial(
-    target: Target,
-    *,
-    study_id: int,
-    optimizer: str,
-    optuna_study_name: str,
-    optuna_trial_number: int,
-    params: Mapping[str, Any],
-    optuna_trial_id: int | None = None,
-    worker_host: str | None = None,
-    worker_pid: int | None = None,
-    slot: int | None = None,
-    origin: str | None = None,
-) -> int:
-    """Insert a trial in state ``running`` (started and heartbeat now); returns its id.
-
-    ``origin`` is where its configuration came from (one of :data:`TRIAL_ORIGINS`).
-    """
-    if origin is not None and origin not in TRIAL_ORIGINS:
-        raise StoreError(f"unknown trial origin {origin!r} (one of {', '.join(TRIAL_ORIGINS)})")
-    now = utcnow()
-    values = {
-        "study_id": study_id,
-        "optimizer": optimizer,
-        "optuna_study_name": optuna_study_name,
-        "optuna_trial_number": int(optuna_trial_number),
-        "optuna_trial_id": optuna_trial_id,
-        "params": plain_json(dict(params)),
-        "status": "running",
-        "started_at": now,
-        "heartbeat_at": now,
-        "worker_host": worker_host,
-        "worker_pid": worker_pid,
-        "slot": slot,
-        "origin": origin,
-    }
-    with writing(target) as writer:
-        result = writer.execute(insert(Trial.__table__).values(values))
-        return int(result.inserted_primary_key[0])
-
-
-def finish_trial(
-    target: Target, trial_id: int, *, status: str, value: float | None = None
-) -> None:
-    """Close a trial: its final status and the aggregate value reported to Optuna."""
-    if status not in TRIAL_STATUSES:
-        raise StoreError(f"unknown trial status {status!r} (one of {', '.join(TRIAL_STATUSES)})")
-    with writing(target) as writer:
-        writer.execute(
-            update(Trial.__table__)
-            .where(Trial.id == trial_id)
-            .values(status=status, value=finite_or_none(value), finished_at=utcnow())
-        )
-
-
-def heartbeat_trial(target: Target, trial_id: int, when: datetime | None = None) -> None:
-    """Record that the worker running a trial is alive."""
-    with writing(target) as writer:
-        writer.execute(
-            update(Trial.__table__)
-            .where(Trial.id == trial_id)
-            .values(heartbeat_at=when or utcnow())
-        )
+    from tuner.training.result import RunResult
 
 
 def run_row(
@@ -189,7 +58,8 @@ def run_row(
     ``result.options`` (:mod:`tuner.store.config_key`), ``params_hash`` that of the params
     alone. The evaluation counts are ``result.function_evals``, ``gradient_evals`` and
     ``hessian_evals``; the model's facts ``result.task_params`` (None when empty), ``dtype`` and
-    ``examples_seen``.
+    ``examples_seen``; ``lr_meaning`` what the run's lr is (``result.lr_meaning``, from its
+    optimizer plugin; ``step size`` for a result that does not say).
     """
     if result.status not in RUN_STATUSES:
         raise StoreError(
@@ -238,6 +108,7 @@ def run_row(
         "dtype": getattr(result, "dtype", None),
         "examples_seen": _count(result, "examples_seen"),
         "protocol": protocol_hash(protocol or run_protocol(options)),
+        "lr_meaning": getattr(result, "lr_meaning", None) or "step size",
     }
 
 
