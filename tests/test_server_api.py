@@ -283,6 +283,8 @@ def test_csv_exports_never_start_a_formula(tmp_path: Path) -> None:
         ("get", "/api/compare?tasks=quadratic", 400,
          "tasks are named by their ids (see /api/tasks), got 'quadratic'"),
         ("get", "/api/compare?tasks=999999", 404, "no task with id 999999"),
+        ("get", "/api/compare?tasks=%C2%B2", 400,  # a digit to str.isdigit, not to int
+         "tasks are named by their ids (see /api/tasks), got '²'"),
         ("get", f"/api/studies/{STUDY}%2Ftrials", 404, "a name in a URL cannot hold '/'"),
         ("get", f"/api/studies/{STUDY}%2fruns", 404, "a name in a URL cannot hold '/'"),
         ("get", "/api/nothing-here", 404, "Not Found"),

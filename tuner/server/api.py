@@ -401,8 +401,9 @@ def compare_tasks(request: Request) -> dict[str, Any]:
 
 
 def _task_id(text: str) -> int:
-    """A task id given in a query (a whole number; 400 otherwise)."""
-    if not text.isdigit():
+    """A task id given in a query (a whole number in ASCII digits; 400 otherwise: ``str.isdigit``
+    also takes ``²``, which ``int`` refuses)."""
+    if not (text.isascii() and text.isdigit()):
         raise BadParameter(f"tasks are named by their ids (see /api/tasks), got {text!r}")
     return int(text)
 
