@@ -4,15 +4,17 @@ tuner chooses by default (:mod:`tuner.training.threads`).
 
 Each measurement is one ``tuner.train`` run of adam at its defaults (seed 0, the task's batch),
 of as many steps as one thread takes about ``--seconds`` for on this machine (a short pilot run
-says how many; at least 10, at most the task's budget), evaluated once at the end; its steps
-per second are its steps over its curve's seconds (the model's build excluded). "default" is
+says how many; at least 10, at most the task's budget), evaluated after each half: its steps per
+second are those of the second half, the steady steps (the first half holds the one-time costs:
+"counting ms" is what counting the default's first step added, idle, once per run). "default" is
 the same run with ``threads`` left to tuner: its first step is counted on one thread, then the
-run takes the threads chosen, which it records (shown as "threads"). "busy" runs have another
+run takes the threads chosen, which it records (shown in brackets). "busy" runs have another
 process spinning on one core: a bounded busy loop (it ends by itself after ``--busy-seconds``
 and is killed once the busy measurements of a round are done). Rounds interleave the settings
 and the two conditions, so that the machine's other load falls on each alike; the medians over
 ``--repeats`` rounds are printed, and the default's rate as a share of the best setting's
-(target: at least 0.90 for every task, idle and busy).
+(target: at least 0.90 for every task, idle and busy). The load average printed at the start
+and the end says how idle "idle" was.
 
 ``--ladder`` measures models of growing step cost instead (the digits MLP from width 128 to
 8192, the character Transformer from width 64 to 256), with the step's MFLOP as tuner counts
@@ -23,7 +25,7 @@ quickstart --from studies/quickstart.toml`` and ``tuner study run quickstart`` o
 file, as subprocesses), idle and busy, with the default threads and with ``--threads`` at all
 cores (what a worker took before the default existed).
 
-    python bench/threads.py [--repeats 3] [--seconds 0.5] [--tasks a,b] [--ladder]
+    python bench/threads.py [--repeats 5] [--seconds 0.5] [--tasks a,b] [--ladder]
     python bench/threads.py --main-job [--repeats 2]
 """
 
@@ -39,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,51 +86,56 @@ def step_flops(task) -> float:
     return float(counter.get_total_flops())
 
 
-def rate(task, steps: int, threads: int | None) -> tuple[float, int]:
-    """(steps per second, threads recorded) of one run of ``steps`` steps."""
+def rate(task, half: int, threads: int | None) -> tuple[float, float, int]:
+    """One run of ``2 * half`` steps, evaluated after each half: (steps per second over the
+    second half, seconds of the first half, threads recorded). The first half holds the
+    one-time costs (the first step, counted by the default), the second the steady steps."""
     from tuner.training.loop import train
 
-    result = train(task, "adam", {}, 0, budget=steps, eval_every=steps, threads=threads)
+    result = train(task, "adam", {}, 0, budget=2 * half, eval_every=half, threads=threads)
     if result.status != "complete":
         raise SystemExit(f"{task.name}: the run ended {result.status}: {result.error}")
-    return result.steps / result.curve[-1].seconds, int(result.options["threads"])
+    first, second = result.curve
+    return half / (second.seconds - first.seconds), first.seconds, \
+        int(result.options["threads"])
 
 
 def measure(task, settings: list[int | None], args: argparse.Namespace) -> dict:
-    """Medians of steps per second per (condition, setting), and the default's threads."""
-    rate(task, min(task.budget, 20), 1)  # one-time costs (imports, first calls) go here
-    pilot, _ = rate(task, min(task.budget, 20), 1)
-    steps = max(10, min(task.budget, math.ceil(args.seconds * pilot)))
+    """Medians of steps per second per (condition, setting), the default's threads, and what
+    counting its first step cost (idle: its first half's seconds less one thread's)."""
+    rate(task, 10, 1)  # one-time costs (imports, first calls) go here
+    pilot, _, _ = rate(task, 10, 1)
+    half = max(5, min(task.budget // 2, math.ceil(args.seconds * pilot / 2)))
     rates: dict[tuple[str, int | None], list[float]] = {}
+    firsts: dict[int | None, list[float]] = {}
     chosen: dict[str, int] = {}
     for round_index in range(args.repeats):
         order = settings if round_index % 2 == 0 else settings[::-1]
         for condition in ("idle", "busy"):
-            with one_core_busy(args.busy_seconds) if condition == "busy" else _nothing():
+            with one_core_busy(args.busy_seconds) if condition == "busy" else nullcontext():
                 for setting in order:
-                    value, used = rate(task, steps, setting)
+                    value, first, used = rate(task, half, setting)
                     rates.setdefault((condition, setting), []).append(value)
+                    if condition == "idle":
+                        firsts.setdefault(setting, []).append(first)
                     if setting is None:
                         chosen[condition] = used
-    return {"steps": steps, "chosen": chosen,
+    counting = statistics.median(firsts[None]) - statistics.median(firsts[1])
+    return {"steps": 2 * half, "chosen": chosen, "counting": counting,
             "rates": {key: statistics.median(values) for key, values in rates.items()}}
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def print_table(rows: list[tuple[str, float, dict]], counts: list[int]) -> None:
     """One line per task: its step's MFLOP, then per condition every setting's steps per
     second, the default's, and the default as a share of the best setting."""
     head = " | ".join(f"{c} thr" for c in counts)
-    print(f"| task | MFLOP/step | steps | idle: {head} | default (threads) | default/best "
-          f"| busy: {head} | default (threads) | default/best |")
-    print("|---" * (3 + 2 * (len(counts) + 2)) + "|")
+    print(f"| task | MFLOP/step | steps | counting ms | idle: {head} | default (threads) "
+          f"| default/best | busy: {head} | default (threads) | default/best |")
+    print("|---" * (4 + 2 * (len(counts) + 2)) + "|")
     misses = []
     for name, flops, found in rows:
-        cells = [name, f"{flops / 1e6:.1f}", str(found["steps"])]
+        cells = [name, f"{flops / 1e6:.1f}", str(found["steps"]),
+                 f"{found['counting'] * 1e3:+.0f}"]
         for condition in ("idle", "busy"):
             rates = found["rates"]
             best = max(rates[(condition, c)] for c in counts)
@@ -158,7 +165,7 @@ def main_job(args: argparse.Namespace, cores: int) -> None:
                                     str(ROOT / "studies" / "quickstart.toml")], env=env,
                                    check=True, capture_output=True)
                     with one_core_busy(args.busy_seconds) if condition == "busy" \
-                            else _nothing():
+                            else nullcontext():
                         started = time.perf_counter()
                         subprocess.run([*tuner, "study", "run", "quickstart",
                                         *variants[name]], env=env, check=True,
@@ -173,7 +180,7 @@ def main_job(args: argparse.Namespace, cores: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.5,
                         help="about how long one measurement takes at one thread")
     parser.add_argument("--busy-seconds", type=float, default=900.0,

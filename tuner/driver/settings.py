@@ -72,7 +72,7 @@ class WorkerSettings:
     ``threads`` is ``--threads``: every run's torch threads; None takes the study's
     ``threads``, else each run chooses from its step's cost within ``cores``, the worker's
     share of this machine (None: all of it; :mod:`tuner.training.threads`). They change how
-    runs are carried out, never their results.
+    runs are carried out, not what they measure.
     """
 
     heartbeat_seconds: float = 10.0

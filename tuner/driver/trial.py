@@ -78,8 +78,8 @@ class TrialSeeds:
                              eval_every=context.task.eval_every,
                              task_batch_size=context.task.batch_size,
                              schedule=spec.schedule, budget_unit=spec.budget_unit)
+        # the training options of its runs: the plan's, and how the worker uses the CPU
         self.options = {**self.plan.options, **context.run_options}
-        """The training options of its runs: the plan's, and how the worker uses the CPU."""
         self.reused = reuse_runs(context.store, claim.row_id, claim.earlier,
                                  params_hash(self.hyperparams), self.seeds,
                                  options={k: v for k, v in claim.params.items()

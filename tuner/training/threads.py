@@ -16,7 +16,9 @@ of its matrix products and convolutions: the operations that are split between t
 (elementwise and sparse ones are not counted, so an embedding bag's step counts as almost
 nothing). The rest of the run uses the count chosen from it, which is recorded on the run
 (``options["threads"]``). The count is exact and the same on every machine: what a run chooses
-depends on its model, its batch and its cores, never on how busy the machine happened to be. A
+depends on its model, its batch and its cores, never on how busy the machine happened to be, so
+a study run again on one machine trains on the same threads (which matters: torch splits sums
+between threads, and another split may round the last bits differently). A
 batch of K configurations (:mod:`tuner.training.batched`) counts its vectorised step, K times
 one run's.
 
