@@ -16,9 +16,11 @@ and the two conditions, so that the machine's other load falls on each alike; th
 (target: at least 0.90 for every task, idle and busy). The load average printed at the start
 and the end says how idle "idle" was.
 
-``--ladder`` measures models of growing step cost instead (the digits MLP from width 128 to
-8192, the character Transformer from width 64 to 256), with the step's MFLOP as tuner counts
-them: where a second thread starts to pay on an idle machine sets ``FLOPS_PER_THREAD``.
+Each row also gives the step's MFLOP, as tuner counts them, and the threads the default would
+give the run on a machine of 64 cores (where it may use 63). ``--ladder`` measures models of
+growing step cost instead (the digits MLP from width 128 to 8192, the character Transformer from
+width 64 to 256): where a second thread starts to pay on an idle machine sets
+``FLOPS_PER_THREAD``.
 
 ``--main-job`` times the README's main job end to end instead (``tuner study create
 quickstart --from studies/quickstart.toml`` and ``tuner study run quickstart`` on a fresh SQLite
@@ -126,16 +128,21 @@ def measure(task, settings: list[int | None], args: argparse.Namespace) -> dict:
 
 
 def print_table(rows: list[tuple[str, float, dict]], counts: list[int]) -> None:
-    """One line per task: its step's MFLOP, then per condition every setting's steps per
-    second, the default's, and the default as a share of the best setting."""
+    """One line per task: its step's MFLOP and the threads the default would give it with 64
+    cores, then per condition every setting's steps per second, the default's, and the default
+    as a share of the best setting."""
+    from tuner.training.threads import threads_for
+
+    cores_per_worker_of_64 = 63
     head = " | ".join(f"{c} thr" for c in counts)
-    print(f"| task | MFLOP/step | steps | counting ms | idle: {head} | default (threads) "
-          f"| default/best | busy: {head} | default (threads) | default/best |")
-    print("|---" * (4 + 2 * (len(counts) + 2)) + "|")
+    print(f"| task | MFLOP/step | default on 64 cores | steps | counting ms | idle: {head} "
+          f"| default (threads) | default/best | busy: {head} | default (threads) "
+          f"| default/best |")
+    print("|---" * (5 + 2 * (len(counts) + 2)) + "|")
     misses = []
     for name, flops, found in rows:
-        cells = [name, f"{flops / 1e6:.1f}", str(found["steps"]),
-                 f"{found['counting'] * 1e3:+.0f}"]
+        cells = [name, f"{flops / 1e6:.1f}", str(threads_for(flops, cores_per_worker_of_64)),
+                 str(found["steps"]), f"{found['counting'] * 1e3:+.0f}"]
         for condition in ("idle", "busy"):
             rates = found["rates"]
             best = max(rates[(condition, c)] for c in counts)

@@ -1,35 +1,36 @@
-"""How many torch threads a run trains with: the count asked for (``threads``), else one thread
-per :data:`FLOPS_PER_THREAD` floating-point operations of its training step, at least one and at
-most the cores it may use (``cores``).
+"""How many torch threads a run trains with: the count asked for (``threads``), else one thread per
+:data:`FLOPS_PER_THREAD` floating-point operations of its training step, at least one and at most
+the cores it may use (``cores``).
 
-Why so few. The models tuner trains are small: a step of the digits MLP is 2.6 MFLOP, a fraction
-of a millisecond. Spread over several threads, each operation mostly waits for the others, and a
-thread that shares its core with another busy process stalls every operation it takes part in
-until the scheduler runs it again: with one core of two kept busy by another process, two
-threads made every built-in task 10 to 40 times slower than one thread, while on an idle machine
-one thread was within noise of two (bench/threads.py, bench/RESULTS.md). More threads pay only
-when each of them gets enough arithmetic per step to outweigh waiting for the others.
+Why so few. The models tuner trains are small: a step of the digits MLP is 2.6 MFLOP, a fraction of
+a millisecond. Spread over several threads, each operation mostly waits for the others, and a
+thread that shares its core with another busy process stalls every operation it takes part in until
+the scheduler runs it again: with one core of two kept busy by another process, two threads made
+every built-in task whose operations torch splits (all but the 2-D quadratic and Rosenbrock) 6 to
+30 times slower than one thread, and so every larger model measured, while on an idle machine two
+threads gained nothing on most of them and 15-30% on the two largest (bench/threads.py,
+bench/RESULTS.md). More threads pay only when each of them gets enough arithmetic per step to
+outweigh waiting for the others, and on cores no other process needs.
 
-How the step's cost is known. A run's first step runs on one thread under a dispatch mode that
-adds up, by torch's own formulas (those of ``FlopCounterMode``), the floating-point operations
-of its matrix products and convolutions: the operations that are split between threads
-(elementwise and sparse ones are not counted, so an embedding bag's step counts as almost
-nothing). The rest of the run uses the count chosen from it, which is recorded on the run
-(``options["threads"]``). The count is exact and the same on every machine: what a run chooses
-depends on its model, its batch and its cores, never on how busy the machine happened to be, so
-a study run again on one machine trains on the same threads (which matters: torch splits sums
-between threads, and another split may round the last bits differently). A
-batch of K configurations (:mod:`tuner.training.batched`) counts its vectorised step, K times
-one run's.
+How the step's cost is known. A run's first step runs on one thread under a dispatch mode that adds
+up, by torch's own formulas (those of ``FlopCounterMode``), the floating-point operations of its
+matrix products and convolutions: the operations that are split between threads (elementwise and
+sparse ones are not counted, so an embedding bag's step counts as almost nothing). The rest of the
+run uses the count chosen from it, which is recorded on the run (``options["threads"]``). The count
+is exact and the same on every machine: what a run chooses depends on its model, its batch and its
+cores, never on how busy the machine happened to be, so a study run again on one machine trains on
+the same threads (which matters: torch splits sums between threads, and another split may round the
+last bits differently). A batch of K configurations (:mod:`tuner.training.batched`) counts its
+vectorised step, K times one run's.
 
-The cores. Those this process may run on (its CPU affinity: :func:`available_cores`), less one
-left to the rest of the machine (the store, the progress display, another process: a thread
-that would have to share that core with them is the one that stalls), shared between the local
-worker processes of a study: :func:`cores_per_worker`. On a GPU the step runs on the device and
-the CPU only feeds it: one thread.
+The cores. Those this process may run on (its CPU affinity: :func:`available_cores`), less one left
+to the rest of the machine (the store, the progress display, another process: a thread that would
+have to share that core with them is the one that stalls), shared between the local worker
+processes of a study: :func:`cores_per_worker`. On a GPU the step runs on the device and the CPU
+only feeds it: one thread.
 
-A run sets torch's thread count for its own steps and puts back the count it found, so a caller
-of :func:`tuner.train` keeps its own setting.
+A run sets torch's thread count for its own steps and puts back the count it found, so a caller of
+:func:`tuner.train` keeps its own setting.
 """
 
 from __future__ import annotations
@@ -43,14 +44,12 @@ from typing import Any
 __all__ = ["FLOPS_PER_THREAD", "RunThreads", "available_cores", "cores_per_worker",
            "threads_for"]
 
-FLOPS_PER_THREAD = 5e9
-"""Floating-point operations of a step per thread it gets. From bench/threads.py's ladder of
-model sizes (bench/RESULTS.md): on the 2-core machine measured, shared with other work, one
-thread was the fastest at every step size up to the largest measured, the character
-Transformer at width 256 (4.9 GFLOP), and two threads were 2 to 30 times slower; every built-in
-task's step is below 0.4 GFLOP. Above that the gain of a thread is not measured here: a step of
-10 GFLOP gets two, and ``--threads`` says otherwise. To use more cores for small models, run
-more workers: trials side by side scale where threads within a small step do not."""
+FLOPS_PER_THREAD = 2e8
+"""Floating-point operations of a step per thread it gets (a step needs twice this for two).
+From bench/threads.py's ladder of model sizes on an idle machine (bench/RESULTS.md): a second
+thread gained nothing on a step of 2.6 to 10 MFLOP, 10-30% from 31 to 41 MFLOP, and 25-70%
+(60 to 85% of twice as fast) from 166 MFLOP to 4.9 GFLOP, so each thread gets at least 200
+MFLOP of the step. Every built-in task's step is below 400 MFLOP: one thread."""
 
 
 def available_cores() -> int:
