@@ -539,6 +539,7 @@ def test_0012_records_old_runs_as_step_sizes_and_downgrades_in_place(database_ur
     before = _runs_curves_and_stats_0006(database_url)
     assert upgrade(database_url, "0012") == ("0011", "0012")
     assert _runs_curves_and_stats_0006(database_url) == before
+    upgrade(database_url)  # a store opens at the head revision only
     store = open_store(database_url, create=False)
     if store.engine.dialect.name == "postgresql":  # the seed rows set their ids by hand
         with store.engine.begin() as connection:
@@ -566,3 +567,29 @@ def test_0012_records_old_runs_as_step_sizes_and_downgrades_in_place(database_ur
     assert "lr_meaning" not in names and "ix_tuner_runs_task_optimizer_lr_meaning" not in after
     assert count == 3
     assert upgrade(database_url) == ("0011", HEAD_REVISION)
+
+
+def test_0013_adds_an_empty_note_to_old_studies_and_downgrades_in_place(database_url):
+    """A study written before 0013 has no note; one kept afterwards reads back; the downgrade
+    drops the column and keeps the study."""
+    from tuner.store.studies import set_study_note, study_note
+
+    populated_at_first_revision(database_url)
+    upgrade(database_url, "0012")
+    assert upgrade(database_url, "0013") == ("0012", "0013")
+    store = open_store(database_url, create=False)
+    try:
+        assert study_note(store, "old") == ""
+        set_study_note(store, "old", "seeds 0-1 ran on the old GPU")
+        assert study_note(store, "old") == "seeds 0-1 ran on the old GPU"
+    finally:
+        store.dispose()
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        command.downgrade(alembic_config(connection), "0012")
+        connection.commit()
+        names = {c["name"] for c in inspect(connection).get_columns("tuner_studies")}
+        study = connection.execute(text("SELECT name, status FROM tuner_studies")).one()
+    engine.dispose()
+    assert "note" not in names and tuple(study) == ("old", "finished")
+    assert upgrade(database_url) == ("0012", HEAD_REVISION)

@@ -8,6 +8,7 @@ answer every error as one JSON line.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -26,6 +27,7 @@ from server_fixtures import (
     TRIALS,
     finished_sqlite,
     finished_store,
+    more_configurations,
     postgres_database,
     serve,
 )
@@ -38,10 +40,12 @@ READ_ENDPOINTS = (
     "/api/", "/api/tasks", "/api/tasks/{id}", "/api/tasks/{id}/ranking",
     "/api/tasks/{id}/advice", "/api/tasks/{id}/lr-points", "/api/tasks/{id}/curves",
     "/api/tasks/{id}/budget-curves", "/api/tasks/{id}/compare", "/api/compare",
+    "/api/tasks/{id}/optimizers/adam",
     "/api/studies", f"/api/studies/{STUDY}",
     f"/api/studies/{STUDY}/trials", f"/api/studies/{STUDY}/runs",
     f"/api/studies/{STUDY}/export", f"/api/studies/{STUDY}/trials/1", "/", "/tasks/{id}",
-    "/tasks/{id}/compare", f"/studies/{STUDY}", f"/studies/{STUDY}/trials/1",
+    "/tasks/{id}/compare", "/tasks/{id}/optimizers/adam", f"/studies/{STUDY}",
+    f"/studies/{STUDY}/trials/1",
 )
 
 
@@ -180,6 +184,154 @@ def test_a_studys_history_and_a_trials_page(reader: TestClient) -> None:
         assert answer.status_code == 404 and list(answer.json()) == ["error"]
 
 
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def test_an_optimizers_page_says_what_tuner_best_importance_says(tmp_path: Path) -> None:
+    """Per (task, optimizer): the importance is the command's own (``tuner best --importance
+    --json``), every configuration is there with its parameters for the slices and the
+    parallel coordinates, the axes are ordered by importance, and the task page links it."""
+    from click.testing import CliRunner
+
+    from tuner.cli import cli
+
+    url = finished_sqlite(tmp_path)
+    made = more_configurations(url, extra={HOSTILE: "on"})
+    result = CliRunner().invoke(cli, ["best", "--task", "quadratic", "--importance", "--json",
+                                      "--db", url], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (expected,) = [found for found in json.loads(result.output)["importance"]
+                   if found["optimizer"] == "adam"]
+    with TestClient(create_app(url)) as client:
+        ident = task_id(client)
+        answer = client.get(f"/api/tasks/{ident}/optimizers/adam")
+        assert answer.status_code == 200, answer.text
+        data = answer.json()
+        ranking = client.get(f"/api/tasks/{ident}/ranking").json()
+        task_page = client.get(f"/tasks/{ident}").text
+        page = client.get(f"/tasks/{ident}/optimizers/adam").text
+    importance = data["importance"]
+    assert importance["configurations"] == expected["configurations"] == TRIALS + len(made)
+    assert list(importance["shares"]) == list(expected["shares"])
+    # the same function on the same rows: at most a last-bit difference
+    assert importance["shares"] == pytest.approx(expected["shares"], rel=1e-12)
+    assert next(iter(importance["shares"])) == "lr"  # the fixture's results follow the lr
+    assert importance["sentence"].startswith("for adam on quadratic, lr explains ")
+    (standing,) = [s for s in ranking["optimizers"] if s["optimizer"] == "adam"]
+    assert data["standing"] == standing and data["protocol"] == ranking["protocol"]["text"]
+
+    configurations = data["configurations"]
+    assert len(configurations) == TRIALS + len(made)
+    means = [c["mean"] for c in configurations]
+    assert means == sorted(means)  # best first (loss: lowest)
+    for params in made:
+        (found,) = [c for c in configurations if c["params"] == params]
+        # the mean of the fixture's two seeds, 0.00 and 0.01 above the bowl: float sums
+        assert found["mean"] == pytest.approx(
+            1000 * (math.log10(params["lr"]) + 2) ** 2 + 0.005, rel=1e-9, abs=1e-9)
+        assert found["seeds"] == 2 and not found["diverged"]
+    axes = {axis["name"]: axis for axis in data["parameters"]}
+    assert [axis["name"] for axis in data["parameters"]][:2] == list(importance["shares"])[:2]
+    assert set(axes) == {name for c in configurations for name in c["params"]}
+    assert (axes["lr"]["scale"], axes["beta1"]["scale"]) == ("log", "linear")
+    assert axes["lr"]["low"] == min(c["params"]["lr"] for c in configurations)
+    assert axes[HOSTILE] == {"name": HOSTILE, "scale": "categorical", "low": None,
+                             "high": None, "choices": ["on"]}
+
+    assert f'href="/tasks/{ident}/optimizers/adam"' in task_page
+    assert page.count('class="slice-chart"') == len(axes)
+    assert 'id="importance-chart"' in page and 'id="parallel-chart"' in page
+    assert HOSTILE not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_parameter_axes_read_the_scale_from_the_values() -> None:
+    from tuner.server.axes import parameter_axes
+
+    configurations = [
+        {"params": {"lr": 0.02, "eps": 1e-8, "beta1": 0.5, "wd": 0.0, "k": 1, "kind": "a",
+                    "flag": True}},
+        {"params": {"lr": 0.03, "eps": 1e-6, "beta1": 0.99, "wd": 0.1, "k": 20, "kind": "b",
+                    "flag": False, "mixed": 1}},
+        {"params": {"lr": 0.05, "eps": 1e-7, "beta1": 0.9, "wd": 1e-5, "k": 5, "kind": "a",
+                    "mixed": "x"}},
+    ]
+    axes = {axis["name"]: axis for axis in parameter_axes(configurations, ["k", "nosuch"])}
+    assert list(axes)[0] == "k"  # the order asked first, then by name
+    assert list(axes)[1:] == sorted(set(axes) - {"k"})
+    scales = {name: axis["scale"] for name, axis in axes.items()}
+    assert scales == {"lr": "log", "eps": "log", "beta1": "linear", "wd": "linear",
+                      "k": "linear", "kind": "categorical", "flag": "categorical",
+                      "mixed": "categorical"}
+    assert (axes["eps"]["low"], axes["eps"]["high"]) == (1e-8, 1e-6)
+    assert axes["kind"]["choices"] == ["a", "b"] and axes["flag"]["choices"] == [False, True]
+    assert axes["mixed"]["choices"] == ["x", 1]  # in the order of their JSON texts
+
+
+def test_the_trials_sort_and_filter_by_value_status_and_optimizer(reader: TestClient) -> None:
+    every = reader.get(f"/api/studies/{STUDY}/trials").json()["items"]
+    values = sorted(t["value"] for t in every)
+    low = reader.get(f"/api/studies/{STUDY}/trials?sort=value").json()
+    assert [t["value"] for t in low["items"]] == values
+    assert low["filters"]["sort"] == "value"
+    high = reader.get(f"/api/studies/{STUDY}/trials?sort=-value&limit=2").json()
+    assert [t["value"] for t in high["items"]] == values[::-1][:2] and high["total"] == 2 * TRIALS
+    oldest = reader.get(f"/api/studies/{STUDY}/trials?sort=oldest").json()["items"]
+    assert [t["id"] for t in oldest] == sorted(t["id"] for t in every)
+    middle = values[len(values) // 2]
+    at_least = reader.get(f"/api/studies/{STUDY}/trials?min_value={middle!r}").json()
+    assert sorted(t["value"] for t in at_least["items"]) == [v for v in values if v >= middle]
+    assert at_least["filters"]["min_value"] == middle
+    at_most = reader.get(
+        f"/api/studies/{STUDY}/trials?max_value={middle!r}&optimizer=sgd&status=complete"
+        "&sort=value").json()
+    assert [t["value"] for t in at_most["items"]] == sorted(
+        t["value"] for t in every if t["optimizer"] == "sgd" and t["value"] <= middle)
+    assert at_most["total"] == len(at_most["items"])
+    nothing = reader.get(f"/api/studies/{STUDY}/trials?status=failed").json()
+    assert (nothing["items"], nothing["total"]) == ([], 0)
+
+
+def test_a_study_note_round_trips_and_stays_text(store_url: str) -> None:
+    """Kept by a token holder, shown escaped on the page; a body that is not JSON (415), too
+    long, not a text or of another shape (400), or of no study (404) changes nothing."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    note = HOSTILE + "\nsecond line, <b>bold?</b> & more"
+    with TestClient(create_app(store_url, token=TOKEN)) as client:
+        kept = client.put(f"/api/studies/{STUDY}/note", json={"note": note}, headers=auth)
+        assert kept.status_code == 200, kept.text
+        assert kept.json() == {"study": STUDY, "note": note}
+        try:
+            assert client.get(f"/api/studies/{STUDY}").json()["note"] == note
+            page = client.get(f"/studies/{STUDY}").text
+            assert HOSTILE not in page and "<b>bold" not in page
+            assert "&lt;img src=x onerror=alert(1)&gt;" in page
+            refused = [
+                client.put(f"/api/studies/{STUDY}/note", content=json.dumps({"note": "x"}),
+                           headers={**auth, "Content-Type": "text/plain"}),
+                client.put(f"/api/studies/{STUDY}/note", json={"note": "x" * 10_001},
+                           headers=auth),
+                client.put(f"/api/studies/{STUDY}/note", json={"note": 5}, headers=auth),
+                client.put(f"/api/studies/{STUDY}/note", json={"note": "x", "by": "me"},
+                           headers=auth),
+                client.put(f"/api/studies/{STUDY}/note", json=["x"], headers=auth),
+                client.put(f"/api/studies/{STUDY}/note", json={"note": "a\x00b"},
+                           headers=auth),
+                client.put("/api/studies/nosuch/note", json={"note": "x"}, headers=auth),
+            ]
+            assert [r.status_code for r in refused] == [415, 400, 400, 400, 400, 400, 404]
+            assert "at most 10,000 characters, this one has 10,001" in refused[1].json()["error"]
+            assert all(list(r.json()) == ["error"] for r in refused)
+            assert client.get(f"/api/studies/{STUDY}").json()["note"] == note
+            longest = client.put(f"/api/studies/{STUDY}/note", json={"note": "é" * 10_000},
+                                 headers=auth)
+            assert longest.status_code == 200
+            assert client.get(f"/api/studies/{STUDY}").json()["note"] == "é" * 10_000
+        finally:
+            cleared = client.put(f"/api/studies/{STUDY}/note", json={"note": ""}, headers=auth)
+            assert cleared.status_code == 200 and cleared.json()["note"] == ""
+        assert client.get(f"/api/studies/{STUDY}").json()["note"] == ""
+
+
 def test_study_status_and_paging(reader: TestClient) -> None:
     detail = reader.get(f"/api/studies/{STUDY}").json()
     assert detail["study"]["status"] == "finished"
@@ -279,6 +431,18 @@ def test_csv_exports_never_start_a_formula(tmp_path: Path) -> None:
         ("get", f"/api/studies/{STUDY}/trials?optimizer=nosuch", 400,
          "optimizer must be one of: adam, sgd; got 'nosuch'"),
         ("get", f"/api/studies/{STUDY}/runs?status=running", 400, "status must be one of: "),
+        ("get", f"/api/studies/{STUDY}/trials?sort=best", 400,
+         "sort must be one of: newest, oldest, value, -value; got 'best'"),
+        ("get", f"/api/studies/{STUDY}/trials?min_value=low", 400,
+         "min_value must be a finite number, got 'low'"),
+        ("get", f"/api/studies/{STUDY}/trials?max_value=inf", 400,
+         "max_value must be a finite number, got 'inf'"),
+        ("get", f"/api/studies/{STUDY}/trials?min_value=nan", 400,
+         "min_value must be a finite number, got 'nan'"),
+        ("get", "/api/tasks/{id}/optimizers/nosuch", 404,
+         "no runs of optimizer 'nosuch' on task 'quadratic'"),
+        ("get", "/api/tasks/999999/optimizers/adam", 404, "no task with id 999999"),
+        ("put", f"/api/studies/{STUDY}/trials", 405, "Method Not Allowed"),
         ("get", f"/api/studies/{STUDY}/runs?optimizer=nosuch", 400, "optimizer must be one of"),
         ("get", "/api/compare?tasks=quadratic", 400,
          "tasks are named by their ids (see /api/tasks), got 'quadratic'"),
@@ -403,6 +567,7 @@ def test_a_read_only_server_refuses_every_write(reader: TestClient) -> None:
         reader.post(f"/api/studies/{STUDY}/stop", headers=headers),
         reader.post(f"/api/studies/{STUDY}/extend", json={"trials": 1}, headers=headers),
         reader.delete(f"/api/studies/{STUDY}", headers=headers),
+        reader.put(f"/api/studies/{STUDY}/note", json={"note": "mine"}, headers=headers),
     ]
     for answer in answers:
         assert answer.status_code == 403
@@ -423,11 +588,13 @@ def test_writes_need_the_token_and_change_nothing_without_it(store_url: str) -> 
                 client.post(f"/api/studies/{STUDY}/extend", json={"trials": 1},
                             headers=headers),
                 client.delete(f"/api/studies/{STUDY}", headers=headers),
+                client.put(f"/api/studies/{STUDY}/note", json={"note": "x"}, headers=headers),
             ):
                 assert answer.status_code == 401, answer.text
                 assert answer.headers["www-authenticate"].startswith("Bearer")
         assert study_names(client) == before
         assert client.get(f"/api/studies/{STUDY}").json()["study"]["status"] == "finished"
+        assert client.get(f"/api/studies/{STUDY}").json()["note"] == ""
 
         auth = {"Authorization": f"Bearer {TOKEN}"}
         created = client.post("/api/studies", json=body, headers=auth)
@@ -727,7 +894,7 @@ def test_every_documented_path_answers_its_documented_status(store_url: str) -> 
             "seeds": 1}
     expected = {("post", "/api/studies"): 201, ("post", "/api/studies/{name}/stop"): 409}
     calls = {("post", "/api/studies"): body, ("post", "/api/studies/{name}/extend"): {
-        "trials": 1}}
+        "trials": 1}, ("put", "/api/studies/{name}/note"): {"note": "documented"}}
     with TestClient(create_app(store_url, token=TOKEN)) as client:
         document = client.get("/api/openapi.json").json()
         ident = task_id(client)
@@ -735,12 +902,12 @@ def test_every_documented_path_answers_its_documented_status(store_url: str) -> 
         operations = sorted(((path, method) for path, methods in document["paths"].items()
                              for method in methods),
                             key=lambda item: (item[1] == "delete", item[1] == "get"))
-        assert len(operations) == 20  # 18 paths, two of them with a write beside the read
+        assert len(operations) == 22  # 20 paths, two of them with a write beside the read
         for path, method in operations:  # the create first: the study later ones use
             name = "documented" if method != "get" and "{name}" in path else STUDY
             if path.endswith("/stop"):
                 name = STUDY
-            url = path.format(task_id=ident, name=name, trial_id=trial)
+            url = path.format(task_id=ident, name=name, trial_id=trial, optimizer="adam")
             answer = client.request(method.upper(), url, json=calls.get((method, path)),
                                     headers=auth)
             status = expected.get((method, path), 200)

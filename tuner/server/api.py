@@ -24,6 +24,7 @@ from tuner.server.openapi import (
     BadParameter,
     Choice,
     Names,
+    Number,
     Operation,
     PathId,
     PathText,
@@ -34,7 +35,7 @@ from tuner.server.openapi import (
 )
 from tuner.server.responses import DataResponse
 from tuner.server.security import BodyTooLarge, handle_error
-from tuner.store.browse import MAX_PAGE, Page, runs_page, trials_page
+from tuner.store.browse import MAX_PAGE, TRIAL_SORTS, Page, runs_page, trials_page
 from tuner.store.models import RUN_STATUSES, TRIAL_STATUSES
 
 DataFunction = Callable[[Request], dict[str, Any]]
@@ -87,6 +88,7 @@ def wrote(request: Request) -> None:
 LARGEST = 2**31 - 1
 TASK_ID = PathId("task_id", "the task's id (its record in the store: /api/tasks)")
 STUDY = PathText("name", "the study's name")
+OPTIMIZER_NAME = PathText("optimizer", "the optimizer's name (one ranked on the task)")
 TRIAL_ID = PathId("trial_id", "the trial's id (in the study's trials)")
 TOLERANCE = Text("tolerance", "what counts as within reach of the best: 2% or 0.05")
 BUDGET = Whole("budget", 1, LARGEST, description="the protocol's budget to rank (default: "
@@ -98,10 +100,14 @@ OFFSET = Whole("offset", 0, LARGEST, 0, "rows to skip (newest first)")
 LIMIT = Whole("limit", 1, MAX_PAGE, DEFAULT_PAGE, "rows in the page")
 OPTIMIZER = Text("optimizer", "only this optimizer's rows (one of the study's)")
 TRIAL_STATUS = Choice("status", TRIAL_STATUSES, description="only trials with this status")
+MIN_VALUE = Number("min_value", "only trials whose value is at least this")
+MAX_VALUE = Number("max_value", "only trials whose value is at most this")
+TRIAL_SORT = Choice("sort", TRIAL_SORTS, "newest", "newest or oldest first, or by value: "
+                    "lowest first (value) or highest first (-value), trials without one last")
 RUN_STATUS = Choice("status", RUN_STATUSES, description="only runs with this status")
 FORMAT = Choice("format", ("csv", "json"), "csv", "CSV (a spreadsheet's) or a JSON list")
 
-PAGE_KEYS = {"items": "the rows, newest first", "total": "rows that match",
+PAGE_KEYS = {"items": "the rows, newest first (or as sorted)", "total": "rows that match",
              "offset": "rows skipped", "limit": "rows asked for", "filters": "as applied"}
 
 
@@ -329,6 +335,50 @@ def task_budget_curves(request: Request) -> dict[str, Any]:
 
 
 @declare(Operation(
+    "An optimizer on a task: what matters to tune, each hyperparameter's slice, every "
+    "configuration",
+    (TASK_ID, OPTIMIZER_NAME, BUDGET),
+    Answer("its standing, importance and configurations", {
+        "task": "its record", "optimizer": "the optimizer's name", "metric": "what is compared",
+        "direction": "min or max", "protocol": "the budget and options its configurations "
+        "were trained under (the ranking's)", "standing": "its row of the ranking",
+        "importance": "tuner best --importance for it: configurations, shares (each "
+        "hyperparameter's share of the variation in its results, largest first), sentence",
+        "parameters": "an axis per hyperparameter, the most important first: name, scale "
+        "(log, linear or categorical), low, high, choices",
+        "configurations": "every configuration (best first, diverged last): mean, std, seeds, "
+        "diverged, params"}),
+    errors={404: "no such task, or no runs of this optimizer on it"},
+))
+def task_optimizer(request: Request) -> dict[str, Any]:
+    """One optimizer on one task, under the protocol the ranking compares: its hyperparameters'
+    importance (``tuner best --importance``), a slice of each hyperparameter against the metric
+    and its configurations for parallel coordinates (its page).
+    """
+    from tuner.server.axes import parameter_axes
+
+    store = request.app.state.store
+    task = _task(request)
+    ranking = sources.ranking(store, task.name, budget=BUDGET.read(request), settle=False)
+    standing = ranking.standing(OPTIMIZER_NAME.read(request))
+    importance = sources.importance(store, ranking, standing.optimizer)
+    protocol = ranking.protocol.key if ranking.protocol else None
+    configurations = [
+        {key: point[key] for key in ("mean", "std", "seeds", "diverged", "params")}
+        for point in sources.configurations(store, task.name, standing.optimizer,
+                                            ranking.direction, protocol)
+    ]
+    return {
+        "task": task.to_dict(), "optimizer": standing.optimizer, "metric": ranking.metric,
+        "direction": ranking.direction, "protocol": ranking.protocol_text(),
+        "standing": standing.to_dict(),
+        "importance": importance.to_dict() | {"sentence": importance.sentence()},
+        "parameters": parameter_axes(configurations, list(importance.shares)),
+        "configurations": configurations,
+    }
+
+
+@declare(Operation(
     "Compare optimizers on a task",
     (TASK_ID, OPTIMIZERS, TOLERANCE),
     Answer("the optimizers side by side", {
@@ -434,6 +484,8 @@ def studies(request: Request) -> dict[str, Any]:
         "study": "status and progress per optimizer; task_id names its task",
         "commands": "the commands that run it", "trials": "its latest trials (as /trials)",
         "history": "per optimizer: trials, best (so far), values: the history plot",
+        "note": "the note kept beside it (PUT /api/studies/{name}/note; \"\" when none)",
+        "trial_statuses": "the statuses a trial may have (the trials table's filter)",
         "read_only": "whether writes are refused", "poll_seconds": "how often pages ask"}),
     errors={404: "no such study"},
 ))
@@ -448,6 +500,7 @@ def study_detail(request: Request) -> dict[str, Any]:
         "study": status, "commands": study_commands(request, name),
         "trials": trials_page(store, name, limit=DEFAULT_PAGE).to_dict(),
         "history": sources.study_history(store, name, status["direction"]),
+        "note": sources.study_note(store, name), "trial_statuses": list(TRIAL_STATUSES),
         "read_only": not request.app.state.token, "poll_seconds": POLL_SECONDS,
     }
 
@@ -474,31 +527,35 @@ def study_trial(request: Request) -> dict[str, Any]:
     return {"study": study, "trial": found}
 
 
-def _study_page(request: Request, page: Callable[..., Page], status: Choice) -> dict[str, Any]:
+def _study_page(
+    request: Request, page: Callable[..., Page], status: Choice, **more: Any
+) -> dict[str, Any]:
     """One page of a study's rows (:func:`~tuner.store.browse.trials_page` or
     :func:`~tuner.store.browse.runs_page`) as the query asks: offset, limit, and filters that
     name one of the study's optimizers and one of the statuses (400 otherwise: an empty page
-    would say "none")."""
+    would say "none"); ``more`` goes to ``page`` as it is."""
     store = request.app.state.store
     name = study_name(request)
     optimizers = sources.study_optimizers(store, name)
     return page(
         store, name, offset=OFFSET.read(request), limit=LIMIT.read(request),
         optimizer=check_choice(OPTIMIZER.name, OPTIMIZER.read(request), optimizers),
-        status=status.read(request),
+        status=status.read(request), **more,
     ).to_dict()
 
 
 @declare(Operation(
-    "A study's trials (paged)",
-    (STUDY, OFFSET, LIMIT, OPTIMIZER, TRIAL_STATUS),
+    "A study's trials (paged, filtered, sorted)",
+    (STUDY, OFFSET, LIMIT, OPTIMIZER, TRIAL_STATUS, MIN_VALUE, MAX_VALUE, TRIAL_SORT),
     Answer("a page of trials", PAGE_KEYS),
     errors={404: "no such study"},
 ))
 def study_trials(request: Request) -> dict[str, Any]:
-    """A study's trials, newest first, a page at a time.
+    """A study's trials, a page at a time: newest first unless ``sort`` says otherwise, of one
+    optimizer, with one status and a value within bounds when asked (the study page's table).
     """
-    return _study_page(request, trials_page, TRIAL_STATUS)
+    return _study_page(request, trials_page, TRIAL_STATUS, sort=TRIAL_SORT.read(request),
+                       min_value=MIN_VALUE.read(request), max_value=MAX_VALUE.read(request))
 
 
 @declare(Operation(

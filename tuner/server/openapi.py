@@ -16,6 +16,7 @@ answer 401, 403 and 413, and 415 when it takes a body.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,25 @@ class Whole(Param):
             raise BadParameter(
                 f"{self.name} must be a whole number from {self.low} to {self.high}, got {text!r}"
             )
+        return value
+
+
+class Number(Param):
+    """A finite number (``1e-3``, ``0.5``, ``-2``); None when absent."""
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "number"}
+
+    def read(self, request: Request) -> float | None:
+        text = self.raw(request)
+        if text is None:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise BadParameter(f"{self.name} must be a finite number, got {text!r}")
         return value
 
 

@@ -18,6 +18,7 @@ from tuner.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from tuner.advice import Advice, Comparison, TaskRanking
+    from tuner.advice.importance import Importance
     from tuner.store import Store
 
 PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
@@ -145,6 +146,26 @@ def curves(store: Store, task_ranking: TaskRanking) -> dict[str, list[dict[str, 
     return best_config_curves(store, task_ranking)
 
 
+def importance(store: Store, task_ranking: TaskRanking, optimizer: str) -> Importance:
+    """``tuner best --importance``'s estimate for one optimizer: each hyperparameter's share of
+    the variation in its results, over the configurations the ranking compares."""
+    from tuner.advice.importance import importance as importance_of
+
+    (found,) = importance_of(task_ranking.task, [optimizer], db=store,
+                             scope=task_ranking.scope, where=task_ranking.where)
+    return found
+
+
+def configurations(
+    store: Store, task: str, optimizer: str, direction: str, protocol: str | None
+) -> list[dict[str, Any]]:
+    """Every configuration of ``optimizer`` on ``task`` under ``protocol`` with its mean,
+    spread, seeds and parameters (best first; the diverged ones last)."""
+    from tuner.store.browse import configurations as stored
+
+    return stored(store, task, optimizer, direction, protocol=protocol)
+
+
 def budget_curves(store: Store, task_ranking: TaskRanking) -> list[dict[str, Any]]:
     """Each ranked optimizer's expected best after k trials with its interval (the report's
     figure: :func:`tuner.advice.curves.curves_of`), in the ranking's order."""
@@ -189,6 +210,22 @@ def study_history(store: Store, name: str, direction: str) -> dict[str, dict[str
 
     check_study_name(name)
     return best_so_far(store, name, direction)
+
+
+def study_note(store: Store, name: str) -> str:
+    """The note kept beside study ``name`` ("" when none)."""
+    from tuner.store.studies import study_note as stored_note
+
+    check_study_name(name)
+    return stored_note(store, name)
+
+
+def set_study_note(store: Store, name: str, note: str) -> str:
+    """Keep ``note`` beside study ``name`` (at most 10,000 characters); returns it."""
+    from tuner.store.studies import set_study_note as store_note
+
+    check_study_name(name)
+    return store_note(store, name, note)
 
 
 def trial(store: Store, name: str, trial_id: int) -> dict[str, Any]:

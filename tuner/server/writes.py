@@ -1,5 +1,5 @@
-"""The API's writes: create, extend, stop and delete a study; each needs the token
-(:func:`tuner.server.security.write_view`, which also answers their errors).
+"""The API's writes: create, extend, stop and delete a study, and keep a note beside it; each
+needs the token (:func:`tuner.server.security.write_view`, which also answers their errors).
 
 Creating takes the fields of ``tuner study create`` as JSON and hands them to the same driver
 function, so the checks and their one-line messages are the command's; extending takes those of
@@ -22,6 +22,7 @@ from tuner.server.api import STUDY, study_commands, study_name, wrote
 from tuner.server.openapi import Answer, Operation, declare
 from tuner.server.responses import DataResponse
 from tuner.server.security import ApiError, write_view
+from tuner.store.studies import NOTE_MAX_CHARS
 from tuner.study.spec import LIMITS, PRUNERS, SAMPLERS
 
 
@@ -243,6 +244,46 @@ async def stop_study(request: Request) -> Response:
     wrote(request)
     status = await run_in_threadpool(sources.study_status, store, name)
     return DataResponse({"study": status})
+
+
+NOTE_BODY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["note"],
+    "properties": {
+        "note": {"type": "string", "maxLength": NOTE_MAX_CHARS,
+                 "description": "the text to keep beside the study (\"\" removes it)"},
+    },
+}
+"""A note request: ``{"note": "..."}``."""
+
+
+def _note(body: Any) -> str:
+    """The note of a request body, with its JSON type checked (the store checks its length)."""
+    if not isinstance(body, dict) or set(body) != {"note"}:
+        raise ApiError(400, 'the request body must be a JSON object {"note": "<text>"}')
+    note = body["note"]
+    if not isinstance(note, str):
+        raise ApiError(400, f"note must be a string, got {note!r}"[:200])
+    return note
+
+
+@declare(Operation(
+    "Keep a note beside a study (needs the token)",
+    (STUDY,),
+    Answer("the note as kept", {"study": "the study's name", "note": "its note"}),
+    errors={404: "no such study"}, body=NOTE_BODY, writes=True,
+))
+@write_view
+async def set_note(request: Request) -> Response:
+    """Keep a note beside a study (at most 10,000 characters; an empty one removes it): free
+    text its page shows, which nothing else reads.
+    """
+    note = _note(await _json_body(request))
+    store, name = request.app.state.store, study_name(request)
+    kept = await run_in_threadpool(sources.set_study_note, store, name, note)
+    wrote(request)
+    return DataResponse({"study": name, "note": kept})
 
 
 @declare(Operation(

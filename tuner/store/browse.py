@@ -1,15 +1,17 @@
-"""Paged reads for the service: a study's trials and runs, and each configuration's lr point.
+"""Paged reads for the service: a study's trials and runs, and each configuration as a point
+(against its lr, or against each of its hyperparameters).
 
 Every function opens one short read transaction (a pooled connection, returned at once), so a
 page served beside running workers never holds a lock they wait for: SQLite readers in WAL mode
 see the last committed state, PostgreSQL readers a snapshot. ``offset``/``limit`` pages come
-with the total, newest first, so a live page shows the trials that just finished.
+with the total, newest first unless asked otherwise, so a live page shows the trials that just
+finished.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,28 +63,42 @@ def _bounded(offset: int, limit: int) -> tuple[int, int]:
 def _page(
     store: Store, study: str, table: Any, columns: list[Any], filters: dict[str, Any],
     offset: int, limit: int, item: Callable[[Any], dict[str, Any]],
+    conditions: Sequence[Any] = (), order: Sequence[Any] = (),
 ) -> Page:
-    """One page of ``table``'s rows of ``study``, newest first: ``columns`` of the rows whose
-    columns equal the ``filters`` given (None: any), each made an item by ``item``."""
+    """One page of ``table``'s rows of ``study``: ``columns`` of the rows whose columns equal
+    the ``filters`` given (None: any) and that meet the further ``conditions``, each made an
+    item by ``item``; in ``order``, then newest first."""
     offset, limit = _bounded(offset, limit)
     with store.engine.connect() as connection:
-        where = [table.study_id == _study_id(connection, study)]
+        where = [table.study_id == _study_id(connection, study), *conditions]
         where += [getattr(table, name) == value for name, value in filters.items()
                   if value is not None]
         total = connection.execute(
             select(func.count()).select_from(table).where(*where)
         ).scalar_one()
         rows = connection.execute(
-            select(*columns).where(*where).order_by(table.id.desc()).offset(offset).limit(limit)
+            select(*columns).where(*where).order_by(*order, table.id.desc())
+            .offset(offset).limit(limit)
         ).all()
     return Page([item(row) for row in rows], int(total), offset, limit, filters)
 
 
+TRIAL_SORTS = ("newest", "oldest", "value", "-value")
+"""How a page of trials may be ordered: by id (newest or oldest first) or by value (lowest or,
+with ``-``, highest first; trials without a value last either way)."""
+
+
 def trials_page(
     store: Store, study: str, *, offset: int = 0, limit: int = 50,
-    optimizer: str | None = None, status: str | None = None,
+    optimizer: str | None = None, status: str | None = None, sort: str = "newest",
+    min_value: float | None = None, max_value: float | None = None,
 ) -> Page:
-    """The trials of ``study`` (newest first), each with its seeds' count, one page of them."""
+    """The trials of ``study``, each with its seeds' count, one page of them: of ``optimizer``
+    and with ``status`` when given, with a value from ``min_value`` to ``max_value`` when
+    either is given (a trial without a value is then left out), in ``sort`` order
+    (:data:`TRIAL_SORTS`)."""
+    if sort not in TRIAL_SORTS:
+        raise ValueError(f"sort must be one of {', '.join(TRIAL_SORTS)}, got {sort!r}")
     seeds = (
         select(func.count()).select_from(Run).where(Run.trial_id == Trial.id)
         .correlate(Trial).scalar_subquery()
@@ -92,8 +108,20 @@ def trials_page(
         Trial.value, Trial.params, Trial.started_at, Trial.finished_at, Trial.worker_host,
         Trial.worker_pid, seeds.label("seeds"),
     ]
-    return _page(store, study, Trial, columns, {"optimizer": optimizer, "status": status},
-                 offset, limit, _trial_item)
+    conditions = []
+    if min_value is not None:
+        conditions.append(Trial.value >= min_value)
+    if max_value is not None:
+        conditions.append(Trial.value <= max_value)
+    order = {
+        "newest": [], "oldest": [Trial.id.asc()],
+        "value": [Trial.value.is_(None), Trial.value.asc()],
+        "-value": [Trial.value.is_(None), Trial.value.desc()],
+    }[sort]
+    page = _page(store, study, Trial, columns, {"optimizer": optimizer, "status": status},
+                 offset, limit, _trial_item, conditions, order)
+    page.filters |= {"min_value": min_value, "max_value": max_value, "sort": sort}
+    return page
 
 
 def _trial_item(row: Any) -> dict[str, Any]:
@@ -140,11 +168,49 @@ def lr_sensitivity(
     """Each optimizer's configurations on ``task`` as lr-sensitivity points, with parameters;
     with ``protocol``, only those trained under it (what a ranking compares).
 
-    One point per configuration that has a final result or diverged: its lr, mean and sample
-    standard deviation over complete seeds (from ``tuner_config_stats``), seeds, whether it
-    diverged, and the parameters of one of its runs (the configuration a chart's hover shows).
-    At most ``per_optimizer`` points each: the best results first, then the diverged ones.
+    One point per configuration that has an lr and a final result or diverged: its lr, mean
+    and sample standard deviation over complete seeds (from ``tuner_config_stats``), seeds,
+    whether it diverged, and the parameters of one of its runs (the configuration a chart's
+    hover shows). At most ``per_optimizer`` points each: the best results first, then the
+    diverged ones.
     """
+    stats = ConfigStats.__table__.c
+    scope = stats.task == task
+    if protocol is not None:
+        scope = and_(scope, stats.protocol == protocol)
+    found: dict[str, list[dict[str, Any]]] = {}
+    with store.engine.connect() as connection:
+        optimizers = connection.execute(
+            select(stats.optimizer).where(scope).distinct()
+        ).scalars().all()
+        for optimizer in sorted(optimizers):
+            found[optimizer] = _points(connection, and_(scope, stats.lr.is_not(None)),
+                                       optimizer, direction, per_optimizer)
+    return found
+
+
+def configurations(
+    store: Store, task: str, optimizer: str, direction: str, *, protocol: str | None = None,
+    limit: int = 300,
+) -> list[dict[str, Any]]:
+    """The configurations of ``optimizer`` on ``task`` (under ``protocol`` when given) that
+    have a final result or diverged, as :func:`lr_sensitivity` gives them whether or not they
+    have an lr: the points of an optimizer's slice plots and parallel coordinates. At most
+    ``limit``: the best first, then the diverged ones."""
+    stats = ConfigStats.__table__.c
+    scope = stats.task == task
+    if protocol is not None:
+        scope = and_(scope, stats.protocol == protocol)
+    with store.engine.connect() as connection:
+        return _points(connection, scope, optimizer, direction, limit)
+
+
+def _points(
+    connection: Connection, scope: Any, optimizer: str, direction: str, limit: int
+) -> list[dict[str, Any]]:
+    """The configurations of ``optimizer`` within ``scope`` (a condition on
+    ``tuner_config_stats``) with a result or a divergence, best first, each with the
+    parameters of one of its runs."""
     stats = ConfigStats.__table__.c
     runs = Run.__table__.c
     params = (
@@ -158,30 +224,17 @@ def lr_sensitivity(
         .scalar_subquery()
     )
     order = stats.metric_mean.desc() if direction == "maximize" else stats.metric_mean.asc()
-    has_point = and_(
-        stats.lr.is_not(None), (stats.metric_count > 0) | (stats.diverged > 0)
-    )
-    found: dict[str, list[dict[str, Any]]] = {}
-    scope = stats.task == task
-    if protocol is not None:
-        scope = and_(scope, stats.protocol == protocol)
-    with store.engine.connect() as connection:
-        optimizers = connection.execute(
-            select(stats.optimizer).where(scope).distinct()
-        ).scalars().all()
-        for optimizer in sorted(optimizers):
-            rows = connection.execute(
-                select(
-                    stats.lr, stats.metric_mean, stats.metric_sum, stats.metric_sumsq,
-                    stats.metric_count, stats.diverged, stats.config_hash,
-                    params.label("params"),
-                )
-                .where(scope, stats.optimizer == optimizer, has_point)
-                .order_by(case((stats.diverged > 0, 1), else_=0), order, stats.config_hash)
-                .limit(per_optimizer)
-            ).all()
-            found[optimizer] = [_lr_point(row) for row in rows]
-    return found
+    has_point = (stats.metric_count > 0) | (stats.diverged > 0)
+    rows = connection.execute(
+        select(
+            stats.lr, stats.metric_mean, stats.metric_sum, stats.metric_sumsq,
+            stats.metric_count, stats.diverged, stats.config_hash, params.label("params"),
+        )
+        .where(scope, stats.optimizer == optimizer, has_point)
+        .order_by(case((stats.diverged > 0, 1), else_=0), order, stats.config_hash)
+        .limit(limit)
+    ).all()
+    return [_lr_point(row) for row in rows]
 
 
 def _lr_point(row: Any) -> dict[str, Any]:

@@ -64,6 +64,7 @@ SCHEMA_REVISIONS: dict[str, str] = {
     "0010": "0.1.0",
     "0011": "0.1.0",
     "0012": "0.1.0",
+    "0013": "0.1.0",
 }
 """Every migration revision, oldest first, with the first tuner version that shipped it."""
 

@@ -142,7 +142,8 @@ class Study(Base):
 
     ``options`` holds the budget and training options (steps, epochs, device, target, ...);
     ``search_spaces`` holds per-optimizer overrides of the plugins' declared spaces, keyed by
-    optimizer name. ``status`` is the driver's: e.g. created, running, finished.
+    optimizer name. ``status`` is the driver's: e.g. created, running, finished. ``note`` is
+    free text its team keeps beside it (the study page shows and edits it; nothing reads it).
     """
 
     __tablename__ = "tuner_studies"
@@ -160,6 +161,7 @@ class Study(Base):
     status: Mapped[str] = mapped_column(String(20), default="created")
     tuner_version: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)
 
     trials: Mapped[list["Trial"]] = relationship(
         back_populates="study", cascade="all, delete-orphan", passive_deletes=True

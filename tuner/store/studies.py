@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tuner.errors import ConflictError, UnknownNameError
+from tuner.errors import ConflictError, TunerError, UnknownNameError
 from tuner.store.database import Store, StudyExistsError
 from tuner.store.models import Run, Study, Trial, utcnow
 from tuner.store.retry import retrying
@@ -40,6 +40,9 @@ STOPPING = "stopping"
 
 IDLE = "idle"
 """An unfinished study that no worker is attached to (nobody asked it to stop)."""
+
+NOTE_MAX_CHARS = 10_000
+"""The longest note a study keeps (:func:`set_study_note`): a page of text, not a log."""
 
 KEPT_EXTENSIONS = 16
 """How many tokens of its latest extensions a study keeps (:func:`extend_study`)."""
@@ -225,6 +228,44 @@ def stop_study(store: Store, name: str) -> StudySpec:
         )
     set_status(store, status.spec.id, STOPPING)
     return status.spec
+
+
+def study_note(store: Store, name: str) -> str:
+    """The note kept beside study ``name`` ("" when it has none); UnknownNameError when there
+    is no such study."""
+
+    def read() -> str | None:
+        with store.engine.connect() as connection:
+            found = connection.execute(select(Study.id, Study.note).where(Study.name == name))
+            row = found.first()
+        if row is None:
+            raise UnknownNameError(f"no study named {name!r}")
+        return row.note
+
+    return retrying(read) or ""
+
+
+def set_study_note(store: Store, name: str, note: str) -> str:
+    """Keep ``note`` beside study ``name`` (an empty one removes it); returns it as kept.
+
+    At most :data:`NOTE_MAX_CHARS` characters and no NUL (TunerError: the store is left as it
+    was); UnknownNameError when there is no such study. Nothing but the study's pages reads it.
+    """
+    if len(note) > NOTE_MAX_CHARS:
+        raise TunerError(
+            f"a note holds at most {NOTE_MAX_CHARS:,} characters, this one has {len(note):,}")
+    if "\x00" in note:
+        raise TunerError("a note must not contain a NUL character")
+
+    def write() -> int:
+        with store.engine.begin() as connection:
+            return int(connection.execute(
+                update(Study).where(Study.name == name).values(note=note or None)
+            ).rowcount)
+
+    if retrying(write) == 0:
+        raise UnknownNameError(f"no study named {name!r}")
+    return note
 
 
 def reopen_given_up(store: Store, spec_or_name: StudySpec | str) -> list[str]:

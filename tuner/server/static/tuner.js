@@ -159,8 +159,10 @@
                       "store. The page shows them as they last were.", "notice");
     notice.id = "study-gone";
     document.querySelector("main h1").after(notice);
-    const manage = document.getElementById("manage");
-    if (manage) manage.remove();
+    for (const id of ["manage", "note-edit"]) {
+      const form = document.getElementById(id);
+      if (form) form.remove();
+    }
   }
 
   function studyLink(name) {
@@ -234,25 +236,144 @@
                   o.done + "/" + o.total, o.running, o.complete, o.pruned, o.diverged,
                   metricText(o.best_value, study.metric),
                   el("td", paramsText(o.best_params), "params")])));
-    const trials = detail.trials;
-    document.getElementById("trials-count").textContent =
-      "(latest " + trials.items.length + " of " + trials.total + ")";
-    const body = document.getElementById("trials-body");
-    if (!trials.items.length) {
-      body.replaceChildren(emptyRow(8, "No trials yet: start a worker with the commands above."));
-    } else {
-      body.replaceChildren(...trials.items.map(
-        (t) => row([trialCell(study.name, t), el("td", t.optimizer, "optimizer"), t.slot,
-                    statusCell(t.status),
-                    metricText(t.value, study.metric), t.seeds,
-                    el("td", paramsText(t.params), "params"),
-                    el("td", t.finished_at ? t.finished_at.replace("T", " ").slice(0, 19) : "-",
-                       "when")])));
-    }
+    showNote(detail.note);
+    if (window.tunerTrials) window.tunerTrials.update(detail.trials);
     if (window.tunerCharts && window.tunerCharts.history) {
       setHistory(window.tunerCharts.history, detail.history || {});
     }
     return !SETTLED.includes(study.status);
+  }
+
+  function showNote(note) {
+    // The study's note, as text (an empty one shows the stylesheet's placeholder).
+    const shown = document.getElementById("study-note");
+    if (!shown || note === undefined) return;
+    shown.textContent = note || "";
+    shown.classList.toggle("empty", !note);
+  }
+
+  // -- the trials table: sorted by clicking a header, filtered by the form above it ------------
+
+  const TRIAL_COLUMNS = {
+    number: (t) => t.number, optimizer: (t) => t.optimizer, slot: (t) => t.slot,
+    status: (t) => t.status, value: (t) => t.value, seeds: (t) => t.seeds,
+    finished: (t) => t.finished_at,
+  };
+  const MOST_TRIALS = 500;  // the API's largest page
+
+  function compareCells(a, b) {
+    // Numbers as numbers, anything else as text; the caller puts missing values last.
+    if (typeof a === "number" && typeof b === "number") return a - b;
+    return String(a).localeCompare(String(b));
+  }
+
+  function sortedTrials(items, column, descending) {
+    if (!column) return items;
+    const key = TRIAL_COLUMNS[column];
+    const missing = (v) => v === null || v === undefined;
+    return [...items].sort((a, b) => {
+      const [x, y] = [key(a), key(b)];
+      if (missing(x) || missing(y)) return missing(x) - missing(y);  // none last, both ways
+      return (descending ? -1 : 1) * compareCells(x, y) || b.id - a.id;
+    });
+  }
+
+  function trialRow(studyName, metric, t) {
+    return row([trialCell(studyName, t), el("td", t.optimizer, "optimizer"), t.slot,
+                statusCell(t.status), metricText(t.value, metric), t.seeds,
+                el("td", paramsText(t.params), "params"),
+                el("td", t.finished_at ? t.finished_at.replace("T", " ").slice(0, 19) : "-",
+                   "when")]);
+  }
+
+  function trialsTable(studyName, metric, first) {
+    // The table shows the latest trials the study's data brings, sorted as the headers say;
+    // once a filter is set, or the value column sorts (the best may be older than the latest
+    // page), it asks /api/studies/NAME/trials for the matching ones (up to MOST_TRIALS).
+    const form = document.getElementById("trial-filters");
+    const table = document.getElementById("trials");
+    const body = document.getElementById("trials-body");
+    const count = document.getElementById("trials-count");
+    const percent = isPercent(metric);
+    const state = {column: null, descending: false, page: first, asked: false};
+    if (percent) form.querySelectorAll(".unit").forEach((unit) => { unit.textContent = "%"; });
+
+    function query() {
+      const asked = new URLSearchParams();
+      for (const [name, raw] of new FormData(form)) {
+        const text = String(raw).trim();
+        if (!text) continue;
+        const bound = name === "min_value" || name === "max_value";
+        asked.set(name, bound && percent ? String(Number(text) / 100) : text);
+      }
+      return asked;
+    }
+
+    function render() {
+      const page = state.page;
+      const items = sortedTrials(page.items, state.column, state.descending);
+      count.textContent = state.asked
+        ? "(" + items.length + " of " + page.total + " matching)"
+        : "(latest " + items.length + " of " + page.total + ")";
+      for (const th of table.querySelectorAll("th[data-sort]")) {
+        const sorted = th.dataset.sort === state.column;
+        th.setAttribute("aria-sort", sorted ? (state.descending ? "descending" : "ascending")
+                                            : "none");
+      }
+      if (!items.length) {
+        body.replaceChildren(emptyRow(8, state.asked ? "No trial matches these filters."
+          : "No trials yet: start a worker with the commands above."));
+      } else {
+        body.replaceChildren(...items.map((t) => trialRow(studyName, metric, t)));
+      }
+    }
+
+    async function load() {
+      const asked = query();
+      if (state.column === "value") asked.set("sort", state.descending ? "-value" : "value");
+      state.asked = [...asked.keys()].length > 0;
+      if (!state.asked) {
+        render();
+        return;
+      }
+      asked.set("limit", String(MOST_TRIALS));
+      const url = "/api/studies/" + encodeURIComponent(studyName) + "/trials?" + asked;
+      const response = await fetch(url, {headers: {Accept: "application/json"},
+                                         cache: "no-store"});
+      const answer = await response.json().catch(() => ({error: response.statusText}));
+      if (!response.ok) {
+        count.textContent = "(" + answer.error + ")";
+        return;
+      }
+      state.page = answer;
+      render();
+      document.body.dataset.trialLoads = String(Number(document.body.dataset.trialLoads || 0) + 1);
+    }
+
+    for (const th of table.querySelectorAll("th[data-sort]")) {
+      th.addEventListener("click", () => {
+        state.descending = state.column === th.dataset.sort && !state.descending;
+        state.column = th.dataset.sort;
+        if (state.column === "value" || state.asked) load(); else render();
+      });
+    }
+    form.addEventListener("change", load);
+    form.addEventListener("submit", (event) => { event.preventDefault(); load(); });
+    form.addEventListener("reset", () => setTimeout(() => {
+      state.page = first;
+      load();
+    }, 0));
+    return {
+      update(page) {
+        // The study's fresh data: its latest trials, or, when filtered, ask again.
+        first = page;
+        if (state.asked) load();
+        else {
+          state.page = page;
+          render();
+        }
+      },
+    };
   }
 
   // -- charts -----------------------------------------------------------------------------------
@@ -534,6 +655,204 @@
     }
   }
 
+  // -- an optimizer on a task: importance, a slice per hyperparameter, parallel coordinates ----
+
+  function valueText(name, value) {
+    // A hyperparameter's value as the tables write it (an lr as learning rates are written).
+    return name === "lr" && typeof value === "number" ? lr(value) : number(value);
+  }
+
+  function choiceIndex(axis, value) {
+    const text = JSON.stringify(value);
+    return axis.choices.findIndex((choice) => JSON.stringify(choice) === text);
+  }
+
+  function position(axis, value) {
+    // Where a value sits on its axis: 0 at the lowest, 1 at the highest (a log axis on a log
+    // scale, choices in order); null when the configuration has no such value.
+    if (value === undefined || value === null && axis.scale !== "categorical") return null;
+    if (axis.scale === "categorical") {
+      const index = choiceIndex(axis, value);
+      return axis.choices.length > 1 ? index / (axis.choices.length - 1) : 0.5;
+    }
+    const scaled = (v) => axis.scale === "log" ? Math.log10(v) : v;
+    const [low, high] = [scaled(axis.low), scaled(axis.high)];
+    return high > low ? (scaled(value) - low) / (high - low) : 0.5;
+  }
+
+  function rangeText(axis, format) {
+    if (axis.scale === "categorical") {
+      const text = axis.choices.map((choice) => number(choice)).join(" | ");
+      return text.length > 40 ? text.slice(0, 39) + "…" : text;
+    }
+    return format(axis.low) + " .. " + format(axis.high);
+  }
+
+  function configurationLines(c, metric) {
+    // A configuration's result, then each parameter once.
+    const result = c.diverged ? "diverged"
+      : metric + " " + metricText(c.mean, metric) + " ± " + spreadText(c.std, metric) +
+        " (" + plural(c.seeds, "seed") + ")";
+    return [result, ...Object.entries(c.params || {}).map(([k, v]) => paramText(k, v))];
+  }
+
+  function importanceChart(canvas, importance, optimizer) {
+    const names = Object.keys(importance.shares);
+    return new Chart(canvas, {
+      type: "bar",
+      data: {labels: names, datasets: [{
+        label: optimizer, backgroundColor: colour(optimizer), borderColor: colour(optimizer),
+        data: names.map((name) => importance.shares[name] * 100)}]},
+      options: {
+        indexAxis: "y", animation: false, maintainAspectRatio: false,
+        scales: {
+          x: {type: "linear", min: 0, max: 100, title: {display: true,
+              text: "share of the variation explained (%)"},
+              ticks: {stepSize: 20, callback: (value) => value + "%"}},
+          y: {type: "category", ticks: {autoSkip: false}},
+        },
+        plugins: {
+          legend: {display: false},
+          tooltip: {callbacks: {
+            label: (item) => item.label + " explains " + fixed(item.parsed.x, 0) +
+              "% of the variation",
+          }},
+        },
+      },
+    });
+  }
+
+  function sliceChart(canvas, param, configurations, metric, direction, optimizer) {
+    // One hyperparameter against the metric: each configuration's mean; the diverged ones as
+    // crosses at the worst value (they have none).
+    const has = (c) => Object.prototype.hasOwnProperty.call(c.params || {}, param.name);
+    const measured = configurations.filter((c) => c.mean !== null && has(c));
+    const diverged = configurations.filter((c) => c.diverged && has(c));
+    const means = measured.map((c) => c.mean);
+    const worst = means.length ? (direction === "maximize" ? Math.min(...means)
+                                                          : Math.max(...means)) : 0;
+    const categorical = param.scale === "categorical";
+    const x = (c) => categorical ? choiceIndex(param, c.params[param.name]) : c.params[param.name];
+    const datasets = [{
+      label: optimizer, backgroundColor: colour(optimizer), borderColor: colour(optimizer),
+      pointRadius: 4, data: measured.map((c) => ({x: x(c), y: c.mean, configuration: c})),
+    }];
+    if (diverged.length) {
+      datasets.push({
+        label: optimizer + " (diverged)", backgroundColor: colour(optimizer),
+        borderColor: colour(optimizer), pointStyle: "crossRot", pointRadius: 6,
+        data: diverged.map((c) => ({x: x(c), y: worst, configuration: c})),
+      });
+    }
+    let xAxis;
+    if (categorical) {  // the choices at 0, 1, ...; an unlabelled tick beyond each end
+      const n = param.choices.length;
+      xAxis = {type: "linear", min: -1, max: n, title: {display: true, text: param.name},
+               ticks: {stepSize: 1, autoSkip: false, callback: (value) =>
+                 Number.isInteger(value) && value >= 0 && value < n
+                   ? number(param.choices[value]) : ""}};
+    } else {
+      const values = [...measured, ...diverged].map((c) => c.params[param.name]);
+      xAxis = param.scale === "log" ? axis("logarithmic", param.name, values)
+        : axis("linear", param.name, values, (value) => valueText(param.name, value));
+    }
+    return new Chart(canvas, {
+      type: "scatter",
+      data: {datasets},
+      options: {
+        animation: false, maintainAspectRatio: false,
+        scales: {
+          x: xAxis,
+          y: axis(axisType(means), metric, [...means, ...(diverged.length ? [worst] : [])],
+                   (value) => metricText(value, metric)),
+        },
+        plugins: {
+          legend: {display: false},
+          tooltip: {callbacks: {
+            title: (items) => items.length ? items[0].dataset.label : "",
+            label: (item) => configurationLines(item.raw.configuration, metric),
+          }},
+        },
+      },
+    });
+  }
+
+  function shade(quality) {
+    // Light (did worst) to dark (did best): one hue, so the optimizer's colour is not implied.
+    const [light, dark] = [[201, 214, 232], [11, 46, 107]];
+    return "#" + light.map((channel, i) => Math.round(channel + (dark[i] - channel) * quality)
+      .toString(16).padStart(2, "0")).join("");
+  }
+
+  function parallelChart(canvas, parameters, configurations, metric, direction) {
+    // A line chart over categorical x (the hyperparameters, then the metric), each axis
+    // normalised to [0, 1]; the axes' ranges under their names, the real values on hover.
+    const measured = configurations.filter((c) => c.mean !== null);
+    const means = measured.map((c) => c.mean);
+    const [low, high] = means.length ? [Math.min(...means), Math.max(...means)] : [0, 0];
+    const metricAxis = {name: metric, scale: axisType(means) === "logarithmic" ? "log" : "linear",
+                        low, high, choices: null, metric: true};
+    const axes = [...parameters, metricAxis];
+    const format = (a) => a.metric ? (value) => metricText(value, metric)
+                                   : (value) => valueText(a.name, value);
+    const quality = (c) => high > low
+      ? (direction === "maximize" ? c.mean - low : high - c.mean) / (high - low) : 1;
+    const ordered = [...measured].sort((a, b) => quality(a) - quality(b));  // best on top
+    const datasets = ordered.map((c) => ({
+      label: paramsText(c.params), configuration: c, borderColor: shade(quality(c)),
+      backgroundColor: shade(quality(c)), borderWidth: 1.5, pointRadius: 2, spanGaps: false,
+      data: axes.map((a) => position(a, a.metric ? c.mean : (c.params || {})[a.name])),
+    }));
+    return new Chart(canvas, {
+      type: "line",
+      data: {labels: axes.map((a) => [a.name, rangeText(a, format(a))]), datasets},
+      options: {
+        animation: false, maintainAspectRatio: false,
+        interaction: {mode: "nearest", intersect: false},
+        scales: {
+          x: {type: "category", ticks: {autoSkip: false}},
+          y: {type: "linear", min: -0.1, max: 1.1,
+              title: {display: true, text: "each axis from its lowest to its highest value"},
+              afterBuildTicks: (scale) => { scale.ticks = [{value: 0}, {value: 1}]; },
+              ticks: {callback: (value) => value === 0 ? "lowest" : value === 1 ? "highest" : ""}},
+        },
+        plugins: {
+          legend: {display: false},
+          tooltip: {callbacks: {
+            title: (items) => items.length ? axes[items[0].dataIndex].name : "",
+            label: (item) => {
+              const c = item.dataset.configuration;
+              const a = axes[item.dataIndex];
+              const value = a.metric ? c.mean : (c.params || {})[a.name];
+              return [a.name + " " + format(a)(value), ...configurationLines(c, metric)];
+            },
+          }},
+        },
+      },
+    });
+  }
+
+  function drawOptimizer(found) {
+    window.tunerCharts = {slices: []};
+    if (typeof Chart === "undefined") return;
+    const importanceCanvas = document.getElementById("importance-chart");
+    if (importanceCanvas) {
+      window.tunerCharts.importance = importanceChart(importanceCanvas, found.importance,
+                                                      found.optimizer);
+    }
+    for (const canvas of document.querySelectorAll("canvas.slice-chart")) {
+      const axis = found.parameters[Number(canvas.dataset.index)];
+      window.tunerCharts.slices.push(sliceChart(canvas, axis, found.configurations,
+                                                found.metric, found.direction, found.optimizer));
+    }
+    const parallelCanvas = document.getElementById("parallel-chart");
+    if (parallelCanvas) {
+      window.tunerCharts.parallel = parallelChart(parallelCanvas, found.parameters,
+                                                  found.configurations, found.metric,
+                                                  found.direction);
+    }
+  }
+
   // -- writes (only shown when the server has a token) -----------------------------------------
 
   async function send(method, url, token, body) {
@@ -581,6 +900,22 @@
     });
   }
 
+  function wireNote(name) {
+    // Save the note with the token given beside it; the page shows the note as kept.
+    const form = document.getElementById("note-form");
+    if (!form) return;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const f = new FormData(form);
+      const message = document.getElementById("note-message");
+      message.textContent = "saving...";
+      const {ok, answer} = await send("PUT", "/api/studies/" + encodeURIComponent(name) + "/note",
+                                      f.get("token"), {note: String(f.get("note"))});
+      if (ok) showNote(answer.note);
+      message.textContent = ok ? "Saved." : "Error: " + answer.error;
+    });
+  }
+
   // -- each page --------------------------------------------------------------------------------
 
   if (page === "home") {
@@ -594,16 +929,20 @@
       window.tunerCharts.history = historyChart(historyCanvas, data.history || {},
                                                 data.study.metric);
     }
+    window.tunerTrials = trialsTable(name, data.study.metric, data.trials);
     if (!SETTLED.includes(data.study.status)) {
       poll("/api/studies/" + encodeURIComponent(name), renderStudy, data.poll_seconds || 2,
            studyGone);
     }
     wireManage(name);
+    wireNote(name);
   } else if (page === "task" && data.ranking) {
     drawCharts(data.lr_points, data.curves, data.ranking.metric, data.ranking.direction,
                data.budget_curves);
   } else if (page === "compare") {
     drawCharts(data.lr_points, data.curves, data.metric, data.direction);
+  } else if (page === "optimizer") {
+    drawOptimizer(data);
   } else if (page === "trial") {
     const curves = {};
     curves[data.trial.optimizer] = data.trial.runs.map((run) => ({...run.curve, seed: run.seed}));
