@@ -55,14 +55,16 @@ def finished_store(url: str) -> str:
 
 
 def more_configurations(
-    url: str, optimizer: str = "adam", count: int = 12, extra: dict | None = None
+    url: str, optimizer: str = "adam", count: int = 12, extra: dict | None = None,
+    cycled: tuple[str, tuple] = ("beta1", (0.85, 0.9, 0.95)),
 ) -> list[dict]:
     """``count`` more configurations of ``optimizer`` on the finished study's task, two seeds
     each, recorded as runs outside any study (:func:`tuner.store.record_run`: no training),
     under the protocol and options of the study's runs, so the task's ranking compares them.
 
     Each has the parameters of one of the study's configurations of ``optimizer`` but its lr,
-    log-spaced over 1e-4..1e-1, and beta1, cycling through three values that change nothing;
+    log-spaced over 1e-4..1e-1, and the parameter ``cycled`` names, cycling through the values
+    it gives (beta1: 0.85, 0.9, 0.95), which change nothing;
     the result is a steep bowl in log10(lr) around 1e-2 (up to 4,000, far beyond the study's
     own results) plus a seed's offset of 0.01; ``extra`` params are added to each. So the lr
     explains nearly all the variation (importance has a clear first), in a few milliseconds
@@ -84,7 +86,8 @@ def more_configurations(
         protocol = {"budget": stored.budget, "unit": stored.unit, "training": stored.training}
         for index in range(count):
             lr = 1e-4 * 1000 ** (index / max(count - 1, 1))
-            params = {**model.params, "lr": lr, "beta1": (0.85, 0.9, 0.95)[index % 3],
+            name, values = cycled
+            params = {**model.params, "lr": lr, name: values[index % len(values)],
                       **(extra or {})}
             for seed in (0, 1):
                 loss = 1000 * (math.log10(lr) + 2) ** 2 + 0.01 * seed

@@ -23,13 +23,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server_fixtures import Server, create_study, finished_sqlite, serve
+from server_fixtures import (
+    Server,
+    create_study,
+    finished_sqlite,
+    more_configurations,
+    serve,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "task-page.png"
 HOSTILE = "<img src=x onerror=alert(1)>"
 HOSTILE_SCRIPT = '"><script>alert(2)</script>'
+TOKEN = "browser-token"
 
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     pytest.skip(
@@ -41,7 +48,8 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="browser tests need
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -395,7 +403,10 @@ def hostile(finished_file: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     finished_sqlite(folder)
     make_hostile(f"sqlite:///{path}")
     unfinish(f"sqlite:///{path}")
-    server = serve(f"sqlite:///{path}", folder / "serve.log")
+    # enough configurations of adam for an importance estimate, with a hostile parameter
+    more_configurations(f"sqlite:///{path}",
+                        cycled=(HOSTILE, (HOSTILE_SCRIPT, "plain", HOSTILE + "!")))
+    server = serve(f"sqlite:///{path}", folder / "serve.log", token=TOKEN)
     server.url = f"sqlite:///{path}"  # type: ignore[attr-defined]
     try:
         yield server
@@ -452,3 +463,150 @@ def test_hostile_text_is_shown_as_text_everywhere(
     nothing_injected(browser)
     time.sleep(0.5)
     no_alert(browser)
+
+
+def wait_for_chart(driver: webdriver.Chrome, name: str) -> None:
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+        "return window.tunerCharts && window.tunerCharts[arguments[0]] !== undefined", name))
+
+
+def tooltip_lines(driver: webdriver.Chrome, chart: str, dataset: int = 0, index: int = 0
+                  ) -> list[str]:
+    """The tooltip of one point of a chart (``chart``: JavaScript naming it), as hovered."""
+    return driver.execute_script(
+        f"const c = {chart}; c.tooltip.setActiveElements([{{datasetIndex: arguments[0],"
+        " index: arguments[1]}], {x: 0, y: 0}); c.update();"
+        " return c.tooltip.body.flatMap((b) => b.lines);", dataset, index)
+
+
+def test_the_optimizer_page_and_the_trials_table_sort_and_filter(
+    browser: webdriver.Chrome, live: Server
+) -> None:
+    """The views optuna-dashboard users expect, in Chromium with data and no console error:
+    an optimizer's page reached from the task's ranking (a slice per hyperparameter, parallel
+    coordinates on [0, 1]); the study's trials sorted by a header's click (the value column
+    asks the server, others sort what is shown) and filtered by status, optimizer and value."""
+    console_errors(browser)
+    browser.get(live.base + f"/tasks/{task_page_id(live)}")
+    link = browser.find_element(By.CSS_SELECTOR, "#ranking a.optimizer-link")
+    name = link.text
+    link.click()
+    wait_for_chart(browser, "parallel")
+    assert browser.find_element(By.ID, "optimizer-name").text == name
+    drawn = browser.execute_script(
+        "const data = JSON.parse(document.getElementById('page-data').textContent);"
+        " const c = window.tunerCharts;"
+        " return {parameters: data.parameters.map((p) => p.name),"
+        "  measured: data.configurations.filter((c) => c.mean !== null).length,"
+        "  slices: c.slices.map((s) => s.getDatasetMeta(0).data.length),"
+        "  lines: c.parallel.data.datasets.length,"
+        "  labels: c.parallel.data.labels.map((l) => l[0]),"
+        "  positions: c.parallel.data.datasets.flatMap((d) => d.data)}")
+    assert drawn["parameters"] and len(drawn["slices"]) == len(drawn["parameters"])
+    assert all(points >= 1 for points in drawn["slices"]), drawn
+    assert drawn["lines"] == drawn["measured"] >= 1
+    assert drawn["labels"][:-1] == drawn["parameters"] and drawn["labels"][-1] == "loss"
+    assert all(p is None or 0 <= p <= 1 for p in drawn["positions"]), drawn["positions"]
+    assert console_errors(browser) == []
+
+    browser.get(live.base + "/studies/tiny")
+    body = browser.find_element(By.TAG_NAME, "body")
+
+    def loads() -> int:
+        return int(body.get_attribute("data-trial-loads") or 0)
+
+    def column(index: int) -> list[str]:
+        return [row.find_elements(By.TAG_NAME, "td")[index].text
+                for row in browser.find_elements(By.CSS_SELECTOR, "#trials-body tr")]
+
+    value = browser.find_element(By.CSS_SELECTOR, "#trials th[data-sort=value]")
+    value.click()
+    WebDriverWait(browser, 10).until(lambda d: loads() == 1)
+    values = [float(text) for text in column(4)]
+    assert values == sorted(values) and len(values) == 6
+    assert value.get_attribute("aria-sort") == "ascending"
+    value.click()
+    WebDriverWait(browser, 10).until(lambda d: loads() == 2)
+    assert [float(text) for text in column(4)] == sorted(values, reverse=True)
+    assert value.get_attribute("aria-sort") == "descending"
+
+    Select(browser.find_element(By.NAME, "optimizer")).select_by_visible_text("adam")
+    WebDriverWait(browser, 10).until(lambda d: loads() == 3)
+    Select(browser.find_element(By.NAME, "status")).select_by_visible_text("complete")
+    WebDriverWait(browser, 10).until(lambda d: loads() == 4)
+    assert set(column(1)) == {"adam"} and len(column(1)) == 3
+    assert browser.find_element(By.ID, "trials-count").text == "(3 of 3 matching)"
+    adam = sorted(float(text) for text in column(4))
+    bound = browser.find_element(By.NAME, "max_value")
+    bound.send_keys(repr(adam[1]) + Keys.TAB)  # the change event: leaving the field
+    WebDriverWait(browser, 10).until(lambda d: loads() == 5)
+    assert sorted(float(text) for text in column(4)) == adam[:2]
+    bound.send_keys(Keys.BACKSPACE * 30 + "-1000" + Keys.TAB)
+    WebDriverWait(browser, 10).until(lambda d: loads() == 6)
+    assert column(0) == ["No trial matches these filters."]
+
+    browser.find_element(By.CSS_SELECTOR, "#trial-filters button[type=reset]").click()
+    WebDriverWait(browser, 10).until(
+        lambda d: d.find_element(By.ID, "trials-count").text == "(6 of 6 matching)")
+    number = browser.find_element(By.CSS_SELECTOR, "#trials th[data-sort=number]")
+    number.click()  # no filter, another column: the rows shown, sorted here
+    numbers = [int(text) for text in column(0)]
+    assert numbers == sorted(numbers) and loads() == 7
+    assert value.get_attribute("aria-sort") == "none"
+    links = browser.find_elements(By.CSS_SELECTOR, "#trials-body a.trial-link")
+    assert len(links) == 6 and all("/studies/tiny/trials/" in a.get_attribute("href")
+                                   for a in links)
+    assert console_errors(browser) == []
+    nothing_injected(browser)
+
+
+def test_hostile_text_stays_text_on_the_optimizer_page_and_in_a_note(
+    browser: webdriver.Chrome, hostile: Server
+) -> None:
+    """Hyperparameter names and values, in the importance bars, the slices' captions, ticks and
+    hovers, and the parallel coordinates; a note saved from the page with the token, then shown
+    by the page, live and after a reload."""
+    console_errors(browser)
+    browser.get(hostile.base + f"/tasks/{task_page_id(hostile)}/optimizers/adam")
+    wait_for_chart(browser, "parallel")
+    nothing_injected(browser)
+    bars = browser.execute_script("return window.tunerCharts.importance.data.labels")
+    assert HOSTILE in bars
+    captions = [f.text for f in browser.find_elements(By.CSS_SELECTOR, ".slice-name")]
+    index = captions.index(HOSTILE + " (choices)")
+    ticks = browser.execute_script(
+        "return window.tunerCharts.slices[arguments[0]].scales.x.ticks.map((t) => t.label)",
+        index)
+    assert HOSTILE_SCRIPT in ticks
+    lines = tooltip_lines(browser, f"window.tunerCharts.slices[{index}]")
+    assert f"{HOSTILE}={HOSTILE_SCRIPT}" in lines, lines
+    labels = browser.execute_script("return window.tunerCharts.parallel.data.labels")
+    choices = (HOSTILE_SCRIPT, "plain", HOSTILE + "!")
+    column = [label[0] for label in labels].index(HOSTILE)
+    assert labels[column][1].startswith(HOSTILE + "! | " + HOSTILE_SCRIPT[:5])  # the range
+    lines = tooltip_lines(browser, "window.tunerCharts.parallel", 0, column)
+    assert lines[0] in {f"{HOSTILE} {choice}" for choice in choices}, lines
+    nothing_injected(browser)
+    assert console_errors(browser) == []
+
+    note = HOSTILE + "\n" + HOSTILE_SCRIPT
+    browser.get(hostile.base + "/studies/tiny")
+    browser.find_element(By.CSS_SELECTOR, "#note-edit summary").click()
+    area = browser.find_element(By.CSS_SELECTOR, "#note-form textarea")
+    area.clear()
+    area.send_keys(note)
+    browser.find_element(By.CSS_SELECTOR, "#note-form input[name=token]").send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#note-form button[type=submit]").click()
+    WebDriverWait(browser, 10).until(
+        lambda d: d.find_element(By.ID, "note-message").text == "Saved.")
+    shown = "return document.getElementById('study-note').textContent"
+    assert browser.execute_script(shown) == note
+    nothing_injected(browser)
+    browser.refresh()
+    assert browser.execute_script(shown) == note
+    WebDriverWait(browser, 30).until(  # a live update brings it again, as text
+        lambda d: int(d.find_element(By.TAG_NAME, "body").get_attribute("data-updates")
+                      or 0) >= 1)
+    assert browser.execute_script(shown) == note
+    nothing_injected(browser)
+    assert console_errors(browser) == []
