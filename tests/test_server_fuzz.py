@@ -59,7 +59,8 @@ def value_for(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     elif "enum" in schema:
         declared = st.sampled_from(schema["enum"])
     else:
-        declared = TEXT | st.sampled_from(["tiny", "adam,sgd", "2%", "1n", "quadratic", "1"])
+        declared = TEXT | st.sampled_from(
+            ["tiny", "adam", "adam,sgd", "2%", "1n", "quadratic", "1"])
     return declared | TEXT
 
 
@@ -114,4 +115,6 @@ def test_no_server_errors_and_json_errors(
 def test_the_fuzzed_schema_covers_reads_and_writes() -> None:
     methods = {(path, method) for path, method, _ in OPERATIONS}
     assert ("/api/studies", "post") in methods and ("/api/studies/{name}", "delete") in methods
-    assert len(methods) >= 14
+    assert ("/api/studies/{name}/note", "put") in methods
+    assert ("/api/tasks/{task_id}/optimizers/{optimizer}", "get") in methods
+    assert len(methods) >= 22
