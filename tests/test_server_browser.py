@@ -6,15 +6,14 @@ holds hostile text (names, parameters, descriptions like ``<img src=x onerror=al
 the pages must show it as text, through the templates, the live updates and the chart's
 tooltips alike, and never run or insert anything.
 
-``TUNER_UPDATE_SCREENSHOTS=1`` also writes the task page's screenshot to
-``docs/images/task-page.png`` (the README's picture).
+The README's pictures are made by ``python docs/screenshots.py`` (a real server over a study
+of its own), not here.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,7 +32,6 @@ from server_fixtures import (
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "task-page.png"
 HOSTILE = "<img src=x onerror=alert(1)>"
 HOSTILE_SCRIPT = '"><script>alert(2)</script>'
 TOKEN = "browser-token"
@@ -183,9 +181,6 @@ def test_home_shows_live_progress_then_the_task_page(
     finally:
         browser.set_window_size(1300, 1000)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
-    if os.environ.get("TUNER_UPDATE_SCREENSHOTS") == "1":
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, SCREENSHOT)
     nothing_injected(browser)
 
 
