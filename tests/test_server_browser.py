@@ -482,12 +482,14 @@ def test_the_optimizer_page_and_the_trials_table_sort_and_filter(
     coordinates on [0, 1]); the study's trials sorted by a header's click (the value column
     asks the server, others sort what is shown) and filtered by status, optimizer and value."""
     console_errors(browser)
-    browser.get(live.base + f"/tasks/{task_page_id(live)}")
+    # tiny's protocol (40 steps) beside the live study's: the link keeps the one shown
+    browser.get(live.base + f"/tasks/{task_page_id(live)}?budget=40")
     link = browser.find_element(By.CSS_SELECTOR, "#ranking a.optimizer-link")
     name = link.text
     link.click()
     wait_for_chart(browser, "parallel")
     assert browser.find_element(By.ID, "optimizer-name").text == name
+    assert "trained under 40 steps ·" in browser.find_element(By.ID, "protocol").text
     drawn = browser.execute_script(
         "const data = JSON.parse(document.getElementById('page-data').textContent);"
         " const c = window.tunerCharts;"
