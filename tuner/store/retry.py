@@ -15,6 +15,15 @@ line), and so does every later operation at once, until a contact succeeds. Othe
 server, a command) retry a lost connection a few times only. :func:`last_recovery` says when the
 process last got the database back, which the reaper needs (:mod:`tuner.driver.liveness`).
 
+**A full disk** (SQLite's "database or disk is full", PostgreSQL's ``disk_full``) is neither
+transient nor an outage: the same write fails again until someone frees space, and a worker that
+waited for that would hold its trial while training on results it cannot keep. So it is not
+retried at all: :func:`retrying` raises :class:`DatabaseFullError` at once, one line that says so,
+and the worker stops (:mod:`tuner.driver.liveness` stops the trial in hand when a heartbeat meets
+it first). The transaction that failed left nothing behind (SQLite and PostgreSQL roll it back
+whole); the trial in hand is reaped after the grace period, as a killed worker's is, so running
+the study again once space is freed resumes it.
+
 Only transactions that are safe to run twice are retried: each store function that uses this
 module says why it is (a guarded UPDATE, an INSERT under a unique index, a read).
 """
@@ -56,6 +65,8 @@ _DISCONNECT_SQLSTATES = {
     "57P03",  # cannot_connect_now
     "08000", "08003", "08006", "08001", "08004",  # connection exceptions
 }
+_FULL_SQLSTATES = {"53100"}  # disk_full
+_SQLITE_FULL = "database or disk is full"
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
 _DISCONNECT_WORDS = (
     "connection refused", "connection failed", "could not connect", "server closed the connection",
@@ -69,6 +80,11 @@ log = logging.getLogger(__name__)
 
 class DatabaseOutageError(StoreError):
     """The database was unreachable for longer than this process rides an outage."""
+
+
+class DatabaseFullError(StoreError):
+    """The disk that holds the database is full: nothing more can be written until space is
+    freed (never retried: see the module docstring)."""
 
 
 def database_error(error: BaseException) -> DBAPIError | None:
@@ -96,6 +112,19 @@ def is_disconnect(error: BaseException) -> bool:
     text = str(original).lower()
     return sqlstate is None and isinstance(found, OperationalError) and any(
         words in text for words in _DISCONNECT_WORDS)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether the database could not write because its disk is full."""
+    found = database_error(error)
+    if found is None:
+        return False
+    original = found.orig
+    if getattr(original, "sqlite_errorname", None) == "SQLITE_FULL":
+        return True
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    return sqlstate in _FULL_SQLSTATES or (
+        sqlstate is None and _SQLITE_FULL in str(original).lower())
 
 
 def is_transient(error: BaseException) -> bool:
@@ -181,13 +210,18 @@ def retrying(
 
     ``operation`` must open and commit its own transaction, so that a retry starts afresh. The
     last error is raised when every attempt failed; :class:`DatabaseOutageError` when an outage
-    outlasted the bound.
+    outlasted the bound; :class:`DatabaseFullError` at once when the disk is full.
     """
     attempt = 0
     while True:
         try:
             result = operation()
         except Exception as error:
+            if is_disk_full(error):
+                raise DatabaseFullError(
+                    f"the disk that holds the database is full ({first_line(error)}); free "
+                    "space on it, then run again"
+                ) from None
             if _outage.bound > 0 and is_disconnect(error):
                 down = _outage.failed()
                 if down >= _outage.bound:
