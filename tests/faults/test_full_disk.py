@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,9 +91,15 @@ def truncate_wal(path: Path) -> None:
     """Checkpoint the store and truncate its write-ahead log to nothing, so that the workers'
     next commit needs new space (a log that has grown once is reused from its start, and
     writes into it need none for a while)."""
-    with sqlite3.connect(path, timeout=30) as connection:
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    connection.close()
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        for _ in range(100):  # busy (1) while a worker reads or writes: again
+            if connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0:
+                return
+            time.sleep(0.01)
+    finally:
+        connection.close()
+    raise AssertionError("the write-ahead log could not be truncated")
 
 
 def integrity(path: Path) -> list[tuple]:

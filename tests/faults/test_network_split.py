@@ -108,6 +108,7 @@ def split(tmp_path: Path, name: str, study: tuple[str, ...], slots: int, cut: fl
             row = running_rows(url, name)[0].id
             here_worker.start()
             cut_while_idle(link, url)
+            assert status() == "running", "the trial ended before the cut"
             if cut is None:
                 wait_for(lambda: status() == "failed", 90, "the reaping")
             else:
