@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from fault_tools import (
     check_invariants,
     create,
@@ -29,6 +30,7 @@ from fault_tools import (
 )
 from sqlalchemy.exc import OperationalError
 
+from tuner.cli import cli
 from tuner.driver import GRACE_ENV, HEARTBEAT_ENV, Worker, WorkerSettings
 from tuner.driver.script_guard import WORKER_NAME_PREFIX
 from tuner.store.retry import DatabaseFullError, retrying
@@ -171,6 +173,30 @@ def test_a_full_disk_is_not_retried_and_says_so_in_one_line():
         assert len(calls) == 1
         assert str(raised.value).startswith("the disk that holds the database is full (")
         assert "\n" not in str(raised.value)
+
+
+def test_a_store_opened_on_a_full_disk_says_so_in_one_line():
+    """A store closed cleanly has no shared-memory file; opening it makes one, which a full
+    disk refuses: each command says so in one line, and the store is readable once space is
+    freed."""
+    with small_filesystem(SIZE) as folder:
+        url = f"sqlite:///{folder / 'tuner.db'}"
+        # created by a process that ends, closing every connection (this one keeps some)
+        made = subprocess.run([*tuner_command(), "study", "create", "full", *STUDY, "--db",
+                               url], capture_output=True, text=True, timeout=120)
+        assert made.returncode == 0, made.stdout + made.stderr
+        assert not (folder / "tuner.db-shm").exists()
+        filler = fill(folder)
+        for command in (["study", "show", "full"], ["worker", "full"], ["study", "run", "full"],
+                        ["study", "create", "other", *STUDY]):
+            result = CliRunner().invoke(cli, [*command, "--db", url])
+            assert result.exit_code == 1, (command, result.output)
+            assert result.output.splitlines() == [
+                f"Error: {FULL.replace('database or disk is full', 'disk I/O error')}"
+            ], (command, result.output)
+        filler.unlink()
+        assert integrity(folder / "tuner.db") == [("ok",)]
+        assert [t.status for t in trial_rows(url, "full")] == []
 
 
 def test_a_full_disk_stops_each_worker_in_one_line_and_the_study_resumes(tmp_path):

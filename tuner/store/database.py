@@ -268,7 +268,9 @@ def _connect(engine: Engine) -> Iterator[Connection]:
     """A connection, with "cannot connect" turned into one StoreError line."""
     try:
         connection = engine.connect()
-    except (DBAPIError, SQLAlchemyError, OSError) as error:
+    except DBAPIError as error:
+        raise _unusable(error, engine.url, "cannot connect to") from None
+    except (SQLAlchemyError, OSError) as error:
         raise StoreError(
             f"cannot connect to the database at {display_url(engine.url)}: "
             f"{_reason(error, engine.url)}"
@@ -562,10 +564,24 @@ def open_store(
             engine = make_engine(resolved)
         elif state.state != "current":
             raise SchemaError(schema_problem(state, resolved), state)
+    except DBAPIError as error:  # connected, but the database cannot be read or made
+        engine.dispose()
+        raise _unusable(error, resolved) from None
     except BaseException:
         engine.dispose()
         raise
     return Store(resolved, engine, readonly=readonly)
+
+
+def _unusable(error: DBAPIError, url: str | URL, doing: str = "cannot use") -> StoreError:
+    """One line for a database that could not be reached, read or created (``doing``): a full
+    disk says so (:func:`tuner.store.retry.full_disk`), anything else gives the database's
+    words."""
+    from tuner.store.retry import full_disk, is_disk_full
+
+    if is_disk_full(error):
+        return full_disk(error)
+    return StoreError(f"{doing} the database at {display_url(url)}: {_reason(error, url)}")
 
 
 def optuna_storage(url: str | URL | None = None, **kwargs: Any) -> optuna.storages.RDBStorage:

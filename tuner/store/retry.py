@@ -67,6 +67,12 @@ _DISCONNECT_SQLSTATES = {
 }
 _FULL_SQLSTATES = {"53100"}  # disk_full
 _SQLITE_FULL = "database or disk is full"
+_SQLITE_FULL_CODES = (
+    "SQLITE_FULL",
+    # opening a WAL store whose shared-memory file is gone (its last user closed it) makes
+    # that file anew, and writing its first page fails so when no space is left
+    "SQLITE_IOERR_SHMSIZE",
+)
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
 _DISCONNECT_WORDS = (
     "connection refused", "connection failed", "could not connect", "server closed the connection",
@@ -120,11 +126,17 @@ def is_disk_full(error: BaseException) -> bool:
     if found is None:
         return False
     original = found.orig
-    if getattr(original, "sqlite_errorname", None) == "SQLITE_FULL":
+    if getattr(original, "sqlite_errorname", None) in _SQLITE_FULL_CODES:
         return True
     sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
     return sqlstate in _FULL_SQLSTATES or (
         sqlstate is None and _SQLITE_FULL in str(original).lower())
+
+
+def full_disk(error: BaseException) -> DatabaseFullError:
+    """The one-line error of a full disk behind ``error`` (the database's words in brackets)."""
+    return DatabaseFullError(f"the disk that holds the database is full ({first_line(error)}); "
+                             "free space on it, then run again")
 
 
 def is_transient(error: BaseException) -> bool:
@@ -218,10 +230,7 @@ def retrying(
             result = operation()
         except Exception as error:
             if is_disk_full(error):
-                raise DatabaseFullError(
-                    f"the disk that holds the database is full ({first_line(error)}); free "
-                    "space on it, then run again"
-                ) from None
+                raise full_disk(error) from None
             if _outage.bound > 0 and is_disconnect(error):
                 down = _outage.failed()
                 if down >= _outage.bound:
