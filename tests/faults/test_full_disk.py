@@ -38,8 +38,13 @@ from tuner.store.retry import DatabaseFullError, retrying
 SIZE = "4m"
 """The filesystem's size: the store of the study below takes well under 1 MB when filled."""
 
-STUDY = ("--task", "logreg", "--optimizers", "adam,sgd", "--trials", "6", "--seeds", "1",
-         "--budget", "300", "--pruner", "none", "--sampler", "random")
+def study(budget: int) -> tuple[str, ...]:
+    """The study's settings, with ``budget`` steps a run."""
+    return ("--task", "logreg", "--optimizers", "adam,sgd", "--trials", "6", "--seeds", "1",
+            "--budget", str(budget), "--pruner", "none", "--sampler", "random")
+
+
+STUDY = study(300)
 """Random sampling: each slot's configuration comes from its own seed, so the study without
 faults draws the same ones (:func:`fault_tools.same_ranking`)."""
 
@@ -122,9 +127,10 @@ def finish(process) -> str:
     return output
 
 
-def filled_mid_study(folder: Path, url: str, processes: list) -> tuple[list[str], Path, int]:
+def filled_mid_study(folder: Path, url: str, processes: list) -> tuple[list[str], int]:
     """Once the study in ``folder`` (run by ``processes``) has settled a trial, fill the disk
-    and wait for the processes to end: their outputs, the filler, and the trials settled."""
+    and wait for the processes to end; then free the space and check the store. Their outputs
+    and the trials settled before."""
     try:
         wait_for(lambda: any(t.status == "complete" for t in trial_rows(url, "full")), 90,
                  "the study to be under way", every=0.05)
@@ -137,8 +143,9 @@ def filled_mid_study(folder: Path, url: str, processes: list) -> tuple[list[str]
                 process.kill()
     settled = sum(t.status == "complete" for t in trial_rows(url, "full"))
     assert settled < SLOTS, "the study finished before the disk was full"
+    filler.unlink()
     assert integrity(folder / "tuner.db") == [("ok",)]
-    return outputs, filler, settled
+    return outputs, settled
 
 
 def one_line(output: str, line: str) -> None:
@@ -147,10 +154,10 @@ def one_line(output: str, line: str) -> None:
     assert [text for text in output.splitlines() if "full" in text] == [line], output
 
 
-def fault_free(tmp_path: Path, study: tuple[str, ...]) -> str:
+def fault_free(tmp_path: Path, settings: tuple[str, ...]) -> str:
     """The same study run without faults, in a store of its own: its URL."""
     url = f"sqlite:///{tmp_path / 'fault-free.db'}"
-    create(url, "full", *study)
+    create(url, "full", *settings)
     assert Worker("full", url).run().stopped == "finished"
     return url
 
@@ -206,11 +213,10 @@ def test_a_full_disk_stops_each_worker_in_one_line_and_the_study_resumes(tmp_pat
         url = f"sqlite:///{folder / 'tuner.db'}"
         create(url, "full", *STUDY)
         workers = [start_worker(url, "full", QUICK_BEATS) for _ in range(2)]
-        outputs, filler, settled = filled_mid_study(folder, url, workers)
+        outputs, settled = filled_mid_study(folder, url, workers)
         for worker, output in zip(workers, outputs, strict=True):
             assert worker.returncode == 1, output
             one_line(output, f"Error: {FULL}")
-        filler.unlink()
         settings = WorkerSettings(heartbeat_seconds=0.3, grace_seconds=2.0)
         assert Worker("full", url, settings=settings).run().stopped == "finished"
         assert integrity(folder / "tuner.db") == [("ok",)]
@@ -223,21 +229,20 @@ def test_a_full_disk_stops_each_worker_in_one_line_and_the_study_resumes(tmp_pat
 @pytest.mark.harness
 def test_a_full_disk_stops_a_study_run_in_one_line_and_the_next_run_finishes(tmp_path):
     """``tuner study run --workers 2``, longer trials; run again once space is freed."""
-    study = (*STUDY[:-6], "--budget", "3000", *STUDY[-4:])
+    longer = study(3000)
     with small_filesystem(SIZE) as folder:
         url = f"sqlite:///{folder / 'tuner.db'}"
-        create(url, "full", *study)
-        outputs, filler, settled = filled_mid_study(folder, url, [run_study(url)])
+        create(url, "full", *longer)
+        outputs, settled = filled_mid_study(folder, url, [run_study(url)])
         one_line(outputs[0], f"Error: 2 of 2 worker processes failed; {WORKER_NAME_PREFIX}0: "
                  f"{FULL} (and 1 more)")
-        filler.unlink()
         again = run_study(url)
         output = finish(again)
         assert again.returncode == 0 and "Traceback" not in output, output
         assert "finished" in output.splitlines()[-1], output
         assert integrity(folder / "tuner.db") == [("ok",)]
         figures = check_invariants(url, "full", slots=SLOTS, faults=1)
-        same_ranking(url, fault_free(tmp_path, study), "logreg")
+        same_ranking(url, fault_free(tmp_path, longer), "logreg")
     report(figures, f"disk full, {settled} of {SLOTS} trials settled before (SQLite, "
            "tuner study run --workers 2, run again)")
 
