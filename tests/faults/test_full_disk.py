@@ -33,7 +33,8 @@ from sqlalchemy.exc import OperationalError
 from tuner.cli import cli
 from tuner.driver import GRACE_ENV, HEARTBEAT_ENV, Worker, WorkerSettings
 from tuner.driver.script_guard import WORKER_NAME_PREFIX
-from tuner.store.retry import DatabaseFullError, retrying
+from tuner.store.database import DatabaseFullError
+from tuner.store.retry import retrying
 
 SIZE = "4m"
 """The filesystem's size: the store of the study below takes well under 1 MB when filled."""

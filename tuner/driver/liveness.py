@@ -26,7 +26,8 @@ from datetime import timedelta
 from tuner.driver.settings import WorkerSettings
 from tuner.store import Store, StoreError
 from tuner.store.claims import heartbeat, heartbeat_many, reap_stale
-from tuner.store.retry import DatabaseFullError, DatabaseOutageError, last_recovery
+from tuner.store.database import DatabaseFullError
+from tuner.store.retry import DatabaseOutageError, last_recovery
 from tuner.store.studies import STOPPING
 from tuner.store.workers import attach_worker, detach_worker, keep_attached
 

@@ -39,9 +39,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 
-from tuner.store.database import StoreError
+from tuner.store.database import (
+    StoreError,
+    database_error,
+    first_line,
+    full_disk,
+    is_disk_full,
+)
 
 T = TypeVar("T")
 
@@ -65,14 +71,6 @@ _DISCONNECT_SQLSTATES = {
     "57P03",  # cannot_connect_now
     "08000", "08003", "08006", "08001", "08004",  # connection exceptions
 }
-_FULL_SQLSTATES = {"53100"}  # disk_full
-_SQLITE_FULL = "database or disk is full"
-_SQLITE_FULL_CODES = (
-    "SQLITE_FULL",
-    # opening a WAL store whose shared-memory file is gone (its last user closed it) makes
-    # that file anew, and writing its first page fails so when no space is left
-    "SQLITE_IOERR_SHMSIZE",
-)
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "database is busy")
 _DISCONNECT_WORDS = (
     "connection refused", "connection failed", "could not connect", "server closed the connection",
@@ -86,22 +84,6 @@ log = logging.getLogger(__name__)
 
 class DatabaseOutageError(StoreError):
     """The database was unreachable for longer than this process rides an outage."""
-
-
-class DatabaseFullError(StoreError):
-    """The disk that holds the database is full: nothing more can be written until space is
-    freed (never retried: see the module docstring)."""
-
-
-def database_error(error: BaseException) -> DBAPIError | None:
-    """The database driver's error behind ``error``: itself, or the error it was raised from
-    (Optuna wraps SQLAlchemy's errors in its own)."""
-    seen = 0
-    while error is not None and seen < 5:
-        if isinstance(error, DBAPIError):
-            return error
-        error, seen = error.__cause__, seen + 1
-    return None
 
 
 def is_disconnect(error: BaseException) -> bool:
@@ -118,25 +100,6 @@ def is_disconnect(error: BaseException) -> bool:
     text = str(original).lower()
     return sqlstate is None and isinstance(found, OperationalError) and any(
         words in text for words in _DISCONNECT_WORDS)
-
-
-def is_disk_full(error: BaseException) -> bool:
-    """Whether the database could not write because its disk is full."""
-    found = database_error(error)
-    if found is None:
-        return False
-    original = found.orig
-    if getattr(original, "sqlite_errorname", None) in _SQLITE_FULL_CODES:
-        return True
-    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
-    return sqlstate in _FULL_SQLSTATES or (
-        sqlstate is None and _SQLITE_FULL in str(original).lower())
-
-
-def full_disk(error: BaseException) -> DatabaseFullError:
-    """The one-line error of a full disk behind ``error`` (the database's words in brackets)."""
-    return DatabaseFullError(f"the disk that holds the database is full ({first_line(error)}); "
-                             "free space on it, then run again")
 
 
 def is_transient(error: BaseException) -> bool:
@@ -201,13 +164,6 @@ def last_recovery() -> float:
     """The monotonic time this process last got the database back after an outage (-inf:
     never lost it)."""
     return _outage.recovered
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of the database's own message behind ``error``."""
-    found = database_error(error)
-    text = str(found.orig if found is not None and found.orig else error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def retrying(
