@@ -77,6 +77,10 @@ def test_study_lifecycle(database_url: str, tmp_path: Path):
     rows = list(csv.DictReader(io.StringIO(exported.output)))
     complete = [r for r in rows if r["trial_status"] == "complete"]
     assert complete and all(r["param_lr"] for r in rows)
+    # How each run was trained travels with it: the budget, the schedule, the threads it took.
+    assert {r["option_schedule"] for r in rows} == {"constant"}
+    assert all(int(r["option_budget"]) == int(r["steps"]) for r in complete)
+    assert all(int(r["option_threads"]) >= 1 and r["protocol"] for r in complete)
     per_trial: dict[tuple[str, str], set[str]] = {}
     for row in complete:
         per_trial.setdefault((row["optimizer"], row["trial"]), set()).add(row["seed"])
