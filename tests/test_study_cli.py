@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -228,3 +229,30 @@ def test_unknown_study_lists_the_known_ones(populated_sqlite: str):
         result = invoke("study", *command, "nosuch", "--db", populated_sqlite)
         assert result.exit_code != 0
         assert "no study named 'nosuch' (studies: taken)" in result.output
+
+
+def _open_files_under(folder: Path) -> list[str]:
+    """This process's open files inside ``folder`` (from /proc/self/fd)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc")
+def test_commands_leave_no_connection_to_the_store_open(tmp_path: Path):
+    """A command run inside a process (the Python API, a test, a notebook) closes every
+    connection it opened, Optuna's included: an open one keeps SQLite's write-ahead log in use
+    and the file's last pages out of it."""
+    url = f"sqlite:///{tmp_path / 'closed.db'}"
+    for args in (["study", "create", "closed", *QUICK, "--optimizers", "adam", "--trials", "1",
+                  "--seeds", "1"], ["study", "run", "closed"], ["study", "delete", "closed",
+                                                                "--yes"]):
+        result = invoke(*args, "--db", url)
+        assert result.exit_code == 0, result.output
+        assert _open_files_under(tmp_path) == [], args
