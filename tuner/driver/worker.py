@@ -85,16 +85,19 @@ class Worker:
 
     def _run_study(self, store: Store, report: WorkerReport) -> None:
         context = open_context(store, self.name, self.settings)
-        claimer = Claimer(context)
-        sweep_optuna(context, self.settings)
-        if claimer.settled():
-            report.already_finished, report.stopped = True, "finished"
-            return
-        with Liveness(store, context.spec.id, self.settings) as liveness:
-            set_status(store, context.spec.id, "running")  # attached first: never idle
-            report.stopped = self._loop(context, claimer, liveness, report)
-        if report.stopped == "finished":
+        try:
+            claimer = Claimer(context)
             sweep_optuna(context, self.settings)
+            if claimer.settled():
+                report.already_finished, report.stopped = True, "finished"
+                return
+            with Liveness(store, context.spec.id, self.settings) as liveness:
+                set_status(store, context.spec.id, "running")  # attached first: never idle
+                report.stopped = self._loop(context, claimer, liveness, report)
+            if report.stopped == "finished":
+                sweep_optuna(context, self.settings)
+        finally:
+            context.close()
 
     def _loop(
         self, context: StudyContext, claimer: Claimer, liveness: Liveness, report: WorkerReport
