@@ -105,6 +105,21 @@ def test_readme_commands_exist_with_their_options():
     assert not problems, "\n".join(problems)
 
 
+def test_study_file_commands_exist_with_their_options():
+    """The commands a study file's comments tell its reader to run (``#   tuner ...``)."""
+    commands = []
+    for path in sorted((ROOT / "studies").glob("*.toml")):
+        for line in path.read_text().splitlines():
+            if line.startswith("#"):
+                for part in re.split(r"&&|#\s*or:|\(|,\s", line.lstrip("# ")):
+                    if part.split()[:1] == ["tuner"]:
+                        commands.append((path.name, " ".join(part.split())))
+    assert len(commands) >= 10
+    problems = [f"{name}: {line!r}: {command_problem(line)}" for name, line in commands
+                if command_problem(line)]
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize(
     ("line", "problem"),
     [

@@ -135,3 +135,24 @@ def test_lr_find_keeps_what_is_not_given_at_the_recommended_values():
     assert decayed.params["decoupled_weight_decay"] is False  # active now: its default
     with pytest.raises(SpaceError, match="'decoupled_weight_decay' is inactive"):
         lr_find("logreg", "adam", steps=5, device="cpu", params={"decoupled_weight_decay": True})
+
+
+def test_lr_find_takes_the_threads_a_training_run_takes_and_gives_torch_its_count_back():
+    import torch
+
+    from tuner.training.lr_find import LrFindError, lr_find
+
+    found_before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        # logreg's step is a few kFLOP, far below a thread's share (FLOPS_PER_THREAD): one thread,
+        # where torch's own default would be every core.
+        chosen = lr_find("logreg", "sgd", start=1e-4, end=1e-2, steps=5, device="cpu")
+        assert chosen.threads == 1 and chosen.to_dict()["threads"] == 1
+        assert torch.get_num_threads() == 2
+        asked = lr_find("logreg", "sgd", start=1e-4, end=1e-2, steps=5, device="cpu", threads=2)
+        assert asked.threads == 2
+        with pytest.raises(LrFindError, match="threads must be at least 1"):
+            lr_find("logreg", "sgd", steps=5, device="cpu", threads=0)
+    finally:
+        torch.set_num_threads(found_before)

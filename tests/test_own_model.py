@@ -603,3 +603,29 @@ def test_task_candidates_are_read_from_the_source(tmp_path: Path):
     (tmp_path / "broken.py").write_text("def (:\n")
     assert task_candidates(tmp_path / "broken.py") == []
     assert task_candidates(tmp_path / "missing.py") == []
+
+
+NO_TARGET_FILE = '''
+import torch
+
+from tuner.task.builders import from_function
+
+
+def build(seed):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 3, generator=generator)
+    y = x.sum(dim=1, keepdim=True)
+    return torch.nn.Linear(3, 1), (x[:48], y[:48]), (x[48:], y[48:])
+
+
+task = from_function(name="no-target", build=build, budget=4, batch_size=16, eval_every=2)
+'''
+
+
+def test_train_names_no_target_for_a_task_without_one(tmp_path: Path):
+    (tmp_path / "plain.py").write_text(NO_TARGET_FILE)
+    trained = invoke("train", "--task", f"{tmp_path / 'plain.py'}:task", "--optimizer", "sgd",
+                     "--param", "lr=0.01", "--threads", "1")
+    assert trained.exit_code == 0, trained.output
+    assert "complete after 4 steps" in trained.output
+    assert "not reached" not in trained.output  # was "target nan not reached"

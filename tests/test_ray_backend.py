@@ -60,19 +60,21 @@ def test_two_ray_workers_run_exactly_n_trials_per_optimizer(sqlite_url: str):
 
 
 def test_ray_worker_killed_mid_trial_is_restarted_and_its_trial_retried(sqlite_url: str):
-    # Each seed trains for about a second, so a trial is seen running with one seed recorded.
+    # Each seed trains for about two seconds on an idle machine, so a trial is seen running with
+    # one seed recorded and is still running when its worker is killed a moment later; the grace
+    # period (3 s, 10 heartbeats) outlasts the pauses a loaded machine gives a live worker.
     create(sqlite_url, "killed", "--task", "logreg", "--optimizers", "adam", "--trials", "2",
-           "--seeds", "2", "--budget", "6000", "--pruner", "none")
-    runner = _ray_run(sqlite_url, "killed", **{HEARTBEAT_ENV: "0.2", GRACE_ENV: "1.5"})
+           "--seeds", "2", "--budget", "12000", "--pruner", "none")
+    runner = _ray_run(sqlite_url, "killed", **{HEARTBEAT_ENV: "0.3", GRACE_ENV: "3"})
     try:
-        victim, _ = _mid_trial(sqlite_url, runner)
+        victim, _ = _mid_trial(sqlite_url, runner, within=300)  # Ray's start, on a busy machine
         store = open_store(sqlite_url, create=False)
         with store.session() as session:
             ray_worker = session.get(Trial, victim).worker_pid
         store.dispose()
         assert ray_worker not in (None, runner.pid)
         os.kill(ray_worker, signal.SIGKILL)
-        output, _ = runner.communicate(timeout=240)
+        output, _ = runner.communicate(timeout=400)
     finally:
         if runner.poll() is None:
             runner.kill()

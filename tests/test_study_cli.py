@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,10 @@ def test_study_lifecycle(database_url: str, tmp_path: Path):
     rows = list(csv.DictReader(io.StringIO(exported.output)))
     complete = [r for r in rows if r["trial_status"] == "complete"]
     assert complete and all(r["param_lr"] for r in rows)
+    # How each run was trained travels with it: the budget, the schedule, the threads it took.
+    assert {r["option_schedule"] for r in rows} == {"constant"}
+    assert all(int(r["option_budget"]) == int(r["steps"]) for r in complete)
+    assert all(int(r["option_threads"]) >= 1 and r["protocol"] for r in complete)
     per_trial: dict[tuple[str, str], set[str]] = {}
     for row in complete:
         per_trial.setdefault((row["optimizer"], row["trial"]), set()).add(row["seed"])
@@ -224,3 +229,30 @@ def test_unknown_study_lists_the_known_ones(populated_sqlite: str):
         result = invoke("study", *command, "nosuch", "--db", populated_sqlite)
         assert result.exit_code != 0
         assert "no study named 'nosuch' (studies: taken)" in result.output
+
+
+def _open_files_under(folder: Path) -> list[str]:
+    """This process's open files inside ``folder`` (from /proc/self/fd)."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc")
+def test_commands_leave_no_connection_to_the_store_open(tmp_path: Path):
+    """A command run inside a process (the Python API, a test, a notebook) closes every
+    connection it opened, Optuna's included: an open one keeps SQLite's write-ahead log in use
+    and the file's last pages out of it."""
+    url = f"sqlite:///{tmp_path / 'closed.db'}"
+    for args in (["study", "create", "closed", *QUICK, "--optimizers", "adam", "--trials", "1",
+                  "--seeds", "1"], ["study", "run", "closed"], ["study", "delete", "closed",
+                                                                "--yes"]):
+        result = invoke(*args, "--db", url)
+        assert result.exit_code == 0, result.output
+        assert _open_files_under(tmp_path) == [], args

@@ -115,13 +115,14 @@ def _poll(url: str, query, deadline: float) -> list:
     pytest.fail("the worker never reached the state the test waits for")
 
 
-def _mid_trial(url: str, process: subprocess.Popen) -> tuple[int, int]:
-    """Wait until a trial is running with one of its two seeds recorded: (trial id, run id)."""
+def _mid_trial(url: str, process: subprocess.Popen, within: float = 90) -> tuple[int, int]:
+    """Wait (up to ``within`` seconds) until a trial is running with one of its two seeds
+    recorded: (trial id, run id)."""
     query = (
         select(Trial.id, Run.id).join(Run, Run.trial_id == Trial.id)
         .where(Trial.status == "running")
     )
-    found = _poll(url, query, time.monotonic() + 90)
+    found = _poll(url, query, time.monotonic() + within)
     assert process.poll() is None
     return found[0]
 

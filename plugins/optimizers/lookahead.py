@@ -28,8 +28,9 @@ from typing import Any
 import torch
 
 from tuner import hookimpl
-from tuner.plugin.optimizer import OptimizerPlugin, OptimizerWrapper, eval_mode, train_mode
+from tuner.plugin.optimizer import OptimizerPlugin, OptimizerWrapper
 from tuner.plugin.space import Float, Int, SpaceError
+from tuner.plugin.wrapping import WrappingOptimizer
 from tuner.training.batched.adaptive import BatchedRAdam
 from tuner.training.batched.lookahead import BatchedLookahead, inner_hyperparams
 
@@ -71,7 +72,7 @@ class _CombinedState(Mapping):
         return len(self._keys())
 
 
-class Lookahead(torch.optim.Optimizer):
+class Lookahead(WrappingOptimizer):
     """Lookahead around ``inner``: every ``k`` steps, pull the slow weights towards the fast.
 
     Args:
@@ -85,11 +86,7 @@ class Lookahead(torch.optim.Optimizer):
             raise ValueError(f"k must be >= 1, got {k}")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        super().__init__([{"params": list(group["params"])} for group in inner.param_groups],
-                         {"lookahead_k": k, "lookahead_alpha": alpha})
-        self.inner = inner
-        self.param_groups = inner.param_groups  # one list: schedulers see the inner's groups
-        self.defaults = {**inner.defaults, "lookahead_k": k, "lookahead_alpha": alpha}
+        super().__init__(inner, {"lookahead_k": k, "lookahead_alpha": alpha})
         self._slow: dict[torch.Tensor, torch.Tensor] = {}
         self.lookahead_steps = 0
         for group in self.param_groups:
@@ -127,18 +124,6 @@ class Lookahead(torch.optim.Optimizer):
                 torch._foreach_copy_(fast, slow)
         return loss
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Clear the gradients (through the inner optimizer)."""
-        self.inner.zero_grad(set_to_none=set_to_none)
-
-    def eval(self) -> None:
-        """Switch the inner optimizer to its evaluation weights, if it has any."""
-        eval_mode(self.inner)
-
-    def train(self) -> None:
-        """Switch the inner optimizer back to its training weights, if it has any."""
-        train_mode(self.inner)
-
     def state_dict(self) -> dict[str, Any]:
         """The inner state dict, with each parameter's slow weights and the step counter."""
         inner = self.inner.state_dict()
@@ -168,12 +153,6 @@ class Lookahead(torch.optim.Optimizer):
                     device=param.device, dtype=param.dtype, copy=True
                 )
         self.lookahead_steps = int(state_dict.get("lookahead_steps", 0))
-
-    def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         group = self.param_groups[0] if self.param_groups else {}

@@ -31,8 +31,9 @@ from typing import Any
 import torch
 
 from tuner import hookimpl
-from tuner.plugin.optimizer import OptimizerPlugin, OptimizerWrapper, eval_mode, train_mode
+from tuner.plugin.optimizer import OptimizerPlugin, OptimizerWrapper
 from tuner.plugin.space import Float, SpaceError
+from tuner.plugin.wrapping import WrappingOptimizer
 
 REFERENCE = (
     "Foret et al. 2021, Sharpness-Aware Minimization for Efficiently Improving Generalization "
@@ -42,7 +43,7 @@ NORM_EPS = 1e-12
 """Added to the gradient norm before dividing (pytorch_optimizer's ``perturb_eps``)."""
 
 
-class SharpnessAware(torch.optim.Optimizer):
+class SharpnessAware(WrappingOptimizer):
     """SAM around ``inner``: the inner step takes the gradient at ``w + rho * g / ||g||``.
 
     Args:
@@ -53,14 +54,7 @@ class SharpnessAware(torch.optim.Optimizer):
     def __init__(self, inner: torch.optim.Optimizer, rho: float = 0.05) -> None:
         if not rho >= 0.0:
             raise ValueError(f"rho must be >= 0, got {rho}")
-        super().__init__([{"params": list(group["params"])} for group in inner.param_groups],
-                         {"sam_rho": rho})
-        self.inner = inner
-        self.param_groups = inner.param_groups  # one list: schedulers see the inner's groups
-        self.defaults = {**inner.defaults, "sam_rho": rho}
-        for group in self.param_groups:
-            group.setdefault("sam_rho", rho)
-        self.state = inner.state
+        super().__init__(inner, {"sam_rho": rho})
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -86,18 +80,6 @@ class SharpnessAware(torch.optim.Optimizer):
         self.inner.step()
         return loss
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Clear the gradients (through the inner optimizer)."""
-        self.inner.zero_grad(set_to_none=set_to_none)
-
-    def eval(self) -> None:
-        """Switch the inner optimizer to its evaluation weights, if it has any."""
-        eval_mode(self.inner)
-
-    def train(self) -> None:
-        """Switch the inner optimizer back to its training weights, if it has any."""
-        train_mode(self.inner)
-
     def state_dict(self) -> dict[str, Any]:
         """The inner optimizer's state dict (its groups carry ``sam_rho``)."""
         return self.inner.state_dict()
@@ -107,12 +89,6 @@ class SharpnessAware(torch.optim.Optimizer):
         self.inner.load_state_dict(state_dict)
         self.param_groups = self.inner.param_groups
         self.state = self.inner.state
-
-    def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         group = self.param_groups[0] if self.param_groups else {}

@@ -196,6 +196,47 @@ def ranking(url: str, name: str) -> list:
     return json.loads(shown.output)
 
 
+SAME_METRIC = 1e-5
+"""How far one optimizer's best metric may lie from the fault-free study's, relative (with a
+floor of the same size for metrics near 0). A seeded run on the CPU repeats bit for bit in
+one process; across processes the run may be given another number of torch threads, which
+sums in another order: float32 rounding (1e-7 relative) carried through a few thousand small
+steps stays below 1e-6 on the tasks used here, so 1e-5 separates that from a run that
+differs (another configuration, a seed trained twice and averaged in, a run lost)."""
+
+
+def best_json(url: str, task: str) -> dict:
+    """``tuner best --task TASK --db URL --json``: the store's ranking of the task."""
+    shown = CliRunner().invoke(cli, ["best", "--task", task, "--db", url, "--json"],
+                               catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    return json.loads(shown.output)
+
+
+def same_ranking(url_a: str, url_b: str, task: str, tolerance: float = SAME_METRIC) -> list:
+    """Assert that two stores, each holding one study of ``task`` of the same settings (one
+    with faults, one without), rank the task alike: the same optimizers in the same order,
+    each with the same best configuration and its best metric equal within ``tolerance``
+    (:data:`SAME_METRIC`). Returns the ranking as (optimizer, best metric) pairs.
+
+    This holds only where the study's configurations do not depend on timing: ``--sampler
+    random`` draws each slot's configuration from the slot's own seed, and a retried slot
+    keeps its configuration, so faults change when and where runs happen, not what they are.
+    (TPE draws from the trials finished so far, which racing workers see in any order.)"""
+    rankings = [best_json(url, task)["optimizers"] for url in (url_a, url_b)]
+    order = [[entry["optimizer"] for entry in ranked] for ranked in rankings]
+    assert order[0] == order[1], f"the optimizers are ranked differently: {order}"
+    for mine, theirs in zip(*rankings, strict=True):
+        name = mine["optimizer"]
+        assert mine["config_hash"] == theirs["config_hash"], (
+            f"{name}'s best configuration differs: {mine['params']} / {theirs['params']}")
+        assert mine["runs"] == theirs["runs"], f"{name}: {mine['runs']} / {theirs['runs']} runs"
+        gap = abs(mine["mean"] - theirs["mean"])
+        assert gap <= tolerance * max(1.0, abs(theirs["mean"])), (
+            f"{name}'s best metric differs: {mine['mean']} / {theirs['mean']}")
+    return [(entry["optimizer"], entry["mean"]) for entry in rankings[0]]
+
+
 def report(figures: Figures, scenario: str) -> None:
     """Print a scenario's figures (seen with ``-s``; the harness collects them)."""
     print(figures.line(scenario), file=sys.stderr)

@@ -10,7 +10,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,15 +24,21 @@ def _as_postgres(*command: str, timeout: float = 120) -> subprocess.CompletedPro
 
 
 class OwnPostgres:
-    """The server: ``url`` of its database ``tuner``; :meth:`stop` and :meth:`start`."""
+    """The server: ``url`` of its database ``tuner`` (:meth:`url_at` another of its
+    addresses); :meth:`stop` and :meth:`start`."""
 
-    def __init__(self, folder: Path, port: int) -> None:
+    def __init__(self, folder: Path, port: int, listen: Sequence[str] = ()) -> None:
         self.folder, self.port = folder, port
+        self.listen = ",".join(["127.0.0.1", *listen])
         self.data = folder / "data"
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/tuner"
+        self.url = self.url_at("127.0.0.1")
+
+    def url_at(self, address: str) -> str:
+        """The URL of the database ``tuner`` at ``address``, one the server listens on."""
+        return f"postgresql+psycopg://postgres@{address}:{self.port}/tuner"
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+        options = (f"-p {self.port} -k {self.folder} -c listen_addresses={self.listen} "
                    "-c fsync=off -c full_page_writes=off")
         done = _as_postgres("pg_ctl", "-D", str(self.data), "-o", options, "-l",
                             str(self.folder / "log"), "-w", "start")
@@ -44,8 +50,11 @@ class OwnPostgres:
 
 
 @contextmanager
-def own_postgres() -> Iterator[OwnPostgres]:
-    """A fresh server with an empty database ``tuner``, stopped and removed afterwards."""
+def own_postgres(listen: Sequence[str] = (), clients: Sequence[str] = ()
+                 ) -> Iterator[OwnPostgres]:
+    """A fresh server with an empty database ``tuner``, stopped and removed afterwards;
+    listening on ``listen`` too (addresses this host has), trusting ``clients`` too
+    (addresses, ``10.1.2.2/32``)."""
     missing = [tool for tool in ("initdb", "pg_ctl", "runuser") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (Debian's postgresql packages)")
@@ -57,11 +66,13 @@ def own_postgres() -> Iterator[OwnPostgres]:
         pytest.skip("needs the postgres user")
     folder = Path(tempfile.mkdtemp(prefix="tuner-own-pg-"))
     os.chown(folder, owner.pw_uid, owner.pw_gid)
-    server = OwnPostgres(folder, free_port())
+    server = OwnPostgres(folder, free_port(), listen)
     try:
         made = _as_postgres("initdb", "-D", str(server.data), "-A", "trust", "-U", "postgres",
                             "--no-sync")
         assert made.returncode == 0, made.stderr
+        with open(server.data / "pg_hba.conf", "a") as hba:
+            hba.writelines(f"host all all {client} trust\n" for client in clients)
         server.start()
         import psycopg
 

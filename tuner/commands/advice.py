@@ -385,12 +385,14 @@ def _rank_text(rank: float | None) -> str:
 @click.option("--task-param", "task_params", multiple=True, metavar="NAME=VALUE",
               help="A parameter of the task, e.g. --task-param width=256 (repeatable).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--threads", type=int, default=None, metavar="N",
+              help="Torch CPU threads (default: as a training run of the task would take).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write the plot here.")
 @output_options
 def lr_find_command(
     task: str, optimizer: str, start: float, end: float, steps: int, seed: int,
-    assignments: tuple[str, ...], task_params: tuple[str, ...], device: str, out: str | None,
-    as_json: bool,
+    assignments: tuple[str, ...], task_params: tuple[str, ...], device: str,
+    threads: int | None, out: str | None, as_json: bool,
 ) -> None:
     """The learning-rate range test: raise the lr every step, watch the smoothed loss.
 
@@ -406,7 +408,7 @@ def lr_find_command(
     chosen = registry.task(task).with_params(parse_flags(task_params))
     result = lr_find(
         chosen, optimizer, start=start, end=end, steps=steps, params=params, seed=seed,
-        device=device,
+        device=device, threads=threads,
     )
     if out:
         from tuner.report.lr_find import plot_lr_find

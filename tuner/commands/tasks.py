@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -178,7 +179,7 @@ def train_command(
             f"; target {format_value(task.target)} reached at step {result.steps_to_target} "
             f"({result.seconds_to_target:.2f} s)"
         )
-    else:
+    elif math.isfinite(task.target):  # a task without a target (nan) has none to reach
         summary += f"; target {format_value(task.target)} not reached"
     if result.stopped_early:
         summary += " (stopped early)"

@@ -60,6 +60,12 @@ class StudyContext:
     run_options: dict[str, Any] = field(default_factory=dict)
     """How the worker's runs use the CPU (``threads``, ``cores``: training options that never
     change a result), from its settings and the study's ``threads``."""
+    storage: Any = None
+    """Optuna's storage behind ``studies`` (closed by :meth:`close`)."""
+
+    def close(self) -> None:
+        """Close the connections of Optuna's storage (the store is its opener's to close)."""
+        optuna_adapter.close(self.storage)
 
     @property
     def budget(self) -> int:
@@ -105,4 +111,5 @@ def open_context(
         for o in spec.optimizers
     }
     run_options = (settings or WorkerSettings()).run_options(spec.threads)
-    return StudyContext(store, spec, task, plugins, spaces, fingerprints, studies, run_options)
+    return StudyContext(store, spec, task, plugins, spaces, fingerprints, studies, run_options,
+                        storage)

@@ -135,6 +135,7 @@ def create(
         space_hashes={o: study_space(spec, o).fingerprint() for o in spec.optimizers},
     )
     store = open_store(url)
+    storage = None
     try:
         with store_lock(store.url):
             if study_exists(store, spec.name):
@@ -153,6 +154,8 @@ def create(
             _crash_point("done")
             return created
     finally:
+        if storage is not None:
+            optuna_adapter.close(storage)
         store.dispose()
 
 
@@ -211,6 +214,7 @@ def delete_study(name: str, url: str | None = None) -> int:
     """Delete a study: its rows (trials, runs, curves), then its Optuna studies. Returns the
     number of runs deleted."""
     store = open_store(url, create=False)
+    storage = None
     try:
         spec, runs = delete_study_rows(store, name)
         storage = optuna_adapter.storage(store)
@@ -219,4 +223,6 @@ def delete_study(name: str, url: str | None = None) -> int:
         )
         return runs
     finally:
+        if storage is not None:
+            optuna_adapter.close(storage)
         store.dispose()

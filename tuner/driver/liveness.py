@@ -7,8 +7,9 @@ transaction (a ``stopping`` study sets :attr:`Liveness.stop_requested`, between 
 and touches the running trial's ``heartbeat_at`` (the trials of a batch together). A trial row
 that is no longer ours (it was reaped) sets that trial's *lost* flag, which stops its training
 at the next evaluation. Any worker that finds a running trial silent for longer than the grace
-period reaps it. A database outage longer than the worker rides (:mod:`tuner.store.retry`) stops
-the trials in hand, and :meth:`Liveness.check` raises it.
+period reaps it. A database outage longer than the worker rides, or a full disk under the
+database (:mod:`tuner.store.retry`), stops the trials in hand, and :meth:`Liveness.check` raises
+it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from tuner.driver.settings import WorkerSettings
-from tuner.store import Store
+from tuner.store import Store, StoreError
 from tuner.store.claims import heartbeat, heartbeat_many, reap_stale
+from tuner.store.database import DatabaseFullError
 from tuner.store.retry import DatabaseOutageError, last_recovery
 from tuner.store.studies import STOPPING
 from tuner.store.workers import attach_worker, detach_worker, keep_attached
@@ -38,8 +40,9 @@ class Liveness:
     def __init__(self, store: Store, study_id: int, settings: WorkerSettings) -> None:
         self.store, self.study_id, self.settings = store, study_id, settings
         self.stop_requested = threading.Event()
-        self.outage: DatabaseOutageError | None = None
-        """The outage the heartbeat outlasted the bound of (:meth:`check`)."""
+        self.cut_off: DatabaseOutageError | DatabaseFullError | None = None
+        """What cut the heartbeat off from the database for good (:meth:`check`): an outage
+        past its bound, or a full disk."""
         self._watched: tuple[tuple[int, threading.Event], ...] | None = None
         self._last_reap = -math.inf
         self._stop = threading.Event()
@@ -53,14 +56,16 @@ class Liveness:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, kind: object, leaving: BaseException | None, *traceback: object
+                 ) -> None:
         self._watched = None
         self._stop.set()
         self._thread.join()
         try:
             detach_worker(self.store, self._worker_id)
         except Exception as error:  # retried already; the attachment expires by itself
-            log.warning("leaving the study failed: %s", str(error).splitlines()[0])
+            if not isinstance(leaving, StoreError):  # else that error says it, in one line
+                log.warning("leaving the study failed: %s", str(error).splitlines()[0])
 
     def watch(self, row_id: int) -> threading.Event:
         """Keep trial ``row_id`` alive until :meth:`unwatch`; returns its *lost* flag."""
@@ -76,10 +81,11 @@ class Liveness:
         self._watched = None
 
     def check(self) -> None:
-        """Raise the database outage the heartbeat thread met past its bound, if any: the
-        trials it stopped were not lost to another worker, the database was."""
-        if self.outage is not None:
-            raise self.outage
+        """Raise what cut the heartbeat thread off from the database (an outage past its
+        bound, a full disk), if anything did: the trials it stopped were not lost to another
+        worker, the database was."""
+        if self.cut_off is not None:
+            raise self.cut_off
 
     def _beat(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_seconds):
@@ -95,9 +101,9 @@ class Liveness:
                     ours = {watched[0][0]} if alive else set()
                 else:
                     ours, status = heartbeat_many(self.store, [row for row, _ in watched])
-            except DatabaseOutageError as error:  # past the bound: stop the trials in hand
-                self.outage = error
-                for _, lost in watched:
+            except (DatabaseOutageError, DatabaseFullError) as error:
+                self.cut_off = error  # no write will do: stop the trials in hand, if any
+                for _, lost in watched or ():
                     lost.set()
                 continue
             except Exception as error:  # retried already; try again at the next beat

@@ -55,9 +55,17 @@ def quiet() -> None:
 
 
 def storage(store: Store) -> optuna.storages.BaseStorage:
-    """Optuna's storage on the store's database."""
+    """Optuna's storage on the store's database (its connections closed by :func:`close`)."""
     quiet()
     return store.optuna_storage()
+
+
+def close(storage: Any) -> None:
+    """Close the pooled connections of Optuna's storage: a command that is done with it leaves
+    no connection open (on SQLite, an open one keeps the store's write-ahead log in use)."""
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 # -- studies ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from tuner.driver.context import StudyContext, open_context
 from tuner.driver.liveness import Liveness
 from tuner.driver.settings import WorkerSettings
 from tuner.driver.trial import LOST, run_trial
-from tuner.store import Store, open_store
+from tuner.store import Store, StoreError, open_store
 from tuner.store.claims import (
     close_trial,
     database_now,
@@ -85,16 +85,19 @@ class Worker:
 
     def _run_study(self, store: Store, report: WorkerReport) -> None:
         context = open_context(store, self.name, self.settings)
-        claimer = Claimer(context)
-        sweep_optuna(context, self.settings)
-        if claimer.settled():
-            report.already_finished, report.stopped = True, "finished"
-            return
-        with Liveness(store, context.spec.id, self.settings) as liveness:
-            set_status(store, context.spec.id, "running")  # attached first: never idle
-            report.stopped = self._loop(context, claimer, liveness, report)
-        if report.stopped == "finished":
+        try:
+            claimer = Claimer(context)
             sweep_optuna(context, self.settings)
+            if claimer.settled():
+                report.already_finished, report.stopped = True, "finished"
+                return
+            with Liveness(store, context.spec.id, self.settings) as liveness:
+                set_status(store, context.spec.id, "running")  # attached first: never idle
+                report.stopped = self._loop(context, claimer, liveness, report)
+            if report.stopped == "finished":
+                sweep_optuna(context, self.settings)
+        finally:
+            context.close()
 
     def _loop(
         self, context: StudyContext, claimer: Claimer, liveness: Liveness, report: WorkerReport
@@ -175,10 +178,16 @@ class Worker:
 
 
 def _give_back(context: StudyContext, claim: Claim) -> None:
-    """Free an interrupted trial's slot: its row and its Optuna trial are failed."""
-    release(context.store, claim.row_id)
-    optuna_adapter.fail_trial(claim.study, optuna_adapter.trial_id(claim.trial),
-                              note="interrupted")
+    """Free an interrupted trial's slot: its row and its Optuna trial are failed. When the
+    database cannot take that (an outage past its bound, a full disk: the very error that
+    ends the worker, which goes on), the slot is reaped after the grace period instead, as a
+    killed worker's is."""
+    try:
+        release(context.store, claim.row_id)
+        optuna_adapter.fail_trial(claim.study, optuna_adapter.trial_id(claim.trial),
+                                  note="interrupted")
+    except StoreError:
+        pass
 
 
 def _settle(context: StudyContext, claim: Claim, ended: Ended) -> None:

@@ -96,6 +96,60 @@ class SchemaError(StoreError):
         self.state = state
 
 
+# -- what a database's error means (the retries are in tuner.store.retry) --------------------
+
+_FULL_SQLSTATES = {"53100"}  # disk_full
+_SQLITE_FULL = "database or disk is full"
+_SQLITE_FULL_CODES = (
+    "SQLITE_FULL",
+    # opening a WAL store whose shared-memory file is gone (its last user closed it) makes
+    # that file anew, and writing its first page fails so when no space is left
+    "SQLITE_IOERR_SHMSIZE",
+)
+
+
+class DatabaseFullError(StoreError):
+    """The disk that holds the database is full: nothing more can be written until space is
+    freed (never retried: see :mod:`tuner.store.retry`)."""
+
+
+def database_error(error: BaseException) -> DBAPIError | None:
+    """The database driver's error behind ``error``: itself, or the error it was raised from
+    (Optuna wraps SQLAlchemy's errors in its own)."""
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, DBAPIError):
+            return error
+        error, seen = error.__cause__, seen + 1
+    return None
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of the database's own message behind ``error``."""
+    found = database_error(error)
+    text = str(found.orig if found is not None and found.orig else error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether the database could not write because its disk is full."""
+    found = database_error(error)
+    if found is None:
+        return False
+    original = found.orig
+    if getattr(original, "sqlite_errorname", None) in _SQLITE_FULL_CODES:
+        return True
+    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    return sqlstate in _FULL_SQLSTATES or (
+        sqlstate is None and _SQLITE_FULL in str(original).lower())
+
+
+def full_disk(error: BaseException) -> DatabaseFullError:
+    """The one-line error of a full disk behind ``error`` (the database's words in brackets)."""
+    return DatabaseFullError(f"the disk that holds the database is full ({first_line(error)}); "
+                             "free space on it, then run again")
+
+
 def default_database_path() -> Path:
     """The SQLite file used when neither ``--db`` nor ``TUNER_DB`` is given."""
     import platformdirs
@@ -269,7 +323,9 @@ def _connect(engine: Engine) -> Iterator[Connection]:
     """A connection, with "cannot connect" turned into one StoreError line."""
     try:
         connection = engine.connect()
-    except (DBAPIError, SQLAlchemyError, OSError) as error:
+    except DBAPIError as error:
+        raise _unusable(error, engine.url, "cannot connect to") from None
+    except (SQLAlchemyError, OSError) as error:
         raise StoreError(
             f"cannot connect to the database at {display_url(engine.url)}: "
             f"{_reason(error, engine.url)}"
@@ -563,10 +619,22 @@ def open_store(
             engine = make_engine(resolved)
         elif state.state != "current":
             raise SchemaError(schema_problem(state, resolved), state)
+    except DBAPIError as error:  # connected, but the database cannot be read or made
+        engine.dispose()
+        raise _unusable(error, resolved) from None
     except BaseException:
         engine.dispose()
         raise
     return Store(resolved, engine, readonly=readonly)
+
+
+def _unusable(error: DBAPIError, url: str | URL, doing: str = "cannot use") -> StoreError:
+    """One line for a database that could not be reached, read or created (``doing``): a full
+    disk says so (:func:`full_disk`), anything else gives the database's
+    words."""
+    if is_disk_full(error):
+        return full_disk(error)
+    return StoreError(f"{doing} the database at {display_url(url)}: {_reason(error, url)}")
 
 
 def optuna_storage(url: str | URL | None = None, **kwargs: Any) -> optuna.storages.RDBStorage:

@@ -15,6 +15,15 @@ line), and so does every later operation at once, until a contact succeeds. Othe
 server, a command) retry a lost connection a few times only. :func:`last_recovery` says when the
 process last got the database back, which the reaper needs (:mod:`tuner.driver.liveness`).
 
+**A full disk** (SQLite's "database or disk is full", PostgreSQL's ``disk_full``) is neither
+transient nor an outage: the same write fails again until someone frees space, and a worker that
+waited for that would hold its trial while training on results it cannot keep. So it is not
+retried at all: :func:`retrying` raises :class:`DatabaseFullError` at once, one line that says so,
+and the worker stops (:mod:`tuner.driver.liveness` stops the trial in hand when a heartbeat meets
+it first). The transaction that failed left nothing behind (SQLite and PostgreSQL roll it back
+whole); the trial in hand is reaped after the grace period, as a killed worker's is, so running
+the study again once space is freed resumes it.
+
 Only transactions that are safe to run twice are retried: each store function that uses this
 module says why it is (a guarded UPDATE, an INSERT under a unique index, a read).
 """
@@ -30,9 +39,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 
-from tuner.store.database import StoreError
+from tuner.store.database import (
+    StoreError,
+    database_error,
+    first_line,
+    full_disk,
+    is_disk_full,
+)
 
 T = TypeVar("T")
 
@@ -69,17 +84,6 @@ log = logging.getLogger(__name__)
 
 class DatabaseOutageError(StoreError):
     """The database was unreachable for longer than this process rides an outage."""
-
-
-def database_error(error: BaseException) -> DBAPIError | None:
-    """The database driver's error behind ``error``: itself, or the error it was raised from
-    (Optuna wraps SQLAlchemy's errors in its own)."""
-    seen = 0
-    while error is not None and seen < 5:
-        if isinstance(error, DBAPIError):
-            return error
-        error, seen = error.__cause__, seen + 1
-    return None
 
 
 def is_disconnect(error: BaseException) -> bool:
@@ -162,13 +166,6 @@ def last_recovery() -> float:
     return _outage.recovered
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of the database's own message behind ``error``."""
-    found = database_error(error)
-    text = str(found.orig if found is not None and found.orig else error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def retrying(
     operation: Callable[[], T],
     *,
@@ -181,13 +178,15 @@ def retrying(
 
     ``operation`` must open and commit its own transaction, so that a retry starts afresh. The
     last error is raised when every attempt failed; :class:`DatabaseOutageError` when an outage
-    outlasted the bound.
+    outlasted the bound; :class:`DatabaseFullError` at once when the disk is full.
     """
     attempt = 0
     while True:
         try:
             result = operation()
         except Exception as error:
+            if is_disk_full(error):
+                raise full_disk(error) from None
             if _outage.bound > 0 and is_disconnect(error):
                 down = _outage.failed()
                 if down >= _outage.bound:

@@ -541,7 +541,10 @@ def list_studies(store: Store) -> list[StudyStatus]:
 
 
 def export_rows(store: Store, name: str) -> list[dict[str, Any]]:
-    """One dict per run of the study, with the run's parameters flattened to ``param_<name>``."""
+    """One dict per run of the study: what the run measured and how it was trained, with the
+    run's parameters flattened to ``param_<name>``, the training options the study fixed (its
+    protocol: schedule, precision, threads, ...) to ``option_<name>`` and the task's own
+    parameters to ``task_<name>``: a run read from the export alone can be trained again."""
     spec = get_study(store, name)
 
     def read() -> list[Any]:
@@ -555,6 +558,8 @@ def export_rows(store: Store, name: str) -> list[dict[str, Any]]:
 
     rows = retrying(read)
     names = sorted({key for row in rows for key in (row.Run.params or {})})
+    options = sorted({key for row in rows for key in (row.Run.options or {})})
+    task_params = sorted({key for row in rows for key in (row.Run.task_params or {})})
     out = []
     for run, slot, number, trial_status, trial_value in rows:
         record = {
@@ -566,9 +571,14 @@ def export_rows(store: Store, name: str) -> list[dict[str, Any]]:
             "wall_seconds": run.wall_seconds, "peak_memory_bytes": run.peak_memory_bytes,
             "optimizer_state_bytes": run.optimizer_state_bytes, "device": run.device,
             "plugin_version": run.plugin_version, "space_hash": run.space_hash,
-            "error": run.error,
+            "torch_version": run.torch_version, "dtype": run.dtype,
+            "param_count": run.param_count, "examples_seen": run.examples_seen,
+            "function_evals": run.function_evals, "gradient_evals": run.gradient_evals,
+            "protocol": run.protocol, "lr_meaning": run.lr_meaning, "error": run.error,
         }
         record.update({f"param_{key}": (run.params or {}).get(key) for key in names})
+        record.update({f"option_{key}": (run.options or {}).get(key) for key in options})
+        record.update({f"task_{key}": (run.task_params or {}).get(key) for key in task_params})
         out.append(record)
     return out
 

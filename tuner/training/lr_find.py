@@ -16,6 +16,7 @@ on a task's model and data with a registered optimizer.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -46,6 +47,7 @@ class LrFindResult:
         min_loss_lr: the learning rate at the lowest smoothed loss.
         diverged_at: the learning rate at which the test stopped because the loss blew up, or
             ``None`` when it ran to ``end``.
+        threads: the torch threads the test stepped with (chosen as a training run's are).
     """
 
     lrs: list[float]
@@ -60,6 +62,7 @@ class LrFindResult:
     task: str = ""
     optimizer: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
 
     @property
     def min_loss_lr_over_10(self) -> float | None:
@@ -126,6 +129,7 @@ def range_test(
     steps: int = 100,
     beta: float = 0.98,
     divergence: float = 4.0,
+    threads: int | None = None,
 ) -> LrFindResult:
     """Run the range test on ``step(lr) -> training loss`` (one optimizer step at that lr).
 
@@ -171,13 +175,15 @@ def lr_find(
     batch_size: int | None = None,
     beta: float = 0.98,
     divergence: float = 4.0,
+    threads: int | None = None,
 ) -> LrFindResult:
     """The range test of ``optimizer`` on ``task``'s model and data (a fresh model, one seed).
 
     ``params`` fixes the optimizer's other hyperparameters (defaults: the plugin's recommended
     values); ``lr`` is overwritten at every step. The model, the device, the batches and the
     optimizer step are those of a training run with the same seed (:mod:`tuner.training.steps`):
-    the test sees the batches the runs see, in the same order.
+    the test sees the batches the runs see, in the same order, on as many threads
+    (``threads``, else chosen from the first step's cost: :mod:`tuner.training.threads`).
     """
     import torch
 
@@ -185,6 +191,7 @@ def lr_find(
     from tuner.plugin.registry import get_registry
     from tuner.training.roles import role_groups
     from tuner.training.steps import batches, optimizer_step, resolve_device
+    from tuner.training.threads import RunThreads
 
     task_plugin = get_registry().task(task) if isinstance(task, str) else task
     plugin = get_registry().optimizer(optimizer) if isinstance(optimizer, str) else optimizer
@@ -192,6 +199,8 @@ def lr_find(
         raise LrFindError(f"optimizer {plugin.name!r} has no 'lr' hyperparameter to sweep")
     if batch_size is not None and batch_size < 1:
         raise LrFindError(f"batch size must be at least 1, got {batch_size}")
+    if threads is not None and threads < 1:
+        raise LrFindError(f"threads must be at least 1, got {threads}")
     schedule_start = lr_schedule(start, end, steps)[0]
     lr_param = plugin.space["lr"]
     given = {**(params or {}), "lr": min(max(schedule_start, lr_param.low), lr_param.high)}
@@ -210,14 +219,23 @@ def lr_find(
     order = batches(problem, size, seed, task=task_plugin.name)
     loss_of = functools.partial(task_plugin.loss, model)
 
+    run_threads = RunThreads(threads, None, where)
+    taken = 0
+
     def step(lr: float) -> float:
+        nonlocal taken
         for group in built.param_groups:
             group["lr"] = lr
-        loss = optimizer_step(built, loss_of, next(order), needs_closure=plugin.needs_closure,
-                              parameters=parameters)
+        with run_threads.first_step() if taken == 0 else contextlib.nullcontext():
+            loss = optimizer_step(built, loss_of, next(order),
+                                  needs_closure=plugin.needs_closure, parameters=parameters)
+        taken += 1
         return float(loss)
 
-    result = range_test(step, start=start, end=end, steps=steps, beta=beta, divergence=divergence)
+    with run_threads:
+        result = range_test(step, start=start, end=end, steps=steps, beta=beta,
+                            divergence=divergence)
     result.task, result.optimizer = task_plugin.name, plugin.name
+    result.threads = run_threads.used
     result.params = {k: v for k, v in values.items() if k != "lr"}
     return result
