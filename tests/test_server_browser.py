@@ -12,6 +12,7 @@ of its own), not here.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -241,6 +242,15 @@ def test_one_look_across_pages(browser: webdriver.Chrome, live: Server) -> None:
     assert shared >= {"adam", "sgd"}
     assert all(task["named"][name] == compare["named"][name] for name in shared)
     assert task["named"]["adam"] != task["named"]["sgd"]
+    # and tell apart at a glance: any two optimizers on a page at least 60 apart in RGB (of 441
+    # at most; the closest pair of the palette, brown and grey, is 67 apart; the teals adam and
+    # sgd once got from the hash were 23 apart)
+    rgb = {name: [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+           for name, colour in task["named"].items()}
+    for first in rgb:
+        for second in rgb:
+            if first < second:
+                assert math.dist(rgb[first], rgb[second]) >= 60, (first, second, rgb)
     for axis in task["axes"] + compare["axes"]:
         where = (axis["chart"], axis["axis"])
         assert axis["ticks"], where

@@ -101,9 +101,19 @@
     return el("td", status, "status status-" + String(status).replace(/[^a-z-]/g, ""));
   }
 
+  // The optimizers most often compared get colours of their own, far apart (Tableau's
+  // qualitative palette of 10): two of them never look alike.
+  const NAMED_COLOURS = {
+    adam: "#1f77b4", adamw: "#ff7f0e", sgd: "#2ca02c", momentum: "#d62728", lion: "#9467bd",
+    muon: "#8c564b", soap: "#e377c2", prodigy: "#7f7f7f", ademamix: "#bcbd22",
+    "schedulefree-adamw": "#17becf",
+  };
+
   function colour(name) {
-    // An optimizer's colour from its name alone (FNV-1a hash to a hue), the same on every page
-    // and in every store; lightness and saturation fixed so every hue reads on white.
+    // An optimizer's colour from its name alone, the same on every page and in every store:
+    // its own (NAMED_COLOURS), else an FNV-1a hash of the name to a hue, lightness and
+    // saturation fixed so every hue reads on white.
+    if (Object.prototype.hasOwnProperty.call(NAMED_COLOURS, name)) return NAMED_COLOURS[name];
     let hash = 2166136261;
     for (const char of String(name)) {
       hash ^= char.codePointAt(0);
