@@ -307,3 +307,39 @@ def test_a_trial_records_where_its_configuration_came_from(sqlite_url):
     with store.session() as session:
         assert session.scalar(select(func.count()).select_from(Trial)) == 1
     store.dispose()
+
+
+def test_postgresql_sessions_keep_alive_so_a_cut_off_host_frees_its_locks(postgres_url: str):
+    """Both ends of every PostgreSQL connection (tuner's, Optuna's, the read-only one) probe
+    an idle link, so a host cut off mid-transaction is found dead before the grace period
+    ends and the server frees its locks (tuner.store.database.KEEPALIVE_SECONDS)."""
+    from sqlalchemy import text
+
+    from tuner.store import open_store
+    from tuner.store.database import KEEPALIVE_SECONDS, make_engine, optuna_storage
+
+    idle, interval, count = KEEPALIVE_SECONDS
+    assert idle + interval * count < 60  # found dead within the default grace period
+
+    def server_side(engine) -> tuple[str, ...]:
+        with engine.connect() as connection:
+            return tuple(connection.execute(text(f"SHOW {name}")).scalar() for name in
+                         ("tcp_keepalives_idle", "tcp_keepalives_interval",
+                          "tcp_keepalives_count"))
+
+    expected = tuple(str(value) for value in KEEPALIVE_SECONDS)
+    store = open_store(postgres_url)
+    readonly = make_engine(postgres_url, readonly=True)
+    storage = optuna_storage(postgres_url)
+    try:
+        for engine in (store.engine, readonly, storage.engine):
+            assert server_side(engine) == expected
+            with engine.connect() as connection:  # and libpq's end of the connection
+                info = connection.connection.driver_connection.info
+                assert info.get_parameters()["keepalives_idle"] == str(idle)
+        with readonly.connect() as connection:
+            assert connection.execute(text("SHOW default_transaction_read_only")).scalar() == "on"
+    finally:
+        store.dispose()
+        readonly.dispose()
+        storage.engine.dispose()

@@ -265,6 +265,31 @@ def _on_optuna_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+KEEPALIVE_SECONDS = (20, 5, 4)
+"""TCP keepalives on PostgreSQL connections, at both ends: idle seconds before the first probe,
+seconds between probes, probes unanswered before the connection counts as dead. A host cut off
+by the network is found dead 40 s after its last packet, less than the workers' default grace
+period (60 s): the server then ends that host's session, which rolls its transaction back and
+frees its row locks (else held until the kernel's default, two hours), so the workers that are
+left reap its trial on time and never wait on its locks; and the cut-off host's own socket
+fails instead of hanging, so it rides the outage like any other."""
+
+
+def postgresql_connect_args(given: dict[str, Any], readonly: bool = False) -> dict[str, Any]:
+    """psycopg's connection arguments for a store on PostgreSQL: the keepalives of
+    :data:`KEEPALIVE_SECONDS` at the client (libpq's) and at the server (session settings),
+    and for ``readonly`` read-only transactions by default; what ``given`` sets wins."""
+    idle, interval, count = KEEPALIVE_SECONDS
+    settings = [f"-c tcp_keepalives_idle={idle}", f"-c tcp_keepalives_interval={interval}",
+                f"-c tcp_keepalives_count={count}"]
+    if readonly:
+        settings.append("-c default_transaction_read_only=on")
+    args = {"keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
+            "keepalives_count": count, **given}
+    args["options"] = " ".join([given.get("options", ""), *settings]).strip()
+    return args
+
+
 def make_engine(
     url: str | URL | None = None, *, readonly: bool = False, **kwargs: Any
 ) -> Engine:
@@ -296,11 +321,9 @@ def make_engine(
 
             postgresql_options()
             kwargs.setdefault("pool_pre_ping", True)
-            if readonly and resolved.get_backend_name() == "postgresql":
-                connect_args = dict(kwargs.pop("connect_args", {}))
-                options = connect_args.get("options", "")
-                connect_args["options"] = f"{options} -c default_transaction_read_only=on".strip()
-                kwargs["connect_args"] = connect_args
+            if resolved.get_backend_name() == "postgresql":
+                kwargs["connect_args"] = postgresql_connect_args(
+                    kwargs.pop("connect_args", {}), readonly=readonly)
             engine = create_engine(resolved, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as error:
         raise StoreError(f"cannot use the database URL {display_url(resolved)}: {error}") from None
@@ -658,6 +681,8 @@ def optuna_storage(url: str | URL | None = None, **kwargs: Any) -> optuna.storag
         if path is not None
         else {"pool_pre_ping": True}
     )
+    if make_url(str(resolved)).get_backend_name() == "postgresql":
+        engine_kwargs["connect_args"] = postgresql_connect_args({})
     engine_kwargs.update(kwargs.pop("engine_kwargs", {}) or {})
     try:
         storage = optuna.storages.RDBStorage(resolved, engine_kwargs=engine_kwargs, **kwargs)
