@@ -325,9 +325,10 @@ def test_postgresql_sessions_keep_alive_so_a_cut_off_host_frees_its_locks(postgr
         with engine.connect() as connection:
             return tuple(connection.execute(text(f"SHOW {name}")).scalar() for name in
                          ("tcp_keepalives_idle", "tcp_keepalives_interval",
-                          "tcp_keepalives_count"))
+                          "tcp_keepalives_count", "tcp_user_timeout"))
 
-    expected = tuple(str(value) for value in KEEPALIVE_SECONDS)
+    unacknowledged_ms = str(1000 * (idle + interval * count))
+    expected = (*(str(value) for value in KEEPALIVE_SECONDS), unacknowledged_ms)
     store = open_store(postgres_url)
     readonly = make_engine(postgres_url, readonly=True)
     storage = optuna_storage(postgres_url)

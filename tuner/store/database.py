@@ -272,7 +272,9 @@ by the network is found dead 40 s after its last packet, less than the workers' 
 period (60 s): the server then ends that host's session, which rolls its transaction back and
 frees its row locks (else held until the kernel's default, two hours), so the workers that are
 left reap its trial on time and never wait on its locks; and the cut-off host's own socket
-fails instead of hanging, so it rides the outage like any other."""
+fails instead of hanging, so it rides the outage like any other. Keepalives probe only a link
+with nothing in flight; data sent and never acknowledged (a reply cut off on its way) is given
+up after the same 40 s (``tcp_user_timeout``), not the kernel's 15 minutes of retries."""
 
 
 def postgresql_connect_args(given: dict[str, Any], readonly: bool = False) -> dict[str, Any]:
@@ -280,12 +282,13 @@ def postgresql_connect_args(given: dict[str, Any], readonly: bool = False) -> di
     :data:`KEEPALIVE_SECONDS` at the client (libpq's) and at the server (session settings),
     and for ``readonly`` read-only transactions by default; what ``given`` sets wins."""
     idle, interval, count = KEEPALIVE_SECONDS
+    unacknowledged = 1000 * (idle + interval * count)  # ms: a send in flight when cut
     settings = [f"-c tcp_keepalives_idle={idle}", f"-c tcp_keepalives_interval={interval}",
-                f"-c tcp_keepalives_count={count}"]
+                f"-c tcp_keepalives_count={count}", f"-c tcp_user_timeout={unacknowledged}"]
     if readonly:
         settings.append("-c default_transaction_read_only=on")
     args = {"keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval,
-            "keepalives_count": count, **given}
+            "keepalives_count": count, "tcp_user_timeout": unacknowledged, **given}
     args["options"] = " ".join([given.get("options", ""), *settings]).strip()
     return args
 
