@@ -240,3 +240,23 @@ def same_ranking(url_a: str, url_b: str, task: str, tolerance: float = SAME_METR
 def report(figures: Figures, scenario: str) -> None:
     """Print a scenario's figures (seen with ``-s``; the harness collects them)."""
     print(figures.line(scenario), file=sys.stderr)
+
+
+def ended(process: subprocess.Popen, seconds: float = 240) -> str:
+    """The output of ``process`` once it has ended (killed after ``seconds``)."""
+    try:
+        output, _ = process.communicate(timeout=seconds)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return output
+
+
+def finish(process: subprocess.Popen, seconds: float = 240) -> str:
+    """The output of ``process``, which must end well (exit 0, no traceback) within
+    ``seconds``."""
+    output = ended(process, seconds)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output
+    return output

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from fault_tools import check_invariants, create, report, start_worker, trial_rows
+from fault_tools import check_invariants, create, finish, report, start_worker, trial_rows
 
 from tuner.driver import GRACE_ENV, HEARTBEAT_ENV
 from tuner.driver.claiming import Claimer
@@ -34,18 +34,6 @@ def abandon_a_claim(url: str, name: str) -> int:
     """Claim a slot as a worker does, then vanish (the claim's worker died): its row id."""
     with open_store(url, create=False) as store:
         return Claimer(open_context(store, name)).claim().row_id
-
-
-def finish(process, seconds: float = 240) -> str:
-    try:
-        output, _ = process.communicate(timeout=seconds)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, output
-    assert "Traceback" not in output, output
-    return output
 
 
 def test_a_worker_with_its_clock_behind_reaps_a_dead_workers_trial(postgres_url):

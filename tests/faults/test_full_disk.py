@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from fault_tools import (
     check_invariants,
     create,
+    ended,
     report,
     same_ranking,
     start_worker,
@@ -118,16 +119,6 @@ def integrity(path: Path) -> list[tuple]:
         connection.close()
 
 
-def finish(process) -> str:
-    try:
-        output, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    return output
-
-
 def filled_mid_study(folder: Path, url: str, processes: list) -> tuple[list[str], int]:
     """Once the study in ``folder`` (run by ``processes``) has settled a trial, fill the disk
     and wait for the processes to end; then free the space and check the store. Their outputs
@@ -137,7 +128,7 @@ def filled_mid_study(folder: Path, url: str, processes: list) -> tuple[list[str]
                  "the study to be under way", every=0.05)
         truncate_wal(folder / "tuner.db")
         filler = fill(folder)
-        outputs = [finish(process) for process in processes]
+        outputs = [ended(process, 120) for process in processes]
     finally:
         for process in processes:
             if process.poll() is None:
@@ -238,7 +229,7 @@ def test_a_full_disk_stops_a_study_run_in_one_line_and_the_next_run_finishes(tmp
         one_line(outputs[0], f"Error: 2 of 2 worker processes failed; {WORKER_NAME_PREFIX}0: "
                  f"{FULL} (and 1 more)")
         again = run_study(url)
-        output = finish(again)
+        output = ended(again, 120)
         assert again.returncode == 0 and "Traceback" not in output, output
         assert "finished" in output.splitlines()[-1], output
         assert integrity(folder / "tuner.db") == [("ok",)]

@@ -24,6 +24,7 @@ from fault_tools import (
     REASSIGNED,
     check_invariants,
     create,
+    finish,
     report,
     run_rows,
     running_rows,
@@ -61,18 +62,6 @@ def cut_while_idle(link: Link, url: str, tries: int = 50) -> None:
         link.restore()
         time.sleep(0.05)
     raise AssertionError("the worker was inside a transaction at every try")
-
-
-def finish(process, seconds: float = 180) -> str:
-    try:
-        output, _ = process.communicate(timeout=seconds)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, output
-    assert "Traceback" not in output, output
-    return output
 
 
 def fault_free(tmp_path: Path, name: str, study: tuple[str, ...]) -> str:
