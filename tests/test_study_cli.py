@@ -256,3 +256,32 @@ def test_commands_leave_no_connection_to_the_store_open(tmp_path: Path):
         result = invoke(*args, "--db", url)
         assert result.exit_code == 0, result.output
         assert _open_files_under(tmp_path) == [], args
+
+
+def test_a_study_note_is_kept_shown_and_removed_from_the_command_line(sqlite_url: str):
+    created = invoke("study", "create", "noted", *QUICK, "--optimizers", "adam", "--trials", "1",
+                     "--db", sqlite_url)
+    assert created.exit_code == 0, created.output
+    assert invoke("study", "note", "noted", "--db", sqlite_url).output == "\n"
+    hostile = "lr range from the 12/01 run; =HYPERLINK(\"x\") <b>kept as text</b>"
+    kept = invoke("study", "note", "noted", hostile, "--db", sqlite_url)
+    assert kept.exit_code == 0 and "Kept the note" in kept.output, kept.output
+    assert invoke("study", "note", "noted", "--db", sqlite_url).output == hostile + "\n"
+    shown = invoke("study", "show", "noted", "--db", sqlite_url).output
+    assert f"Note: {hostile}" in shown.splitlines()
+    as_json = json.loads(invoke("study", "show", "noted", "--json", "--db", sqlite_url).output)
+    assert as_json["note"] == hostile
+
+    before = dump(sqlite_url)
+    too_long = invoke("study", "note", "noted", "x" * 10_001, "--db", sqlite_url)
+    assert too_long.exit_code != 0
+    assert too_long.output.strip().splitlines() == [
+        "Error: a note holds at most 10,000 characters, this one has 10,001"]
+    unknown = invoke("study", "note", "nosuch", "text", "--db", sqlite_url)
+    assert unknown.exit_code != 0 and len(unknown.output.strip().splitlines()) == 1
+    assert "nosuch" in unknown.output
+    assert dump(sqlite_url) == before
+
+    removed = invoke("study", "note", "noted", "", "--db", sqlite_url)
+    assert "Removed the note" in removed.output
+    assert "Note:" not in invoke("study", "show", "noted", "--db", sqlite_url).output

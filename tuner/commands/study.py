@@ -521,8 +521,9 @@ def show_command(name: str, as_json: bool, db: str | None) -> None:
     from tuner.driver.processes import current_status
 
     status = current_status(db, name)
+    note = _note_of(name, db)
     if as_json:
-        print_json(status.describe())
+        print_json({**status.describe(), "note": note})
         return
     c = status.spec
     click.echo(
@@ -530,6 +531,8 @@ def show_command(name: str, as_json: bool, db: str | None) -> None:
         f"({status.direction} {status.metric}), {_seeds_text(c)} per trial, "
         f"{c.sampler} sampler, {c.pruner} pruner."
     )
+    if note:
+        click.echo(f"Note: {note}")
     if c.training:
         click.echo("Training: " + ", ".join(
             f"{key}={_training_text(value, status.untried_choices.get(key, ()))}"
@@ -588,6 +591,38 @@ def stop_command(name: str, db: str | None) -> None:
         stop_study(store, name)
     click.echo(f"Asked the workers of study {name!r} to stop after their current trial; "
                f"resume with: tuner study run {name}")
+
+
+@study.command(name="note")
+@click.argument("name")
+@click.argument("text", required=False)
+@db_option
+def note_command(name: str, text: str | None, db: str | None) -> None:
+    """Show the note kept beside a study, or keep TEXT as its note ("" removes it).
+
+    Free text, at most 10,000 characters, that the study's page shows (`tuner serve`): why the
+    study was run, what was changed between its runs. Nothing else reads it.
+    """
+    from tuner.store import open_store
+    from tuner.store.studies import set_study_note, study_note
+
+    if text is None:
+        with open_store(db, create=False, readonly=True) as store:
+            click.echo(study_note(store, name))
+        return
+    with open_store(db, create=False) as store:
+        kept = set_study_note(store, name, text)
+    click.echo(f"Kept the note of study {name!r}." if kept else
+               f"Removed the note of study {name!r}.")
+
+
+def _note_of(name: str, db: str | None) -> str:
+    """The note kept beside study ``name`` ("" without one)."""
+    from tuner.store import open_store
+    from tuner.store.studies import study_note
+
+    with open_store(db, create=False, readonly=True) as store:
+        return study_note(store, name)
 
 
 @study.command(name="delete")
