@@ -344,3 +344,25 @@ def test_postgresql_sessions_keep_alive_so_a_cut_off_host_frees_its_locks(postgr
         store.dispose()
         readonly.dispose()
         storage.engine.dispose()
+
+
+def test_an_upgrade_told_at_once_that_sqlite_is_locked_tries_again(tmp_path, monkeypatch):
+    """SQLite reports some lock conflicts without waiting out its busy timeout; an upgrade so
+    told tries again (it is safe to: it reads its starting revision under its write lock) and
+    makes the store, where it used to fail the command."""
+    from tuner.store import database
+
+    real, calls = database._upgrade_once, []
+
+    def locked_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise database._SqliteLocked()
+        return real(*args)
+
+    monkeypatch.setattr(database, "_upgrade_once", locked_once)
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    before, after = database.upgrade(url)
+    assert (before, after) == (None, database.HEAD_REVISION) and len(calls) == 2
+    with database.open_store(url, create=False) as store:
+        assert store.engine.dialect.name == "sqlite"

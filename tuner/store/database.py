@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -506,12 +507,43 @@ def upgrade(url: str | URL | None = None, revision: str = "head") -> tuple[str |
     Optuna's tables are created as well when missing (:func:`ensure_optuna_schema`), so that
     no later command races another for them.
     """
-    from alembic import command
-
     resolved = resolve_url(url)
     path = sqlite_path(resolved)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(UPGRADE_ATTEMPTS):
+        started = time.monotonic()
+        try:
+            before, after = _upgrade_once(resolved, path, revision)
+            break
+        except _SqliteLocked:
+            waited_out = time.monotonic() - started >= SQLITE_BUSY_TIMEOUT_SECONDS
+            if waited_out or attempt + 1 == UPGRADE_ATTEMPTS:
+                raise StoreError(f"upgrading the database at {display_url(resolved)} failed: "
+                                 "database is locked") from None
+            time.sleep(0.2 * (attempt + 1))
+    if after == HEAD_REVISION:
+        ensure_optuna_schema(resolved)
+    return before, str(after)
+
+
+UPGRADE_ATTEMPTS = 5
+"""How often an upgrade of an SQLite file is tried when SQLite answers "database is locked"
+without having waited out its busy timeout (a lock held that long is not waited for again)."""
+
+
+class _SqliteLocked(Exception):
+    """SQLite said "database is locked" during an upgrade, which is then tried again.
+
+    SQLite's busy timeout makes a connection wait for another's lock, but SQLite reports some
+    conflicts at once, without waiting (in WAL mode, for one); one such was seen, rarely, when
+    four processes made one fresh store at once (tests/faults/test_first_use.py). The upgrade
+    is safe to run again: it reads the revision it starts from under its own write lock."""
+
+
+def _upgrade_once(resolved: str, path: Path | None, revision: str) -> tuple[str | None, str]:
+    from alembic import command
+
     engine = make_engine(resolved)
     try:
         if path is not None:
@@ -545,13 +577,13 @@ def upgrade(url: str | URL | None = None, revision: str = "head") -> tuple[str |
             if engine.dialect.name == "sqlite":
                 connection.exec_driver_sql("PRAGMA foreign_keys = ON")
     except SQLAlchemyError as error:
+        if path is not None and "database is locked" in str(error):
+            raise _SqliteLocked() from error
         raise StoreError(
             f"upgrading the database at {display_url(resolved)} failed: {_reason(error, resolved)}"
         ) from None
     finally:
         engine.dispose()
-    if after == HEAD_REVISION:
-        ensure_optuna_schema(resolved)
     return before, str(after)
 
 
