@@ -352,6 +352,14 @@ def test_python_study_api(tmp_path: Path, sqlite_url: str):
     store.dispose()
     ranking = again.best()
     assert [row.optimizer for row in ranking.optimizers] == ["sgd"]
+    assert again.note == ""
+    again.note = "batched: two trials trained together"
+    assert tuner.Study.load("api", db=sqlite_url).note == "batched: two trials trained together"
+    from tuner.errors import TunerError
+
+    with pytest.raises(TunerError, match="at most 10,000 characters"):
+        again.note = "x" * 10_001
+    assert again.note == "batched: two trials trained together"
     tuned = tuner.Study.create("api-tuned", task=task, optimizers=["sgd"], trials=1, seeds=1,
                                budget=10, db=sqlite_url,
                                training={"warmup": 3, "batch_size": (8, 32)})

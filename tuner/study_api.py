@@ -175,6 +175,24 @@ class Study:
         """The name of the study's task (its identity in the store)."""
         return str(self.spec().task)
 
+    @property
+    def note(self) -> str:
+        """The note kept beside the study ("" when it has none): free text its page shows.
+        Set it to keep another (at most 10,000 characters; "" removes it)."""
+        from tuner.store import open_store
+        from tuner.store.studies import study_note
+
+        with open_store(self.db, create=False, readonly=True) as store:
+            return study_note(store, self.name)
+
+    @note.setter
+    def note(self, text: str) -> None:
+        from tuner.store import open_store
+        from tuner.store.studies import set_study_note
+
+        with open_store(self.db, create=False) as store:
+            set_study_note(store, self.name, text)
+
     def run(self, workers: int = 1, timeout: float | None = None,
             allow_changed: bool = False, batch: int | None = None,
             retry_given_up: bool = False, threads: int | None = None) -> Any:
