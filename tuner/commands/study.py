@@ -519,9 +519,10 @@ def _training_text(value, untried=()) -> str:
 def show_command(name: str, as_json: bool, db: str | None) -> None:
     """Show a study: status, and the best result per optimizer with its parameters."""
     from tuner.driver.processes import current_status
+    from tuner.study_api import Study
 
     status = current_status(db, name)
-    note = _note_of(name, db)
+    note = Study(name, db).note
     if as_json:
         print_json({**status.describe(), "note": note})
         return
@@ -603,26 +604,15 @@ def note_command(name: str, text: str | None, db: str | None) -> None:
     Free text, at most 10,000 characters, that the study's page shows (`tuner serve`): why the
     study was run, what was changed between its runs. Nothing else reads it.
     """
-    from tuner.store import open_store
-    from tuner.store.studies import set_study_note, study_note
+    from tuner.study_api import Study
 
+    study = Study(name, db)
     if text is None:
-        with open_store(db, create=False, readonly=True) as store:
-            click.echo(study_note(store, name))
+        click.echo(study.note)
         return
-    with open_store(db, create=False) as store:
-        kept = set_study_note(store, name, text)
-    click.echo(f"Kept the note of study {name!r}." if kept else
+    study.note = text
+    click.echo(f"Kept the note of study {name!r}." if text else
                f"Removed the note of study {name!r}.")
-
-
-def _note_of(name: str, db: str | None) -> str:
-    """The note kept beside study ``name`` ("" without one)."""
-    from tuner.store import open_store
-    from tuner.store.studies import study_note
-
-    with open_store(db, create=False, readonly=True) as store:
-        return study_note(store, name)
 
 
 @study.command(name="delete")

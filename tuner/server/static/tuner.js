@@ -449,11 +449,29 @@
     return Math.max(...finite) / Math.min(...finite) > 1000 ? "logarithmic" : "linear";
   }
 
+  function worstOf(values, direction) {
+    // The worst of the measured values, where a diverged point (which has none) is drawn.
+    if (!values.length) return 0;
+    return direction === "maximize" ? Math.min(...values) : Math.max(...values);
+  }
+
+  function pointSets(label, name, measured, diverged, place) {
+    // An optimizer's points in its colour, and its diverged ones as crosses; place(p, crossed)
+    // puts each on the chart.
+    const sets = [{label: label, backgroundColor: colour(name), borderColor: colour(name),
+                   pointRadius: 4, data: measured.map((p) => place(p, false))}];
+    if (diverged.length) {
+      sets.push({label: label + " (diverged)", backgroundColor: colour(name),
+                 borderColor: colour(name), pointStyle: "crossRot", pointRadius: 6,
+                 data: diverged.map((p) => place(p, true))});
+    }
+    return sets;
+  }
+
   function lrChart(canvas, points, metric, direction) {
     const names = Object.keys(points);
     const finite = names.flatMap((n) => points[n].filter((p) => p.mean !== null).map((p) => p.mean));
-    const worst = finite.length ? (direction === "maximize" ? Math.min(...finite)
-                                                           : Math.max(...finite)) : 0;
+    const worst = worstOf(finite, direction);
     const datasets = [];
     for (const name of names) {
       const measured = points[name].filter((p) => p.mean !== null && p.lr > 0);
@@ -462,17 +480,8 @@
       // leaves out the lrs that are no step size at all (multipliers).
       const meaning = points[name].length ? points[name][0].lr_meaning : null;
       const label = meaning && meaning !== "step size" ? name + " (lr: " + meaning + ")" : name;
-      datasets.push({
-        label: label, backgroundColor: colour(name), borderColor: colour(name), pointRadius: 4,
-        data: measured.map((p) => ({x: p.lr, y: p.mean, point: p})),
-      });
-      if (diverged.length) {
-        datasets.push({
-          label: label + " (diverged)", backgroundColor: colour(name), borderColor: colour(name),
-          pointStyle: "crossRot", pointRadius: 6,
-          data: diverged.map((p) => ({x: p.lr, y: worst, point: p})),
-        });
-      }
+      datasets.push(...pointSets(label, name, measured, diverged, (p, crossed) =>
+        ({x: p.lr, y: crossed ? worst : p.mean, point: p})));
     }
     return new Chart(canvas, {
       type: "scatter",
@@ -739,21 +748,11 @@
     const measured = configurations.filter((c) => c.mean !== null && has(c));
     const diverged = configurations.filter((c) => c.diverged && has(c));
     const means = measured.map((c) => c.mean);
-    const worst = means.length ? (direction === "maximize" ? Math.min(...means)
-                                                          : Math.max(...means)) : 0;
+    const worst = worstOf(means, direction);
     const categorical = param.scale === "categorical";
     const x = (c) => categorical ? choiceIndex(param, c.params[param.name]) : c.params[param.name];
-    const datasets = [{
-      label: optimizer, backgroundColor: colour(optimizer), borderColor: colour(optimizer),
-      pointRadius: 4, data: measured.map((c) => ({x: x(c), y: c.mean, configuration: c})),
-    }];
-    if (diverged.length) {
-      datasets.push({
-        label: optimizer + " (diverged)", backgroundColor: colour(optimizer),
-        borderColor: colour(optimizer), pointStyle: "crossRot", pointRadius: 6,
-        data: diverged.map((c) => ({x: x(c), y: worst, configuration: c})),
-      });
-    }
+    const datasets = pointSets(optimizer, optimizer, measured, diverged, (c, crossed) =>
+      ({x: x(c), y: crossed ? worst : c.mean, configuration: c}));
     let xAxis;
     if (categorical) {  // the choices at 0, 1, ...; an unlabelled tick beyond each end
       const n = param.choices.length;
